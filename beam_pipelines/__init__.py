@@ -1,0 +1,1 @@
+"""Runnable pipelines: options, sources and sinks (the edges), and the command line."""

@@ -1,0 +1,54 @@
+"""``python -m run [metrics] [options]``: run a pipeline; errors are one line, not a trace."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from beam_pipelines.errors import UserError
+
+PIPELINES = {
+    "metrics": "server metrics: bronze → silver → gold into the local lakehouse",
+}
+
+USAGE = """usage: python -m run [PIPELINE] [options]
+
+Pipelines:
+""" + "".join(f"  {name:<9} {text}\n" for name, text in PIPELINES.items()) + """
+With no PIPELINE, runs 'metrics'. With no --input, runs on a generated sample.
+'python -m run metrics --help' lists the options.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    name = "metrics"
+    if argv and not argv[0].startswith("-"):
+        name = argv.pop(0)
+    if name not in PIPELINES:
+        print(f"python -m run: error: unknown pipeline {name!r} "
+              f"(one of {', '.join(PIPELINES)})", file=sys.stderr)
+        return 2
+    if argv in (["-h"], ["--help"]) or (not argv and name == "help"):
+        from beam_pipelines.options import ServerMetricsOptions, help_text
+
+        print(USAGE)
+        print(help_text(ServerMetricsOptions, f"python -m run {name}", PIPELINES[name]))
+        return 0
+    try:
+        from beam_pipelines import server_metrics
+        from beam_pipelines.options import parse_options
+        from beam_pipelines.summary import render
+
+        options = parse_options(argv)
+        outcome = server_metrics.run(options)
+        if outcome["catalog"] and options.view_as(
+                server_metrics.ServerMetricsOptions).summary:
+            print(render(outcome["catalog"], outcome["output_dir"]))
+    except UserError as exc:
+        print(f"python -m run: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("python -m run: interrupted", file=sys.stderr)
+        return 130
+    return 0

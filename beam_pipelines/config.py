@@ -1,0 +1,81 @@
+"""Loading and validating the rules file (``configs/server_metrics.yaml``)."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from beam_pipelines.errors import UserError
+from transforms.rules import AlertRule, HealthWeights, Location, ServerMetricsRules
+
+# Shipped inside the package ``configs`` so that an installed copy finds it too.
+DEFAULT_CONFIG = resources.files("configs") / "server_metrics.yaml"
+_TOP_LEVEL = {"high_utilization", "health_score_weights", "alert_rules", "locations"}
+
+
+def load_rules(path: str | Path | None = None) -> ServerMetricsRules:
+    path = Path(path) if path else DEFAULT_CONFIG  # type: ignore[assignment]
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) \
+            from None
+    try:
+        return rules_from_dict(doc)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"config file {path}: {exc}") from None
+
+
+def _number(where: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} must be a number, not {value!r}")
+    return float(value)
+
+
+def rules_from_dict(doc: dict) -> ServerMetricsRules:
+    if not isinstance(doc, dict):
+        raise ValueError("the top level must be a mapping")
+    unknown = set(doc) - _TOP_LEVEL
+    if unknown:
+        raise ValueError(f"unknown section(s) {', '.join(sorted(unknown))}; "
+                         f"expected {', '.join(sorted(_TOP_LEVEL))}")
+    high = doc.get("high_utilization") or {}
+    weights = doc.get("health_score_weights") or {}
+    bad = set(weights) - {"cpu", "memory", "high_utilization"}
+    if bad:
+        raise ValueError(f"health_score_weights: unknown weight(s) {', '.join(sorted(bad))}")
+    rules = []
+    for i, item in enumerate(doc.get("alert_rules", []) or []):
+        if not isinstance(item, dict):
+            raise ValueError(f"alert_rules[{i}] must be a mapping")
+        extra = set(item) - {"name", "metric", "above", "below", "severity"}
+        if extra:
+            raise ValueError(f"alert_rules[{i}]: unknown key(s) {', '.join(sorted(extra))}")
+        if "name" not in item or "metric" not in item:
+            raise ValueError(f"alert_rules[{i}] needs a name and a metric")
+        rules.append(AlertRule(
+            name=str(item["name"]), metric=str(item["metric"]),
+            severity=str(item.get("severity", "warning")),
+            above=_number(f"alert_rules[{i}].above", item["above"]) if "above" in item else None,
+            below=_number(f"alert_rules[{i}].below", item["below"]) if "below" in item else None))
+    locations = []
+    for name, place in (doc.get("locations") or {}).items():
+        if not isinstance(place, dict):
+            raise ValueError(f"locations.{name} must have latitude and longitude")
+        lat = _number(f"locations.{name}.latitude", place.get("latitude"))
+        lon = _number(f"locations.{name}.longitude", place.get("longitude"))
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError(f"locations.{name}: latitude/longitude out of range")
+        locations.append(Location(str(name), lat, lon))
+    return ServerMetricsRules(
+        high_cpu_threshold=_number("high_utilization.cpu_usage", high.get("cpu_usage", 90)),
+        high_memory_threshold=_number("high_utilization.memory_usage",
+                                      high.get("memory_usage", 90)),
+        health_weights=HealthWeights(**{k: _number(f"health_score_weights.{k}", v)
+                                        for k, v in weights.items()}),
+        alert_rules=tuple(rules) if "alert_rules" in doc else ServerMetricsRules().alert_rules,
+        locations=tuple(locations),
+    )

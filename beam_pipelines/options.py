@@ -1,0 +1,112 @@
+"""Command-line options: ours in a PipelineOptions subclass, Beam's accepted beside them.
+
+Beam's own parser ignores unknown flags with a warning; ours rejects them with one clear
+line (and a suggestion), so a typo never silently runs a different pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+from beam_pipelines.errors import UserError
+from schemas.durations import parse_duration
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _flag(parser, name: str, **kwargs):
+    """Register ``--some-flag`` and Beam's ``--some_flag`` spelling for the same option."""
+    spellings = [f"--{name}"]
+    if "-" in name:
+        spellings.append(f"--{name.replace('-', '_')}")
+    parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
+
+
+class ServerMetricsOptions(PipelineOptions):
+    """Options of ``python -m run [metrics]``."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        _flag(parser, "input", action="append", default=None,
+              help="file, glob or directory of server metrics; repeat or comma-separate for "
+                   "several (default: a generated sample)")
+        _flag(parser, "input-format", default="auto",
+              choices=("auto", "jsonl", "csv", "parquet"),
+              help="format of the input files (default: from each file's extension)")
+        _flag(parser, "output-dir", default="lakehouse",
+              help="directory of the local lakehouse (default: ./lakehouse)")
+        _flag(parser, "config", default=None,
+              help="rules file: thresholds, health weights, alert rules, locations "
+                   "(default: configs/server_metrics.yaml)")
+        _flag(parser, "seed", type=int, default=42, help="seed of the generated sample")
+        _flag(parser, "sample-servers", type=_count, default=20,
+              help="servers in the generated sample (default 20)")
+        _flag(parser, "sample-duration", type=_duration, default=6 * 3600.0,
+              help="event time the generated sample covers (default 6h)")
+        _flag(parser, "sample-interval", type=_duration, default=10.0,
+              help="seconds between a server's reports in the sample (default 10s)")
+        _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
+              help="print the run summary (default on)")
+
+
+class _StrictParser(_BeamArgumentParser):
+    def error(self, message):
+        raise UserError(message)
+
+
+def _beam_option_classes(exclude):
+    seen, stack = [], list(PipelineOptions.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return [c for c in seen if c not in exclude]
+
+
+def parse_options(argv: list[str], ours=ServerMetricsOptions, prog="python -m run"):
+    """Validate ``argv`` strictly, then return Beam's PipelineOptions for it."""
+    own = _StrictParser(prog=prog, allow_abbrev=False, add_help=False)
+    ours._add_argparse_args(own)
+    args, rest = own.parse_known_args(argv)
+    beam_parser = _StrictParser(prog=prog, allow_abbrev=False, add_help=False)
+    for cls in _beam_option_classes(exclude=(ours,)):
+        try:
+            cls._add_argparse_args(beam_parser)
+        except argparse.ArgumentError:
+            pass  # an option registered twice by two classes: the first is enough
+    _, unknown = beam_parser.parse_known_args(rest)
+    if unknown:
+        flag = unknown[0].split("=", 1)[0]
+        known = [s for a in own._actions + beam_parser._actions for s in a.option_strings]
+        close = difflib.get_close_matches(flag, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        what = "unknown option" if flag.startswith("-") else "unexpected argument"
+        raise UserError(f"{what} {flag}{hint}")
+    return PipelineOptions(argv)
+
+
+def help_text(ours=ServerMetricsOptions, prog="python -m run", description="") -> str:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     epilog="Every Apache Beam pipeline option is accepted too "
+                                            "(--runner, --direct_num_workers, --project, ...).")
+    ours._add_argparse_args(parser)
+    return parser.format_help()

@@ -1,0 +1,74 @@
+"""The end-of-run summary, read back from the lakehouse it describes."""
+from __future__ import annotations
+
+import duckdb
+
+
+def _fmt_rows(rows, headers) -> str:
+    cells = [[("" if v is None else f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+               if isinstance(v, int) else str(v)) for v in row] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(["    " + line] + ["    " + b for b in body])
+
+
+def accounting(con) -> dict:
+    """Counts per layer and the identities every run must satisfy."""
+    q = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+    counts = {
+        "bronze": q("select count(*) from server_metrics_bronze"),
+        "silver": q("select count(*) from server_metrics_silver"),
+        "bronze_dead": q("select count(*) from dead_letters where layer = 'bronze'"),
+        "silver_dead": q("select count(*) from dead_letters where layer = 'silver'"),
+    }
+    for table in ("server_metrics_minutely", "hourly_server_metrics", "server_health_summary",
+                  "location_performance"):
+        counts[table] = q(f"select coalesce(sum(record_count), 0) from {table}")
+    counts["input"] = counts["bronze"] + counts["bronze_dead"]
+    return counts
+
+
+def render(catalog: str, output_dir: str) -> str:
+    with duckdb.connect(catalog, read_only=True) as con:
+        c = accounting(con)
+        ok = lambda b: "✓" if b else "✗ MISMATCH"  # noqa: E731
+        out = ["", "Records per layer"]
+        out.append(f"  input   {c['input']:>10,}")
+        out.append(f"  bronze  {c['bronze']:>10,} accepted  + {c['bronze_dead']:>7,} dead letters"
+                   f"   {ok(c['input'] == c['bronze'] + c['bronze_dead'])}")
+        out.append(f"  silver  {c['silver']:>10,} accepted  + {c['silver_dead']:>7,} dead letters"
+                   f"   {ok(c['bronze'] == c['silver'] + c['silver_dead'])}")
+        for table in ("server_metrics_minutely", "hourly_server_metrics",
+                      "server_health_summary", "location_performance"):
+            rows = con.execute(f"select count(*) from {table}").fetchone()[0]
+            out.append(f"  gold    {table:<24} {rows:>7,} rows over {c[table]:,} records"
+                       f"   {ok(c[table] == c['silver'])}")
+        reasons = con.execute("select layer, reason, count(*) n from dead_letters "
+                              "group by all order by n desc, layer, reason").fetchall()
+        out.append("")
+        out.append("Dead letters by reason" + ("" if reasons else ": none"))
+        if reasons:
+            out.append(_fmt_rows(reasons, ("layer", "reason", "records")))
+        worst = con.execute("""
+            select server_name, server_type, location, metric_date,
+                   server_health_score, avg_cpu_usage, avg_memory_usage, high_utilization_pct
+            from server_health_summary
+            qualify row_number() over (partition by server_id
+                                       order by server_health_score nulls last) = 1
+            order by server_health_score nulls last limit 5""").fetchall()
+        out.append("")
+        out.append("Five least healthy servers (worst day)")
+        out.append(_fmt_rows(worst, ("server", "type", "location", "date", "health",
+                                     "avg cpu %", "avg mem %", "high util %")))
+        alerts = con.execute("select rule, severity, count(*), count(distinct server_id) "
+                             "from alerts group by all order by 3 desc").fetchall()
+        out.append("")
+        out.append("Alerts" + ("" if alerts else ": none"))
+        if alerts:
+            out.append(_fmt_rows(alerts, ("rule", "severity", "server-minutes", "servers")))
+    out.append("")
+    out.append(f"Output: {output_dir}  (Parquet per table)")
+    out.append(f"Query:  duckdb {catalog} \"select * from server_health_summary\"")
+    return "\n".join(out)

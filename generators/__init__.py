@@ -1,0 +1,1 @@
+"""Seeded generators of realistic telemetry: server metrics (``python -m generators metrics``)."""

@@ -1,0 +1,136 @@
+"""``python -m generators metrics ...``: write a seeded stream of server metrics."""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+
+from generators.metrics import GeneratorConfig, MetricsGenerator
+from generators.writers import FORMATS, format_from_path, write_metrics
+from schemas.durations import parse_duration
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, no usage dump
+        raise SystemExit(f"{self.prog}: error: {message}")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _start(text: str) -> datetime:
+    if text == "now":
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time or 'now'") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction within [0, 1]")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m generators",
+                     description="Seeded, realistic telemetry for the pipelines.")
+    sub = parser.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    m = sub.add_parser("metrics", help="server metrics (JSON lines, CSV or Parquet)",
+                       description="Server metrics from a seeded fleet: types with their own "
+                                   "baselines, a daily cycle, noise and incidents.")
+    m.add_argument("--servers", type=_positive_int, default=10, help="fleet size (default 10)")
+    m.add_argument("--interval", type=_duration, default=0.015,
+                   help="time between two reports of one server (default 15ms, as seed 000)")
+    size = m.add_mutually_exclusive_group()
+    size.add_argument("--duration", type=_duration, default=None,
+                      help="event time to cover, e.g. 90s, 10m, 6h, 2d (default 1m)")
+    size.add_argument("--count", type=int, default=None, help="number of events instead")
+    m.add_argument("--start", type=_start, default=GeneratorConfig.start,
+                   help="event time of the first tick, ISO 8601 or 'now' "
+                        "(default 2026-01-05T00:00:00Z, fixed so runs are reproducible)")
+    m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    m.add_argument("--anomaly-rate", type=_rate, default=0.01,
+                   help="fraction of records that are CPU+memory spikes of 95–100 %% "
+                        "(default 0.01, as seed 000)")
+    m.add_argument("--incidents-per-day", type=float, default=4.0,
+                   help="mean incidents (CPU saturation, memory leak, overheating) per server "
+                        "and day, scaled by each server's proneness (default 4)")
+    m.add_argument("--malformed-rate", type=_rate, default=0.0,
+                   help="fraction of malformed records (bad JSON, wrong types, missing fields, "
+                        "out-of-range values)")
+    m.add_argument("--duplicate-rate", type=_rate, default=0.0,
+                   help="fraction of records sent twice")
+    m.add_argument("--late-rate", type=_rate, default=0.0,
+                   help="fraction of records delivered late, out of order")
+    m.add_argument("--late-by", type=_duration, default=120.0,
+                   help="how much later late records arrive, in event time (default 2m)")
+    m.add_argument("--format", choices=FORMATS, default=None,
+                   help="output format (default: from the file name, else jsonl)")
+    m.add_argument("--output", "-o", default="-", help="file to write, or - for stdout")
+    m.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+    return parser
+
+
+def config_from_args(args) -> GeneratorConfig:
+    duration = args.duration if args.duration is not None or args.count is not None else 60.0
+    return GeneratorConfig(
+        servers=args.servers, interval_ms=max(1, int(round(args.interval * 1000))),
+        start=args.start, count=args.count, duration_s=duration, seed=args.seed,
+        anomaly_rate=args.anomaly_rate, incidents_per_server_day=args.incidents_per_day,
+        malformed_rate=args.malformed_rate, duplicate_rate=args.duplicate_rate,
+        late_rate=args.late_rate, late_by_s=args.late_by)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"python -m generators: error: {exc}", file=sys.stderr)
+        return 2
+    fmt = args.format or format_from_path(args.output)
+    generator = MetricsGenerator(config)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.total_events, unit="ev", unit_scale=True, file=sys.stderr)
+    try:
+        write_metrics(generator, args.output, fmt, progress=bar.update if bar else None)
+    except (OSError, ValueError) as exc:
+        print(f"python -m generators: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("python -m generators: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        if bar:
+            bar.close()
+    if args.output != "-":
+        print(f"wrote {generator.stats.line()} to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,167 @@
+"""The schema declaration language: fields with type, unit, nullability and range."""
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from functools import cached_property
+
+
+class FieldType(str, enum.Enum):
+    STRING = "STRING"
+    INT64 = "INT64"
+    FLOAT64 = "FLOAT64"
+    BOOL = "BOOL"
+    TIMESTAMP = "TIMESTAMP"
+    DATE = "DATE"
+
+
+# BigQuery's JSON schema (and Beam's BigQuery IO) use the legacy type names.
+_BQ_LEGACY = {
+    FieldType.STRING: "STRING",
+    FieldType.INT64: "INTEGER",
+    FieldType.FLOAT64: "FLOAT",
+    FieldType.BOOL: "BOOLEAN",
+    FieldType.TIMESTAMP: "TIMESTAMP",
+    FieldType.DATE: "DATE",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column. ``minimum``/``maximum`` are inclusive valid ranges (silver rejects
+    values outside them); ``choices`` closes a STRING field to a known vocabulary."""
+
+    name: str
+    type: FieldType
+    description: str
+    unit: str | None = None
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def has_range(self) -> bool:
+        return self.minimum is not None or self.maximum is not None
+
+    def range_text(self) -> str:
+        if self.choices:
+            return " | ".join(self.choices)
+        if not self.has_range:
+            return ""
+        lo = "−∞" if self.minimum is None else _fmt(self.minimum)
+        hi = "∞" if self.maximum is None else _fmt(self.maximum)
+        return f"[{lo}, {hi}]"
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
+class RecordSchema:
+    """A table: its fields plus how BigQuery should lay it out."""
+
+    name: str
+    description: str
+    fields: tuple[Field, ...]
+    layer: str
+    partition_field: str | None = None
+    clustering: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        names = [f.name for f in self.fields]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"schema {self.name}: duplicate fields {sorted(dupes)}")
+        for col in ((self.partition_field,) if self.partition_field else ()) + self.clustering:
+            if col not in names:
+                raise ValueError(f"schema {self.name}: layout column {col!r} is not a field")
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @cached_property
+    def by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
+    def field(self, name: str) -> Field:
+        return self.by_name[name]
+
+    # ---- Arrow / Parquet -------------------------------------------------------------
+    def arrow_schema(self):
+        import pyarrow as pa
+
+        types = {
+            FieldType.STRING: pa.string(),
+            FieldType.INT64: pa.int64(),
+            FieldType.FLOAT64: pa.float64(),
+            FieldType.BOOL: pa.bool_(),
+            FieldType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+            FieldType.DATE: pa.date32(),
+        }
+        return pa.schema(
+            [
+                pa.field(
+                    f.name,
+                    types[f.type],
+                    nullable=not f.required,
+                    metadata={"description": f.description, "unit": f.unit or ""},
+                )
+                for f in self.fields
+            ]
+        )
+
+    # ---- BigQuery ----------------------------------------------------------------------
+    def bigquery_schema(self) -> list[dict]:
+        """The table schema as BigQuery's JSON (``bq mk --schema``, Beam's WriteToBigQuery)."""
+        return [
+            {
+                "name": f.name,
+                "type": _BQ_LEGACY[f.type],
+                "mode": "REQUIRED" if f.required else "NULLABLE",
+                "description": _describe(f),
+            }
+            for f in self.fields
+        ]
+
+    def bigquery_schema_json(self) -> str:
+        return json.dumps(self.bigquery_schema(), indent=2, ensure_ascii=False) + "\n"
+
+    def bigquery_ddl(self, dataset: str = "${dataset}") -> str:
+        cols = ",\n".join(
+            f"  {f.name} {f.type.value}{' NOT NULL' if f.required else ''}"
+            f" OPTIONS(description={_sql_string(_describe(f))})"
+            for f in self.fields
+        )
+        ddl = f"CREATE TABLE IF NOT EXISTS `{dataset}.{self.name}` (\n{cols}\n)"
+        if self.partition_field:
+            pf = self.field(self.partition_field)
+            expr = pf.name if pf.type is FieldType.DATE else f"DATE({pf.name})"
+            ddl += f"\nPARTITION BY {expr}"
+        if self.clustering:
+            ddl += f"\nCLUSTER BY {', '.join(self.clustering)}"
+        ddl += f"\nOPTIONS(description={_sql_string(self.description)});\n"
+        return ddl
+
+    # ---- Documentation ------------------------------------------------------------------
+    def markdown(self) -> str:
+        head = f"### `{self.name}` ({self.layer})\n\n{self.description}\n\n"
+        rows = ["| field | type | unit | required | valid range | description |",
+                "|---|---|---|---|---|---|"]
+        for f in self.fields:
+            rows.append(
+                f"| `{f.name}` | {f.type.value} | {f.unit or ''} | {'yes' if f.required else ''} "
+                f"| {f.range_text()} | {f.description} |"
+            )
+        return head + "\n".join(rows) + "\n"
+
+
+def _describe(f: Field) -> str:
+    return f"{f.description} ({f.unit})" if f.unit else f.description
+
+
+def _sql_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,58 @@
+"""Dead letters: where every record that a layer cannot accept ends, with the reason.
+
+A dead letter keeps the payload exactly as the failing step received it (the raw text for
+bronze, the bronze row as JSON for silver, the silver row for gold) so that it can be
+inspected, fixed and replayed into that step.
+"""
+from __future__ import annotations
+
+from schemas.core import Field, FieldType, RecordSchema
+
+S, TS = FieldType.STRING, FieldType.TIMESTAMP
+
+DEAD_LETTERS = RecordSchema(
+    name="dead_letters",
+    layer="dead_letter",
+    description="Records a layer rejected, with the original payload, step, reason and time.",
+    fields=(
+        Field("pipeline", S, "Pipeline that rejected the record, e.g. server_metrics",
+              required=True),
+        Field("layer", S, "bronze | silver | gold | sink", required=True),
+        Field("step", S, "Labelled step that rejected it", required=True),
+        Field("reason", S, "Machine-readable reason code (see docs)", required=True),
+        Field("message", S, "Human-readable explanation", required=True),
+        Field("payload", S, "The record exactly as the step received it", required=True),
+        Field("payload_encoding", S, "utf-8, or base64 for bytes that were not UTF-8",
+              required=True, choices=("utf-8", "base64")),
+        Field("source", S, "Where the record came from: file path or subscription"),
+        Field("event_timestamp", TS, "Event time of the record, when it could be read"),
+        Field("processing_timestamp", TS, "When the record was rejected", required=True),
+    ),
+    partition_field="processing_timestamp",
+    clustering=("layer", "reason"),
+)
+
+#: Every reason code a step may give, with what it means. Documentation and tests read this.
+REASONS: dict[str, str] = {
+    # bronze: is the payload a structurally valid record?
+    "empty_payload": "The payload is empty or only white space.",
+    "payload_too_large": "The payload exceeds the size limit for one record.",
+    "undecodable_payload": "The payload bytes are not valid UTF-8.",
+    "invalid_json": "The payload is not parseable JSON.",
+    "not_an_object": "The JSON payload is not an object (an array, string, number or null).",
+    "csv_column_mismatch": "A CSV row has a different number of columns than its header.",
+    "missing_required_field": "A required field is absent, null or empty.",
+    "wrong_type": "A field's value cannot be coerced to its declared type.",
+    "non_finite_number": "A numeric field is NaN or infinite.",
+    "invalid_timestamp": "The timestamp cannot be parsed.",
+    "timestamp_out_of_range": "The timestamp is before 2000-01-01 or after 2100-01-01.",
+    "no_measurements": "The record carries no measurement at all.",
+    # silver: is the record plausible, and new?
+    "out_of_range": "A measurement lies outside its declared valid range.",
+    "unknown_category": "A categorical field has a value outside its vocabulary.",
+    "duplicate_event": "Another record of the same server and event time was kept.",
+    # gold (streaming)
+    "late": "The record arrived after its window closed (beyond the allowed lateness).",
+    # any step
+    "internal_error": "The step failed unexpectedly on this record (a bug: please report).",
+}

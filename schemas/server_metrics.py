@@ -1,0 +1,190 @@
+"""Server telemetry: the canonical record and every table derived from it.
+
+Units are declared here once. The reference systems gave no unit for disk and network
+figures; ours are: ``disk_io`` in I/O operations per second, ``network_*`` in kilobytes
+per second.
+"""
+from __future__ import annotations
+
+from schemas.core import Field, FieldType, RecordSchema
+
+S, I, F, B, TS, D = (FieldType.STRING, FieldType.INT64, FieldType.FLOAT64, FieldType.BOOL,
+                     FieldType.TIMESTAMP, FieldType.DATE)
+
+SERVER_TYPES = ("web", "database", "application", "cache", "file")
+
+IDENTITY_FIELDS = (
+    Field("server_id", S, "Stable identifier of the server", required=True),
+    Field("server_name", S, "Human-readable server name, e.g. web-server-003"),
+    Field("server_type", S, "Role of the server", choices=SERVER_TYPES),
+    Field("location", S, "Data-centre region, e.g. us-east"),
+)
+
+MEASUREMENT_FIELDS = (
+    Field("cpu_usage", F, "CPU utilisation", unit="%", minimum=0, maximum=100),
+    Field("memory_usage", F, "Memory utilisation", unit="%", minimum=0, maximum=100),
+    Field("disk_io", F, "Disk I/O rate", unit="IOPS", minimum=0),
+    Field("network_in", F, "Inbound network throughput", unit="kB/s", minimum=0),
+    Field("network_out", F, "Outbound network throughput", unit="kB/s", minimum=0),
+    Field("temperature_c", F, "CPU package temperature", unit="°C", minimum=-40, maximum=150),
+    Field("power_watts", F, "Power draw at the PSU", unit="W", minimum=0, maximum=5000),
+)
+
+#: The record a producer sends. Bronze validates incoming payloads against this.
+SERVER_METRIC = RecordSchema(
+    name="server_metric",
+    layer="input",
+    description="One measurement of one server at one instant, as producers send it.",
+    fields=IDENTITY_FIELDS[:4]
+    + (Field("timestamp", TS, "Event time of the measurement (UTC)", required=True),)
+    + MEASUREMENT_FIELDS,
+)
+
+MEASUREMENTS = tuple(f.name for f in MEASUREMENT_FIELDS)
+
+INGEST_FIELDS = (
+    Field("ingest_timestamp", TS, "When bronze accepted the record (processing time, UTC)",
+          required=True),
+    Field("source", S, "Where the record came from: file path or subscription"),
+)
+
+SERVER_METRICS_BRONZE = RecordSchema(
+    name="server_metrics_bronze",
+    layer="bronze",
+    description="Structurally valid server metrics with typed fields and ingest metadata. "
+                "Values are as sent: not yet range-checked or deduplicated.",
+    fields=SERVER_METRIC.fields
+    + INGEST_FIELDS
+    + (Field("extra_fields", S, "Fields the schema does not know, as a JSON object"),),
+    partition_field="timestamp",
+    clustering=("server_id",),
+)
+
+SERVER_METRICS_SILVER = RecordSchema(
+    name="server_metrics_silver",
+    layer="silver",
+    description="Range-checked, canonicalised, deduplicated server metrics with derived columns.",
+    fields=SERVER_METRIC.fields
+    + INGEST_FIELDS
+    + (
+        Field("is_high_utilization", B, "cpu_usage or memory_usage above the "
+              "high-utilisation threshold (default 90 %)", required=True),
+        Field("metric_date", D, "UTC date of the event", required=True),
+        Field("hour_of_day", I, "UTC hour of the event", minimum=0, maximum=23, required=True),
+        Field("processing_delay_ms", I, "ingest_timestamp − timestamp", unit="ms", required=True),
+    ),
+    partition_field="timestamp",
+    clustering=("server_id", "location"),
+)
+
+
+def _stats(metric: str, unit: str, label: str) -> tuple[Field, ...]:
+    return (
+        Field(f"min_{metric}", F, f"Minimum {label}", unit=unit),
+        Field(f"avg_{metric}", F, f"Mean {label}", unit=unit),
+        Field(f"max_{metric}", F, f"Maximum (peak) {label}", unit=unit),
+        Field(f"p50_{metric}", F, f"Median {label}", unit=unit),
+        Field(f"p95_{metric}", F, f"95th percentile {label}", unit=unit),
+        Field(f"p99_{metric}", F, f"99th percentile {label}", unit=unit),
+        Field(f"stddev_{metric}", F, f"Sample standard deviation of {label}", unit=unit),
+    )
+
+
+WINDOW_FIELDS = (
+    Field("window_start", TS, "Start of the event-time window (inclusive)", required=True),
+    Field("window_end", TS, "End of the event-time window (exclusive)", required=True),
+    Field("metric_date", D, "UTC date of the window", required=True),
+)
+
+SERVER_DIMENSIONS = IDENTITY_FIELDS
+
+COUNT_FIELD = Field("record_count", I, "Silver records aggregated in this row", required=True)
+
+TOTALS = (
+    Field("avg_disk_io", F, "Mean disk I/O rate", unit="IOPS"),
+    Field("total_network_in", F, "Sum of inbound throughput samples", unit="kB/s·samples"),
+    Field("total_network_out", F, "Sum of outbound throughput samples", unit="kB/s·samples"),
+    Field("avg_temperature_c", F, "Mean temperature", unit="°C"),
+    Field("max_temperature_c", F, "Maximum temperature", unit="°C"),
+    Field("avg_power_watts", F, "Mean power draw", unit="W"),
+    Field("high_utilization_count", I, "Records with is_high_utilization", required=True),
+    Field("high_utilization_pct", F, "100 × high_utilization_count / record_count", unit="%"),
+)
+
+CPU_MEMORY_STATS = _stats("cpu_usage", "%", "CPU utilisation") + _stats(
+    "memory_usage", "%", "memory utilisation")
+
+SERVER_METRICS_MINUTELY = RecordSchema(
+    name="server_metrics_minutely",
+    layer="gold",
+    description="Per server and minute: the chart-resolution view of the fleet.",
+    fields=WINDOW_FIELDS + SERVER_DIMENSIONS + (COUNT_FIELD,)
+    + tuple(f for f in CPU_MEMORY_STATS if f.name.split("_")[0] in ("min", "avg", "max"))
+    + TOTALS,
+    partition_field="window_start",
+    clustering=("server_id",),
+)
+
+HOURLY_SERVER_METRICS = RecordSchema(
+    name="hourly_server_metrics",
+    layer="gold",
+    description="Per server, date and hour of day (event time).",
+    fields=WINDOW_FIELDS
+    + (Field("hour_of_day", I, "UTC hour of the window", required=True, minimum=0, maximum=23),)
+    + SERVER_DIMENSIONS + (COUNT_FIELD,) + CPU_MEMORY_STATS + TOTALS,
+    partition_field="metric_date",
+    clustering=("server_id", "location"),
+)
+
+SERVER_HEALTH_SUMMARY = RecordSchema(
+    name="server_health_summary",
+    layer="gold",
+    description="Per server and day: utilisation and the health score "
+                "100 − (avg_cpu·w_cpu + avg_memory·w_mem + high_util_pct·w_high), clamped to "
+                "[0, 100] (default weights 0.4, 0.4, 0.2).",
+    fields=WINDOW_FIELDS + SERVER_DIMENSIONS + (COUNT_FIELD,) + CPU_MEMORY_STATS + TOTALS
+    + (Field("server_health_score", F, "Health score, 100 is idle and healthy", unit="points",
+             minimum=0, maximum=100),),
+    partition_field="metric_date",
+    clustering=("server_id", "location"),
+)
+
+LOCATION_PERFORMANCE = RecordSchema(
+    name="location_performance",
+    layer="gold",
+    description="Per location, server type and day.",
+    fields=WINDOW_FIELDS
+    + (
+        Field("location", S, "Data-centre region"),
+        Field("server_type", S, "Role of the servers"),
+        Field("latitude", F, "Latitude of the region (for maps)", unit="°"),
+        Field("longitude", F, "Longitude of the region (for maps)", unit="°"),
+        Field("server_count", I, "Distinct servers reporting", required=True),
+        COUNT_FIELD,
+    )
+    + CPU_MEMORY_STATS + TOTALS,
+    partition_field="metric_date",
+    clustering=("location", "server_type"),
+)
+
+ALERTS = RecordSchema(
+    name="alerts",
+    layer="gold",
+    description="One row per server, window and rule that fired.",
+    fields=WINDOW_FIELDS + SERVER_DIMENSIONS
+    + (
+        Field("rule", S, "Name of the rule that fired", required=True),
+        Field("severity", S, "info | warning | critical", required=True,
+              choices=("info", "warning", "critical")),
+        Field("metric", S, "Metric the rule watches"),
+        Field("threshold", F, "Threshold of the rule"),
+        Field("observed_value", F, "Most extreme value seen in the window"),
+        Field("breach_count", I, "Records in the window that breached the rule", required=True),
+        Field("message", S, "Human-readable description", required=True),
+    ),
+    partition_field="metric_date",
+    clustering=("server_id", "rule"),
+)
+
+GOLD_TABLES = (SERVER_METRICS_MINUTELY, HOURLY_SERVER_METRICS, SERVER_HEALTH_SUMMARY,
+               LOCATION_PERFORMANCE, ALERTS)

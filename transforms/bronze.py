@@ -1,0 +1,300 @@
+"""Bronze: is each payload a structurally valid server metric?
+
+Decodes the payload (JSON object, CSV line or an already-decoded row), checks required
+fields, coerces every declared field to its type and parses the event time. Accepted
+records carry ingest metadata and their event time as the element timestamp; everything
+else becomes a dead letter with a reason code. No range checks here: that is silver.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
+
+import apache_beam as beam
+import orjson
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.timestamp import Timestamp
+
+from schemas.core import FieldType, RecordSchema
+from schemas.server_metrics import MEASUREMENTS, SERVER_METRIC
+from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+
+MAX_PAYLOAD_BYTES = 1 << 20
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+_ONE_MICRO = timedelta(microseconds=1)
+
+
+class RawRecord(NamedTuple):
+    """What a source hands to bronze.
+
+    ``payload`` is the record as received: JSON text or bytes, one CSV line (then
+    ``header`` holds that file's column names), or a mapping already decoded by the source
+    (a Parquet row).
+    """
+
+    payload: object
+    source: str | None = None
+    header: tuple[str, ...] | None = None
+
+
+# ---- decoding -----------------------------------------------------------------------------
+def decode_payload(raw: RawRecord) -> dict:
+    payload = raw.payload
+    if isinstance(payload, Mapping):
+        return dict(payload)
+    if isinstance(payload, (bytes, bytearray)):
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise RecordRejected("payload_too_large", f"payload of {len(payload)} bytes exceeds "
+                                 f"the {MAX_PAYLOAD_BYTES}-byte limit")
+        try:
+            payload = bytes(payload).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordRejected("undecodable_payload", f"not UTF-8: {exc.reason} at byte "
+                                 f"{exc.start}") from None
+    elif not isinstance(payload, str):
+        raise RecordRejected("wrong_type", f"payload of type {type(payload).__name__} is "
+                             "neither text nor a mapping")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise RecordRejected("payload_too_large", f"payload of {len(payload)} characters "
+                             f"exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    if not payload.strip():
+        raise RecordRejected("empty_payload", "the payload is empty")
+    if raw.header is not None:
+        return _decode_csv_line(payload, raw.header)
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected("invalid_json", f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RecordRejected("not_an_object", f"expected a JSON object, got "
+                             f"{_json_kind(obj)}")
+    return obj
+
+
+def _json_kind(obj) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(obj), type(obj).__name__)
+
+
+def _decode_csv_line(line: str, header: tuple[str, ...]) -> dict:
+    try:
+        values = next(csv.reader([line], strict=True))
+    except csv.Error as exc:
+        raise RecordRejected("csv_column_mismatch", f"unparseable CSV row: {exc}") from None
+    if len(values) != len(header):
+        raise RecordRejected("csv_column_mismatch", f"row has {len(values)} columns, the header "
+                             f"has {len(header)}")
+    return dict(zip(header, values))
+
+
+# ---- coercion -------------------------------------------------------------------------------
+def _as_string(name, value):
+    if isinstance(value, str):
+        return value if value.strip() else None
+    raise RecordRejected("wrong_type", f"{name} must be a string, got {type(value).__name__} "
+                         f"{value!r}")
+
+
+def _as_float(name, value):
+    if isinstance(value, bool):
+        raise RecordRejected("wrong_type", f"{name} must be a number, got a boolean")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            raise RecordRejected("wrong_type", f"{name} must be a number, got {value!r}") from None
+    else:
+        raise RecordRejected("wrong_type", f"{name} must be a number, got "
+                             f"{type(value).__name__}")
+    if not math.isfinite(number):
+        raise RecordRejected("non_finite_number", f"{name} is {number}")
+    return number
+
+
+def _as_int(name, value):
+    number = _as_float(name, value)
+    if number is None:
+        return None
+    if not number.is_integer():
+        raise RecordRejected("wrong_type", f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _as_bool(name, value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise RecordRejected("wrong_type", f"{name} must be true or false, got {value!r}")
+
+
+def parse_timestamp(name: str, value) -> datetime:
+    """ISO 8601 text (a missing zone means UTC), epoch seconds, or epoch milli/microseconds
+    (told apart by magnitude), or a datetime. Always returns an aware UTC datetime."""
+    if isinstance(value, datetime):
+        ts = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    elif isinstance(value, bool):
+        raise RecordRejected("wrong_type", f"{name} must be a timestamp, got a boolean")
+    elif isinstance(value, (int, float)) or (isinstance(value, str) and _looks_numeric(value)):
+        ts = _from_epoch(name, float(value))
+    elif isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise RecordRejected("invalid_timestamp", f"{name} {value!r} is not an ISO 8601 "
+                                 "timestamp or epoch number") from None
+        ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts
+    else:
+        raise RecordRejected("wrong_type", f"{name} must be a timestamp, got "
+                             f"{type(value).__name__}")
+    ts = ts.astimezone(timezone.utc)
+    if not EARLIEST <= ts < LATEST:
+        raise RecordRejected("timestamp_out_of_range", f"{name} {ts.isoformat()} is outside "
+                             "[2000-01-01, 2100-01-01)")
+    return ts
+
+
+def _looks_numeric(text: str) -> bool:
+    t = text.strip()
+    return bool(t) and t.replace(".", "", 1).lstrip("-").isdigit()
+
+
+def _from_epoch(name, seconds: float) -> datetime:
+    if not math.isfinite(seconds):
+        raise RecordRejected("non_finite_number", f"{name} is {seconds}")
+    magnitude = abs(seconds)
+    if magnitude >= 1e14:
+        seconds /= 1e6
+    elif magnitude >= 1e11:
+        seconds /= 1e3
+    try:
+        return EPOCH + timedelta(seconds=seconds)
+    except OverflowError:
+        raise RecordRejected("timestamp_out_of_range", f"{name} {seconds} is out of range") \
+            from None
+
+
+_COERCERS = {
+    FieldType.STRING: _as_string,
+    FieldType.FLOAT64: _as_float,
+    FieldType.INT64: _as_int,
+    FieldType.BOOL: _as_bool,
+    FieldType.TIMESTAMP: parse_timestamp,
+}
+
+
+class RecordValidator:
+    """Coerces a decoded mapping to a schema. Built once; cheap to call per record."""
+
+    def __init__(self, schema: RecordSchema, time_field: str, measurements: tuple[str, ...]):
+        self.schema = schema
+        self.time_field = time_field
+        self.measurements = measurements
+        self._plan = tuple((f.name, _COERCERS[f.type], f.required) for f in schema.fields)
+        self._known = frozenset(schema.names)
+
+    def coerce(self, obj: dict) -> tuple[dict, dict | None]:
+        out = {}
+        try:
+            for name, coerce, required in self._plan:
+                value = obj.get(name)
+                if value is not None:
+                    value = coerce(name, value)
+                if value is None and required:
+                    raise RecordRejected("missing_required_field", f"required field {name} is "
+                                         f"{'absent' if name not in obj else 'null or empty'}")
+                out[name] = value
+        except RecordRejected as exc:
+            exc.event_timestamp = out.get(self.time_field) or self._try_time(obj)
+            raise
+        if all(out[m] is None for m in self.measurements):
+            raise RecordRejected("no_measurements", "the record has no measurement fields",
+                                 out[self.time_field])
+        extra = None
+        if not self._known.issuperset(obj):
+            extra = {k: v for k, v in obj.items() if k not in self._known}
+        return out, extra or None
+
+    def _try_time(self, obj):
+        try:
+            return parse_timestamp(self.time_field, obj[self.time_field])
+        except Exception:  # noqa: BLE001 - best effort for the dead letter only
+            return None
+
+
+SERVER_METRIC_VALIDATOR = RecordValidator(SERVER_METRIC, "timestamp", MEASUREMENTS)
+
+
+def to_bronze(raw: RawRecord, now: datetime) -> dict:
+    """Pure function behind bronze: a valid bronze row or :class:`RecordRejected`."""
+    record, extra = SERVER_METRIC_VALIDATOR.coerce(decode_payload(raw))
+    record["ingest_timestamp"] = now
+    record["source"] = raw.source
+    record["extra_fields"] = orjson.dumps(extra, default=str).decode() if extra else None
+    return record
+
+
+def event_time(ts: datetime) -> Timestamp:
+    """A Beam timestamp from a UTC datetime, in exact integer microseconds."""
+    return Timestamp(micros=(ts - EPOCH) // _ONE_MICRO)
+
+
+class ParseServerMetricFn(beam.DoFn):
+    """RawRecord → bronze row stamped with its event time, or a dead letter."""
+
+    def __init__(self, pipeline: str = "server_metrics", step: str = "ParseServerMetric",
+                 clock=None):
+        self._pipeline = pipeline
+        self._step = step
+        self._clock = clock
+
+    def setup(self):
+        self._now = self._clock or (lambda: datetime.now(timezone.utc))
+        self._accepted = Metrics.counter("bronze", "records_accepted")
+        self._rejected = Metrics.counter("bronze", "records_rejected")
+        self._with_extra = Metrics.counter("bronze", "records_with_unknown_fields")
+
+    def process(self, raw):
+        now = self._now()
+        if not isinstance(raw, RawRecord):
+            raw = RawRecord(raw)
+        try:
+            record = to_bronze(raw, now)
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
+            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            self._rejected.inc()
+            yield TaggedOutput(DEAD_LETTER, dead_letter(
+                pipeline=self._pipeline, layer="bronze", step=self._step,
+                reason=rejection.reason, message=rejection.message, payload=raw.payload,
+                source=raw.source, event_timestamp=rejection.event_timestamp, now=now))
+            return
+        self._accepted.inc()
+        if record["extra_fields"] is not None:
+            self._with_extra.inc()
+        yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
+
+
+class ValidateServerMetrics(beam.PTransform):
+    """Bronze layer: ``{'records': bronze rows, 'dead_letters': rejections}``."""
+
+    def __init__(self, pipeline: str = "server_metrics", clock=None):
+        super().__init__()
+        self._pipeline = pipeline
+        self._clock = clock
+
+    def expand(self, raw):
+        out = raw | "ParseServerMetric" >> beam.ParDo(
+            ParseServerMetricFn(self._pipeline, clock=self._clock)
+        ).with_outputs(DEAD_LETTER, main="records")
+        return {"records": out.records, "dead_letters": out[DEAD_LETTER]}

@@ -1,0 +1,66 @@
+"""Building dead-letter records: the one shape every rejecting step emits."""
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+import orjson
+
+#: Output tag of every step's rejected records.
+DEAD_LETTER = "dead_letter"
+
+
+class RecordRejected(Exception):
+    """A record a step cannot accept: carries the reason code and a human message."""
+
+    def __init__(self, reason: str, message: str, event_timestamp: datetime | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.event_timestamp = event_timestamp
+
+
+def _json_default(value):
+    if isinstance(value, (datetime,)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def encode_payload(payload) -> tuple[str, str]:
+    """The payload as text, unmodified where it is text: (payload, encoding)."""
+    if isinstance(payload, str):
+        return payload, "utf-8"
+    if isinstance(payload, (bytes, bytearray)):
+        try:
+            return bytes(payload).decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return base64.b64encode(payload).decode("ascii"), "base64"
+    if isinstance(payload, Mapping):
+        return orjson.dumps(dict(payload), default=_json_default,
+                            option=orjson.OPT_NON_STR_KEYS).decode(), "utf-8"
+    return repr(payload), "utf-8"
+
+
+def dead_letter(*, pipeline: str, layer: str, step: str, reason: str, message: str,
+                payload, source: str | None = None, event_timestamp: datetime | None = None,
+                now: datetime | None = None) -> dict:
+    text, encoding = encode_payload(payload)
+    return {
+        "pipeline": pipeline,
+        "layer": layer,
+        "step": step,
+        "reason": reason,
+        "message": message,
+        "payload": text,
+        "payload_encoding": encoding,
+        "source": source,
+        "event_timestamp": event_timestamp,
+        "processing_timestamp": now or datetime.now(timezone.utc),
+    }
+
+
+def internal_error(exc: BaseException) -> RecordRejected:
+    return RecordRejected("internal_error", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,240 @@
+"""Gold: windowed aggregates of silver server metrics, in event time.
+
+Each silver record is read once, into a per-server one-minute summary
+(:class:`~transforms.summary.ServerMetricsSummary`). Hours are merges of minutes, days
+merges of hours, and locations merges of the servers' days, so every table agrees with
+every other (the record counts of each table add up to the silver count).
+
+Tables: ``server_metrics_minutely`` (charts), ``hourly_server_metrics``,
+``server_health_summary`` (daily, with the health score), ``location_performance`` (daily
+per location and server type) and ``alerts`` (per server, minute and rule that fired).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import apache_beam as beam
+from apache_beam.transforms.window import FixedWindows
+
+from schemas.server_metrics import (ALERTS, HOURLY_SERVER_METRICS, LOCATION_PERFORMANCE,
+                                    SERVER_HEALTH_SUMMARY, SERVER_METRICS_MINUTELY)
+from transforms.rules import AlertRule, ServerMetricsRules
+from transforms.summary import ServerMetricsSummary
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+def server_key(record: dict):
+    """Gold groups by the server's full identity, as the reference SQL's GROUP BY does."""
+    return (record["server_id"], record["server_name"], record["server_type"],
+            record["location"]), record
+
+
+class SummariseServerMetrics(beam.CombineFn):
+    """Silver records → one :class:`ServerMetricsSummary` (also counting rule breaches)."""
+
+    def __init__(self, alert_rules: tuple[AlertRule, ...] = ()):
+        self._rules = tuple(alert_rules)
+
+    def create_accumulator(self):
+        return ServerMetricsSummary()
+
+    def add_input(self, summary, record):
+        summary.add(record, self._rules)
+        return summary
+
+    def merge_accumulators(self, summaries):
+        summaries = iter(summaries)
+        merged = next(summaries)
+        for s in summaries:
+            merged.merge(s)
+        return merged
+
+    def extract_output(self, summary):
+        return summary
+
+
+class MergeSummaries(beam.CombineFn):
+    """Summaries → their merge: how minutes become hours and hours become days."""
+
+    def create_accumulator(self):
+        return ServerMetricsSummary()
+
+    def add_input(self, summary, other):
+        return summary.merge(other)
+
+    def merge_accumulators(self, summaries):
+        summaries = iter(summaries)
+        merged = next(summaries)
+        for s in summaries:
+            merged.merge(s)
+        return merged
+
+    def extract_output(self, summary):
+        return summary
+
+
+class LocationRollup(beam.CombineFn):
+    """(server_id, daily summary) pairs → (distinct servers, merged summary)."""
+
+    def create_accumulator(self):
+        return (set(), ServerMetricsSummary())
+
+    def add_input(self, acc, server_and_summary):
+        server_id, summary = server_and_summary
+        acc[0].add(server_id)
+        acc[1].merge(summary)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        servers, merged = next(accs)
+        for other_servers, other in accs:
+            servers |= other_servers
+            merged.merge(other)
+        return servers, merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _utc(ts) -> datetime:
+    return ts.to_utc_datetime(has_tz=True)
+
+
+def _window_columns(window) -> dict:
+    start = _utc(window.start)
+    return {"window_start": start, "window_end": _utc(window.end), "metric_date": start.date()}
+
+
+def _server_columns(key) -> dict:
+    server_id, server_name, server_type, location = key
+    return {"server_id": server_id, "server_name": server_name, "server_type": server_type,
+            "location": location}
+
+
+class FormatServerRowFn(beam.DoFn):
+    """(server key, summary) in a window → one row of a per-server gold table."""
+
+    def __init__(self, schema, quantiles: bool = True, health_weights=None):
+        self._names = schema.names
+        self._quantiles = quantiles
+        self._weights = health_weights
+
+    def process(self, keyed_summary, window=beam.DoFn.WindowParam):
+        key, summary = keyed_summary
+        row = _window_columns(window)
+        row["hour_of_day"] = row["window_start"].hour
+        row.update(_server_columns(key))
+        row.update(summary.columns(self._quantiles))
+        if self._weights is not None:
+            row["server_health_score"] = self._weights.score(
+                row["avg_cpu_usage"], row["avg_memory_usage"], row["high_utilization_pct"])
+        yield {name: row[name] for name in self._names}
+
+
+class FormatLocationRowFn(beam.DoFn):
+    def __init__(self, rules: ServerMetricsRules):
+        self._rules = rules
+
+    def process(self, keyed, window=beam.DoFn.WindowParam):
+        (location, server_type), (servers, summary) = keyed
+        row = _window_columns(window)
+        place = self._rules.location(location)
+        row.update(location=location, server_type=server_type,
+                   latitude=place.latitude if place else None,
+                   longitude=place.longitude if place else None,
+                   server_count=len(servers))
+        row.update(summary.columns())
+        yield {name: row[name] for name in LOCATION_PERFORMANCE.names}
+
+
+class RaiseAlertsFn(beam.DoFn):
+    """A per-server minute summary → one alert row per rule it breached."""
+
+    def __init__(self, rules: tuple[AlertRule, ...]):
+        self._rules = {r.name: r for r in rules}
+
+    def process(self, keyed_summary, window=beam.DoFn.WindowParam):
+        key, summary = keyed_summary
+        for name, (count, extreme, _) in sorted(summary.breaches.items()):
+            rule = self._rules[name]
+            row = _window_columns(window)
+            row.update(_server_columns(key))
+            direction = "above" if rule.above is not None else "below"
+            who = row["server_name"] or row["server_id"]
+            row.update(
+                rule=rule.name, severity=rule.severity, metric=rule.metric,
+                threshold=rule.threshold, observed_value=extreme, breach_count=count,
+                message=(f"{rule.metric} {direction} {rule.threshold:g} on {who}: "
+                         f"{count} of {summary.records} records, most extreme {extreme:g}, "
+                         f"{row['window_start']:%Y-%m-%d %H:%M}–{row['window_end']:%H:%M} UTC"))
+            yield {n: row[n] for n in ALERTS.names}
+
+
+class ServerMinuteSummaries(beam.PTransform):
+    """Silver records → ((server key), summary) per one-minute event-time window."""
+
+    def __init__(self, alert_rules: tuple[AlertRule, ...] = ()):
+        super().__init__()
+        self._rules = alert_rules
+
+    def expand(self, silver):
+        return (
+            silver
+            | "KeyByServer" >> beam.Map(server_key)
+            | "MinuteWindows" >> beam.WindowInto(FixedWindows(MINUTE))
+            | "SummariseMinute" >> beam.CombinePerKey(SummariseServerMetrics(self._rules))
+        )
+
+
+class RollUp(beam.PTransform):
+    """Re-window keyed summaries into larger fixed windows and merge them."""
+
+    def __init__(self, seconds: int):
+        super().__init__()
+        self._seconds = seconds
+
+    def expand(self, summaries):
+        return (
+            summaries
+            | "Windows" >> beam.WindowInto(FixedWindows(self._seconds))
+            | "Merge" >> beam.CombinePerKey(MergeSummaries())
+        )
+
+
+def _by_location(keyed_summary):
+    (server_id, _name, server_type, location), summary = keyed_summary
+    return (location, server_type), (server_id, summary)
+
+
+class ServerMetricsGold(beam.PTransform):
+    """Gold layer: a dict of table name → rows, one entry per gold table."""
+
+    def __init__(self, rules: ServerMetricsRules | None = None):
+        super().__init__()
+        self._rules = rules or ServerMetricsRules()
+
+    def expand(self, silver):
+        rules = self._rules
+        minutes = silver | "ServerMinutes" >> ServerMinuteSummaries(rules.alert_rules)
+        hours = minutes | "ServerHours" >> RollUp(HOUR)
+        days = hours | "ServerDays" >> RollUp(DAY)
+        locations = (
+            days
+            | "KeyByLocation" >> beam.Map(_by_location)
+            | "RollUpLocations" >> beam.CombinePerKey(LocationRollup())
+        )
+        return {
+            SERVER_METRICS_MINUTELY.name: minutes | "MinutelyRows" >> beam.ParDo(
+                FormatServerRowFn(SERVER_METRICS_MINUTELY, quantiles=False)),
+            HOURLY_SERVER_METRICS.name: hours | "HourlyRows" >> beam.ParDo(
+                FormatServerRowFn(HOURLY_SERVER_METRICS)),
+            SERVER_HEALTH_SUMMARY.name: days | "HealthRows" >> beam.ParDo(
+                FormatServerRowFn(SERVER_HEALTH_SUMMARY, health_weights=rules.health_weights)),
+            LOCATION_PERFORMANCE.name: locations | "LocationRows" >> beam.ParDo(
+                FormatLocationRowFn(rules)),
+            ALERTS.name: minutes | "RaiseAlerts" >> beam.ParDo(RaiseAlertsFn(rules.alert_rules)),
+        }
+
+
