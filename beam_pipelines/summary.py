@@ -9,8 +9,8 @@ def _fmt_rows(rows, headers) -> str:
                if isinstance(v, int) else str(v)) for v in row] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(["    " + line] + ["    " + b for b in body])
 
 

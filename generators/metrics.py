@@ -118,9 +118,9 @@ class MetricsGenerator:
         self._rng = np.random.default_rng(config.seed)
         fleet = self.fleet
         p = [s.profile for s in fleet]
-        self._cpu = np.array([x.cpu + s.load_bias for x, s in zip(p, fleet)])
+        self._cpu = np.array([x.cpu + s.load_bias for x, s in zip(p, fleet, strict=True)])
         self._cpu_swing = np.array([x.cpu_swing for x in p])
-        self._mem = np.array([x.memory + 0.6 * s.load_bias for x, s in zip(p, fleet)])
+        self._mem = np.array([x.memory + 0.6 * s.load_bias for x, s in zip(p, fleet, strict=True)])
         self._mem_swing = np.array([x.memory_swing for x in p])
         self._disk = np.array([x.disk_io for x in p])
         self._net_in = np.array([x.network_in for x in p])
@@ -211,10 +211,10 @@ class MetricsGenerator:
             t = ticks * (cfg.interval_ms / 1000.0)
             self._schedule_incidents(float(t[0]), float(t[-1]) + cfg.interval_ms / 1000.0)
             values = self._values(t).tolist()
-            for row, k in zip(values, ticks.tolist()):
+            for row, k in zip(values, ticks.tolist(), strict=True):
                 epoch_ms = start_ms + k * cfg.interval_ms
                 iso = iso_ms(epoch_ms)
-                for server, vals in zip(fleet, row):
+                for server, vals in zip(fleet, row, strict=True):
                     if total is not None and emitted >= total:
                         return
                     emitted += 1
@@ -222,7 +222,7 @@ class MetricsGenerator:
             tick += block
 
     # ---- output with faults ---------------------------------------------------------------
-    def render(self, renderer: "Renderer"):
+    def render(self, renderer: Renderer):
         """Output records of ``renderer``, with malformed, duplicate and late ones injected."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, 1])  # faults must not perturb the values
@@ -245,7 +245,8 @@ class MetricsGenerator:
             try:
                 u, pick = next(draws)
             except StopIteration:
-                draws = iter(zip(rng.random(4096).tolist(), rng.random(4096).tolist()))
+                draws = iter(zip(rng.random(4096).tolist(), rng.random(4096).tolist(),
+                                 strict=True))
                 u, pick = next(draws)
             if u < p_bad:
                 stats.malformed += 1
@@ -334,6 +335,9 @@ CSV_COLUMNS = ("server_id", "server_name", "server_type", "location", "timestamp
     + METRIC_COLUMNS
 
 
+_CSV_VALUES = ",".join(["{:.2f}"] * len(METRIC_COLUMNS))
+
+
 class CsvRenderer(Renderer):
     malformed_kinds = ("column_mismatch", "wrong_type", "missing_field", "out_of_range")
 
@@ -342,7 +346,7 @@ class CsvRenderer(Renderer):
 
     def render(self, server, epoch_ms, iso, vals):
         return (f"{server.server_id},{server.server_name},{server.server_type},"
-                f"{server.region.name},{iso},") + "%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f" % tuple(vals)
+                f"{server.region.name},{iso},") + _CSV_VALUES.format(*vals)
 
     def malformed(self, kind, server, epoch_ms, iso, vals):
         line = self.render(server, epoch_ms, iso, _corrupt_values(kind, vals, epoch_ms))

@@ -4,8 +4,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
-from generators.metrics import (CSV_COLUMNS, CsvRenderer, JsonRenderer, MetricsGenerator,
-                                RowRenderer)
+from generators.metrics import CSV_COLUMNS, CsvRenderer, JsonRenderer, MetricsGenerator, RowRenderer
 
 FORMATS = ("jsonl", "csv", "parquet")
 
@@ -78,9 +77,10 @@ def _write_parquet(generator, rows, path, progress) -> None:
 
         def flush():
             nonlocal reported
-            columns = list(zip(*batch))
+            columns = list(zip(*batch, strict=True))
             writer.write_table(pa.Table.from_arrays(
-                [pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema))
+                [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+                schema=schema))
             batch.clear()
             if progress:
                 progress(generator.stats.events - reported)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from schemas.core import Field, FieldType, RecordSchema
 
-S, I, F, B, TS, D = (FieldType.STRING, FieldType.INT64, FieldType.FLOAT64, FieldType.BOOL,
-                     FieldType.TIMESTAMP, FieldType.DATE)
+S, INT, F, B, TS, D = (FieldType.STRING, FieldType.INT64, FieldType.FLOAT64, FieldType.BOOL,
+                       FieldType.TIMESTAMP, FieldType.DATE)
 
 SERVER_TYPES = ("web", "database", "application", "cache", "file")
 
@@ -70,8 +70,8 @@ SERVER_METRICS_SILVER = RecordSchema(
         Field("is_high_utilization", B, "cpu_usage or memory_usage above the "
               "high-utilisation threshold (default 90 %)", required=True),
         Field("metric_date", D, "UTC date of the event", required=True),
-        Field("hour_of_day", I, "UTC hour of the event", minimum=0, maximum=23, required=True),
-        Field("processing_delay_ms", I, "ingest_timestamp − timestamp", unit="ms", required=True),
+        Field("hour_of_day", INT, "UTC hour of the event", minimum=0, maximum=23, required=True),
+        Field("processing_delay_ms", INT, "ingest_timestamp − timestamp", unit="ms", required=True),
     ),
     partition_field="timestamp",
     clustering=("server_id", "location"),
@@ -98,7 +98,7 @@ WINDOW_FIELDS = (
 
 SERVER_DIMENSIONS = IDENTITY_FIELDS
 
-COUNT_FIELD = Field("record_count", I, "Silver records aggregated in this row", required=True)
+COUNT_FIELD = Field("record_count", INT, "Silver records aggregated in this row", required=True)
 
 TOTALS = (
     Field("avg_disk_io", F, "Mean disk I/O rate", unit="IOPS"),
@@ -107,7 +107,7 @@ TOTALS = (
     Field("avg_temperature_c", F, "Mean temperature", unit="°C"),
     Field("max_temperature_c", F, "Maximum temperature", unit="°C"),
     Field("avg_power_watts", F, "Mean power draw", unit="W"),
-    Field("high_utilization_count", I, "Records with is_high_utilization", required=True),
+    Field("high_utilization_count", INT, "Records with is_high_utilization", required=True),
     Field("high_utilization_pct", F, "100 × high_utilization_count / record_count", unit="%"),
 )
 
@@ -130,7 +130,7 @@ HOURLY_SERVER_METRICS = RecordSchema(
     layer="gold",
     description="Per server, date and hour of day (event time).",
     fields=WINDOW_FIELDS
-    + (Field("hour_of_day", I, "UTC hour of the window", required=True, minimum=0, maximum=23),)
+    + (Field("hour_of_day", INT, "UTC hour of the window", required=True, minimum=0, maximum=23),)
     + SERVER_DIMENSIONS + (COUNT_FIELD,) + CPU_MEMORY_STATS + TOTALS,
     partition_field="metric_date",
     clustering=("server_id", "location"),
@@ -159,7 +159,7 @@ LOCATION_PERFORMANCE = RecordSchema(
         Field("server_type", S, "Role of the servers"),
         Field("latitude", F, "Latitude of the region (for maps)", unit="°"),
         Field("longitude", F, "Longitude of the region (for maps)", unit="°"),
-        Field("server_count", I, "Distinct servers reporting", required=True),
+        Field("server_count", INT, "Distinct servers reporting", required=True),
         COUNT_FIELD,
     )
     + CPU_MEMORY_STATS + TOTALS,
@@ -179,7 +179,7 @@ ALERTS = RecordSchema(
         Field("metric", S, "Metric the rule watches"),
         Field("threshold", F, "Threshold of the rule"),
         Field("observed_value", F, "Most extreme value seen in the window"),
-        Field("breach_count", I, "Records in the window that breached the rule", required=True),
+        Field("breach_count", INT, "Records in the window that breached the rule", required=True),
         Field("message", S, "Human-readable description", required=True),
     ),
     partition_field="metric_date",

@@ -90,7 +90,7 @@ def _decode_csv_line(line: str, header: tuple[str, ...]) -> dict:
     if len(values) != len(header):
         raise RecordRejected("csv_column_mismatch", f"row has {len(values)} columns, the header "
                              f"has {len(header)}")
-    return dict(zip(header, values))
+    return dict(zip(header, values, strict=True))
 
 
 # ---- coercion -------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class AlertRule:
 
 @dataclass(frozen=True)
 class HealthWeights:
-    """server_health_score = 100 − (avg_cpu·cpu + avg_memory·memory + high_util_pct·high_utilization)."""
+    """Weights of the health score: 100 − (avg_cpu·cpu + avg_memory·memory
+    + high_util_pct·high_utilization), clamped to [0, 100]."""
 
     cpu: float = 0.4
     memory: float = 0.4

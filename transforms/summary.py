@@ -42,7 +42,7 @@ class Distribution:
         h = self.hist
         h[k] = h.get(k, 0) + 1
 
-    def merge(self, other: "Distribution") -> None:
+    def merge(self, other: Distribution) -> None:
         if not other.n:
             return
         self.n += other.n
@@ -108,7 +108,7 @@ class Sum:
         if v > self.high:
             self.high = v
 
-    def merge(self, other: "Sum") -> None:
+    def merge(self, other: Sum) -> None:
         self.n += other.n
         self.total += other.total
         if other.high > self.high:
@@ -178,7 +178,7 @@ class ServerMetricsSummary:
                     if (v > hit[1]) if hit[2] else (v < hit[1]):
                         hit[1] = v
 
-    def merge(self, other: "ServerMetricsSummary") -> "ServerMetricsSummary":
+    def merge(self, other: ServerMetricsSummary) -> ServerMetricsSummary:
         self.records += other.records
         self.cpu.merge(other.cpu)
         self.memory.merge(other.memory)
