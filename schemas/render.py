@@ -1,0 +1,64 @@
+"""Render every artefact derived from the declarations: ``python -m schemas.render``.
+
+Writes ``docs/SCHEMAS.md`` (field tables, reason codes), ``sql/bigquery/<table>.json``
+(BigQuery JSON schemas) and ``sql/ddl/<table>.sql`` (BigQuery DDL). A test fails when the
+committed files differ from what this would write, so they cannot drift.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from schemas.dead_letter import DEAD_LETTERS, REASONS
+from schemas.server_metrics import (
+    GOLD_TABLES,
+    SERVER_METRIC,
+    SERVER_METRICS_BRONZE,
+    SERVER_METRICS_SILVER,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = (SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + (DEAD_LETTERS,)
+
+
+def schemas_markdown() -> str:
+    parts = [
+        "# Schemas\n\n",
+        "Generated from `schemas/` by `make schema-docs`; do not edit by hand.\n\n",
+        "## Input record\n\n", SERVER_METRIC.markdown(), "\n## Tables\n\n",
+    ]
+    for table in TABLES:
+        parts.append(table.markdown())
+        layout = []
+        if table.partition_field:
+            layout.append(f"partitioned by `{table.partition_field}`")
+        if table.clustering:
+            layout.append("clustered by " + ", ".join(f"`{c}`" for c in table.clustering))
+        if layout:
+            parts.append(f"\nBigQuery: {'; '.join(layout)}.\n")
+        parts.append("\n")
+    parts.append("## Dead-letter reasons\n\n| reason | meaning |\n|---|---|\n")
+    parts.extend(f"| `{code}` | {text} |\n" for code, text in REASONS.items())
+    return "".join(parts)
+
+
+def artefacts() -> dict[Path, str]:
+    files = {ROOT / "docs" / "SCHEMAS.md": schemas_markdown()}
+    for table in TABLES:
+        files[ROOT / "sql" / "bigquery" / f"{table.name}.json"] = table.bigquery_schema_json()
+        files[ROOT / "sql" / "ddl" / f"{table.name}.sql"] = (
+            "-- Generated from schemas/ by `make schema-docs`; do not edit by hand.\n"
+            + table.bigquery_ddl("${dataset}"))
+    return files
+
+
+def main() -> int:
+    for path, text in artefacts().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+-- Generated from schemas/ by `make schema-docs`; do not edit by hand.
+CREATE TABLE IF NOT EXISTS `${dataset}.server_metrics_silver` (
+  server_id STRING NOT NULL OPTIONS(description="Stable identifier of the server"),
+  server_name STRING OPTIONS(description="Human-readable server name, e.g. web-server-003"),
+  server_type STRING OPTIONS(description="Role of the server"),
+  location STRING OPTIONS(description="Data-centre region, e.g. us-east"),
+  timestamp TIMESTAMP NOT NULL OPTIONS(description="Event time of the measurement (UTC)"),
+  cpu_usage FLOAT64 OPTIONS(description="CPU utilisation (%)"),
+  memory_usage FLOAT64 OPTIONS(description="Memory utilisation (%)"),
+  disk_io FLOAT64 OPTIONS(description="Disk I/O rate (IOPS)"),
+  network_in FLOAT64 OPTIONS(description="Inbound network throughput (kB/s)"),
+  network_out FLOAT64 OPTIONS(description="Outbound network throughput (kB/s)"),
+  temperature_c FLOAT64 OPTIONS(description="CPU package temperature (°C)"),
+  power_watts FLOAT64 OPTIONS(description="Power draw at the PSU (W)"),
+  ingest_timestamp TIMESTAMP NOT NULL OPTIONS(description="When bronze accepted the record (processing time, UTC)"),
+  source STRING OPTIONS(description="Where the record came from: file path or subscription"),
+  is_high_utilization BOOL NOT NULL OPTIONS(description="cpu_usage or memory_usage above the high-utilisation threshold (default 90 %)"),
+  metric_date DATE NOT NULL OPTIONS(description="UTC date of the event"),
+  hour_of_day INT64 NOT NULL OPTIONS(description="UTC hour of the event"),
+  processing_delay_ms INT64 NOT NULL OPTIONS(description="ingest_timestamp − timestamp (ms)")
+)
+PARTITION BY DATE(timestamp)
+CLUSTER BY server_id, location
+OPTIONS(description="Range-checked, canonicalised, deduplicated server metrics with derived columns.");

@@ -1,0 +1,78 @@
+"""Shared helpers: a local-runner TestPipeline, a fixed clock, record builders."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+
+NOW = datetime(2026, 1, 6, 12, 0, tzinfo=timezone.utc)
+
+
+def fixed_clock():
+    return NOW
+
+
+def test_pipeline() -> TestPipeline:
+    # Named explicitly: the DirectRunner would first try to download the Prism runner.
+    return TestPipeline(runner="FnApiRunner")
+
+
+test_pipeline.__test__ = False  # a helper, not a test
+
+
+def metric(**overrides) -> dict:
+    """A valid server-metric payload; keyword arguments override or (with None) remove."""
+    record = {
+        "server_id": "srv-1", "server_name": "web-server-001", "server_type": "web",
+        "location": "us-east", "timestamp": "2026-01-05T10:00:00.000Z",
+        "cpu_usage": 50.0, "memory_usage": 60.0, "disk_io": 100.0, "network_in": 1000.0,
+        "network_out": 2000.0, "temperature_c": 55.0, "power_watts": 250.0,
+    }
+    for key, value in overrides.items():
+        if value is _DROP:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    return record
+
+
+_DROP = object()
+DROP = _DROP
+
+
+def line(**overrides) -> str:
+    return json.dumps(metric(**overrides))
+
+
+@pytest.fixture
+def clock():
+    return fixed_clock
+
+
+# PCollections gathered by run_and_collect: the local runner executes in this process, so
+# a module-level registry (reached by reference, not pickled by value) sees the results.
+_COLLECTED: dict[str, list] = {}
+
+
+class _Collect:
+    def __init__(self, key: str):
+        self.key = key
+
+    def __call__(self, actual):
+        _COLLECTED[self.key] = list(actual)
+
+
+def run_and_collect(build) -> dict[str, list]:
+    """``build(p)`` returns a dict of name → PCollection; returns name → elements."""
+    import uuid
+
+    from apache_beam.testing.util import assert_that
+
+    token = uuid.uuid4().hex
+    with test_pipeline() as p:
+        outputs = build(p)
+        for name, pcoll in outputs.items():
+            assert_that(pcoll, _Collect(f"{token}/{name}"), label=f"Collect_{name}")
+    return {name: _COLLECTED.pop(f"{token}/{name}") for name in outputs}

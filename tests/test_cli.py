@@ -1,0 +1,131 @@
+"""``python -m run`` end to end, and its errors: one clear line, never a traceback."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from beam_pipelines.server_metrics import TABLES
+from generators.metrics import GeneratorConfig, MetricsGenerator
+from generators.writers import write_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "run", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lakehouse")
+    proc = run_cli("--output-dir", str(out), "--sample-servers", "6",
+                   "--sample-duration", "30m", "--sample-interval", "10s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_default_run_writes_every_table_with_its_declared_schema(sample_run):
+    out, _ = sample_run
+    for schema in TABLES:
+        files = glob.glob(str(out / schema.layer / schema.name / "part-*.parquet"))
+        assert files, schema.name
+        written = pq.read_schema(files[0])
+        declared = schema.arrow_schema()
+        assert written.names == declared.names, schema.name
+        assert [f.type for f in written] == [f.type for f in declared], schema.name
+        assert [f.nullable for f in written] == [f.nullable for f in declared], schema.name
+
+
+def test_summary_shows_layers_reasons_worst_servers_and_where(sample_run):
+    out, stdout = sample_run
+    assert "Records per layer" in stdout and "✗" not in stdout
+    assert stdout.count("✓") == 6  # bronze, silver and four gold identities hold
+    assert "Dead letters by reason" in stdout and "duplicate_event" in stdout
+    assert "Five least healthy servers" in stdout
+    assert str(out / "lakehouse.duckdb") in stdout
+
+
+def test_catalog_answers_queries_with_the_duckdb_command(sample_run):
+    out, _ = sample_run
+    cli = shutil.which("duckdb", path=os.path.dirname(sys.executable)) or shutil.which("duckdb")
+    assert cli, "the duckdb command (duckdb-cli, a dev dependency) is missing"
+    proc = subprocess.run([cli, str(out / "lakehouse.duckdb"), "-csv", "-c",
+                           "select count(*) from server_health_summary"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.split()[-1]) == 6  # six servers, one day
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        views = {r[0] for r in con.execute("select view_name from duckdb_views() "
+                                           "where not internal").fetchall()}
+    assert views == {t.name for t in TABLES}
+
+
+def test_a_second_run_replaces_the_tables(sample_run, tmp_path):
+    out, _ = sample_run
+    before = len(glob.glob(str(out / "silver" / "*" / "*.parquet")))
+    proc = run_cli("--output-dir", str(out), "--sample-servers", "2",
+                   "--sample-duration", "5m", "--no-summary")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(glob.glob(str(out / "silver" / "*" / "*.parquet"))) == before
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(distinct server_id) from server_metrics_silver"
+                           ).fetchone()[0] == 2
+
+
+def test_explicit_inputs_in_several_formats(tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    for fmt in ("csv", "parquet"):
+        write_metrics(MetricsGenerator(GeneratorConfig(servers=3, count=90, seed=8)),
+                      str(data / f"m.{fmt}"), fmt)
+    out = tmp_path / "out"
+    proc = run_cli("--input", str(data / "*.csv"), "--input", str(data / "m.parquet"),
+                   "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        # the same 90 events from two files: 90 kept, 90 duplicates dead-lettered
+        assert con.execute("select count(*) from server_metrics_silver").fetchone()[0] == 90
+        assert con.execute("select count(*) from dead_letters where reason = "
+                           "'duplicate_event'").fetchone()[0] == 90
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--outptu-dir", "x"], "unknown option --outptu-dir (did you mean --output-dir?)"),
+    (["--input", "/no/such/file.jsonl"], "no file matches"),
+    (["--input", "setup.cfg"], "cannot tell the format"),
+    (["--input-format", "xml"], "invalid choice"),
+    (["--sample-servers", "many"], "not a whole number"),
+    (["--sample-duration", "forever"], "not a duration"),
+    (["--config", "/no/such.yaml"], "does not exist"),
+    (["--runner", "WarpDrive"], "unknown runner"),
+    (["pipelines"], "unknown pipeline 'pipelines'"),
+    (["metrics", "stray"], "unexpected argument stray"),
+])
+def test_user_mistakes_are_one_clear_line(args, message, tmp_path):
+    proc = run_cli(*args, "--output-dir", str(tmp_path), timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_corrupt_parquet_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    proc = run_cli("--input", str(bad), "--output-dir", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "not a readable Parquet file" in proc.stderr
+
+
+def test_help_lists_the_options():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for flag in ("--input", "--input-format", "--output-dir", "--config", "--runner"):
+        assert flag in proc.stdout
