@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 
 
@@ -90,6 +91,11 @@ class RecordSchema:
     def field(self, name: str) -> Field:
         return self.by_name[name]
 
+    # ---- compact form for shuffles ------------------------------------------------------
+    @cached_property
+    def packer(self) -> RowPacker:
+        return RowPacker(self)
+
     # ---- Arrow / Parquet -------------------------------------------------------------
     def arrow_schema(self):
         import pyarrow as pa
@@ -165,3 +171,39 @@ def _describe(f: Field) -> str:
 
 def _sql_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MICRO = timedelta(microseconds=1)
+
+
+class RowPacker:
+    """A row dict ⇄ a tuple of primitives in field order (timestamps as epoch microseconds,
+    dates as ordinals), which Beam's default coder encodes natively. Pickling the dict
+    instead costs several times more because of its datetimes."""
+
+    def __init__(self, schema: RecordSchema):
+        self.names = schema.names
+        self._times = tuple(i for i, f in enumerate(schema.fields)
+                            if f.type is FieldType.TIMESTAMP)
+        self._dates = tuple(i for i, f in enumerate(schema.fields) if f.type is FieldType.DATE)
+
+    def pack(self, row: dict) -> tuple:
+        values = [row[n] for n in self.names]
+        for i in self._times:
+            if values[i] is not None:
+                values[i] = (values[i] - _EPOCH) // _ONE_MICRO
+        for i in self._dates:
+            if values[i] is not None:
+                values[i] = values[i].toordinal()
+        return tuple(values)
+
+    def unpack(self, packed: tuple) -> dict:
+        values = list(packed)
+        for i in self._times:
+            if values[i] is not None:
+                values[i] = _EPOCH + timedelta(microseconds=values[i])
+        for i in self._dates:
+            if values[i] is not None:
+                values[i] = date.fromordinal(values[i])
+        return dict(zip(self.names, values, strict=True))

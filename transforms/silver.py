@@ -8,7 +8,6 @@ duplicates included, become dead letters.
 """
 from __future__ import annotations
 
-import pickle
 from datetime import timedelta
 
 import apache_beam as beam
@@ -16,7 +15,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 
-from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC
+from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.bronze import EPOCH, event_time
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.rules import ServerMetricsRules
@@ -33,6 +32,7 @@ SERVER_TYPE_ALIASES = {
 
 _RANGES = tuple((f.name, f.minimum, f.maximum, f.unit or "") for f in MEASUREMENT_FIELDS
                 if f.has_range)
+_PACKER = SERVER_METRICS_SILVER.packer
 _SERVER_TYPES = frozenset(SERVER_METRIC.field("server_type").choices)
 
 
@@ -113,6 +113,43 @@ def _copy_rank(record: dict):
                   "server_type", "location"))
 
 
+class CollectCopies(beam.CombineFn):
+    """Records of one server and minute → {event time: [pickled copies]}.
+
+    A combine rather than a GroupByKey: the runner merges a bundle's records per key
+    before the shuffle, so far fewer (and larger) elements cross it. Records travel as
+    packed tuples of primitives (see ``RowPacker``), which the default coder handles fast.
+    """
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, copies, record):
+        micros = (record["timestamp"] - EPOCH) // _ONE_MICRO
+        blob = _PACKER.pack(record)
+        found = copies.get(micros)
+        if found is None:
+            copies[micros] = [blob]
+        else:
+            found.append(blob)
+        return copies
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        for other in accumulators:
+            for micros, blobs in other.items():
+                found = merged.get(micros)
+                if found is None:
+                    merged[micros] = blobs
+                else:
+                    found.extend(blobs)
+        return merged
+
+    def extract_output(self, copies):
+        return copies
+
+
 class KeepFirstCopyFn(beam.DoFn):
     def __init__(self, pipeline: str = "server_metrics"):
         self._pipeline = pipeline
@@ -121,34 +158,34 @@ class KeepFirstCopyFn(beam.DoFn):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
 
     def process(self, keyed_copies):
-        (server_id, _), copies = keyed_copies
-        copies = [pickle.loads(c) for c in copies]
-        if len(copies) > 1:
-            copies.sort(key=_copy_rank)
-        kept = copies[0]
-        yield TimestampedValue(kept, event_time(kept["timestamp"]))
-        for dup in copies[1:]:
-            self._duplicates.inc()
-            yield TaggedOutput(DEAD_LETTER, dead_letter(
-                pipeline=self._pipeline, layer="silver", step="DeduplicateEvents",
-                reason="duplicate_event",
-                message=f"another record of server {server_id} at "
-                        f"{kept['timestamp'].isoformat()} was kept",
-                payload=dup, source=dup.get("source"), event_timestamp=dup["timestamp"]))
+        (server_id, _), by_time = keyed_copies
+        for blobs in by_time.values():
+            copies = [_PACKER.unpack(b) for b in blobs]
+            if len(copies) > 1:
+                copies.sort(key=_copy_rank)
+            kept = copies[0]
+            yield TimestampedValue(kept, event_time(kept["timestamp"]))
+            for dup in copies[1:]:
+                self._duplicates.inc()
+                yield TaggedOutput(DEAD_LETTER, dead_letter(
+                    pipeline=self._pipeline, layer="silver", step="DeduplicateEvents",
+                    reason="duplicate_event",
+                    message=f"another record of server {server_id} at "
+                            f"{kept['timestamp'].isoformat()} was kept",
+                    payload=dup, source=dup.get("source"), event_timestamp=dup["timestamp"]))
 
 
-def _event_key(record: dict):
-    # The record travels pickled: Beam's generic coder falls back to a slow path for the
-    # datetimes in it, and this is the one shuffle every silver record goes through.
-    return ((record["server_id"], (record["timestamp"] - EPOCH) // _ONE_MICRO),
-            pickle.dumps(record, pickle.HIGHEST_PROTOCOL))
+def _server_minute(record: dict):
+    micros = (record["timestamp"] - EPOCH) // _ONE_MICRO
+    return (record["server_id"], micros - micros % 60_000_000), record
 
 
 class DeduplicateEvents(beam.PTransform):
     """One record per (server_id, event time); the other copies are dead-lettered.
 
-    A GroupByKey on the event's identity: on the local runner it is two orders of
-    magnitude faster than per-key state, and ten times faster than a windowed one.
+    Copies are gathered per server and minute by a lifted combine: on the local runner
+    that is two orders of magnitude faster than per-key state, and about ten times faster
+    than a windowed GroupByKey.
     """
 
     def __init__(self, pipeline: str = "server_metrics"):
@@ -158,8 +195,8 @@ class DeduplicateEvents(beam.PTransform):
     def expand(self, records):
         out = (
             records
-            | "KeyByEvent" >> beam.Map(_event_key)
-            | "GroupCopies" >> beam.GroupByKey()
+            | "KeyByServerMinute" >> beam.Map(_server_minute)
+            | "CollectCopies" >> beam.CombinePerKey(CollectCopies())
             | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn(self._pipeline)).with_outputs(
                 DEAD_LETTER, main="records")
         )

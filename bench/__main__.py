@@ -1,0 +1,95 @@
+"""``python -m bench``: generator, plain loop and Beam pipeline on the same generated file.
+
+Figures are reported as records/s and, because shared machines are noisy, as ratios
+against the plain single-process loop measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+
+import apache_beam as beam
+import duckdb
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.config import load_rules
+from beam_pipelines.lakehouse import write_catalog
+from beam_pipelines.server_metrics import TABLES, build_pipeline
+from beam_pipelines.sources import resolve_inputs
+from beam_pipelines.summary import accounting
+from bench.loop import run_loop
+from generators.metrics import GeneratorConfig, MetricsGenerator
+from generators.writers import write_metrics
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def run_beam(path: str, out: str, options: dict) -> None:
+    rules = load_rules()
+    with beam.Pipeline(options=PipelineOptions(**options)) as p:
+        build_pipeline(p, resolve_inputs([path]), out, rules)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--servers", type=int, default=20)
+    parser.add_argument("--workdir", default=os.path.join("bench", "out"))
+    parser.add_argument("--skip-multiprocess", action="store_true")
+    args = parser.parse_args(argv)
+    os.makedirs(args.workdir, exist_ok=True)
+    data = os.path.join(args.workdir, "server_metrics.jsonl")
+    results = {"records": args.records, "cpus": os.cpu_count()}
+
+    gen = MetricsGenerator(GeneratorConfig(
+        servers=args.servers, interval_ms=1000, count=args.records, seed=1,
+        malformed_rate=0.01, duplicate_rate=0.005, late_rate=0.005))
+    _, seconds = _timed(lambda: write_metrics(gen, data, "jsonl"))
+    written = gen.stats.written
+    results["generator_records_per_s"] = written / seconds
+    print(f"generator      {written / seconds:>12,.0f} records/s  ({written:,} records, "
+          f"one core)", flush=True)
+
+    loop_out = os.path.join(args.workdir, "loop")
+    shutil.rmtree(loop_out, ignore_errors=True)
+    counts, seconds = _timed(lambda: run_loop(data, loop_out))
+    loop_rate = written / seconds
+    results["loop_records_per_s"] = loop_rate
+    print(f"plain loop     {loop_rate:>12,.0f} records/s  (reference, one core)", flush=True)
+
+    variants = [("beam_fnapi_1", {"runner": "FnApiRunner"})]
+    if not args.skip_multiprocess and (os.cpu_count() or 1) > 1:
+        variants.append(("beam_fnapi_2proc", {
+            "runner": "FnApiRunner", "direct_num_workers": 2,
+            "direct_running_mode": "multi_processing"}))
+    for name, options in variants:
+        out = os.path.join(args.workdir, name)
+        shutil.rmtree(out, ignore_errors=True)
+        _, seconds = _timed(lambda: run_beam(data, out, options))  # noqa: B023
+        rate = written / seconds
+        with duckdb.connect(write_catalog(out, TABLES)) as con:
+            c = accounting(con)
+        assert c["silver"] == counts["silver"], (c["silver"], counts["silver"])
+        assert c["input"] == written and c["bronze"] == c["silver"] + c["silver_dead"]
+        results[f"{name}_records_per_s"] = rate
+        results[f"{name}_ratio_to_loop"] = rate / loop_rate
+        print(f"{name:<14} {rate:>12,.0f} records/s  ratio to loop {rate / loop_rate:.2f}",
+              flush=True)
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(os.path.join(args.workdir, "results.json"), "w") as fh:
+        json.dump(results, fh, indent=2)
+    print(json.dumps(results, indent=2), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

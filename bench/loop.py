@@ -1,0 +1,159 @@
+"""The reference: the same medallion as a plain single-process Python loop.
+
+It calls the very functions the Beam transforms call (``to_bronze``, ``to_silver``,
+``ServerMetricsSummary``) and writes the same Parquet tables, so the benchmark's ratio
+measures what the framework costs, not differences in logic.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from beam_pipelines.lakehouse import table_dir
+from beam_pipelines.server_metrics import TABLES
+from schemas.server_metrics import (
+    ALERTS,
+    HOURLY_SERVER_METRICS,
+    LOCATION_PERFORMANCE,
+    SERVER_HEALTH_SUMMARY,
+    SERVER_METRICS_MINUTELY,
+)
+from transforms.bronze import EPOCH, RawRecord, to_bronze
+from transforms.dead_letters import RecordRejected, dead_letter
+from transforms.gold import DAY, HOUR, MINUTE, bucket
+from transforms.rules import ServerMetricsRules
+from transforms.silver import _copy_rank, to_silver
+from transforms.summary import ServerMetricsSummary
+
+_US = timedelta(microseconds=1)
+
+
+class _TableWriter:
+    def __init__(self, output_dir, schema, batch=20_000):
+        os.makedirs(table_dir(output_dir, schema), exist_ok=True)
+        self.schema, self.arrow, self.batch, self.rows = schema, schema.arrow_schema(), batch, []
+        self.writer = pq.ParquetWriter(
+            os.path.join(table_dir(output_dir, schema), "part-00000-of-00001.parquet"),
+            self.arrow)
+
+    def add(self, row):
+        self.rows.append(row)
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self):
+        if self.rows:
+            rows, self.rows = self.rows, []
+            self.writer.write_table(pa.Table.from_arrays(
+                [pa.array([r[n] for r in rows], type=f.type)
+                 for n, f in zip(self.schema.names, self.arrow, strict=True)],
+                schema=self.arrow))
+
+    def close(self):
+        self.flush()
+        self.writer.close()
+
+
+def run_loop(path: str, output_dir: str, rules: ServerMetricsRules | None = None) -> dict:
+    rules = rules or ServerMetricsRules()
+    out = {t.name: _TableWriter(output_dir, t) for t in TABLES}
+    dead = out["dead_letters"]
+    now = datetime.now(timezone.utc)
+    kept: dict[tuple, dict] = {}
+    with open(path, "rb") as fh:
+        for raw_line in fh:
+            raw = RawRecord(raw_line.rstrip(b"\n"), path)
+            try:
+                b = to_bronze(raw, now)
+            except RecordRejected as e:
+                dead.add(dead_letter(pipeline="server_metrics", layer="bronze",
+                                     step="ParseServerMetric", reason=e.reason,
+                                     message=e.message, payload=raw.payload, source=path,
+                                     event_timestamp=e.event_timestamp, now=now))
+                continue
+            out["server_metrics_bronze"].add(b)
+            try:
+                s = to_silver(b, rules)
+            except RecordRejected as e:
+                dead.add(dead_letter(pipeline="server_metrics", layer="silver",
+                                     step="CheckServerMetric", reason=e.reason,
+                                     message=e.message, payload=b, source=path,
+                                     event_timestamp=b["timestamp"], now=now))
+                continue
+            key = (s["server_id"], (s["timestamp"] - EPOCH) // _US)
+            other = kept.get(key)
+            if other is not None:
+                loser = s
+                if _copy_rank(s) < _copy_rank(other):
+                    kept[key], loser = s, other
+                dead.add(dead_letter(pipeline="server_metrics", layer="silver",
+                                     step="DeduplicateEvents", reason="duplicate_event",
+                                     message="duplicate", payload=loser, source=path,
+                                     event_timestamp=loser["timestamp"], now=now))
+            else:
+                kept[key] = s
+    minutes: dict[tuple, ServerMetricsSummary] = defaultdict(ServerMetricsSummary)
+    for (_, micros), s in kept.items():
+        out["server_metrics_silver"].add(s)
+        minutes[(s["server_id"], s["server_name"], s["server_type"], s["location"],
+                 bucket(micros, MINUTE))].add(s, rules.alert_rules)
+    gold = _roll_up(minutes, rules)
+    for name, rows in gold.items():
+        for row in rows:
+            out[name].add(row)
+    for writer in out.values():
+        writer.close()
+    return {"silver": len(kept), **{k: len(v) for k, v in gold.items()}}
+
+
+def _roll_up(minutes, rules):
+    from transforms.gold import _server_columns, _window_columns
+
+    def merge(summaries, seconds):
+        merged: dict[tuple, ServerMetricsSummary] = defaultdict(ServerMetricsSummary)
+        for key, summary in summaries.items():
+            merged[key[:-1] + (bucket(key[-1], seconds),)].merge(summary)
+        return merged
+
+    def rows(summaries, schema, seconds, quantiles=True, weights=None):
+        for key, summary in summaries.items():
+            row = _window_columns(key[-1], seconds)
+            row["hour_of_day"] = row["window_start"].hour
+            row.update(_server_columns(key))
+            row.update(summary.columns(quantiles))
+            if weights:
+                row["server_health_score"] = weights.score(
+                    row["avg_cpu_usage"], row["avg_memory_usage"], row["high_utilization_pct"])
+            yield {n: row[n] for n in schema.names}
+
+    hours = merge(minutes, HOUR)
+    days = merge(hours, DAY)
+    places: dict[tuple, list] = defaultdict(lambda: [set(), ServerMetricsSummary()])
+    for (server_id, _, server_type, location, day), summary in days.items():
+        acc = places[(location, server_type, day)]
+        acc[0].add(server_id)
+        acc[1].merge(summary)
+    location_rows = []
+    for (location, server_type, day), (servers, summary) in places.items():
+        row = _window_columns(day, DAY)
+        place = rules.location(location)
+        row.update(location=location, server_type=server_type,
+                   latitude=place.latitude if place else None,
+                   longitude=place.longitude if place else None, server_count=len(servers))
+        row.update(summary.columns())
+        location_rows.append({n: row[n] for n in LOCATION_PERFORMANCE.names})
+    from transforms.gold import RaiseAlertsFn
+
+    alerts_fn = RaiseAlertsFn(rules.alert_rules)
+    return {
+        SERVER_METRICS_MINUTELY.name: list(rows(minutes, SERVER_METRICS_MINUTELY, MINUTE, False)),
+        HOURLY_SERVER_METRICS.name: list(rows(hours, HOURLY_SERVER_METRICS, HOUR)),
+        SERVER_HEALTH_SUMMARY.name: list(rows(days, SERVER_HEALTH_SUMMARY, DAY,
+                                              weights=rules.health_weights)),
+        LOCATION_PERFORMANCE.name: location_rows,
+        ALERTS.name: [a for kv in minutes.items() for a in alerts_fn.process(kv)],
+    }
