@@ -11,24 +11,8 @@ import difflib
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from beam_pipelines.errors import UserError
-from schemas.durations import parse_duration
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+from schemas.durations import duration_arg as _duration
+from schemas.durations import positive_int_arg as _count
 
 
 def _flag(parser, name: str, **kwargs):

@@ -24,7 +24,15 @@ from schemas.server_metrics import (
 )
 from transforms.bronze import EPOCH, RawRecord, to_bronze
 from transforms.dead_letters import RecordRejected, dead_letter
-from transforms.gold import DAY, HOUR, MINUTE, bucket
+from transforms.gold import (
+    DAY,
+    HOUR,
+    MINUTE,
+    FormatLocationRowFn,
+    FormatServerRowFn,
+    RaiseAlertsFn,
+    bucket,
+)
 from transforms.rules import ServerMetricsRules
 from transforms.silver import _copy_rank, to_silver
 from transforms.summary import ServerMetricsSummary
@@ -111,7 +119,8 @@ def run_loop(path: str, output_dir: str, rules: ServerMetricsRules | None = None
 
 
 def _roll_up(minutes, rules):
-    from transforms.gold import _server_columns, _window_columns
+    """Hours, days and locations as merges of minute summaries; rows formatted by the very
+    DoFns the pipeline uses."""
 
     def merge(summaries, seconds):
         merged: dict[tuple, ServerMetricsSummary] = defaultdict(ServerMetricsSummary)
@@ -119,41 +128,22 @@ def _roll_up(minutes, rules):
             merged[key[:-1] + (bucket(key[-1], seconds),)].merge(summary)
         return merged
 
-    def rows(summaries, schema, seconds, quantiles=True, weights=None):
-        for key, summary in summaries.items():
-            row = _window_columns(key[-1], seconds)
-            row["hour_of_day"] = row["window_start"].hour
-            row.update(_server_columns(key))
-            row.update(summary.columns(quantiles))
-            if weights:
-                row["server_health_score"] = weights.score(
-                    row["avg_cpu_usage"], row["avg_memory_usage"], row["high_utilization_pct"])
-            yield {n: row[n] for n in schema.names}
+    def rows(fn, summaries):
+        return [row for item in summaries.items() for row in fn.process(item)]
 
     hours = merge(minutes, HOUR)
     days = merge(hours, DAY)
-    places: dict[tuple, list] = defaultdict(lambda: [set(), ServerMetricsSummary()])
+    places: dict[tuple, tuple] = defaultdict(lambda: (set(), ServerMetricsSummary()))
     for (server_id, _, server_type, location, day), summary in days.items():
-        acc = places[(location, server_type, day)]
-        acc[0].add(server_id)
-        acc[1].merge(summary)
-    location_rows = []
-    for (location, server_type, day), (servers, summary) in places.items():
-        row = _window_columns(day, DAY)
-        place = rules.location(location)
-        row.update(location=location, server_type=server_type,
-                   latitude=place.latitude if place else None,
-                   longitude=place.longitude if place else None, server_count=len(servers))
-        row.update(summary.columns())
-        location_rows.append({n: row[n] for n in LOCATION_PERFORMANCE.names})
-    from transforms.gold import RaiseAlertsFn
-
-    alerts_fn = RaiseAlertsFn(rules.alert_rules)
+        servers, merged = places[(location, server_type, day)]
+        servers.add(server_id)
+        merged.merge(summary)
     return {
-        SERVER_METRICS_MINUTELY.name: list(rows(minutes, SERVER_METRICS_MINUTELY, MINUTE, False)),
-        HOURLY_SERVER_METRICS.name: list(rows(hours, HOURLY_SERVER_METRICS, HOUR)),
-        SERVER_HEALTH_SUMMARY.name: list(rows(days, SERVER_HEALTH_SUMMARY, DAY,
-                                              weights=rules.health_weights)),
-        LOCATION_PERFORMANCE.name: location_rows,
-        ALERTS.name: [a for kv in minutes.items() for a in alerts_fn.process(kv)],
+        SERVER_METRICS_MINUTELY.name: rows(
+            FormatServerRowFn(SERVER_METRICS_MINUTELY, MINUTE, quantiles=False), minutes),
+        HOURLY_SERVER_METRICS.name: rows(FormatServerRowFn(HOURLY_SERVER_METRICS, HOUR), hours),
+        SERVER_HEALTH_SUMMARY.name: rows(FormatServerRowFn(
+            SERVER_HEALTH_SUMMARY, DAY, health_weights=rules.health_weights), days),
+        LOCATION_PERFORMANCE.name: rows(FormatLocationRowFn(rules), places),
+        ALERTS.name: rows(RaiseAlertsFn(rules.alert_rules), minutes),
     }

@@ -7,19 +7,13 @@ from datetime import datetime, timezone
 
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import FORMATS, format_from_path, write_metrics
-from schemas.durations import parse_duration
+from schemas.durations import duration_arg as _duration
+from schemas.durations import positive_int_arg as _positive_int
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one clear line, no usage dump
         raise SystemExit(f"{self.prog}: error: {message}")
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _start(text: str) -> datetime:
@@ -39,16 +33,6 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction within [0, 1]")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
     return value
 
 

@@ -13,3 +13,26 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"{text!r} is not a duration (use e.g. 15ms, 10s, 5m, 6h, 2d)")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def duration_arg(text: str) -> float:
+    """argparse ``type=`` for durations."""
+    import argparse
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse ``type=`` for counts of at least 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value

@@ -149,3 +149,11 @@ def test_command_line_errors_are_one_clear_line(args, message):
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_progress_bar_on_request(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "generators", "metrics", "--servers", "5",
+                           "--count", "20000", "--progress", "-o", str(tmp_path / "m.jsonl")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "100%" in proc.stderr and "20.0k/20.0k" in proc.stderr

@@ -42,48 +42,37 @@ class KeyByServerMinuteFn(beam.DoFn):
                 record["location"], bucket(timestamp.micros, MINUTE)), record)
 
 
-class SummariseServerMetrics(beam.CombineFn):
+class _SummaryCombineFn(beam.CombineFn):
+    def create_accumulator(self):
+        return ServerMetricsSummary()
+
+    def merge_accumulators(self, summaries):
+        summaries = iter(summaries)
+        merged = next(summaries)
+        for s in summaries:
+            merged.merge(s)
+        return merged
+
+    def extract_output(self, summary):
+        return summary
+
+
+class SummariseServerMetrics(_SummaryCombineFn):
     """Silver records → one :class:`ServerMetricsSummary` (also counting rule breaches)."""
 
     def __init__(self, alert_rules: tuple[AlertRule, ...] = ()):
         self._rules = tuple(alert_rules)
 
-    def create_accumulator(self):
-        return ServerMetricsSummary()
-
     def add_input(self, summary, record):
         summary.add(record, self._rules)
         return summary
 
-    def merge_accumulators(self, summaries):
-        summaries = iter(summaries)
-        merged = next(summaries)
-        for s in summaries:
-            merged.merge(s)
-        return merged
 
-    def extract_output(self, summary):
-        return summary
-
-
-class MergeSummaries(beam.CombineFn):
+class MergeSummaries(_SummaryCombineFn):
     """Summaries → their merge: how minutes become hours and hours become days."""
-
-    def create_accumulator(self):
-        return ServerMetricsSummary()
 
     def add_input(self, summary, other):
         return summary.merge(other)
-
-    def merge_accumulators(self, summaries):
-        summaries = iter(summaries)
-        merged = next(summaries)
-        for s in summaries:
-            merged.merge(s)
-        return merged
-
-    def extract_output(self, summary):
-        return summary
 
 
 class LocationRollup(beam.CombineFn):
