@@ -39,12 +39,45 @@ def run_beam(path: str, out: str, options: dict) -> None:
         build_pipeline(p, resolve_inputs([path]), out, rules)
 
 
+def bench_publisher(events: int, generator_rate: float) -> dict:
+    """Publisher throughput to the official emulator, unpaced, by envelope size."""
+    from beam_pipelines.local_services import PubSubEmulator
+    from beam_pipelines.pubsub import setup
+    from generators.publisher import publish
+
+    out = {}
+    emulator = PubSubEmulator().start()
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+    try:
+        for envelope in (1, 10):
+            topic = f"projects/bench-project/topics/metrics-{envelope}"
+            setup(topic)
+            gen = MetricsGenerator(GeneratorConfig(servers=20, interval_ms=15, count=events))
+            started = time.perf_counter()
+            stats = publish(gen, topic, envelope=envelope, pace=False, handle_signals=False)
+            seconds = time.perf_counter() - started
+            assert stats.failed == 0 and stats.events == events
+            out[f"publisher_envelope{envelope}_messages_per_s"] = stats.messages / seconds
+            out[f"publisher_envelope{envelope}_events_per_s"] = stats.events / seconds
+            print(f"publisher K={envelope:<3} {stats.messages / seconds:>10,.0f} messages/s "
+                  f"{stats.events / seconds:>10,.0f} events/s  (ratio to generator "
+                  f"{stats.events / seconds / generator_rate:.2f}; seed 000: 667 msg/s)",
+                  flush=True)
+    finally:
+        emulator.stop()
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--servers", type=int, default=20)
     parser.add_argument("--workdir", default=os.path.join("bench", "out"))
     parser.add_argument("--skip-multiprocess", action="store_true")
+    parser.add_argument("--skip-pubsub", action="store_true",
+                        help="skip the publisher benchmark (needs the Pub/Sub emulator)")
+    parser.add_argument("--publish-events", type=int, default=100_000)
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     data = os.path.join(args.workdir, "server_metrics.jsonl")
@@ -84,6 +117,8 @@ def main(argv=None) -> int:
         results[f"{name}_ratio_to_loop"] = rate / loop_rate
         print(f"{name:<14} {rate:>12,.0f} records/s  ratio to loop {rate / loop_rate:.2f}",
               flush=True)
+    if not args.skip_pubsub:
+        results.update(bench_publisher(args.publish_events, results["generator_records_per_s"]))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(os.path.join(args.workdir, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)

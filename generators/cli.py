@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import datetime, timezone
 
 from generators.metrics import GeneratorConfig, MetricsGenerator
@@ -50,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--duration", type=_duration, default=None,
                       help="event time to cover, e.g. 90s, 10m, 6h, 2d (default 1m)")
     size.add_argument("--count", type=int, default=None, help="number of events instead")
-    m.add_argument("--start", type=_start, default=GeneratorConfig.start,
-                   help="event time of the first tick, ISO 8601 or 'now' "
-                        "(default 2026-01-05T00:00:00Z, fixed so runs are reproducible)")
+    m.add_argument("--start", type=_start, default=None,
+                   help="event time of the first tick, ISO 8601 or 'now' (default: "
+                        "2026-01-05T00:00:00Z for files, fixed so runs are reproducible; "
+                        "now for Pub/Sub)")
     m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     m.add_argument("--anomaly-rate", type=_rate, default=0.01,
                    help="fraction of records that are CPU+memory spikes of 95–100 %% "
@@ -69,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of records delivered late, out of order")
     m.add_argument("--late-by", type=_duration, default=120.0,
                    help="how much later late records arrive, in event time (default 2m)")
+    m.add_argument("--to", choices=("file", "pubsub"), default="file",
+                   help="write to a file or stdout (default), or publish to Pub/Sub")
+    m.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME (with --to "
+                                   "pubsub; the emulator is used when PUBSUB_EMULATOR_HOST is set)")
+    m.add_argument("--envelope", type=_positive_int, default=1,
+                   help="events per Pub/Sub message, packed as NDJSON (default 1)")
+    m.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
+                   help="publish in real time, every server once per interval (default); "
+                        "--no-pace publishes as fast as Pub/Sub accepts")
     m.add_argument("--format", choices=FORMATS, default=None,
                    help="output format (default: from the file name, else jsonl)")
     m.add_argument("--output", "-o", default="-", help="file to write, or - for stdout")
@@ -79,9 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args) -> GeneratorConfig:
     duration = args.duration if args.duration is not None or args.count is not None else 60.0
+    start = args.start
+    if start is None:
+        start = (datetime.now(timezone.utc).replace(microsecond=0) if args.to == "pubsub"
+                 else GeneratorConfig.start)
     return GeneratorConfig(
         servers=args.servers, interval_ms=max(1, int(round(args.interval * 1000))),
-        start=args.start, count=args.count, duration_s=duration, seed=args.seed,
+        start=start, count=args.count, duration_s=duration, seed=args.seed,
         anomaly_rate=args.anomaly_rate, incidents_per_server_day=args.incidents_per_day,
         malformed_rate=args.malformed_rate, duplicate_rate=args.duplicate_rate,
         late_rate=args.late_rate, late_by_s=args.late_by)
@@ -94,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)
         return 2
-    fmt = args.format or format_from_path(args.output)
     generator = MetricsGenerator(config)
+    if args.to == "pubsub":
+        return _publish(generator, args)
+    fmt = args.format or format_from_path(args.output)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = None
     if show:
@@ -118,3 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.output != "-":
         print(f"wrote {generator.stats.line()} to {args.output}", file=sys.stderr)
     return 0
+
+
+def _publish(generator: MetricsGenerator, args) -> int:
+    from beam_pipelines.errors import UserError
+    from beam_pipelines.pubsub import check_topic, require_credentials
+    from generators.publisher import publish
+
+    try:
+        if not args.topic:
+            raise UserError("--to pubsub needs --topic projects/PROJECT/topics/NAME")
+        check_topic(args.topic)
+        require_credentials()
+    except UserError as exc:
+        print(f"python -m generators: error: {exc}", file=sys.stderr)
+        return 2
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    started = time.monotonic()
+    stats = publish(generator, args.topic, envelope=args.envelope, pace=args.pace,
+                    progress=show)
+    seconds = time.monotonic() - started
+    print(f"{stats.line()} to {args.topic} in {seconds:.1f}s "
+          f"({stats.messages / max(seconds, 1e-9):,.0f} msg/s); generator: "
+          f"{generator.stats.line()}", file=sys.stderr)
+    return 1 if stats.failed else 0

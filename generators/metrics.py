@@ -224,23 +224,30 @@ class MetricsGenerator:
     # ---- output with faults ---------------------------------------------------------------
     def render(self, renderer: Renderer):
         """Output records of ``renderer``, with malformed, duplicate and late ones injected."""
+        for _, _, record in self.render_timed(renderer):
+            yield record
+
+    def render_timed(self, renderer: Renderer):
+        """``(emitted_at_ms, event_ms, record)``: when a paced publisher should send the
+        record, and the event time it carries (older than the first for late records)."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, 1])  # faults must not perturb the values
         stats = self.stats
         p_bad, p_dup, p_late = cfg.malformed_rate, cfg.duplicate_rate, cfg.late_rate
         any_faults = p_bad + p_dup + p_late > 0
         late_ms = int(cfg.late_by_s * 1000)
-        held: list[tuple[int, int, object]] = []  # (release at epoch ms, seq, record)
+        held: list[tuple[int, int, int, object]] = []  # (release ms, seq, event ms, record)
         seq = 0
         draws = iter(())
         for server, epoch_ms, iso, vals in self.events():
             stats.events += 1
             while held and held[0][0] <= epoch_ms:
                 stats.written += 1
-                yield heapq.heappop(held)[2]
+                _, _, event_ms, record = heapq.heappop(held)
+                yield epoch_ms, event_ms, record
             if not any_faults:
                 stats.written += 1
-                yield renderer.render(server, epoch_ms, iso, vals)
+                yield epoch_ms, epoch_ms, renderer.render(server, epoch_ms, iso, vals)
                 continue
             try:
                 u, pick = next(draws)
@@ -252,8 +259,8 @@ class MetricsGenerator:
                 stats.malformed += 1
                 kinds = renderer.malformed_kinds
                 stats.written += 1
-                yield renderer.malformed(kinds[int(pick * len(kinds))], server, epoch_ms,
-                                         iso, vals)
+                yield epoch_ms, epoch_ms, renderer.malformed(
+                    kinds[int(pick * len(kinds))], server, epoch_ms, iso, vals)
                 continue
             record = renderer.render(server, epoch_ms, iso, vals)
             if u < p_bad + p_dup:
@@ -261,17 +268,18 @@ class MetricsGenerator:
                 seq += 1
                 # A redelivery: the copy arrives up to a few reports later.
                 heapq.heappush(held, (epoch_ms + int(pick * 5 * cfg.interval_ms) + 1, seq,
-                                      record))
+                                      epoch_ms, record))
             elif u < p_bad + p_dup + p_late:
                 stats.late += 1
                 seq += 1
-                heapq.heappush(held, (epoch_ms + late_ms, seq, record))
+                heapq.heappush(held, (epoch_ms + late_ms, seq, epoch_ms, record))
                 continue
             stats.written += 1
-            yield record
+            yield epoch_ms, epoch_ms, record
         while held:
             stats.written += 1
-            yield heapq.heappop(held)[2]
+            release_ms, _, event_ms, record = heapq.heappop(held)
+            yield release_ms, event_ms, record
 
 
 class Renderer:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 
 import pytest
@@ -76,3 +77,22 @@ def run_and_collect(build) -> dict[str, list]:
         for name, pcoll in outputs.items():
             assert_that(pcoll, _Collect(f"{token}/{name}"), label=f"Collect_{name}")
     return {name: _COLLECTED.pop(f"{token}/{name}") for name in outputs}
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator():
+    """The official Pub/Sub emulator on a free port; PUBSUB_EMULATOR_HOST points at it."""
+    from tests.services import PubSubEmulator, require
+
+    require("gcloud", "the Pub/Sub emulator")
+    emulator = PubSubEmulator().start()
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+        if previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous

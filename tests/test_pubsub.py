@@ -1,0 +1,129 @@
+"""Publishing to the official Pub/Sub emulator: setup, attributes, envelopes, flush."""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from beam_pipelines.errors import UserError
+from beam_pipelines.pubsub import check_subscription, check_topic, raw_records, setup, teardown
+from generators.metrics import GeneratorConfig, MetricsGenerator
+from generators.publisher import publish
+from tests.conftest import NOW
+from transforms.bronze import to_bronze
+from transforms.dead_letters import RecordRejected
+from transforms.rules import ServerMetricsRules
+from transforms.silver import to_silver
+
+ROOT = Path(__file__).resolve().parent.parent
+_names = itertools.count()
+
+
+def names():
+    n = next(_names)
+    return (f"projects/test-project/topics/metrics-{n}",
+            f"projects/test-project/subscriptions/metrics-{n}")
+
+
+def pull_all(subscription: str, idle_s: float = 3.0) -> list:
+    from google.cloud import pubsub_v1
+
+    received = []
+    with pubsub_v1.SubscriberClient() as sub:
+        idle_until = time.monotonic() + idle_s
+        while time.monotonic() < idle_until:
+            resp = sub.pull(subscription=subscription, max_messages=1000, timeout=5)
+            if resp.received_messages:
+                received.extend(m.message for m in resp.received_messages)
+                sub.acknowledge(subscription=subscription,
+                                ack_ids=[m.ack_id for m in resp.received_messages])
+                idle_until = time.monotonic() + idle_s
+    return received
+
+
+def test_resource_paths_are_validated():
+    assert check_topic("projects/my-project/topics/metrics")
+    for bad in ("metrics", "projects/p/topics/metrics", "projects/my-project/topics/x"):
+        with pytest.raises(UserError, match="not a topic path"):
+            check_topic(bad)
+    with pytest.raises(UserError, match="not a subscription path"):
+        check_subscription("projects/my-project/topics/metrics")
+
+
+def test_setup_is_idempotent_and_teardown_removes(pubsub_emulator):
+    topic, subscription = names()
+    assert setup(topic, subscription) == [f"created topic {topic}",
+                                          f"created subscription {subscription}"]
+    assert setup(topic, subscription) == [f"topic {topic} exists",
+                                          f"subscription {subscription} exists"]
+    assert teardown(topic, subscription) == [f"deleted subscription {subscription}",
+                                             f"deleted topic {topic}"]
+    proc = subprocess.run([sys.executable, "-m", "beam_pipelines.pubsub", "setup", "--topic",
+                           topic], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ})
+    assert proc.returncode == 0 and proc.stdout.strip() == f"created topic {topic}"
+
+
+@pytest.mark.parametrize("envelope", [1, 7])
+def test_every_event_arrives_with_time_and_id(pubsub_emulator, envelope):
+    topic, subscription = names()
+    setup(topic, subscription)
+    gen = MetricsGenerator(GeneratorConfig(servers=5, count=300, seed=9, malformed_rate=0.05))
+    stats = publish(gen, topic, envelope=envelope, pace=False, handle_signals=False)
+    assert stats.failed == 0 and stats.events == 300 and \
+        stats.messages == -(-300 // envelope)
+    messages = pull_all(subscription)
+    assert len(messages) == stats.messages
+    ids = [m.attributes["event_id"] for m in messages]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"9-\d{12}", i) for i in ids)
+    records = [r for m in messages for r in raw_records(m.data, dict(m.attributes), topic)]
+    assert len(records) == 300
+    accepted = rejected = 0
+    for m in messages:
+        event_time = datetime.fromisoformat(m.attributes["event_time"])
+        for raw in raw_records(m.data, dict(m.attributes), topic):
+            try:
+                row = to_silver(to_bronze(raw, NOW), ServerMetricsRules())
+                accepted += 1
+                assert row["timestamp"] >= event_time  # the attribute is the earliest event
+            except RecordRejected:
+                rejected += 1
+    assert rejected == gen.stats.malformed and accepted + rejected == 300
+
+
+def test_sigterm_flushes_and_counts_exactly(pubsub_emulator):
+    topic, subscription = names()
+    setup(topic, subscription)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "generators", "metrics", "--to", "pubsub", "--topic", topic,
+         "--servers", "50", "--interval", "10ms", "--duration", "10m", "--envelope", "3"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    match = re.search(r"published ([\d,]+) messages \(([\d,]+) events\)", err)
+    assert match, err
+    reported_messages, reported_events = (int(g.replace(",", "")) for g in match.groups())
+    assert reported_messages > 100  # it was running: paced at 5,000 events/s
+    messages = pull_all(subscription)
+    assert len(messages) == reported_messages  # nothing lost, nothing counted twice
+    assert sum(len(raw_records(m.data, dict(m.attributes), topic)) for m in messages) == \
+        reported_events
+
+
+def test_publisher_errors_are_one_line():
+    proc = subprocess.run([sys.executable, "-m", "generators", "metrics", "--to", "pubsub",
+                           "--topic", "nope"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "not a topic path" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
