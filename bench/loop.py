@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.transforms.window import GlobalWindow
 
 from beam_pipelines.lakehouse import table_dir
 from beam_pipelines.server_metrics import TABLES
@@ -129,7 +130,8 @@ def _roll_up(minutes, rules):
         return merged
 
     def rows(fn, summaries):
-        return [row for item in summaries.items() for row in fn.process(item)]
+        return [row for item in summaries.items()
+                for row in fn.process(item, GlobalWindow(), None)]
 
     hours = merge(minutes, HOUR)
     days = merge(hours, DAY)

@@ -70,13 +70,17 @@ class RecordSchema:
     layer: str
     partition_field: str | None = None
     clustering: tuple[str, ...] = ()
+    #: Columns that identify a row. Streaming appends a new pane for a key when a window
+    #: fires again; the latest pane (highest ``pane_index``) is the current answer.
+    key: tuple[str, ...] = ()
 
     def __post_init__(self):
         names = [f.name for f in self.fields]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"schema {self.name}: duplicate fields {sorted(dupes)}")
-        for col in ((self.partition_field,) if self.partition_field else ()) + self.clustering:
+        layout = ((self.partition_field,) if self.partition_field else ()) + self.clustering
+        for col in layout + self.key:
             if col not in names:
                 raise ValueError(f"schema {self.name}: layout column {col!r} is not a field")
 

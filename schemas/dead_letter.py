@@ -51,8 +51,9 @@ REASONS: dict[str, str] = {
     "out_of_range": "A measurement lies outside its declared valid range.",
     "unknown_category": "A categorical field has a value outside its vocabulary.",
     "duplicate_event": "Another record of the same server and event time was kept.",
-    # gold (streaming)
-    "late": "The record arrived after its window closed (beyond the allowed lateness).",
+    # streaming
+    "late": "The record arrived after its event-time window closed (beyond the allowed "
+            "lateness).",
     # any step
     "internal_error": "The step failed unexpectedly on this record (a bug: please report).",
 }

@@ -94,7 +94,14 @@ WINDOW_FIELDS = (
     Field("window_start", TS, "Start of the event-time window (inclusive)", required=True),
     Field("window_end", TS, "End of the event-time window (exclusive)", required=True),
     Field("metric_date", D, "UTC date of the window", required=True),
+    Field("pane_index", INT, "How many times this window fired before (0 in batch); the "
+          "row with the highest index for a key is the current answer", required=True),
+    Field("pane_timing", S, "EARLY (watermark not yet past the window), ON_TIME or LATE "
+          "(late data within the allowed lateness)", required=True,
+          choices=("EARLY", "ON_TIME", "LATE")),
 )
+
+SERVER_KEY = ("server_id", "server_name", "server_type", "location", "window_start")
 
 SERVER_DIMENSIONS = IDENTITY_FIELDS
 
@@ -123,6 +130,7 @@ SERVER_METRICS_MINUTELY = RecordSchema(
     + TOTALS,
     partition_field="window_start",
     clustering=("server_id",),
+    key=SERVER_KEY,
 )
 
 HOURLY_SERVER_METRICS = RecordSchema(
@@ -134,6 +142,7 @@ HOURLY_SERVER_METRICS = RecordSchema(
     + SERVER_DIMENSIONS + (COUNT_FIELD,) + CPU_MEMORY_STATS + TOTALS,
     partition_field="metric_date",
     clustering=("server_id", "location"),
+    key=SERVER_KEY,
 )
 
 SERVER_HEALTH_SUMMARY = RecordSchema(
@@ -147,6 +156,7 @@ SERVER_HEALTH_SUMMARY = RecordSchema(
              minimum=0, maximum=100),),
     partition_field="metric_date",
     clustering=("server_id", "location"),
+    key=SERVER_KEY,
 )
 
 LOCATION_PERFORMANCE = RecordSchema(
@@ -165,6 +175,7 @@ LOCATION_PERFORMANCE = RecordSchema(
     + CPU_MEMORY_STATS + TOTALS,
     partition_field="metric_date",
     clustering=("location", "server_type"),
+    key=("location", "server_type", "window_start"),
 )
 
 ALERTS = RecordSchema(
@@ -184,6 +195,7 @@ ALERTS = RecordSchema(
     ),
     partition_field="metric_date",
     clustering=("server_id", "rule"),
+    key=SERVER_KEY + ("rule",),
 )
 
 GOLD_TABLES = (SERVER_METRICS_MINUTELY, HOURLY_SERVER_METRICS, SERVER_HEALTH_SUMMARY,

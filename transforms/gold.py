@@ -24,6 +24,7 @@ from schemas.server_metrics import (
 )
 from transforms.rules import AlertRule, ServerMetricsRules
 from transforms.summary import ServerMetricsSummary
+from transforms.windowing import StreamingConfig, pane_columns
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 
@@ -123,9 +124,11 @@ class FormatServerRowFn(beam.DoFn):
         self._quantiles = quantiles
         self._weights = health_weights
 
-    def process(self, keyed_summary):
+    def process(self, keyed_summary, window=beam.DoFn.WindowParam,
+                pane=beam.DoFn.PaneInfoParam):
         key, summary = keyed_summary
         row = _window_columns(key[-1], self._seconds)
+        row["pane_index"], row["pane_timing"] = pane_columns(window, pane)
         row["hour_of_day"] = row["window_start"].hour
         row.update(_server_columns(key))
         row.update(summary.columns(self._quantiles))
@@ -139,9 +142,10 @@ class FormatLocationRowFn(beam.DoFn):
     def __init__(self, rules: ServerMetricsRules):
         self._rules = rules
 
-    def process(self, keyed):
+    def process(self, keyed, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         (location, server_type, day_start), (servers, summary) = keyed
         row = _window_columns(day_start, DAY)
+        row["pane_index"], row["pane_timing"] = pane_columns(window, pane)
         place = self._rules.location(location)
         row.update(location=location, server_type=server_type,
                    latitude=place.latitude if place else None,
@@ -157,11 +161,14 @@ class RaiseAlertsFn(beam.DoFn):
     def __init__(self, rules: tuple[AlertRule, ...]):
         self._rules = {r.name: r for r in rules}
 
-    def process(self, keyed_summary):
+    def process(self, keyed_summary, window=beam.DoFn.WindowParam,
+                pane=beam.DoFn.PaneInfoParam):
         key, summary = keyed_summary
+        panes = pane_columns(window, pane)
         for name, (count, extreme, _) in sorted(summary.breaches.items()):
             rule = self._rules[name]
             row = _window_columns(key[-1], MINUTE)
+            row["pane_index"], row["pane_timing"] = panes
             row.update(_server_columns(key))
             direction = "above" if rule.above is not None else "below"
             who = row["server_name"] or row["server_id"]
@@ -175,18 +182,24 @@ class RaiseAlertsFn(beam.DoFn):
 
 
 class ServerMinuteSummaries(beam.PTransform):
-    """Silver records → ((server, minute start), summary)."""
+    """Silver records → ((server, minute start), summary of what is new).
 
-    def __init__(self, alert_rules: tuple[AlertRule, ...] = ()):
+    In streaming the panes are deltas (discarding), so every level above can merge them
+    without counting a record twice.
+    """
+
+    def __init__(self, alert_rules: tuple[AlertRule, ...] = (),
+                 streaming: StreamingConfig | None = None):
         super().__init__()
         self._rules = alert_rules
+        self._streaming = streaming
 
     def expand(self, silver):
-        return (
-            silver
-            | "KeyByServerMinute" >> beam.ParDo(KeyByServerMinuteFn())
-            | "SummariseMinute" >> beam.CombinePerKey(SummariseServerMetrics(self._rules))
-        )
+        keyed = silver | "KeyByServerMinute" >> beam.ParDo(KeyByServerMinuteFn())
+        if self._streaming is not None:
+            keyed = keyed | "MinuteWindows" >> self._streaming.windows(MINUTE, accumulate=False)
+        return keyed | "SummariseMinute" >> beam.CombinePerKey(
+            SummariseServerMetrics(self._rules))
 
 
 def _rebucket(seconds: int):
@@ -197,45 +210,62 @@ def _rebucket(seconds: int):
 
 
 class RollUp(beam.PTransform):
-    """((server, window start), summary) → the same in larger windows, merged."""
+    """Minute deltas → one summary per key and larger window: in streaming, every pane
+    holds the whole window so far (the latest pane is the answer)."""
 
-    def __init__(self, seconds: int):
+    def __init__(self, seconds: int, streaming: StreamingConfig | None = None,
+                 early_every_s: float | None = None, rekey=None):
         super().__init__()
         self._seconds = seconds
+        self._streaming = streaming
+        self._early = early_every_s
+        self._rekey = rekey or _rebucket(seconds)
 
-    def expand(self, summaries):
-        return (
-            summaries
-            | "Rebucket" >> beam.Map(_rebucket(self._seconds))
-            | "Merge" >> beam.CombinePerKey(MergeSummaries())
-        )
+    def expand(self, deltas):
+        keyed = deltas | "Rebucket" >> beam.Map(self._rekey)
+        if self._streaming is not None:
+            keyed = keyed | "Windows" >> self._streaming.windows(
+                self._seconds, accumulate=True, early_every_s=self._early)
+        return keyed | "Merge" >> beam.CombinePerKey(MergeSummaries())
 
 
 def _by_location(keyed_summary):
-    (server_id, _name, server_type, location, day_start), summary = keyed_summary
-    return (location, server_type, day_start), (server_id, summary)
+    (server_id, _name, server_type, location, minute), summary = keyed_summary
+    return (location, server_type, bucket(minute, DAY)), (server_id, summary)
 
 
 class ServerMetricsGold(beam.PTransform):
     """Gold layer: a dict of table name → rows, one entry per gold table.
 
     Window boundaries are explicit in the keys (epoch-aligned fixed buckets), so batch
-    runs need no Beam windows at all: on the local runner a windowed GroupByKey costs
-    about ten times a global one.
+    runs need no Beam windows: on the local runner a windowed GroupByKey costs about ten
+    times a global one. Streaming runs (``streaming=StreamingConfig(...)``) add event-time
+    windows with early, on-time and late firings to the same steps.
     """
 
-    def __init__(self, rules: ServerMetricsRules | None = None):
+    def __init__(self, rules: ServerMetricsRules | None = None,
+                 streaming: StreamingConfig | None = None):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
+        self._streaming = streaming
 
     def expand(self, silver):
-        rules = self._rules
-        minutes = silver | "ServerMinutes" >> ServerMinuteSummaries(rules.alert_rules)
-        hours = minutes | "ServerHours" >> RollUp(HOUR)
-        days = hours | "ServerDays" >> RollUp(DAY)
+        rules, streaming = self._rules, self._streaming
+        deltas = silver | "ServerMinutes" >> ServerMinuteSummaries(rules.alert_rules, streaming)
+        if streaming is None:
+            minutes = deltas  # batch: one pane per minute already holds everything
+        else:
+            minutes = (deltas
+                       | "AccumulateMinutes" >> streaming.windows(MINUTE, accumulate=True,
+                                                                  early_per_element=True)
+                       | "MergeMinute" >> beam.CombinePerKey(MergeSummaries()))
+        slow = streaming and streaming.early_firing_s * 6  # hours and days fire less often
+        hours = deltas | "ServerHours" >> RollUp(HOUR, streaming, slow)
+        days = deltas | "ServerDays" >> RollUp(DAY, streaming, slow)
         locations = (
-            days
+            deltas
             | "KeyByLocation" >> beam.Map(_by_location)
+            | "LocationDays" >> _Windowed(streaming, DAY, slow)
             | "RollUpLocations" >> beam.CombinePerKey(LocationRollup())
         )
         return {
@@ -250,3 +280,17 @@ class ServerMetricsGold(beam.PTransform):
                 FormatLocationRowFn(rules)),
             ALERTS.name: minutes | "RaiseAlerts" >> beam.ParDo(RaiseAlertsFn(rules.alert_rules)),
         }
+
+
+class _Windowed(beam.PTransform):
+    """Accumulating windows in streaming; nothing in batch."""
+
+    def __init__(self, streaming: StreamingConfig | None, seconds: int, early_every_s=None):
+        super().__init__()
+        self._streaming, self._seconds, self._early = streaming, seconds, early_every_s
+
+    def expand(self, pcoll):
+        if self._streaming is None:
+            return pcoll
+        return pcoll | "Windows" >> self._streaming.windows(
+            self._seconds, accumulate=True, early_every_s=self._early)

@@ -14,18 +14,22 @@ from transforms.bronze import ValidateServerMetrics
 from transforms.gold import ServerMetricsGold
 from transforms.rules import ServerMetricsRules
 from transforms.silver import CleanServerMetrics
+from transforms.windowing import StreamingConfig
 
 
 class ServerMetricsMedallion(beam.PTransform):
-    def __init__(self, rules: ServerMetricsRules | None = None, clock=None):
+    def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
+                 streaming: StreamingConfig | None = None):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
         self._clock = clock
+        self._streaming = streaming
 
     def expand(self, raw):
         bronze = raw | "Bronze" >> ValidateServerMetrics(clock=self._clock)
-        silver = bronze["records"] | "Silver" >> CleanServerMetrics(self._rules)
-        gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules)
+        silver = bronze["records"] | "Silver" >> CleanServerMetrics(
+            self._rules, streaming=self._streaming)
+        gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules, self._streaming)
         dead = ((bronze["dead_letters"], silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())
         return {

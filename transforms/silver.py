@@ -11,14 +11,21 @@ from __future__ import annotations
 from datetime import timedelta
 
 import apache_beam as beam
+from apache_beam.coders import BooleanCoder, PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration
 
 from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.bronze import EPOCH, event_time
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.rules import ServerMetricsRules
+from transforms.windowing import StreamingConfig
+
+MINUTE = 60
 
 _ONE_MS = timedelta(milliseconds=1)
 _ONE_MICRO = timedelta(microseconds=1)
@@ -175,6 +182,77 @@ class KeepFirstCopyFn(beam.DoFn):
                     payload=dup, source=dup.get("source"), event_timestamp=dup["timestamp"]))
 
 
+class GateAndDeduplicateFn(beam.DoFn):
+    """Streaming: one pane of a server's minute → accepted records, duplicates and late
+    records.
+
+    State lives per server and window. A watermark timer at the window's end plus the
+    allowed lateness closes it: what arrives after that is dead-lettered as ``late``
+    (Beam would drop it silently later). Until then every event time seen is remembered,
+    so a copy arriving in a later pane is still caught. The work is per pane, not per
+    record: the local runner's state access is slow.
+    """
+
+    SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
+    CLOSED = ReadModifyWriteStateSpec("closed", BooleanCoder())
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+
+    def __init__(self, allowed_lateness_s: int, pipeline: str = "server_metrics"):
+        self._lateness = Duration(seconds=allowed_lateness_s)
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._duplicates = Metrics.counter("silver", "duplicates_rejected")
+        self._late = Metrics.counter("silver", "late_rejected")
+
+    def process(self, keyed_records, window=beam.DoFn.WindowParam,
+                seen=beam.DoFn.StateParam(SEEN), closed=beam.DoFn.StateParam(CLOSED),
+                close=beam.DoFn.TimerParam(CLOSE)):
+        server_id, packed = keyed_records
+        records = [_PACKER.unpack(p) for p in packed]
+        if closed.read():
+            start, end = window.start.to_utc_datetime(), window.end.to_utc_datetime()
+            message = (f"arrived after its window {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC "
+                       f"closed (allowed lateness {self._lateness.micros // 1_000_000}s)")
+            for record in records:
+                self._late.inc()
+                yield TaggedOutput(DEAD_LETTER, self._dead(record, "late", message))
+            return
+        close.set(window.end + self._lateness)
+        known = seen.read() or set()
+        by_time: dict[int, list] = {}
+        for record in records:
+            by_time.setdefault((record["timestamp"] - EPOCH) // _ONE_MICRO, []).append(record)
+        for micros, copies in by_time.items():
+            if len(copies) > 1:
+                copies.sort(key=_copy_rank)
+            if micros not in known:
+                known.add(micros)
+                kept = copies.pop(0)
+                yield TimestampedValue(kept, event_time(kept["timestamp"]))
+            for dup in copies:
+                self._duplicates.inc()
+                yield TaggedOutput(DEAD_LETTER, self._dead(
+                    dup, "duplicate_event", f"another record of server {server_id} at "
+                    f"{dup['timestamp'].isoformat()} was kept"))
+        seen.write(known)
+
+    @on_timer(CLOSE)
+    def close_window(self, seen=beam.DoFn.StateParam(SEEN),
+                     closed=beam.DoFn.StateParam(CLOSED)):
+        closed.write(True)
+        seen.clear()
+
+    def _dead(self, record, reason, message):
+        return dead_letter(pipeline=self._pipeline, layer="silver", step="DeduplicateEvents",
+                           reason=reason, message=message, payload=record,
+                           source=record.get("source"), event_timestamp=record["timestamp"])
+
+
+def _by_server_packed(record: dict):
+    return record["server_id"], _PACKER.pack(record)
+
+
 def _server_minute(record: dict):
     micros = (record["timestamp"] - EPOCH) // _ONE_MICRO
     return (record["server_id"], micros - micros % 60_000_000), record
@@ -188,11 +266,24 @@ class DeduplicateEvents(beam.PTransform):
     than a windowed GroupByKey.
     """
 
-    def __init__(self, pipeline: str = "server_metrics"):
+    def __init__(self, pipeline: str = "server_metrics",
+                 streaming: StreamingConfig | None = None):
         super().__init__()
         self._pipeline = pipeline
+        self._streaming = streaming
 
     def expand(self, records):
+        if self._streaming is not None:
+            out = (
+                records
+                | "KeyByServer" >> beam.Map(_by_server_packed)
+                | "MinuteWindows" >> self._streaming.windows(MINUTE, accumulate=False)
+                | "GroupMinute" >> beam.GroupByKey()
+                | "GateAndDeduplicate" >> beam.ParDo(GateAndDeduplicateFn(
+                    self._streaming.allowed_lateness_s, self._pipeline)).with_outputs(
+                        DEAD_LETTER, main="records")
+            )
+            return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
         out = (
             records
             | "KeyByServerMinute" >> beam.Map(_server_minute)
@@ -206,16 +297,19 @@ class DeduplicateEvents(beam.PTransform):
 class CleanServerMetrics(beam.PTransform):
     """Silver layer: ``{'records': silver rows, 'dead_letters': rejections}``."""
 
-    def __init__(self, rules: ServerMetricsRules | None = None, pipeline: str = "server_metrics"):
+    def __init__(self, rules: ServerMetricsRules | None = None, pipeline: str = "server_metrics",
+                 streaming: StreamingConfig | None = None):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
         self._pipeline = pipeline
+        self._streaming = streaming
 
     def expand(self, bronze):
         checked = bronze | "CheckServerMetric" >> beam.ParDo(
             CheckServerMetricFn(self._rules, self._pipeline)).with_outputs(
                 DEAD_LETTER, main="records")
-        unique = checked.records | "DeduplicateEvents" >> DeduplicateEvents(self._pipeline)
+        unique = checked.records | "DeduplicateEvents" >> DeduplicateEvents(
+            self._pipeline, self._streaming)
         dead = ((checked[DEAD_LETTER], unique["dead_letters"])
                 | "SilverDeadLetters" >> beam.Flatten())
         return {"records": unique["records"], "dead_letters": dead}

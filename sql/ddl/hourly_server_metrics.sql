@@ -3,6 +3,8 @@ CREATE TABLE IF NOT EXISTS `${dataset}.hourly_server_metrics` (
   window_start TIMESTAMP NOT NULL OPTIONS(description="Start of the event-time window (inclusive)"),
   window_end TIMESTAMP NOT NULL OPTIONS(description="End of the event-time window (exclusive)"),
   metric_date DATE NOT NULL OPTIONS(description="UTC date of the window"),
+  pane_index INT64 NOT NULL OPTIONS(description="How many times this window fired before (0 in batch); the row with the highest index for a key is the current answer"),
+  pane_timing STRING NOT NULL OPTIONS(description="EARLY (watermark not yet past the window), ON_TIME or LATE (late data within the allowed lateness)"),
   hour_of_day INT64 NOT NULL OPTIONS(description="UTC hour of the window"),
   server_id STRING NOT NULL OPTIONS(description="Stable identifier of the server"),
   server_name STRING OPTIONS(description="Human-readable server name, e.g. web-server-003"),
