@@ -65,14 +65,22 @@ class _Collect:
         _COLLECTED[self.key] = list(actual)
 
 
-def run_and_collect(build) -> dict[str, list]:
+def streaming_pipeline() -> TestPipeline:
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    options = PipelineOptions(runner="BundleBasedDirectRunner")
+    options.view_as(StandardOptions).streaming = True
+    return TestPipeline(runner="BundleBasedDirectRunner", options=options)
+
+
+def run_and_collect(build, streaming: bool = False) -> dict[str, list]:
     """``build(p)`` returns a dict of name → PCollection; returns name → elements."""
     import uuid
 
     from apache_beam.testing.util import assert_that
 
     token = uuid.uuid4().hex
-    with test_pipeline() as p:
+    with (streaming_pipeline() if streaming else test_pipeline()) as p:
         outputs = build(p)
         for name, pcoll in outputs.items():
             assert_that(pcoll, _Collect(f"{token}/{name}"), label=f"Collect_{name}")

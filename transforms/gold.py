@@ -48,8 +48,10 @@ class _SummaryCombineFn(beam.CombineFn):
         return ServerMetricsSummary()
 
     def merge_accumulators(self, summaries):
+        # Streaming can ask to merge nothing: an on-time pane after an early one, in
+        # discarding mode, has no new input.
         summaries = iter(summaries)
-        merged = next(summaries)
+        merged = next(summaries, None) or ServerMetricsSummary()
         for s in summaries:
             merged.merge(s)
         return merged
@@ -90,7 +92,7 @@ class LocationRollup(beam.CombineFn):
 
     def merge_accumulators(self, accs):
         accs = iter(accs)
-        servers, merged = next(accs)
+        servers, merged = next(accs, None) or self.create_accumulator()
         for other_servers, other in accs:
             servers |= other_servers
             merged.merge(other)

@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Duration
 
 from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC, SERVER_METRICS_SILVER
@@ -143,7 +143,7 @@ class CollectCopies(beam.CombineFn):
 
     def merge_accumulators(self, accumulators):
         accumulators = iter(accumulators)
-        merged = next(accumulators)
+        merged = next(accumulators, None) or {}
         for other in accumulators:
             for micros, blobs in other.items():
                 found = merged.get(micros)
@@ -276,14 +276,21 @@ class DeduplicateEvents(beam.PTransform):
         if self._streaming is not None:
             out = (
                 records
-                | "KeyByServer" >> beam.Map(_by_server_packed)
+                | "KeyByServer" >> beam.Map(_by_server_packed).with_output_types(
+                    tuple[str, tuple])  # a deterministic key coder for the state
                 | "MinuteWindows" >> self._streaming.windows(MINUTE, accumulate=False)
                 | "GroupMinute" >> beam.GroupByKey()
                 | "GateAndDeduplicate" >> beam.ParDo(GateAndDeduplicateFn(
                     self._streaming.allowed_lateness_s, self._pipeline)).with_outputs(
                         DEAD_LETTER, main="records")
             )
-            return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+            # Back to the global window: gold windows again as each table needs, and the
+            # dead letters of every layer are flattened together.
+            return {
+                "records": out.records | "RecordsToGlobal" >> beam.WindowInto(GlobalWindows()),
+                "dead_letters": out[DEAD_LETTER] | "DeadToGlobal" >> beam.WindowInto(
+                    GlobalWindows()),
+            }
         out = (
             records
             | "KeyByServerMinute" >> beam.Map(_server_minute)

@@ -42,7 +42,9 @@ class StreamingConfig:
         if early_per_element:
             early = trigger.AfterCount(1)
         else:
-            early = trigger.AfterProcessingTime(early_every_s or self.early_firing_s)
+            # Beam's runner API wants whole seconds here.
+            early = trigger.AfterProcessingTime(max(1, round(early_every_s or
+                                                             self.early_firing_s)))
         return beam.WindowInto(
             FixedWindows(seconds),
             trigger=trigger.AfterWatermark(early=early, late=trigger.AfterCount(1)),

@@ -1,0 +1,192 @@
+"""Streaming semantics with TestStream: windows, early firings, lateness, dedupe, parity."""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms.window import TimestampedValue
+
+from schemas.server_metrics import GOLD_TABLES
+from tests.conftest import NOW, fixed_clock, line, run_and_collect
+from transforms.bronze import RawRecord, event_time, to_bronze
+from transforms.gold import ServerMetricsGold
+from transforms.medallion import ServerMetricsMedallion
+from transforms.rules import ServerMetricsRules
+from transforms.silver import CleanServerMetrics, to_silver
+from transforms.windowing import StreamingConfig
+
+TestStream.__test__ = False  # a Beam transform, not a test class
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()
+LATENESS = 120
+STREAMING = StreamingConfig(allowed_lateness_s=LATENESS, early_firing_s=5)
+RULES = ServerMetricsRules()
+
+
+def bronze(server="a", second=0.0, cpu=50.0):
+    ts = datetime.fromtimestamp(T0 + second, timezone.utc).isoformat()
+    return to_bronze(RawRecord(line(server_id=server, timestamp=ts, cpu_usage=cpu)), NOW)
+
+
+def stamped(record):
+    return TimestampedValue(record, event_time(record["timestamp"]))
+
+
+def silver_stream():
+    return (TestStream()
+            .add_elements([stamped(bronze("a", 1)), stamped(bronze("a", 2)),
+                           stamped(bronze("a", 2))])                 # a copy in the same pane
+            .advance_watermark_to(T0 + 70)                           # minute 10:00 on time
+            .add_elements([stamped(bronze("a", 3)),                  # late, within lateness
+                           stamped(bronze("a", 1))])                 # a copy, a pane later
+            .advance_watermark_to(T0 + 60 + LATENESS + 1)            # 10:00 is now closed
+            .add_elements([stamped(bronze("a", 4))])                 # too late
+            .advance_watermark_to_infinity())
+
+
+def test_silver_lateness_and_dedupe_across_panes():
+    found = run_and_collect(lambda p: p | silver_stream()
+                            | CleanServerMetrics(RULES, streaming=STREAMING), streaming=True)
+    kept = sorted(r["timestamp"].second for r in found["records"])
+    assert kept == [1, 2, 3]
+    reasons = Counter((d["reason"], d["event_timestamp"].second) for d in found["dead_letters"])
+    assert reasons == Counter({("duplicate_event", 2): 1, ("duplicate_event", 1): 1,
+                               ("late", 4): 1})
+    late = next(d for d in found["dead_letters"] if d["reason"] == "late")
+    assert late["layer"] == "silver" and "allowed lateness 120s" in late["message"]
+
+
+def test_accounting_holds_in_streaming():
+    found = run_and_collect(lambda p: p | silver_stream()
+                            | CleanServerMetrics(RULES, streaming=STREAMING), streaming=True)
+    assert len(found["records"]) + len(found["dead_letters"]) == 6
+
+
+def latest(rows, schema):
+    best = {}
+    for row in rows:
+        key = tuple(row[k] for k in schema.key)
+        if key not in best or row["pane_index"] > best[key]["pane_index"]:
+            best[key] = row
+    return best
+
+
+def test_gold_panes_on_time_then_late_update():
+    rows = lambda secs: [stamped(to_silver(bronze("a", s, cpu), RULES)) for s, cpu in secs]  # noqa
+    stream = (TestStream()
+              .add_elements(rows([(1, 10.0), (30, 20.0)]))
+              .advance_watermark_to(T0 + 61)                 # minute and nothing else closes
+              .add_elements(rows([(50, 90.5)]))              # late for 10:00, within lateness
+              .advance_watermark_to_infinity())
+    found = run_and_collect(lambda p: p | stream | ServerMetricsGold(RULES, STREAMING),
+                            streaming=True)
+    minute = [r for r in found["server_metrics_minutely"]]
+    timings = [r["pane_timing"] for r in sorted(minute, key=lambda r: r["pane_index"])]
+    assert "ON_TIME" in timings and timings[-1] == "LATE"
+    on_time = next(r for r in minute if r["pane_timing"] == "ON_TIME")
+    assert on_time["record_count"] == 2
+    final = latest(minute, GOLD_TABLES[0])
+    [row] = final.values()
+    assert row["record_count"] == 3 and row["max_cpu_usage"] == 90.5
+    hour = list(latest(found["hourly_server_metrics"], GOLD_TABLES[1]).values())
+    assert len(hour) == 1 and hour[0]["record_count"] == 3
+    # the late record crossed the high-utilisation threshold: the alert arrives late
+    assert {a["rule"] for a in found["alerts"]} == {"high_cpu"}
+
+
+def test_early_firings_fill_the_minute_table_before_the_watermark():
+    rows = [stamped(to_silver(bronze("a", s), RULES)) for s in (1, 2)]
+    stream = (TestStream()
+              .add_elements(rows)
+              .advance_processing_time(10)                   # past the early-firing delay
+              .advance_watermark_to(T0 + 30)
+              .advance_processing_time(10)
+              .advance_watermark_to_infinity())
+    found = run_and_collect(lambda p: p | stream | ServerMetricsGold(RULES, STREAMING),
+                            streaming=True)
+    timings = {r["pane_timing"] for r in found["server_metrics_minutely"]}
+    assert "EARLY" in timings and "ON_TIME" in timings
+
+
+def test_window_boundaries_in_streaming():
+    rows = [stamped(to_silver(bronze("a", s), RULES)) for s in (59.999, 60.0, 3599.999, 3600)]
+    stream = TestStream().add_elements(rows).advance_watermark_to_infinity()
+    found = run_and_collect(lambda p: p | stream | ServerMetricsGold(RULES, STREAMING),
+                            streaming=True)
+    minutes = latest(found["server_metrics_minutely"], GOLD_TABLES[0])
+    assert sorted((k[-1].strftime("%H:%M"), r["record_count"]) for k, r in minutes.items()) \
+        == [("10:00", 1), ("10:01", 1), ("10:59", 1), ("11:00", 1)]
+    hours = latest(found["hourly_server_metrics"], GOLD_TABLES[1])
+    assert sorted(r["record_count"] for r in hours.values()) == [1, 3]
+
+
+# ---- batch / stream parity on the whole medallion --------------------------------------
+def _events():
+    """Two servers, ten minutes every 20 s, with malformed lines, copies and late events."""
+    raws = []
+    for i in range(30):
+        for server in ("a", "b"):
+            ts = datetime.fromtimestamp(T0 + 20 * i, timezone.utc).isoformat()
+            raws.append((T0 + 20 * i, line(server_id=server, timestamp=ts,
+                                           cpu_usage=float(30 + (i * 7) % 65),
+                                           memory_usage=float(40 + (i * 11) % 59))))
+    raws.append((T0 + 100, '{"server_id": "a", "timestamp": '))          # malformed
+    raws.append((T0 + 200, line(server_id="b", timestamp="not a time")))  # malformed
+    raws.append((T0 + 220, raws[10][1]))                                  # a copy, later
+    return raws
+
+
+def _late_events():
+    ts = datetime.fromtimestamp(T0 + 130, timezone.utc).isoformat()
+    return [(T0 + 130, line(server_id="c", timestamp=ts, cpu_usage=95.0))]
+
+
+def _normalise(rows, schema):
+    return sorted(
+        (tuple((k, v) for k, v in row.items() if k not in ("pane_index", "pane_timing"))
+         for row in latest(rows, schema).values()), key=repr)
+
+
+def test_batch_and_streaming_give_identical_gold_tables():
+    events, late = _events(), _late_events()
+    rules = ServerMetricsRules()
+
+    def batch(p):
+        raw = p | beam.Create([RawRecord(text, "in") for _, text in events + late])
+        return raw | ServerMetricsMedallion(rules, clock=fixed_clock)
+
+    stream = TestStream()
+    for ts, text in events:
+        stream = stream.add_elements([TimestampedValue(RawRecord(text, "in"), ts)])
+    stream = (stream.advance_watermark_to(T0 + 20 * 30 + 60)   # every minute closed on time
+                    .add_elements([TimestampedValue(RawRecord(t, "in"), ts) for ts, t in late])
+                    .advance_watermark_to_infinity())
+
+    def streaming(p):
+        return p | stream | ServerMetricsMedallion(rules, clock=fixed_clock,
+                                                   streaming=StreamingConfig(
+                                                       allowed_lateness_s=3600))
+
+    b = run_and_collect(batch)
+    s = run_and_collect(streaming, streaming=True)
+    for schema in GOLD_TABLES:
+        assert _normalise(b[schema.name], schema) == _normalise(s[schema.name], schema), \
+            schema.name
+    assert sorted(map(repr, b["server_metrics_silver"])) == \
+        sorted(map(repr, s["server_metrics_silver"]))
+    reasons = lambda t: Counter(d["reason"] for d in t["dead_letters"])  # noqa: E731
+    assert reasons(b) == reasons(s) == Counter({"invalid_json": 1, "invalid_timestamp": 1,
+                                                 "duplicate_event": 1})
+    # the late event made it into streaming's gold as a LATE pane, as in batch
+    late_rows = [r for r in s["server_metrics_minutely"] if r["server_id"] == "c"]
+    assert late_rows and all(r["pane_timing"] == "LATE" for r in late_rows)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"allowed_lateness_s": -1}, "negative"), ({"early_firing_s": 0}, "positive")])
+def test_streaming_config_is_validated(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StreamingConfig(**kwargs)
