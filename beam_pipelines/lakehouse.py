@@ -87,13 +87,24 @@ def clear_tables(output_dir: str, schemas) -> None:
 
 
 def write_catalog(output_dir: str, schemas) -> str:
-    """(Re)create the DuckDB file with one view per table; returns its path."""
+    """(Re)create the DuckDB file with one view per table; returns its path.
+
+    A table with a key gets the latest pane per key (streaming appends a row each time a
+    window fires; batch writes one), and ``<table>_panes`` shows every pane.
+    """
     import duckdb
 
     path = os.path.join(output_dir, CATALOG)
     with duckdb.connect(path) as con:
         for schema in schemas:
             files = os.path.join(os.path.abspath(table_dir(output_dir, schema)), "*.parquet")
-            con.execute(f"CREATE OR REPLACE VIEW {schema.name} AS "
-                        f"SELECT * FROM read_parquet('{files.replace(chr(39), chr(39) * 2)}')")
+            scan = f"read_parquet('{files.replace(chr(39), chr(39) * 2)}')"
+            if schema.key:
+                con.execute(f"CREATE OR REPLACE VIEW {schema.name}_panes AS SELECT * FROM {scan}")
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {schema.name} AS SELECT * FROM {scan} "
+                    f"QUALIFY row_number() OVER (PARTITION BY {', '.join(schema.key)} "
+                    f"ORDER BY pane_index DESC) = 1")
+            else:
+                con.execute(f"CREATE OR REPLACE VIEW {schema.name} AS SELECT * FROM {scan}")
     return path

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -66,7 +67,7 @@ def test_catalog_answers_queries_with_the_duckdb_command(sample_run):
     with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
         views = {r[0] for r in con.execute("select view_name from duckdb_views() "
                                            "where not internal").fetchall()}
-    assert views == {t.name for t in TABLES}
+    assert views == {t.name for t in TABLES} | {f"{t.name}_panes" for t in TABLES if t.key}
 
 
 def test_a_second_run_replaces_the_tables(sample_run, tmp_path):
@@ -129,3 +130,27 @@ def test_help_lists_the_options():
     assert proc.returncode == 0
     for flag in ("--input", "--input-format", "--output-dir", "--config", "--runner"):
         assert flag in proc.stdout
+
+
+def test_views_show_the_latest_pane_of_each_key(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from beam_pipelines.lakehouse import table_dir, write_catalog
+    from schemas.server_metrics import SERVER_HEALTH_SUMMARY as S
+
+    rows = []
+    for pane, count in ((0, 5), (1, 7), (2, 9)):  # a window fired three times
+        row = {n: None for n in S.names}
+        row.update(window_start=datetime(2026, 1, 5, tzinfo=timezone.utc),
+                   window_end=datetime(2026, 1, 6, tzinfo=timezone.utc),
+                   metric_date=date(2026, 1, 5), pane_index=pane,
+                   pane_timing="EARLY" if pane < 2 else "ON_TIME", server_id="a",
+                   record_count=count, high_utilization_count=0)
+        rows.append(row)
+    os.makedirs(table_dir(str(tmp_path), S))
+    pq.write_table(pa.Table.from_pylist(rows, schema=S.arrow_schema()),
+                   os.path.join(table_dir(str(tmp_path), S), "part-0.parquet"))
+    with duckdb.connect(write_catalog(str(tmp_path), [S]), read_only=True) as con:
+        assert con.execute(f"select record_count from {S.name}").fetchall() == [(9,)]
+        assert con.execute(f"select count(*) from {S.name}_panes").fetchone()[0] == 3
