@@ -25,18 +25,11 @@ from schemas.server_metrics import (
 )
 from transforms.bronze import EPOCH, RawRecord, to_bronze
 from transforms.dead_letters import RecordRejected, dead_letter
-from transforms.gold import (
-    DAY,
-    HOUR,
-    MINUTE,
-    FormatLocationRowFn,
-    FormatServerRowFn,
-    RaiseAlertsFn,
-    bucket,
-)
+from transforms.gold import FormatLocationRowFn, FormatServerRowFn, RaiseAlertsFn
 from transforms.rules import ServerMetricsRules
 from transforms.silver import _copy_rank, to_silver
 from transforms.summary import ServerMetricsSummary
+from transforms.windowing import DAY, HOUR, MINUTE, bucket
 
 _US = timedelta(microseconds=1)
 

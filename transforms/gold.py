@@ -1,9 +1,9 @@
 """Gold: windowed aggregates of silver server metrics, in event time.
 
 Each silver record is read once, into a per-server one-minute summary
-(:class:`~transforms.summary.ServerMetricsSummary`). Hours are merges of minutes, days
-merges of hours, and locations merges of the servers' days, so every table agrees with
-every other (the record counts of each table add up to the silver count).
+(:class:`~transforms.summary.ServerMetricsSummary`). Hours, days and locations × server
+types are merges of those minute summaries (``RollUp``), so every table agrees with every
+other (the record counts of each table add up to the silver count).
 
 Tables: ``server_metrics_minutely`` (charts), ``hourly_server_metrics``,
 ``server_health_summary`` (daily, with the health score), ``location_performance`` (daily
@@ -24,14 +24,7 @@ from schemas.server_metrics import (
 )
 from transforms.rules import AlertRule, ServerMetricsRules
 from transforms.summary import ServerMetricsSummary
-from transforms.windowing import StreamingConfig, pane_columns
-
-MINUTE, HOUR, DAY = 60, 3600, 86400
-
-
-def bucket(micros: int, seconds: int) -> int:
-    """Start (in epoch microseconds) of the fixed, epoch-aligned window holding ``micros``."""
-    return micros - micros % (seconds * 1_000_000)
+from transforms.windowing import DAY, HOUR, MINUTE, StreamingConfig, bucket, pane_columns
 
 
 class KeyByServerMinuteFn(beam.DoFn):
@@ -216,19 +209,20 @@ class RollUp(beam.PTransform):
     holds the whole window so far (the latest pane is the answer)."""
 
     def __init__(self, seconds: int, streaming: StreamingConfig | None = None,
-                 early_every_s: float | None = None, rekey=None):
+                 early_every_s: float | None = None, rekey=None, combine_fn=None):
         super().__init__()
         self._seconds = seconds
         self._streaming = streaming
         self._early = early_every_s
         self._rekey = rekey or _rebucket(seconds)
+        self._combine_fn = combine_fn or MergeSummaries()
 
     def expand(self, deltas):
         keyed = deltas | "Rebucket" >> beam.Map(self._rekey)
         if self._streaming is not None:
             keyed = keyed | "Windows" >> self._streaming.windows(
                 self._seconds, accumulate=True, early_every_s=self._early)
-        return keyed | "Merge" >> beam.CombinePerKey(MergeSummaries())
+        return keyed | "Merge" >> beam.CombinePerKey(self._combine_fn)
 
 
 def _by_location(keyed_summary):
@@ -264,12 +258,8 @@ class ServerMetricsGold(beam.PTransform):
         slow = streaming and streaming.early_firing_s * 6  # hours and days fire less often
         hours = deltas | "ServerHours" >> RollUp(HOUR, streaming, slow)
         days = deltas | "ServerDays" >> RollUp(DAY, streaming, slow)
-        locations = (
-            deltas
-            | "KeyByLocation" >> beam.Map(_by_location)
-            | "LocationDays" >> _Windowed(streaming, DAY, slow)
-            | "RollUpLocations" >> beam.CombinePerKey(LocationRollup())
-        )
+        locations = deltas | "LocationDays" >> RollUp(
+            DAY, streaming, slow, rekey=_by_location, combine_fn=LocationRollup())
         return {
             SERVER_METRICS_MINUTELY.name: minutes | "MinutelyRows" >> beam.ParDo(
                 FormatServerRowFn(SERVER_METRICS_MINUTELY, MINUTE, quantiles=False)),
@@ -282,17 +272,3 @@ class ServerMetricsGold(beam.PTransform):
                 FormatLocationRowFn(rules)),
             ALERTS.name: minutes | "RaiseAlerts" >> beam.ParDo(RaiseAlertsFn(rules.alert_rules)),
         }
-
-
-class _Windowed(beam.PTransform):
-    """Accumulating windows in streaming; nothing in batch."""
-
-    def __init__(self, streaming: StreamingConfig | None, seconds: int, early_every_s=None):
-        super().__init__()
-        self._streaming, self._seconds, self._early = streaming, seconds, early_every_s
-
-    def expand(self, pcoll):
-        if self._streaming is None:
-            return pcoll
-        return pcoll | "Windows" >> self._streaming.windows(
-            self._seconds, accumulate=True, early_every_s=self._early)

@@ -23,9 +23,7 @@ from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC, SERVER_MET
 from transforms.bronze import EPOCH, event_time
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.rules import ServerMetricsRules
-from transforms.windowing import StreamingConfig
-
-MINUTE = 60
+from transforms.windowing import MINUTE, StreamingConfig, bucket
 
 _ONE_MS = timedelta(milliseconds=1)
 _ONE_MICRO = timedelta(microseconds=1)
@@ -131,9 +129,8 @@ class CollectCopies(beam.CombineFn):
     def create_accumulator(self):
         return {}
 
-    def add_input(self, copies, record):
-        micros = (record["timestamp"] - EPOCH) // _ONE_MICRO
-        blob = _PACKER.pack(record)
+    def add_input(self, copies, timed_copy):
+        micros, blob = timed_copy
         found = copies.get(micros)
         if found is None:
             copies[micros] = [blob]
@@ -208,21 +205,22 @@ class GateAndDeduplicateFn(beam.DoFn):
     def process(self, keyed_records, window=beam.DoFn.WindowParam,
                 seen=beam.DoFn.StateParam(SEEN), closed=beam.DoFn.StateParam(CLOSED),
                 close=beam.DoFn.TimerParam(CLOSE)):
-        server_id, packed = keyed_records
-        records = [_PACKER.unpack(p) for p in packed]
+        server_id, timed_copies = keyed_records
+        timed_copies = list(timed_copies)
         if closed.read():
             start, end = window.start.to_utc_datetime(), window.end.to_utc_datetime()
             message = (f"arrived after its window {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC "
                        f"closed (allowed lateness {self._lateness.micros // 1_000_000}s)")
-            for record in records:
+            for _, packed in timed_copies:
                 self._late.inc()
-                yield TaggedOutput(DEAD_LETTER, self._dead(record, "late", message))
+                yield TaggedOutput(DEAD_LETTER, self._dead(_PACKER.unpack(packed), "late",
+                                                           message))
             return
         close.set(window.end + self._lateness)
         known = seen.read() or set()
         by_time: dict[int, list] = {}
-        for record in records:
-            by_time.setdefault((record["timestamp"] - EPOCH) // _ONE_MICRO, []).append(record)
+        for micros, packed in timed_copies:
+            by_time.setdefault(micros, []).append(_PACKER.unpack(packed))
         for micros, copies in by_time.items():
             if len(copies) > 1:
                 copies.sort(key=_copy_rank)
@@ -249,13 +247,18 @@ class GateAndDeduplicateFn(beam.DoFn):
                            source=record.get("source"), event_timestamp=record["timestamp"])
 
 
-def _by_server_packed(record: dict):
-    return record["server_id"], _PACKER.pack(record)
+def _timed_copy(record: dict) -> tuple[int, tuple]:
+    """(event time in µs, packed row): the event time is computed once, here."""
+    return (record["timestamp"] - EPOCH) // _ONE_MICRO, _PACKER.pack(record)
 
 
-def _server_minute(record: dict):
-    micros = (record["timestamp"] - EPOCH) // _ONE_MICRO
-    return (record["server_id"], micros - micros % 60_000_000), record
+def _by_server(record: dict):
+    return record["server_id"], _timed_copy(record)
+
+
+def _by_server_minute(record: dict):
+    micros, packed = _timed_copy(record)
+    return (record["server_id"], bucket(micros, MINUTE)), (micros, packed)
 
 
 class DeduplicateEvents(beam.PTransform):
@@ -276,7 +279,7 @@ class DeduplicateEvents(beam.PTransform):
         if self._streaming is not None:
             out = (
                 records
-                | "KeyByServer" >> beam.Map(_by_server_packed).with_output_types(
+                | "KeyByServer" >> beam.Map(_by_server).with_output_types(
                     tuple[str, tuple])  # a deterministic key coder for the state
                 | "MinuteWindows" >> self._streaming.windows(MINUTE, accumulate=False)
                 | "GroupMinute" >> beam.GroupByKey()
@@ -293,7 +296,7 @@ class DeduplicateEvents(beam.PTransform):
             }
         out = (
             records
-            | "KeyByServerMinute" >> beam.Map(_server_minute)
+            | "KeyByServerMinute" >> beam.Map(_by_server_minute)
             | "CollectCopies" >> beam.CombinePerKey(CollectCopies())
             | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn(self._pipeline)).with_outputs(
                 DEAD_LETTER, main="records")

@@ -21,6 +21,14 @@ from apache_beam.transforms import trigger
 from apache_beam.transforms.window import FixedWindows, GlobalWindow
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+def bucket(micros: int, seconds: int) -> int:
+    """Start (in epoch microseconds) of the fixed, epoch-aligned window holding ``micros``:
+    the explicit form of ``FixedWindows(seconds)`` that batch runs group by."""
+    return micros - micros % (seconds * 1_000_000)
+
 
 @dataclass(frozen=True)
 class StreamingConfig:
