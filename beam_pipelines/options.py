@@ -44,10 +44,27 @@ class ServerMetricsOptions(PipelineOptions):
               help="servers in the generated sample (default 20)")
         _flag(parser, "sample-duration", type=_duration, default=6 * 3600.0,
               help="event time the generated sample covers (default 6h)")
-        _flag(parser, "sample-interval", type=_duration, default=10.0,
-              help="seconds between a server's reports in the sample (default 10s)")
+        _flag(parser, "sample-interval", type=_duration, default=None,
+              help="time between a server's reports in the sample (default 10s; 1s for the "
+                   "live generator of --streaming)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
+        # streaming (with Beam's --streaming)
+        _flag(parser, "subscription", default=None,
+              help="--streaming: read projects/P/subscriptions/S (default: a live generator "
+                   "of --sample-servers servers in the pipeline itself)")
+        _flag(parser, "duration", type=_duration, default=None,
+              help="--streaming: stop reading after this long, close every window and exit "
+                   "with the summary (default: run until Ctrl-C, which does the same)")
+        _flag(parser, "allowed-lateness", type=_duration, default=300.0,
+              help="--streaming: how long after a window's end late records still update it; "
+                   "later ones become dead letters 'late' (default 5m)")
+        _flag(parser, "early-firing", type=_duration, default=10.0,
+              help="--streaming: processing time between early results of an open window "
+                   "(default 10s)")
+        _flag(parser, "max-out-of-orderness", type=_duration, default=10.0,
+              help="--streaming: the watermark trails the newest event time by this much; "
+                   "records further behind are late (default 10s)")
 
 
 class _StrictParser(_BeamArgumentParser):
@@ -90,7 +107,9 @@ def parse_options(argv: list[str], ours=ServerMetricsOptions, prog="python -m ru
 
 def help_text(ours=ServerMetricsOptions, prog="python -m run", description="") -> str:
     parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     epilog="Every Apache Beam pipeline option is accepted too "
+                                     epilog="--streaming runs the same layers continuously "
+                                            "(event-time windows, early and late panes). "
+                                            "Every Apache Beam pipeline option is accepted too "
                                             "(--runner, --direct_num_workers, --project, ...).")
     ours._add_argparse_args(parser)
     return parser.format_help()

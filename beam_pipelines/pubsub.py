@@ -57,6 +57,22 @@ def require_credentials() -> None:
                         "the emulator, or run `gcloud auth application-default login`") from None
 
 
+def check_subscription_exists(subscription: str) -> None:
+    """One clear line now rather than a pipeline that waits on a missing subscription."""
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    with pubsub_v1.SubscriberClient() as subscriber:
+        try:
+            subscriber.get_subscription(subscription=subscription, timeout=30)
+        except exceptions.NotFound:
+            raise UserError(f"subscription {subscription} does not exist (create it with "
+                            "`python -m beam_pipelines.pubsub setup --topic ... "
+                            "--subscription ...`)") from None
+        except exceptions.GoogleAPICallError as exc:
+            raise UserError(f"subscription {subscription}: {exc.message}") from None
+
+
 def setup(topic: str, subscription: str | None = None, ack_deadline_s: int = 60) -> list[str]:
     """Create the topic and subscription when missing; return what was done, a line each."""
     from google.api_core.exceptions import AlreadyExists

@@ -1,4 +1,5 @@
-"""The server-metrics pipeline: files → medallion → local lakehouse.
+"""The server-metrics pipeline: files (batch) or a live source (streaming) → medallion →
+local lakehouse.
 
 ``build_pipeline`` wires the graph and returns every table's PCollection (exposed for
 tests); ``run`` prepares the edges (inputs, sample, output directory), runs, and writes
@@ -8,13 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
+import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beam_pipelines import live_sources, pubsub
 from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
-from beam_pipelines.lakehouse import WriteLakehouseTable, clear_tables, is_local, write_catalog
+from beam_pipelines.lakehouse import (
+    WriteLakehouseTable,
+    clear_tables,
+    is_local,
+    write_catalog,
+    write_empty_tables,
+)
 from beam_pipelines.options import ServerMetricsOptions
 from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
@@ -23,6 +34,7 @@ from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import GOLD_TABLES, SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
 from transforms.medallion import ServerMetricsMedallion
 from transforms.rules import ServerMetricsRules
+from transforms.windowing import StreamingConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +46,47 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def write_tables(tables: dict[str, beam.PCollection], output_dir: str,
+                 streaming: bool = False) -> None:
+    for name, rows in tables.items():
+        rows | f"Write{_camel(name)}" >> WriteLakehouseTable(
+            output_dir, SCHEMA_BY_NAME[name], streaming=streaming)
+
+
 def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], output_dir: str,
                    rules: ServerMetricsRules, clock=None) -> dict[str, beam.PCollection]:
     raw = p | "ReadServerMetrics" >> ReadServerMetricFiles(files)
     tables = raw | "ServerMetrics" >> ServerMetricsMedallion(rules, clock=clock)
-    for name, rows in tables.items():
-        rows | f"Write{_camel(name)}" >> WriteLakehouseTable(output_dir, SCHEMA_BY_NAME[name])
+    write_tables(tables, output_dir)
     return tables
+
+
+def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, output_dir: str,
+                             rules: ServerMetricsRules, streaming: StreamingConfig,
+                             drop_redeliveries: bool) -> dict[str, beam.PCollection]:
+    raw = p | "ReadLive" >> source
+    tables = raw | "ServerMetrics" >> ServerMetricsMedallion(
+        rules, streaming=streaming, drop_redeliveries=drop_redeliveries)
+    write_tables(tables, output_dir, streaming=True)
+    return tables
+
+
+def _generator_config(opts: ServerMetricsOptions, **kwargs) -> GeneratorConfig:
+    try:
+        return GeneratorConfig(
+            servers=opts.sample_servers, seed=opts.seed, malformed_rate=0.01,
+            duplicate_rate=0.005, late_rate=0.005, incidents_per_server_day=12.0, **kwargs)
+    except ValueError as exc:
+        raise UserError(f"sample: {exc}") from None
 
 
 def generate_sample(output_dir: str, opts: ServerMetricsOptions) -> str:
     """The embedded default input: a seeded fleet with a few faults of every kind."""
     path = os.path.join(output_dir, "_sample", "server_metrics.jsonl")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    config = GeneratorConfig(
-        servers=opts.sample_servers, interval_ms=int(opts.sample_interval * 1000),
-        duration_s=opts.sample_duration, seed=opts.seed, malformed_rate=0.01,
-        duplicate_rate=0.005, late_rate=0.005, incidents_per_server_day=12.0)
-    generator = MetricsGenerator(config)
+    interval = opts.sample_interval or 10.0
+    generator = MetricsGenerator(_generator_config(
+        opts, interval_ms=round(interval * 1000), duration_s=opts.sample_duration))
     write_metrics(generator, path, "jsonl")
     log.info("generated sample: %s", generator.stats.line())
     print(f"Generated sample: {generator.stats.line()}\n  → {path}")
@@ -72,10 +107,7 @@ def choose_runner(options: PipelineOptions, streaming: bool = False) -> str:
     return std.runner
 
 
-def run(options: PipelineOptions) -> dict:
-    opts = options.view_as(ServerMetricsOptions)
-    rules = load_rules(opts.config)
-    output_dir = opts.output_dir
+def _prepare_output_dir(output_dir: str) -> None:
     if is_local(output_dir):
         try:
             os.makedirs(output_dir, exist_ok=True)
@@ -83,6 +115,18 @@ def run(options: PipelineOptions) -> dict:
             raise UserError(f"--output-dir {output_dir}: {exc.strerror}") from None
         if not os.access(output_dir, os.W_OK):
             raise UserError(f"--output-dir {output_dir} is not writable")
+
+
+def run(options: PipelineOptions) -> dict:
+    if options.view_as(StandardOptions).streaming:
+        return run_streaming(options)
+    opts = options.view_as(ServerMetricsOptions)
+    rules = load_rules(opts.config)
+    output_dir = opts.output_dir
+    _prepare_output_dir(output_dir)
+    for flag in ("subscription", "duration"):
+        if getattr(opts, flag) is not None:
+            raise UserError(f"--{flag} needs --streaming")
     if opts.input:
         patterns = [p for arg in opts.input for p in arg.split(",")]
         files = resolve_inputs(patterns, opts.input_format)
@@ -97,4 +141,76 @@ def run(options: PipelineOptions) -> dict:
     build_pipeline(pipeline, files, output_dir, rules)
     pipeline.run().wait_until_finish()
     catalog = write_catalog(output_dir, TABLES) if is_local(output_dir) else None
+    return {"output_dir": output_dir, "catalog": catalog, "tables": TABLES}
+
+
+def _streaming_config(opts: ServerMetricsOptions) -> StreamingConfig:
+    if opts.early_firing < 1:
+        raise UserError("--early-firing must be at least 1s")
+    return StreamingConfig(allowed_lateness_s=round(opts.allowed_lateness),
+                           early_firing_s=opts.early_firing)
+
+
+def _drain_on_interrupt():
+    """First Ctrl-C (or SIGTERM): drain, i.e. stop reading and close every window, then
+    print the summary. A second one aborts."""
+    def handler(signum, frame):
+        if live_sources.drain_requested():
+            raise KeyboardInterrupt
+        print("\nDraining: no more input; closing open windows (Ctrl-C again to abort)…",
+              file=sys.stderr, flush=True)
+        live_sources.request_drain()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def run_streaming(options: PipelineOptions) -> dict:
+    opts = options.view_as(ServerMetricsOptions)
+    rules = load_rules(opts.config)
+    output_dir = opts.output_dir
+    _prepare_output_dir(output_dir)
+    if opts.input:
+        raise UserError("--input reads files in batch; --streaming reads --subscription "
+                        "or the live generator")
+    streaming = _streaming_config(opts)
+    runner = choose_runner(options, streaming=True)
+    dataflow = runner.lower().startswith("dataflow")
+    stop_at = time.time() + opts.duration if opts.duration else None
+    if opts.subscription:
+        pubsub.check_subscription(opts.subscription)
+        pubsub.require_credentials()
+        if not dataflow:
+            pubsub.check_subscription_exists(opts.subscription)
+        source = live_sources.read_pubsub(opts.subscription, stop_at,
+                                          opts.max_out_of_orderness, dataflow=dataflow)
+        what = opts.subscription
+    else:
+        interval = opts.sample_interval or 1.0
+        config = _generator_config(opts, interval_ms=round(interval * 1000), duration_s=None,
+                                   start=live_sources.live_start(interval))
+        source = live_sources.generate_live(config, stop_at, opts.max_out_of_orderness)
+        what = (f"a live generator ({config.servers} servers every "
+                f"{interval:g}s, with faults)")
+    catalog = None
+    if is_local(output_dir):
+        clear_tables(output_dir, TABLES)
+        write_empty_tables(output_dir, TABLES)
+        catalog = write_catalog(output_dir, TABLES)
+    until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"
+    print(f"Streaming the server-metrics medallion on {runner} from {what} {until}…",
+          flush=True)
+    if catalog:
+        print(f"Query while it runs: duckdb -readonly {catalog} "
+              f"\"select * from server_metrics_minutely order by window_start desc limit 10\"",
+              flush=True)
+    pipeline = beam.Pipeline(options=options)
+    build_streaming_pipeline(pipeline, source, output_dir, rules, streaming,
+                             drop_redeliveries=bool(opts.subscription))
+    live_sources.reset_drain()
+    previous = _drain_on_interrupt()
+    try:
+        pipeline.run().wait_until_finish()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return {"output_dir": output_dir, "catalog": catalog, "tables": TABLES}

@@ -35,6 +35,7 @@ DEAD_LETTERS = RecordSchema(
 #: Every reason code a step may give, with what it means. Documentation and tests read this.
 REASONS: dict[str, str] = {
     # bronze: is the payload a structurally valid record?
+    "redelivered": "A streaming source delivered the same message (same delivery id) again.",
     "empty_payload": "The payload is empty or only white space.",
     "payload_too_large": "The payload exceeds the size limit for one record.",
     "undecodable_payload": "The payload bytes are not valid UTF-8.",

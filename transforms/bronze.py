@@ -15,9 +15,12 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import orjson
+from apache_beam.coders import BooleanCoder
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.core import FieldType, RecordSchema
 from schemas.server_metrics import MEASUREMENTS, SERVER_METRIC
@@ -41,6 +44,9 @@ class RawRecord(NamedTuple):
     payload: object
     source: str | None = None
     header: tuple[str, ...] | None = None
+    #: Live sources: their watermark (epoch µs) when the record arrived, against which
+    #: streaming judges whether it came too late.
+    watermark: int | None = None
 
 
 # ---- decoding -----------------------------------------------------------------------------
@@ -250,14 +256,29 @@ def event_time(ts: datetime) -> Timestamp:
     return Timestamp(micros=(ts - EPOCH) // _ONE_MICRO)
 
 
+def _check_arrival(record: dict, watermark_micros: int, allowed_lateness_s: int) -> None:
+    """Streaming: reject a record whose minute window had closed (its end plus the allowed
+    lateness behind the source's watermark) when it arrived. Judged here, at arrival,
+    because Beam would drop it silently further on."""
+    micros = (record["timestamp"] - EPOCH) // _ONE_MICRO
+    closes = micros - micros % 60_000_000 + 60_000_000 + allowed_lateness_s * 1_000_000
+    if closes <= watermark_micros:
+        watermark = EPOCH + timedelta(microseconds=watermark_micros)
+        raise RecordRejected(
+            "late", f"event time {record['timestamp']:%Y-%m-%d %H:%M:%S} arrived when the "
+            f"watermark was {watermark:%H:%M:%S}: its minute closed "
+            f"{allowed_lateness_s}s after its end", record["timestamp"])
+
+
 class ParseServerMetricFn(beam.DoFn):
     """RawRecord → bronze row stamped with its event time, or a dead letter."""
 
     def __init__(self, pipeline: str = "server_metrics", step: str = "ParseServerMetric",
-                 clock=None):
+                 clock=None, allowed_lateness_s: int | None = None):
         self._pipeline = pipeline
         self._step = step
         self._clock = clock
+        self._lateness = allowed_lateness_s
 
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
@@ -271,6 +292,8 @@ class ParseServerMetricFn(beam.DoFn):
             raw = RawRecord(raw)
         try:
             record = to_bronze(raw, now)
+            if self._lateness is not None and raw.watermark is not None:
+                _check_arrival(record, raw.watermark, self._lateness)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             self._rejected.inc()
@@ -285,16 +308,88 @@ class ParseServerMetricFn(beam.DoFn):
         yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
 
 
-class ValidateServerMetrics(beam.PTransform):
-    """Bronze layer: ``{'records': bronze rows, 'dead_letters': rejections}``."""
+class DropRedeliveriesFn(beam.DoFn):
+    """Keyed by delivery id (message id, and line within an envelope): the first delivery
+    passes, later ones are dead letters ``redelivered``. An id is remembered for
+    ``remember_s`` of event time after the record's timestamp (Pub/Sub redelivers within
+    the ack deadline, which is far shorter), then forgotten by a watermark timer, so the
+    state stays bounded and a drain fires every timer at once."""
 
-    def __init__(self, pipeline: str = "server_metrics", clock=None):
+    SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+
+    def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
+        self._remember = Duration(seconds=remember_s)
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._redelivered = Metrics.counter("bronze", "redeliveries_rejected")
+
+    def process(self, keyed, timestamp=beam.DoFn.TimestampParam,
+                seen=beam.DoFn.StateParam(SEEN), forget=beam.DoFn.TimerParam(FORGET)):
+        delivery_id, raw = keyed
+        if seen.read():
+            self._redelivered.inc()
+            yield TaggedOutput(DEAD_LETTER, dead_letter(
+                pipeline=self._pipeline, layer="bronze", step="DropRedeliveries",
+                reason="redelivered", message=f"delivery {delivery_id} was already received",
+                payload=raw.payload, source=raw.source,
+                event_timestamp=timestamp.to_utc_datetime(has_tz=True)))
+            return
+        seen.write(True)
+        forget.set(timestamp + self._remember)
+        yield raw
+
+    @on_timer(FORGET)
+    def forget(self, seen=beam.DoFn.StateParam(SEEN)):
+        seen.clear()
+
+
+class DropRedeliveries(beam.PTransform):
+    """Portable dedupe of a source's redeliveries by their delivery id (the RawRecord's
+    ``source``): the DirectRunner rejects Pub/Sub's ``id_label``."""
+
+    def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
+        super().__init__()
+        self._remember_s = remember_s
+        self._pipeline = pipeline
+
+    def expand(self, raw):
+        out = (raw
+               | "KeyByDeliveryId" >> beam.Map(lambda r: (r.source or "", r)).with_output_types(
+                   tuple[str, RawRecord])
+               | "FirstDelivery" >> beam.ParDo(DropRedeliveriesFn(
+                   self._remember_s, self._pipeline)).with_outputs(DEAD_LETTER, main="records"))
+        return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+
+
+class ValidateServerMetrics(beam.PTransform):
+    """Bronze layer: ``{'records': bronze rows, 'dead_letters': rejections}``.
+
+    With ``drop_redeliveries`` (streaming sources that may deliver twice), a record whose
+    delivery id was already seen is dead-lettered ``redelivered`` before parsing. With
+    ``allowed_lateness_s`` (streaming), a record that arrived after its minute closed is
+    dead-lettered ``late``."""
+
+    def __init__(self, pipeline: str = "server_metrics", clock=None,
+                 drop_redeliveries: bool = False, allowed_lateness_s: int | None = None):
         super().__init__()
         self._pipeline = pipeline
         self._clock = clock
+        self._drop_redeliveries = drop_redeliveries
+        self._lateness = allowed_lateness_s
 
     def expand(self, raw):
+        rejected = []
+        if self._drop_redeliveries:
+            first = raw | "DropRedeliveries" >> DropRedeliveries(pipeline=self._pipeline)
+            raw = first["records"]
+            rejected.append(first["dead_letters"])
         out = raw | "ParseServerMetric" >> beam.ParDo(
-            ParseServerMetricFn(self._pipeline, clock=self._clock)
+            ParseServerMetricFn(self._pipeline, clock=self._clock,
+                                allowed_lateness_s=self._lateness)
         ).with_outputs(DEAD_LETTER, main="records")
-        return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+        if not rejected:
+            return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+        dead = [*rejected, out[DEAD_LETTER]] | "BronzeDeadLetters" >> beam.Flatten()
+        return {"records": out.records, "dead_letters": dead}

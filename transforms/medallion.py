@@ -19,14 +19,18 @@ from transforms.windowing import StreamingConfig
 
 class ServerMetricsMedallion(beam.PTransform):
     def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
-                 streaming: StreamingConfig | None = None):
+                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False):
         super().__init__()
+        self._drop_redeliveries = drop_redeliveries
         self._rules = rules or ServerMetricsRules()
         self._clock = clock
         self._streaming = streaming
 
     def expand(self, raw):
-        bronze = raw | "Bronze" >> ValidateServerMetrics(clock=self._clock)
+        bronze = raw | "Bronze" >> ValidateServerMetrics(
+            clock=self._clock, drop_redeliveries=self._drop_redeliveries,
+            allowed_lateness_s=(self._streaming.allowed_lateness_s
+                                if self._streaming is not None else None))
         silver = bronze["records"] | "Silver" >> CleanServerMetrics(
             self._rules, streaming=self._streaming)
         gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules, self._streaming)

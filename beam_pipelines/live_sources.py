@@ -1,0 +1,263 @@
+"""Unbounded sources for streaming runs on the local runner: a Pub/Sub subscription, or the
+metrics generator itself when no service is at hand.
+
+Both are one root transform, :class:`LiveRead`, around a *poller* that returns whatever is
+available now. ``LiveRead`` owns what every live source needs:
+
+* the watermark: the newest event time seen minus ``max_out_of_orderness`` (records
+  further behind are late), never ahead of the wall clock, and moved up to the wall clock
+  when the source has been idle for ``idle_after_s`` so the last windows close;
+* a bounded run: at ``stop_at`` (or when :func:`request_drain` is called, e.g. on Ctrl-C)
+  it stops polling and its watermark goes to the end of time, so every window fires its
+  final pane and the pipeline finishes on its own: a drain, not a cancel.
+
+Why not Beam's own sources: on the DirectRunner, ``ReadFromPubSub`` pulls 10 messages at a
+time, puts the watermark at the wall clock and never ends; an unbounded splittable DoFn
+(``PeriodicImpulse`` included) fails there in streaming mode (Beam 2.77: the streaming
+GroupByKey override is applied before the SDF's own GroupByKey exists, and
+``defer_remainder`` is not supported). So ``LiveRead`` is executed by a small evaluator
+registered with the DirectRunner (:mod:`beam_pipelines.local_runner`), like its built-in
+Pub/Sub read.
+On Dataflow the native Pub/Sub source (with ``id_label``) is used instead, see
+:func:`read_pubsub`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
+
+from beam_pipelines import local_runner
+from beam_pipelines.pubsub import EVENT_ID_ATTRIBUTE, EVENT_TIME_ATTRIBUTE, raw_records
+from transforms.bronze import RawRecord
+
+log = logging.getLogger(__name__)
+
+_DRAIN = threading.Event()
+
+
+def request_drain() -> None:
+    """Ask every live source of this process to stop reading; windows then close."""
+    _DRAIN.set()
+
+
+def drain_requested() -> bool:
+    return _DRAIN.is_set()
+
+
+def reset_drain() -> None:
+    _DRAIN.clear()
+
+
+@local_runner.executes_on_direct_runner
+class LiveRead(beam.PTransform):
+    """Root transform: elements ``poller.poll(now)`` returns, as ``(event_time_micros,
+    element)`` pairs, timestamped with their event time."""
+
+    def __init__(self, poller, stop_at: float | None = None,
+                 max_out_of_orderness_s: float = 10.0, idle_after_s: float = 5.0,
+                 pause_s: float = 0.1):
+        super().__init__()
+        self.poller = poller
+        self.stop_at = stop_at
+        self.lag = Duration(seconds=max_out_of_orderness_s)
+        self.idle_after_s = idle_after_s
+        self.pause_s = pause_s
+
+    def expand(self, pbegin):
+        return pvalue.PCollection(pbegin.pipeline, is_bounded=False)
+
+    def get_windowing(self, inputs):
+        return beam.Windowing(GlobalWindows())
+
+    def read(self, now: float):
+        """One round: ``(elements, watermark, finished)``; the state lives on the transform
+        (the runner makes a new evaluator for every round)."""
+        state = self.__dict__.setdefault("_state", {"newest": None, "last_data": now,
+                                                    "watermark": None, "open": False,
+                                                    "lock": threading.Lock()})
+        with state["lock"]:
+            if _DRAIN.is_set() or (self.stop_at is not None and now >= self.stop_at):
+                if state["open"]:
+                    self.poller.close()
+                    state["open"] = False
+                return [], MAX_TIMESTAMP, True
+            if not state["open"]:
+                self.poller.open()
+                state["open"] = True
+            items = self.poller.poll(now)
+            out = []
+            newest = state["newest"]
+            arrival = state["watermark"]  # what these records are judged late against
+            for micros, element in items:
+                ts = Timestamp(micros=micros)
+                if arrival is not None and isinstance(element, RawRecord):
+                    element = element._replace(watermark=arrival.micros)
+                if newest is None or ts > newest:
+                    newest = ts
+                out.append(GlobalWindows.windowed_value(element, timestamp=ts))
+            state["newest"] = newest
+            if items:
+                state["last_data"] = now
+            wall = Timestamp.of(now)
+            if now - state["last_data"] >= self.idle_after_s:
+                target = wall - self.lag
+            elif newest is not None:
+                target = min(newest - self.lag, wall)
+            else:
+                target = None
+            current = state["watermark"]
+            if target is not None and (current is None or target > current):
+                state["watermark"] = current = target
+            if not items and not self.poller.has_more:
+                time.sleep(self.pause_s)  # nothing due: do not spin
+            return out, current, False
+
+
+# ---- Pub/Sub ------------------------------------------------------------------------------
+def _micros(attributes: dict, publish_time) -> int:
+    text = attributes.get(EVENT_TIME_ATTRIBUTE)
+    if text:
+        try:
+            return Timestamp.from_rfc3339(text).micros
+        except ValueError:
+            pass  # bronze reads the record's own timestamp; the attribute is a hint
+    return Timestamp.from_utc_datetime(publish_time.astimezone(timezone.utc)).micros
+
+
+class PubSubPoller:
+    """Synchronous pulls of up to ``max_messages``; acknowledged once handed downstream
+    (a crash in between means a redelivery, which the event-id dedupe absorbs)."""
+
+    name = "pubsub_messages"
+
+    def __init__(self, subscription: str, max_messages: int = 1000):
+        self.subscription = subscription
+        self.max_messages = max_messages
+        self.has_more = False
+        self._client = None
+        self._pending: list[str] = []
+
+    def open(self):
+        from google.cloud import pubsub_v1
+
+        self._client = pubsub_v1.SubscriberClient()
+
+    def close(self):
+        self._ack()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _ack(self):
+        if self._pending and self._client is not None:
+            for i in range(0, len(self._pending), 1000):
+                self._client.acknowledge(subscription=self.subscription,
+                                         ack_ids=self._pending[i:i + 1000])
+            self._pending = []
+
+    def poll(self, now: float):
+        from google.api_core import exceptions
+
+        self._ack()  # the previous round's messages are downstream by now
+        try:
+            response = self._client.pull(subscription=self.subscription,
+                                         max_messages=self.max_messages, timeout=2.0)
+        except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
+            self.has_more = False
+            return []
+        items = []
+        for received in response.received_messages:
+            message = received.message
+            attributes = dict(message.attributes)
+            micros = _micros(attributes, message.publish_time)
+            event_id = attributes.get(EVENT_ID_ATTRIBUTE) or message.message_id
+            attributes.setdefault(EVENT_ID_ATTRIBUTE, event_id)
+            for record in raw_records(message.data, attributes, self.subscription):
+                items.append((micros, record))
+            self._pending.append(received.ack_id)
+        self.has_more = len(response.received_messages) >= self.max_messages
+        return items
+
+
+def read_pubsub(subscription: str, stop_at: float | None, max_out_of_orderness_s: float,
+                dataflow: bool = False) -> beam.PTransform:
+    """RawRecords from a subscription, timestamped with their ``event_time`` attribute."""
+    if dataflow:
+        return _DataflowPubSub(subscription)
+    return LiveRead(PubSubPoller(subscription), stop_at, max_out_of_orderness_s)
+
+
+class _DataflowPubSub(beam.PTransform):
+    """Dataflow's native source: event-time watermark from the attribute, and ``id_label``
+    dedupe of redeliveries in the service (the portable dedupe runs as well)."""
+
+    def __init__(self, subscription: str):
+        super().__init__()
+        self._subscription = subscription
+
+    def expand(self, begin):
+        subscription = self._subscription
+        return (begin
+                | "ReadFromPubSub" >> beam.io.ReadFromPubSub(
+                    subscription=subscription, with_attributes=True,
+                    timestamp_attribute=EVENT_TIME_ATTRIBUTE, id_label=EVENT_ID_ATTRIBUTE)
+                | "SplitEnvelopes" >> beam.FlatMap(
+                    lambda m: raw_records(m.data, m.attributes, subscription)))
+
+
+# ---- the generator ------------------------------------------------------------------------
+class GeneratorPoller:
+    """The metrics generator paced by the wall clock: ``poll`` returns every record due by
+    ``now`` (late ones carry their older event time)."""
+
+    name = "generated_records"
+
+    def __init__(self, config, origin: str = "generator", max_records: int = 5000):
+        self.config = config
+        self.origin = origin
+        self.max_records = max_records
+        self.has_more = False
+        self._records = None
+        self._next = None
+        self._emitted = 0
+
+    def open(self):
+        from generators.metrics import JsonRenderer, MetricsGenerator
+
+        if self._records is None:
+            self._records = MetricsGenerator(self.config).render_timed(JsonRenderer())
+            self._next = next(self._records, None)
+
+    def close(self):
+        pass
+
+    def poll(self, now: float):
+        due_ms = now * 1000
+        items = []
+        while (self._next is not None and self._next[0] <= due_ms
+               and len(items) < self.max_records):
+            _, event_ms, record = self._next
+            items.append((event_ms * 1000, RawRecord(record, f"{self.origin}#{self._emitted}")))
+            self._emitted += 1
+            self._next = next(self._records, None)
+        self.has_more = len(items) >= self.max_records
+        return items
+
+
+def generate_live(config, stop_at: float | None,
+                  max_out_of_orderness_s: float) -> beam.PTransform:
+    """Generated RawRecords in real time, timestamped with their event time."""
+    return LiveRead(GeneratorPoller(config), stop_at, max_out_of_orderness_s)
+
+
+def live_start(interval_s: float) -> datetime:
+    """Now, rounded down to the reporting interval: the first tick of a live generator."""
+    now = time.time()
+    return datetime.fromtimestamp(now - now % interval_s, tz=timezone.utc)

@@ -1,0 +1,94 @@
+"""The local streaming runner (Beam's BundleBasedDirectRunner), made fit for live sources.
+
+Two additions, registered through the runner's evaluator registry (``TransformEvaluator
+Registry._test_evaluators_overrides``, its extension point) when this module is imported:
+
+* :func:`executes_on_direct_runner` runs a root transform with a ``read(now)`` method,
+  round after round, as the runner does its own Pub/Sub read; see
+  :class:`beam_pipelines.live_sources.LiveRead`.
+* Two fixes of event-time windows with early firings, in the streaming GroupAlsoByWindow
+  evaluator. (1) For a processing-time timer it hands the trigger the *wall-clock* time
+  where a watermark is meant, and ``AfterWatermark`` then takes an early firing of any
+  window older than the wall clock for its on-time pane. (2) It hands the trigger driver
+  the step's *output* watermark where the *input* watermark is meant; with many keys the
+  output watermark lags a window that has already fired for some key. Either way a
+  record arriving next sets a watermark hold at the window's end that nothing ever
+  clears: downstream windows stop closing (only early panes), panes are mislabelled
+  ("Watermark moved backwards in time" warnings) and a drain stalls ("Monitor task
+  detected a pipeline stall"). Here, as in the Java runners, a processing-time firing is
+  judged against the input watermark, and so is lateness.
+
+Both are covered by the streaming tests; they are tied to the pinned Beam version
+(``setup.py``), and this module fails loudly at import if the internals moved.
+"""
+from __future__ import annotations
+
+import time
+
+from apache_beam import pvalue
+from apache_beam.runners.direct import transform_evaluator as _te
+from apache_beam.runners.direct.direct_runner import _StreamingGroupAlsoByWindow
+from apache_beam.runners.direct.util import TransformResult
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+
+_REGISTRY = _te.TransformEvaluatorRegistry._test_evaluators_overrides
+
+
+class _RootReadEvaluator(_te._TransformEvaluator):
+    """One round of a live root transform: its output bundle, its watermark hold, and
+    itself again as the next unprocessed bundle until the transform says it is finished."""
+
+    def start_bundle(self):
+        pass
+
+    def process_element(self, element):
+        pass
+
+    def finish_bundle(self):
+        transform = self._applied_ptransform.transform
+        elements, watermark, finished = transform.read(time.time())
+        bundles = []
+        if elements:
+            bundle = self._evaluation_context.create_bundle(list(self._outputs)[0])
+            for element in elements:
+                bundle.output(element)
+            bundles.append(bundle)
+        again = [] if finished else [
+            self._evaluation_context.create_bundle(pvalue.PBegin(transform.pipeline))]
+        hold = watermark if watermark is not None else MIN_TIMESTAMP
+        return TransformResult(self, bundles, again, None, {None: hold})
+
+
+def executes_on_direct_runner(transform_class):
+    """Class decorator: the DirectRunner executes this root transform's ``read``."""
+    _REGISTRY[transform_class] = _RootReadEvaluator
+    return transform_class
+
+
+class _GroupAlsoByWindowEvaluator(_te._StreamingGroupAlsoByWindowEvaluator):
+    def process_element(self, element):
+        kwi = element.value
+        encoded_k, timer_firings, vs = kwi.encoded_key, kwi.timer_firings, kwi.elements
+        k = self.key_coder.decode(encoded_k)
+        state = self._step_context.get_keyed_state(encoded_k)
+        watermarks = self._evaluation_context._watermark_manager.get_watermarks(
+            self._applied_ptransform)
+        for firing in timer_firings:
+            when = firing.timestamp
+            if firing.time_domain == TimeDomain.REAL_TIME:
+                when = min(when, watermarks.input_watermark)  # fix (1)
+            for wvalue in self.driver.process_timer(firing.window, firing.name,
+                                                    firing.time_domain, when,
+                                                    state, watermarks.input_watermark):
+                self.gabw_items.append(wvalue.with_value((k, wvalue.value)))
+        if vs:
+            # Fix (2): the input watermark decides what is late.
+            for wvalue in self.driver.process_elements(state, vs,
+                                                       watermarks.input_watermark,
+                                                       watermarks.input_watermark):
+                self.gabw_items.append(wvalue.with_value((k, wvalue.value)))
+        self.keyed_holds[encoded_k] = state.get_earliest_hold()
+
+
+_REGISTRY[_StreamingGroupAlsoByWindow] = _GroupAlsoByWindowEvaluator
