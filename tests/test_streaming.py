@@ -190,3 +190,85 @@ def test_batch_and_streaming_give_identical_gold_tables():
 def test_streaming_config_is_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StreamingConfig(**kwargs)
+
+
+# ---- the streaming edges: redeliveries, arrival lateness, the live source's watermark ----
+def test_redeliveries_are_dead_lettered_once_seen():
+    payload = line(server_id="a", timestamp="2026-01-05T10:00:01Z")
+    first = RawRecord(payload, "sub#m1")
+    stream = (TestStream()
+              .add_elements([TimestampedValue(first, T0 + 1),
+                             TimestampedValue(RawRecord(payload, "sub#m2"), T0 + 1)])
+              .add_elements([TimestampedValue(first, T0 + 1)])       # the same delivery id
+              .advance_watermark_to_infinity())
+    from transforms.bronze import ValidateServerMetrics
+
+    found = run_and_collect(lambda p: p | stream | ValidateServerMetrics(
+        clock=fixed_clock, drop_redeliveries=True), streaming=True)
+    assert sorted(r["source"] for r in found["records"]) == ["sub#m1", "sub#m2"]
+    (dead,) = found["dead_letters"]
+    assert (dead["reason"], dead["step"], dead["source"], dead["payload"]) == (
+        "redelivered", "DropRedeliveries", "sub#m1", payload)
+
+
+@pytest.mark.parametrize("watermark_s, late", [
+    (60 + LATENESS - 1, False),  # 10:00 closes at 10:01 + lateness: not yet
+    (60 + LATENESS, True),       # closed exactly when it arrived
+    (None, False),               # file sources carry no watermark: never judged late
+])
+def test_arrival_after_the_minute_closed_is_late(watermark_s, late):
+    from transforms.bronze import ParseServerMetricFn
+
+    fn = ParseServerMetricFn(clock=fixed_clock, allowed_lateness_s=LATENESS)
+    fn.setup()
+    raw = RawRecord(line(server_id="a", timestamp="2026-01-05T10:00:59Z"), "sub#1",
+                    watermark=None if watermark_s is None else int((T0 + watermark_s) * 1e6))
+    (out,) = list(fn.process(raw))
+    if late:
+        assert out.tag == "dead_letter" and out.value["reason"] == "late"
+        assert out.value["layer"] == "bronze" and "arrived when the watermark" in \
+            out.value["message"]
+    else:
+        assert out.value["server_id"] == "a"
+
+
+class _FakePoller:
+    name = "fake"
+    has_more = False
+
+    def __init__(self, rounds):
+        self.rounds = list(rounds)
+        self.closed = False
+
+    def open(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+    def poll(self, now):
+        return self.rounds.pop(0) if self.rounds else []
+
+
+def test_live_source_watermark_trails_the_newest_event_and_drains():
+    from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+
+    from beam_pipelines.live_sources import LiveRead
+
+    def item(second):
+        return int((T0 + second) * 1e6), RawRecord("{}", f"s#{second}")
+
+    poller = _FakePoller([[item(10), item(30), item(20)], [item(5)], []])
+    read = LiveRead(poller, stop_at=T0 + 100, max_out_of_orderness_s=10, idle_after_s=5,
+                    pause_s=0)
+    out, watermark, done = read.read(T0 + 31)
+    assert [v.timestamp for v in out] == [Timestamp(T0 + 10), Timestamp(T0 + 30),
+                                          Timestamp(T0 + 20)]
+    assert watermark == Timestamp(T0 + 20) and not done          # newest 30 s minus 10 s
+    assert out[0].value.watermark is None                        # nothing to judge against
+    out, watermark, _ = read.read(T0 + 32)                       # an older event: late
+    assert out[0].value.watermark == Timestamp(T0 + 20).micros   # judged at arrival
+    assert watermark == Timestamp(T0 + 20)                       # never moves back
+    _, watermark, _ = read.read(T0 + 40)                         # idle for 8 s
+    assert watermark == Timestamp(T0 + 30)                       # wall clock minus 10 s
+    assert read.read(T0 + 100) == ([], MAX_TIMESTAMP, True) and poller.closed

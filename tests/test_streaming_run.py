@@ -1,0 +1,186 @@
+"""`python -m run --streaming` end to end: the official Pub/Sub emulator or the live
+generator, a bounded run that drains, and the lakehouse it leaves behind."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from beam_pipelines.pubsub import setup
+from tests.test_pubsub import names
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("srv-a", "srv-b", "srv-c")
+
+
+def record(server: str, at: datetime, cpu: float = 40.0) -> bytes:
+    return json.dumps({
+        "server_id": server, "server_name": f"web-{server}", "server_type": "web",
+        "location": "europe", "timestamp": at.isoformat(timespec="milliseconds"),
+        "cpu_usage": cpu, "memory_usage": 50.0, "disk_io": 10.0, "network_in": 5.0,
+        "network_out": 4.0, "temperature_c": 55.0, "power_watts": 300.0,
+    }).encode()
+
+
+class Stream:
+    """Publishes messages with explicit event ids, so redeliveries can be made on purpose."""
+
+    def __init__(self, topic: str):
+        from google.cloud import pubsub_v1
+
+        self.topic = topic
+        self.client = pubsub_v1.PublisherClient()
+        self.seq = 0
+        self.futures = []
+
+    def send(self, data: bytes, at: datetime, event_id: str | None = None) -> str:
+        if event_id is None:
+            self.seq += 1
+            event_id = f"test-{self.seq:06d}"
+        self.futures.append(self.client.publish(
+            self.topic, data, event_time=at.isoformat(timespec="milliseconds"),
+            event_id=event_id))
+        return event_id
+
+    def flush(self):
+        for future in self.futures:
+            future.result(timeout=60)
+        self.futures = []
+
+
+def table_rows(output_dir: Path, layer: str, table: str) -> int:
+    files = glob.glob(str(output_dir / layer / table / "*.parquet"))
+    if not files:
+        return 0
+    return duckdb.sql(f"select count(*) from read_parquet({files!r})").fetchone()[0]
+
+
+def test_streaming_from_pubsub_accounts_for_every_record(pubsub_emulator, tmp_path):
+    """Malformed, duplicate, redelivered, late-but-allowed and too-late records each end in
+    their place; the bounded run drains and the summary's identities hold."""
+    topic, subscription = names()
+    setup(topic, subscription)
+    stream = Stream(topic)
+    t0 = datetime.now(timezone.utc).replace(microsecond=0)
+
+    # The backlog, published before the pipeline starts: 3 servers × 50 s, on time.
+    ids = {}
+    for second in range(50):
+        at = t0 - timedelta(seconds=49 - second)
+        for server in SERVERS:
+            ids[server, second] = stream.send(record(server, at), at)
+    for i in range(5):  # malformed: not JSON, a wrong type, a missing field
+        bad = [b"{not json", record("srv-a", t0).replace(b'"cpu_usage": 40.0', b'"cpu_usage":'
+                                                          b' "high"'),
+               b'{"server_id": "srv-a"}'][i % 3]
+        stream.send(bad, t0)
+    for second in (1, 2, 3, 4):  # the same event again, under a new message id
+        at = t0 - timedelta(seconds=49 - second)
+        stream.send(record("srv-b", at), at)
+    for second in (5, 6, 7):  # the same message again: a redelivery
+        at = t0 - timedelta(seconds=49 - second)
+        stream.send(record("srv-c", at), at, event_id=ids["srv-c", second])
+    stream.flush()
+
+    out = tmp_path / "lakehouse"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "run", "--streaming", "--subscription", subscription,
+         "--duration", "40s", "--output-dir", str(out), "--allowed-lateness", "30s",
+         "--max-out-of-orderness", "2s", "--early-firing", "2s"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ})
+    try:
+        # Once the backlog is through bronze, the watermark stands near t0: publish the
+        # stragglers. Too late: their minute closed minutes ago. Late but allowed: behind
+        # the watermark, within the allowed lateness.
+        deadline = time.monotonic() + 60
+        while table_rows(out, "bronze", "server_metrics_bronze") == 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the pipeline read nothing"
+            time.sleep(0.5)
+        for server in SERVERS:
+            stream.send(record(server, t0 - timedelta(seconds=300)),
+                        t0 - timedelta(seconds=300))
+            stream.send(record(server, t0 - timedelta(milliseconds=500), cpu=41.5),
+                        t0 - timedelta(milliseconds=500))
+        stream.flush()
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "MISMATCH" not in stdout and stdout.count("✓") == 6, stdout
+    assert "Traceback" not in stderr and "moved backwards" not in stderr, stderr[-3000:]
+
+    con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
+    q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    reasons = dict(((layer, reason), n) for layer, reason, n in q(
+        "select layer, reason, count(*) from dead_letters group by all"))
+    assert reasons.pop(("bronze", "redelivered")) == 3
+    assert reasons.pop(("bronze", "late")) == 3
+    assert reasons.pop(("silver", "duplicate_event")) == 4
+    assert sum(n for (layer, _), n in reasons.items() if layer == "bronze") == 5
+    assert not [k for k in reasons if k[0] != "bronze"], reasons
+    # 150 on time + 4 copies + 3 late but allowed reach silver's dedupe; 153 are unique.
+    assert q("select count(*) from server_metrics_bronze") == [(157,)]
+    assert q("select count(*) from server_metrics_silver") == [(153,)]
+    assert q("select count(*) from server_metrics_silver where cpu_usage = 41.5") == [(3,)]
+    assert q("select sum(record_count) from server_metrics_minutely") == [(153,)]
+    assert q("select sum(record_count) from hourly_server_metrics") == [(153,)]
+    # The redelivered and too-late payloads are kept verbatim.
+    late = q("select payload, source from dead_letters where reason = 'late'")
+    assert all(json.loads(p)["server_id"] in SERVERS and s.startswith(subscription)
+               for p, s in late)
+    # Tables filled while running: early panes, then the final ones of the drain.
+    panes = q("select count(*), count(distinct pane_timing) from server_metrics_minutely_panes")
+    assert panes[0][0] > q("select count(*) from server_metrics_minutely")[0][0]
+    con.close()
+
+
+def test_streaming_with_the_live_generator_needs_no_service(tmp_path):
+    out = tmp_path / "lakehouse"
+    proc = subprocess.run(
+        [sys.executable, "-m", "run", "--streaming", "--duration", "12s", "--output-dir",
+         str(out), "--sample-servers", "4", "--sample-interval", "200ms"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env={k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "live generator (4 servers every 0.2s" in proc.stdout
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 6, proc.stdout
+    con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
+    bronze, servers = con.execute(
+        "select count(*), count(distinct server_id) from server_metrics_bronze").fetchone()
+    assert servers == 4 and 150 <= bronze <= 300  # 20 records/s for about 12 s
+    assert con.execute("select count(*) from server_metrics_minutely").fetchone()[0] >= 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--streaming", "--input", "x.jsonl"], "--input reads files in batch"),
+    (["--streaming", "--subscription", "metrics"], "is not a subscription path"),
+    (["--duration", "10s"], "--duration needs --streaming"),
+    (["--streaming", "--early-firing", "500ms"], "--early-firing must be at least 1s"),
+    (["--streaming", "--duration", "soon"], "is not a duration"),
+])
+def test_streaming_mistakes_are_one_line(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "run", *args, "--output-dir",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_subscription_is_one_line(pubsub_emulator, tmp_path):
+    _, subscription = names()
+    proc = subprocess.run([sys.executable, "-m", "run", "--streaming", "--subscription",
+                           subscription, "--output-dir", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert proc.returncode == 2 and "does not exist" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
