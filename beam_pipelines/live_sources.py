@@ -137,9 +137,12 @@ class PubSubPoller:
 
     name = "pubsub_messages"
 
-    def __init__(self, subscription: str, max_messages: int = 1000):
+    def __init__(self, subscription: str, max_messages: int = 1000,
+                 batch_records: int = 5000, batch_s: float = 0.5):
         self.subscription = subscription
         self.max_messages = max_messages
+        self.batch_records = batch_records
+        self.batch_s = batch_s
         self.has_more = False
         self._client = None
         self._pending: list[str] = []
@@ -163,16 +166,26 @@ class PubSubPoller:
             self._pending = []
 
     def poll(self, now: float):
+        """Pulls until ``batch_records`` records or ``batch_s`` seconds: a pull returns a
+        few hundred messages at most, and the local runner's cost is per bundle."""
+        self._ack()  # the previous round's messages are downstream by now
+        items = []
+        deadline = time.monotonic() + self.batch_s
+        while True:
+            pulled = self._pull(items)
+            if not pulled or len(items) >= self.batch_records or time.monotonic() >= deadline:
+                break
+        self.has_more = len(items) >= self.batch_records
+        return items
+
+    def _pull(self, items: list) -> int:
         from google.api_core import exceptions
 
-        self._ack()  # the previous round's messages are downstream by now
         try:
             response = self._client.pull(subscription=self.subscription,
                                          max_messages=self.max_messages, timeout=2.0)
         except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
-            self.has_more = False
-            return []
-        items = []
+            return 0
         for received in response.received_messages:
             message = received.message
             attributes = dict(message.attributes)
@@ -182,8 +195,7 @@ class PubSubPoller:
             for record in raw_records(message.data, attributes, self.subscription):
                 items.append((micros, record))
             self._pending.append(received.ack_id)
-        self.has_more = len(response.received_messages) >= self.max_messages
-        return items
+        return len(response.received_messages)
 
 
 def read_pubsub(subscription: str, stop_at: float | None, max_out_of_orderness_s: float,

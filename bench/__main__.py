@@ -39,8 +39,10 @@ def run_beam(path: str, out: str, options: dict) -> None:
         build_pipeline(p, resolve_inputs([path]), out, rules)
 
 
-def bench_publisher(events: int, generator_rate: float) -> dict:
-    """Publisher throughput to the official emulator, unpaced, by envelope size."""
+def bench_pubsub(events: int, generator_rate: float, loop_rate: float, workdir: str,
+                 streaming: bool) -> dict:
+    """Publisher throughput to the official emulator, unpaced, by envelope size; then the
+    streaming pipeline reading from it (bench/streaming.py)."""
     from beam_pipelines.local_services import PubSubEmulator
     from beam_pipelines.pubsub import setup
     from generators.publisher import publish
@@ -63,6 +65,10 @@ def bench_publisher(events: int, generator_rate: float) -> dict:
                   f"{stats.events / seconds:>10,.0f} events/s  (ratio to generator "
                   f"{stats.events / seconds / generator_rate:.2f}; seed 000: 667 msg/s)",
                   flush=True)
+        if streaming:
+            from bench.streaming import bench_streaming
+
+            out.update(bench_streaming(workdir, loop_rate))
     finally:
         emulator.stop()
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
@@ -78,6 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-pubsub", action="store_true",
                         help="skip the publisher benchmark (needs the Pub/Sub emulator)")
     parser.add_argument("--publish-events", type=int, default=100_000)
+    parser.add_argument("--skip-streaming", action="store_true",
+                        help="skip the streaming pipeline benchmark (needs the emulator)")
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     data = os.path.join(args.workdir, "server_metrics.jsonl")
@@ -118,7 +126,8 @@ def main(argv=None) -> int:
         print(f"{name:<14} {rate:>12,.0f} records/s  ratio to loop {rate / loop_rate:.2f}",
               flush=True)
     if not args.skip_pubsub:
-        results.update(bench_publisher(args.publish_events, results["generator_records_per_s"]))
+        results.update(bench_pubsub(args.publish_events, results["generator_records_per_s"],
+                                    loop_rate, args.workdir, not args.skip_streaming))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(os.path.join(args.workdir, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
