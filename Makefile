@@ -1,12 +1,15 @@
 # make run   — create the virtualenv, install, run the local pipeline on a generated sample
 # make test  — the whole test suite (starts and stops any service it needs itself)
+# make run-streaming         — the same medallion, streaming from a live generator (2 minutes)
+# make run-streaming-pubsub  — streaming from the Pub/Sub emulator, publisher included
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: all venv run test bench lint schema-docs clean distclean
+.PHONY: all venv run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
+	distclean
 all: test
 
 venv: $(STAMP)
@@ -18,6 +21,12 @@ $(STAMP): setup.py
 
 run: $(STAMP)          ## the server-metrics medallion on a generated sample (ARGS="..." for flags)
 	$(BIN)/python -m run $(ARGS)
+
+run-streaming: $(STAMP)         ## streaming from the in-pipeline generator, drained after 2m
+	$(BIN)/python -m run --streaming --duration 2m $(ARGS)
+
+run-streaming-pubsub: $(STAMP)  ## emulator + publisher + streaming pipeline, stopped after 2m
+	$(BIN)/python -m beam_pipelines.demo pubsub --duration 2m $(ARGS)
 
 test: $(STAMP)         ## unit, transform, streaming and end-to-end tests
 	$(BIN)/python -m pytest
