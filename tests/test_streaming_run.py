@@ -188,3 +188,25 @@ def test_a_missing_subscription_is_one_line(pubsub_emulator, tmp_path):
                           capture_output=True, text=True, timeout=120, env={**os.environ})
     assert proc.returncode == 2 and "does not exist" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_one_command_pubsub_demo_runs_and_cleans_up(tmp_path):
+    """`make run-streaming-pubsub`: emulator, topic, publisher, pipeline, then all stopped."""
+    from tests.services import require
+
+    require("gcloud", "the Pub/Sub emulator")
+    out = tmp_path / "lakehouse"
+    proc = subprocess.run(
+        [sys.executable, "-m", "beam_pipelines.demo", "pubsub", "--duration", "20s",
+         "--servers", "3", "--interval", "100ms", "--output-dir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "created subscription" in proc.stdout
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 6, proc.stdout
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        servers = con.execute("select count(distinct server_id) from server_metrics_silver")
+        assert servers.fetchone()[0] == 3
+    leftover = subprocess.run(["pgrep", "-f", "generators metrics --to pubsub"],
+                              capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
