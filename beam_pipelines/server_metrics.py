@@ -175,6 +175,12 @@ def run_streaming(options: PipelineOptions) -> dict:
     streaming = _streaming_config(opts)
     runner = choose_runner(options, streaming=True)
     dataflow = runner.lower().startswith("dataflow")
+    if runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner", "portablerunner"):
+        raise UserError(f"--streaming runs locally on the BundleBasedDirectRunner (the "
+                        f"default), not on {runner}")
+    if dataflow and not opts.subscription:
+        raise UserError("the live generator runs on the local runner only; on Dataflow "
+                        "read a --subscription")
     stop_at = time.time() + opts.duration if opts.duration else None
     if opts.subscription:
         pubsub.check_subscription(opts.subscription)

@@ -172,6 +172,7 @@ def test_streaming_with_the_live_generator_needs_no_service(tmp_path):
     (["--duration", "10s"], "--duration needs --streaming"),
     (["--streaming", "--early-firing", "500ms"], "--early-firing must be at least 1s"),
     (["--streaming", "--duration", "soon"], "is not a duration"),
+    (["--streaming", "--runner", "FnApiRunner"], "not on FnApiRunner"),
 ])
 def test_streaming_mistakes_are_one_line(args, message, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "run", *args, "--output-dir",
@@ -210,3 +211,25 @@ def test_the_one_command_pubsub_demo_runs_and_cleans_up(tmp_path):
     leftover = subprocess.run(["pgrep", "-f", "generators metrics --to pubsub"],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+def test_ctrl_c_drains_and_prints_the_summary(tmp_path):
+    import signal
+
+    out = tmp_path / "lakehouse"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "run", "--streaming", "--output-dir", str(out),
+         "--sample-servers", "3", "--sample-interval", "200ms"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while rows_while_running(out, "server_metrics_bronze") == 0:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Draining" in stderr, stderr[-2000:]
+    assert "MISMATCH" not in stdout and stdout.count("✓") == 6, stdout
