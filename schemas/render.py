@@ -16,9 +16,11 @@ from schemas.server_metrics import (
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
 )
+from schemas.web_logs import WEB_LOGS_BRONZE
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = (SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + (DEAD_LETTERS,)
+TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES
+          + (WEB_LOGS_BRONZE, DEAD_LETTERS))
 
 
 def schemas_markdown() -> str:

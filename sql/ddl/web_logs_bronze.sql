@@ -1,0 +1,22 @@
+-- Generated from schemas/ by `make schema-docs`; do not edit by hand.
+CREATE TABLE IF NOT EXISTS `${dataset}.web_logs_bronze` (
+  client_ip STRING NOT NULL OPTIONS(description="Client address, IPv4 or IPv6, as logged (personal data)"),
+  ident STRING OPTIONS(description="RFC 1413 identity (almost always absent: '-' in the log)"),
+  auth_user STRING OPTIONS(description="Authenticated user name ('-' in the log when none)"),
+  timestamp TIMESTAMP NOT NULL OPTIONS(description="When the server received the request (UTC)"),
+  method STRING OPTIONS(description="HTTP method; null when the request line is not a request"),
+  path STRING OPTIONS(description="Request path without the query string"),
+  query STRING OPTIONS(description="Query string without the '?'"),
+  protocol STRING OPTIONS(description="Protocol of the request line, e.g. HTTP/1.1"),
+  request STRING NOT NULL OPTIONS(description="The request line exactly as logged"),
+  status INT64 NOT NULL OPTIONS(description="HTTP status code"),
+  bytes INT64 OPTIONS(description="Response body size; null when logged as '-' (B)"),
+  referrer STRING OPTIONS(description="Referer header; null when absent or '-'"),
+  user_agent STRING OPTIONS(description="User-Agent header; null when absent or '-'"),
+  log_format STRING OPTIONS(description="Which format the line matched"),
+  ingest_timestamp TIMESTAMP NOT NULL OPTIONS(description="When bronze accepted the record (processing time, UTC)"),
+  source STRING OPTIONS(description="Where the record came from: file path or subscription")
+)
+PARTITION BY DATE(timestamp)
+CLUSTER BY status
+OPTIONS(description="Access-log lines parsed into typed fields (Combined or Common Log Format), with ingest metadata. Contains raw client IPs: personal data.");

@@ -1,0 +1,221 @@
+"""Bronze for web access logs: Combined and Common Log Format lines → typed requests.
+
+Accepted, as servers really write them: Combined (``... "referrer" "user agent"``) and
+Common Log Format; ``-`` for bytes, user, referrer or agent; IPv4 and IPv6 clients (with or
+without brackets, IPv4-mapped, with a zone); Apache's escapes inside quoted fields (``\\"``,
+``\\\\``, ``\\xhh``); request lines that are not requests (``-``, TLS bytes sent to a
+plain-HTTP port, HTTP/0.9 without a protocol), kept verbatim with null method and path;
+extra fields after the user agent (e.g. a response time), ignored. A byte that is not UTF-8
+is read as the ``\\xhh`` escape Apache itself would log, then unescaped like one (as
+Latin-1), so the request is not lost.
+
+What cannot be read is a dead letter with a reason: the line does not have the format's
+shape, the client is not an IP address, the time or status is not what the format says.
+Ranges (status 100–599) are silver's business.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime, timedelta, timezone
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.bronze import EARLIEST, LATEST, MAX_PAYLOAD_BYTES, RawRecord, event_time
+from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_LINE = re.compile(
+    r"^(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "
+    + _QUOTED.replace("(", "(?P<request>", 1)
+    + r" (?P<status>\S+) (?P<bytes>\S+)"
+    + r"(?: " + _QUOTED.replace("(", "(?P<referrer>", 1)
+    + r"(?: " + _QUOTED.replace("(", "(?P<agent>", 1) + r")?)?"
+    + r"(?P<rest>(?: .*)?)$")
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)")
+_METHOD = re.compile(r"^[A-Z][A-Z_-]{0,19}$")
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+
+    def one(match):
+        code = match.group(1)
+        if code[0] == "x" and len(code) == 3:
+            return chr(int(code[1:], 16))
+        return {"n": "\n", "t": "\t", "r": "\r"}.get(code, code)
+
+    return _ESCAPE.sub(one, text)
+
+
+def _dash(text: str | None) -> str | None:
+    return None if text is None or text in ("-", "") else text
+
+
+def parse_log_time(text: str) -> datetime:
+    """``10/Oct/2000:13:55:36 -0700`` → aware UTC datetime (by hand: strptime is ~10×
+    slower, and its month names follow the locale)."""
+    try:
+        day, month, year = int(text[0:2]), _MONTHS[text[3:6].capitalize()], int(text[7:11])
+        hour, minute, second = int(text[12:14]), int(text[15:17]), int(text[18:20])
+        if text[2] != "/" or text[6] != "/" or text[11] != ":":
+            raise ValueError
+        fraction = 0
+        rest = text[20:]
+        if rest.startswith("."):  # %{msec_frac} and similar: 13:55:36.123 -0700
+            digits, _, rest = rest[1:].partition(" ")
+            fraction = int((digits + "000000")[:6])
+            rest = " " + rest
+        sign, zh, zm = rest[1], int(rest[2:4]), int(rest[4:6])
+        if rest[0] != " " or sign not in "+-" or len(rest) != 6:
+            raise ValueError
+        offset = timedelta(hours=zh, minutes=zm) * (1 if sign == "+" else -1)
+        local = datetime(year, month, day, hour, minute, second, fraction,
+                         tzinfo=timezone(offset))
+    except (ValueError, KeyError, IndexError):
+        raise RecordRejected("invalid_timestamp", f"time [{text}] is not "
+                             "dd/Mon/yyyy:HH:MM:SS ±zzzz") from None
+    ts = local.astimezone(timezone.utc)
+    if not EARLIEST <= ts < LATEST:
+        raise RecordRejected("timestamp_out_of_range", f"time [{text}] is outside "
+                             "[2000-01-01, 2100-01-01)", ts)
+    return ts
+
+
+def _client(host: str) -> str:
+    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise RecordRejected("invalid_ip", f"client {host!r} is not an IPv4 or IPv6 address "
+                             "(a host name? log %a rather than %h)") from None
+
+
+def split_request(request: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """``GET /a?b=1 HTTP/1.1`` → (method, path, query, protocol); (None, …) when the line is
+    not a request at all."""
+    parts = request.split(" ")
+    if len(parts) == 3 and parts[2].startswith("HTTP/"):
+        method, target, protocol = parts
+    elif len(parts) == 2:
+        (method, target), protocol = parts, None
+    else:
+        return None, None, None, None
+    if not _METHOD.match(method) or not target:
+        return None, None, None, None
+    path, sep, query = target.partition("?")
+    return method, path, (query if sep else None), protocol
+
+
+def parse_access_log(line: str) -> dict:
+    """One log line → the bronze fields (without ingest metadata); raises RecordRejected."""
+    match = _LINE.match(line)
+    if match is None:
+        raise RecordRejected("unparseable_log_line", "not a Combined or Common Log Format "
+                             "line: expected 'ip ident user [time] \"request\" status bytes' "
+                             "and optionally '\"referrer\" \"user agent\"'")
+    g = match.groupdict()
+    status_text, bytes_text = g["status"], g["bytes"]
+    if not (status_text.isdigit() and len(status_text) == 3):
+        raise RecordRejected("wrong_type", f"status {status_text!r} is not a 3-digit code")
+    if bytes_text == "-":
+        size = None
+    elif bytes_text.isdigit():
+        size = int(bytes_text)
+    else:
+        raise RecordRejected("wrong_type", f"bytes {bytes_text!r} is not a number or '-'")
+    request = _unescape(g["request"])
+    method, path, query, protocol = split_request(request)
+    combined = g["referrer"] is not None
+    return {
+        "client_ip": _client(g["host"]),
+        "ident": _dash(g["ident"]),
+        "auth_user": _dash(_unescape(g["user"])),
+        "timestamp": parse_log_time(g["time"]),
+        "method": method,
+        "path": path,
+        "query": query,
+        "protocol": protocol,
+        "request": request,
+        "status": int(status_text),
+        "bytes": size,
+        "referrer": _dash(_unescape(g["referrer"])) if combined else None,
+        "user_agent": _dash(_unescape(g["agent"])) if g["agent"] is not None else None,
+        "log_format": "combined" if combined else "common",
+    }
+
+
+def decode_line(payload) -> str:
+    if isinstance(payload, (bytes, bytearray)):
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise RecordRejected("payload_too_large", f"line of {len(payload)} bytes exceeds "
+                                 f"the {MAX_PAYLOAD_BYTES}-byte limit")
+        payload = bytes(payload).decode("utf-8", errors="backslashreplace")
+    elif not isinstance(payload, str):
+        raise RecordRejected("wrong_type", f"payload of type {type(payload).__name__} is not "
+                             "a log line")
+    line = payload.rstrip("\r\n")
+    if len(line) > MAX_PAYLOAD_BYTES:
+        raise RecordRejected("payload_too_large", f"line of {len(line)} characters exceeds "
+                             f"the {MAX_PAYLOAD_BYTES}-byte limit")
+    if not line.strip():
+        raise RecordRejected("empty_payload", "the line is empty")
+    return line
+
+
+def to_web_log_bronze(raw: RawRecord, now: datetime) -> dict:
+    record = parse_access_log(decode_line(raw.payload))
+    record["ingest_timestamp"] = now
+    record["source"] = raw.source
+    return record
+
+
+class ParseAccessLogFn(beam.DoFn):
+    """RawRecord (one log line) → bronze row stamped with its event time, or a dead
+    letter."""
+
+    def __init__(self, pipeline: str = "web_logs", clock=None):
+        self._pipeline = pipeline
+        self._clock = clock
+
+    def setup(self):
+        self._now = self._clock or (lambda: datetime.now(timezone.utc))
+        self._accepted = Metrics.counter("bronze", "log_lines_accepted")
+        self._rejected = Metrics.counter("bronze", "log_lines_rejected")
+
+    def process(self, raw):
+        now = self._now()
+        if not isinstance(raw, RawRecord):
+            raw = RawRecord(raw)
+        try:
+            record = to_web_log_bronze(raw, now)
+        except Exception as exc:  # noqa: BLE001 - one bad line must never stop the pipeline
+            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            self._rejected.inc()
+            yield TaggedOutput(DEAD_LETTER, dead_letter(
+                pipeline=self._pipeline, layer="bronze", step="ParseAccessLog",
+                reason=rejection.reason, message=rejection.message, payload=raw.payload,
+                source=raw.source, event_timestamp=rejection.event_timestamp, now=now))
+            return
+        self._accepted.inc()
+        yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
+
+
+class ParseAccessLogs(beam.PTransform):
+    """Bronze layer of the web logs: ``{'records': bronze rows, 'dead_letters': …}``."""
+
+    def __init__(self, pipeline: str = "web_logs", clock=None):
+        super().__init__()
+        self._pipeline = pipeline
+        self._clock = clock
+
+    def expand(self, raw):
+        out = raw | "ParseAccessLog" >> beam.ParDo(
+            ParseAccessLogFn(self._pipeline, self._clock)).with_outputs(
+                DEAD_LETTER, main="records")
+        return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
