@@ -1,4 +1,5 @@
-"""``python -m generators metrics ...``: write a seeded stream of server metrics."""
+"""``python -m generators metrics|logs ...``: a seeded stream of server metrics or web
+access logs, to a file, stdout or Pub/Sub."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,8 @@ import time
 from datetime import datetime, timezone
 
 from generators.metrics import GeneratorConfig, MetricsGenerator
-from generators.writers import FORMATS, format_from_path, write_metrics
+from generators.weblogs import WebLogConfig, WebLogGenerator
+from generators.writers import FORMATS, format_from_path, write_lines, write_metrics
 from schemas.durations import duration_arg as _duration
 from schemas.durations import positive_int_arg as _positive_int
 
@@ -37,6 +39,39 @@ def _rate(text: str) -> float:
     return value
 
 
+def _common(p, what: str) -> None:
+    """Options every generator has: size, time, seed, faults, destination."""
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--duration", type=_duration, default=None,
+                      help="event time to cover, e.g. 90s, 10m, 6h, 2d (default 1m)")
+    size.add_argument("--count", type=int, default=None, help=f"number of {what} instead")
+    p.add_argument("--start", type=_start, default=None,
+                   help="event time of the first record, ISO 8601 or 'now' (default: "
+                        "2026-01-05T00:00:00Z for files, fixed so runs are reproducible; "
+                        "now for Pub/Sub)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.add_argument("--malformed-rate", type=_rate, default=0.0,
+                   help=f"fraction of malformed {what}")
+    p.add_argument("--duplicate-rate", type=_rate, default=0.0,
+                   help=f"fraction of {what} sent twice")
+    p.add_argument("--late-rate", type=_rate, default=0.0,
+                   help=f"fraction of {what} delivered late, out of order")
+    p.add_argument("--late-by", type=_duration, default=120.0,
+                   help="how much later late records arrive, in event time (default 2m)")
+    p.add_argument("--to", choices=("file", "pubsub"), default="file",
+                   help="write to a file or stdout (default), or publish to Pub/Sub")
+    p.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME (with --to "
+                                   "pubsub; the emulator is used when PUBSUB_EMULATOR_HOST is set)")
+    p.add_argument("--envelope", type=_positive_int, default=1,
+                   help=f"{what} per Pub/Sub message, packed as NDJSON (default 1)")
+    p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
+                   help="publish in real time (default); --no-pace publishes as fast as "
+                        "Pub/Sub accepts")
+    p.add_argument("--output", "-o", default="-", help="file to write, or - for stdout")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m generators",
                      description="Seeded, realistic telemetry for the pipelines.")
@@ -47,53 +82,46 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--servers", type=_positive_int, default=10, help="fleet size (default 10)")
     m.add_argument("--interval", type=_duration, default=0.015,
                    help="time between two reports of one server (default 15ms, as seed 000)")
-    size = m.add_mutually_exclusive_group()
-    size.add_argument("--duration", type=_duration, default=None,
-                      help="event time to cover, e.g. 90s, 10m, 6h, 2d (default 1m)")
-    size.add_argument("--count", type=int, default=None, help="number of events instead")
-    m.add_argument("--start", type=_start, default=None,
-                   help="event time of the first tick, ISO 8601 or 'now' (default: "
-                        "2026-01-05T00:00:00Z for files, fixed so runs are reproducible; "
-                        "now for Pub/Sub)")
-    m.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     m.add_argument("--anomaly-rate", type=_rate, default=0.01,
                    help="fraction of records that are CPU+memory spikes of 95–100 %% "
                         "(default 0.01, as seed 000)")
     m.add_argument("--incidents-per-day", type=float, default=4.0,
                    help="mean incidents (CPU saturation, memory leak, overheating) per server "
                         "and day, scaled by each server's proneness (default 4)")
-    m.add_argument("--malformed-rate", type=_rate, default=0.0,
-                   help="fraction of malformed records (bad JSON, wrong types, missing fields, "
-                        "out-of-range values)")
-    m.add_argument("--duplicate-rate", type=_rate, default=0.0,
-                   help="fraction of records sent twice")
-    m.add_argument("--late-rate", type=_rate, default=0.0,
-                   help="fraction of records delivered late, out of order")
-    m.add_argument("--late-by", type=_duration, default=120.0,
-                   help="how much later late records arrive, in event time (default 2m)")
-    m.add_argument("--to", choices=("file", "pubsub"), default="file",
-                   help="write to a file or stdout (default), or publish to Pub/Sub")
-    m.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME (with --to "
-                                   "pubsub; the emulator is used when PUBSUB_EMULATOR_HOST is set)")
-    m.add_argument("--envelope", type=_positive_int, default=1,
-                   help="events per Pub/Sub message, packed as NDJSON (default 1)")
-    m.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
-                   help="publish in real time, every server once per interval (default); "
-                        "--no-pace publishes as fast as Pub/Sub accepts")
     m.add_argument("--format", choices=FORMATS, default=None,
                    help="output format (default: from the file name, else jsonl)")
-    m.add_argument("--output", "-o", default="-", help="file to write, or - for stdout")
-    m.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: when stderr is a terminal)")
+    _common(m, "records")
+    g = sub.add_parser("logs", help="web access logs (Combined Log Format)",
+                       description="Access-log lines of a seeded site: popular and rare "
+                                   "pages, returning visitors with stable IPs (IPv4 and "
+                                   "IPv6), real browsers and bots, a realistic status mix.")
+    g.add_argument("--visitors", type=_positive_int, default=2000,
+                   help="distinct visitors (default 2000)")
+    g.add_argument("--rate", type=float, default=50.0,
+                   help="requests per second of event time, on average (default 50)")
+    g.add_argument("--pages", type=_positive_int, default=2000,
+                   help="pages in the site's catalogue (default 2000)")
+    g.add_argument("--ipv6-share", type=_rate, default=0.2,
+                   help="fraction of visitors on IPv6 (default 0.2)")
+    g.add_argument("--bot-share", type=_rate, default=0.08,
+                   help="fraction of visitors that are bots (default 0.08)")
+    _common(g, "lines")
     return parser
 
 
-def config_from_args(args) -> GeneratorConfig:
+def config_from_args(args):
     duration = args.duration if args.duration is not None or args.count is not None else 60.0
     start = args.start
     if start is None:
         start = (datetime.now(timezone.utc).replace(microsecond=0) if args.to == "pubsub"
                  else GeneratorConfig.start)
+    if args.kind == "logs":
+        return WebLogConfig(
+            visitors=args.visitors, rate_per_s=args.rate, pages=args.pages,
+            ipv6_share=args.ipv6_share, bot_share=args.bot_share, start=start,
+            count=args.count, duration_s=duration, seed=args.seed,
+            malformed_rate=args.malformed_rate, duplicate_rate=args.duplicate_rate,
+            late_rate=args.late_rate, late_by_s=args.late_by)
     return GeneratorConfig(
         servers=args.servers, interval_ms=max(1, int(round(args.interval * 1000))),
         start=start, count=args.count, duration_s=duration, seed=args.seed,
@@ -109,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)
         return 2
-    generator = MetricsGenerator(config)
+    logs = args.kind == "logs"
+    generator = WebLogGenerator(config) if logs else MetricsGenerator(config)
     if args.to == "pubsub":
         return _publish(generator, args)
-    fmt = args.format or format_from_path(args.output)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = None
     if show:
@@ -120,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
 
         bar = tqdm(total=config.total_events, unit="ev", unit_scale=True, file=sys.stderr)
     try:
-        write_metrics(generator, args.output, fmt, progress=bar.update if bar else None)
+        progress = bar.update if bar else None
+        if logs:
+            write_lines(generator, generator.render(), args.output, progress=progress)
+        else:
+            write_metrics(generator, args.output, args.format or format_from_path(args.output),
+                          progress=progress)
     except (OSError, ValueError) as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)
         return 2
@@ -137,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _publish(generator: MetricsGenerator, args) -> int:
+def _publish(generator, args) -> int:
     from beam_pipelines.errors import UserError
     from beam_pipelines.pubsub import check_topic, require_credentials
     from generators.publisher import publish

@@ -13,13 +13,13 @@ Injected faults, each at its own rate per record:
 """
 from __future__ import annotations
 
-import heapq
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 
+from generators.faults import with_faults
 from generators.fleet import Server, build_fleet
 
 METRIC_COLUMNS = ("cpu_usage", "memory_usage", "disk_io", "network_in", "network_out",
@@ -80,9 +80,11 @@ class GeneratorStats:
     incidents: int = 0
 
     def line(self) -> str:
-        return (f"{self.events:,} events, {self.written:,} records written "
-                f"({self.malformed:,} malformed, {self.duplicates:,} duplicates, "
-                f"{self.late:,} late, {self.anomalies:,} spikes, {self.incidents:,} incidents)")
+        parts = [f"{self.malformed:,} malformed", f"{self.duplicates:,} duplicates",
+                 f"{self.late:,} late"]
+        if self.anomalies or self.incidents:
+            parts += [f"{self.anomalies:,} spikes", f"{self.incidents:,} incidents"]
+        return f"{self.events:,} events, {self.written:,} records written ({', '.join(parts)})"
 
 
 @dataclass
@@ -230,56 +232,14 @@ class MetricsGenerator:
     def render_timed(self, renderer: Renderer):
         """``(emitted_at_ms, event_ms, record)``: when a paced publisher should send the
         record, and the event time it carries (older than the first for late records)."""
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, 1])  # faults must not perturb the values
-        stats = self.stats
-        p_bad, p_dup, p_late = cfg.malformed_rate, cfg.duplicate_rate, cfg.late_rate
-        any_faults = p_bad + p_dup + p_late > 0
-        late_ms = int(cfg.late_by_s * 1000)
-        held: list[tuple[int, int, int, object]] = []  # (release ms, seq, event ms, record)
-        seq = 0
-        draws = iter(())
-        for server, epoch_ms, iso, vals in self.events():
-            stats.events += 1
-            while held and held[0][0] <= epoch_ms:
-                stats.written += 1
-                _, _, event_ms, record = heapq.heappop(held)
-                yield epoch_ms, event_ms, record
-            if not any_faults:
-                stats.written += 1
-                yield epoch_ms, epoch_ms, renderer.render(server, epoch_ms, iso, vals)
-                continue
-            try:
-                u, pick = next(draws)
-            except StopIteration:
-                draws = iter(zip(rng.random(4096).tolist(), rng.random(4096).tolist(),
-                                 strict=True))
-                u, pick = next(draws)
-            if u < p_bad:
-                stats.malformed += 1
-                kinds = renderer.malformed_kinds
-                stats.written += 1
-                yield epoch_ms, epoch_ms, renderer.malformed(
-                    kinds[int(pick * len(kinds))], server, epoch_ms, iso, vals)
-                continue
-            record = renderer.render(server, epoch_ms, iso, vals)
-            if u < p_bad + p_dup:
-                stats.duplicates += 1
-                seq += 1
-                # A redelivery: the copy arrives up to a few reports later.
-                heapq.heappush(held, (epoch_ms + int(pick * 5 * cfg.interval_ms) + 1, seq,
-                                      epoch_ms, record))
-            elif u < p_bad + p_dup + p_late:
-                stats.late += 1
-                seq += 1
-                heapq.heappush(held, (epoch_ms + late_ms, seq, epoch_ms, record))
-                continue
-            stats.written += 1
-            yield epoch_ms, epoch_ms, record
-        while held:
-            stats.written += 1
-            release_ms, _, event_ms, record = heapq.heappop(held)
-            yield release_ms, event_ms, record
+        def events():
+            for server, epoch_ms, iso, vals in self.events():
+                yield epoch_ms, (server, epoch_ms, iso, vals)
+
+        return with_faults(events(), lambda e: renderer.render(*e),
+                           lambda kind, e: renderer.malformed(kind, *e),
+                           renderer.malformed_kinds, self.config, self.stats,
+                           redelivery_ms=5 * self.config.interval_ms)
 
 
 class Renderer:

@@ -1,4 +1,4 @@
-"""Writing generated records: JSON lines, CSV or Parquet, to a file or stdout."""
+"""Writing generated records: JSON lines, CSV, Parquet or log lines, to a file or stdout."""
 from __future__ import annotations
 
 import sys
@@ -40,13 +40,18 @@ def write_metrics(generator: MetricsGenerator, path: str, fmt: str, progress=Non
             raise ValueError("Parquet cannot be written to stdout: give --output FILE")
         _write_parquet(generator, records, path, progress)
         return
+    write_lines(generator, records, path, renderer.header(), progress)
+
+
+def write_lines(generator, lines, path: str, header: str | None = None,
+                progress=None) -> None:
+    """Text lines (JSON lines, CSV rows, access-log lines) to a file or stdout."""
     with _text_out(path) as out:
-        header = renderer.header()
         if header:
             out.write(header + "\n")
         batch: list[str] = []
         reported = 0
-        for line in records:
+        for line in lines:
             batch.append(line)
             if len(batch) == 8192:
                 out.write("\n".join(batch))

@@ -1,0 +1,65 @@
+"""Injected faults, shared by every generator: malformed, duplicate and late records.
+
+Each clean event draws once: malformed (rendered broken, by one of the renderer's kinds),
+duplicate (sent again a moment later, as a redelivering producer would) or late (held back
+and emitted ``late_by_s`` of event time later, out of order). Draws come from their own
+random stream, so the fault rates never change the clean values.
+"""
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+
+def with_faults(events, render, malformed, kinds, config, stats, redelivery_ms: int):
+    """``events`` yields ``(event_ms, event)``; yields ``(emit_ms, event_ms, record)``.
+
+    ``config`` has ``seed``, ``malformed_rate``, ``duplicate_rate``, ``late_rate`` and
+    ``late_by_s``; ``stats`` counts events, written records and each fault."""
+    rng = np.random.default_rng([config.seed, 1])  # faults must not perturb the values
+    p_bad, p_dup, p_late = config.malformed_rate, config.duplicate_rate, config.late_rate
+    any_faults = p_bad + p_dup + p_late > 0
+    late_ms = int(config.late_by_s * 1000)
+    held: list[tuple[int, int, int, object]] = []  # (release ms, seq, event ms, record)
+    seq = 0
+    draws = iter(())
+    for epoch_ms, event in events:
+        stats.events += 1
+        while held and held[0][0] <= epoch_ms:
+            stats.written += 1
+            _, _, event_ms, record = heapq.heappop(held)
+            yield epoch_ms, event_ms, record
+        if not any_faults:
+            stats.written += 1
+            yield epoch_ms, epoch_ms, render(event)
+            continue
+        try:
+            u, pick = next(draws)
+        except StopIteration:
+            draws = iter(zip(rng.random(4096).tolist(), rng.random(4096).tolist(),
+                             strict=True))
+            u, pick = next(draws)
+        if u < p_bad:
+            stats.malformed += 1
+            stats.written += 1
+            yield epoch_ms, epoch_ms, malformed(kinds[int(pick * len(kinds))], event)
+            continue
+        record = render(event)
+        if u < p_bad + p_dup:
+            stats.duplicates += 1
+            seq += 1
+            # A redelivery: the copy arrives a moment later.
+            heapq.heappush(held, (epoch_ms + int(pick * redelivery_ms) + 1, seq, epoch_ms,
+                                  record))
+        elif u < p_bad + p_dup + p_late:
+            stats.late += 1
+            seq += 1
+            heapq.heappush(held, (epoch_ms + late_ms, seq, epoch_ms, record))
+            continue
+        stats.written += 1
+        yield epoch_ms, epoch_ms, record
+    while held:
+        stats.written += 1
+        release_ms, _, event_ms, record = heapq.heappop(held)
+        yield release_ms, event_ms, record
