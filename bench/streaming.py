@@ -61,7 +61,7 @@ def _run_pipeline(source, out: str) -> None:
     clear_tables(out, TABLES)
     write_empty_tables(out, TABLES)
     live_sources.reset_drain()
-    options = PipelineOptions(runner="BundleBasedDirectRunner", streaming=True)
+    options = PipelineOptions([], runner="BundleBasedDirectRunner", streaming=True)
     p = beam.Pipeline(options=options)
     build_streaming_pipeline(p, source, out, load_rules(), StreamingConfig(),
                              drop_redeliveries=True)

@@ -98,3 +98,24 @@ def test_cli_writes_logs_and_reports_mistakes_in_one_line(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert "rate must be positive" in bad.stderr
+
+
+def test_logs_publish_to_pubsub_with_time_and_id(pubsub_emulator):
+    from beam_pipelines.pubsub import setup
+    from generators.publisher import publish
+    from tests.test_pubsub import names, pull_all
+
+    topic, subscription = names()
+    setup(topic, subscription)
+    gen = WebLogGenerator(WebLogConfig(count=300, rate_per_s=100))
+    stats = publish(gen, topic, pace=False, handle_signals=False)
+    assert stats.messages == stats.events == 300 and stats.failed == 0
+    received = pull_all(subscription)
+    assert len(received) == 300
+    assert len({m.attributes["event_id"] for m in received}) == 300
+    from datetime import datetime
+
+    for message in received:  # the attribute is the line's time, to the millisecond
+        logged = parse_access_log(message.data.decode())["timestamp"]
+        attribute = datetime.fromisoformat(message.attributes["event_time"])
+        assert attribute.replace(microsecond=0) == logged
