@@ -17,6 +17,7 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python setup.py --no-deps-pins)
 	touch $@
 
 run: $(STAMP)          ## the server-metrics medallion on a generated sample (ARGS="..." for flags)

