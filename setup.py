@@ -18,6 +18,8 @@ RUNTIME = [
     "pyarrow==25.0.1",      # Parquet schemas and files
     "pyyaml==6.0.3",        # rules files in configs/
     "tqdm==4.70.1",         # progress bars of the generators
+    "ua-parser==1.0.2",     # user agents → browser, OS, device (uap-core's maintained rules)
+    "ua-parser-builtins==202610",  # ua-parser's compiled rules, dated: pinned with it
 ]
 
 #: Installed with ``pip install --no-deps`` (the Makefile asks ``python setup.py

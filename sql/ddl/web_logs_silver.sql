@@ -1,0 +1,40 @@
+-- Generated from schemas/ by `make schema-docs`; do not edit by hand.
+CREATE TABLE IF NOT EXISTS `${dataset}.web_logs_silver` (
+  client_network STRING NOT NULL OPTIONS(description="The client address truncated to its network (default /24 for IPv4, /48 for IPv6) or, in hash mode, its salted hash"),
+  visitor_id STRING NOT NULL OPTIONS(description="Salted hash of address and user agent: counts unique visitors without keeping who they are"),
+  ident STRING OPTIONS(description="RFC 1413 identity (almost always absent: '-' in the log)"),
+  auth_user STRING OPTIONS(description="Authenticated user name ('-' in the log when none)"),
+  timestamp TIMESTAMP NOT NULL OPTIONS(description="When the server received the request (UTC)"),
+  method STRING OPTIONS(description="HTTP method; null when the request line is not a request"),
+  path STRING OPTIONS(description="Request path without the query string"),
+  query STRING OPTIONS(description="Query string without the '?'"),
+  protocol STRING OPTIONS(description="Protocol of the request line, e.g. HTTP/1.1"),
+  request STRING NOT NULL OPTIONS(description="The request line exactly as logged"),
+  status INT64 NOT NULL OPTIONS(description="HTTP status code"),
+  bytes INT64 OPTIONS(description="Response body size; null when logged as '-' (B)"),
+  referrer STRING OPTIONS(description="Referer header; null when absent or '-'"),
+  user_agent STRING OPTIONS(description="User-Agent header; null when absent or '-'"),
+  log_format STRING OPTIONS(description="Which format the line matched"),
+  ingest_timestamp TIMESTAMP NOT NULL OPTIONS(description="When bronze accepted the record (processing time, UTC)"),
+  source STRING OPTIONS(description="Where the record came from: file path or subscription"),
+  geo_status STRING NOT NULL OPTIONS(description="located, or why not: private, reserved, unknown"),
+  geo_country_code STRING OPTIONS(description="ISO 3166-1 alpha-2 country code"),
+  geo_country STRING OPTIONS(description="Country name (English)"),
+  geo_region STRING OPTIONS(description="Most specific subdivision (state, province, county)"),
+  geo_city STRING OPTIONS(description="City name (English)"),
+  geo_latitude FLOAT64 OPTIONS(description="Latitude of the located point (°)"),
+  geo_longitude FLOAT64 OPTIONS(description="Longitude of the located point (°)"),
+  geo_asn INT64 OPTIONS(description="Autonomous system number, when the database has it"),
+  geo_organization STRING OPTIONS(description="Autonomous system organisation, when the database has it"),
+  browser STRING OPTIONS(description="User-agent family, e.g. Chrome, Mobile Safari, Googlebot"),
+  os STRING OPTIONS(description="Operating system family, e.g. Windows, iOS, Android"),
+  device STRING OPTIONS(description="Device family, e.g. iPhone, Samsung SM-S918B"),
+  device_class STRING NOT NULL OPTIONS(description="What kind of client"),
+  is_bot BOOL NOT NULL OPTIONS(description="A crawler, monitor or script rather than a person"),
+  status_class STRING NOT NULL OPTIONS(description="1xx … 5xx"),
+  event_date DATE NOT NULL OPTIONS(description="UTC date of the request"),
+  hour_of_day INT64 NOT NULL OPTIONS(description="UTC hour of the request")
+)
+PARTITION BY DATE(timestamp)
+CLUSTER BY geo_country_code, status_class
+OPTIONS(description="Geolocated, parsed and deduplicated requests. The client address is truncated (or hashed with a secret salt) after geolocation: no raw IP here.");

@@ -1,0 +1,134 @@
+"""Silver for web logs: range checks, user agents, and privacy.
+
+Runs after geolocation, which needs the full address. Then the address leaves: silver
+keeps ``client_network`` (the address truncated to its network, /24 and /48 by default, or
+in hash mode a salted HMAC of it) and ``visitor_id`` (a salted HMAC of address and user
+agent, so unique visitors can be counted without knowing who they are). The salt is a
+secret from the options; without one, each run draws its own, so ids cannot be linked
+across runs.
+
+User agents are parsed with ``ua-parser`` (uap-core's maintained rules) into browser, OS
+and device, and classed as desktop, mobile, tablet, bot or other.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+
+_SCRIPTS = {"curl", "Wget", "Python Requests", "Python-urllib", "Go-http-client", "okhttp",
+            "Apache-HttpClient", "Java", "libwww-perl", "PostmanRuntime"}
+_BOT_WORDS = re.compile(r"bot|crawl|spider|slurp|scan|monitor|uptime|headless", re.I)
+_DESKTOP_OS = {"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Chrome OS", "FreeBSD"}
+_TABLETS = ("iPad", "Tablet", "Kindle", "SM-T", "Tab")
+
+
+@dataclass(frozen=True)
+class PrivacyPolicy:
+    mode: str = "truncate"  # or "hash"
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 48
+    salt: bytes = b""
+
+    def __post_init__(self):
+        if self.mode not in ("truncate", "hash"):
+            raise ValueError(f"IP privacy mode must be truncate or hash, not {self.mode!r}")
+        if not 0 <= self.ipv4_prefix <= 32 or not 0 <= self.ipv6_prefix <= 128:
+            raise ValueError("prefix lengths are 0-32 (IPv4) and 0-128 (IPv6)")
+        if not self.salt:
+            object.__setattr__(self, "salt", os.urandom(16))  # a run of its own
+
+    def digest(self, text: str) -> str:
+        return hmac.new(self.salt, text.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def network(self, ip: str) -> str:
+        """The address reduced as the policy says: ``81.2.69.0/24`` or a salted hash."""
+        if self.mode == "hash":
+            return self.digest(ip)
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        prefix = self.ipv4_prefix if address.version == 4 else self.ipv6_prefix
+        return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+@functools.lru_cache(maxsize=20_000)
+def describe_agent(user_agent: str | None) -> tuple:
+    """``(browser, os, device, device_class, is_bot)``; a few agents make most requests,
+    hence the cache."""
+    if not user_agent:
+        return None, None, None, "other", False
+    from ua_parser import parse
+
+    result = parse(user_agent)
+    browser = result.user_agent.family if result.user_agent else None
+    system = result.os.family if result.os else None
+    device = result.device.family if result.device else None
+    if device == "Spider" or browser in _SCRIPTS or _BOT_WORDS.search(user_agent):
+        return browser, system, device, "bot", True
+    if device and any(t in device for t in _TABLETS):
+        kind = "tablet"
+    elif system in ("iOS", "Android") or (browser or "").endswith("Mobile"):
+        kind = "mobile"
+    elif system in _DESKTOP_OS:
+        kind = "desktop"
+    else:
+        kind = "other"
+    return browser, system, device, kind, False
+
+
+def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
+    """A geolocated bronze row → the silver row (without the raw address)."""
+    status = record["status"]
+    if not 100 <= status <= 599:
+        raise RecordRejected("out_of_range", f"status {status} is outside [100, 599]",
+                             record["timestamp"])
+    row = dict(record)
+    ip = row.pop("client_ip")
+    browser, system, device, kind, bot = describe_agent(row["user_agent"])
+    ts = row["timestamp"]
+    row.update(
+        client_network=policy.network(ip),
+        visitor_id=policy.digest(f"{ip}|{row['user_agent'] or ''}"),
+        browser=browser, os=system, device=device, device_class=kind, is_bot=bot,
+        status_class=f"{status // 100}xx", event_date=ts.date(), hour_of_day=ts.hour,
+    )
+    return row
+
+
+class CleanWebLogFn(beam.DoFn):
+    """Geolocated bronze row → silver row, or a dead letter (with the raw address, as
+    bronze has it: dead letters hold what the step received)."""
+
+    def __init__(self, policy: PrivacyPolicy, pipeline: str = "web_logs"):
+        self._policy = policy
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._rejected = Metrics.counter("silver", "log_lines_rejected")
+        self._bots = Metrics.counter("silver", "bot_requests")
+
+    def process(self, record):
+        try:
+            row = to_web_silver(record, self._policy)
+        except Exception as exc:  # noqa: BLE001 - one bad row must never stop the pipeline
+            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            self._rejected.inc()
+            yield TaggedOutput(DEAD_LETTER, dead_letter(
+                pipeline=self._pipeline, layer="silver", step="CleanWebLog",
+                reason=rejection.reason, message=rejection.message, payload=record,
+                source=record.get("source"), event_timestamp=record.get("timestamp")))
+            return
+        if row["is_bot"]:
+            self._bots.inc()
+        yield row
