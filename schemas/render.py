@@ -16,11 +16,11 @@ from schemas.server_metrics import (
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
 )
-from schemas.web_logs import WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES
-          + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER, DEAD_LETTERS))
+          + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,))
 
 
 def schemas_markdown() -> str:

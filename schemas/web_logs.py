@@ -90,3 +90,76 @@ WEB_LOGS_SILVER = RecordSchema(
     partition_field="timestamp",
     clustering=("geo_country_code", "status_class"),
 )
+
+# ---- gold ---------------------------------------------------------------------------------
+GOLD_WINDOW_FIELDS = (
+    Field("window_start", TS, "Start of the event-time window (inclusive)", required=True),
+    Field("window_end", TS, "End of the event-time window (exclusive)", required=True),
+    Field("granularity", S, "Window size: minute, hour (or N s)", required=True),
+    Field("pane_index", INT, "How many times this window fired before (0 in batch); the "
+          "row with the highest index for a key is the current answer", required=True),
+    Field("pane_timing", S, "EARLY, ON_TIME or LATE", required=True,
+          choices=("EARLY", "ON_TIME", "LATE")),
+)
+
+TRAFFIC_FIELDS = (
+    Field("requests", INT, "Requests in the window", required=True, minimum=0),
+    Field("bytes", INT, "Response bytes sent ('-' counts as 0)", unit="B", required=True,
+          minimum=0),
+    Field("errors_4xx", INT, "Requests answered 4xx", required=True, minimum=0),
+    Field("errors_5xx", INT, "Requests answered 5xx", required=True, minimum=0),
+    Field("error_rate", F, "(4xx + 5xx) / requests", minimum=0, maximum=1),
+    Field("bot_requests", INT, "Requests by crawlers, monitors and scripts", required=True,
+          minimum=0),
+    Field("unique_visitors", INT, "Distinct visitor_id: exact up to 1,024, then a "
+          "K-minimum-values estimate within about 3 %", required=True, minimum=0),
+)
+
+_PLACE = (
+    Field("country_code", S, "ISO 3166-1 alpha-2; null when not located"),
+    Field("country", S, "Country name, or (unknown)", required=True),
+    Field("geo_status", S, "located, private, reserved or unknown", required=True,
+          choices=("located", "private", "reserved", "unknown")),
+)
+
+
+def _gold(name: str, description: str, dimensions: tuple, clustering: tuple,
+          extra: tuple = ()) -> RecordSchema:
+    return RecordSchema(
+        name=name, layer="gold", description=description,
+        fields=GOLD_WINDOW_FIELDS + dimensions + TRAFFIC_FIELDS + extra,
+        partition_field="window_start", clustering=clustering,
+        key=("granularity", "window_start") + tuple(f.name for f in dimensions)
+        + tuple(f.name for f in extra))
+
+
+WEB_TRAFFIC_BY_COUNTRY = _gold(
+    "web_traffic_by_country", "Requests per window and country (seed 004's requests per "
+    "country); addresses not located are their own rows.", _PLACE, ("country_code",))
+WEB_TRAFFIC_BY_CITY = _gold(
+    "web_traffic_by_city", "Requests per window and city, with a point for maps (seed 004's "
+    "requests per city).", _PLACE + (
+        Field("region", S, "Most specific subdivision"),
+        Field("city", S, "City name, or (unknown)", required=True),
+        Field("latitude", F, "Latitude of the city's point", unit="°"),
+        Field("longitude", F, "Longitude of the city's point", unit="°"),
+    ), ("country_code", "city"))
+WEB_TRAFFIC_BY_STATUS = _gold(
+    "web_traffic_by_status", "Requests per window and HTTP status.", (
+        Field("status", INT, "HTTP status code", required=True),
+        Field("status_class", S, "1xx … 5xx", required=True),
+    ), ("status_class",))
+WEB_TRAFFIC_BY_AGENT = _gold(
+    "web_traffic_by_agent", "Requests per window and user-agent family and class.", (
+        Field("browser", S, "User-agent family, or (unknown)", required=True),
+        Field("device_class", S, "desktop, mobile, tablet, bot or other", required=True),
+        Field("is_bot", B, "Crawler, monitor or script", required=True),
+    ), ("browser",))
+WEB_TOP_PATHS = _gold(
+    "web_top_paths", "The N busiest paths per window (default 20), ranked.", (
+        Field("path", S, "Request path (the request line when it was not a request)",
+              required=True),
+    ), ("path",), extra=(Field("rank", INT, "1 = busiest; ties by path", required=True,
+                               minimum=1),))
+WEB_GOLD_TABLES = (WEB_TRAFFIC_BY_COUNTRY, WEB_TRAFFIC_BY_CITY, WEB_TRAFFIC_BY_STATUS,
+                   WEB_TRAFFIC_BY_AGENT, WEB_TOP_PATHS)

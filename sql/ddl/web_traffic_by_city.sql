@@ -1,0 +1,25 @@
+-- Generated from schemas/ by `make schema-docs`; do not edit by hand.
+CREATE TABLE IF NOT EXISTS `${dataset}.web_traffic_by_city` (
+  window_start TIMESTAMP NOT NULL OPTIONS(description="Start of the event-time window (inclusive)"),
+  window_end TIMESTAMP NOT NULL OPTIONS(description="End of the event-time window (exclusive)"),
+  granularity STRING NOT NULL OPTIONS(description="Window size: minute, hour (or N s)"),
+  pane_index INT64 NOT NULL OPTIONS(description="How many times this window fired before (0 in batch); the row with the highest index for a key is the current answer"),
+  pane_timing STRING NOT NULL OPTIONS(description="EARLY, ON_TIME or LATE"),
+  country_code STRING OPTIONS(description="ISO 3166-1 alpha-2; null when not located"),
+  country STRING NOT NULL OPTIONS(description="Country name, or (unknown)"),
+  geo_status STRING NOT NULL OPTIONS(description="located, private, reserved or unknown"),
+  region STRING OPTIONS(description="Most specific subdivision"),
+  city STRING NOT NULL OPTIONS(description="City name, or (unknown)"),
+  latitude FLOAT64 OPTIONS(description="Latitude of the city's point (°)"),
+  longitude FLOAT64 OPTIONS(description="Longitude of the city's point (°)"),
+  requests INT64 NOT NULL OPTIONS(description="Requests in the window"),
+  bytes INT64 NOT NULL OPTIONS(description="Response bytes sent ('-' counts as 0) (B)"),
+  errors_4xx INT64 NOT NULL OPTIONS(description="Requests answered 4xx"),
+  errors_5xx INT64 NOT NULL OPTIONS(description="Requests answered 5xx"),
+  error_rate FLOAT64 OPTIONS(description="(4xx + 5xx) / requests"),
+  bot_requests INT64 NOT NULL OPTIONS(description="Requests by crawlers, monitors and scripts"),
+  unique_visitors INT64 NOT NULL OPTIONS(description="Distinct visitor_id: exact up to 1,024, then a K-minimum-values estimate within about 3 %")
+)
+PARTITION BY DATE(window_start)
+CLUSTER BY country_code, city
+OPTIONS(description="Requests per window and city, with a point for maps (seed 004's requests per city).");
