@@ -8,6 +8,7 @@ from beam_pipelines.errors import UserError
 
 PIPELINES = {
     "metrics": "server metrics: bronze → silver → gold into the local lakehouse",
+    "logs": "web access logs: parse, geolocate, anonymise, aggregate (batch)",
 }
 
 USAGE = """usage: python -m run [PIPELINE] [options]
@@ -29,22 +30,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m run: error: unknown pipeline {name!r} "
               f"(one of {', '.join(PIPELINES)})", file=sys.stderr)
         return 2
-    if argv in (["-h"], ["--help"]) or (not argv and name == "help"):
-        from beam_pipelines.options import ServerMetricsOptions, help_text
+    from beam_pipelines import options as opts_module
 
+    ours = {"metrics": opts_module.ServerMetricsOptions,
+            "logs": opts_module.WebLogsOptions}[name]
+    if argv in (["-h"], ["--help"]) or (not argv and name == "help"):
         print(USAGE)
-        print(help_text(ServerMetricsOptions, f"python -m run {name}", PIPELINES[name]))
+        print(opts_module.help_text(ours, f"python -m run {name}", PIPELINES[name]))
         return 0
     try:
-        from beam_pipelines import server_metrics
-        from beam_pipelines.options import parse_options
-        from beam_pipelines.summary import render
+        from beam_pipelines import server_metrics, web_logs
+        from beam_pipelines.summary import render, render_logs
 
-        options = parse_options(argv)
-        outcome = server_metrics.run(options)
-        if outcome["catalog"] and options.view_as(
-                server_metrics.ServerMetricsOptions).summary:
-            print(render(outcome["catalog"], outcome["output_dir"]))
+        options = opts_module.parse_options(argv, ours, f"python -m run {name}")
+        module, summary = ((web_logs, render_logs) if name == "logs"
+                           else (server_metrics, render))
+        outcome = module.run(options)
+        if outcome["catalog"] and options.view_as(ours).summary:
+            print(summary(outcome["catalog"], outcome["output_dir"]))
     except UserError as exc:
         print(f"python -m run: error: {exc}", file=sys.stderr)
         return 2

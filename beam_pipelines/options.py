@@ -20,6 +20,10 @@ def _flag(parser, name: str, **kwargs):
     spellings = [f"--{name}"]
     if "-" in name:
         spellings.append(f"--{name.replace('-', '_')}")
+    if any(s in parser._option_string_actions for s in spellings):
+        # Beam registers every options class in one parser; the pipelines share some flags
+        # (--input, --output-dir, ...), declared alike in each.
+        return
     parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
 
 
@@ -65,6 +69,43 @@ class ServerMetricsOptions(PipelineOptions):
         _flag(parser, "max-out-of-orderness", type=_duration, default=10.0,
               help="--streaming: the watermark trails the newest event time by this much; "
                    "records further behind are late (default 10s)")
+
+
+class WebLogsOptions(PipelineOptions):
+    """Options of ``python -m run logs``."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        _flag(parser, "input", action="append", default=None,
+              help="file, glob or directory of access logs (Combined or Common Log "
+                   "Format); repeat or comma-separate for several (default: a generated "
+                   "sample)")
+        _flag(parser, "output-dir", default="lakehouse",
+              help="directory of the local lakehouse (default: ./lakehouse)")
+        _flag(parser, "geo-database", default=None,
+              help="MaxMind-format city database, local or gs:// (default: the embedded "
+                   "DB-IP City Lite, CC BY 4.0)")
+        _flag(parser, "ip-privacy", default="truncate", choices=("truncate", "hash"),
+              help="what silver keeps of a client address: its network (default) or a "
+                   "salted hash")
+        _flag(parser, "ip-salt", default=None,
+              help="secret salt of hashed addresses and visitor ids (default: a new one "
+                   "each run, so ids cannot be linked across runs)")
+        _flag(parser, "ipv4-prefix", type=int, default=24,
+              help="network kept of an IPv4 address (default /24)")
+        _flag(parser, "ipv6-prefix", type=int, default=48,
+              help="network kept of an IPv6 address (default /48)")
+        _flag(parser, "windows", default="1m,1h",
+              help="gold window sizes, comma-separated (default 1m,1h)")
+        _flag(parser, "top-paths", type=_count, default=20,
+              help="paths kept per window in web_top_paths (default 20)")
+        _flag(parser, "seed", type=int, default=42, help="seed of the generated sample")
+        _flag(parser, "sample-duration", type=_duration, default=6 * 3600.0,
+              help="event time the generated sample covers (default 6h)")
+        _flag(parser, "sample-rate", type=float, default=5.0,
+              help="requests per second in the generated sample (default 5)")
+        _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
+              help="print the run summary (default on)")
 
 
 class _StrictParser(_BeamArgumentParser):

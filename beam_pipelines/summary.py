@@ -72,3 +72,54 @@ def render(catalog: str, output_dir: str) -> str:
     out.append(f"Output: {output_dir}  (Parquet per table)")
     out.append(f"Query:  duckdb {catalog} \"select * from server_health_summary\"")
     return "\n".join(out)
+
+
+def render_logs(catalog: str, output_dir: str) -> str:
+    """The web-log run's summary: the identities, dead letters, and where the traffic came
+    from (seed 004's dashboard: top countries and cities)."""
+    with duckdb.connect(catalog, read_only=True) as con:
+        q = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+        bronze = q("select count(*) from web_logs_bronze")
+        silver = q("select count(*) from web_logs_silver")
+        bronze_dead = q("select count(*) from dead_letters where layer = 'bronze'")
+        silver_dead = q("select count(*) from dead_letters where layer = 'silver'")
+        ok = lambda b: "✓" if b else "✗ MISMATCH"  # noqa: E731
+        out = ["", "Records per layer",
+               f"  input   {bronze + bronze_dead:>10,}",
+               f"  bronze  {bronze:>10,} accepted  + {bronze_dead:>7,} dead letters   ✓",
+               f"  silver  {silver:>10,} accepted  + {silver_dead:>7,} dead letters   "
+               f"{ok(bronze == silver + silver_dead)}"]
+        for table in ("web_traffic_by_country", "web_traffic_by_city",
+                      "web_traffic_by_status", "web_traffic_by_agent"):
+            for granularity in con.execute(f"select distinct granularity from {table} "
+                                           "order by 1").fetchall():
+                total = q(f"select coalesce(sum(requests), 0) from {table} "
+                          f"where granularity = '{granularity[0]}'")
+                out.append(f"  gold    {table:<24} {granularity[0]:<7} {total:>9,} requests"
+                           f"   {ok(total == silver)}")
+        reasons = con.execute("select layer, reason, count(*) n from dead_letters "
+                              "group by all order by n desc, layer, reason").fetchall()
+        out += ["", "Dead letters by reason" + ("" if reasons else ": none")]
+        if reasons:
+            out.append(_fmt_rows(reasons, ("layer", "reason", "records")))
+        hour = "granularity = (select max(granularity) from web_traffic_by_country)"
+        countries = con.execute(f"""
+            select coalesce(country_code, geo_status) code, country, sum(requests) requests,
+                   round(100.0 * sum(requests) / {max(silver, 1)}, 1) pct,
+                   round(100.0 * sum(errors_4xx + errors_5xx) / sum(requests), 1) errors
+            from web_traffic_by_country where {hour}
+            group by all order by requests desc, code limit 10""").fetchall()
+        out += ["", "Top countries", _fmt_rows(countries, ("code", "country", "requests",
+                                                           "% of all", "error %"))]
+        cities = con.execute(f"""
+            select city, country, sum(requests) requests, any_value(latitude) lat,
+                   any_value(longitude) lon
+            from web_traffic_by_city where {hour.replace('country', 'city')}
+            group by all order by requests desc, city limit 10""").fetchall()
+        out += ["", "Top cities", _fmt_rows(cities, ("city", "country", "requests",
+                                                     "latitude", "longitude"))]
+    out += ["", "IP geolocation by DB-IP (https://db-ip.com), licensed under CC BY 4.0, "
+            "unless --geo-database says otherwise.",
+            f"Output: {output_dir}  (Parquet per table)",
+            f"Query:  duckdb {catalog} \"select * from web_traffic_by_country\""]
+    return "\n".join(out)

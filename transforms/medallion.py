@@ -42,3 +42,33 @@ class ServerMetricsMedallion(beam.PTransform):
             **gold,
             DEAD_LETTERS.name: dead,
         }
+
+
+class WebLogsMedallion(beam.PTransform):
+    """Raw log lines → bronze, silver (deduplicated, geolocated, private), every gold table
+    and all dead letters, as a dict of table name → PCollection. Batch only for now."""
+
+    def __init__(self, policy, geo_database: str | None = None,
+                 window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None):
+        super().__init__()
+        self._policy = policy
+        self._geo_database = geo_database
+        self._window_seconds = window_seconds
+        self._top_n = top_n
+        self._clock = clock
+
+    def expand(self, raw):
+        from schemas.web_logs import WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+        from transforms.access_log import ParseAccessLogs
+        from transforms.web_gold import WebLogsGold
+        from transforms.web_silver import CleanWebLogs
+
+        bronze = raw | "Bronze" >> ParseAccessLogs(clock=self._clock)
+        silver = bronze["records"] | "Silver" >> CleanWebLogs(self._policy,
+                                                              self._geo_database)
+        gold = silver["records"] | "Gold" >> WebLogsGold(self._window_seconds,
+                                                         top_n=self._top_n)
+        dead = ((bronze["dead_letters"], silver["dead_letters"])
+                | "AllDeadLetters" >> beam.Flatten())
+        return {WEB_LOGS_BRONZE.name: bronze["records"],
+                WEB_LOGS_SILVER.name: silver["records"], **gold, DEAD_LETTERS.name: dead}

@@ -132,3 +132,72 @@ class CleanWebLogFn(beam.DoFn):
         if row["is_bot"]:
             self._bots.inc()
         yield row
+
+
+def _identity(row: dict) -> str:
+    """What makes two log lines the same request: everything the line says."""
+    return "\x1f".join(str(row[k]) for k in ("client_ip", "timestamp", "request", "status",
+                                              "bytes", "referrer", "user_agent", "auth_user"))
+
+
+class _KeepFirstFn(beam.DoFn):
+    def __init__(self, pipeline: str):
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._duplicates = Metrics.counter("silver", "duplicate_log_lines")
+
+    def process(self, keyed):
+        _, copies = keyed
+        copies = sorted(copies, key=lambda r: r.get("source") or "")
+        yield copies[0]
+        for dup in copies[1:]:
+            self._duplicates.inc()
+            yield TaggedOutput(DEAD_LETTER, dead_letter(
+                pipeline=self._pipeline, layer="silver", step="DeduplicateRequests",
+                reason="duplicate_event", message="the same line was already kept from "
+                f"{copies[0].get('source')}", payload=dup, source=dup.get("source"),
+                event_timestamp=dup["timestamp"]))
+
+
+class DeduplicateRequests(beam.PTransform):
+    """Batch: one row per identical log line (a log shipped twice, a file read twice); the
+    other copies are ``duplicate_event`` dead letters. Two real requests in the same second
+    differ in something (the log's resolution is a second), so only true copies go."""
+
+    def __init__(self, pipeline: str = "web_logs"):
+        super().__init__()
+        self._pipeline = pipeline
+
+    def expand(self, rows):
+        out = (rows
+               | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r))
+               | "GroupCopies" >> beam.GroupByKey()
+               | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._pipeline)).with_outputs(
+                   DEAD_LETTER, main="records"))
+        return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+
+
+class CleanWebLogs(beam.PTransform):
+    """Silver of the web logs: dedupe, geolocate, then range checks, agents and privacy:
+    ``{'records': silver rows, 'dead_letters': …}``."""
+
+    def __init__(self, policy: PrivacyPolicy, geo_database: str | None = None,
+                 pipeline: str = "web_logs"):
+        super().__init__()
+        self._policy = policy
+        self._geo_database = geo_database
+        self._pipeline = pipeline
+
+    def expand(self, bronze):
+        from transforms.geo import Geolocate
+
+        unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(self._pipeline)
+        cleaned = (unique["records"]
+                   | "Geolocate" >> Geolocate(self._geo_database)
+                   | "CleanWebLog" >> beam.ParDo(CleanWebLogFn(
+                       self._policy, self._pipeline)).with_outputs(DEAD_LETTER,
+                                                                   main="records"))
+        dead = ((unique["dead_letters"], cleaned[DEAD_LETTER])
+                | "SilverDeadLetters" >> beam.Flatten())
+        return {"records": cleaned.records, "dead_letters": dead}

@@ -1,0 +1,112 @@
+"""The web-log pipeline: access-log files → bronze → silver → gold → local lakehouse.
+
+Batch for now; the streaming sources of the metrics pipeline will feed the same medallion.
+"""
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.errors import UserError
+from beam_pipelines.lakehouse import WriteLakehouseTable, clear_tables, is_local, write_catalog
+from beam_pipelines.options import WebLogsOptions
+from beam_pipelines.server_metrics import _camel, _prepare_output_dir, choose_runner
+from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
+from schemas.dead_letter import DEAD_LETTERS
+from schemas.durations import parse_duration
+from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from transforms.medallion import WebLogsMedallion
+from transforms.web_silver import PrivacyPolicy
+
+TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
+SCHEMA_BY_NAME = {t.name: t for t in TABLES}
+
+
+def build_pipeline(p: beam.Pipeline, paths: list[str], output_dir: str,
+                   medallion: WebLogsMedallion) -> dict[str, beam.PCollection]:
+    # Log files are text lines, read like JSON lines: as bytes, so a line that is not UTF-8
+    # reaches the parser (which keeps it) instead of failing the read.
+    raw = p | "ReadLogs" >> ReadServerMetricFiles({"jsonl": paths})
+    tables = raw | "WebLogs" >> medallion
+    for name, rows in tables.items():
+        rows | f"Write{_camel(name)}" >> WriteLakehouseTable(output_dir, SCHEMA_BY_NAME[name])
+    return tables
+
+
+def _window_seconds(text: str) -> tuple[int, ...]:
+    try:
+        seconds = tuple(sorted({round(parse_duration(part)) for part in text.split(",")
+                                if part.strip()}))
+    except ValueError as exc:
+        raise UserError(f"--windows: {exc}") from None
+    if not seconds or seconds[0] < 1:
+        raise UserError("--windows needs at least one window of 1s or more")
+    return seconds
+
+
+def policy_from(opts: WebLogsOptions) -> PrivacyPolicy:
+    try:
+        return PrivacyPolicy(opts.ip_privacy, opts.ipv4_prefix, opts.ipv6_prefix,
+                             (opts.ip_salt or "").encode())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _check_database(path: str | None) -> None:
+    if path is None:
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(path):
+        raise UserError(f"--geo-database {path}: no such file")
+    if "://" not in path:
+        import geoip2.database
+
+        try:
+            geoip2.database.Reader(path).close()
+        except Exception as exc:  # noqa: BLE001 - the reader's own words
+            raise UserError(f"--geo-database {path} is not a MaxMind database: {exc}") \
+                from None
+
+
+def generate_sample(output_dir: str, opts: WebLogsOptions) -> str:
+    from generators.weblogs import WebLogConfig, WebLogGenerator
+    from generators.writers import write_lines
+
+    path = os.path.join(output_dir, "_sample", "access.log")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        config = WebLogConfig(rate_per_s=opts.sample_rate, duration_s=opts.sample_duration,
+                              seed=opts.seed, malformed_rate=0.01, duplicate_rate=0.005,
+                              late_rate=0.005)
+    except ValueError as exc:
+        raise UserError(f"sample: {exc}") from None
+    generator = WebLogGenerator(config)
+    write_lines(generator, generator.render(), path)
+    print(f"Generated sample: {generator.stats.line()}\n  → {path}")
+    return path
+
+
+def run(options: PipelineOptions) -> dict:
+    opts = options.view_as(WebLogsOptions)
+    output_dir = opts.output_dir
+    _prepare_output_dir(output_dir)
+    medallion = WebLogsMedallion(policy_from(opts), opts.geo_database,
+                                 _window_seconds(opts.windows), opts.top_paths)
+    _check_database(opts.geo_database)
+    if opts.input:
+        patterns = [p for arg in opts.input for p in arg.split(",")]
+        paths = [p for files in resolve_inputs(patterns, "jsonl").values() for p in files]
+    else:
+        paths = [generate_sample(output_dir, opts)]
+    runner = choose_runner(options)
+    if is_local(output_dir):
+        clear_tables(output_dir, TABLES)
+    print(f"Running the web-log medallion on {runner} over {len(paths)} file(s)…", flush=True)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, paths, output_dir, medallion)
+    pipeline.run().wait_until_finish()
+    catalog = write_catalog(output_dir, TABLES) if is_local(output_dir) else None
+    return {"output_dir": output_dir, "catalog": catalog, "tables": TABLES}

@@ -1,0 +1,75 @@
+"""`python -m run logs` end to end, on the generated sample and on given files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "run", "logs", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_logs_run_out_of_the_box_with_top_countries_and_cities(tmp_path):
+    out = tmp_path / "lakehouse"
+    proc = run("--output-dir", str(out), "--sample-duration", "20m", "--sample-rate", "10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+    assert "Top countries" in proc.stdout and "Top cities" in proc.stdout
+    assert "DB-IP" in proc.stdout  # the licence's attribution
+    for table in (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES:
+        files = sorted((out / table.layer / table.name).glob("*.parquet"))
+        assert files, table.name
+        assert pq.read_schema(files[0]).remove_metadata() == table.arrow_schema(), table.name
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        located, total = con.execute(
+            "select count(*) filter (where geo_status = 'located'), count(*) "
+            "from web_logs_silver").fetchone()
+        assert located > 0.5 * total
+        # No raw address in silver: only networks.
+        assert con.execute("select count(*) from web_logs_silver where client_network "
+                           "not like '%/%'").fetchone()[0] == 0
+
+
+def test_logs_from_files_with_hashed_addresses(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(
+        '81.2.69.160 - - [05/Jan/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 10 "-" "curl/8"\n'
+        '81.2.69.160 - - [05/Jan/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 10 "-" "curl/8"\n'
+        '10.0.0.1 - - [05/Jan/2026:10:00:02 +0000] "GET /x HTTP/1.1" 404 5\n'
+        'garbage\n')
+    out = tmp_path / "lakehouse"
+    proc = run("--input", str(log), "--output-dir", str(out), "--ip-privacy", "hash",
+               "--ip-salt", "s3cret", "--windows", "1h")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select reason from dead_letters order by 1").fetchall() == [
+            ("duplicate_event",), ("unparseable_log_line",)]
+        networks = [r[0] for r in con.execute(
+            "select client_network from web_logs_silver order by 1").fetchall()]
+        assert len(networks) == 2 and all(len(n) == 16 and "." not in n for n in networks)
+        statuses = dict(con.execute("select geo_status, sum(requests) from "
+                                    "web_traffic_by_country group by 1").fetchall())
+        assert statuses["private"] == 1 and sum(statuses.values()) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--geo-database", "missing.mmdb"], "--geo-database missing.mmdb: no such file"),
+    (["--windows", "soon"], "--windows"),
+    (["--ip-privacy", "blur"], "invalid choice"),
+    (["--ipv4-prefix", "40"], "prefix lengths"),
+    (["--input", "nothing-here.log"], "no file matches"),
+])
+def test_logs_mistakes_are_one_line(args, message, tmp_path):
+    proc = run(*args, "--output-dir", str(tmp_path))
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
