@@ -27,6 +27,25 @@ def _flag(parser, name: str, **kwargs):
     parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
 
 
+def _streaming_flags(parser, generator: str) -> None:
+    """Options of ``--streaming`` (Beam's own flag), alike in every pipeline."""
+    _flag(parser, "subscription", default=None,
+          help="--streaming: read projects/P/subscriptions/S (default: a live generator "
+               f"of {generator} in the pipeline itself)")
+    _flag(parser, "duration", type=_duration, default=None,
+          help="--streaming: stop reading after this long, close every window and exit "
+               "with the summary (default: run until Ctrl-C, which does the same)")
+    _flag(parser, "allowed-lateness", type=_duration, default=300.0,
+          help="--streaming: how long after a window's end late records still update it; "
+               "later ones become dead letters 'late' (default 5m)")
+    _flag(parser, "early-firing", type=_duration, default=10.0,
+          help="--streaming: processing time between early results of an open window "
+               "(default 10s)")
+    _flag(parser, "max-out-of-orderness", type=_duration, default=10.0,
+          help="--streaming: the watermark trails the newest event time by this much; "
+               "records further behind are late (default 10s)")
+
+
 class ServerMetricsOptions(PipelineOptions):
     """Options of ``python -m run [metrics]``."""
 
@@ -53,22 +72,7 @@ class ServerMetricsOptions(PipelineOptions):
                    "live generator of --streaming)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
-        # streaming (with Beam's --streaming)
-        _flag(parser, "subscription", default=None,
-              help="--streaming: read projects/P/subscriptions/S (default: a live generator "
-                   "of --sample-servers servers in the pipeline itself)")
-        _flag(parser, "duration", type=_duration, default=None,
-              help="--streaming: stop reading after this long, close every window and exit "
-                   "with the summary (default: run until Ctrl-C, which does the same)")
-        _flag(parser, "allowed-lateness", type=_duration, default=300.0,
-              help="--streaming: how long after a window's end late records still update it; "
-                   "later ones become dead letters 'late' (default 5m)")
-        _flag(parser, "early-firing", type=_duration, default=10.0,
-              help="--streaming: processing time between early results of an open window "
-                   "(default 10s)")
-        _flag(parser, "max-out-of-orderness", type=_duration, default=10.0,
-              help="--streaming: the watermark trails the newest event time by this much; "
-                   "records further behind are late (default 10s)")
+        _streaming_flags(parser, "--sample-servers servers")
 
 
 class WebLogsOptions(PipelineOptions):
@@ -106,6 +110,7 @@ class WebLogsOptions(PipelineOptions):
               help="requests per second in the generated sample (default 5)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
+        _streaming_flags(parser, "--sample-rate requests per second")
 
 
 class _StrictParser(_BeamArgumentParser):

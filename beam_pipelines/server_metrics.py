@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
-import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines import live_sources, pubsub
+from beam_pipelines import live_sources, streaming_run
 from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
-from beam_pipelines.lakehouse import (
-    WriteLakehouseTable,
-    clear_tables,
-    is_local,
-    write_catalog,
-    write_empty_tables,
-)
+from beam_pipelines.lakehouse import WriteLakehouseTable, clear_tables, is_local, write_catalog
 from beam_pipelines.options import ServerMetricsOptions
 from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
@@ -144,79 +135,20 @@ def run(options: PipelineOptions) -> dict:
     return {"output_dir": output_dir, "catalog": catalog, "tables": TABLES}
 
 
-def _streaming_config(opts: ServerMetricsOptions) -> StreamingConfig:
-    if opts.early_firing < 1:
-        raise UserError("--early-firing must be at least 1s")
-    return StreamingConfig(allowed_lateness_s=round(opts.allowed_lateness),
-                           early_firing_s=opts.early_firing)
-
-
-def _drain_on_interrupt():
-    """First Ctrl-C (or SIGTERM): drain, i.e. stop reading and close every window, then
-    print the summary. A second one aborts."""
-    def handler(signum, frame):
-        if live_sources.drain_requested():
-            raise KeyboardInterrupt
-        print("\nDraining: no more input; closing open windows (Ctrl-C again to abort)…",
-              file=sys.stderr, flush=True)
-        live_sources.request_drain()
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
 def run_streaming(options: PipelineOptions) -> dict:
     opts = options.view_as(ServerMetricsOptions)
     rules = load_rules(opts.config)
-    output_dir = opts.output_dir
-    _prepare_output_dir(output_dir)
-    if opts.input:
-        raise UserError("--input reads files in batch; --streaming reads --subscription "
-                        "or the live generator")
-    streaming = _streaming_config(opts)
-    runner = choose_runner(options, streaming=True)
-    dataflow = runner.lower().startswith("dataflow")
-    if runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner", "portablerunner"):
-        raise UserError(f"--streaming runs locally on the BundleBasedDirectRunner (the "
-                        f"default), not on {runner}")
-    if dataflow and not opts.subscription:
-        raise UserError("the live generator runs on the local runner only; on Dataflow "
-                        "read a --subscription")
-    stop_at = time.time() + opts.duration if opts.duration else None
-    if opts.subscription:
-        pubsub.check_subscription(opts.subscription)
-        pubsub.require_credentials()
-        if not dataflow:
-            pubsub.check_subscription_exists(opts.subscription)
-        source = live_sources.read_pubsub(opts.subscription, stop_at,
-                                          opts.max_out_of_orderness, dataflow=dataflow)
-        what = opts.subscription
-    else:
+
+    def live_generator():
         interval = opts.sample_interval or 1.0
         config = _generator_config(opts, interval_ms=round(interval * 1000), duration_s=None,
                                    start=live_sources.live_start(interval))
-        source = live_sources.generate_live(config, stop_at, opts.max_out_of_orderness)
-        what = (f"a live generator ({config.servers} servers every "
-                f"{interval:g}s, with faults)")
-    catalog = None
-    if is_local(output_dir):
-        clear_tables(output_dir, TABLES)
-        write_empty_tables(output_dir, TABLES)
-        catalog = write_catalog(output_dir, TABLES)
-    until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"
-    print(f"Streaming the server-metrics medallion on {runner} from {what} {until}…",
-          flush=True)
-    if catalog:
-        print(f"Query while it runs: duckdb -readonly {catalog} "
-              f"\"select * from server_metrics_minutely order by window_start desc limit 10\"",
-              flush=True)
-    pipeline = beam.Pipeline(options=options)
-    build_streaming_pipeline(pipeline, source, output_dir, rules, streaming,
-                             drop_redeliveries=bool(opts.subscription))
-    live_sources.reset_drain()
-    previous = _drain_on_interrupt()
-    try:
-        pipeline.run().wait_until_finish()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return {"output_dir": output_dir, "catalog": catalog, "tables": TABLES}
+        return config, (f"a live generator ({config.servers} servers every {interval:g}s, "
+                        "with faults)")
+
+    def build(pipeline, source, streaming, drop_redeliveries):
+        build_streaming_pipeline(pipeline, source, opts.output_dir, rules, streaming,
+                                 drop_redeliveries)
+
+    return streaming_run.run(options, opts, "server-metrics", TABLES, live_generator, build,
+                             peek="server_metrics_minutely")

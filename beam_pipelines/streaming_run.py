@@ -1,0 +1,91 @@
+"""What every ``python -m run PIPELINE --streaming`` does around its own graph: check the
+options, pick the source (a subscription or the pipeline's live generator), prepare the
+lakehouse so it can be queried during the run, and turn Ctrl-C into a drain."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines import live_sources, pubsub
+from beam_pipelines.errors import UserError
+from beam_pipelines.lakehouse import clear_tables, is_local, write_catalog, write_empty_tables
+from transforms.windowing import StreamingConfig
+
+
+def streaming_config(opts) -> StreamingConfig:
+    if opts.early_firing < 1:
+        raise UserError("--early-firing must be at least 1s")
+    return StreamingConfig(allowed_lateness_s=round(opts.allowed_lateness),
+                           early_firing_s=opts.early_firing)
+
+
+def _drain_on_interrupt():
+    """First Ctrl-C (or SIGTERM): drain, i.e. stop reading and close every window, then
+    print the summary. A second one aborts."""
+    def handler(signum, frame):
+        if live_sources.drain_requested():
+            raise KeyboardInterrupt
+        print("\nDraining: no more input; closing open windows (Ctrl-C again to abort)…",
+              file=sys.stderr, flush=True)
+        live_sources.request_drain()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def run(options: PipelineOptions, opts, title: str, tables, live_generator, build,
+        peek: str) -> dict:
+    """``live_generator()`` → (generator config, description); ``build(pipeline, source,
+    streaming, drop_redeliveries)`` wires the graph; ``peek`` is the table the start-up
+    message suggests querying."""
+    from beam_pipelines.server_metrics import _prepare_output_dir, choose_runner
+
+    output_dir = opts.output_dir
+    _prepare_output_dir(output_dir)
+    if opts.input:
+        raise UserError("--input reads files in batch; --streaming reads --subscription "
+                        "or the live generator")
+    streaming = streaming_config(opts)
+    runner = choose_runner(options, streaming=True)
+    dataflow = runner.lower().startswith("dataflow")
+    if runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner", "portablerunner"):
+        raise UserError(f"--streaming runs locally on the BundleBasedDirectRunner (the "
+                        f"default), not on {runner}")
+    if dataflow and not opts.subscription:
+        raise UserError("the live generator runs on the local runner only; on Dataflow "
+                        "read a --subscription")
+    stop_at = time.time() + opts.duration if opts.duration else None
+    if opts.subscription:
+        pubsub.check_subscription(opts.subscription)
+        pubsub.require_credentials()
+        if not dataflow:
+            pubsub.check_subscription_exists(opts.subscription)
+        source = live_sources.read_pubsub(opts.subscription, stop_at,
+                                          opts.max_out_of_orderness, dataflow=dataflow)
+        what = opts.subscription
+    else:
+        config, what = live_generator()
+        source = live_sources.generate_live(config, stop_at, opts.max_out_of_orderness)
+    catalog = None
+    if is_local(output_dir):
+        clear_tables(output_dir, tables)
+        write_empty_tables(output_dir, tables)
+        catalog = write_catalog(output_dir, tables)
+    until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"
+    print(f"Streaming the {title} medallion on {runner} from {what} {until}…", flush=True)
+    if catalog:
+        print(f"Query while it runs: duckdb -readonly {catalog} "
+              f"\"select * from {peek} order by window_start desc limit 10\"", flush=True)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, source, streaming, bool(opts.subscription))
+    live_sources.reset_drain()
+    previous = _drain_on_interrupt()
+    try:
+        pipeline.run().wait_until_finish()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return {"output_dir": output_dir, "catalog": catalog, "tables": tables}
