@@ -124,13 +124,12 @@ _PLACE = (
 
 
 def _gold(name: str, description: str, dimensions: tuple, clustering: tuple,
-          extra: tuple = ()) -> RecordSchema:
+          extra: tuple = (), key: tuple | None = None) -> RecordSchema:
     return RecordSchema(
         name=name, layer="gold", description=description,
         fields=GOLD_WINDOW_FIELDS + dimensions + TRAFFIC_FIELDS + extra,
         partition_field="window_start", clustering=clustering,
-        key=("granularity", "window_start") + tuple(f.name for f in dimensions)
-        + tuple(f.name for f in extra))
+        key=key or ("granularity", "window_start") + tuple(f.name for f in dimensions))
 
 
 WEB_TRAFFIC_BY_COUNTRY = _gold(
@@ -160,6 +159,8 @@ WEB_TOP_PATHS = _gold(
         Field("path", S, "Request path (the request line when it was not a request)",
               required=True),
     ), ("path",), extra=(Field("rank", INT, "1 = busiest; ties by path", required=True,
-                               minimum=1),))
+                               minimum=1),),
+    # Per rank: in streaming the latest pane of each rank is the current ranking.
+    key=("granularity", "window_start", "rank"))
 WEB_GOLD_TABLES = (WEB_TRAFFIC_BY_COUNTRY, WEB_TRAFFIC_BY_CITY, WEB_TRAFFIC_BY_STATUS,
                    WEB_TRAFFIC_BY_AGENT, WEB_TOP_PATHS)

@@ -120,3 +120,80 @@ def test_every_gold_row_has_exactly_its_declared_columns(gold):
         import pyarrow as pa
 
         pa.Table.from_pylist(gold[table.name], schema=table.arrow_schema())
+
+
+def test_web_logs_batch_and_streaming_give_identical_gold_tables(tmp_path):
+    """The same lines (a copy, a malformed line and a late line among them) through the
+    whole web-log medallion, in batch and in streaming."""
+    from collections import Counter
+
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.transforms.window import TimestampedValue
+
+    from schemas.web_logs import WEB_GOLD_TABLES
+    from tests.conftest import fixed_clock
+    from transforms.medallion import WebLogsMedallion
+    from transforms.windowing import StreamingConfig
+
+    base = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()
+    agents = (CHROME, BOT)
+    lines = []
+    for i in range(40):  # five minutes, an address and agent per i
+        ts = base + 7.5 * i
+        stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        ip = f"81.2.69.{i % 5}" if i % 3 else f"10.0.0.{i % 4}"
+        lines.append((ts, f'{ip} - - [{stamp}] "GET /p{i % 6} HTTP/1.1" '
+                          f'{(200, 404, 500, 200)[i % 4]} {100 + i} "-" "{agents[i % 2]}"'))
+    lines.append((base + 100, "not a log line"))
+    lines.append((base + 200, lines[5][1]))                  # a copy, later
+    late = [(base + 30, lines[4][1].replace("/p4", "/late"))]
+
+    policy = PrivacyPolicy(salt=b"parity")
+    database = tmp_path / "empty.mmdb"
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City",
+                        languages=["en"], description="parity")
+    writer.insert_network(IPSet(["81.2.69.0/24"]), {
+        "country": {"iso_code": "GB", "names": {"en": "United Kingdom"}},
+        "city": {"names": {"en": "London"}}, "location": {"latitude": 51.5,
+                                                           "longitude": -0.1}})
+    writer.to_db_file(str(database))
+
+    def medallion(streaming=None):
+        return WebLogsMedallion(policy, str(database), (60, 3600), top_n=3, clock=fixed_clock,
+                                streaming=streaming)
+
+    def batch(p):
+        return p | beam.Create([RawRecord(t, "in") for _, t in lines + late]) | medallion()
+
+    stream = TestStream()
+    for ts, text in lines:
+        stream = stream.add_elements([TimestampedValue(RawRecord(text, "in"), ts)])
+    stream = (stream.advance_watermark_to(base + 7.5 * 40 + 60)
+                    .add_elements([TimestampedValue(RawRecord(t, "in"), ts) for ts, t in late])
+                    .advance_watermark_to_infinity())
+
+    def streaming(p):
+        return p | stream | medallion(StreamingConfig(allowed_lateness_s=3600))
+
+    b = run_and_collect(batch)
+    s = run_and_collect(streaming, streaming=True)
+
+    def latest(rows, schema):
+        keep = {}
+        for row in rows:
+            key = tuple(row[k] for k in schema.key)
+            if key not in keep or row["pane_index"] > keep[key]["pane_index"]:
+                keep[key] = row
+        return sorted((tuple((k, v) for k, v in r.items()
+                             if k not in ("pane_index", "pane_timing"))
+                       for r in keep.values()), key=repr)
+
+    for schema in WEB_GOLD_TABLES:
+        assert latest(b[schema.name], schema) == latest(s[schema.name], schema), schema.name
+    reasons = lambda t: Counter(d["reason"] for d in t["dead_letters"])  # noqa: E731
+    assert reasons(b) == reasons(s) == Counter({"unparseable_log_line": 1,
+                                                 "duplicate_event": 1})
+    assert len(b["web_logs_silver"]) == len(s["web_logs_silver"]) == 41

@@ -23,7 +23,15 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from transforms.bronze import EARLIEST, LATEST, MAX_PAYLOAD_BYTES, RawRecord, event_time
+from transforms.bronze import (
+    EARLIEST,
+    LATEST,
+    MAX_PAYLOAD_BYTES,
+    DropRedeliveries,
+    RawRecord,
+    check_arrival,
+    event_time,
+)
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
@@ -179,9 +187,11 @@ class ParseAccessLogFn(beam.DoFn):
     """RawRecord (one log line) → bronze row stamped with its event time, or a dead
     letter."""
 
-    def __init__(self, pipeline: str = "web_logs", clock=None):
+    def __init__(self, pipeline: str = "web_logs", clock=None,
+                 allowed_lateness_s: int | None = None):
         self._pipeline = pipeline
         self._clock = clock
+        self._lateness = allowed_lateness_s
 
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
@@ -194,6 +204,8 @@ class ParseAccessLogFn(beam.DoFn):
             raw = RawRecord(raw)
         try:
             record = to_web_log_bronze(raw, now)
+            if self._lateness is not None and raw.watermark is not None:
+                check_arrival(record, raw.watermark, self._lateness)
         except Exception as exc:  # noqa: BLE001 - one bad line must never stop the pipeline
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             self._rejected.inc()
@@ -209,13 +221,22 @@ class ParseAccessLogFn(beam.DoFn):
 class ParseAccessLogs(beam.PTransform):
     """Bronze layer of the web logs: ``{'records': bronze rows, 'dead_letters': …}``."""
 
-    def __init__(self, pipeline: str = "web_logs", clock=None):
+    def __init__(self, pipeline: str = "web_logs", clock=None,
+                 drop_redeliveries: bool = False, allowed_lateness_s: int | None = None):
         super().__init__()
         self._pipeline = pipeline
         self._clock = clock
+        self._drop_redeliveries = drop_redeliveries
+        self._lateness = allowed_lateness_s
 
     def expand(self, raw):
+        rejected = []
+        if self._drop_redeliveries:
+            first = raw | "DropRedeliveries" >> DropRedeliveries(pipeline=self._pipeline)
+            raw, rejected = first["records"], [first["dead_letters"]]
         out = raw | "ParseAccessLog" >> beam.ParDo(
-            ParseAccessLogFn(self._pipeline, self._clock)).with_outputs(
+            ParseAccessLogFn(self._pipeline, self._clock, self._lateness)).with_outputs(
                 DEAD_LETTER, main="records")
-        return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+        dead = ([*rejected, out[DEAD_LETTER]] | "BronzeDeadLetters" >> beam.Flatten()
+                if rejected else out[DEAD_LETTER])
+        return {"records": out.records, "dead_letters": dead}

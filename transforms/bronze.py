@@ -15,16 +15,14 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import orjson
-from apache_beam.coders import BooleanCoder
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import Timestamp
 
 from schemas.core import FieldType, RecordSchema
 from schemas.server_metrics import MEASUREMENTS, SERVER_METRIC
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+from transforms.dedupe import FirstSeenFn
 
 MAX_PAYLOAD_BYTES = 1 << 20
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -256,7 +254,7 @@ def event_time(ts: datetime) -> Timestamp:
     return Timestamp(micros=(ts - EPOCH) // _ONE_MICRO)
 
 
-def _check_arrival(record: dict, watermark_micros: int, allowed_lateness_s: int) -> None:
+def check_arrival(record: dict, watermark_micros: int, allowed_lateness_s: int) -> None:
     """Streaming: reject a record whose minute window had closed (its end plus the allowed
     lateness behind the source's watermark) when it arrived. Judged here, at arrival,
     because Beam would drop it silently further on."""
@@ -293,7 +291,7 @@ class ParseServerMetricFn(beam.DoFn):
         try:
             record = to_bronze(raw, now)
             if self._lateness is not None and raw.watermark is not None:
-                _check_arrival(record, raw.watermark, self._lateness)
+                check_arrival(record, raw.watermark, self._lateness)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             self._rejected.inc()
@@ -308,46 +306,10 @@ class ParseServerMetricFn(beam.DoFn):
         yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
 
 
-class DropRedeliveriesFn(beam.DoFn):
-    """Keyed by delivery id (message id, and line within an envelope): the first delivery
-    passes, later ones are dead letters ``redelivered``. An id is remembered for
-    ``remember_s`` of event time after the record's timestamp (Pub/Sub redelivers within
-    the ack deadline, which is far shorter), then forgotten by a watermark timer, so the
-    state stays bounded and a drain fires every timer at once."""
-
-    SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
-    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
-
-    def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
-        self._remember = Duration(seconds=remember_s)
-        self._pipeline = pipeline
-
-    def setup(self):
-        self._redelivered = Metrics.counter("bronze", "redeliveries_rejected")
-
-    def process(self, keyed, timestamp=beam.DoFn.TimestampParam,
-                seen=beam.DoFn.StateParam(SEEN), forget=beam.DoFn.TimerParam(FORGET)):
-        delivery_id, raw = keyed
-        if seen.read():
-            self._redelivered.inc()
-            yield TaggedOutput(DEAD_LETTER, dead_letter(
-                pipeline=self._pipeline, layer="bronze", step="DropRedeliveries",
-                reason="redelivered", message=f"delivery {delivery_id} was already received",
-                payload=raw.payload, source=raw.source,
-                event_timestamp=timestamp.to_utc_datetime(has_tz=True)))
-            return
-        seen.write(True)
-        forget.set(timestamp + self._remember)
-        yield raw
-
-    @on_timer(FORGET)
-    def forget(self, seen=beam.DoFn.StateParam(SEEN)):
-        seen.clear()
-
-
 class DropRedeliveries(beam.PTransform):
     """Portable dedupe of a source's redeliveries by their delivery id (the RawRecord's
-    ``source``): the DirectRunner rejects Pub/Sub's ``id_label``."""
+    ``source``): the DirectRunner rejects Pub/Sub's ``id_label``. Pub/Sub redelivers
+    within the ack deadline, far shorter than the ten minutes an id is remembered."""
 
     def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
         super().__init__()
@@ -358,8 +320,10 @@ class DropRedeliveries(beam.PTransform):
         out = (raw
                | "KeyByDeliveryId" >> beam.Map(lambda r: (r.source or "", r)).with_output_types(
                    tuple[str, RawRecord])
-               | "FirstDelivery" >> beam.ParDo(DropRedeliveriesFn(
-                   self._remember_s, self._pipeline)).with_outputs(DEAD_LETTER, main="records"))
+               | "FirstDelivery" >> beam.ParDo(FirstSeenFn(
+                   pipeline=self._pipeline, layer="bronze", step="DropRedeliveries",
+                   reason="redelivered", what="delivery", remember_s=self._remember_s,
+               )).with_outputs(DEAD_LETTER, main="records"))
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
 
 

@@ -46,11 +46,14 @@ class ServerMetricsMedallion(beam.PTransform):
 
 class WebLogsMedallion(beam.PTransform):
     """Raw log lines → bronze, silver (deduplicated, geolocated, private), every gold table
-    and all dead letters, as a dict of table name → PCollection. Batch only for now."""
+    and all dead letters, as a dict of table name → PCollection, in batch or streaming."""
 
     def __init__(self, policy, geo_database: str | None = None,
-                 window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None):
+                 window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
+                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False):
         super().__init__()
+        self._streaming = streaming
+        self._drop_redeliveries = drop_redeliveries
         self._policy = policy
         self._geo_database = geo_database
         self._window_seconds = window_seconds
@@ -63,10 +66,13 @@ class WebLogsMedallion(beam.PTransform):
         from transforms.web_gold import WebLogsGold
         from transforms.web_silver import CleanWebLogs
 
-        bronze = raw | "Bronze" >> ParseAccessLogs(clock=self._clock)
-        silver = bronze["records"] | "Silver" >> CleanWebLogs(self._policy,
-                                                              self._geo_database)
-        gold = silver["records"] | "Gold" >> WebLogsGold(self._window_seconds,
+        streaming = self._streaming
+        bronze = raw | "Bronze" >> ParseAccessLogs(
+            clock=self._clock, drop_redeliveries=self._drop_redeliveries,
+            allowed_lateness_s=streaming.allowed_lateness_s if streaming else None)
+        silver = bronze["records"] | "Silver" >> CleanWebLogs(
+            self._policy, self._geo_database, streaming=streaming)
+        gold = silver["records"] | "Gold" >> WebLogsGold(self._window_seconds, streaming,
                                                          top_n=self._top_n)
         dead = ((bronze["dead_letters"], silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())

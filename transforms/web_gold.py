@@ -17,6 +17,7 @@ import heapq
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms.windowing import HOUR, MINUTE, StreamingConfig, bucket, pane_columns
 
@@ -173,16 +174,26 @@ class _FormatFn(beam.DoFn):
 
 
 class _TopN(beam.DoFn):
-    """Rows of one window → its ``n`` busiest paths, ranked (ties by path)."""
+    """Rows of one window → its ``n`` busiest paths, ranked (ties by path).
+
+    In streaming the grouping accumulates, so each firing sees every path's rows so far;
+    the latest pane of each path counts."""
 
     def __init__(self, n: int):
         self._n = n
 
-    def process(self, keyed_rows):
+    def process(self, keyed_rows, window=beam.DoFn.WindowParam,
+                pane=beam.DoFn.PaneInfoParam):
         _, rows = keyed_rows
-        best = sorted(rows, key=lambda r: (-r["requests"], r["path"]))[: self._n]
+        latest = {}
+        for row in rows:
+            if row["path"] not in latest or row["pane_index"] > latest[row["path"]][
+                    "pane_index"]:
+                latest[row["path"]] = row
+        best = sorted(latest.values(), key=lambda r: (-r["requests"], r["path"]))[: self._n]
+        pane_index, pane_timing = pane_columns(window, pane)
         for rank, row in enumerate(best, 1):
-            yield {**row, "rank": rank}
+            yield {**row, "rank": rank, "pane_index": pane_index, "pane_timing": pane_timing}
 
 
 class TrafficBy(beam.PTransform):
@@ -198,26 +209,28 @@ class TrafficBy(beam.PTransform):
         self._top_n = top_n
 
     def expand(self, silver):
-        key, seconds_list = self._key, self._seconds
+        key = self._key
         tables = []
-        for seconds in seconds_list:
+        for seconds in self._seconds:
             keyed = silver | f"Key{seconds}s" >> beam.Map(
                 lambda r, s=seconds: ((s, bucket(_micros(r["timestamp"]), s), *key(r)), r))
             if self._streaming is not None:
                 keyed = keyed | f"Windows{seconds}s" >> self._streaming.windows(
                     seconds, accumulate=True)
-            tables.append(keyed | f"Summarise{seconds}s" >> beam.CombinePerKey(
-                SummariseTraffic()))
-        rows = (tables | "AllWindowSizes" >> beam.Flatten()
-                | "Format" >> beam.ParDo(_FormatFn(self._names)))
-        if self._table != "web_top_paths":
-            return rows
-        return (rows
-                | "ByWindow" >> beam.Map(lambda r: ((r["granularity"],
-                                                     _micros(r["window_start"]),
-                                                     r["pane_index"]), r))
-                | "GroupWindow" >> beam.GroupByKey()
-                | "KeepTop" >> beam.ParDo(_TopN(self._top_n)))
+            rows = (keyed
+                    | f"Summarise{seconds}s" >> beam.CombinePerKey(SummariseTraffic())
+                    | f"Format{seconds}s" >> beam.ParDo(_FormatFn(self._names)))
+            if self._table == "web_top_paths":
+                rows = (rows
+                        | f"ByWindow{seconds}s" >> beam.Map(
+                            lambda r: (_micros(r["window_start"]), r))
+                        | f"GroupWindow{seconds}s" >> beam.GroupByKey()
+                        | f"KeepTop{seconds}s" >> beam.ParDo(_TopN(self._top_n)))
+            if self._streaming is not None:
+                # Window sizes differ: one table needs one windowing to be flattened.
+                rows = rows | f"ToGlobal{seconds}s" >> beam.WindowInto(GlobalWindows())
+            tables.append(rows)
+        return tables | "AllWindowSizes" >> beam.Flatten()
 
 
 def _micros(ts: datetime) -> int:

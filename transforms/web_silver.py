@@ -161,15 +161,32 @@ class _KeepFirstFn(beam.DoFn):
 
 
 class DeduplicateRequests(beam.PTransform):
-    """Batch: one row per identical log line (a log shipped twice, a file read twice); the
-    other copies are ``duplicate_event`` dead letters. Two real requests in the same second
-    differ in something (the log's resolution is a second), so only true copies go."""
+    """One row per identical log line (a log shipped twice, a file read twice); the other
+    copies are ``duplicate_event`` dead letters. Two real requests in the same second
+    differ in something (the log's resolution is a second), so only true copies go.
 
-    def __init__(self, pipeline: str = "web_logs"):
+    Batch groups the copies; streaming remembers each line in Beam state for as long as it
+    could still arrive (its minute plus the allowed lateness: later ones are dead-lettered
+    ``late`` at arrival)."""
+
+    def __init__(self, pipeline: str = "web_logs", streaming=None):
         super().__init__()
         self._pipeline = pipeline
+        self._streaming = streaming
 
     def expand(self, rows):
+        if self._streaming is not None:
+            from transforms.dedupe import FirstSeenFn
+
+            out = (rows
+                   | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r)).with_output_types(
+                       tuple[str, dict])
+                   | "FirstCopy" >> beam.ParDo(FirstSeenFn(
+                       pipeline=self._pipeline, layer="silver", step="DeduplicateRequests",
+                       reason="duplicate_event", what="log line",
+                       remember_s=60 + self._streaming.allowed_lateness_s + 60,
+                   )).with_outputs(DEAD_LETTER, main="records"))
+            return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
         out = (rows
                | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r))
                | "GroupCopies" >> beam.GroupByKey()
@@ -183,16 +200,18 @@ class CleanWebLogs(beam.PTransform):
     ``{'records': silver rows, 'dead_letters': …}``."""
 
     def __init__(self, policy: PrivacyPolicy, geo_database: str | None = None,
-                 pipeline: str = "web_logs"):
+                 pipeline: str = "web_logs", streaming=None):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
         self._pipeline = pipeline
+        self._streaming = streaming
 
     def expand(self, bronze):
         from transforms.geo import Geolocate
 
-        unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(self._pipeline)
+        unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(self._pipeline,
+                                                                       self._streaming)
         cleaned = (unique["records"]
                    | "Geolocate" >> Geolocate(self._geo_database)
                    | "CleanWebLog" >> beam.ParDo(CleanWebLogFn(
