@@ -8,7 +8,7 @@ from beam_pipelines.errors import UserError
 
 PIPELINES = {
     "metrics": "server metrics: bronze → silver → gold into the local lakehouse",
-    "logs": "web access logs: parse, geolocate, anonymise, aggregate (batch)",
+    "logs": "web access logs: parse, geolocate, anonymise, aggregate",
 }
 
 USAGE = """usage: python -m run [PIPELINE] [options]

@@ -226,8 +226,8 @@ class _DataflowPubSub(beam.PTransform):
 
 # ---- the generator ------------------------------------------------------------------------
 class GeneratorPoller:
-    """The metrics generator paced by the wall clock: ``poll`` returns every record due by
-    ``now`` (late ones carry their older event time)."""
+    """A generator (metrics or web logs, by its config) paced by the wall clock: ``poll``
+    returns every record due by ``now`` (late ones carry their older event time)."""
 
     name = "generated_records"
 
@@ -242,9 +242,12 @@ class GeneratorPoller:
 
     def open(self):
         from generators.metrics import JsonRenderer, MetricsGenerator
+        from generators.weblogs import WebLogConfig, WebLogGenerator
 
         if self._records is None:
-            self._records = MetricsGenerator(self.config).render_timed(JsonRenderer())
+            generator = (WebLogGenerator if isinstance(self.config, WebLogConfig)
+                         else MetricsGenerator)(self.config)
+            self._records = generator.render_timed(JsonRenderer())
             self._next = next(self._records, None)
 
     def close(self):

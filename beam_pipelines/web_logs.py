@@ -1,14 +1,13 @@
-"""The web-log pipeline: access-log files → bronze → silver → gold → local lakehouse.
-
-Batch for now; the streaming sources of the metrics pipeline will feed the same medallion.
-"""
+"""The web-log pipeline: access-log files (batch) or a live source (streaming) → bronze →
+silver → gold → local lakehouse."""
 from __future__ import annotations
 
 import os
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beam_pipelines import live_sources, streaming_run
 from beam_pipelines.errors import UserError
 from beam_pipelines.lakehouse import WriteLakehouseTable, clear_tables, is_local, write_catalog
 from beam_pipelines.options import WebLogsOptions
@@ -30,8 +29,7 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], output_dir: str,
     # reaches the parser (which keeps it) instead of failing the read.
     raw = p | "ReadLogs" >> ReadServerMetricFiles({"jsonl": paths})
     tables = raw | "WebLogs" >> medallion
-    for name, rows in tables.items():
-        rows | f"Write{_camel(name)}" >> WriteLakehouseTable(output_dir, SCHEMA_BY_NAME[name])
+    write_tables(tables, output_dir)
     return tables
 
 
@@ -89,8 +87,48 @@ def generate_sample(output_dir: str, opts: WebLogsOptions) -> str:
     return path
 
 
-def run(options: PipelineOptions) -> dict:
+def write_tables(tables: dict, output_dir: str, streaming: bool = False) -> None:
+    for name, rows in tables.items():
+        rows | f"Write{_camel(name)}" >> WriteLakehouseTable(
+            output_dir, SCHEMA_BY_NAME[name], streaming=streaming)
+
+
+def run_streaming(options: PipelineOptions) -> dict:
     opts = options.view_as(WebLogsOptions)
+    policy = policy_from(opts)
+    windows = _window_seconds(opts.windows)
+    _check_database(opts.geo_database)
+
+    def live_generator():
+        from generators.weblogs import WebLogConfig
+
+        try:
+            config = WebLogConfig(rate_per_s=opts.sample_rate, duration_s=None,
+                                  seed=opts.seed, start=live_sources.live_start(1.0),
+                                  malformed_rate=0.01, duplicate_rate=0.005,
+                                  late_rate=0.005)
+        except ValueError as exc:
+            raise UserError(f"sample: {exc}") from None
+        return config, f"a live generator ({opts.sample_rate:g} requests/s, with faults)"
+
+    def build(pipeline, source, streaming, drop_redeliveries):
+        medallion = WebLogsMedallion(policy, opts.geo_database, windows, opts.top_paths,
+                                     streaming=streaming,
+                                     drop_redeliveries=drop_redeliveries)
+        tables = pipeline | "ReadLive" >> source | "WebLogs" >> medallion
+        write_tables(tables, opts.output_dir, streaming=True)
+
+    return streaming_run.run(options, opts, "web-log", TABLES, live_generator, build,
+                             peek="web_traffic_by_country")
+
+
+def run(options: PipelineOptions) -> dict:
+    if options.view_as(StandardOptions).streaming:
+        return run_streaming(options)
+    opts = options.view_as(WebLogsOptions)
+    for flag in ("subscription", "duration"):
+        if getattr(opts, flag) is not None:
+            raise UserError(f"--{flag} needs --streaming")
     output_dir = opts.output_dir
     _prepare_output_dir(output_dir)
     medallion = WebLogsMedallion(policy_from(opts), opts.geo_database,

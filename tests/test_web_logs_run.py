@@ -73,3 +73,46 @@ def test_logs_mistakes_are_one_line(args, message, tmp_path):
     proc = run(*args, "--output-dir", str(tmp_path))
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_logs_stream_from_the_live_generator(tmp_path):
+    out = tmp_path / "lakehouse"
+    proc = run("--streaming", "--duration", "12s", "--sample-rate", "30", "--output-dir",
+               str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "a live generator (30 requests/s" in proc.stdout
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        assert 200 <= con.execute("select count(*) from web_logs_bronze").fetchone()[0] <= 600
+
+
+def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
+    import os
+    from datetime import datetime, timedelta, timezone
+
+    from beam_pipelines.pubsub import setup
+    from generators.publisher import publish
+    from generators.weblogs import WebLogConfig, WebLogGenerator
+    from tests.test_pubsub import names
+
+    topic, subscription = names()
+    setup(topic, subscription)
+    start = datetime.now(timezone.utc) - timedelta(seconds=90)
+    gen = WebLogGenerator(WebLogConfig(duration_s=60, rate_per_s=5, start=start,
+                                       malformed_rate=0.05, duplicate_rate=0.03))
+    stats = publish(gen, topic, envelope=4, pace=False, handle_signals=False)
+    assert stats.failed == 0
+    out = tmp_path / "lakehouse"
+    proc = subprocess.run(
+        [sys.executable, "-m", "run", "logs", "--streaming", "--subscription", subscription,
+         "--duration", "20s", "--output-dir", str(out)], cwd=ROOT, capture_output=True,
+        text=True, timeout=300, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        bronze, = con.execute("select count(*) from web_logs_bronze").fetchone()
+        dead = dict(con.execute("select reason, count(*) from dead_letters group by 1")
+                    .fetchall())
+    assert bronze + sum(v for k, v in dead.items() if k != "duplicate_event") == \
+        gen.stats.written == stats.events
+    assert dead["duplicate_event"] == gen.stats.duplicates
