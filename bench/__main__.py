@@ -101,8 +101,42 @@ def bench_logs(lines: int, metrics_rate: float) -> dict:
     print(f"log parser     {parsed:>12,.0f} lines/s    (ratio to the logs generator "
           f"{parsed / generated:.2f})", flush=True)
     geo = bench_geo([line.split(" ", 1)[0] for line in text[:100_000]])
+    pipeline = bench_logs_pipeline(text, parsed)
     return {"logs_generator_lines_per_s": generated, "log_parser_lines_per_s": parsed,
-            "log_parser_ratio_to_generator": parsed / generated, **geo}
+            "log_parser_ratio_to_generator": parsed / generated, **geo, **pipeline}
+
+
+def bench_logs_pipeline(text: list[str], parser_rate: float) -> dict:
+    """The whole web-log medallion (batch, FnApiRunner, one worker) on the generated lines,
+    against the bare parser loop of the same run."""
+    import tempfile
+
+    from beam_pipelines import web_logs
+    from transforms.medallion import WebLogsMedallion
+    from transforms.web_silver import PrivacyPolicy
+
+    with tempfile.TemporaryDirectory() as work:
+        path = os.path.join(work, "access.log")
+        with open(path, "w") as fh:
+            fh.write("\n".join(text) + "\n")
+        out = os.path.join(work, "lakehouse")
+
+        def run():
+            with beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner")) as p:
+                web_logs.build_pipeline(p, [path], out,
+                                        WebLogsMedallion(PrivacyPolicy(salt=b"bench")))
+
+        _, seconds = _timed(run)
+        with duckdb.connect(write_catalog(out, web_logs.TABLES)) as con:
+            bronze = con.execute("select count(*) from web_logs_bronze").fetchone()[0]
+            dead = con.execute("select count(*) from dead_letters where layer = 'bronze'"
+                               ).fetchone()[0]
+        assert bronze + dead == len(text), (bronze, dead, len(text))
+    rate = len(text) / seconds
+    print(f"logs pipeline  {rate:>12,.0f} lines/s    (whole medallion, FnApiRunner; ratio to "
+          f"the parser loop {rate / parser_rate:.2f})", flush=True)
+    return {"logs_pipeline_lines_per_s": rate, "logs_pipeline_ratio_to_parser": rate /
+            parser_rate}
 
 
 def bench_geo(ips: list[str]) -> dict:

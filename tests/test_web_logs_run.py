@@ -116,3 +116,23 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
     assert bronze + sum(v for k, v in dead.items() if k != "duplicate_event") == \
         gen.stats.written == stats.events
     assert dead["duplicate_event"] == gen.stats.duplicates
+
+
+def test_raw_addresses_stay_in_bronze(tmp_path):
+    """Silver, gold and silver's dead letters carry networks; only bronze (and bronze's own
+    dead letters, the raw lines) hold raw addresses."""
+    log = tmp_path / "access.log"
+    line = ('81.2.69.160 - - [05/Jan/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 10 "-" "x"\n')
+    log.write_text(line + line + line.replace(" 200 ", " 999 "))
+    out = tmp_path / "lakehouse"
+    proc = run("--input", str(log), "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        silver_dead = con.execute("select reason, payload from dead_letters "
+                                  "where layer = 'silver' order by 1").fetchall()
+        assert [r for r, _ in silver_dead] == ["duplicate_event", "out_of_range"]
+        assert all("81.2.69.160" not in p and "81.2.69.0/24" in p for _, p in silver_dead)
+        for table in ("web_logs_silver",) + tuple(t.name for t in WEB_GOLD_TABLES):
+            rows = con.execute(f"select * from {table}").fetchall()
+            assert "81.2.69.160" not in repr(rows), table
+        assert "81.2.69.160" in repr(con.execute("select * from web_logs_bronze").fetchall())

@@ -25,10 +25,11 @@ class FirstSeenFn(beam.DoFn):
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
     def __init__(self, *, pipeline: str, layer: str, step: str, reason: str, what: str,
-                 remember_s: int = 600):
+                 remember_s: int = 600, redact=None):
         self._remember = Duration(seconds=remember_s)
         self._where = dict(pipeline=pipeline, layer=layer, step=step, reason=reason)
         self._what = what
+        self._redact = redact  # element → what the dead letter may keep
 
     def setup(self):
         self._rejected = Metrics.counter(self._where["layer"], f"{self._where['reason']}"
@@ -40,10 +41,13 @@ class FirstSeenFn(beam.DoFn):
         if seen.read():
             self._rejected.inc()
             payload = getattr(element, "payload", element)
+            if self._redact is not None:
+                payload = self._redact(payload)
             source = (element.get("source") if isinstance(element, dict)
                       else getattr(element, "source", None))
             yield TaggedOutput(DEAD_LETTER, dead_letter(
-                **self._where, message=f"{self._what} {key!r} was already received",
+                **self._where, message=f"this {self._what} was already received" if
+                self._redact else f"{self._what} {key!r} was already received",
                 payload=payload, source=source,
                 event_timestamp=timestamp.to_utc_datetime(has_tz=True)))
             return

@@ -51,6 +51,15 @@ class PrivacyPolicy:
     def digest(self, text: str) -> str:
         return hmac.new(self.salt, text.encode(), hashlib.sha256).hexdigest()[:16]
 
+    def redact(self, row: dict) -> dict:
+        """A row as silver's dead letters may keep it: the address reduced like silver's."""
+        if not isinstance(row, dict) or "client_ip" not in row:
+            return row
+        try:
+            return {**row, "client_ip": self.network(row["client_ip"])}
+        except ValueError:
+            return {**row, "client_ip": None}
+
     def network(self, ip: str) -> str:
         """The address reduced as the policy says: ``81.2.69.0/24`` or a salted hash."""
         if self.mode == "hash":
@@ -107,8 +116,9 @@ def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
 
 
 class CleanWebLogFn(beam.DoFn):
-    """Geolocated bronze row → silver row, or a dead letter (with the raw address, as
-    bronze has it: dead letters hold what the step received)."""
+    """Geolocated bronze row → silver row, or a dead letter. The dead letter keeps the row
+    with its address reduced as silver reduces it: raw addresses stay in bronze (where the
+    ``source`` points to the original line)."""
 
     def __init__(self, policy: PrivacyPolicy, pipeline: str = "web_logs"):
         self._policy = policy
@@ -126,8 +136,9 @@ class CleanWebLogFn(beam.DoFn):
             self._rejected.inc()
             yield TaggedOutput(DEAD_LETTER, dead_letter(
                 pipeline=self._pipeline, layer="silver", step="CleanWebLog",
-                reason=rejection.reason, message=rejection.message, payload=record,
-                source=record.get("source"), event_timestamp=record.get("timestamp")))
+                reason=rejection.reason, message=rejection.message,
+                payload=self._policy.redact(record), source=record.get("source"),
+                event_timestamp=record.get("timestamp")))
             return
         if row["is_bot"]:
             self._bots.inc()
@@ -141,8 +152,9 @@ def _identity(row: dict) -> str:
 
 
 class _KeepFirstFn(beam.DoFn):
-    def __init__(self, pipeline: str):
+    def __init__(self, pipeline: str, redact):
         self._pipeline = pipeline
+        self._redact = redact
 
     def setup(self):
         self._duplicates = Metrics.counter("silver", "duplicate_log_lines")
@@ -156,7 +168,8 @@ class _KeepFirstFn(beam.DoFn):
             yield TaggedOutput(DEAD_LETTER, dead_letter(
                 pipeline=self._pipeline, layer="silver", step="DeduplicateRequests",
                 reason="duplicate_event", message="the same line was already kept from "
-                f"{copies[0].get('source')}", payload=dup, source=dup.get("source"),
+                f"{copies[0].get('source')}", payload=self._redact(dup),
+                source=dup.get("source"),
                 event_timestamp=dup["timestamp"]))
 
 
@@ -169,10 +182,12 @@ class DeduplicateRequests(beam.PTransform):
     could still arrive (its minute plus the allowed lateness: later ones are dead-lettered
     ``late`` at arrival)."""
 
-    def __init__(self, pipeline: str = "web_logs", streaming=None):
+    def __init__(self, pipeline: str = "web_logs", streaming=None,
+                 policy: PrivacyPolicy | None = None):
         super().__init__()
         self._pipeline = pipeline
         self._streaming = streaming
+        self._redact = (policy or PrivacyPolicy()).redact
 
     def expand(self, rows):
         if self._streaming is not None:
@@ -185,12 +200,14 @@ class DeduplicateRequests(beam.PTransform):
                        pipeline=self._pipeline, layer="silver", step="DeduplicateRequests",
                        reason="duplicate_event", what="log line",
                        remember_s=60 + self._streaming.allowed_lateness_s + 60,
+                       redact=self._redact,
                    )).with_outputs(DEAD_LETTER, main="records"))
             return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
         out = (rows
                | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r))
                | "GroupCopies" >> beam.GroupByKey()
-               | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._pipeline)).with_outputs(
+               | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._pipeline, self._redact)
+                                          ).with_outputs(
                    DEAD_LETTER, main="records"))
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
 
@@ -210,8 +227,8 @@ class CleanWebLogs(beam.PTransform):
     def expand(self, bronze):
         from transforms.geo import Geolocate
 
-        unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(self._pipeline,
-                                                                       self._streaming)
+        unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(
+            self._pipeline, self._streaming, self._policy)
         cleaned = (unique["records"]
                    | "Geolocate" >> Geolocate(self._geo_database)
                    | "CleanWebLog" >> beam.ParDo(CleanWebLogFn(
