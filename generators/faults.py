@@ -8,8 +8,24 @@ random stream, so the fault rates never change the clean values.
 from __future__ import annotations
 
 import heapq
+from datetime import timezone
 
 import numpy as np
+
+
+def check_config(config, fractions: tuple[str, ...]) -> None:
+    """What every generator config checks: its fractions (and the fault rates) within
+    [0, 1], faults adding up to at most 1, a count not negative, a start in UTC."""
+    for name in fractions + ("malformed_rate", "duplicate_rate", "late_rate"):
+        value = getattr(config, name)
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name.replace('_', '-')} must be within [0, 1], not {value}")
+    if config.malformed_rate + config.duplicate_rate + config.late_rate > 1:
+        raise ValueError("malformed, duplicate and late rates add up to more than 1")
+    if config.count is not None and config.count < 0:
+        raise ValueError("count must not be negative")
+    if config.start.tzinfo is None:
+        config.start = config.start.replace(tzinfo=timezone.utc)
 
 
 def with_faults(events, render, malformed, kinds, config, stats, redelivery_ms: int):

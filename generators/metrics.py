@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from generators.faults import with_faults
+from generators.faults import check_config, with_faults
 from generators.fleet import Server, build_fleet
 
 METRIC_COLUMNS = ("cpu_usage", "memory_usage", "disk_io", "network_in", "network_out",
@@ -48,16 +48,7 @@ class GeneratorConfig:
             raise ValueError("servers must be at least 1")
         if self.interval_ms <= 0:
             raise ValueError("interval must be positive")
-        for name in ("anomaly_rate", "malformed_rate", "duplicate_rate", "late_rate"):
-            rate = getattr(self, name)
-            if not 0 <= rate <= 1:
-                raise ValueError(f"{name.replace('_', '-')} must be within [0, 1], not {rate}")
-        if self.malformed_rate + self.duplicate_rate + self.late_rate > 1:
-            raise ValueError("malformed, duplicate and late rates add up to more than 1")
-        if self.count is not None and self.count < 0:
-            raise ValueError("count must not be negative")
-        if self.start.tzinfo is None:
-            self.start = self.start.replace(tzinfo=timezone.utc)
+        check_config(self, ("anomaly_rate",))
 
     @property
     def total_events(self) -> int | None:

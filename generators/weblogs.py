@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import numpy as np
 from faker import Faker
 
-from generators.faults import with_faults
+from generators.faults import check_config, with_faults
 from generators.metrics import GeneratorStats
 
 #: Real user-agent strings, with how often each kind of client shows up.
@@ -81,17 +81,7 @@ class WebLogConfig:
             raise ValueError("visitors must be at least 1")
         if self.rate_per_s <= 0:
             raise ValueError("rate must be positive")
-        for name in ("ipv6_share", "bot_share", "malformed_rate", "duplicate_rate",
-                     "late_rate"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name.replace('_', '-')} must be within [0, 1], not {value}")
-        if self.malformed_rate + self.duplicate_rate + self.late_rate > 1:
-            raise ValueError("malformed, duplicate and late rates add up to more than 1")
-        if self.count is not None and self.count < 0:
-            raise ValueError("count must not be negative")
-        if self.start.tzinfo is None:
-            self.start = self.start.replace(tzinfo=timezone.utc)
+        check_config(self, ("ipv6_share", "bot_share"))
 
     @property
     def total_events(self) -> int | None:

@@ -20,19 +20,16 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.pvalue import TaggedOutput
 
 from transforms.bronze import (
     EARLIEST,
     LATEST,
     MAX_PAYLOAD_BYTES,
     DropRedeliveries,
+    ParseRawFn,
     RawRecord,
-    check_arrival,
-    event_time,
 )
-from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+from transforms.dead_letters import DEAD_LETTER, RecordRejected
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(
@@ -183,39 +180,17 @@ def to_web_log_bronze(raw: RawRecord, now: datetime) -> dict:
     return record
 
 
-class ParseAccessLogFn(beam.DoFn):
-    """RawRecord (one log line) → bronze row stamped with its event time, or a dead
-    letter."""
+class ParseAccessLogFn(ParseRawFn):
+    """One log line → bronze row stamped with its event time, or a dead letter."""
+
+    counters = ("log_lines_accepted", "log_lines_rejected")
 
     def __init__(self, pipeline: str = "web_logs", clock=None,
                  allowed_lateness_s: int | None = None):
-        self._pipeline = pipeline
-        self._clock = clock
-        self._lateness = allowed_lateness_s
+        super().__init__(pipeline, "ParseAccessLog", clock, allowed_lateness_s)
 
-    def setup(self):
-        self._now = self._clock or (lambda: datetime.now(timezone.utc))
-        self._accepted = Metrics.counter("bronze", "log_lines_accepted")
-        self._rejected = Metrics.counter("bronze", "log_lines_rejected")
-
-    def process(self, raw):
-        now = self._now()
-        if not isinstance(raw, RawRecord):
-            raw = RawRecord(raw)
-        try:
-            record = to_web_log_bronze(raw, now)
-            if self._lateness is not None and raw.watermark is not None:
-                check_arrival(record, raw.watermark, self._lateness)
-        except Exception as exc:  # noqa: BLE001 - one bad line must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
-            self._rejected.inc()
-            yield TaggedOutput(DEAD_LETTER, dead_letter(
-                pipeline=self._pipeline, layer="bronze", step="ParseAccessLog",
-                reason=rejection.reason, message=rejection.message, payload=raw.payload,
-                source=raw.source, event_timestamp=rejection.event_timestamp, now=now))
-            return
-        self._accepted.inc()
-        yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
+    def parse(self, raw, now):
+        return to_web_log_bronze(raw, now)
 
 
 class ParseAccessLogs(beam.PTransform):

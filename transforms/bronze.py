@@ -268,28 +268,36 @@ def check_arrival(record: dict, watermark_micros: int, allowed_lateness_s: int) 
             f"{allowed_lateness_s}s after its end", record["timestamp"])
 
 
-class ParseServerMetricFn(beam.DoFn):
-    """RawRecord → bronze row stamped with its event time, or a dead letter."""
+class ParseRawFn(beam.DoFn):
+    """RawRecord → bronze row stamped with its event time, or a dead letter. Subclasses
+    say how a payload becomes a row (``parse``); lateness at arrival (streaming) is judged
+    here for every kind of record."""
 
-    def __init__(self, pipeline: str = "server_metrics", step: str = "ParseServerMetric",
-                 clock=None, allowed_lateness_s: int | None = None):
+    counters = ("records_accepted", "records_rejected")
+
+    def __init__(self, pipeline: str, step: str, clock=None,
+                 allowed_lateness_s: int | None = None):
         self._pipeline = pipeline
         self._step = step
         self._clock = clock
         self._lateness = allowed_lateness_s
 
+    def parse(self, raw: RawRecord, now: datetime) -> dict:
+        raise NotImplementedError
+
+    def accepted(self, record: dict) -> None:
+        """Hook for extra counters."""
+
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
-        self._accepted = Metrics.counter("bronze", "records_accepted")
-        self._rejected = Metrics.counter("bronze", "records_rejected")
-        self._with_extra = Metrics.counter("bronze", "records_with_unknown_fields")
+        self._accepted, self._rejected = (Metrics.counter("bronze", c) for c in self.counters)
 
     def process(self, raw):
         now = self._now()
         if not isinstance(raw, RawRecord):
             raw = RawRecord(raw)
         try:
-            record = to_bronze(raw, now)
+            record = self.parse(raw, now)
             if self._lateness is not None and raw.watermark is not None:
                 check_arrival(record, raw.watermark, self._lateness)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
@@ -301,9 +309,27 @@ class ParseServerMetricFn(beam.DoFn):
                 source=raw.source, event_timestamp=rejection.event_timestamp, now=now))
             return
         self._accepted.inc()
+        self.accepted(record)
+        yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
+
+
+class ParseServerMetricFn(ParseRawFn):
+    """A server metric: JSON, a CSV line or a typed row (see :func:`to_bronze`)."""
+
+    def __init__(self, pipeline: str = "server_metrics", step: str = "ParseServerMetric",
+                 clock=None, allowed_lateness_s: int | None = None):
+        super().__init__(pipeline, step, clock, allowed_lateness_s)
+
+    def setup(self):
+        super().setup()
+        self._with_extra = Metrics.counter("bronze", "records_with_unknown_fields")
+
+    def parse(self, raw, now):
+        return to_bronze(raw, now)
+
+    def accepted(self, record):
         if record["extra_fields"] is not None:
             self._with_extra.inc()
-        yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
 
 
 class DropRedeliveries(beam.PTransform):
