@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import trigger
 from apache_beam.transforms.window import GlobalWindows
 
+from beam_pipelines.errors import UserError
 from schemas.core import RecordSchema
 
 CATALOG = "lakehouse.duckdb"
@@ -146,6 +147,26 @@ class WriteLakehouseTable(beam.PTransform):
 
 def is_local(path: str) -> bool:
     return "://" not in path
+
+
+def prepare_output_dir(output_dir: str) -> None:
+    """A local output directory exists and is writable, or the run stops with one line."""
+    if is_local(output_dir):
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--output-dir {output_dir}: {exc.strerror}") from None
+        if not os.access(output_dir, os.W_OK):
+            raise UserError(f"--output-dir {output_dir} is not writable")
+
+
+def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False) -> None:
+    """Every table of a medallion's output dict to its place in the lakehouse."""
+    by_name = {schema.name: schema for schema in schemas}
+    for name, rows in tables.items():
+        label = "".join(part.capitalize() for part in name.split("_"))
+        rows | f"Write{label}" >> WriteLakehouseTable(output_dir, by_name[name],
+                                                      streaming=streaming)
 
 
 def clear_tables(output_dir: str, schemas) -> None:

@@ -135,8 +135,6 @@ class PubSubPoller:
     """Synchronous pulls of up to ``max_messages``; acknowledged once handed downstream
     (a crash in between means a redelivery, which the event-id dedupe absorbs)."""
 
-    name = "pubsub_messages"
-
     def __init__(self, subscription: str, max_messages: int = 1000,
                  batch_records: int = 5000, batch_s: float = 0.5):
         self.subscription = subscription
@@ -190,8 +188,8 @@ class PubSubPoller:
             message = received.message
             attributes = dict(message.attributes)
             micros = _micros(attributes, message.publish_time)
-            event_id = attributes.get(EVENT_ID_ATTRIBUTE) or message.message_id
-            attributes.setdefault(EVENT_ID_ATTRIBUTE, event_id)
+            if not attributes.get(EVENT_ID_ATTRIBUTE):  # not from our publisher
+                attributes[EVENT_ID_ATTRIBUTE] = message.message_id
             for record in raw_records(message.data, attributes, self.subscription):
                 items.append((micros, record))
             self._pending.append(received.ack_id)
@@ -226,12 +224,13 @@ class _DataflowPubSub(beam.PTransform):
 
 # ---- the generator ------------------------------------------------------------------------
 class GeneratorPoller:
-    """A generator (metrics or web logs, by its config) paced by the wall clock: ``poll``
-    returns every record due by ``now`` (late ones carry their older event time)."""
+    """A generator (``generator(config)``: metrics or web logs) paced by the wall clock:
+    ``poll`` returns every record due by ``now`` (late ones carry their older event
+    time)."""
 
-    name = "generated_records"
-
-    def __init__(self, config, origin: str = "generator", max_records: int = 5000):
+    def __init__(self, generator, config, origin: str = "generator",
+                 max_records: int = 5000):
+        self.generator = generator
         self.config = config
         self.origin = origin
         self.max_records = max_records
@@ -241,13 +240,8 @@ class GeneratorPoller:
         self._emitted = 0
 
     def open(self):
-        from generators.metrics import JsonRenderer, MetricsGenerator
-        from generators.weblogs import WebLogConfig, WebLogGenerator
-
         if self._records is None:
-            generator = (WebLogGenerator if isinstance(self.config, WebLogConfig)
-                         else MetricsGenerator)(self.config)
-            self._records = generator.render_timed(JsonRenderer())
+            self._records = self.generator(self.config).render_timed()
             self._next = next(self._records, None)
 
     def close(self):
@@ -266,10 +260,10 @@ class GeneratorPoller:
         return items
 
 
-def generate_live(config, stop_at: float | None,
+def generate_live(generator, config, stop_at: float | None,
                   max_out_of_orderness_s: float) -> beam.PTransform:
-    """Generated RawRecords in real time, timestamped with their event time."""
-    return LiveRead(GeneratorPoller(config), stop_at, max_out_of_orderness_s)
+    """Records of ``generator(config)`` in real time, timestamped with their event time."""
+    return LiveRead(GeneratorPoller(generator, config), stop_at, max_out_of_orderness_s)
 
 
 def live_start(interval_s: float) -> datetime:

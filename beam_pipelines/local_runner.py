@@ -1,6 +1,7 @@
-"""The local streaming runner (Beam's BundleBasedDirectRunner), made fit for live sources.
+"""The local runners: which one runs a pipeline (:func:`choose_runner`), and the streaming
+one (Beam's BundleBasedDirectRunner) made fit for live sources.
 
-Two additions, registered through the runner's evaluator registry (``TransformEvaluator
+Two additions to it, registered through the runner's evaluator registry (``TransformEvaluator
 Registry._test_evaluators_overrides``, its extension point) when this module is imported:
 
 * :func:`executes_on_direct_runner` runs a root transform with a ``read(now)`` method,
@@ -26,13 +27,31 @@ from __future__ import annotations
 import time
 
 from apache_beam import pvalue
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.direct import transform_evaluator as _te
 from apache_beam.runners.direct.direct_runner import _StreamingGroupAlsoByWindow
 from apache_beam.runners.direct.util import TransformResult
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
+from beam_pipelines.errors import UserError
+
 _REGISTRY = _te.TransformEvaluatorRegistry._test_evaluators_overrides
+
+
+def choose_runner(options: PipelineOptions, streaming: bool = False) -> str:
+    """Name the local runner explicitly (FnApiRunner for batch, BundleBasedDirectRunner for
+    streaming): the DirectRunner would first try to download the Prism runner, which fails
+    offline, before falling back."""
+    std = options.view_as(StandardOptions)
+    requested = std.runner
+    if requested is None or requested.lower() in ("directrunner", "direct"):
+        std.runner = "BundleBasedDirectRunner" if streaming else "FnApiRunner"
+    elif "." not in requested and requested.lower().removesuffix("runner") not in {
+            n.lower().removesuffix("runner") for n in StandardOptions.KNOWN_RUNNER_NAMES}:
+        raise UserError(f"unknown runner {requested!r} (one of "
+                        f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})")
+    return std.runner
 
 
 class _RootReadEvaluator(_te._TransformEvaluator):

@@ -7,11 +7,10 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines import live_sources, streaming_run
+from beam_pipelines import live_sources, runs
 from beam_pipelines.errors import UserError
-from beam_pipelines.lakehouse import WriteLakehouseTable, clear_tables, is_local, write_catalog
+from beam_pipelines.lakehouse import write_tables
 from beam_pipelines.options import WebLogsOptions
-from beam_pipelines.server_metrics import _camel, _prepare_output_dir, choose_runner
 from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration
@@ -20,7 +19,6 @@ from transforms.medallion import WebLogsMedallion
 from transforms.web_silver import PrivacyPolicy
 
 TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
-SCHEMA_BY_NAME = {t.name: t for t in TABLES}
 
 
 def build_pipeline(p: beam.Pipeline, paths: list[str], output_dir: str,
@@ -29,7 +27,7 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], output_dir: str,
     # reaches the parser (which keeps it) instead of failing the read.
     raw = p | "ReadLogs" >> ReadServerMetricFiles({"jsonl": paths})
     tables = raw | "WebLogs" >> medallion
-    write_tables(tables, output_dir)
+    write_tables(tables, TABLES, output_dir)
     return tables
 
 
@@ -69,82 +67,67 @@ def _check_database(path: str | None) -> None:
                 from None
 
 
+def _sample_config(opts: WebLogsOptions, **kwargs):
+    from generators.weblogs import WebLogConfig
+
+    try:
+        return WebLogConfig(rate_per_s=opts.sample_rate, seed=opts.seed, malformed_rate=0.01,
+                            duplicate_rate=0.005, late_rate=0.005, **kwargs)
+    except ValueError as exc:
+        raise UserError(f"sample: {exc}") from None
+
+
 def generate_sample(output_dir: str, opts: WebLogsOptions) -> str:
-    from generators.weblogs import WebLogConfig, WebLogGenerator
+    from generators.weblogs import WebLogGenerator
     from generators.writers import write_lines
 
     path = os.path.join(output_dir, "_sample", "access.log")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        config = WebLogConfig(rate_per_s=opts.sample_rate, duration_s=opts.sample_duration,
-                              seed=opts.seed, malformed_rate=0.01, duplicate_rate=0.005,
-                              late_rate=0.005)
-    except ValueError as exc:
-        raise UserError(f"sample: {exc}") from None
-    generator = WebLogGenerator(config)
+    generator = WebLogGenerator(_sample_config(opts, duration_s=opts.sample_duration))
     write_lines(generator, generator.render(), path)
     print(f"Generated sample: {generator.stats.line()}\n  → {path}")
     return path
 
 
-def write_tables(tables: dict, output_dir: str, streaming: bool = False) -> None:
-    for name, rows in tables.items():
-        rows | f"Write{_camel(name)}" >> WriteLakehouseTable(
-            output_dir, SCHEMA_BY_NAME[name], streaming=streaming)
+def _medallion(opts: WebLogsOptions, streaming=None,
+               drop_redeliveries: bool = False) -> WebLogsMedallion:
+    _check_database(opts.geo_database)
+    return WebLogsMedallion(policy_from(opts), opts.geo_database,
+                            _window_seconds(opts.windows), opts.top_paths,
+                            streaming=streaming, drop_redeliveries=drop_redeliveries)
 
 
 def run_streaming(options: PipelineOptions) -> dict:
+    from generators.weblogs import WebLogGenerator
+
     opts = options.view_as(WebLogsOptions)
-    policy = policy_from(opts)
-    windows = _window_seconds(opts.windows)
-    _check_database(opts.geo_database)
+    _medallion(opts)  # the options are checked before anything starts
 
     def live_generator():
-        from generators.weblogs import WebLogConfig
-
-        try:
-            config = WebLogConfig(rate_per_s=opts.sample_rate, duration_s=None,
-                                  seed=opts.seed, start=live_sources.live_start(1.0),
-                                  malformed_rate=0.01, duplicate_rate=0.005,
-                                  late_rate=0.005)
-        except ValueError as exc:
-            raise UserError(f"sample: {exc}") from None
-        return config, f"a live generator ({opts.sample_rate:g} requests/s, with faults)"
+        config = _sample_config(opts, duration_s=None, start=live_sources.live_start(1.0))
+        return (WebLogGenerator, config,
+                f"a live generator ({opts.sample_rate:g} requests/s, with faults)")
 
     def build(pipeline, source, streaming, drop_redeliveries):
-        medallion = WebLogsMedallion(policy, opts.geo_database, windows, opts.top_paths,
-                                     streaming=streaming,
-                                     drop_redeliveries=drop_redeliveries)
-        tables = pipeline | "ReadLive" >> source | "WebLogs" >> medallion
-        write_tables(tables, opts.output_dir, streaming=True)
+        tables = (pipeline | "ReadLive" >> source
+                  | "WebLogs" >> _medallion(opts, streaming, drop_redeliveries))
+        write_tables(tables, TABLES, opts.output_dir, streaming=True)
 
-    return streaming_run.run(options, opts, "web-log", TABLES, live_generator, build,
-                             peek="web_traffic_by_country")
+    return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,
+                          peek="web_traffic_by_country")
 
 
 def run(options: PipelineOptions) -> dict:
     if options.view_as(StandardOptions).streaming:
         return run_streaming(options)
     opts = options.view_as(WebLogsOptions)
-    for flag in ("subscription", "duration"):
-        if getattr(opts, flag) is not None:
-            raise UserError(f"--{flag} needs --streaming")
-    output_dir = opts.output_dir
-    _prepare_output_dir(output_dir)
-    medallion = WebLogsMedallion(policy_from(opts), opts.geo_database,
-                                 _window_seconds(opts.windows), opts.top_paths)
-    _check_database(opts.geo_database)
-    if opts.input:
-        patterns = [p for arg in opts.input for p in arg.split(",")]
-        paths = [p for files in resolve_inputs(patterns, "jsonl").values() for p in files]
-    else:
-        paths = [generate_sample(output_dir, opts)]
-    runner = choose_runner(options)
-    if is_local(output_dir):
-        clear_tables(output_dir, TABLES)
-    print(f"Running the web-log medallion on {runner} over {len(paths)} file(s)…", flush=True)
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, paths, output_dir, medallion)
-    pipeline.run().wait_until_finish()
-    catalog = write_catalog(output_dir, TABLES) if is_local(output_dir) else None
-    return {"output_dir": output_dir, "catalog": catalog, "tables": TABLES}
+    medallion = _medallion(opts)
+
+    def inputs():
+        if opts.input:
+            patterns = [p for arg in opts.input for p in arg.split(",")]
+            return [p for files in resolve_inputs(patterns, "jsonl").values() for p in files]
+        return [generate_sample(opts.output_dir, opts)]
+
+    return runs.batch(options, opts, "web-log", TABLES, inputs,
+                      lambda p, paths: build_pipeline(p, paths, opts.output_dir, medallion))

@@ -220,9 +220,11 @@ class MetricsGenerator:
         for _, _, record in self.render_timed(renderer):
             yield record
 
-    def render_timed(self, renderer: Renderer):
+    def render_timed(self, renderer: Renderer | None = None):
         """``(emitted_at_ms, event_ms, record)``: when a paced publisher should send the
-        record, and the event time it carries (older than the first for late records)."""
+        record, and the event time it carries (older than the first for late records).
+        JSON lines unless another renderer is given."""
+        renderer = renderer or JsonRenderer()
         def events():
             for server, epoch_ms, iso, vals in self.events():
                 yield epoch_ms, (server, epoch_ms, iso, vals)

@@ -15,7 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from generators.metrics import JsonRenderer, MetricsGenerator, iso_ms
+from generators.metrics import MetricsGenerator, iso_ms
+from generators.weblogs import WebLogGenerator
 
 
 @dataclass
@@ -64,9 +65,9 @@ def make_publisher():
                 limit_exceeded_behavior=pubsub_v1.types.LimitExceededBehavior.BLOCK)))
 
 
-def publish(generator: MetricsGenerator, topic: str, *, envelope: int = 1, pace: bool = True,
-            progress: bool = False, publisher=None, stop: threading.Event | None = None,
-            handle_signals: bool = True) -> PublishStats:
+def publish(generator: MetricsGenerator | WebLogGenerator, topic: str, *, envelope: int = 1,
+            pace: bool = True, progress: bool = False, publisher=None,
+            stop: threading.Event | None = None, handle_signals: bool = True) -> PublishStats:
     """Publish everything the generator renders; returns the acknowledged counts."""
     publisher = publisher or make_publisher()
     stop = stop or threading.Event()
@@ -100,7 +101,7 @@ def publish(generator: MetricsGenerator, topic: str, *, envelope: int = 1, pace:
         sent += 1
 
     try:
-        for emit_ms, event_ms, line in generator.render_timed(JsonRenderer()):
+        for emit_ms, event_ms, line in generator.render_timed():
             if stop.is_set():
                 break
             if first_ms is None:

@@ -288,12 +288,11 @@ class WebLogGenerator:
         return "client-" + line.split(" ", 1)[0].replace(":", "-").replace(".", "-") \
             + ".example.net " + line.split(" ", 1)[1]
 
-    def render_timed(self, renderer=None):
-        """``(emitted_at_ms, event_ms, line)``; ``renderer`` is accepted for the publisher's
-        sake and ignored: logs have one format."""
+    def render_timed(self):
+        """``(emitted_at_ms, event_ms, line)``, as :meth:`MetricsGenerator.render_timed`."""
         return with_faults(self.events(), self._line, self._malformed, self.malformed_kinds,
                            self.config, self.stats, redelivery_ms=5000)
 
-    def render(self, renderer=None):
+    def render(self):
         for _, _, line in self.render_timed():
             yield line

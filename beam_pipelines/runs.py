@@ -1,6 +1,9 @@
-"""What every ``python -m run PIPELINE --streaming`` does around its own graph: check the
-options, pick the source (a subscription or the pipeline's live generator), prepare the
-lakehouse so it can be queried during the run, and turn Ctrl-C into a drain."""
+"""What every ``python -m run PIPELINE`` does around its own graph.
+
+Batch: check the options, take the input files or generate the sample, run, write the
+catalog. Streaming: check the options, pick the source (a subscription or the pipeline's
+live generator), prepare the lakehouse so it can be queried during the run, and turn
+Ctrl-C into a drain."""
 from __future__ import annotations
 
 import signal
@@ -12,7 +15,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import live_sources, pubsub
 from beam_pipelines.errors import UserError
-from beam_pipelines.lakehouse import clear_tables, is_local, write_catalog, write_empty_tables
+from beam_pipelines.lakehouse import (
+    clear_tables,
+    is_local,
+    prepare_output_dir,
+    write_catalog,
+    write_empty_tables,
+)
+from beam_pipelines.local_runner import choose_runner
 from transforms.windowing import StreamingConfig
 
 
@@ -36,19 +46,38 @@ def _drain_on_interrupt():
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def run(options: PipelineOptions, opts, title: str, tables, live_generator, build,
-        peek: str) -> dict:
-    """``live_generator()`` → (generator config, description); ``build(pipeline, source,
-    streaming, drop_redeliveries)`` wires the graph; ``peek`` is the table the start-up
-    message suggests querying."""
-    from beam_pipelines.server_metrics import _prepare_output_dir, choose_runner
-
+def batch(options: PipelineOptions, opts, title: str, tables, inputs, build) -> dict:
+    """``inputs()`` → the files to read (the sample when there is no ``--input``);
+    ``build(pipeline, files)`` wires the graph."""
     output_dir = opts.output_dir
-    _prepare_output_dir(output_dir)
+    prepare_output_dir(output_dir)
+    for flag in ("subscription", "duration"):
+        if getattr(opts, flag) is not None:
+            raise UserError(f"--{flag} needs --streaming")
+    files = inputs()
+    runner = choose_runner(options)
+    if is_local(output_dir):
+        clear_tables(output_dir, tables)
+    count = sum(len(v) for v in files.values()) if isinstance(files, dict) else len(files)
+    print(f"Running the {title} medallion on {runner} over {count} file(s)…", flush=True)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, files)
+    pipeline.run().wait_until_finish()
+    catalog = write_catalog(output_dir, tables) if is_local(output_dir) else None
+    return {"output_dir": output_dir, "catalog": catalog, "tables": tables}
+
+
+def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
+              peek: str) -> dict:
+    """``live_generator()`` → (generator class, its config, description);
+    ``build(pipeline, source, streaming, drop_redeliveries)`` wires the graph; ``peek`` is
+    the table the start-up message suggests querying."""
+    output_dir = opts.output_dir
+    prepare_output_dir(output_dir)
     if opts.input:
         raise UserError("--input reads files in batch; --streaming reads --subscription "
                         "or the live generator")
-    streaming = streaming_config(opts)
+    config = streaming_config(opts)
     runner = choose_runner(options, streaming=True)
     dataflow = runner.lower().startswith("dataflow")
     if runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner", "portablerunner"):
@@ -67,8 +96,9 @@ def run(options: PipelineOptions, opts, title: str, tables, live_generator, buil
                                           opts.max_out_of_orderness, dataflow=dataflow)
         what = opts.subscription
     else:
-        config, what = live_generator()
-        source = live_sources.generate_live(config, stop_at, opts.max_out_of_orderness)
+        generator, settings, what = live_generator()
+        source = live_sources.generate_live(generator, settings, stop_at,
+                                            opts.max_out_of_orderness)
     catalog = None
     if is_local(output_dir):
         clear_tables(output_dir, tables)
@@ -80,7 +110,7 @@ def run(options: PipelineOptions, opts, title: str, tables, live_generator, buil
         print(f"Query while it runs: duckdb -readonly {catalog} "
               f"\"select * from {peek} order by window_start desc limit 10\"", flush=True)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, source, streaming, bool(opts.subscription))
+    build(pipeline, source, config, bool(opts.subscription))
     live_sources.reset_drain()
     previous = _drain_on_interrupt()
     try:
