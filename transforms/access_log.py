@@ -19,17 +19,15 @@ import ipaddress
 import re
 from datetime import datetime, timedelta, timezone
 
-import apache_beam as beam
-
 from transforms.bronze import (
     EARLIEST,
     LATEST,
     MAX_PAYLOAD_BYTES,
-    DropRedeliveries,
+    Bronze,
     ParseRawFn,
     RawRecord,
 )
-from transforms.dead_letters import DEAD_LETTER, RecordRejected
+from transforms.dead_letters import RecordRejected
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(
@@ -193,25 +191,11 @@ class ParseAccessLogFn(ParseRawFn):
         return to_web_log_bronze(raw, now)
 
 
-class ParseAccessLogs(beam.PTransform):
-    """Bronze layer of the web logs: ``{'records': bronze rows, 'dead_letters': …}``."""
+class ParseAccessLogs(Bronze):
+    """Bronze of the web logs."""
 
-    def __init__(self, pipeline: str = "web_logs", clock=None,
-                 drop_redeliveries: bool = False, allowed_lateness_s: int | None = None):
-        super().__init__()
-        self._pipeline = pipeline
-        self._clock = clock
-        self._drop_redeliveries = drop_redeliveries
-        self._lateness = allowed_lateness_s
+    fn_class = ParseAccessLogFn
+    step = "ParseAccessLog"
 
-    def expand(self, raw):
-        rejected = []
-        if self._drop_redeliveries:
-            first = raw | "DropRedeliveries" >> DropRedeliveries(pipeline=self._pipeline)
-            raw, rejected = first["records"], [first["dead_letters"]]
-        out = raw | "ParseAccessLog" >> beam.ParDo(
-            ParseAccessLogFn(self._pipeline, self._clock, self._lateness)).with_outputs(
-                DEAD_LETTER, main="records")
-        dead = ([*rejected, out[DEAD_LETTER]] | "BronzeDeadLetters" >> beam.Flatten()
-                if rejected else out[DEAD_LETTER])
-        return {"records": out.records, "dead_letters": dead}
+    def __init__(self, pipeline: str = "web_logs", **kwargs):
+        super().__init__(pipeline, **kwargs)

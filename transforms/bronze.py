@@ -353,16 +353,20 @@ class DropRedeliveries(beam.PTransform):
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
 
 
-class ValidateServerMetrics(beam.PTransform):
-    """Bronze layer: ``{'records': bronze rows, 'dead_letters': rejections}``.
+class Bronze(beam.PTransform):
+    """A bronze layer: ``{'records': bronze rows, 'dead_letters': rejections}`` from a
+    :class:`ParseRawFn` subclass.
 
     With ``drop_redeliveries`` (streaming sources that may deliver twice), a record whose
     delivery id was already seen is dead-lettered ``redelivered`` before parsing. With
     ``allowed_lateness_s`` (streaming), a record that arrived after its minute closed is
     dead-lettered ``late``."""
 
-    def __init__(self, pipeline: str = "server_metrics", clock=None,
-                 drop_redeliveries: bool = False, allowed_lateness_s: int | None = None):
+    fn_class: type[ParseRawFn]
+    step: str
+
+    def __init__(self, pipeline: str, clock=None, drop_redeliveries: bool = False,
+                 allowed_lateness_s: int | None = None):
         super().__init__()
         self._pipeline = pipeline
         self._clock = clock
@@ -373,13 +377,21 @@ class ValidateServerMetrics(beam.PTransform):
         rejected = []
         if self._drop_redeliveries:
             first = raw | "DropRedeliveries" >> DropRedeliveries(pipeline=self._pipeline)
-            raw = first["records"]
-            rejected.append(first["dead_letters"])
-        out = raw | "ParseServerMetric" >> beam.ParDo(
-            ParseServerMetricFn(self._pipeline, clock=self._clock,
-                                allowed_lateness_s=self._lateness)
+            raw, rejected = first["records"], [first["dead_letters"]]
+        out = raw | self.step >> beam.ParDo(self.fn_class(
+            self._pipeline, clock=self._clock, allowed_lateness_s=self._lateness)
         ).with_outputs(DEAD_LETTER, main="records")
         if not rejected:
             return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
         dead = [*rejected, out[DEAD_LETTER]] | "BronzeDeadLetters" >> beam.Flatten()
         return {"records": out.records, "dead_letters": dead}
+
+
+class ValidateServerMetrics(Bronze):
+    """Bronze of the server metrics."""
+
+    fn_class = ParseServerMetricFn
+    step = "ParseServerMetric"
+
+    def __init__(self, pipeline: str = "server_metrics", **kwargs):
+        super().__init__(pipeline, **kwargs)
