@@ -8,24 +8,41 @@ random stream, so the fault rates never change the clean values.
 from __future__ import annotations
 
 import heapq
-from datetime import timezone
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import ClassVar
 
 import numpy as np
 
 
-def check_config(config, fractions: tuple[str, ...]) -> None:
-    """What every generator config checks: its fractions (and the fault rates) within
-    [0, 1], faults adding up to at most 1, a count not negative, a start in UTC."""
-    for name in fractions + ("malformed_rate", "duplicate_rate", "late_rate"):
-        value = getattr(config, name)
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name.replace('_', '-')} must be within [0, 1], not {value}")
-    if config.malformed_rate + config.duplicate_rate + config.late_rate > 1:
-        raise ValueError("malformed, duplicate and late rates add up to more than 1")
-    if config.count is not None and config.count < 0:
-        raise ValueError("count must not be negative")
-    if config.start.tzinfo is None:
-        config.start = config.start.replace(tzinfo=timezone.utc)
+@dataclass(kw_only=True)
+class StreamConfig:
+    """What every generator's config has: where the stream starts, how long it runs, the
+    seed, and the fault rates. Subclasses name their own fractions in ``fractions``."""
+
+    start: datetime = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    count: int | None = None  # records; None with duration None means endless
+    duration_s: float | None = 60.0
+    seed: int = 42
+    malformed_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    late_rate: float = 0.0
+    late_by_s: float = 120.0
+
+    fractions: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        for name in self.fractions + ("malformed_rate", "duplicate_rate", "late_rate"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name.replace('_', '-')} must be within [0, 1], not "
+                                 f"{value}")
+        if self.malformed_rate + self.duplicate_rate + self.late_rate > 1:
+            raise ValueError("malformed, duplicate and late rates add up to more than 1")
+        if self.count is not None and self.count < 0:
+            raise ValueError("count must not be negative")
+        if self.start.tzinfo is None:
+            self.start = self.start.replace(tzinfo=timezone.utc)
 
 
 def with_faults(events, render, malformed, kinds, config, stats, redelivery_ms: int):

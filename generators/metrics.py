@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from typing import ClassVar
 
 import numpy as np
 
-from generators.faults import check_config, with_faults
+from generators.faults import StreamConfig, with_faults
 from generators.fleet import Server, build_fleet
 
 METRIC_COLUMNS = ("cpu_usage", "memory_usage", "disk_io", "network_in", "network_out",
@@ -28,27 +28,21 @@ METRIC_COLUMNS = ("cpu_usage", "memory_usage", "disk_io", "network_in", "network
 INCIDENT_KINDS = ("cpu_saturation", "memory_leak", "overheating")
 
 
-@dataclass
-class GeneratorConfig:
+@dataclass(kw_only=True)
+class GeneratorConfig(StreamConfig):
     servers: int = 10
     interval_ms: int = 15
-    start: datetime = datetime(2026, 1, 5, tzinfo=timezone.utc)
-    count: int | None = None  # events; None with duration None means endless
-    duration_s: float | None = 60.0
-    seed: int = 42
     anomaly_rate: float = 0.01
     incidents_per_server_day: float = 4.0
-    malformed_rate: float = 0.0
-    duplicate_rate: float = 0.0
-    late_rate: float = 0.0
-    late_by_s: float = 120.0
+
+    fractions: ClassVar[tuple[str, ...]] = ("anomaly_rate",)
 
     def __post_init__(self):
         if self.servers < 1:
             raise ValueError("servers must be at least 1")
         if self.interval_ms <= 0:
             raise ValueError("interval must be positive")
-        check_config(self, ("anomaly_rate",))
+        super().__post_init__()
 
     @property
     def total_events(self) -> int | None:

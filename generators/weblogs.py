@@ -18,11 +18,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import ClassVar
 
 import numpy as np
 from faker import Faker
 
-from generators.faults import check_config, with_faults
+from generators.faults import StreamConfig, with_faults
 from generators.metrics import GeneratorStats
 
 #: Real user-agent strings, with how often each kind of client shows up.
@@ -60,28 +61,22 @@ SEARCH_ENGINES = ("https://www.google.com/", "https://www.bing.com/",
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-@dataclass
-class WebLogConfig:
+@dataclass(kw_only=True)
+class WebLogConfig(StreamConfig):
     visitors: int = 2000
     rate_per_s: float = 50.0  # requests per second of event time, on average
-    start: datetime = datetime(2026, 1, 5, tzinfo=timezone.utc)
-    count: int | None = None
-    duration_s: float | None = 60.0
-    seed: int = 42
     pages: int = 2000
     ipv6_share: float = 0.2
     bot_share: float = 0.08
-    malformed_rate: float = 0.0
-    duplicate_rate: float = 0.0
-    late_rate: float = 0.0
-    late_by_s: float = 120.0
+
+    fractions: ClassVar[tuple[str, ...]] = ("ipv6_share", "bot_share")
 
     def __post_init__(self):
         if self.visitors < 1:
             raise ValueError("visitors must be at least 1")
         if self.rate_per_s <= 0:
             raise ValueError("rate must be positive")
-        check_config(self, ("ipv6_share", "bot_share"))
+        super().__post_init__()
 
     @property
     def total_events(self) -> int | None:
