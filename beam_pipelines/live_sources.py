@@ -57,8 +57,9 @@ def reset_drain() -> None:
 
 @local_runner.executes_on_direct_runner
 class LiveRead(beam.PTransform):
-    """Root transform: elements ``poller.poll(now)`` returns, as ``(event_time_micros,
-    element)`` pairs, timestamped with their event time."""
+    """Root transform: the RawRecords ``poller.poll(now)`` returns, as ``(event_time_micros,
+    record)`` pairs, timestamped with their event time and stamped with the watermark
+    they arrived under."""
 
     def __init__(self, poller, stop_at: float | None = None,
                  max_out_of_orderness_s: float = 10.0, idle_after_s: float = 5.0,
@@ -95,13 +96,13 @@ class LiveRead(beam.PTransform):
             out = []
             newest = state["newest"]
             arrival = state["watermark"]  # what these records are judged late against
-            for micros, element in items:
+            for micros, record in items:
                 ts = Timestamp(micros=micros)
-                if arrival is not None and isinstance(element, RawRecord):
-                    element = element._replace(watermark=arrival.micros)
+                if arrival is not None:
+                    record = record._replace(watermark=arrival.micros)
                 if newest is None or ts > newest:
                     newest = ts
-                out.append(GlobalWindows.windowed_value(element, timestamp=ts))
+                out.append(GlobalWindows.windowed_value(record, timestamp=ts))
             state["newest"] = newest
             if items:
                 state["last_data"] = now
