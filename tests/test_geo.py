@@ -38,6 +38,9 @@ def database(tmp_path_factory):
             record["subdivisions"] = [{"names": {"en": region}}]
         if city:
             record["city"] = {"names": {"en": city}}
+        if code == "SE":  # a database with ASN data (as GeoIP2 Enterprise has)
+            record["traits"] = {"autonomous_system_number": 29518,
+                                "autonomous_system_organization": "Bredband2 AB"}
         writer.insert_network(IPSet([network]), record)
     path = tmp_path_factory.mktemp("geo") / "test-city.mmdb"
     writer.to_db_file(str(path))
@@ -120,3 +123,34 @@ def test_statuses_are_counted_in_beam_metrics(database):
     counters = {c.key.metric.name: c.committed for c in result.metrics().query(
         MetricsFilter().with_namespace("geo"))["counters"]}
     assert counters == {"located": 2, "private": 1, "unknown": 1}
+
+
+def test_asn_and_organisation_come_along_when_the_database_has_them(database):
+    db = GeoDatabase(database)
+    sweden, london = db.lookup("89.160.20.128"), db.lookup("81.2.69.160")
+    assert (sweden.asn, sweden.organization) == (29518, "Bredband2 AB")
+    assert (london.asn, london.organization) == (None, None)
+
+
+def test_a_database_on_a_remote_file_system_is_copied_locally_once(database):
+    """gs:// goes through Beam's FileSystems: the same path as this registered scheme."""
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    opened = []
+
+    class RemoteFileSystem(LocalFileSystem):
+        @classmethod
+        def scheme(cls):
+            return "remotetest"
+
+        def open(self, path, *args, **kwargs):
+            opened.append(path)
+            return super().open(path.removeprefix("remotetest://"), *args, **kwargs)
+
+        def exists(self, path):
+            return super().exists(path.removeprefix("remotetest://"))
+
+    db = GeoDatabase(f"remotetest://{database}")
+    assert db.lookup("81.2.69.160").city == "London"
+    assert db.lookup("81.2.69.161").city == "London"
+    assert opened == [f"remotetest://{database}"]
