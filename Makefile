@@ -6,9 +6,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The BigQuery emulator of the tests pins its own dependencies: a virtualenv of its own.
+BQ_VENV  ?= .venv-bqemulator
+BQ_STAMP := $(BQ_VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: all venv run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
+.PHONY: all venv bqemulator run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
 	distclean
 all: test
 
@@ -20,6 +23,20 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python setup.py --no-deps-pins)
 	touch $@
 
+# DuckDB cannot download its extensions here: install the PyPI copies into a HOME of the
+# emulator's own, where DuckDB looks for installed extensions.
+bqemulator: $(BQ_STAMP)
+$(BQ_STAMP): setup.py
+	$(PYTHON) -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BQ_VENV)/bin/python -m pip install --quiet $$($(PYTHON) setup.py --bqemulator-pins)
+	mkdir -p $(BQ_VENV)/home
+	HOME=$(abspath $(BQ_VENV))/home $(BQ_VENV)/bin/python -c "import duckdb, glob; \
+	  con = duckdb.connect(); \
+	  [con.install_extension(p) for p in glob.glob('$(BQ_VENV)/lib/python*/site-packages/duckdb_extension_*/extensions/*/*.duckdb_extension')]; \
+	  con.execute('LOAD spatial')"
+	touch $@
+
 run: $(STAMP)          ## the server-metrics medallion on a generated sample (ARGS="..." for flags)
 	$(BIN)/python -m run $(ARGS)
 
@@ -29,7 +46,7 @@ run-streaming: $(STAMP)         ## streaming from the in-pipeline generator, dra
 run-streaming-pubsub: $(STAMP)  ## emulator + publisher + streaming pipeline, stopped after 2m
 	$(BIN)/python -m beam_pipelines.demo pubsub --duration 2m $(ARGS)
 
-test: $(STAMP)         ## unit, transform, streaming and end-to-end tests
+test: $(STAMP) $(BQ_STAMP)  ## unit, transform, streaming and end-to-end tests
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)        ## throughput benchmarks (figures are ratios against a reference)
@@ -46,4 +63,4 @@ clean:
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(BQ_VENV)

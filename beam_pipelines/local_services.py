@@ -3,6 +3,10 @@
 ``python -m beam_pipelines.local_services pubsub`` runs the official Pub/Sub emulator on
 127.0.0.1:8085 until interrupted; export ``PUBSUB_EMULATOR_HOST=127.0.0.1:8085`` in the
 shells that publish or run pipelines.
+
+``python -m beam_pipelines.local_services bigquery`` runs bqemulator (the BigQuery REST API
+on DuckDB, from its own virtualenv: ``make bqemulator``) on 127.0.0.1:9050; export
+``BIGQUERY_EMULATOR_HOST=http://127.0.0.1:9050`` for ``python -m beam_pipelines.bigquery``.
 """
 from __future__ import annotations
 
@@ -67,21 +71,91 @@ class PubSubEmulator:
                 self.process.wait()
 
 
+#: Where ``make bqemulator`` puts the emulator's virtualenv (override: BQEMULATOR_VENV).
+BQ_VENV = os.environ.get("BQEMULATOR_VENV") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-bqemulator")
+
+
+class BigQueryEmulator:
+    """bqemulator: BigQuery's REST API served from an in-memory DuckDB database."""
+
+    def __init__(self, port: int | None = None, project: str = "local-project",
+                 venv: str = BQ_VENV):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.project = project
+        self.venv = venv
+        self.process = None
+        self.log = tempfile.NamedTemporaryFile(prefix="bqemulator-", suffix=".log",
+                                               delete=False)
+
+    def start(self, timeout: float = 60.0) -> BigQueryEmulator:
+        import urllib.request
+
+        binary = os.path.join(self.venv, "bin", "bqemulator")
+        if not os.path.exists(binary):
+            raise FileNotFoundError(f"no BigQuery emulator at {binary}: run `make bqemulator`")
+        # DuckDB finds the spatial extension that `make bqemulator` installed under this HOME.
+        env = dict(os.environ, HOME=os.path.join(self.venv, "home"))
+        self.process = subprocess.Popen(
+            [binary, "start", "--rest-port", str(self.port), "--grpc-port", str(free_port()),
+             "--project", self.project, "--ephemeral", "--log-level", "warning",
+             "--log-format", "console"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the BigQuery emulator exited: {self._tail()}")
+            try:
+                with urllib.request.urlopen(
+                        f"{self.url}/bigquery/v2/projects/{self.project}/datasets", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the BigQuery emulator did not start in {timeout:.0f}s: "
+                           f"{self._tail()}")
+
+    def _tail(self) -> str:
+        with open(self.log.name, errors="replace") as fh:
+            return fh.read()[-1500:]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["pubsub"]:
-        print("usage: python -m beam_pipelines.local_services pubsub [--port N]",
+    if argv[:1] not in (["pubsub"], ["bigquery"]):
+        print("usage: python -m beam_pipelines.local_services pubsub|bigquery [--port N]",
               file=sys.stderr)
         return 2
-    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 8085
-    emulator = PubSubEmulator(port)
+    try:
+        port = int(argv[argv.index("--port") + 1]) if "--port" in argv else None
+    except (IndexError, ValueError):
+        print("error: --port takes a number", file=sys.stderr)
+        return 2
+    if argv[0] == "pubsub":
+        emulator = PubSubEmulator(port or 8085)
+    else:
+        emulator = BigQueryEmulator(port or 9050)
     try:
         emulator.start()
     except (FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Pub/Sub emulator on {emulator.host}: export PUBSUB_EMULATOR_HOST={emulator.host}"
-          "  (Ctrl-C stops it)", flush=True)
+    if argv[0] == "pubsub":
+        print(f"Pub/Sub emulator on {emulator.host}: export PUBSUB_EMULATOR_HOST="
+              f"{emulator.host}  (Ctrl-C stops it)", flush=True)
+    else:
+        print(f"BigQuery emulator on {emulator.url} (project {emulator.project}): export "
+              f"BIGQUERY_EMULATOR_HOST={emulator.url}  (Ctrl-C stops it)", flush=True)
     try:
         emulator.process.wait()
     except KeyboardInterrupt:

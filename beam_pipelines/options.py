@@ -46,6 +46,23 @@ def _streaming_flags(parser, generator: str) -> None:
                "records further behind are late (default 10s)")
 
 
+def _sink_flags(parser) -> None:
+    """Where the tables go, alike in every pipeline."""
+    _flag(parser, "sink", default="lakehouse", choices=("lakehouse", "bigquery"),
+          help="write the tables to the local lakehouse (default) or to BigQuery")
+    _flag(parser, "bq-project", default=None,
+          help="--sink bigquery: project of the datasets (default: --project)")
+    _flag(parser, "bq-dataset-prefix", default="telemetry",
+          help="--sink bigquery: datasets are PREFIX_bronze, _silver, _gold and _ops "
+               "(default telemetry)")
+    _flag(parser, "bq-location", default="US",
+          help="--sink bigquery: location of the datasets (default US)")
+    _flag(parser, "bq-write-method", default="auto",
+          choices=("auto", "FILE_LOADS", "STREAMING_INSERTS", "STORAGE_WRITE_API"),
+          help="--sink bigquery: auto is FILE_LOADS in batch and STREAMING_INSERTS in "
+               "streaming; STORAGE_WRITE_API needs Java at submit time")
+
+
 class ServerMetricsOptions(PipelineOptions):
     """Options of ``python -m run [metrics]``."""
 
@@ -73,6 +90,7 @@ class ServerMetricsOptions(PipelineOptions):
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
         _streaming_flags(parser, "--sample-servers servers")
+        _sink_flags(parser)
 
 
 class WebLogsOptions(PipelineOptions):
@@ -111,6 +129,7 @@ class WebLogsOptions(PipelineOptions):
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
         _streaming_flags(parser, "--sample-rate requests per second")
+        _sink_flags(parser)
 
 
 class _StrictParser(_BeamArgumentParser):

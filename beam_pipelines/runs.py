@@ -13,7 +13,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import live_sources, pubsub
+from beam_pipelines import live_sources, pubsub, sinks
 from beam_pipelines.errors import UserError
 from beam_pipelines.lakehouse import (
     clear_tables,
@@ -46,32 +46,41 @@ def _drain_on_interrupt():
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def batch(options: PipelineOptions, opts, title: str, tables, inputs, build) -> dict:
+def _is_dataflow(runner: str) -> bool:
+    return runner.split(".")[-1].lower().startswith("dataflow")
+
+
+def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
+          pipeline_name: str) -> dict:
     """``inputs()`` → the files to read (the sample when there is no ``--input``);
-    ``build(pipeline, files)`` wires the graph."""
+    ``build(pipeline, files, sink)`` wires the graph."""
     output_dir = opts.output_dir
     prepare_output_dir(output_dir)
     for flag in ("subscription", "duration"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag} needs --streaming")
-    files = inputs()
     runner = choose_runner(options)
-    if is_local(output_dir):
+    sink = sinks.from_options(options, opts, pipeline_name, streaming=False,
+                              dataflow=_is_dataflow(runner))
+    files = inputs()
+    lakehouse = sink.name == "lakehouse" and is_local(output_dir)
+    if lakehouse:
         clear_tables(output_dir, tables)
     count = sum(len(v) for v in files.values()) if isinstance(files, dict) else len(files)
-    print(f"Running the {title} medallion on {runner} over {count} file(s)…", flush=True)
+    print(f"Running the {title} medallion on {runner} over {count} file(s) into "
+          f"{sink.describe()}…", flush=True)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, files)
+    build(pipeline, files, sink)
     pipeline.run().wait_until_finish()
-    catalog = write_catalog(output_dir, tables) if is_local(output_dir) else None
-    return {"output_dir": output_dir, "catalog": catalog, "tables": tables}
+    catalog = write_catalog(output_dir, tables) if lakehouse else None
+    return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink}
 
 
 def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
-              peek: str) -> dict:
+              peek: str, pipeline_name: str) -> dict:
     """``live_generator()`` → (generator class, its config, description);
-    ``build(pipeline, source, streaming, drop_redeliveries)`` wires the graph; ``peek`` is
-    the table the start-up message suggests querying."""
+    ``build(pipeline, source, streaming, drop_redeliveries, sink)`` wires the graph;
+    ``peek`` is the table the start-up message suggests querying."""
     output_dir = opts.output_dir
     prepare_output_dir(output_dir)
     if opts.input:
@@ -79,13 +88,14 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
                         "or the live generator")
     config = streaming_config(opts)
     runner = choose_runner(options, streaming=True)
-    dataflow = runner.lower().startswith("dataflow")
+    dataflow = _is_dataflow(runner)
     if runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner", "portablerunner"):
         raise UserError(f"--streaming runs locally on the BundleBasedDirectRunner (the "
                         f"default), not on {runner}")
     if dataflow and not opts.subscription:
         raise UserError("the live generator runs on the local runner only; on Dataflow "
                         "read a --subscription")
+    sink = sinks.from_options(options, opts, pipeline_name, streaming=True, dataflow=dataflow)
     stop_at = time.time() + opts.duration if opts.duration else None
     if opts.subscription:
         pubsub.check_subscription(opts.subscription)
@@ -100,17 +110,18 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         source = live_sources.generate_live(generator, settings, stop_at,
                                             opts.max_out_of_orderness)
     catalog = None
-    if is_local(output_dir):
+    if sink.name == "lakehouse" and is_local(output_dir):
         clear_tables(output_dir, tables)
         write_empty_tables(output_dir, tables)
         catalog = write_catalog(output_dir, tables)
     until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"
-    print(f"Streaming the {title} medallion on {runner} from {what} {until}…", flush=True)
+    print(f"Streaming the {title} medallion on {runner} from {what} {until} into "
+          f"{sink.describe()}…", flush=True)
     if catalog:
         print(f"Query while it runs: duckdb -readonly {catalog} "
               f"\"select * from {peek} order by window_start desc limit 10\"", flush=True)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, source, config, bool(opts.subscription))
+    build(pipeline, source, config, bool(opts.subscription), sink)
     live_sources.reset_drain()
     previous = _drain_on_interrupt()
     try:
@@ -118,4 +129,4 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return {"output_dir": output_dir, "catalog": catalog, "tables": tables}
+    return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink}

@@ -16,8 +16,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipelines import live_sources, runs
 from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
-from beam_pipelines.lakehouse import write_tables
 from beam_pipelines.options import ServerMetricsOptions
+from beam_pipelines.sinks import as_sink
 from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
@@ -32,21 +32,22 @@ log = logging.getLogger(__name__)
 TABLES = (SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + (DEAD_LETTERS,)
 
 
-def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], output_dir: str,
+def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
                    rules: ServerMetricsRules, clock=None) -> dict[str, beam.PCollection]:
+    """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory."""
     raw = p | "ReadServerMetrics" >> ReadServerMetricFiles(files)
     tables = raw | "ServerMetrics" >> ServerMetricsMedallion(rules, clock=clock)
-    write_tables(tables, TABLES, output_dir)
+    as_sink(sink).write(tables, TABLES)
     return tables
 
 
-def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, output_dir: str,
+def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
                              rules: ServerMetricsRules, streaming: StreamingConfig,
                              drop_redeliveries: bool) -> dict[str, beam.PCollection]:
     raw = p | "ReadLive" >> source
     tables = raw | "ServerMetrics" >> ServerMetricsMedallion(
         rules, streaming=streaming, drop_redeliveries=drop_redeliveries)
-    write_tables(tables, TABLES, output_dir, streaming=True)
+    as_sink(sink).write(tables, TABLES, streaming=True)
     return tables
 
 
@@ -85,7 +86,8 @@ def run(options: PipelineOptions) -> dict:
         return {"jsonl": [generate_sample(opts.output_dir, opts)]}
 
     return runs.batch(options, opts, "server-metrics", TABLES, inputs,
-                      lambda p, files: build_pipeline(p, files, opts.output_dir, rules))
+                      lambda p, files, sink: build_pipeline(p, files, sink, rules),
+                      pipeline_name="server_metrics")
 
 
 def run_streaming(options: PipelineOptions) -> dict:
@@ -99,9 +101,8 @@ def run_streaming(options: PipelineOptions) -> dict:
         return MetricsGenerator, config, (f"a live generator ({config.servers} servers "
                                           f"every {interval:g}s, with faults)")
 
-    def build(pipeline, source, streaming, drop_redeliveries):
-        build_streaming_pipeline(pipeline, source, opts.output_dir, rules, streaming,
-                                 drop_redeliveries)
+    def build(pipeline, source, streaming, drop_redeliveries, sink):
+        build_streaming_pipeline(pipeline, source, sink, rules, streaming, drop_redeliveries)
 
     return runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
-                          peek="server_metrics_minutely")
+                          peek="server_metrics_minutely", pipeline_name="server_metrics")

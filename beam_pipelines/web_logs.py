@@ -9,8 +9,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from beam_pipelines import live_sources, runs
 from beam_pipelines.errors import UserError
-from beam_pipelines.lakehouse import write_tables
 from beam_pipelines.options import WebLogsOptions
+from beam_pipelines.sinks import as_sink
 from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration
@@ -21,13 +21,14 @@ from transforms.web_silver import PrivacyPolicy
 TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
 
 
-def build_pipeline(p: beam.Pipeline, paths: list[str], output_dir: str,
+def build_pipeline(p: beam.Pipeline, paths: list[str], sink,
                    medallion: WebLogsMedallion) -> dict[str, beam.PCollection]:
+    """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory."""
     # Log files are text lines, read like JSON lines: as bytes, so a line that is not UTF-8
     # reaches the parser (which keeps it) instead of failing the read.
     raw = p | "ReadLogs" >> ReadServerMetricFiles({"jsonl": paths})
     tables = raw | "WebLogs" >> medallion
-    write_tables(tables, TABLES, output_dir)
+    as_sink(sink).write(tables, TABLES)
     return tables
 
 
@@ -108,13 +109,13 @@ def run_streaming(options: PipelineOptions) -> dict:
         return (WebLogGenerator, config,
                 f"a live generator ({opts.sample_rate:g} requests/s, with faults)")
 
-    def build(pipeline, source, streaming, drop_redeliveries):
+    def build(pipeline, source, streaming, drop_redeliveries, sink):
         tables = (pipeline | "ReadLive" >> source
                   | "WebLogs" >> _medallion(opts, streaming, drop_redeliveries))
-        write_tables(tables, TABLES, opts.output_dir, streaming=True)
+        sink.write(tables, TABLES, streaming=True)
 
     return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,
-                          peek="web_traffic_by_country")
+                          peek="web_traffic_by_country", pipeline_name="web_logs")
 
 
 def run(options: PipelineOptions) -> dict:
@@ -130,4 +131,5 @@ def run(options: PipelineOptions) -> dict:
         return [generate_sample(opts.output_dir, opts)]
 
     return runs.batch(options, opts, "web-log", TABLES, inputs,
-                      lambda p, paths: build_pipeline(p, paths, opts.output_dir, medallion))
+                      lambda p, paths, sink: build_pipeline(p, paths, sink, medallion),
+                      pipeline_name="web_logs")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from schemas.dead_letter import DEAD_LETTERS, REASONS
+from schemas.ops import OPS_TABLES
 from schemas.server_metrics import (
     GOLD_TABLES,
     SERVER_METRIC,
@@ -20,7 +21,10 @@ from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES
-          + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,))
+          + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,) + OPS_TABLES)
+#: Dataset (``${...}`` in the SQL of sql/) of each layer; see beam_pipelines/bigquery.
+DATASET_OF_LAYER = {"bronze": "bronze", "silver": "silver", "gold": "gold",
+                    "dead_letter": "ops", "ops": "ops"}
 
 
 def schemas_markdown() -> str:
@@ -50,7 +54,7 @@ def artefacts() -> dict[Path, str]:
         files[ROOT / "sql" / "bigquery" / f"{table.name}.json"] = table.bigquery_schema_json()
         files[ROOT / "sql" / "ddl" / f"{table.name}.sql"] = (
             "-- Generated from schemas/ by `make schema-docs`; do not edit by hand.\n"
-            + table.bigquery_ddl("${dataset}"))
+            + table.bigquery_ddl("${" + DATASET_OF_LAYER[table.layer] + "}"))
     return files
 
 

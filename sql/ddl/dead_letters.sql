@@ -1,5 +1,5 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
-CREATE TABLE IF NOT EXISTS `${dataset}.dead_letters` (
+CREATE TABLE IF NOT EXISTS `${ops}.dead_letters` (
   pipeline STRING NOT NULL OPTIONS(description="Pipeline that rejected the record, e.g. server_metrics"),
   layer STRING NOT NULL OPTIONS(description="bronze | silver | gold | sink"),
   step STRING NOT NULL OPTIONS(description="Labelled step that rejected it"),

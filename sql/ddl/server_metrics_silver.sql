@@ -1,5 +1,5 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
-CREATE TABLE IF NOT EXISTS `${dataset}.server_metrics_silver` (
+CREATE TABLE IF NOT EXISTS `${silver}.server_metrics_silver` (
   server_id STRING NOT NULL OPTIONS(description="Stable identifier of the server"),
   server_name STRING OPTIONS(description="Human-readable server name, e.g. web-server-003"),
   server_type STRING OPTIONS(description="Role of the server"),

@@ -1,5 +1,5 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
-CREATE TABLE IF NOT EXISTS `${dataset}.web_logs_bronze` (
+CREATE TABLE IF NOT EXISTS `${bronze}.web_logs_bronze` (
   client_ip STRING NOT NULL OPTIONS(description="Client address, IPv4 or IPv6, as logged (personal data)"),
   ident STRING OPTIONS(description="RFC 1413 identity (almost always absent: '-' in the log)"),
   auth_user STRING OPTIONS(description="Authenticated user name ('-' in the log when none)"),

@@ -1,5 +1,5 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
-CREATE TABLE IF NOT EXISTS `${dataset}.web_logs_silver` (
+CREATE TABLE IF NOT EXISTS `${silver}.web_logs_silver` (
   client_network STRING NOT NULL OPTIONS(description="The client address truncated to its network (default /24 for IPv4, /48 for IPv6) or, in hash mode, its salted hash"),
   visitor_id STRING NOT NULL OPTIONS(description="Salted hash of address and user agent: counts unique visitors without keeping who they are"),
   ident STRING OPTIONS(description="RFC 1413 identity (almost always absent: '-' in the log)"),

@@ -1,5 +1,5 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
-CREATE TABLE IF NOT EXISTS `${dataset}.web_traffic_by_city` (
+CREATE TABLE IF NOT EXISTS `${gold}.web_traffic_by_city` (
   window_start TIMESTAMP NOT NULL OPTIONS(description="Start of the event-time window (inclusive)"),
   window_end TIMESTAMP NOT NULL OPTIONS(description="End of the event-time window (exclusive)"),
   granularity STRING NOT NULL OPTIONS(description="Window size: minute, hour (or N s)"),

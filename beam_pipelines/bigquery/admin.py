@@ -1,0 +1,202 @@
+"""Creating and removing the warehouse: datasets, tables, rule tables and reporting views.
+
+Tables are created from the schema declaration (schema, descriptions, partitioning and
+clustering), the same declaration that generates ``sql/ddl/``. Every step is idempotent and
+reported as one line: ``created``, ``exists``, ``updated`` (columns added to an older
+table) or ``replaced`` (views, rule tables).
+"""
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from beam_pipelines.bigquery.warehouse import DATASETS, Warehouse, table_layout
+from beam_pipelines.errors import UserError
+from schemas.core import RecordSchema
+from schemas.dead_letter import DEAD_LETTERS
+from schemas.ops import ALERT_RULES, LOCATIONS, OPS_TABLES, PIPELINE_SETTINGS
+from schemas.server_metrics import GOLD_TABLES, SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
+from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from transforms.rules import ServerMetricsRules
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+#: Every table of the warehouse, in creation order.
+WAREHOUSE_TABLES: tuple[RecordSchema, ...] = (
+    (SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES
+    + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,) + OPS_TABLES)
+
+
+def render_sql(text: str, identifiers: dict[str, str]) -> str:
+    """Substitute ``${bronze}``, ``${gold}``, … with validated dataset ids (values are
+    query parameters, never substituted). An unknown name is an error, not a blank."""
+    try:
+        return string.Template(text).substitute(identifiers)
+    except KeyError as exc:
+        raise UserError(f"SQL names an unknown dataset ${{{exc.args[0]}}}") from None
+
+
+def _client(warehouse: Warehouse):
+    from beam_pipelines.bigquery.emulator import client
+
+    return client(warehouse.project)
+
+
+def _api_error(exc) -> UserError:
+    return UserError(getattr(exc, "message", None) or str(exc).splitlines()[0])
+
+
+def missing_datasets(warehouse: Warehouse, client=None) -> list[str]:
+    from google.api_core import exceptions
+
+    client = client or _client(warehouse)
+    missing = []
+    for suffix in ("bronze", "silver", "gold", "ops"):
+        name = warehouse.dataset(suffix)
+        try:
+            client.get_dataset(f"{warehouse.project}.{name}", timeout=30)
+        except exceptions.NotFound:
+            missing.append(name)
+        except exceptions.GoogleAPICallError as exc:
+            raise _api_error(exc) from None
+    return missing
+
+
+def _table(warehouse: Warehouse, schema: RecordSchema):
+    from google.cloud import bigquery
+
+    table = bigquery.Table(warehouse.table_id(schema), schema=[
+        bigquery.SchemaField.from_api_repr(f) for f in schema.bigquery_schema()])
+    table.description = schema.description
+    layout = table_layout(schema)
+    if "timePartitioning" in layout:
+        table.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY, field=schema.partition_field)
+    if "clustering" in layout:
+        table.clustering_fields = list(schema.clustering)
+    return table
+
+
+def _ensure_table(client, warehouse: Warehouse, schema: RecordSchema) -> str:
+    from google.api_core import exceptions
+
+    wanted = _table(warehouse, schema)
+    try:
+        existing = client.get_table(wanted.reference, timeout=30)
+    except exceptions.NotFound:
+        client.create_table(wanted, timeout=30)
+        return f"created table {wanted.full_table_id or warehouse.table_id(schema)}"
+    have = {f.name for f in existing.schema}
+    added = [f for f in wanted.schema if f.name not in have]
+    if added:
+        # BigQuery adds columns in place; new columns are NULLABLE for the rows already there.
+        from google.cloud import bigquery
+
+        existing.schema = list(existing.schema) + [
+            bigquery.SchemaField(f.name, f.field_type, mode="NULLABLE",
+                                 description=f.description) for f in added]
+        client.update_table(existing, ["schema"], timeout=30)
+        return (f"updated table {warehouse.table_id(schema)}: added "
+                f"{', '.join(f.name for f in added)}")
+    return f"exists  table {warehouse.table_id(schema)}"
+
+
+def _query(client, sql: str, params=()):
+    from google.cloud import bigquery
+
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)))
+    return job.result(timeout=300)
+
+
+def _p(name: str, kind: str, value):
+    from google.cloud import bigquery
+
+    return bigquery.ScalarQueryParameter(name, kind, value)
+
+
+def load_rules(client, warehouse: Warehouse, rules: ServerMetricsRules) -> list[str]:
+    """Replace the rule tables' rows with the rules file's (small tables: one
+    parameterised INSERT per row, after a TRUNCATE)."""
+    ops = warehouse.identifiers()["ops"]
+    w = rules.health_weights
+    rows = {
+        PIPELINE_SETTINGS: [[
+            _p("high_cpu_threshold", "FLOAT64", rules.high_cpu_threshold),
+            _p("high_memory_threshold", "FLOAT64", rules.high_memory_threshold),
+            _p("weight_cpu", "FLOAT64", w.cpu), _p("weight_memory", "FLOAT64", w.memory),
+            _p("weight_high_utilization", "FLOAT64", w.high_utilization)]],
+        ALERT_RULES: [[
+            _p("name", "STRING", r.name), _p("metric", "STRING", r.metric),
+            _p("severity", "STRING", r.severity), _p("above", "FLOAT64", r.above),
+            _p("below", "FLOAT64", r.below)] for r in rules.alert_rules],
+        LOCATIONS: [[
+            _p("location", "STRING", loc.name), _p("latitude", "FLOAT64", loc.latitude),
+            _p("longitude", "FLOAT64", loc.longitude)] for loc in rules.locations],
+    }
+    done = []
+    for schema, params_per_row in rows.items():
+        table = f"`{ops}.{schema.name}`"
+        _query(client, f"TRUNCATE TABLE {table}")
+        columns = ", ".join(schema.names)
+        values = ", ".join(f"@{n}" for n in schema.names)
+        for params in params_per_row:
+            _query(client, f"INSERT INTO {table} ({columns}) VALUES ({values})", params)
+        done.append(f"replaced rows  {ops}.{schema.name}: {len(params_per_row)} from the "
+                    "rules file")
+    return done
+
+
+def view_files() -> list[Path]:
+    return sorted((SQL_DIR / "reporting").glob("*.sql"))
+
+
+def create_views(client, warehouse: Warehouse) -> list[str]:
+    done = []
+    for path in view_files():
+        _query(client, render_sql(path.read_text(encoding="utf-8"), warehouse.identifiers()))
+        done.append(f"replaced view  {warehouse.identifiers()['reporting']}.{path.stem}")
+    return done
+
+
+def setup(warehouse: Warehouse, rules: ServerMetricsRules, client=None) -> list[str]:
+    """Datasets, tables, rule rows and views; returns what was done, one line each."""
+    from google.api_core import exceptions
+    from google.cloud import bigquery
+
+    client = client or _client(warehouse)
+    done = []
+    try:
+        for suffix in DATASETS:
+            dataset = bigquery.Dataset(f"{warehouse.project}.{warehouse.dataset(suffix)}")
+            dataset.location = warehouse.location
+            try:
+                client.get_dataset(dataset.reference, timeout=30)
+                done.append(f"exists  dataset {dataset.dataset_id}")
+            except exceptions.NotFound:
+                client.create_dataset(dataset, timeout=30)
+                done.append(f"created dataset {dataset.dataset_id}")
+        for schema in WAREHOUSE_TABLES:
+            done.append(_ensure_table(client, warehouse, schema))
+        done += load_rules(client, warehouse, rules)
+        done += create_views(client, warehouse)
+    except exceptions.GoogleAPICallError as exc:
+        raise _api_error(exc) from None
+    return done
+
+
+def teardown(warehouse: Warehouse, client=None) -> list[str]:
+    """Delete the warehouse's datasets and everything in them."""
+    from google.api_core import exceptions
+
+    client = client or _client(warehouse)
+    done = []
+    for suffix in reversed(DATASETS):
+        name = f"{warehouse.project}.{warehouse.dataset(suffix)}"
+        try:
+            client.delete_dataset(name, delete_contents=True, not_found_ok=False, timeout=60)
+            done.append(f"deleted dataset {warehouse.dataset(suffix)}")
+        except exceptions.NotFound:
+            done.append(f"absent  dataset {warehouse.dataset(suffix)}")
+        except exceptions.GoogleAPICallError as exc:
+            raise _api_error(exc) from None
+    return done

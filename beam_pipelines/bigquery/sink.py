@@ -1,0 +1,169 @@
+"""The BigQuery sink: every table of a medallion to its BigQuery table, nothing dropped.
+
+Beam's ``WriteToBigQuery`` does the writing. Schemas, partitioning and clustering come from
+the schema declaration (``schemas/``), so a table the pipeline creates is the table
+``python -m beam_pipelines.bigquery setup`` creates. Rows BigQuery rejects (streaming
+inserts, Storage Write API) come back from ``failed_rows_with_errors`` and become dead
+letters (layer ``sink``, reason ``bigquery_rejected``) with the row and BigQuery's errors;
+they are written to the dead-letter table with the pipeline's own dead letters. A load job
+(FILE_LOADS) is all or nothing: a rejected load fails the run loudly instead.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+
+import apache_beam as beam
+from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
+from apache_beam.io.gcp.bigquery_tools import RetryStrategy
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from beam_pipelines.bigquery.warehouse import Warehouse, table_layout
+from schemas.core import RecordSchema
+from schemas.dead_letter import DEAD_LETTERS
+from transforms.dead_letters import dead_letter
+
+log = logging.getLogger(__name__)
+
+FILE_LOADS, STREAMING_INSERTS, STORAGE_WRITE_API = (
+    "FILE_LOADS", "STREAMING_INSERTS", "STORAGE_WRITE_API")
+METHODS = (FILE_LOADS, STREAMING_INSERTS, STORAGE_WRITE_API)
+
+
+def default_method(streaming: bool) -> str:
+    """Load jobs are free and atomic for batch; streaming inserts make rows visible in
+    seconds (and report each rejected row) for streaming."""
+    return STREAMING_INSERTS if streaming else FILE_LOADS
+
+
+def to_bigquery_row(row: dict) -> dict:
+    """A row as BigQuery's JSON takes it: timestamps and dates as ISO-8601 text."""
+    out = {}
+    for name, value in row.items():
+        if isinstance(value, (datetime, date)):
+            value = value.isoformat()
+        out[name] = value
+    return out
+
+
+class RejectedRowFn(beam.DoFn):
+    """``(destination, row, errors)`` from ``failed_rows_with_errors`` → a dead letter."""
+
+    def __init__(self, pipeline: str, table: str):
+        self._pipeline = pipeline
+        self._table = table
+
+    def setup(self):
+        self._rejected = Metrics.counter("sink", "bigquery_rows_rejected")
+
+    def process(self, failed):
+        destination, row, errors = _unpack(failed)
+        self._rejected.inc()
+        reasons = "; ".join(
+            f"{e.get('location') or '(row)'}: {e.get('message') or e.get('reason')}"
+            for e in (errors or []) if isinstance(e, dict)) or str(errors)
+        yield dead_letter(
+            pipeline=self._pipeline, layer="sink", step=f"WriteBigQuery/{self._table}",
+            reason="bigquery_rejected", message=f"{destination} rejected the row: {reasons}",
+            payload=row, source=row.get("source") if isinstance(row, dict) else None)
+
+
+def _unpack(failed) -> tuple:
+    if isinstance(failed, tuple) and len(failed) == 3:
+        return failed
+    if isinstance(failed, tuple) and len(failed) == 2:  # (destination, row): no details
+        return failed[0], failed[1], []
+    return "?", failed, []
+
+
+class _LogLostDeadLetterFn(beam.DoFn):
+    """The dead-letter table itself rejected a dead letter: there is no table left to put
+    it in, so it goes to the worker log in full, at ERROR, and to a counter."""
+
+    def setup(self):
+        self._lost = Metrics.counter("sink", "dead_letters_rejected")
+
+    def process(self, failed):
+        destination, row, errors = _unpack(failed)
+        self._lost.inc()
+        log.error("%s rejected a dead letter (%s): %r", destination, errors, row)
+
+
+class WriteBigQueryTable(beam.PTransform):
+    """Rows of one schema → its BigQuery table. Returns the rejected rows as dead letters
+    (an empty PCollection for FILE_LOADS)."""
+
+    def __init__(self, warehouse: Warehouse, schema: RecordSchema, method: str,
+                 pipeline: str, streaming: bool = False, temp_location: str | None = None,
+                 validate: bool = True):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"unknown BigQuery write method {method!r}")
+        self._warehouse = warehouse
+        self._schema = schema
+        self._method = method
+        self._pipeline = pipeline
+        self._streaming = streaming
+        self._temp = temp_location
+        self._validate = validate
+
+    def write_transform(self) -> WriteToBigQuery:
+        """The configured ``WriteToBigQuery`` (exposed so tests can check its settings)."""
+        kwargs = {}
+        if self._method == FILE_LOADS:
+            if self._temp:
+                kwargs["custom_gcs_temp_location"] = self._temp
+            if self._streaming:
+                kwargs["triggering_frequency"] = 60  # one load job per table a minute
+        if self._method == STREAMING_INSERTS:
+            # Retry what BigQuery says is transient; return the rest as failed rows.
+            kwargs["insert_retry_strategy"] = RetryStrategy.RETRY_ON_TRANSIENT_ERROR
+        if self._method == STORAGE_WRITE_API and self._streaming:
+            kwargs["triggering_frequency"] = 5
+        return WriteToBigQuery(
+            table=self._warehouse.table_spec(self._schema),
+            schema={"fields": self._schema.bigquery_schema()},
+            method=self._method,
+            create_disposition=BigQueryDisposition.CREATE_IF_NEEDED,
+            write_disposition=BigQueryDisposition.WRITE_APPEND,
+            additional_bq_parameters=table_layout(self._schema),
+            validate=self._validate,
+            **kwargs)
+
+    def expand(self, rows):
+        result = (rows
+                  | "ToBigQueryRow" >> beam.Map(to_bigquery_row)
+                  | "WriteToBigQuery" >> self.write_transform())
+        if self._method == FILE_LOADS:
+            return rows.pipeline | "NoRejections" >> beam.Create([])
+        return (result.failed_rows_with_errors
+                | "RejectedToGlobal" >> beam.WindowInto(GlobalWindows())
+                | "RejectedToDeadLetters" >> beam.ParDo(
+                    RejectedRowFn(self._pipeline, self._schema.name)))
+
+
+def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method: str,
+                             pipeline: str, streaming: bool = False,
+                             temp_location: str | None = None, validate: bool = True) -> None:
+    """Every table of a medallion's output dict to the warehouse; rows BigQuery rejects
+    join the dead letters."""
+    by_name = {schema.name: schema for schema in schemas}
+    rejected = []
+    for name, rows in tables.items():
+        if name == DEAD_LETTERS.name:
+            continue
+        label = "".join(part.capitalize() for part in name.split("_"))
+        rejected.append(rows | f"BigQuery{label}" >> WriteBigQueryTable(
+            warehouse, by_name[name], method, pipeline, streaming, temp_location, validate))
+    dead = tables[DEAD_LETTERS.name] | "DeadLettersToGlobal" >> beam.WindowInto(
+        GlobalWindows())
+    all_dead = (dead, *rejected) | "WithSinkRejections" >> beam.Flatten()
+    lost = (all_dead
+            | "ToBigQueryRow" >> beam.Map(to_bigquery_row)
+            | "BigQueryDeadLetters" >> WriteBigQueryTable(
+                warehouse, DEAD_LETTERS, method, pipeline, streaming, temp_location,
+                validate).write_transform())
+    if method != FILE_LOADS:
+        lost.failed_rows_with_errors | "LogLostDeadLetters" >> beam.ParDo(
+            _LogLostDeadLetterFn())

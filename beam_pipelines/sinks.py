@@ -1,0 +1,99 @@
+"""Where a pipeline's tables go, chosen by ``--sink``: the local lakehouse (Parquet files
+and a DuckDB catalog) or BigQuery. The graph up to the sink is the same for both."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from beam_pipelines.errors import UserError
+
+
+@dataclass(frozen=True)
+class LakehouseSink:
+    output_dir: str
+
+    name = "lakehouse"
+
+    def write(self, tables: dict, schemas, streaming: bool = False) -> None:
+        from beam_pipelines.lakehouse import write_tables
+
+        write_tables(tables, schemas, self.output_dir, streaming=streaming)
+
+    def describe(self) -> str:
+        return f"the lakehouse in {self.output_dir}"
+
+
+@dataclass(frozen=True)
+class BigQuerySink:
+    warehouse: object  # beam_pipelines.bigquery.warehouse.Warehouse
+    method: str
+    pipeline: str
+    temp_location: str | None = None
+    validate: bool = True
+
+    name = "bigquery"
+
+    def write(self, tables: dict, schemas, streaming: bool = False) -> None:
+        from beam_pipelines.bigquery.sink import write_tables_to_bigquery
+
+        write_tables_to_bigquery(tables, schemas, self.warehouse, self.method, self.pipeline,
+                                 streaming, self.temp_location, self.validate)
+
+    def describe(self) -> str:
+        w = self.warehouse
+        return (f"BigQuery ({w.project}: {w.prefix}_bronze, _silver, _gold, _ops; "
+                f"{self.method})")
+
+
+def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink:
+    if isinstance(sink_or_output_dir, str):
+        return LakehouseSink(sink_or_output_dir)
+    return sink_or_output_dir
+
+
+def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool):
+    """The sink the flags ask for, checked: names, write method, credentials, datasets."""
+    if opts.sink == "lakehouse":
+        return LakehouseSink(opts.output_dir)
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    from beam_pipelines.bigquery import emulator
+    from beam_pipelines.bigquery.sink import METHODS, STORAGE_WRITE_API, default_method
+    from beam_pipelines.bigquery.warehouse import Warehouse
+
+    gcp = options.view_as(GoogleCloudOptions)
+    warehouse = Warehouse(opts.bq_project or gcp.project, opts.bq_dataset_prefix,
+                          opts.bq_location)
+    method = default_method(streaming) if opts.bq_write_method == "auto" else \
+        opts.bq_write_method
+    if method not in METHODS:
+        raise UserError(f"--bq-write-method {method}: one of auto, {', '.join(METHODS)}")
+    local_emulator = emulator.emulator_url() is not None
+    if local_emulator and dataflow:
+        raise UserError("BIGQUERY_EMULATOR_HOST points this process at a local emulator; a "
+                        "Dataflow job writes to the real BigQuery: unset it")
+    if method == STORAGE_WRITE_API and local_emulator:
+        raise UserError("--bq-write-method STORAGE_WRITE_API needs Beam's Java expansion "
+                        "service and the real BigQuery; use FILE_LOADS or STREAMING_INSERTS "
+                        "with the emulator")
+    temp = gcp.temp_location
+    if method == "FILE_LOADS" and not local_emulator and not (temp or "").startswith("gs://"):
+        raise UserError("--bq-write-method FILE_LOADS stages files in Cloud Storage: pass "
+                        "--temp_location gs://BUCKET/tmp (or use STREAMING_INSERTS)")
+    emulator.use_emulator(warehouse.project)
+    emulator.require_credentials()
+    if not dataflow or local_emulator:
+        from beam_pipelines.bigquery.admin import missing_datasets
+
+        missing = missing_datasets(warehouse)
+        if missing:
+            raise UserError(
+                f"BigQuery dataset(s) {', '.join(missing)} do not exist: create them with "
+                f"`python -m beam_pipelines.bigquery setup --project {warehouse.project} "
+                f"--dataset-prefix {warehouse.prefix}`")
+    if local_emulator and method == "FILE_LOADS":
+        import tempfile
+
+        # The emulator loads files from local paths, which Beam only accepts unvalidated.
+        return BigQuerySink(warehouse, method, pipeline,
+                            temp or tempfile.mkdtemp(prefix="bq-loads-"), validate=False)
+    return BigQuerySink(warehouse, method, pipeline, temp)
