@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome = module.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:
             print(summary(outcome["catalog"], outcome["output_dir"]))
+        elif outcome["sink"].name == "bigquery":
+            print(f"Done: the tables are in {outcome['sink'].describe()}; Looker Studio "
+                  "reads the views of the _reporting dataset.")
     except UserError as exc:
         print(f"python -m run: error: {exc}", file=sys.stderr)
         return 2

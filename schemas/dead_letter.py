@@ -58,6 +58,9 @@ REASONS: dict[str, str] = {
     # streaming
     "late": "The record arrived after its event-time window closed (beyond the allowed "
             "lateness).",
+    # sinks
+    "bigquery_rejected": "BigQuery refused the row (its errors are in the message); the row "
+                         "is the payload, to fix and insert again.",
     # any step
     "internal_error": "The step failed unexpectedly on this record (a bug: please report).",
 }

@@ -107,3 +107,25 @@ def pubsub_emulator():
             os.environ.pop("PUBSUB_EMULATOR_HOST", None)
         else:
             os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator():
+    """bqemulator (BigQuery's REST API on DuckDB) from its own virtualenv, on a free port.
+    ``make test`` builds that virtualenv first; without it these tests fail, never skip."""
+    from beam_pipelines.local_services import BQ_VENV, BigQueryEmulator
+
+    if not os.path.exists(os.path.join(BQ_VENV, "bin", "bqemulator")):
+        pytest.fail(f"the BigQuery emulator is not installed in {BQ_VENV}: run `make bqemulator`")
+    emulator = BigQueryEmulator().start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def bigquery_env(bigquery_emulator, monkeypatch):
+    """BIGQUERY_EMULATOR_HOST points this test's clients (and Beam's) at the emulator."""
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_emulator.url)
+    return bigquery_emulator

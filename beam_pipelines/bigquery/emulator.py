@@ -38,11 +38,15 @@ def use_emulator(project: str | None = None) -> str | None:
 
     bigquery_v2_client.BigqueryV2.BASE_URL = f"{url}/bigquery/v2/"
     if not getattr(google.auth.default, "_emulator", False):
-        def anonymous(*args, **kwargs):
-            return AnonymousCredentials(), os.environ.get("GOOGLE_CLOUD_PROJECT")
+        real_default = google.auth.default
 
-        anonymous._emulator = True
-        google.auth.default = anonymous
+        def default(*args, **kwargs):
+            if emulator_url():
+                return AnonymousCredentials(), os.environ.get("GOOGLE_CLOUD_PROJECT")
+            return real_default(*args, **kwargs)
+
+        default._emulator = True
+        google.auth.default = default
     return url
 
 

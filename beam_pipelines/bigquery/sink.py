@@ -145,9 +145,10 @@ class WriteBigQueryTable(beam.PTransform):
 
 def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method: str,
                              pipeline: str, streaming: bool = False,
-                             temp_location: str | None = None, validate: bool = True) -> None:
+                             temp_location: str | None = None,
+                             validate: bool = True) -> beam.PCollection:
     """Every table of a medallion's output dict to the warehouse; rows BigQuery rejects
-    join the dead letters."""
+    join the dead letters. Returns what goes to the dead-letter table."""
     by_name = {schema.name: schema for schema in schemas}
     rejected = []
     for name, rows in tables.items():
@@ -167,3 +168,4 @@ def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method
     if method != FILE_LOADS:
         lost.failed_rows_with_errors | "LogLostDeadLetters" >> beam.ParDo(
             _LogLostDeadLetterFn())
+    return all_dead

@@ -1,0 +1,53 @@
+-- web_traffic_by_agent: requests per user-agent family and class, per minute and per hour of event time
+-- (granularity 'minute' and 'hour': the pipeline's default --windows), from silver.
+-- unique_visitors is exact here (COUNT DISTINCT); the pipeline's sketch is exact up to
+-- 1,024 visitors per row and within about 3 % above.
+-- Scheduled every 15 minutes; replaces, in one atomic MERGE, the partitions of
+-- DATE(@run_time) - 2 days … DATE(@run_time). ${silver} and ${gold} are validated ids.
+MERGE `${gold}.web_traffic_by_agent` AS target
+USING (
+  WITH silver AS (
+    SELECT * FROM `${silver}.web_logs_silver`
+    WHERE DATE(timestamp) BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY) AND DATE(@run_time)
+  ),
+  windowed AS (
+    SELECT *, 'minute' AS granularity, TIMESTAMP_TRUNC(timestamp, MINUTE) AS window_start,
+      TIMESTAMP_ADD(TIMESTAMP_TRUNC(timestamp, MINUTE), INTERVAL 1 MINUTE) AS window_end
+    FROM silver
+    UNION ALL
+    SELECT *, 'hour' AS granularity, TIMESTAMP_TRUNC(timestamp, HOUR) AS window_start,
+      TIMESTAMP_ADD(TIMESTAMP_TRUNC(timestamp, HOUR), INTERVAL 1 HOUR) AS window_end
+    FROM silver
+  )
+  SELECT
+    window_start, window_end, granularity,
+    0 AS pane_index,
+    'ON_TIME' AS pane_timing,
+    COALESCE(browser, '(unknown)') AS browser,
+    device_class,
+    is_bot,
+    COUNT(*) AS requests,
+    SUM(COALESCE(bytes, 0)) AS bytes,
+    COUNTIF(status BETWEEN 400 AND 499) AS errors_4xx,
+    COUNTIF(status >= 500) AS errors_5xx,
+    (COUNTIF(status BETWEEN 400 AND 499) + COUNTIF(status >= 500)) / COUNT(*) AS error_rate,
+    COUNTIF(is_bot) AS bot_requests,
+    COUNT(DISTINCT visitor_id) AS unique_visitors
+  FROM windowed
+  GROUP BY window_start, window_end, granularity, COALESCE(browser, '(unknown)'),
+    device_class, is_bot
+) AS fresh
+ON FALSE
+WHEN NOT MATCHED BY SOURCE
+  AND DATE(target.window_start)
+    BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY) AND DATE(@run_time)
+  THEN DELETE
+WHEN NOT MATCHED THEN INSERT (
+  window_start, window_end, granularity, pane_index, pane_timing, browser, device_class,
+  is_bot, requests, bytes, errors_4xx, errors_5xx, error_rate, bot_requests,
+  unique_visitors
+) VALUES (
+  window_start, window_end, granularity, pane_index, pane_timing, browser, device_class,
+  is_bot, requests, bytes, errors_4xx, errors_5xx, error_rate, bot_requests,
+  unique_visitors
+);

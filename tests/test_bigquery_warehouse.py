@@ -1,0 +1,252 @@
+"""The BigQuery warehouse offline: names, the sink's configuration, rejected rows, the SQL
+files against the schema declaration, the scheduled queries' dry run, Looker links."""
+from __future__ import annotations
+
+import json
+import re
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipelines.bigquery import admin, scheduled
+from beam_pipelines.bigquery.sink import (
+    FILE_LOADS,
+    STORAGE_WRITE_API,
+    STREAMING_INSERTS,
+    RejectedRowFn,
+    WriteBigQueryTable,
+    to_bigquery_row,
+    write_tables_to_bigquery,
+)
+from beam_pipelines.bigquery.warehouse import Warehouse, check_dataset, check_project
+from beam_pipelines.cli import main
+from beam_pipelines.errors import UserError
+from schemas.dead_letter import DEAD_LETTERS, REASONS
+from schemas.server_metrics import HOURLY_SERVER_METRICS, SERVER_METRICS_SILVER
+from tests.conftest import NOW, test_pipeline
+
+
+# ---- names ------------------------------------------------------------------------------
+@pytest.mark.parametrize("project", ["my-project", "acme-telemetry-prod", "example.com:proj-1"])
+def test_valid_projects(project):
+    assert check_project(project) == project
+
+
+@pytest.mark.parametrize("project", ["", "My-Project", "ab", "1project", "proj_ect",
+                                     "proj-", "p" * 31, "proj;drop"])
+def test_invalid_projects_are_one_clear_error(project):
+    with pytest.raises(UserError, match="project"):
+        check_project(project)
+
+
+@pytest.mark.parametrize("name", ["bad-name", "with space", "semi;colon", "", "x" * 1025,
+                                  "back`tick"])
+def test_invalid_dataset_names(name):
+    with pytest.raises(UserError, match="not a BigQuery dataset name"):
+        check_dataset(name)
+
+
+def test_one_dataset_per_layer_and_qualified_ids():
+    w = Warehouse("my-project", "telemetry")
+    assert w.table_spec(SERVER_METRICS_SILVER) == "my-project:telemetry_silver.server_metrics_silver"
+    assert w.table_id(DEAD_LETTERS) == "my-project.telemetry_ops.dead_letters"
+    assert w.identifiers()["gold"] == "my-project.telemetry_gold"
+    with pytest.raises(UserError, match="--bq-dataset-prefix"):
+        Warehouse("my-project", "tele-metry")
+    with pytest.raises(UserError, match="--bq-location"):
+        Warehouse("my-project", "t", "US; DROP")
+
+
+def test_a_bad_prefix_on_the_command_line_is_one_line(capsys, tmp_path):
+    code = main(["--sink", "bigquery", "--bq-project", "my-project", "--bq-dataset-prefix",
+                 "bad-prefix", "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "bad-prefix" in err and "Traceback" not in err
+
+
+def test_file_loads_outside_the_emulator_needs_a_cloud_storage_temp_location(capsys, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    code = main(["--sink", "bigquery", "--bq-project", "my-project", "--output-dir",
+                 str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--temp_location gs://" in err
+
+
+def test_no_credentials_fails_fast_with_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login either
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    code = main(["--sink", "bigquery", "--bq-project", "my-project", "--bq-write-method",
+                 "STREAMING_INSERTS", "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "credentials" in err and err.count("\n") == 1
+
+
+# ---- the sink's configuration ------------------------------------------------------------
+@pytest.mark.parametrize("method", [FILE_LOADS, STREAMING_INSERTS, STORAGE_WRITE_API])
+def test_write_is_configured_from_the_schema_declaration(method):
+    w = Warehouse("my-project", "telemetry")
+    write = WriteBigQueryTable(w, HOURLY_SERVER_METRICS, method, "server_metrics",
+                               temp_location="gs://bucket/tmp").write_transform()
+    assert write.method == method
+    assert write.table_reference.projectId == "my-project"
+    assert write.table_reference.datasetId == "telemetry_gold"
+    assert write.table_reference.tableId == "hourly_server_metrics"
+    fields = write.schema["fields"]
+    assert [f["name"] for f in fields] == list(HOURLY_SERVER_METRICS.names)
+    assert {f["name"]: f["mode"] for f in fields}["server_id"] == "REQUIRED"
+    assert write.additional_bq_parameters == {
+        "timePartitioning": {"type": "DAY", "field": "metric_date"},
+        "clustering": {"fields": ["server_id", "location"]}}
+    assert write.create_disposition == "CREATE_IF_NEEDED"
+    assert write.write_disposition == "WRITE_APPEND"
+
+
+def test_rows_become_bigquery_json():
+    row = {"timestamp": NOW, "metric_date": NOW.date(), "cpu_usage": 1.5, "server_id": "a"}
+    assert json.loads(json.dumps(to_bigquery_row(row))) == {
+        "timestamp": "2026-01-06T12:00:00+00:00", "metric_date": "2026-01-06",
+        "cpu_usage": 1.5, "server_id": "a"}
+
+
+def test_a_rejected_row_becomes_a_dead_letter_with_the_row_and_the_errors():
+    fn = RejectedRowFn("server_metrics", "server_metrics_silver")
+    fn.setup()
+    row = {"server_id": "a", "cpu_usage": "abc", "source": "f.jsonl"}
+    (letter,) = fn.process(("p:d.server_metrics_silver", row, [
+        {"reason": "invalid", "location": "cpu_usage", "message": "Cannot convert 'abc'"}]))
+    assert letter["layer"] == "sink" and letter["reason"] == "bigquery_rejected"
+    assert "bigquery_rejected" in REASONS
+    assert letter["step"] == "WriteBigQuery/server_metrics_silver"
+    assert json.loads(letter["payload"]) == row
+    assert "cpu_usage: Cannot convert 'abc'" in letter["message"]
+    assert letter["source"] == "f.jsonl" and letter["processing_timestamp"] is not None
+
+
+class _FakeWriteResult:
+    def __init__(self, failed):
+        self.failed_rows_with_errors = failed
+
+
+class _FakeWrite(beam.PTransform):
+    """Stands in for BigQuery: rejects the rows whose server_id is 'bad'."""
+
+    def expand(self, rows):
+        failed = (rows | "Bad" >> beam.Filter(lambda r: r.get("server_id") == "bad")
+                  | "Errors" >> beam.Map(
+                      lambda r: ("p:d.t", r, [{"reason": "invalid", "message": "no"}])))
+        return _FakeWriteResult(failed)
+
+
+def test_rejected_rows_of_every_table_join_the_dead_letters(monkeypatch):
+    monkeypatch.setattr(WriteBigQueryTable, "write_transform", lambda self: _FakeWrite())
+    dead_in = {"pipeline": "server_metrics", "layer": "bronze", "step": "Parse",
+               "reason": "invalid_json", "message": "m", "payload": "{}", "payload_encoding":
+               "utf-8", "source": None, "event_timestamp": None, "processing_timestamp": NOW}
+    with test_pipeline() as p:
+        tables = {
+            "server_metrics_silver": p | "Silver" >> beam.Create(
+                [{"server_id": "ok"}, {"server_id": "bad"}]),
+            "hourly_server_metrics": p | "Gold" >> beam.Create([{"server_id": "bad"}]),
+            "dead_letters": p | "Dead" >> beam.Create([dead_in]),
+        }
+        dead = write_tables_to_bigquery(
+            tables, (SERVER_METRICS_SILVER, HOURLY_SERVER_METRICS, DEAD_LETTERS),
+            Warehouse("my-project"), STREAMING_INSERTS, "server_metrics")
+        assert_that(dead | beam.Map(lambda r: (r["reason"], r["layer"], r["step"],
+                                               json.loads(r["payload"]).get("server_id"))),
+                    equal_to([("bigquery_rejected", "sink",
+                               "WriteBigQuery/hourly_server_metrics", "bad"),
+                              ("bigquery_rejected", "sink",
+                               "WriteBigQuery/server_metrics_silver", "bad"),
+                              ("invalid_json", "bronze", "Parse", None)]))
+
+
+# ---- sql/ against the schema declaration --------------------------------------------------
+def _insert_columns(sql: str) -> list[str]:
+    match = re.search(r"INSERT \((.*?)\) VALUES \((.*?)\)", sql, re.S)
+    assert match, "no INSERT (...) VALUES (...)"
+    columns = [c.strip().strip("`") for c in match.group(1).split(",")]
+    values = [c.strip().strip("`") for c in match.group(2).split(",")]
+    assert columns == values
+    return columns
+
+
+@pytest.mark.parametrize("path", scheduled.query_files(), ids=lambda p: p.stem)
+def test_every_scheduled_query_writes_every_column_of_its_table(path):
+    schema = {s.name: s for s in admin.WAREHOUSE_TABLES}[path.stem]
+    sql = path.read_text()
+    assert _insert_columns(sql) == list(schema.names)
+    assert "@run_time" in sql
+    # Only dataset ids are substituted, and only known ones.
+    names = set(re.findall(r"\$\{(\w+)\}", sql))
+    assert names <= {"bronze", "silver", "gold", "ops"}
+    assert admin.render_sql(sql, Warehouse("my-project").identifiers()).count("${") == 0
+
+
+def test_every_warehouse_table_but_ingest_and_ops_has_a_scheduled_query():
+    stems = {p.stem for p in scheduled.query_files()}
+    gold = {s.name for s in admin.WAREHOUSE_TABLES if s.layer == "gold"}
+    assert gold <= stems
+
+
+def test_an_unknown_dataset_in_sql_is_an_error():
+    with pytest.raises(UserError, match="unknown dataset"):
+        admin.render_sql("SELECT * FROM `${nope}.t`", Warehouse("my-project").identifiers())
+
+
+# ---- scheduled queries, offline --------------------------------------------------------
+def test_schedule_dry_run_prints_exactly_the_transfer_configs(capsys, monkeypatch):
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    code = bq_main(["schedule", "--project", "my-project", "--dataset-prefix", "acme",
+                    "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    plan = json.loads(out)
+    assert plan["parent"] == "projects/my-project/locations/us"
+    configs = plan["transfer_configs"]
+    assert [c["display_name"] for c in configs] == [
+        f"acme: {p.stem}" for p in scheduled.query_files()]
+    for config in configs:
+        assert config["data_source_id"] == "scheduled_query"
+        assert config["schedule"] == "every 15 minutes"
+        query = config["params"]["query"]
+        assert "${" not in query and "`my-project.acme_silver." in query
+        assert "@run_time" in query
+
+
+def test_schedule_rejects_a_bad_prefix_before_any_call(capsys):
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    assert bq_main(["schedule", "--project", "my-project", "--dataset-prefix", "a-b",
+                    "--dry-run"]) == 2
+    assert "a-b" in capsys.readouterr().err
+
+
+# ---- Looker Studio ----------------------------------------------------------------------
+def test_looker_prints_one_linking_api_url_per_report_view(capsys):
+    from urllib.parse import parse_qs, urlparse
+
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    assert bq_main(["looker", "--project", "my-project", "--dataset-prefix", "acme"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "https://" in line]
+    views = [p.stem for p in admin.view_files()]
+    assert len(lines) == len(views)
+    for line, view in zip(lines, views, strict=True):
+        url = urlparse(line[line.index("https://"):])
+        assert url.netloc == "lookerstudio.google.com"
+        assert url.path == "/reporting/create"
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert query["ds.ds0.connector"] == "bigQuery"
+        assert query["ds.ds0.type"] == "TABLE"
+        assert query["ds.ds0.projectId"] == "my-project"
+        assert query["ds.ds0.datasetId"] == "acme_reporting"
+        assert query["ds.ds0.tableId"] == view
