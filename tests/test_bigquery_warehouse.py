@@ -49,7 +49,8 @@ def test_invalid_dataset_names(name):
 
 def test_one_dataset_per_layer_and_qualified_ids():
     w = Warehouse("my-project", "telemetry")
-    assert w.table_spec(SERVER_METRICS_SILVER) == "my-project:telemetry_silver.server_metrics_silver"
+    assert (w.table_spec(SERVER_METRICS_SILVER)
+            == "my-project:telemetry_silver.server_metrics_silver")
     assert w.table_id(DEAD_LETTERS) == "my-project.telemetry_ops.dead_letters"
     assert w.identifiers()["gold"] == "my-project.telemetry_gold"
     with pytest.raises(UserError, match="--bq-dataset-prefix"):
