@@ -12,7 +12,7 @@ from pathlib import Path
 
 from beam_pipelines.bigquery.warehouse import DATASETS, Warehouse, table_layout
 from beam_pipelines.errors import UserError
-from schemas.core import RecordSchema
+from schemas.core import RecordSchema, _sql_string
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.ops import ALERT_RULES, LOCATIONS, OPS_TABLES, PIPELINE_SETTINGS
 from schemas.server_metrics import GOLD_TABLES, SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
@@ -87,15 +87,14 @@ def _ensure_table(client, warehouse: Warehouse, schema: RecordSchema) -> str:
         client.create_table(wanted, timeout=30)
         return f"created table {wanted.full_table_id or warehouse.table_id(schema)}"
     have = {f.name for f in existing.schema}
-    added = [f for f in wanted.schema if f.name not in have]
+    added = [f for f in schema.fields if f.name not in have]
     if added:
-        # BigQuery adds columns in place; new columns are NULLABLE for the rows already there.
-        from google.cloud import bigquery
-
-        existing.schema = list(existing.schema) + [
-            bigquery.SchemaField(f.name, f.field_type, mode="NULLABLE",
-                                 description=f.description) for f in added]
-        client.update_table(existing, ["schema"], timeout=30)
+        # New columns go in as NULLABLE (the rows already there have none): DDL, which
+        # BigQuery applies in place.
+        for f in added:
+            _query(client, f"ALTER TABLE `{warehouse.table_id(schema)}` ADD COLUMN IF NOT "
+                           f"EXISTS {f.name} {f.type.value} OPTIONS(description="
+                           f"{_sql_string(f.description)})")
         return (f"updated table {warehouse.table_id(schema)}: added "
                 f"{', '.join(f.name for f in added)}")
     return f"exists  table {warehouse.table_id(schema)}"

@@ -76,6 +76,15 @@ class Warehouse:
         """``project.dataset.table`` (the google-cloud-bigquery spelling)."""
         return f"{self.project}.{self.dataset_of(schema)}.{check_table(schema.name)}"
 
+    def table_id_of(self, name: str) -> str:
+        """``project.dataset.table`` of a warehouse table by name."""
+        from beam_pipelines.bigquery.admin import WAREHOUSE_TABLES
+
+        by_name = {s.name: s for s in WAREHOUSE_TABLES}
+        if name not in by_name:
+            raise UserError(f"unknown table {name!r}")
+        return self.table_id(by_name[name])
+
     def table_spec(self, schema: RecordSchema) -> str:
         """``project:dataset.table`` (Beam's spelling)."""
         return f"{self.project}:{self.dataset_of(schema)}.{check_table(schema.name)}"

@@ -1,7 +1,7 @@
 -- alerts: one row per server, minute and rule that fired, from silver. The rules come from
 -- ${ops}.alert_rules (loaded from the rules file by setup): a rule fires when its metric is
 -- above `above` (or below `below`) in at least one record of the minute.
--- Scheduled every 15 minutes; replaces DATE(@run_time) - 2 days … DATE(@run_time).
+-- Scheduled every 15 minutes; replaces DATE(run_time) - 2 days … DATE(run_time).
 MERGE `${gold}.alerts` AS target
 USING (
   WITH minute AS (

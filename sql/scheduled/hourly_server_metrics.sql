@@ -1,8 +1,8 @@
 -- hourly_server_metrics: per server and hour of event time, from silver.
 -- Scheduled every 15 minutes. Each run replaces, in one atomic MERGE, the partitions of the
--- event dates DATE(@run_time) - 2 days … DATE(@run_time): re-running a run gives the same
+-- event dates DATE(run_time) - 2 days … DATE(run_time): re-running a run gives the same
 -- table, and data up to two days late is picked up. For older dates, run a backfill with
--- an older @run_time. ${silver}, ${gold} and ${ops} are validated dataset ids.
+-- an older run_time. ${silver}, ${gold} and ${ops} are validated dataset ids.
 MERGE `${gold}.hourly_server_metrics` AS target
 USING (
   WITH silver AS (

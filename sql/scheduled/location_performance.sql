@@ -1,6 +1,6 @@
 -- location_performance: per location, server type and day (seed 000), with the
 -- location's coordinates from ${ops}.locations (loaded from the rules file by setup).
--- Scheduled every 15 minutes; replaces DATE(@run_time) - 2 days … DATE(@run_time).
+-- Scheduled every 15 minutes; replaces DATE(run_time) - 2 days … DATE(run_time).
 MERGE `${gold}.location_performance` AS target
 USING (
   WITH silver AS (

@@ -1,7 +1,7 @@
 -- server_health_summary: per server and day (seed 000), with the health score
 -- 100 - (avg_cpu*w_cpu + avg_memory*w_memory + high_util_pct*w_high), clamped to [0, 100];
 -- the weights come from ${ops}.pipeline_settings (loaded from the rules file by setup).
--- Scheduled every 15 minutes; replaces DATE(@run_time) - 2 days … DATE(@run_time).
+-- Scheduled every 15 minutes; replaces DATE(run_time) - 2 days … DATE(run_time).
 MERGE `${gold}.server_health_summary` AS target
 USING (
   WITH silver AS (

@@ -1,6 +1,6 @@
 -- server_metrics_minutely: per server and minute of event time, from silver.
--- Scheduled every 15 minutes; replaces the partitions of DATE(@run_time) - 2 days …
--- DATE(@run_time) atomically (see hourly_server_metrics.sql).
+-- Scheduled every 15 minutes; replaces the partitions of DATE(run_time) - 2 days …
+-- DATE(run_time) atomically (see hourly_server_metrics.sql).
 MERGE `${gold}.server_metrics_minutely` AS target
 USING (
   WITH silver AS (

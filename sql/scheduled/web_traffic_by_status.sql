@@ -3,7 +3,7 @@
 -- unique_visitors is exact here (COUNT DISTINCT); the pipeline's sketch is exact up to
 -- 1,024 visitors per row and within about 3 % above.
 -- Scheduled every 15 minutes; replaces, in one atomic MERGE, the partitions of
--- DATE(@run_time) - 2 days … DATE(@run_time). ${silver} and ${gold} are validated ids.
+-- DATE(run_time) - 2 days … DATE(run_time). ${silver} and ${gold} are validated ids.
 MERGE `${gold}.web_traffic_by_status` AS target
 USING (
   WITH silver AS (
