@@ -29,6 +29,7 @@ class BigQuerySink:
     pipeline: str
     temp_location: str | None = None
     validate: bool = True
+    layers: tuple[str, ...] = ("bronze", "silver", "gold")
 
     name = "bigquery"
 
@@ -36,12 +37,12 @@ class BigQuerySink:
         from beam_pipelines.bigquery.sink import write_tables_to_bigquery
 
         write_tables_to_bigquery(tables, schemas, self.warehouse, self.method, self.pipeline,
-                                 streaming, self.temp_location, self.validate)
+                                 streaming, self.temp_location, self.validate, self.layers)
 
     def describe(self) -> str:
         w = self.warehouse
-        return (f"BigQuery ({w.project}: {w.prefix}_bronze, _silver, _gold, _ops; "
-                f"{self.method})")
+        datasets = ", ".join(f"{w.prefix}_{layer}" for layer in self.layers + ("ops",))
+        return f"BigQuery ({w.project}: {datasets}; {self.method})"
 
 
 def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink:
@@ -67,6 +68,11 @@ def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool):
         opts.bq_write_method
     if method not in METHODS:
         raise UserError(f"--bq-write-method {method}: one of auto, {', '.join(METHODS)}")
+    layers = tuple(part.strip() for part in opts.bq_layers.split(",") if part.strip())
+    unknown = sorted(set(layers) - {"bronze", "silver", "gold"})
+    if unknown or not layers:
+        raise UserError(f"--bq-layers {opts.bq_layers!r}: a comma-separated list of bronze, "
+                        "silver and gold")
     local_emulator = emulator.emulator_url() is not None
     if local_emulator and dataflow:
         raise UserError("BIGQUERY_EMULATOR_HOST points this process at a local emulator; a "
@@ -95,5 +101,6 @@ def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool):
 
         # The emulator loads files from local paths, which Beam only accepts unvalidated.
         return BigQuerySink(warehouse, method, pipeline,
-                            temp or tempfile.mkdtemp(prefix="bq-loads-"), validate=False)
-    return BigQuerySink(warehouse, method, pipeline, temp)
+                            temp or tempfile.mkdtemp(prefix="bq-loads-"), validate=False,
+                            layers=layers)
+    return BigQuerySink(warehouse, method, pipeline, temp, layers=layers)

@@ -148,6 +148,62 @@ def test_the_scheduled_sql_is_idempotent(metrics_run):
     assert first == again and all(first.values())
 
 
+def test_the_scheduled_silver_sql_accepts_and_rejects_what_beam_does(metrics_run):
+    from collections import Counter
+
+    beam_w, sql_w = metrics_run["beam"], metrics_run["sql"]
+    beam_ids = beam_w.identifiers()
+    # sql_m's checking view reads beam_m's bronze.
+    admin.create_views(_client(), sql_w, identifiers={"bronze": beam_ids["bronze"]})
+    newest = list(_client().query(
+        f"SELECT MAX(timestamp) AS t FROM `{beam_w.table_id_of('server_metrics_bronze')}`"
+    ).result())[0]["t"]
+    for _ in range(2):  # idempotent: the second run leaves the same rows
+        scheduled.run_now(sql_w, newest, only="silver")
+        silver_schema = {s.name: s for s in admin.WAREHOUSE_TABLES}["server_metrics_silver"]
+        beam_rows = _rows(beam_w.table_id(silver_schema))
+        sql_rows = _rows(sql_w.table_id(silver_schema))
+        assert len(sql_rows) == len(beam_rows) > 2000
+        key = ("server_id", "timestamp")
+        by_key = {tuple(r[k] for k in key): r for r in beam_rows}
+        assert {tuple(r[k] for k in key) for r in sql_rows} == by_key.keys()
+        for row in sql_rows:
+            beam_row = by_key[tuple(row[k] for k in key)]
+            assert row == beam_row, {c: (row[c], beam_row[c]) for c in row
+                                     if row[c] != beam_row[c]}
+        sql_dead = Counter(r["reason"] for r in _rows(sql_w.table_id_of("dead_letters")))
+        beam_dead = Counter(r["reason"] for r in _rows(beam_w.table_id_of("dead_letters"))
+                            if r["layer"] == "silver")
+        assert sql_dead == beam_dead and sql_dead["duplicate_event"] > 0
+    # Nothing leaves bronze silently.
+    assert (len(sql_rows) + sum(sql_dead.values())
+            == _count("beam_m_bronze.server_metrics_bronze"))
+
+
+def test_bronze_only_leaves_silver_and_gold_to_the_scheduled_sql(emulator_env, tmp_path,
+                                                                   capsys):
+    w = Warehouse(PROJECT, "elt_m")
+    admin.setup(w, load_rules())
+    out = _run(["metrics", "--sink", "bigquery", "--bq-project", PROJECT,
+                "--bq-dataset-prefix", "elt_m", "--bq-layers", "bronze",
+                "--bq-write-method", "STREAMING_INSERTS", "--sample-servers", "2",
+                "--sample-duration", "30m", "--output-dir", str(tmp_path)], capsys)
+    assert "elt_m_bronze, elt_m_ops" in out
+    bronze = _count("elt_m_bronze.server_metrics_bronze")
+    assert bronze > 300 and _count("elt_m_silver.server_metrics_silver") == 0
+    assert _count("elt_m_gold.hourly_server_metrics") == 0
+    newest = list(_client().query(
+        f"SELECT MAX(timestamp) AS t FROM `{w.table_id_of('server_metrics_bronze')}`"
+    ).result())[0]["t"]
+    scheduled.run_now(w, newest)  # silver, then gold, as the scheduler would
+    silver = _count("elt_m_silver.server_metrics_silver")
+    assert bronze == silver + _count("elt_m_ops.dead_letters", "layer = 'silver'")
+    hourly = list(_client().query(
+        f"SELECT SUM(record_count) AS n FROM `{PROJECT}.elt_m_gold.hourly_server_metrics`"
+    ).result())[0]["n"]
+    assert hourly == silver
+
+
 def test_reporting_views_read_the_gold_tables(metrics_run):
     w = metrics_run["beam"]
     health = _rows(f"{PROJECT}.{w.dataset('reporting')}.server_health_daily")

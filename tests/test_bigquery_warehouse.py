@@ -180,7 +180,7 @@ def _insert_columns(sql: str) -> list[str]:
 
 @pytest.mark.parametrize("path", scheduled.query_files(), ids=lambda p: p.stem)
 def test_every_scheduled_query_writes_every_column_of_its_table(path):
-    schema = {s.name: s for s in admin.WAREHOUSE_TABLES}[path.stem]
+    schema = {s.name: s for s in admin.WAREHOUSE_TABLES}[scheduled.target_table(path)]
     sql = path.read_text()
     assert _insert_columns(sql) == list(schema.names)
     assert "@run_time" in sql
@@ -203,6 +203,22 @@ def test_an_unknown_dataset_in_sql_is_an_error():
         admin.render_sql("SELECT * FROM `${nope}.t`", Warehouse("my-project").identifiers())
 
 
+def test_silver_sql_checks_the_declared_ranges():
+    from schemas.server_metrics import MEASUREMENT_FIELDS
+
+    sql = (admin.SQL_DIR / "ops" / "server_metrics_checked.sql").read_text()
+    for f in MEASUREMENT_FIELDS:
+        if f.minimum is not None and f.maximum is not None:
+            rule = f"b.{f.name} NOT BETWEEN {f.minimum:g} AND {f.maximum:g}"
+        else:
+            rule = f"b.{f.name} < {f.minimum:g}"
+        assert f"WHEN {rule} THEN '{f.name}'" in sql, f.name
+    from transforms.silver import SERVER_TYPE_ALIASES
+
+    for alias, canonical in SERVER_TYPE_ALIASES.items():
+        assert f"WHEN '{alias}' THEN '{canonical}'" in sql
+
+
 # ---- scheduled queries, offline --------------------------------------------------------
 def test_schedule_dry_run_prints_exactly_the_transfer_configs(capsys, monkeypatch):
     from beam_pipelines.bigquery.__main__ import main as bq_main
@@ -221,7 +237,7 @@ def test_schedule_dry_run_prints_exactly_the_transfer_configs(capsys, monkeypatc
         assert config["data_source_id"] == "scheduled_query"
         assert config["schedule"] == "every 15 minutes"
         query = config["params"]["query"]
-        assert "${" not in query and "`my-project.acme_silver." in query
+        assert "${" not in query and "`my-project.acme_" in query
         assert "@run_time" in query
 
 

@@ -111,11 +111,12 @@ class CheckServerMetricFn(beam.DoFn):
 
 def _copy_rank(record: dict):
     # Which copy of an event survives must not depend on arrival order in batch:
-    # rank the copies by content, then by where they came from.
+    # rank the copies by where they came from, then by content, then the first ingested
+    # (sql/ops/server_metrics_checked.sql ranks them alike).
     return tuple("" if record[k] is None else repr(record[k]) for k in
                  ("source", "cpu_usage", "memory_usage", "disk_io", "network_in",
                   "network_out", "temperature_c", "power_watts", "server_name",
-                  "server_type", "location"))
+                  "server_type", "location")) + (record["ingest_timestamp"],)
 
 
 class CollectCopies(beam.CombineFn):

@@ -146,14 +146,20 @@ def load_rules(client, warehouse: Warehouse, rules: ServerMetricsRules) -> list[
 
 
 def view_files() -> list[Path]:
+    """The reporting views (Looker Studio reads these)."""
     return sorted((SQL_DIR / "reporting").glob("*.sql"))
 
 
-def create_views(client, warehouse: Warehouse) -> list[str]:
+def create_views(client, warehouse: Warehouse, identifiers: dict | None = None) -> list[str]:
+    """The operational views the scheduled queries read (``sql/ops``), then the
+    reporting views (``sql/reporting``). ``identifiers`` overrides dataset ids."""
     done = []
-    for path in view_files():
-        _query(client, render_sql(path.read_text(encoding="utf-8"), warehouse.identifiers()))
-        done.append(f"replaced view  {warehouse.identifiers()['reporting']}.{path.stem}")
+    ids = {**warehouse.identifiers(), **(identifiers or {})}
+    for dataset, paths in (("ops", sorted((SQL_DIR / "ops").glob("*.sql"))),
+                           ("reporting", view_files())):
+        for path in paths:
+            _query(client, render_sql(path.read_text(encoding="utf-8"), ids))
+            done.append(f"replaced view  {ids[dataset]}.{path.stem}")
     return done
 
 

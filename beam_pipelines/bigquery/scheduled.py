@@ -19,13 +19,21 @@ from beam_pipelines.errors import UserError
 
 SCHEDULE = "every 15 minutes"
 #: Silver before gold when run in one go (scheduled, each catches up on its next run).
-ORDER = ("server_metrics_silver",)
-LAYERS = {"server_metrics_silver": "silver"}
+ORDER = ("server_metrics_silver", "server_metrics_silver_rejects")
+#: The layer each query builds (the rest build gold) ...
+LAYERS = {"server_metrics_silver": "silver", "server_metrics_silver_rejects": "silver"}
+#: ... and the table it writes (the rest write the table they are named after).
+TARGETS = {"server_metrics_silver_rejects": "dead_letters"}
+
+
+def target_table(path: Path) -> str:
+    return TARGETS.get(path.stem, path.stem)
 
 
 def query_files(only: str | None = None) -> list[Path]:
     files = sorted((SQL_DIR / "scheduled").glob("*.sql"),
-                   key=lambda p: (p.stem not in ORDER, p.stem))
+                   key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER),
+                                  p.stem))
     if only:
         files = [f for f in files if LAYERS.get(f.stem, "gold") == only]
     return files

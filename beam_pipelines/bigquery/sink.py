@@ -143,22 +143,32 @@ class WriteBigQueryTable(beam.PTransform):
                     RejectedRowFn(self._pipeline, self._schema.name)))
 
 
+LAYERS = ("bronze", "silver", "gold")
+
+
 def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method: str,
                              pipeline: str, streaming: bool = False,
-                             temp_location: str | None = None,
-                             validate: bool = True) -> beam.PCollection:
+                             temp_location: str | None = None, validate: bool = True,
+                             layers: tuple[str, ...] = LAYERS) -> beam.PCollection:
     """Every table of a medallion's output dict to the warehouse; rows BigQuery rejects
-    join the dead letters. Returns what goes to the dead-letter table."""
+    join the dead letters. Returns what goes to the dead-letter table.
+
+    ``layers``: the layers written (dead letters always are). With ``("bronze",)`` the
+    scheduled queries of ``sql/scheduled`` build silver and gold in BigQuery instead."""
     by_name = {schema.name: schema for schema in schemas}
     rejected = []
     for name, rows in tables.items():
-        if name == DEAD_LETTERS.name:
+        if name == DEAD_LETTERS.name or by_name[name].layer not in layers:
             continue
         label = "".join(part.capitalize() for part in name.split("_"))
         rejected.append(rows | f"BigQuery{label}" >> WriteBigQueryTable(
             warehouse, by_name[name], method, pipeline, streaming, temp_location, validate))
     dead = tables[DEAD_LETTERS.name] | "DeadLettersToGlobal" >> beam.WindowInto(
         GlobalWindows())
+    if tuple(layers) != LAYERS:
+        # A layer left to the scheduled queries has its rejections written by them.
+        dead = dead | "DeadLettersOfWrittenLayers" >> beam.Filter(
+            lambda r, kept=frozenset(layers) | {"sink"}: r["layer"] in kept)
     all_dead = (dead, *rejected) | "WithSinkRejections" >> beam.Flatten()
     lost = (all_dead
             | "ToBigQueryRow" >> beam.Map(to_bigquery_row)

@@ -1,0 +1,68 @@
+-- Bronze server metrics with silver's verdict on each record: the canonical columns, and
+-- `reason` (null: the record belongs in silver; else why it is a dead letter). The same
+-- rules as the pipeline's silver layer (transforms/silver.py): declared ranges (a test
+-- checks them against schemas/), known server types and their aliases, one record per
+-- server and event time. The scheduled queries server_metrics_silver and
+-- server_metrics_silver_rejects read it, filtered to the dates they rebuild.
+CREATE OR REPLACE VIEW `${ops}.server_metrics_checked`
+OPTIONS(description="Bronze server metrics with silver's verdict (reason null: accepted)") AS
+WITH canonical AS (
+  SELECT
+    b.*,
+    TRIM(b.server_id) AS canonical_server_id,
+    NULLIF(TRIM(b.server_name), '') AS canonical_server_name,
+    CASE LOWER(TRIM(b.server_type))
+      WHEN 'db' THEN 'database' WHEN 'databases' THEN 'database'
+      WHEN 'app' THEN 'application' WHEN 'apps' THEN 'application'
+      WHEN 'webserver' THEN 'web' WHEN 'www' THEN 'web'
+      WHEN 'fileserver' THEN 'file' WHEN 'storage' THEN 'file'
+      WHEN 'memcache' THEN 'cache' WHEN 'redis' THEN 'cache'
+      ELSE LOWER(TRIM(b.server_type))
+    END AS canonical_server_type,
+    NULLIF(REGEXP_REPLACE(LOWER(TRIM(REPLACE(b.location, '_', ' '))), r'\s+', '-'), '')
+      AS canonical_location,
+    CASE
+      WHEN b.cpu_usage NOT BETWEEN 0 AND 100 THEN 'cpu_usage'
+      WHEN b.memory_usage NOT BETWEEN 0 AND 100 THEN 'memory_usage'
+      WHEN b.disk_io < 0 THEN 'disk_io'
+      WHEN b.network_in < 0 THEN 'network_in'
+      WHEN b.network_out < 0 THEN 'network_out'
+      WHEN b.temperature_c NOT BETWEEN -40 AND 150 THEN 'temperature_c'
+      WHEN b.power_watts NOT BETWEEN 0 AND 5000 THEN 'power_watts'
+    END AS out_of_range
+  FROM `${bronze}.server_metrics_bronze` AS b
+),
+checked AS (
+  SELECT
+    *,
+    CASE
+      WHEN out_of_range IS NOT NULL THEN 'out_of_range'
+      WHEN canonical_server_type NOT IN ('web', 'database', 'application', 'cache', 'file')
+        THEN 'unknown_category'
+    END AS check_reason
+  FROM canonical
+),
+ranked AS (
+  SELECT
+    *,
+    -- Which copy of an event survives must not depend on arrival order.
+    ROW_NUMBER() OVER (
+      PARTITION BY canonical_server_id, timestamp, check_reason IS NULL
+      ORDER BY IFNULL(source, ''), IFNULL(CAST(cpu_usage AS STRING), ''),
+        IFNULL(CAST(memory_usage AS STRING), ''), IFNULL(CAST(disk_io AS STRING), ''),
+        IFNULL(CAST(network_in AS STRING), ''), IFNULL(CAST(network_out AS STRING), ''),
+        IFNULL(CAST(temperature_c AS STRING), ''), IFNULL(CAST(power_watts AS STRING), ''),
+        IFNULL(server_name, ''), IFNULL(server_type, ''), IFNULL(location, ''),
+        ingest_timestamp) AS copy
+  FROM checked
+)
+SELECT
+  r.*,
+  CASE
+    WHEN check_reason IS NOT NULL THEN check_reason
+    WHEN copy > 1 THEN 'duplicate_event'
+  END AS reason,
+  (r.cpu_usage > s.high_cpu_threshold OR r.memory_usage > s.high_memory_threshold) IS TRUE
+    AS is_high_utilization
+FROM ranked AS r
+CROSS JOIN `${ops}.pipeline_settings` AS s;
