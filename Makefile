@@ -2,6 +2,7 @@
 # make test  — the whole test suite (starts and stops any service it needs itself)
 # make run-streaming         — the same medallion, streaming from a live generator (2 minutes)
 # make run-streaming-pubsub  — streaming from the Pub/Sub emulator, publisher included
+# make run-bigquery-local    — both pipelines into a local BigQuery emulator, with the SQL
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ BQ_VENV  ?= .venv-bqemulator
 BQ_STAMP := $(BQ_VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: all venv bqemulator run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
+.PHONY: all venv bqemulator run-bigquery-local run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
 	distclean
 all: test
 
@@ -45,6 +46,9 @@ run-streaming: $(STAMP)         ## streaming from the in-pipeline generator, dra
 
 run-streaming-pubsub: $(STAMP)  ## emulator + publisher + streaming pipeline, stopped after 2m
 	$(BIN)/python -m beam_pipelines.demo pubsub --duration 2m $(ARGS)
+
+run-bigquery-local: $(STAMP) $(BQ_STAMP)  ## both pipelines into a local BigQuery emulator, SQL, views
+	$(BIN)/python -m beam_pipelines.demo bigquery $(ARGS)
 
 test: $(STAMP) $(BQ_STAMP)  ## unit, transform, streaming and end-to-end tests
 	$(BIN)/python -m pytest

@@ -1,10 +1,15 @@
-"""``python -m beam_pipelines.demo pubsub``: the whole streaming path on one machine, in one
-command: the official Pub/Sub emulator, a topic and subscription, the publisher paced like
-seed 000 (with malformed, duplicate and late events), and ``python -m run --streaming
---subscription ...`` reading it for ``--duration``; then everything is stopped.
+"""Whole paths on one machine, in one command each; everything is stopped at the end.
 
-Options after ``pubsub``: ``--duration`` (default 2m), ``--servers`` (10), ``--interval``
-(15ms), ``--output-dir`` (lakehouse); anything else is passed to ``python -m run``.
+``python -m beam_pipelines.demo pubsub``: the official Pub/Sub emulator, a topic and
+subscription, the publisher paced like seed 000 (with malformed, duplicate and late
+events), and ``python -m run --streaming --subscription ...`` reading it for
+``--duration``. Options after ``pubsub``: ``--duration`` (default 2m), ``--servers`` (10),
+``--interval`` (15ms), ``--output-dir`` (lakehouse); anything else goes to ``python -m run``.
+
+``python -m beam_pipelines.demo bigquery``: the BigQuery emulator (``make bqemulator``),
+``python -m beam_pipelines.bigquery setup``, the metrics and web-log pipelines with
+``--sink bigquery``, the scheduled queries run once, and a look at the reporting views.
+Options after ``bigquery`` go to both ``python -m run`` calls.
 """
 from __future__ import annotations
 
@@ -29,10 +34,68 @@ def _take(argv: list[str], flag: str, default: str) -> str:
     return value
 
 
+def bigquery_demo(argv: list[str]) -> int:
+    from beam_pipelines.local_services import BigQueryEmulator
+
+    project, prefix = "local-demo", "telemetry"
+    emulator = BigQueryEmulator(project=project)
+    try:
+        emulator.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"python -m beam_pipelines.demo: error: {exc}", file=sys.stderr)
+        return 1
+    env = {**os.environ, "BIGQUERY_EMULATOR_HOST": emulator.url}
+    where = ["--project", project, "--dataset-prefix", prefix]
+    sink = ["--sink", "bigquery", "--bq-project", project, "--bq-dataset-prefix", prefix]
+    try:
+        print(f"BigQuery emulator on {emulator.url}", flush=True)
+        for command in (
+                [sys.executable, "-m", "beam_pipelines.bigquery", "setup", *where],
+                [sys.executable, "-m", "run", "metrics", *sink, "--no-summary", *argv],
+                [sys.executable, "-m", "run", "logs", *sink, "--no-summary", *argv]):
+            subprocess.run(command, env=env, check=True)
+        os.environ["BIGQUERY_EMULATOR_HOST"] = emulator.url
+        from beam_pipelines.bigquery.emulator import client
+
+        bq = client(project)
+        # The scheduler's run_time is "now"; the sample's events are older: run as of them.
+        newest = list(bq.query(f"SELECT MAX(timestamp) AS t FROM "
+                               f"`{project}.{prefix}_silver.server_metrics_silver`").result())
+        print("Rebuilding gold with the scheduled SQL, as of the newest event:", flush=True)
+        subprocess.run([sys.executable, "-m", "beam_pipelines.bigquery", "run-scheduled",
+                        *where, "--only", "gold", "--run-time", newest[0]["t"].isoformat()],
+                       env=env, check=True)
+        print("\nWorst servers (telemetry_reporting.server_health_daily):")
+        for row in bq.query(
+                f"SELECT day, server, health_score_points, cpu_avg_pct, memory_avg_pct "
+                f"FROM `{project}.{prefix}_reporting.server_health_daily` "
+                "ORDER BY health_score_points LIMIT 5").result():
+            print(f"  {row['day']}  {row['server']:<26} health {row['health_score_points']:5.1f}"
+                  f"  cpu {row['cpu_avg_pct']:5.1f} %  memory {row['memory_avg_pct']:5.1f} %")
+        print("Top countries (telemetry_reporting.geo_requests_per_country):")
+        for row in bq.query(
+                f"SELECT country, SUM(requests) AS requests FROM "
+                f"`{project}.{prefix}_reporting.geo_requests_per_country` "
+                "GROUP BY country ORDER BY requests DESC LIMIT 5").result():
+            print(f"  {row['country']:<28} {row['requests']:>7,}")
+        print("Looker Studio links for your own project: python -m beam_pipelines.bigquery "
+              "looker --project YOUR_PROJECT")
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode
+    finally:
+        emulator.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bigquery"]:
+        return bigquery_demo(argv[1:])
     if argv[:1] != ["pubsub"]:
-        print(__doc__.split("\n\n")[0], file=sys.stderr)
+        print("usage: python -m beam_pipelines.demo pubsub|bigquery [options]",
+              file=sys.stderr)
         return 2
     argv = argv[1:]
     duration = _take(argv, "--duration", "2m")

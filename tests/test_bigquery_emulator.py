@@ -333,3 +333,13 @@ def test_the_operations_cli_against_the_emulator(emulator_env, capsys):
     assert bq_main(["teardown", "--project", PROJECT, "--dataset-prefix", "cli_t",
                     "--yes"]) == 0
     assert os.environ["BIGQUERY_EMULATOR_HOST"].startswith("http://127.0.0.1:")
+
+
+def test_the_one_command_local_bigquery_demo(capsys):
+    from beam_pipelines.demo import main as demo
+
+    assert demo(["bigquery", "--sample-duration", "20m", "--sample-servers", "3"]) == 0
+    out = capsys.readouterr().out
+    worst = out.split("Worst servers")[1].split("Top countries")[0].strip().splitlines()[1:]
+    assert len(worst) == 3 and all("health" in line for line in worst)
+    assert "United States" in out.split("Top countries")[1]
