@@ -269,3 +269,43 @@ def test_looker_prints_one_linking_api_url_per_report_view(capsys):
         assert query["ds.ds0.projectId"] == "my-project"
         assert query["ds.ds0.datasetId"] == "acme_reporting"
         assert query["ds.ds0.tableId"] == view
+
+
+class _FakeTransferClient:
+    """Stands in for the Data Transfer API, which has no emulator: records the calls."""
+
+    def __init__(self):
+        self.configs = {}
+        self.calls = []
+
+    def list_transfer_configs(self, parent):
+        self.calls.append(("list", parent))
+        return list(self.configs.values())
+
+    def create_transfer_config(self, parent, transfer_config, service_account_name):
+        self.calls.append(("create", transfer_config.display_name, service_account_name))
+        transfer_config.name = f"{parent}/transferConfigs/{len(self.configs)}"
+        self.configs[transfer_config.display_name] = transfer_config
+
+    def update_transfer_config(self, transfer_config, update_mask, service_account_name):
+        self.calls.append(("update", transfer_config.name, tuple(update_mask.paths)))
+        self.configs[transfer_config.display_name] = transfer_config
+
+
+def test_schedule_creates_then_updates_the_same_configs():
+    client = _FakeTransferClient()
+    w = Warehouse("my-project", "acme", "EU")
+    first = scheduled.schedule(w, client=client, service_account="sq@my-project.iam")
+    assert len(first) == len(scheduled.query_files())
+    assert all(line.startswith("created scheduled query 'acme: ") for line in first)
+    assert client.calls[0] == ("list", "projects/my-project/locations/eu")
+    config = client.configs["acme: hourly_server_metrics"]
+    assert config.data_source_id == "scheduled_query"
+    assert config.schedule == "every 15 minutes"
+    assert "`my-project.acme_gold.hourly_server_metrics`" in config.params["query"]
+    assert ("create", "acme: alerts", "sq@my-project.iam") in client.calls
+    again = scheduled.schedule(w, client=client, schedule="every 30 minutes", only="gold")
+    assert all(line.startswith("updated scheduled query") for line in again)
+    assert len(again) == len(scheduled.query_files("gold"))
+    assert client.configs["acme: alerts"].schedule == "every 30 minutes"
+    assert all(c[2] == ("params", "schedule") for c in client.calls if c[0] == "update")
