@@ -12,7 +12,8 @@ BQ_VENV  ?= .venv-bqemulator
 BQ_STAMP := $(BQ_VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: all venv bqemulator run-bigquery-local run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
+.PHONY: all venv bqemulator run-bigquery-local dataflow-metrics dataflow-metrics-streaming \
+	dataflow-logs dataflow-logs-streaming run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
 	distclean
 all: test
 
@@ -49,6 +50,26 @@ run-streaming-pubsub: $(STAMP)  ## emulator + publisher + streaming pipeline, st
 
 run-bigquery-local: $(STAMP) $(BQ_STAMP)  ## both pipelines into a local BigQuery emulator, SQL, views
 	$(BIN)/python -m beam_pipelines.demo bigquery $(ARGS)
+
+# Dataflow: PROJECT, BUCKET (and REGION, PREFIX, INPUT, SUBSCRIPTION) as make variables.
+# Workers install the code from setup.py; the tables go to BigQuery (see docs/DEPLOY.md).
+REGION ?= europe-west1
+PREFIX ?= telemetry
+DATAFLOW = --runner DataflowRunner --project $(PROJECT) --region $(REGION) \
+	--temp_location gs://$(BUCKET)/tmp --staging_location gs://$(BUCKET)/staging \
+	--setup_file ./setup.py --sink bigquery --bq-dataset-prefix $(PREFIX)
+
+dataflow-metrics: $(STAMP)            ## batch: INPUT (default gs://BUCKET/metrics/*.jsonl)
+	$(BIN)/python -m run metrics $(DATAFLOW) --input $(or $(INPUT),gs://$(BUCKET)/metrics/*.jsonl) $(ARGS)
+
+dataflow-metrics-streaming: $(STAMP)  ## streaming: SUBSCRIPTION (default .../server-metrics)
+	$(BIN)/python -m run metrics --streaming $(DATAFLOW) --subscription $(or $(SUBSCRIPTION),projects/$(PROJECT)/subscriptions/server-metrics) $(ARGS)
+
+dataflow-logs: $(STAMP)               ## batch: INPUT (default gs://BUCKET/logs/*.log)
+	$(BIN)/python -m run logs $(DATAFLOW) --input $(or $(INPUT),gs://$(BUCKET)/logs/*.log) $(ARGS)
+
+dataflow-logs-streaming: $(STAMP)     ## streaming: SUBSCRIPTION (default .../web-logs)
+	$(BIN)/python -m run logs --streaming $(DATAFLOW) --subscription $(or $(SUBSCRIPTION),projects/$(PROJECT)/subscriptions/web-logs) $(ARGS)
 
 test: $(STAMP) $(BQ_STAMP)  ## unit, transform, streaming and end-to-end tests
 	$(BIN)/python -m pytest

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome = module.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:
             print(summary(outcome["catalog"], outcome["output_dir"]))
+        elif outcome.get("dry_run"):
+            print("Dry run: the Dataflow job was built and checked, not submitted.")
         elif outcome["sink"].name == "bigquery":
             print(f"Done: the tables are in {outcome['sink'].describe()}; Looker Studio "
                   "reads the views of the _reporting dataset.")

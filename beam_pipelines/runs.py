@@ -50,19 +50,57 @@ def _is_dataflow(runner: str) -> bool:
     return runner.split(".")[-1].lower().startswith("dataflow")
 
 
+def _dry_run(options: PipelineOptions) -> bool:
+    from apache_beam.options.pipeline_options import TestOptions
+
+    return bool(options.view_as(TestOptions).dry_run)
+
+
+def _check_dataflow(options: PipelineOptions, opts, streaming: bool = False) -> None:
+    """What would make a Dataflow job fail late, each as one line, before submitting."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    gcp = options.view_as(GoogleCloudOptions)
+    problems = []
+    if not gcp.project:
+        problems.append("--project is required on Dataflow")
+    if not gcp.region:
+        problems.append("--region is required on Dataflow (e.g. europe-west1)")
+    if not (gcp.temp_location or "").startswith("gs://"):
+        problems.append("--temp_location must be a gs:// path on Dataflow")
+    if gcp.staging_location and not gcp.staging_location.startswith("gs://"):
+        problems.append("--staging_location must be a gs:// path on Dataflow")
+    if opts.sink == "lakehouse" and is_local(opts.output_dir):
+        problems.append("Dataflow workers cannot write a local --output-dir: use --sink "
+                        "bigquery (or a gs:// --output-dir)")
+    if problems:
+        raise UserError("; ".join(problems))
+    if streaming and not gcp.enable_streaming_engine:
+        # Streaming Engine moves shuffle and state off the workers: smaller workers,
+        # faster autoscaling, and updates that keep state.
+        gcp.enable_streaming_engine = True
+
+
 def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
           pipeline_name: str) -> dict:
-    """``inputs()`` → the files to read (the sample when there is no ``--input``);
-    ``build(pipeline, files, sink)`` wires the graph."""
+    """``inputs(match)`` → the files to read (the sample when there is no ``--input``;
+    ``match=False``: the patterns unexpanded); ``build(pipeline, files, sink)`` wires the
+    graph."""
     output_dir = opts.output_dir
     prepare_output_dir(output_dir)
     for flag in ("subscription", "duration"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag} needs --streaming")
     runner = choose_runner(options)
+    dataflow = _is_dataflow(runner)
+    if dataflow:
+        _check_dataflow(options, opts)
+        if not opts.input:
+            raise UserError("on Dataflow the workers read --input gs://BUCKET/path/*.jsonl "
+                            "(the generated sample is local)")
     sink = sinks.from_options(options, opts, pipeline_name, streaming=False,
-                              dataflow=_is_dataflow(runner))
-    files = inputs()
+                              dataflow=dataflow)
+    files = inputs(not (dataflow and _dry_run(options)))
     lakehouse = sink.name == "lakehouse" and is_local(output_dir)
     if lakehouse:
         clear_tables(output_dir, tables)
@@ -71,9 +109,11 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
           f"{sink.describe()}…", flush=True)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, files, sink)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
     catalog = write_catalog(output_dir, tables) if lakehouse else None
-    return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink}
+    return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
+            "result": result, "dry_run": dataflow and _dry_run(options)}
 
 
 def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
@@ -95,11 +135,14 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     if dataflow and not opts.subscription:
         raise UserError("the live generator runs on the local runner only; on Dataflow "
                         "read a --subscription")
+    if dataflow:
+        _check_dataflow(options, opts, streaming=True)
     sink = sinks.from_options(options, opts, pipeline_name, streaming=True, dataflow=dataflow)
     stop_at = time.time() + opts.duration if opts.duration else None
     if opts.subscription:
         pubsub.check_subscription(opts.subscription)
-        pubsub.require_credentials()
+        if not (dataflow and _dry_run(options)):
+            pubsub.require_credentials()
         if not dataflow:
             pubsub.check_subscription_exists(opts.subscription)
         source = live_sources.read_pubsub(opts.subscription, stop_at,
@@ -125,8 +168,11 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     live_sources.reset_drain()
     previous = _drain_on_interrupt()
     try:
-        pipeline.run().wait_until_finish()
+        result = pipeline.run()
+        if not dataflow:
+            result.wait_until_finish()  # a Dataflow job runs on until drained or cancelled
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink}
+    return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
+            "result": result, "dry_run": dataflow and _dry_run(options)}

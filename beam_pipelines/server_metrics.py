@@ -79,10 +79,10 @@ def run(options: PipelineOptions) -> dict:
     opts = options.view_as(ServerMetricsOptions)
     rules = load_rules(opts.config)
 
-    def inputs():
+    def inputs(match=True):
         if opts.input:
             return resolve_inputs([p for arg in opts.input for p in arg.split(",")],
-                                  opts.input_format)
+                                  opts.input_format, match)
         return {"jsonl": [generate_sample(opts.output_dir, opts)]}
 
     return runs.batch(options, opts, "server-metrics", TABLES, inputs,

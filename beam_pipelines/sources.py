@@ -29,9 +29,11 @@ def format_of(path: str) -> str | None:
     return _EXTENSIONS.get(os.path.splitext(name)[1])
 
 
-def resolve_inputs(patterns: list[str], input_format: str = "auto") -> dict[str, list[str]]:
+def resolve_inputs(patterns: list[str], input_format: str = "auto",
+                   match: bool = True) -> dict[str, list[str]]:
     """Expand globs and directories into files grouped by format; raise UserError when a
-    pattern matches nothing or a file's format cannot be told."""
+    pattern matches nothing or a file's format cannot be told. ``match=False`` (a job
+    built offline) keeps the patterns as they are, for the workers to expand."""
     if input_format not in ("auto",) + FORMATS:
         raise UserError(f"--input-format {input_format!r} is not one of auto, "
                         f"{', '.join(FORMATS)}")
@@ -42,6 +44,13 @@ def resolve_inputs(patterns: list[str], input_format: str = "auto") -> dict[str,
             continue
         if "://" not in pattern and os.path.isdir(pattern):
             pattern = os.path.join(pattern, "*")
+        if not match:
+            fmt = input_format if input_format != "auto" else format_of(pattern)
+            if fmt is None:
+                raise UserError(f"cannot tell the format of {pattern} from its name: "
+                                f"give --input-format ({', '.join(FORMATS)})")
+            grouped.setdefault(fmt, []).append(pattern)
+            continue
         try:
             matches = FileSystems.match([pattern])[0].metadata_list
         except Exception as exc:  # noqa: BLE001 - the file system's own words are clearest
@@ -57,7 +66,7 @@ def resolve_inputs(patterns: list[str], input_format: str = "auto") -> dict[str,
             grouped.setdefault(fmt, []).append(path)
     if not grouped:
         raise UserError("--input names no file")
-    if "parquet" in grouped:
+    if "parquet" in grouped and match:
         _check_parquet(grouped["parquet"])
     return grouped
 
@@ -97,7 +106,8 @@ class ReadServerMetricFiles(beam.PTransform):
         for i, path in enumerate(self._files.get("jsonl", ())):
             parts.append(
                 pbegin
-                | f"ReadJsonLines{i}" >> beam.io.ReadFromTextWithFilename(path, coder=BytesCoder())
+                | f"ReadJsonLines{i}" >> beam.io.ReadFromTextWithFilename(
+                    path, coder=BytesCoder(), validate=False)  # resolve_inputs matched it
                 | f"JsonToRaw{i}" >> beam.MapTuple(lambda name, line: RawRecord(line, name)))
         if self._files.get("csv"):
             parts.append(

@@ -124,10 +124,11 @@ def run(options: PipelineOptions) -> dict:
     opts = options.view_as(WebLogsOptions)
     medallion = _medallion(opts)
 
-    def inputs():
+    def inputs(match=True):
         if opts.input:
             patterns = [p for arg in opts.input for p in arg.split(",")]
-            return [p for files in resolve_inputs(patterns, "jsonl").values() for p in files]
+            return [p for files in resolve_inputs(patterns, "jsonl", match).values()
+                    for p in files]
         return [generate_sample(opts.output_dir, opts)]
 
     return runs.batch(options, opts, "web-log", TABLES, inputs,
