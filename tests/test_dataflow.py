@@ -79,7 +79,8 @@ def test_the_pubsub_read_deduplicates_by_event_id_on_dataflow():
         enter_composite_transform = visit_transform
 
     p = apache_beam.Pipeline()
-    p | live_sources.read_pubsub("projects/fake-project/subscriptions/metrics", None, 10.0, dataflow=True)
+    p | live_sources.read_pubsub("projects/fake-project/subscriptions/metrics", None, 10.0,
+                                 dataflow=True)
     p.visit(Visitor())
     assert len(found) == 1
     source = found[0]._source
