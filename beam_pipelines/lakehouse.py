@@ -164,8 +164,7 @@ def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False
     """Every table of a medallion's output dict to its place in the lakehouse."""
     by_name = {schema.name: schema for schema in schemas}
     for name, rows in tables.items():
-        label = "".join(part.capitalize() for part in name.split("_"))
-        rows | f"Write{label}" >> WriteLakehouseTable(output_dir, by_name[name],
+        rows | f"Write{by_name[name].label}" >> WriteLakehouseTable(output_dir, by_name[name],
                                                       streaming=streaming)
 
 

@@ -26,36 +26,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class PubSubEmulator:
-    """The official Pub/Sub emulator (``gcloud beta emulators pubsub start``)."""
+class _LocalService:
+    """A server process of its own session (so its children stop with it), logging to a
+    temporary file, ready when ``_ready()`` says so."""
 
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.host = f"127.0.0.1:{self.port}"
+    name = "the service"
+
+    def __init__(self):
         self.process = None
-        self.log = tempfile.NamedTemporaryFile(prefix="pubsub-emulator-", suffix=".log",
-                                               delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{type(self).__name__.lower()}-",
+                                               suffix=".log", delete=False)
 
-    def start(self, timeout: float = 90.0) -> PubSubEmulator:
-        gcloud = shutil.which("gcloud")
-        if not gcloud:
-            raise FileNotFoundError("the Pub/Sub emulator needs the Google Cloud CLI (gcloud) "
-                                    "with its pubsub-emulator component")
-        data_dir = tempfile.mkdtemp(prefix="pubsub-emulator-")
-        self.process = subprocess.Popen(
-            [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={self.host}",
-             f"--data-dir={data_dir}", "--quiet"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+    def _spawn(self, argv: list[str], timeout: float, env: dict | None = None):
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the Pub/Sub emulator exited: {self._tail()}")
-            with open(self.log.name, errors="replace") as fh:
-                if "Server started" in fh.read():
-                    return self
+                raise RuntimeError(f"{self.name} exited: {self._tail()}")
+            if self._ready():
+                return self
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"the Pub/Sub emulator did not start in {timeout:.0f}s: {self._tail()}")
+        raise RuntimeError(f"{self.name} did not start in {timeout:.0f}s: {self._tail()}")
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
 
     def _tail(self) -> str:
         with open(self.log.name, errors="replace") as fh:
@@ -71,63 +67,69 @@ class PubSubEmulator:
                 self.process.wait()
 
 
+class PubSubEmulator(_LocalService):
+    """The official Pub/Sub emulator (``gcloud beta emulators pubsub start``)."""
+
+    name = "the Pub/Sub emulator"
+
+    def __init__(self, port: int | None = None):
+        super().__init__()
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> PubSubEmulator:
+        gcloud = shutil.which("gcloud")
+        if not gcloud:
+            raise FileNotFoundError("the Pub/Sub emulator needs the Google Cloud CLI (gcloud) "
+                                    "with its pubsub-emulator component")
+        data_dir = tempfile.mkdtemp(prefix="pubsub-emulator-")
+        return self._spawn([gcloud, "beta", "emulators", "pubsub", "start",
+                            f"--host-port={self.host}", f"--data-dir={data_dir}", "--quiet"],
+                           timeout)
+
+    def _ready(self) -> bool:
+        with open(self.log.name, errors="replace") as fh:
+            return "Server started" in fh.read()
+
+
 #: Where ``make bqemulator`` puts the emulator's virtualenv (override: BQEMULATOR_VENV).
 BQ_VENV = os.environ.get("BQEMULATOR_VENV") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-bqemulator")
 
 
-class BigQueryEmulator:
+class BigQueryEmulator(_LocalService):
     """bqemulator: BigQuery's REST API served from an in-memory DuckDB database."""
+
+    name = "the BigQuery emulator"
 
     def __init__(self, port: int | None = None, project: str = "local-project",
                  venv: str = BQ_VENV):
+        super().__init__()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.project = project
         self.venv = venv
-        self.process = None
-        self.log = tempfile.NamedTemporaryFile(prefix="bqemulator-", suffix=".log",
-                                               delete=False)
 
     def start(self, timeout: float = 60.0) -> BigQueryEmulator:
-        import urllib.request
-
         binary = os.path.join(self.venv, "bin", "bqemulator")
         if not os.path.exists(binary):
             raise FileNotFoundError(f"no BigQuery emulator at {binary}: run `make bqemulator`")
         # DuckDB finds the spatial extension that `make bqemulator` installed under this HOME.
         env = dict(os.environ, HOME=os.path.join(self.venv, "home"))
-        self.process = subprocess.Popen(
+        return self._spawn(
             [binary, "start", "--rest-port", str(self.port), "--grpc-port", str(free_port()),
              "--project", self.project, "--ephemeral", "--log-level", "warning",
-             "--log-format", "console"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the BigQuery emulator exited: {self._tail()}")
-            try:
-                with urllib.request.urlopen(
-                        f"{self.url}/bigquery/v2/projects/{self.project}/datasets", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the BigQuery emulator did not start in {timeout:.0f}s: "
-                           f"{self._tail()}")
+             "--log-format", "console"], timeout, env)
 
-    def _tail(self) -> str:
-        with open(self.log.name, errors="replace") as fh:
-            return fh.read()[-1500:]
+    def _ready(self) -> bool:
+        import urllib.request
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        try:
+            with urllib.request.urlopen(
+                    f"{self.url}/bigquery/v2/projects/{self.project}/datasets", timeout=2):
+                return True
+        except OSError:
+            return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -50,13 +51,7 @@ def _is_dataflow(runner: str) -> bool:
     return runner.split(".")[-1].lower().startswith("dataflow")
 
 
-def _dry_run(options: PipelineOptions) -> bool:
-    from apache_beam.options.pipeline_options import TestOptions
-
-    return bool(options.view_as(TestOptions).dry_run)
-
-
-def _check_dataflow(options: PipelineOptions, opts, streaming: bool = False) -> None:
+def _check_dataflow(options: PipelineOptions, opts, streaming: bool) -> None:
     """What would make a Dataflow job fail late, each as one line, before submitting."""
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
@@ -73,12 +68,45 @@ def _check_dataflow(options: PipelineOptions, opts, streaming: bool = False) -> 
     if opts.sink == "lakehouse" and is_local(opts.output_dir):
         problems.append("Dataflow workers cannot write a local --output-dir: use --sink "
                         "bigquery (or a gs:// --output-dir)")
+    if streaming and not opts.subscription:
+        problems.append("the live generator runs on the local runner only; on Dataflow "
+                        "read a --subscription")
+    if not streaming and not opts.input:
+        problems.append("on Dataflow the workers read --input gs://BUCKET/path/*.jsonl "
+                        "(the generated sample is local)")
     if problems:
         raise UserError("; ".join(problems))
     if streaming and not gcp.enable_streaming_engine:
         # Streaming Engine moves shuffle and state off the workers: smaller workers,
         # faster autoscaling, and updates that keep state.
         gcp.enable_streaming_engine = True
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where and how a run goes: the runner, whether it is Dataflow, whether the job is
+    only built (``--dry_run``), and the checked sink."""
+
+    runner: str
+    dataflow: bool
+    offline: bool
+    sink: object
+
+
+def _plan(options: PipelineOptions, opts, pipeline_name: str, streaming: bool) -> _Plan:
+    from apache_beam.options.pipeline_options import TestOptions
+
+    runner = choose_runner(options, streaming=streaming)
+    if streaming and runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner",
+                                                        "portablerunner"):
+        raise UserError(f"--streaming runs locally on the BundleBasedDirectRunner (the "
+                        f"default), not on {runner}")
+    dataflow = _is_dataflow(runner)
+    if dataflow:
+        _check_dataflow(options, opts, streaming)
+    offline = dataflow and bool(options.view_as(TestOptions).dry_run)
+    sink = sinks.from_options(options, opts, pipeline_name, streaming, dataflow, offline)
+    return _Plan(runner, dataflow, offline, sink)
 
 
 def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
@@ -91,21 +119,14 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     for flag in ("subscription", "duration"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag} needs --streaming")
-    runner = choose_runner(options)
-    dataflow = _is_dataflow(runner)
-    if dataflow:
-        _check_dataflow(options, opts)
-        if not opts.input:
-            raise UserError("on Dataflow the workers read --input gs://BUCKET/path/*.jsonl "
-                            "(the generated sample is local)")
-    sink = sinks.from_options(options, opts, pipeline_name, streaming=False,
-                              dataflow=dataflow)
-    files = inputs(not (dataflow and _dry_run(options)))
+    plan = _plan(options, opts, pipeline_name, streaming=False)
+    sink = plan.sink
+    files = inputs(not plan.offline)
     lakehouse = sink.name == "lakehouse" and is_local(output_dir)
     if lakehouse:
         clear_tables(output_dir, tables)
     count = sum(len(v) for v in files.values()) if isinstance(files, dict) else len(files)
-    print(f"Running the {title} medallion on {runner} over {count} file(s) into "
+    print(f"Running the {title} medallion on {plan.runner} over {count} file(s) into "
           f"{sink.describe()}…", flush=True)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, files, sink)
@@ -113,7 +134,7 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     result.wait_until_finish()
     catalog = write_catalog(output_dir, tables) if lakehouse else None
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
-            "result": result, "dry_run": dataflow and _dry_run(options)}
+            "result": result, "dry_run": plan.offline}
 
 
 def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
@@ -127,21 +148,12 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         raise UserError("--input reads files in batch; --streaming reads --subscription "
                         "or the live generator")
     config = streaming_config(opts)
-    runner = choose_runner(options, streaming=True)
-    dataflow = _is_dataflow(runner)
-    if runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner", "portablerunner"):
-        raise UserError(f"--streaming runs locally on the BundleBasedDirectRunner (the "
-                        f"default), not on {runner}")
-    if dataflow and not opts.subscription:
-        raise UserError("the live generator runs on the local runner only; on Dataflow "
-                        "read a --subscription")
-    if dataflow:
-        _check_dataflow(options, opts, streaming=True)
-    sink = sinks.from_options(options, opts, pipeline_name, streaming=True, dataflow=dataflow)
+    plan = _plan(options, opts, pipeline_name, streaming=True)
+    runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink
     stop_at = time.time() + opts.duration if opts.duration else None
     if opts.subscription:
         pubsub.check_subscription(opts.subscription)
-        if not (dataflow and _dry_run(options)):
+        if not plan.offline:
             pubsub.require_credentials()
         if not dataflow:
             pubsub.check_subscription_exists(opts.subscription)
@@ -175,4 +187,4 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
-            "result": result, "dry_run": dataflow and _dry_run(options)}
+            "result": result, "dry_run": plan.offline}

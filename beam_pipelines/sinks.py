@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from beam_pipelines.bigquery.warehouse import LAYERS
 from beam_pipelines.errors import UserError
 
 
@@ -29,7 +30,7 @@ class BigQuerySink:
     pipeline: str
     temp_location: str | None = None
     validate: bool = True
-    layers: tuple[str, ...] = ("bronze", "silver", "gold")
+    layers: tuple[str, ...] = LAYERS
 
     name = "bigquery"
 
@@ -51,28 +52,29 @@ def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink:
     return sink_or_output_dir
 
 
-def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool):
-    """The sink the flags ask for, checked: names, write method, credentials, datasets."""
+def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool,
+                 offline: bool = False):
+    """The sink the flags ask for, checked: names, write method, credentials, datasets
+    (``offline``: a job only built, so nothing that needs credentials)."""
     if opts.sink == "lakehouse":
         return LakehouseSink(opts.output_dir)
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
     from beam_pipelines.bigquery import emulator
-    from beam_pipelines.bigquery.sink import METHODS, STORAGE_WRITE_API, default_method
+    from beam_pipelines.bigquery.sink import FILE_LOADS, STORAGE_WRITE_API, default_method
     from beam_pipelines.bigquery.warehouse import Warehouse
 
     gcp = options.view_as(GoogleCloudOptions)
     warehouse = Warehouse(opts.bq_project or gcp.project, opts.bq_dataset_prefix,
                           opts.bq_location)
+    # --bq-write-method is one of its argparse choices already.
     method = default_method(streaming) if opts.bq_write_method == "auto" else \
         opts.bq_write_method
-    if method not in METHODS:
-        raise UserError(f"--bq-write-method {method}: one of auto, {', '.join(METHODS)}")
-    layers = tuple(part.strip() for part in opts.bq_layers.split(",") if part.strip())
-    unknown = sorted(set(layers) - {"bronze", "silver", "gold"})
-    if unknown or not layers:
-        raise UserError(f"--bq-layers {opts.bq_layers!r}: a comma-separated list of bronze, "
-                        "silver and gold")
+    asked = {part.strip() for part in opts.bq_layers.split(",") if part.strip()}
+    if not asked or asked - set(LAYERS):
+        raise UserError(f"--bq-layers {opts.bq_layers!r}: a comma-separated list of "
+                        f"{', '.join(LAYERS)}")
+    layers = tuple(layer for layer in LAYERS if layer in asked)
     local_emulator = emulator.emulator_url() is not None
     if local_emulator and dataflow:
         raise UserError("BIGQUERY_EMULATOR_HOST points this process at a local emulator; a "
@@ -82,14 +84,11 @@ def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool):
                         "service and the real BigQuery; use FILE_LOADS or STREAMING_INSERTS "
                         "with the emulator")
     temp = gcp.temp_location
-    if method == "FILE_LOADS" and not local_emulator and not (temp or "").startswith("gs://"):
+    if method == FILE_LOADS and not local_emulator and not (temp or "").startswith("gs://"):
         raise UserError("--bq-write-method FILE_LOADS stages files in Cloud Storage: pass "
                         "--temp_location gs://BUCKET/tmp (or use STREAMING_INSERTS)")
-    from apache_beam.options.pipeline_options import TestOptions
-
     emulator.use_emulator(warehouse.project)
-    if dataflow and options.view_as(TestOptions).dry_run:
-        # A dry run builds the job offline: nothing to check that needs credentials.
+    if offline:
         return BigQuerySink(warehouse, method, pipeline, temp, layers=layers)
     emulator.require_credentials()
     if not dataflow or local_emulator:
@@ -101,7 +100,7 @@ def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool):
                 f"BigQuery dataset(s) {', '.join(missing)} do not exist: create them with "
                 f"`python -m beam_pipelines.bigquery setup --project {warehouse.project} "
                 f"--dataset-prefix {warehouse.prefix}`")
-    if local_emulator and method == "FILE_LOADS":
+    if local_emulator and method == FILE_LOADS:
         import tempfile
 
         # The emulator loads files from local paths, which Beam only accepts unvalidated.

@@ -92,6 +92,12 @@ class RecordSchema:
     def by_name(self) -> dict[str, Field]:
         return {f.name: f for f in self.fields}
 
+    @cached_property
+    def label(self) -> str:
+        """The table's name as a step label: ``server_metrics_silver`` →
+        ``ServerMetricsSilver``."""
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
     def field(self, name: str) -> Field:
         return self.by_name[name]
 

@@ -16,6 +16,7 @@ from beam_pipelines.bigquery.sink import (
     STREAMING_INSERTS,
     RejectedRowFn,
     WriteBigQueryTable,
+    temporal_fields,
     to_bigquery_row,
     write_tables_to_bigquery,
 )
@@ -110,7 +111,9 @@ def test_write_is_configured_from_the_schema_declaration(method):
 
 def test_rows_become_bigquery_json():
     row = {"timestamp": NOW, "metric_date": NOW.date(), "cpu_usage": 1.5, "server_id": "a"}
-    assert json.loads(json.dumps(to_bigquery_row(row))) == {
+    temporal = temporal_fields(SERVER_METRICS_SILVER)
+    assert temporal == ("timestamp", "ingest_timestamp", "metric_date")
+    assert json.loads(json.dumps(to_bigquery_row(row, temporal))) == {
         "timestamp": "2026-01-06T12:00:00+00:00", "metric_date": "2026-01-06",
         "cpu_usage": 1.5, "server_id": "a"}
 

@@ -13,18 +13,12 @@ from pathlib import Path
 from beam_pipelines.bigquery.warehouse import DATASETS, Warehouse, table_layout
 from beam_pipelines.errors import UserError
 from schemas.core import RecordSchema, _sql_string
-from schemas.dead_letter import DEAD_LETTERS
-from schemas.ops import ALERT_RULES, LOCATIONS, OPS_TABLES, PIPELINE_SETTINGS
-from schemas.server_metrics import GOLD_TABLES, SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
-from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from schemas.ops import ALERT_RULES, LOCATIONS, PIPELINE_SETTINGS
+from schemas.render import DATASET_OF_LAYER
+from schemas.render import TABLES as WAREHOUSE_TABLES  # every declared table, in order
 from transforms.rules import ServerMetricsRules
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-
-#: Every table of the warehouse, in creation order.
-WAREHOUSE_TABLES: tuple[RecordSchema, ...] = (
-    (SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES
-    + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,) + OPS_TABLES)
 
 
 def render_sql(text: str, identifiers: dict[str, str]) -> str:
@@ -42,7 +36,8 @@ def _client(warehouse: Warehouse):
     return client(warehouse.project)
 
 
-def _api_error(exc) -> UserError:
+def api_error(exc) -> UserError:
+    """A Google API error as one line."""
     return UserError(getattr(exc, "message", None) or str(exc).splitlines()[0])
 
 
@@ -51,14 +46,15 @@ def missing_datasets(warehouse: Warehouse, client=None) -> list[str]:
 
     client = client or _client(warehouse)
     missing = []
-    for suffix in ("bronze", "silver", "gold", "ops"):
+    # The datasets a pipeline writes to (not the views' dataset).
+    for suffix in (d for d in DATASETS if d in DATASET_OF_LAYER.values()):
         name = warehouse.dataset(suffix)
         try:
             client.get_dataset(f"{warehouse.project}.{name}", timeout=30)
         except exceptions.NotFound:
             missing.append(name)
         except exceptions.GoogleAPICallError as exc:
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
     return missing
 
 
@@ -185,7 +181,7 @@ def setup(warehouse: Warehouse, rules: ServerMetricsRules, client=None) -> list[
         done += load_rules(client, warehouse, rules)
         done += create_views(client, warehouse)
     except exceptions.GoogleAPICallError as exc:
-        raise _api_error(exc) from None
+        raise api_error(exc) from None
     return done
 
 
@@ -203,5 +199,5 @@ def teardown(warehouse: Warehouse, client=None) -> list[str]:
         except exceptions.NotFound:
             done.append(f"absent  dataset {warehouse.dataset(suffix)}")
         except exceptions.GoogleAPICallError as exc:
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
     return done

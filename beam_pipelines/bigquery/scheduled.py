@@ -9,11 +9,11 @@ updates one transfer config per file, ``--dry-run`` prints them without any API 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from beam_pipelines.bigquery.admin import SQL_DIR, render_sql
+from beam_pipelines.bigquery.admin import SQL_DIR, api_error, render_sql
 from beam_pipelines.bigquery.warehouse import Warehouse
 from beam_pipelines.errors import UserError
 
@@ -42,7 +42,6 @@ def query_files(only: str | None = None) -> list[Path]:
 @dataclass(frozen=True)
 class ScheduledQuery:
     display_name: str
-    table: str
     schedule: str
     query: str
 
@@ -58,7 +57,7 @@ class ScheduledQuery:
 def scheduled_queries(warehouse: Warehouse, only: str | None = None,
                       schedule: str = SCHEDULE) -> list[ScheduledQuery]:
     ids = warehouse.identifiers()
-    return [ScheduledQuery(f"{warehouse.prefix}: {path.stem}", path.stem, schedule,
+    return [ScheduledQuery(f"{warehouse.prefix}: {path.stem}", schedule,
                            render_sql(path.read_text(encoding="utf-8"), ids))
             for path in query_files(only)]
 
@@ -103,7 +102,7 @@ def schedule(warehouse: Warehouse, only: str | None = None, schedule: str = SCHE
                     service_account_name=service_account or "")
                 done.append(f"created scheduled query {q.display_name!r} ({q.schedule})")
     except exceptions.GoogleAPICallError as exc:
-        raise UserError(getattr(exc, "message", None) or str(exc)) from None
+        raise api_error(exc) from None
     return done
 
 
@@ -126,10 +125,6 @@ def run_now(warehouse: Warehouse, run_time: datetime, only: str | None = None,
             job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
             job.result(timeout=600)
         except exceptions.GoogleAPICallError as exc:
-            raise UserError(f"{path.name}: {getattr(exc, 'message', exc)}") from None
+            raise UserError(f"{path.name}: {api_error(exc)}") from None
         done.append(f"ran {path.stem} at {run_time.isoformat()}")
     return done
-
-
-def describe(queries: list[ScheduledQuery]) -> list[dict]:
-    return [asdict(q) for q in queries]

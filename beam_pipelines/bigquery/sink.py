@@ -11,7 +11,6 @@ they are written to the dead-letter table with the pipeline's own dead letters. 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
 
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
@@ -19,8 +18,8 @@ from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from beam_pipelines.bigquery.warehouse import Warehouse, table_layout
-from schemas.core import RecordSchema
+from beam_pipelines.bigquery.warehouse import LAYERS, Warehouse, table_layout
+from schemas.core import FieldType, RecordSchema
 from schemas.dead_letter import DEAD_LETTERS
 from transforms.dead_letters import dead_letter
 
@@ -37,13 +36,19 @@ def default_method(streaming: bool) -> str:
     return STREAMING_INSERTS if streaming else FILE_LOADS
 
 
-def to_bigquery_row(row: dict) -> dict:
-    """A row as BigQuery's JSON takes it: timestamps and dates as ISO-8601 text."""
-    out = {}
-    for name, value in row.items():
-        if isinstance(value, (datetime, date)):
-            value = value.isoformat()
-        out[name] = value
+def temporal_fields(schema: RecordSchema) -> tuple[str, ...]:
+    return tuple(f.name for f in schema.fields
+                 if f.type in (FieldType.TIMESTAMP, FieldType.DATE))
+
+
+def to_bigquery_row(row: dict, temporal: tuple[str, ...]) -> dict:
+    """A row as BigQuery's JSON takes it: the ``temporal`` fields (timestamps and dates,
+    known from the schema) as ISO-8601 text."""
+    out = dict(row)
+    for name in temporal:
+        value = out.get(name)
+        if value is not None:
+            out[name] = value.isoformat()
     return out
 
 
@@ -58,7 +63,7 @@ class RejectedRowFn(beam.DoFn):
         self._rejected = Metrics.counter("sink", "bigquery_rows_rejected")
 
     def process(self, failed):
-        destination, row, errors = _unpack(failed)
+        destination, row, errors = failed
         self._rejected.inc()
         reasons = "; ".join(
             f"{e.get('location') or '(row)'}: {e.get('message') or e.get('reason')}"
@@ -69,14 +74,6 @@ class RejectedRowFn(beam.DoFn):
             payload=row, source=row.get("source") if isinstance(row, dict) else None)
 
 
-def _unpack(failed) -> tuple:
-    if isinstance(failed, tuple) and len(failed) == 3:
-        return failed
-    if isinstance(failed, tuple) and len(failed) == 2:  # (destination, row): no details
-        return failed[0], failed[1], []
-    return "?", failed, []
-
-
 class _LogLostDeadLetterFn(beam.DoFn):
     """The dead-letter table itself rejected a dead letter: there is no table left to put
     it in, so it goes to the worker log in full, at ERROR, and to a counter."""
@@ -85,14 +82,15 @@ class _LogLostDeadLetterFn(beam.DoFn):
         self._lost = Metrics.counter("sink", "dead_letters_rejected")
 
     def process(self, failed):
-        destination, row, errors = _unpack(failed)
+        destination, row, errors = failed
         self._lost.inc()
         log.error("%s rejected a dead letter (%s): %r", destination, errors, row)
 
 
 class WriteBigQueryTable(beam.PTransform):
     """Rows of one schema → its BigQuery table. Returns the rejected rows as dead letters
-    (an empty PCollection for FILE_LOADS)."""
+    (an empty PCollection for FILE_LOADS, and for the dead-letter table itself, whose
+    rejections can only be logged)."""
 
     def __init__(self, warehouse: Warehouse, schema: RecordSchema, method: str,
                  pipeline: str, streaming: bool = False, temp_location: str | None = None,
@@ -133,17 +131,18 @@ class WriteBigQueryTable(beam.PTransform):
 
     def expand(self, rows):
         result = (rows
-                  | "ToBigQueryRow" >> beam.Map(to_bigquery_row)
+                  | "ToBigQueryRow" >> beam.Map(to_bigquery_row,
+                                                temporal_fields(self._schema))
                   | "WriteToBigQuery" >> self.write_transform())
-        if self._method == FILE_LOADS:
+        if self._method != FILE_LOADS and self._schema is DEAD_LETTERS:
+            result.failed_rows_with_errors | "LogLostDeadLetters" >> beam.ParDo(
+                _LogLostDeadLetterFn())
+        if self._method == FILE_LOADS or self._schema is DEAD_LETTERS:
             return rows.pipeline | "NoRejections" >> beam.Create([])
         return (result.failed_rows_with_errors
                 | "RejectedToGlobal" >> beam.WindowInto(GlobalWindows())
                 | "RejectedToDeadLetters" >> beam.ParDo(
                     RejectedRowFn(self._pipeline, self._schema.name)))
-
-
-LAYERS = ("bronze", "silver", "gold")
 
 
 def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method: str,
@@ -160,8 +159,7 @@ def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method
     for name, rows in tables.items():
         if name == DEAD_LETTERS.name or by_name[name].layer not in layers:
             continue
-        label = "".join(part.capitalize() for part in name.split("_"))
-        rejected.append(rows | f"BigQuery{label}" >> WriteBigQueryTable(
+        rejected.append(rows | f"BigQuery{by_name[name].label}" >> WriteBigQueryTable(
             warehouse, by_name[name], method, pipeline, streaming, temp_location, validate))
     dead = tables[DEAD_LETTERS.name] | "DeadLettersToGlobal" >> beam.WindowInto(
         GlobalWindows())
@@ -170,12 +168,6 @@ def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method
         dead = dead | "DeadLettersOfWrittenLayers" >> beam.Filter(
             lambda r, kept=frozenset(layers) | {"sink"}: r["layer"] in kept)
     all_dead = (dead, *rejected) | "WithSinkRejections" >> beam.Flatten()
-    lost = (all_dead
-            | "ToBigQueryRow" >> beam.Map(to_bigquery_row)
-            | "BigQueryDeadLetters" >> WriteBigQueryTable(
-                warehouse, DEAD_LETTERS, method, pipeline, streaming, temp_location,
-                validate).write_transform())
-    if method != FILE_LOADS:
-        lost.failed_rows_with_errors | "LogLostDeadLetters" >> beam.ParDo(
-            _LogLostDeadLetterFn())
+    all_dead | "BigQueryDeadLetters" >> WriteBigQueryTable(
+        warehouse, DEAD_LETTERS, method, pipeline, streaming, temp_location, validate)
     return all_dead

@@ -16,7 +16,9 @@ from beam_pipelines.errors import UserError
 from schemas.core import RecordSchema
 from schemas.render import DATASET_OF_LAYER  # the generated DDL files use the same map
 
-DATASETS = ("bronze", "silver", "gold", "ops", "reporting")
+#: The medallion's layers, each a dataset the pipeline may write (``--bq-layers``).
+LAYERS = ("bronze", "silver", "gold")
+DATASETS = LAYERS + ("ops", "reporting")
 
 # https://cloud.google.com/bigquery/docs/datasets#dataset-naming and
 # https://cloud.google.com/resource-manager/docs/creating-managing-projects (project ids)
@@ -78,9 +80,9 @@ class Warehouse:
 
     def table_id_of(self, name: str) -> str:
         """``project.dataset.table`` of a warehouse table by name."""
-        from beam_pipelines.bigquery.admin import WAREHOUSE_TABLES
+        from schemas.render import TABLES
 
-        by_name = {s.name: s for s in WAREHOUSE_TABLES}
+        by_name = {s.name: s for s in TABLES}
         if name not in by_name:
             raise UserError(f"unknown table {name!r}")
         return self.table_id(by_name[name])
