@@ -73,34 +73,82 @@ def check_subscription_exists(subscription: str) -> None:
             raise UserError(f"subscription {subscription}: {exc.message}") from None
 
 
+def ensure_topic(publisher, topic: str) -> str:
+    """Create ``topic`` unless it exists; one line saying which."""
+    from google.api_core.exceptions import AlreadyExists
+
+    try:
+        publisher.create_topic(name=topic)
+        return f"created topic {topic}"
+    except AlreadyExists:
+        return f"exists  topic {topic}"
+
+
+def ensure_subscription(subscriber, wanted: dict) -> str:
+    """Create the subscription ``wanted`` (a ``Subscription`` as a dict) unless it exists;
+    an existing one gets the settings it differs in (``update_subscription`` with their
+    field mask), except its topic, which Pub/Sub cannot change."""
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+    from google.protobuf import field_mask_pb2
+
+    name = wanted["name"]
+    try:
+        subscriber.create_subscription(request=wanted)
+        return f"created subscription {name}"
+    except AlreadyExists:
+        pass
+    have = subscriber.get_subscription(subscription=name)
+    target = pubsub_v1.types.Subscription(**wanted)
+    if have.topic != target.topic:
+        raise UserError(f"subscription {name} reads {have.topic}, not {target.topic}: "
+                        "delete it first (teardown) to move it")
+    fields = [f for f in wanted if f not in ("name", "topic")
+              and getattr(have, f) != getattr(target, f)]
+    if not fields:
+        return f"exists  subscription {name}"
+    subscriber.update_subscription(request={
+        "subscription": target, "update_mask": field_mask_pb2.FieldMask(paths=fields)})
+    return f"updated subscription {name}: {', '.join(fields)}"
+
+
 def setup(topic: str, subscription: str | None = None, ack_deadline_s: int = 60) -> list[str]:
     """Create the topic and subscription when missing; return what was done, a line each."""
-    from google.api_core.exceptions import AlreadyExists
     from google.cloud import pubsub_v1
 
     check_topic(topic)
     require_credentials()
-    done = []
-    publisher = pubsub_v1.PublisherClient()
-    try:
-        publisher.create_topic(name=topic)
-        done.append(f"created topic {topic}")
-    except AlreadyExists:
-        done.append(f"topic {topic} exists")
+    done = [ensure_topic(pubsub_v1.PublisherClient(), topic)]
     if subscription:
         check_subscription(subscription)
         with pubsub_v1.SubscriberClient() as subscriber:
-            try:
-                subscriber.create_subscription(name=subscription, topic=topic,
-                                               ack_deadline_seconds=ack_deadline_s)
-                done.append(f"created subscription {subscription}")
-            except AlreadyExists:
-                done.append(f"subscription {subscription} exists")
+            done.append(ensure_subscription(subscriber, {
+                "name": subscription, "topic": topic,
+                "ack_deadline_seconds": ack_deadline_s}))
     return done
 
 
-def teardown(topic: str, subscription: str | None = None) -> list[str]:
+def remove_subscription(subscriber, subscription: str) -> str:
     from google.api_core.exceptions import NotFound
+
+    try:
+        subscriber.delete_subscription(subscription=subscription)
+        return f"deleted subscription {subscription}"
+    except NotFound:
+        return f"absent  subscription {subscription}"
+
+
+def remove_topic(publisher, topic: str) -> str:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        publisher.delete_topic(topic=topic)
+        return f"deleted topic {topic}"
+    except NotFound:
+        return f"absent  topic {topic}"
+
+
+def teardown(topic: str, subscription: str | None = None) -> list[str]:
     from google.cloud import pubsub_v1
 
     check_topic(topic)
@@ -109,16 +157,8 @@ def teardown(topic: str, subscription: str | None = None) -> list[str]:
     if subscription:
         check_subscription(subscription)
         with pubsub_v1.SubscriberClient() as subscriber:
-            try:
-                subscriber.delete_subscription(subscription=subscription)
-                done.append(f"deleted subscription {subscription}")
-            except NotFound:
-                done.append(f"subscription {subscription} did not exist")
-    try:
-        pubsub_v1.PublisherClient().delete_topic(topic=topic)
-        done.append(f"deleted topic {topic}")
-    except NotFound:
-        done.append(f"topic {topic} did not exist")
+            done.append(remove_subscription(subscriber, subscription))
+    done.append(remove_topic(pubsub_v1.PublisherClient(), topic))
     return done
 
 

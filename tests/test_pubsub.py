@@ -62,8 +62,8 @@ def test_setup_is_idempotent_and_teardown_removes(pubsub_emulator):
     topic, subscription = names()
     assert setup(topic, subscription) == [f"created topic {topic}",
                                           f"created subscription {subscription}"]
-    assert setup(topic, subscription) == [f"topic {topic} exists",
-                                          f"subscription {subscription} exists"]
+    assert setup(topic, subscription) == [f"exists  topic {topic}",
+                                          f"exists  subscription {subscription}"]
     assert teardown(topic, subscription) == [f"deleted subscription {subscription}",
                                              f"deleted topic {topic}"]
     proc = subprocess.run([sys.executable, "-m", "beam_pipelines.pubsub", "setup", "--topic",
