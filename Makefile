@@ -13,7 +13,7 @@ BQ_STAMP := $(BQ_VENV)/.installed-stamp
 ARGS   ?=
 
 .PHONY: all venv bqemulator run-bigquery-local dataflow-metrics dataflow-metrics-streaming \
-	dataflow-logs dataflow-logs-streaming run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
+	dataflow-logs dataflow-logs-streaming template template-metadata template-run run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
 	distclean
 all: test
 
@@ -70,6 +70,30 @@ dataflow-logs: $(STAMP)               ## batch: INPUT (default gs://BUCKET/logs/
 
 dataflow-logs-streaming: $(STAMP)     ## streaming: SUBSCRIPTION (default .../web-logs)
 	$(BIN)/python -m run logs --streaming $(DATAFLOW) --subscription $(or $(SUBSCRIPTION),projects/$(PROJECT)/subscriptions/web-logs) $(ARGS)
+
+# Flex Template: one image (Dockerfile) for launcher and workers, built by Cloud Build and
+# registered with deploy/metadata.json. PROJECT, BUCKET (and REGION, AR_REPO, TAG).
+AR_REPO  ?= telemetry
+TAG      ?= latest
+IMAGE    ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(AR_REPO)/telemetry-medallion:$(TAG)
+TEMPLATE ?= gs://$(BUCKET)/templates/telemetry-medallion.json
+PIPELINE ?= metrics
+PARAMS   ?= input=gs://$(BUCKET)/metrics/*.jsonl
+
+template-metadata: $(STAMP)  ## regenerate deploy/metadata.json from the pipeline options
+	$(BIN)/python -m beam_pipelines.flex_template metadata > deploy/metadata.json
+
+template: template-metadata  ## build the image and register the flex template (needs gcloud)
+	gcloud builds submit --project $(PROJECT) --tag $(IMAGE) .
+	gcloud dataflow flex-template build $(TEMPLATE) --project $(PROJECT) --image $(IMAGE) \
+	  --sdk-language PYTHON --metadata-file deploy/metadata.json
+
+template-run:  ## launch it: PIPELINE=metrics|logs PARAMS="input=gs://...,streaming=false"
+	gcloud dataflow flex-template run telemetry-$(PIPELINE)-$$(date +%Y%m%d-%H%M%S) \
+	  --project $(PROJECT) --region $(REGION) --template-file-gcs-location $(TEMPLATE) \
+	  --temp-location gs://$(BUCKET)/tmp --staging-location gs://$(BUCKET)/staging \
+	  --parameters pipeline=$(PIPELINE),sdk_container_image=$(IMAGE),bq_dataset_prefix=$(PREFIX) \
+	  --parameters "$(PARAMS)"
 
 test: $(STAMP) $(BQ_STAMP)  ## unit, transform, streaming and end-to-end tests
 	$(BIN)/python -m pytest

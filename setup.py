@@ -9,6 +9,9 @@ from setuptools import find_packages, setup
 
 RUNTIME = [
     "apache-beam[gcp]==2.77.0",
+    # Beam's stager builds the sdist Dataflow workers install with `python -m build
+    # --no-isolation` when it is there (else a deprecated `setup.py sdist`, with a warning)
+    "build==1.6.1",
     "duckdb==1.5.6",        # the local lakehouse catalog and the run summary
     "faker==40.54.0",       # stable fake identities for the generators
     # scheduled queries (`python -m beam_pipelines.bigquery schedule`): the official client

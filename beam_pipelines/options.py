@@ -61,6 +61,9 @@ def _sink_flags(parser) -> None:
           choices=("auto", "FILE_LOADS", "STREAMING_INSERTS", "STORAGE_WRITE_API"),
           help="--sink bigquery: auto is FILE_LOADS in batch and STREAMING_INSERTS in "
                "streaming; STORAGE_WRITE_API needs Java at submit time")
+    _flag(parser, "wait", action=argparse.BooleanOptionalAction, default=True,
+          help="Dataflow batch: wait until the job ends (default); --no-wait returns once "
+               "it is submitted, as a flex template launch must")
     _flag(parser, "bq-layers", default="bronze,silver,gold",
           help="--sink bigquery: the layers the pipeline writes (dead letters always); "
                "'bronze' leaves silver and gold to the scheduled queries of sql/scheduled")

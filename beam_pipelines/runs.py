@@ -51,6 +51,12 @@ def _is_dataflow(runner: str) -> bool:
     return runner.split(".")[-1].lower().startswith("dataflow")
 
 
+def is_dataflow(options: PipelineOptions) -> bool:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    return _is_dataflow(options.view_as(StandardOptions).runner or "")
+
+
 def _check_dataflow(options: PipelineOptions, opts, streaming: bool) -> None:
     """What would make a Dataflow job fail late, each as one line, before submitting."""
     from apache_beam.options.pipeline_options import GoogleCloudOptions
@@ -131,7 +137,8 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     pipeline = beam.Pipeline(options=options)
     build(pipeline, files, sink)
     result = pipeline.run()
-    result.wait_until_finish()
+    if opts.wait or not plan.dataflow:
+        result.wait_until_finish()
     catalog = write_catalog(output_dir, tables) if lakehouse else None
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
             "result": result, "dry_run": plan.offline}

