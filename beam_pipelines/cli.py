@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                            else (server_metrics, render))
         outcome = module.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:
-            print(summary(outcome["catalog"], outcome["output_dir"]))
+            print(summary(outcome["catalog"], outcome["output_dir"],
+                          **outcome.get("summary_args", {})))
         elif outcome.get("dry_run"):
             print("Dry run: the Dataflow job was built and checked, not submitted.")
         elif outcome["sink"].name == "bigquery":

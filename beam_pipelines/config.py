@@ -7,11 +7,21 @@ from pathlib import Path
 import yaml
 
 from beam_pipelines.errors import UserError
-from transforms.rules import AlertRule, HealthWeights, Location, ServerMetricsRules
+from schemas.durations import parse_duration
+from schemas.server_metrics import MEASUREMENTS
+from transforms.rules import (
+    AlertMatrix,
+    AlertRule,
+    AnomalyDetection,
+    HealthWeights,
+    Location,
+    ServerMetricsRules,
+)
 
 # Shipped inside the package ``configs`` so that an installed copy finds it too.
 DEFAULT_CONFIG = resources.files("configs") / "server_metrics.yaml"
-_TOP_LEVEL = {"high_utilization", "health_score_weights", "alert_rules", "locations"}
+_TOP_LEVEL = {"high_utilization", "health_score_weights", "alert_rules", "locations",
+              "alert_matrix", "anomaly_detection"}
 
 
 def load_rules(path: str | Path | None = None) -> ServerMetricsRules:
@@ -71,6 +81,8 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
             raise ValueError(f"locations.{name}: latitude/longitude out of range")
         locations.append(Location(str(name), lat, lon))
     return ServerMetricsRules(
+        alert_matrix=_alert_matrix(doc.get("alert_matrix") or {}),
+        anomaly_detection=_anomaly_detection(doc.get("anomaly_detection") or {}),
         high_cpu_threshold=_number("high_utilization.cpu_usage", high.get("cpu_usage", 90)),
         high_memory_threshold=_number("high_utilization.memory_usage",
                                       high.get("memory_usage", 90)),
@@ -79,3 +91,59 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
         alert_rules=tuple(rules) if "alert_rules" in doc else ServerMetricsRules().alert_rules,
         locations=tuple(locations),
     )
+
+
+def _keys(section: str, doc, allowed: set[str]) -> dict:
+    if not isinstance(doc, dict):
+        raise ValueError(f"{section} must be a mapping")
+    unknown = set(doc) - allowed
+    if unknown:
+        raise ValueError(f"{section}: unknown key(s) {', '.join(sorted(unknown))}; expected "
+                         f"{', '.join(sorted(allowed))}")
+    return doc
+
+
+def _seconds(where: str, value) -> int:
+    seconds = parse_duration(value) if isinstance(value, str) else _number(where, value)
+    if seconds != int(seconds):
+        raise ValueError(f"{where} must be whole seconds")
+    return int(seconds)
+
+
+def _alert_matrix(doc) -> AlertMatrix:
+    doc = _keys("alert_matrix", doc, {"window", "period", "cpu_usage", "memory_usage",
+                                      "network_in", "disk_io", "severity"})
+    kwargs = {k: _number(f"alert_matrix.{k}", doc[k])
+              for k in ("cpu_usage", "memory_usage", "network_in", "disk_io") if k in doc}
+    if "window" in doc:
+        kwargs["window_s"] = _seconds("alert_matrix.window", doc["window"])
+    if "period" in doc:
+        kwargs["period_s"] = _seconds("alert_matrix.period", doc["period"])
+    if "severity" in doc:
+        kwargs["severity"] = str(doc["severity"])
+    return AlertMatrix(**kwargs)
+
+
+def _anomaly_detection(doc) -> AnomalyDetection:
+    doc = _keys("anomaly_detection", doc, {"metrics", "alpha", "variance_alpha", "threshold",
+                                           "warmup", "min_std", "severity", "flush_every"})
+    kwargs = {k: _number(f"anomaly_detection.{k}", doc[k])
+              for k in ("alpha", "variance_alpha", "threshold") if k in doc}
+    if "metrics" in doc:
+        if not isinstance(doc["metrics"], list):
+            raise ValueError("anomaly_detection.metrics must be a list of metric names")
+        kwargs["metrics"] = tuple(str(m) for m in doc["metrics"])
+    if "warmup" in doc:
+        warmup = doc["warmup"]
+        if isinstance(warmup, bool) or not isinstance(warmup, int):
+            raise ValueError("anomaly_detection.warmup must be a whole number of samples")
+        kwargs["warmup"] = warmup
+    if "min_std" in doc:
+        floors = _keys("anomaly_detection.min_std", doc["min_std"], set(MEASUREMENTS))
+        kwargs["min_std"] = tuple((m, _number(f"anomaly_detection.min_std.{m}", v))
+                                  for m, v in floors.items())
+    if "severity" in doc:
+        kwargs["severity"] = str(doc["severity"])
+    if "flush_every" in doc:
+        kwargs["flush_every_s"] = _seconds("anomaly_detection.flush_every", doc["flush_every"])
+    return AnomalyDetection(**kwargs)

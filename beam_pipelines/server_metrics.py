@@ -22,14 +22,20 @@ from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from schemas.dead_letter import DEAD_LETTERS
-from schemas.server_metrics import GOLD_TABLES, SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
+from schemas.server_metrics import (
+    ANALYTICS_TABLES,
+    GOLD_TABLES,
+    SERVER_METRICS_BRONZE,
+    SERVER_METRICS_SILVER,
+)
 from transforms.medallion import ServerMetricsMedallion
 from transforms.rules import ServerMetricsRules
 from transforms.windowing import StreamingConfig
 
 log = logging.getLogger(__name__)
 
-TABLES = (SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + (DEAD_LETTERS,)
+TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
+          + (DEAD_LETTERS,))
 
 
 def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
@@ -85,9 +91,14 @@ def run(options: PipelineOptions) -> dict:
                                   opts.input_format, match)
         return {"jsonl": [generate_sample(opts.output_dir, opts)]}
 
-    return runs.batch(options, opts, "server-metrics", TABLES, inputs,
-                      lambda p, files, sink: build_pipeline(p, files, sink, rules),
-                      pipeline_name="server_metrics")
+    outcome = runs.batch(options, opts, "server-metrics", TABLES, inputs,
+                         lambda p, files, sink: build_pipeline(p, files, sink, rules),
+                         pipeline_name="server_metrics")
+    return {**outcome, "summary_args": _summary_args(rules)}
+
+
+def _summary_args(rules) -> dict:
+    return {"matrix_copies": rules.alert_matrix.window_s // rules.alert_matrix.period_s}
 
 
 def run_streaming(options: PipelineOptions) -> dict:
@@ -104,5 +115,6 @@ def run_streaming(options: PipelineOptions) -> dict:
     def build(pipeline, source, streaming, drop_redeliveries, sink):
         build_streaming_pipeline(pipeline, source, sink, rules, streaming, drop_redeliveries)
 
-    return runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
-                          peek="server_metrics_minutely", pipeline_name="server_metrics")
+    outcome = runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
+                             peek="server_metrics_minutely", pipeline_name="server_metrics")
+    return {**outcome, "summary_args": _summary_args(rules)}

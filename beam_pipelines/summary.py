@@ -26,11 +26,14 @@ def accounting(con) -> dict:
     for table in ("server_metrics_minutely", "hourly_server_metrics", "server_health_summary",
                   "location_performance"):
         counts[table] = q(f"select coalesce(sum(record_count), 0) from {table}")
+    counts["server_alert_matrix"] = q("select coalesce(sum(record_count), 0) "
+                                      "from server_alert_matrix")
     counts["input"] = counts["bronze"] + counts["bronze_dead"]
     return counts
 
 
-def render(catalog: str, output_dir: str) -> str:
+def render(catalog: str, output_dir: str, matrix_copies: int = 3) -> str:
+    """``matrix_copies``: sliding windows per record (alert matrix window / period)."""
     with duckdb.connect(catalog, read_only=True) as con:
         c = accounting(con)
         ok = lambda b: "✓" if b else "✗ MISMATCH"  # noqa: E731
@@ -45,6 +48,11 @@ def render(catalog: str, output_dir: str) -> str:
             rows = con.execute(f"select count(*) from {table}").fetchone()[0]
             out.append(f"  gold    {table:<24} {rows:>7,} rows over {c[table]:,} records"
                        f"   {ok(c[table] == c['silver'])}")
+        rows = con.execute("select count(*) from server_alert_matrix").fetchone()
+        out.append(f"  gold    {'server_alert_matrix':<24} {rows[0]:>7,} rows over "
+                   f"{c['server_alert_matrix']:,} records   "
+                   f"{ok(c['server_alert_matrix'] == c['silver'] * matrix_copies)} "
+                   f"(each record in {matrix_copies} sliding windows)")
         reasons = con.execute("select layer, reason, count(*) n from dead_letters "
                               "group by all order by n desc, layer, reason").fetchall()
         out.append("")
@@ -68,6 +76,12 @@ def render(catalog: str, output_dir: str) -> str:
         out.append("Alerts" + ("" if alerts else ": none"))
         if alerts:
             out.append(_fmt_rows(alerts, ("rule", "severity", "server-minutes", "servers")))
+        feed = con.execute("select family, rule, severity, count(*), count(distinct server_id) "
+                           "from alert_events group by all order by 1, 4 desc").fetchall()
+        out.append("")
+        out.append("Alert feed, every rule (alert_events)" + ("" if feed else ": none"))
+        if feed:
+            out.append(_fmt_rows(feed, ("family", "rule", "severity", "alerts", "servers")))
     out.append("")
     out.append(f"Output: {output_dir}  (Parquet per table)")
     out.append(f"Query:  duckdb {catalog} \"select * from server_health_summary\"")

@@ -12,6 +12,7 @@ from pathlib import Path
 from schemas.dead_letter import DEAD_LETTERS, REASONS
 from schemas.ops import OPS_TABLES
 from schemas.server_metrics import (
+    ANALYTICS_TABLES,
     GOLD_TABLES,
     SERVER_METRIC,
     SERVER_METRICS_BRONZE,
@@ -20,7 +21,7 @@ from schemas.server_metrics import (
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES
+TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
           + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,) + OPS_TABLES)
 #: Dataset (``${...}`` in the SQL of sql/) of each layer; see beam_pipelines/bigquery.
 DATASET_OF_LAYER = {"bronze": "bronze", "silver": "silver", "gold": "gold",

@@ -200,3 +200,83 @@ ALERTS = RecordSchema(
 
 GOLD_TABLES = (SERVER_METRICS_MINUTELY, HOURLY_SERVER_METRICS, SERVER_HEALTH_SUMMARY,
                LOCATION_PERFORMANCE, ALERTS)
+
+MATRIX_LABELS = {
+    "cpu_memory_alert": ("High CPU + Memory stress", "CPU spike suspected",
+                         "Memory saturation suspected"),
+    "network_disk_alert": ("Network flood + Disk thrash suspected", "Possible DDoS",
+                           "Disk thrash suspected"),
+}
+
+SERVER_ALERT_MATRIX = RecordSchema(
+    name="server_alert_matrix",
+    layer="gold",
+    description="Seed 002's alert matrix: per server, sliding event-time windows (default "
+                "30 s every 10 s) with average CPU and memory, maximum network_in and "
+                "disk_io, and a label per pair of thresholds (null when neither is "
+                "exceeded). Every silver record is in window/period windows.",
+    fields=WINDOW_FIELDS + SERVER_DIMENSIONS
+    + (
+        Field("record_count", INT, "Silver records in this window", required=True),
+        Field("avg_cpu_usage", F, "Mean CPU utilisation", unit="%"),
+        Field("avg_memory_usage", F, "Mean memory utilisation", unit="%"),
+        Field("max_network_in", F, "Maximum inbound throughput", unit="kB/s"),
+        Field("max_disk_io", F, "Maximum disk I/O rate", unit="IOPS"),
+        Field("cpu_memory_alert", S, "Label of the CPU/memory pair, null when neither "
+              "average is above its threshold", choices=MATRIX_LABELS["cpu_memory_alert"]),
+        Field("network_disk_alert", S, "Label of the network/disk pair, null when neither "
+              "maximum is above its threshold", choices=MATRIX_LABELS["network_disk_alert"]),
+    ),
+    partition_field="metric_date",
+    clustering=("server_id",),
+    key=SERVER_KEY,
+)
+
+ANOMALIES = RecordSchema(
+    name="anomalies",
+    layer="gold",
+    description="Seed 003's EWMA + 3σ anomalies, per server and metric, scored in "
+                "event-time order against the state before each value.",
+    fields=(
+        Field("timestamp", TS, "Event time of the anomalous measurement (UTC)", required=True),
+        Field("metric_date", D, "UTC date of the event", required=True),
+    ) + SERVER_DIMENSIONS + (
+        Field("metric", S, "Metric scored", required=True),
+        Field("value", F, "The measurement", required=True),
+        Field("expected", F, "EWMA of the metric before this value", required=True),
+        Field("std", F, "Standard deviation the value was scored against", required=True),
+        Field("score", F, "|value − expected| / std", required=True, minimum=0),
+        Field("rule", S, "ewma_3sigma", required=True),
+        Field("severity", S, "info | warning | critical", required=True,
+              choices=("info", "warning", "critical")),
+    ),
+    partition_field="metric_date",
+    clustering=("server_id", "metric"),
+    # No key: the detector emits each anomaly once, with no panes to choose between.
+)
+
+ALERT_EVENTS = RecordSchema(
+    name="alert_events",
+    layer="gold",
+    description="Every alert of every rule in one feed (threshold rules, the alert matrix, "
+                "the EWMA detector): the table chat and paging integrations read.",
+    fields=WINDOW_FIELDS + SERVER_DIMENSIONS
+    + (
+        Field("family", S, "Which detector raised it", required=True,
+              choices=("threshold", "matrix", "ewma")),
+        Field("rule", S, "Rule within the family", required=True),
+        Field("severity", S, "info | warning | critical", required=True,
+              choices=("info", "warning", "critical")),
+        Field("metric", S, "Metric(s) the rule watches"),
+        Field("observed_value", F, "The value that fired (extreme, average or measurement)"),
+        Field("message", S, "Human-readable description", required=True),
+    ),
+    partition_field="metric_date",
+    clustering=("server_id", "family"),
+    key=SERVER_KEY + ("family", "rule"),
+)
+
+#: Gold tables of the reference analytics (alert matrix, EWMA detector, the alert feed):
+#: built by the pipeline only (a sliding window and a sequential detector are not
+#: scheduled SQL).
+ANALYTICS_TABLES = (SERVER_ALERT_MATRIX, ANOMALIES, ALERT_EVENTS)

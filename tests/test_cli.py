@@ -49,7 +49,8 @@ def test_default_run_writes_every_table_with_its_declared_schema(sample_run):
 def test_summary_shows_layers_reasons_worst_servers_and_where(sample_run):
     out, stdout = sample_run
     assert "Records per layer" in stdout and "✗" not in stdout
-    assert stdout.count("✓") == 6  # bronze, silver and four gold identities hold
+    assert stdout.count("✓") == 7  # bronze, silver, four gold identities and the matrix
+    assert "Alert feed, every rule" in stdout
     assert "Dead letters by reason" in stdout and "duplicate_event" in stdout
     assert "Five least healthy servers" in stdout
     assert str(out / "lakehouse.duckdb") in stdout

@@ -9,7 +9,8 @@ from __future__ import annotations
 import apache_beam as beam
 
 from schemas.dead_letter import DEAD_LETTERS
-from schemas.server_metrics import SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
+from schemas.server_metrics import ALERTS, SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
+from transforms.analytics import ServerMetricsAnalytics
 from transforms.bronze import ValidateServerMetrics
 from transforms.gold import ServerMetricsGold
 from transforms.rules import ServerMetricsRules
@@ -34,12 +35,15 @@ class ServerMetricsMedallion(beam.PTransform):
         silver = bronze["records"] | "Silver" >> CleanServerMetrics(
             self._rules, streaming=self._streaming)
         gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules, self._streaming)
+        analytics = ((silver["records"], gold[ALERTS.name])
+                     | "Analytics" >> ServerMetricsAnalytics(self._rules, self._streaming))
         dead = ((bronze["dead_letters"], silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())
         return {
             SERVER_METRICS_BRONZE.name: bronze["records"],
             SERVER_METRICS_SILVER.name: silver["records"],
             **gold,
+            **analytics,
             DEAD_LETTERS.name: dead,
         }
 

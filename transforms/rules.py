@@ -76,12 +76,100 @@ DEFAULT_ALERT_RULES = (
 
 
 @dataclass(frozen=True)
+class AlertMatrix:
+    """Seed 002's alert matrix: sliding windows of ``window_s`` every ``period_s`` per
+    server; a pair of thresholds gives a label when both, one or the other is exceeded
+    (averages of CPU and memory, maxima of network_in and disk_io), none when neither."""
+
+    window_s: int = 30
+    period_s: int = 10
+    cpu_usage: float = 89.65
+    memory_usage: float = 89.73
+    network_in: float = 7205.16
+    disk_io: float = 4220.24
+    severity: str = "warning"
+
+    def __post_init__(self):
+        if self.period_s < 1 or self.window_s < self.period_s or self.window_s % self.period_s:
+            raise ValueError("alert_matrix: window must be a whole multiple of period (>= 1s)")
+        if self.severity not in ("info", "warning", "critical"):
+            raise ValueError("alert_matrix: severity must be info, warning or critical")
+
+    def cpu_memory_label(self, avg_cpu, avg_memory) -> str | None:
+        return _pair_label(avg_cpu, self.cpu_usage, avg_memory, self.memory_usage,
+                           "High CPU + Memory stress", "CPU spike suspected",
+                           "Memory saturation suspected")
+
+    def network_disk_label(self, max_network_in, max_disk_io) -> str | None:
+        return _pair_label(max_network_in, self.network_in, max_disk_io, self.disk_io,
+                           "Network flood + Disk thrash suspected", "Possible DDoS",
+                           "Disk thrash suspected")
+
+
+def _pair_label(a, a_max, b, b_max, both, only_a, only_b) -> str | None:
+    over_a = a is not None and a > a_max
+    over_b = b is not None and b > b_max
+    if over_a and over_b:
+        return both
+    return only_a if over_a else only_b if over_b else None
+
+
+@dataclass(frozen=True)
+class AnomalyDetection:
+    """Seed 003's EWMA + 3σ detector, per server and metric, made sound.
+
+    The mean is seed 003's EWMA (``alpha``) and a value is scored against the state before
+    it: ``score = |v − ewma| / std``. Seed 003 took ``std`` from an EWMA of v² with the
+    same α: an estimate from ~9 samples that leaves out the mean's own error, so its 3σ
+    fires on 2.2 % of Gaussian noise. Here ``std`` tracks the residuals ``v − ewma`` with
+    a slower ``variance_alpha``, is at least ``min_std`` of the metric's unit, and nothing is scored
+    before ``warmup`` samples. Once scored, a value updates both with its residual
+    clipped at ``threshold``·std: a spike neither blinds the detector nor drags the
+    expected value, which would make the normal values after it alarm.
+    """
+
+    metrics: tuple[str, ...] = ("cpu_usage", "memory_usage", "temperature_c", "network_in")
+    alpha: float = 0.2
+    variance_alpha: float = 0.02
+    threshold: float = 3.0
+    warmup: int = 30
+    min_std: tuple[tuple[str, float], ...] = (
+        ("cpu_usage", 0.5), ("memory_usage", 0.5), ("temperature_c", 0.25),
+        ("network_in", 5.0))
+    severity: str = "warning"
+    #: Streaming: how much event time is buffered before it is scored in order.
+    flush_every_s: int = 10
+
+    def __post_init__(self):
+        unknown = set(self.metrics) - set(MEASUREMENTS)
+        if unknown:
+            raise ValueError(f"anomaly_detection: unknown metric(s) {', '.join(sorted(unknown))}")
+        if not self.metrics:
+            raise ValueError("anomaly_detection: metrics must not be empty")
+        for name in ("alpha", "variance_alpha"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"anomaly_detection: {name} must be in (0, 1]")
+        if self.threshold <= 0 or self.warmup < 2 or self.flush_every_s < 1:
+            raise ValueError("anomaly_detection: threshold > 0, warmup >= 2 and "
+                             "flush_every >= 1s")
+        if any(v <= 0 for _, v in self.min_std):
+            raise ValueError("anomaly_detection: min_std values must be positive")
+        if self.severity not in ("info", "warning", "critical"):
+            raise ValueError("anomaly_detection: severity must be info, warning or critical")
+
+    def floor(self, metric: str) -> float:
+        return dict(self.min_std).get(metric, 1e-9)
+
+
+@dataclass(frozen=True)
 class ServerMetricsRules:
     high_cpu_threshold: float = 90.0
     high_memory_threshold: float = 90.0
     health_weights: HealthWeights = field(default_factory=HealthWeights)
     alert_rules: tuple[AlertRule, ...] = DEFAULT_ALERT_RULES
     locations: tuple[Location, ...] = ()
+    alert_matrix: AlertMatrix = field(default_factory=AlertMatrix)
+    anomaly_detection: AnomalyDetection = field(default_factory=AnomalyDetection)
 
     def __post_init__(self):
         names = [r.name for r in self.alert_rules]

@@ -43,10 +43,11 @@ class StreamingConfig:
             raise ValueError("the early-firing delay must be positive")
 
     def windows(self, seconds: int, *, accumulate: bool, early_every_s: float | None = None,
-                early_per_element: bool = False) -> beam.WindowInto:
-        """Fixed event-time windows of ``seconds``. ``accumulate`` makes every pane hold the
-        whole window so far (for tables); otherwise panes carry only what is new (for
-        feeding further aggregation without counting anything twice)."""
+                early_per_element: bool = False, window_fn=None) -> beam.WindowInto:
+        """Fixed event-time windows of ``seconds`` (or ``window_fn``'s, e.g. sliding).
+        ``accumulate`` makes every pane hold the whole window so far (for tables);
+        otherwise panes carry only what is new (for feeding further aggregation without
+        counting anything twice)."""
         if early_per_element:
             early = trigger.AfterCount(1)
         else:
@@ -54,7 +55,7 @@ class StreamingConfig:
             early = trigger.AfterProcessingTime(max(1, round(early_every_s or
                                                              self.early_firing_s)))
         return beam.WindowInto(
-            FixedWindows(seconds),
+            window_fn or FixedWindows(seconds),
             trigger=trigger.AfterWatermark(early=early, late=trigger.AfterCount(1)),
             accumulation_mode=(trigger.AccumulationMode.ACCUMULATING if accumulate
                                else trigger.AccumulationMode.DISCARDING),

@@ -1,0 +1,381 @@
+"""Gold analytics of the reference systems, on silver server metrics, batch and streaming.
+
+* ``ServerAlertMatrix`` — seed 002: per server, sliding windows (30 s every 10 s), average
+  CPU and memory, maximum network_in and disk_io, and the six labels.
+* ``DetectAnomalies`` — seed 003: an EWMA + 3σ detector per server and metric in Beam
+  state (correct in parallel; kept across restarts on Dataflow), scoring each key's values
+  in event-time order: they are buffered until the watermark passes them (streaming), or
+  until the end of the input (batch), then sorted and scored.
+* ``AlertEvents`` — every alert of every family (threshold rules, matrix, EWMA) in one
+  feed, the table chat and paging integrations read.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.transforms.window import GlobalWindows, SlidingWindows
+from apache_beam.utils.timestamp import Timestamp
+
+from schemas.server_metrics import ALERT_EVENTS, ANOMALIES, SERVER_ALERT_MATRIX
+from transforms.rules import AlertMatrix, AnomalyDetection
+from transforms.windowing import StreamingConfig, bucket, pane_columns
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROS = 1_000_000
+
+
+def _utc(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _identity(record) -> tuple:
+    return (record["server_id"], record["server_name"], record["server_type"],
+            record["location"])
+
+
+# --- seed 002: the sliding-window alert matrix -------------------------------------------
+
+class KeyBySlidingWindowsFn(beam.DoFn):
+    """Batch: a record → one copy per sliding window holding it, keyed by (server, window
+    start): the explicit form of ``SlidingWindows`` (see ``windowing.bucket``)."""
+
+    def __init__(self, window_s: int, period_s: int):
+        self._window, self._period = window_s * _MICROS, period_s * _MICROS
+
+    def process(self, record, timestamp=beam.DoFn.TimestampParam):
+        last = bucket(timestamp.micros, self._period // _MICROS)
+        for start in range(last, timestamp.micros - self._window, -self._period):
+            yield _identity(record) + (start,), record
+
+
+class KeyByWindowStartFn(beam.DoFn):
+    """Streaming: after ``SlidingWindows``, key each copy by (server, its window's start)."""
+
+    def process(self, record, window=beam.DoFn.WindowParam):
+        yield _identity(record) + (window.start.micros,), record
+
+
+class MatrixCombineFn(beam.CombineFn):
+    """Records → (count, CPU sum and count, memory sum and count, max network_in, max
+    disk_io); nulls are left out of the averages and maxima, never counted as 0."""
+
+    def create_accumulator(self):
+        return [0, 0.0, 0, 0.0, 0, None, None]
+
+    def add_input(self, acc, record):
+        acc[0] += 1
+        cpu, memory = record.get("cpu_usage"), record.get("memory_usage")
+        if cpu is not None:
+            acc[1] += cpu
+            acc[2] += 1
+        if memory is not None:
+            acc[3] += memory
+            acc[4] += 1
+        for i, name in ((5, "network_in"), (6, "disk_io")):
+            value = record.get(name)
+            if value is not None and (acc[i] is None or value > acc[i]):
+                acc[i] = value
+        return acc
+
+    def merge_accumulators(self, accs):
+        merged = self.create_accumulator()
+        for acc in accs:
+            for i in range(5):
+                merged[i] += acc[i]
+            for i in (5, 6):
+                if acc[i] is not None and (merged[i] is None or acc[i] > merged[i]):
+                    merged[i] = acc[i]
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+class FormatMatrixRowFn(beam.DoFn):
+    def __init__(self, matrix: AlertMatrix):
+        self._matrix = matrix
+
+    def process(self, keyed, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        (server_id, server_name, server_type, location, start), acc = keyed
+        count, cpu_sum, cpu_n, mem_sum, mem_n, network_in, disk_io = acc
+        avg_cpu = cpu_sum / cpu_n if cpu_n else None
+        avg_memory = mem_sum / mem_n if mem_n else None
+        begin = _utc(start)
+        index, timing = pane_columns(window, pane)
+        yield {
+            "window_start": begin, "window_end": begin + timedelta(seconds=self._matrix.window_s),
+            "metric_date": begin.date(), "pane_index": index, "pane_timing": timing,
+            "server_id": server_id, "server_name": server_name, "server_type": server_type,
+            "location": location, "record_count": count, "avg_cpu_usage": avg_cpu,
+            "avg_memory_usage": avg_memory, "max_network_in": network_in,
+            "max_disk_io": disk_io,
+            "cpu_memory_alert": self._matrix.cpu_memory_label(avg_cpu, avg_memory),
+            "network_disk_alert": self._matrix.network_disk_label(network_in, disk_io),
+        }
+
+
+class ServerAlertMatrix(beam.PTransform):
+    """Silver records → ``server_alert_matrix`` rows, one per server and sliding window."""
+
+    def __init__(self, matrix: AlertMatrix, streaming: StreamingConfig | None = None):
+        super().__init__()
+        self._matrix = matrix
+        self._streaming = streaming
+
+    def expand(self, silver):
+        m = self._matrix
+        if self._streaming is None:
+            keyed = silver | "KeyBySlidingWindows" >> beam.ParDo(
+                KeyBySlidingWindowsFn(m.window_s, m.period_s))
+        else:
+            keyed = (silver
+                     | "SlidingWindows" >> self._streaming.windows(
+                         m.window_s, accumulate=True,
+                         window_fn=SlidingWindows(m.window_s, m.period_s))
+                     | "KeyByWindowStart" >> beam.ParDo(KeyByWindowStartFn()))
+        return (keyed
+                | "CombineWindow" >> beam.CombinePerKey(MatrixCombineFn())
+                | "MatrixRows" >> beam.ParDo(FormatMatrixRowFn(m)))
+
+
+# --- seed 003: EWMA + 3 sigma, in keyed state --------------------------------------------
+
+class Detector:
+    """The state of one (server, metric) and how a value is scored. Pure, so the DoFn,
+    the benchmark and the quality test share it."""
+
+    __slots__ = ("rules", "floor", "ewma", "variance", "count", "warm_sum")
+
+    def __init__(self, rules: AnomalyDetection, metric: str, state: tuple | None = None):
+        self.rules = rules
+        self.floor = rules.floor(metric)
+        self.ewma, self.variance, self.count, self.warm_sum = state or (None, None, 0, 0.0)
+
+    @property
+    def state(self) -> tuple:
+        return self.ewma, self.variance, self.count, self.warm_sum
+
+    def score(self, value: float) -> tuple[float, float, float] | None:
+        """(expected, std, score) against the state before ``value``, then the update; None
+        while warming up."""
+        r = self.rules
+        if self.ewma is None:
+            self.ewma, self.count = value, 1
+            return None
+        residual = value - self.ewma
+        result = None
+        if self.count < r.warmup:
+            # Warm-up: the variance starts as the mean of the first residuals.
+            self.warm_sum += residual * residual
+            if self.count + 1 >= r.warmup:
+                self.variance = self.warm_sum / self.count
+        else:
+            std = max(math.sqrt(self.variance), self.floor)
+            score = abs(residual) / std
+            result = (self.ewma, std, score)
+            # A spike must neither blind the detector (variance) nor drag the expected
+            # value after it, which would make the next normal values alarm: both take
+            # the residual clipped at the threshold.
+            limit = r.threshold * std
+            residual = max(-limit, min(limit, residual))
+            self.variance += r.variance_alpha * (residual * residual - self.variance)
+        self.ewma += r.alpha * residual  # seed 003: ewma ← α·v + (1 − α)·ewma
+        self.count += 1
+        return result
+
+
+class EwmaDetectorFn(beam.DoFn):
+    """``((server_id, metric), (micros, server_name, server_type, location, value))`` →
+    anomaly rows. Values wait in a bag until the watermark passes them (the flush timer,
+    at the next ``flush_every_s`` boundary; in batch, the end of the input), then are
+    sorted and scored, so arrival order does not matter. A value older than what was
+    already scored cannot be put in order: it is counted (``anomalies/out_of_order``)
+    and left unscored, not guessed at."""
+
+    PENDING = BagStateSpec("pending", PickleCoder())
+    MODEL = ReadModifyWriteStateSpec("model", PickleCoder())
+    FLUSH_AT = ReadModifyWriteStateSpec("flush_at", PickleCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+
+    def __init__(self, rules: AnomalyDetection, streaming: bool):
+        self._rules = rules
+        self._every = rules.flush_every_s * _MICROS if streaming else None
+
+    def setup(self):
+        self._scored = Metrics.counter("anomalies", "values_scored")
+        self._anomalies = Metrics.counter("anomalies", "anomalies")
+        self._out_of_order = Metrics.counter("anomalies", "out_of_order")
+
+    def process(self, keyed, window=beam.DoFn.WindowParam,
+                pending=beam.DoFn.StateParam(PENDING), flush_at=beam.DoFn.StateParam(FLUSH_AT),
+                flush=beam.DoFn.TimerParam(FLUSH)):
+        _, value = keyed
+        pending.add(value)
+        if self._every is None:
+            target = window.max_timestamp()  # batch: the watermark jumps there at the end
+        else:
+            target = Timestamp(micros=(value[0] // self._every + 1) * self._every)
+        current = flush_at.read()
+        if current is None or target < current:
+            flush.set(target)
+            flush_at.write(target)
+
+    @on_timer(FLUSH)
+    def on_flush(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
+                 pending=beam.DoFn.StateParam(PENDING), model=beam.DoFn.StateParam(MODEL),
+                 flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
+        server_id, metric = key
+        values = sorted(pending.read())
+        ready = [v for v in values if v[0] < fired.micros] if self._every else values
+        waiting = values[len(ready):]
+        pending.clear()
+        for v in waiting:
+            pending.add(v)
+        flush_at.clear()
+        if waiting:
+            target = Timestamp(micros=(waiting[0][0] // self._every + 1) * self._every)
+            flush.set(target)
+            flush_at.write(target)
+        saved = model.read() or (None, -1)
+        detector, last = Detector(self._rules, metric, saved[0]), saved[1]
+        for micros, server_name, server_type, location, value in ready:
+            if micros <= last:
+                self._out_of_order.inc()
+                continue
+            last = micros
+            self._scored.inc()
+            outcome = detector.score(value)
+            if outcome is None or outcome[2] < self._rules.threshold:
+                continue
+            self._anomalies.inc()
+            expected, std, score = outcome
+            when = _utc(micros)
+            yield {"timestamp": when, "metric_date": when.date(), "server_id": server_id,
+                   "server_name": server_name, "server_type": server_type,
+                   "location": location, "metric": metric, "value": value,
+                   "expected": expected, "std": std, "score": score, "rule": "ewma_3sigma",
+                   "severity": self._rules.severity}
+        model.write((detector.state, last))
+
+
+class DetectAnomalies(beam.PTransform):
+    """Silver records → ``anomalies`` rows, the same in batch and streaming."""
+
+    def __init__(self, rules: AnomalyDetection, streaming: bool = False):
+        super().__init__()
+        self._rules = rules
+        self._streaming = streaming
+
+    def expand(self, silver):
+        metrics = self._rules.metrics
+
+        def per_metric(record, timestamp=beam.DoFn.TimestampParam):
+            for metric in metrics:
+                value = record.get(metric)
+                if value is not None:  # a missing sensor is not a zero
+                    yield ((record["server_id"], metric),
+                           (timestamp.micros, record["server_name"], record["server_type"],
+                            record["location"], value))
+
+        return (silver
+                # One state per key for the whole run, not per window of an upstream step.
+                | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
+                # A typed key: state needs a deterministic key coder.
+                | "PerServerAndMetric" >> beam.FlatMap(per_metric).with_output_types(
+                    beam.typehints.Tuple[beam.typehints.Tuple[str, str], beam.typehints.Any])
+                | "ScoreInEventTimeOrder" >> beam.ParDo(
+                    EwmaDetectorFn(self._rules, self._streaming)))
+
+
+# --- one alert feed ----------------------------------------------------------------------
+
+def _event(row: dict, **fields) -> dict:
+    event = {name: row.get(name) for name in ALERT_EVENTS.names}
+    event.update(fields)
+    return event
+
+
+def threshold_events(alert: dict):
+    yield _event(alert, family="threshold")
+
+
+def matrix_events(row: dict, matrix: AlertMatrix):
+    who = row["server_name"] or row["server_id"]
+    span = f"{row['window_start']:%Y-%m-%d %H:%M:%S}–{row['window_end']:%H:%M:%S} UTC"
+    if row["cpu_memory_alert"]:
+        yield _event(row, family="matrix", rule="cpu_memory", severity=matrix.severity,
+                     metric="cpu_usage,memory_usage", observed_value=row["avg_cpu_usage"],
+                     message=f"{row['cpu_memory_alert']} on {who}: avg cpu "
+                             f"{_fmt(row['avg_cpu_usage'])} %, avg memory "
+                             f"{_fmt(row['avg_memory_usage'])} %, {span}")
+    if row["network_disk_alert"]:
+        yield _event(row, family="matrix", rule="network_disk", severity=matrix.severity,
+                     metric="network_in,disk_io", observed_value=row["max_network_in"],
+                     message=f"{row['network_disk_alert']} on {who}: max network_in "
+                             f"{_fmt(row['max_network_in'])} kB/s, max disk_io "
+                             f"{_fmt(row['max_disk_io'])} IOPS, {span}")
+
+
+def anomaly_events(row: dict):
+    who = row["server_name"] or row["server_id"]
+    yield _event(row, family="ewma", rule=f"ewma_3sigma_{row['metric']}",
+                 window_start=row["timestamp"], window_end=row["timestamp"],
+                 pane_index=0, pane_timing="ON_TIME", observed_value=row["value"],
+                 message=f"{row['metric']} {_fmt(row['value'])} on {who} is "
+                         f"{row['score']:.1f}σ from its expected {_fmt(row['expected'])} "
+                         f"(σ {_fmt(row['std'])}) at {row['timestamp']:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+class AlertEvents(beam.PTransform):
+    """(threshold alerts, matrix rows, anomalies) → one ``alert_events`` feed."""
+
+    def __init__(self, matrix: AlertMatrix):
+        super().__init__()
+        self._matrix = matrix
+
+    def expand(self, sources):
+        alerts, matrix_rows, anomalies = sources
+        # Each source fires in windows of its own; the rows already carry their window and
+        # pane, so the feed is one global stream (Flatten wants one windowing).
+        return ((alerts | "FromThresholdRules" >> beam.FlatMap(threshold_events)
+                 | "ThresholdGlobal" >> beam.WindowInto(GlobalWindows()),
+                 matrix_rows | "FromAlertMatrix" >> beam.FlatMap(matrix_events, self._matrix)
+                 | "MatrixGlobal" >> beam.WindowInto(GlobalWindows()),
+                 anomalies | "FromEwma" >> beam.FlatMap(anomaly_events))
+                | "OneFeed" >> beam.Flatten())
+
+
+class ServerMetricsAnalytics(beam.PTransform):
+    """Silver records and gold's threshold alerts → the alert matrix, the anomalies and
+    the one alert feed, as table name → PCollection."""
+
+    def __init__(self, rules, streaming: StreamingConfig | None = None):
+        super().__init__()
+        self._rules = rules
+        self._streaming = streaming
+
+    def expand(self, silver_and_alerts):
+        silver, alerts = silver_and_alerts
+        matrix = silver | "AlertMatrix" >> ServerAlertMatrix(self._rules.alert_matrix,
+                                                             self._streaming)
+        anomalies = silver | "DetectAnomalies" >> DetectAnomalies(
+            self._rules.anomaly_detection, streaming=self._streaming is not None)
+        events = (alerts, matrix, anomalies) | "AlertEvents" >> AlertEvents(
+            self._rules.alert_matrix)
+        return {SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
+                ALERT_EVENTS.name: events}
