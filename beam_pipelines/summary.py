@@ -60,7 +60,7 @@ def render(catalog: str, output_dir: str, matrix_copies: int = 3) -> str:
         if reasons:
             out.append(_fmt_rows(reasons, ("layer", "reason", "records")))
         worst = con.execute("""
-            select server_name, server_type, location, metric_date,
+            select coalesce(server_name, server_id), server_type, location, metric_date,
                    server_health_score, avg_cpu_usage, avg_memory_usage, high_utilization_pct
             from server_health_summary
             qualify row_number() over (partition by server_id

@@ -106,6 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bot-share", type=_rate, default=0.08,
                    help="fraction of visitors that are bots (default 0.08)")
     _common(g, "lines")
+    r = sub.add_parser("regional", help="seed 001's India CSV, USA JSON lines, Germany Parquet",
+                       description="Three files in the regional shapes of seed 001 (their own "
+                                   "column names, units and time conventions), from one "
+                                   "seeded fleet: every third server reports in each region.")
+    r.add_argument("--servers", type=_positive_int, default=9,
+                   help="fleet size, split over the three regions (default 9)")
+    r.add_argument("--interval", type=_duration, default=10.0,
+                   help="time between two reports of one server (default 10s)")
+    r.add_argument("--duration", type=_duration, default=3600.0,
+                   help="event time to cover (default 1h)")
+    r.add_argument("--start", type=_start, default=None,
+                   help="event time of the first record (default 2026-01-05T00:00:00Z)")
+    r.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    r.add_argument("--malformed-rate", type=_rate, default=0.0,
+                   help="fraction of records whose temperature no conversion takes")
+    r.add_argument("--out-dir", "-o", required=True,
+                   help="directory for india.csv, usa.jsonl and germany.parquet")
     return parser
 
 
@@ -130,8 +147,26 @@ def config_from_args(args):
         late_rate=args.late_rate, late_by_s=args.late_by)
 
 
+def _regional(args) -> int:
+    from generators.regional import write_regional
+
+    try:
+        config = GeneratorConfig(servers=args.servers,
+                                 interval_ms=max(1, int(round(args.interval * 1000))),
+                                 start=args.start or GeneratorConfig.start,
+                                 duration_s=args.duration, seed=args.seed, anomaly_rate=0.0)
+        paths, stats = write_regional(config, args.out_dir, args.malformed_rate)
+    except (OSError, ValueError) as exc:
+        print(f"python -m generators: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {stats.line()} to {', '.join(paths.values())}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.kind == "regional":
+        return _regional(args)
     try:
         config = config_from_args(args)
     except ValueError as exc:

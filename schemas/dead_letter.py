@@ -48,6 +48,8 @@ REASONS: dict[str, str] = {
     "invalid_timestamp": "The timestamp cannot be parsed.",
     "timestamp_out_of_range": "The timestamp is before 2000-01-01 or after 2100-01-01.",
     "no_measurements": "The record carries no measurement at all.",
+    "unmappable_record": "A regional record (seed 001's India, USA or Germany shape) has a "
+                         "value its declared conversion cannot take.",
     "unparseable_log_line": "An access-log line has neither the Combined nor the Common Log "
                             "Format's shape.",
     "invalid_ip": "An access-log client is not an IPv4 or IPv6 address (e.g. a host name).",

@@ -28,7 +28,13 @@ MEASUREMENT_FIELDS = (
     Field("network_out", F, "Outbound network throughput", unit="kB/s", minimum=0),
     Field("temperature_c", F, "CPU package temperature", unit="°C", minimum=-40, maximum=150),
     Field("power_watts", F, "Power draw at the PSU", unit="W", minimum=0, maximum=5000),
+    Field("voltage_v", F, "Supply voltage (seed 001's USA sensors)", unit="V", minimum=0,
+          maximum=1000),
 )
+
+#: Seed 001's regional sources (schemas/regional.py); null for the canonical producers.
+REGION_FIELD = Field("region", S, "Regional source the record was mapped from (india, usa, "
+                     "germany); null when the producer sent the canonical record")
 
 #: The record a producer sends. Bronze validates incoming payloads against this.
 SERVER_METRIC = RecordSchema(
@@ -37,7 +43,7 @@ SERVER_METRIC = RecordSchema(
     description="One measurement of one server at one instant, as producers send it.",
     fields=IDENTITY_FIELDS[:4]
     + (Field("timestamp", TS, "Event time of the measurement (UTC)", required=True),)
-    + MEASUREMENT_FIELDS,
+    + MEASUREMENT_FIELDS + (REGION_FIELD,),
 )
 
 MEASUREMENTS = tuple(f.name for f in MEASUREMENT_FIELDS)

@@ -121,7 +121,7 @@ def test_streaming_from_pubsub_accounts_for_every_record(pubsub_emulator, tmp_pa
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr[-3000:]
-    assert "MISMATCH" not in stdout and stdout.count("✓") == 6, stdout
+    assert "MISMATCH" not in stdout and stdout.count("✓") == 7, stdout
     assert "Traceback" not in stderr and "moved backwards" not in stderr, stderr[-3000:]
 
     con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
@@ -158,7 +158,7 @@ def test_streaming_with_the_live_generator_needs_no_service(tmp_path):
         env={k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "live generator (4 servers every 0.2s" in proc.stdout
-    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 6, proc.stdout
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 7, proc.stdout
     con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
     bronze, servers = con.execute(
         "select count(*), count(distinct server_id) from server_metrics_bronze").fetchone()
@@ -204,7 +204,7 @@ def test_the_one_command_pubsub_demo_runs_and_cleans_up(tmp_path):
         env={k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "created subscription" in proc.stdout
-    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 6, proc.stdout
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 7, proc.stdout
     with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
         servers = con.execute("select count(distinct server_id) from server_metrics_silver")
         assert servers.fetchone()[0] == 3
@@ -232,4 +232,4 @@ def test_ctrl_c_drains_and_prints_the_summary(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and "Draining" in stderr, stderr[-2000:]
-    assert "MISMATCH" not in stdout and stdout.count("✓") == 6, stdout
+    assert "MISMATCH" not in stdout and stdout.count("✓") == 7, stdout

@@ -23,6 +23,7 @@ from schemas.core import FieldType, RecordSchema
 from schemas.server_metrics import MEASUREMENTS, SERVER_METRIC
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.dedupe import FirstSeenFn
+from transforms.regional import to_canonical
 
 MAX_PAYLOAD_BYTES = 1 << 20
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -242,7 +243,8 @@ SERVER_METRIC_VALIDATOR = RecordValidator(SERVER_METRIC, "timestamp", MEASUREMEN
 
 def to_bronze(raw: RawRecord, now: datetime) -> dict:
     """Pure function behind bronze: a valid bronze row or :class:`RecordRejected`."""
-    record, extra = SERVER_METRIC_VALIDATOR.coerce(decode_payload(raw))
+    # Seed 001's regional shapes become the canonical record first (schemas/regional.py).
+    record, extra = SERVER_METRIC_VALIDATOR.coerce(to_canonical(decode_payload(raw)))
     record["ingest_timestamp"] = now
     record["source"] = raw.source
     record["extra_fields"] = orjson.dumps(extra, default=str).decode() if extra else None

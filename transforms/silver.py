@@ -79,6 +79,8 @@ def to_silver(bronze: dict, rules: ServerMetricsRules) -> dict:
         "network_out": bronze["network_out"],
         "temperature_c": bronze["temperature_c"],
         "power_watts": bronze["power_watts"],
+        "voltage_v": bronze["voltage_v"],
+        "region": bronze["region"],
         "ingest_timestamp": bronze["ingest_timestamp"],
         "source": bronze["source"],
         "is_high_utilization": bool((cpu is not None and cpu > rules.high_cpu_threshold) or
@@ -113,10 +115,11 @@ def _copy_rank(record: dict):
     # Which copy of an event survives must not depend on arrival order in batch:
     # rank the copies by where they came from, then by content, then the first ingested
     # (sql/ops/server_metrics_checked.sql ranks them alike).
-    return tuple("" if record[k] is None else repr(record[k]) for k in
+    return (tuple("" if record[k] is None else repr(record[k]) for k in
                  ("source", "cpu_usage", "memory_usage", "disk_io", "network_in",
-                  "network_out", "temperature_c", "power_watts", "server_name",
-                  "server_type", "location")) + (record["ingest_timestamp"],)
+                  "network_out", "temperature_c", "power_watts", "voltage_v",
+                  "server_name", "server_type", "location", "region"))
+            + (record["ingest_timestamp"],))
 
 
 class CollectCopies(beam.CombineFn):

@@ -12,6 +12,8 @@ CREATE TABLE IF NOT EXISTS `${bronze}.server_metrics_bronze` (
   network_out FLOAT64 OPTIONS(description="Outbound network throughput (kB/s)"),
   temperature_c FLOAT64 OPTIONS(description="CPU package temperature (°C)"),
   power_watts FLOAT64 OPTIONS(description="Power draw at the PSU (W)"),
+  voltage_v FLOAT64 OPTIONS(description="Supply voltage (seed 001's USA sensors) (V)"),
+  region STRING OPTIONS(description="Regional source the record was mapped from (india, usa, germany); null when the producer sent the canonical record"),
   ingest_timestamp TIMESTAMP NOT NULL OPTIONS(description="When bronze accepted the record (processing time, UTC)"),
   source STRING OPTIONS(description="Where the record came from: file path or subscription"),
   extra_fields STRING OPTIONS(description="Fields the schema does not know, as a JSON object")

@@ -29,6 +29,7 @@ WITH canonical AS (
       WHEN b.network_out < 0 THEN 'network_out'
       WHEN b.temperature_c NOT BETWEEN -40 AND 150 THEN 'temperature_c'
       WHEN b.power_watts NOT BETWEEN 0 AND 5000 THEN 'power_watts'
+      WHEN b.voltage_v NOT BETWEEN 0 AND 1000 THEN 'voltage_v'
     END AS out_of_range
   FROM `${bronze}.server_metrics_bronze` AS b
 ),
@@ -52,8 +53,9 @@ ranked AS (
         IFNULL(CAST(memory_usage AS STRING), ''), IFNULL(CAST(disk_io AS STRING), ''),
         IFNULL(CAST(network_in AS STRING), ''), IFNULL(CAST(network_out AS STRING), ''),
         IFNULL(CAST(temperature_c AS STRING), ''), IFNULL(CAST(power_watts AS STRING), ''),
+        IFNULL(CAST(voltage_v AS STRING), ''),
         IFNULL(server_name, ''), IFNULL(server_type, ''), IFNULL(location, ''),
-        ingest_timestamp) AS copy
+        IFNULL(region, ''), ingest_timestamp) AS copy
   FROM checked
 )
 SELECT

@@ -17,7 +17,7 @@ USING (
     END AS message,
     TO_JSON_STRING(STRUCT(server_id, server_name, server_type, location, timestamp,
                           cpu_usage, memory_usage, disk_io, network_in, network_out,
-                          temperature_c, power_watts, ingest_timestamp, source,
+                          temperature_c, power_watts, voltage_v, region, ingest_timestamp, source,
                           extra_fields)) AS payload,
     'utf-8' AS payload_encoding,
     source,

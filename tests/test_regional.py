@@ -1,0 +1,198 @@
+"""Seed 001's regional sources: declared mappings, exact unit and time conversions, null
+sensors, dead letters for what cannot be mapped, and a mixed run in batch and streaming."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import duckdb
+import pytest
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms.window import TimestampedValue
+
+from beam_pipelines.cli import main
+from generators.metrics import GeneratorConfig
+from generators.regional import write_regional
+from schemas.regional import SHAPES, Alias
+from tests.conftest import NOW, fixed_clock, line, run_and_collect
+from transforms.bronze import RawRecord, ValidateServerMetrics, to_bronze
+from transforms.dead_letters import RecordRejected
+from transforms.medallion import ServerMetricsMedallion
+from transforms.regional import round_half_up, to_canonical
+from transforms.windowing import StreamingConfig
+
+TestStream.__test__ = False
+
+INDIA_HEADER = ("server_code", "timestamp_ist", "temp_celsius", "cpu_usage_percent")
+
+
+def usa(**overrides) -> str:
+    record = {"instance_id": "i-0abc", "time_utc": "2026-01-05T10:00:00Z",
+              "temp_fahrenheit": 98.6, "load_fraction": 0.57, "voltage_v": 120.4}
+    record.update(overrides)
+    return json.dumps(record)
+
+
+def germany(**overrides) -> dict:
+    record = {"node_name": "fra-node-01", "epoch_time": 1767607200, "temp_kelvin": 318.15,
+              "power_watts": 412.5}
+    record.update(overrides)
+    return record
+
+
+@pytest.mark.parametrize("fahrenheit, celsius", [
+    (98.6, 37.0), (212, 100.0), (32, 0.0), (-40, -40.0), (99.5, 37.5), (100.0, 37.8)])
+def test_fahrenheit_to_celsius_rounds_like_the_seed(fahrenheit, celsius):
+    row = to_bronze(RawRecord(usa(temp_fahrenheit=fahrenheit), "u"), NOW)
+    assert row["temperature_c"] == celsius
+
+
+@pytest.mark.parametrize("kelvin, celsius", [
+    (273.15, 0.0), (318.15, 45.0), (0, -273.2), (300.0, 26.9), (373.15, 100.0)])
+def test_kelvin_to_celsius_rounds_half_up(kelvin, celsius):
+    assert to_bronze(RawRecord(germany(temp_kelvin=kelvin), "g"), NOW)["temperature_c"] == \
+        celsius
+
+
+def test_half_up_is_spark_rounding_not_pythons():
+    assert round_half_up(0.25) == 0.3 and round(0.25, 1) == 0.2
+    assert round_half_up(-273.15) == -273.2
+
+
+def test_each_time_convention_becomes_utc():
+    ten = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+    india = to_bronze(RawRecord("IN-1,2026-01-05 15:30:00,45.5,71.2", "i.csv:2",
+                                INDIA_HEADER), NOW)
+    assert india["timestamp"] == ten  # IST is UTC+05:30
+    explicit = to_bronze(RawRecord("IN-1,2026-01-05T10:00:00+00:00,45.5,71.2", "i.csv:3",
+                                   INDIA_HEADER), NOW)
+    assert explicit["timestamp"] == ten  # an explicit zone wins
+    assert to_bronze(RawRecord(usa(), "u"), NOW)["timestamp"] == ten
+    assert to_bronze(RawRecord(germany(), "g"), NOW)["timestamp"] == ten
+
+
+def test_units_names_and_regions_map_onto_the_canonical_record():
+    u = to_bronze(RawRecord(usa(), "u"), NOW)
+    assert (u["server_id"], u["region"], u["cpu_usage"], u["voltage_v"]) == \
+        ("i-0abc", "usa", 57.0, 120.4)  # 0.57 · 100, without binary noise
+    g = to_bronze(RawRecord(germany(), "g"), NOW)
+    assert (g["server_id"], g["region"], g["power_watts"], g["temperature_c"]) == \
+        ("fra-node-01", "germany", 412.5, 45.0)
+    i = to_bronze(RawRecord("IN-1,2026-01-05 15:30:00,45.5,71.2", "i", INDIA_HEADER), NOW)
+    assert (i["server_id"], i["region"], i["temperature_c"], i["cpu_usage"]) == \
+        ("IN-1", "india", 45.5, 71.2)
+
+
+def test_missing_sensors_are_null_never_zero():
+    g = to_bronze(RawRecord(germany(), "g"), NOW)
+    assert g["cpu_usage"] is None and g["memory_usage"] is None and g["voltage_v"] is None
+    i = to_bronze(RawRecord("IN-1,2026-01-05 15:30:00,45.5,", "i", INDIA_HEADER), NOW)
+    assert i["cpu_usage"] is None and i["power_watts"] is None
+    u = to_bronze(RawRecord(usa(voltage_v=None), "u"), NOW)
+    assert u["voltage_v"] is None
+
+
+def test_canonical_records_pass_untouched():
+    record = json.loads(line())
+    assert to_canonical(record) is record
+    assert to_bronze(RawRecord(line(), "c"), NOW)["region"] is None
+
+
+def test_undeclared_columns_are_kept_as_unknown_fields():
+    row = to_bronze(RawRecord(usa(rack="r12"), "u"), NOW)
+    assert json.loads(row["extra_fields"]) == {"rack": "r12"}
+
+
+@pytest.mark.parametrize("raw, message", [
+    (RawRecord(usa(temp_fahrenheit="n/a"), "u"), "usa: temp_fahrenheit 'n/a'"),
+    (RawRecord(usa(load_fraction=1.7), "u"), "load fraction lies within [0, 1]"),
+    (RawRecord(usa(time_utc="yesterday"), "u"), "usa: time_utc 'yesterday'"),
+    (RawRecord(germany(temp_kelvin=float("nan")), "g"), "germany: temp_kelvin"),
+    (RawRecord("IN-1,05/01/2026 15:30,45.5,71.2", "i", INDIA_HEADER), "india: timestamp_ist"),
+    (RawRecord("IN-1,2026-01-05 15:30:00,hot,71.2", "i", INDIA_HEADER), "india: temp_celsius"),
+])
+def test_what_cannot_be_mapped_is_a_dead_letter_with_the_reason(raw, message):
+    with pytest.raises(RecordRejected) as err:
+        to_bronze(raw, NOW)
+    assert err.value.reason == "unmappable_record" and message in err.value.message
+    found = run_and_collect(lambda p: p | beam.Create([raw])
+                            | ValidateServerMetrics(clock=fixed_clock))
+    assert found["records"] == []
+    [dead] = found["dead_letters"]
+    assert dead["reason"] == "unmappable_record" and dead["step"].startswith("Parse")
+    assert dead["payload"]  # the original payload, as received
+
+
+def test_the_mappings_are_declared_and_checked():
+    assert {s.region for s in SHAPES} == {"india", "usa", "germany"}
+    with pytest.raises(ValueError, match="unknown field"):
+        Alias("temp", "temperature")
+    with pytest.raises(ValueError, match="unknown conversion"):
+        Alias("temp", "temperature_c", "rankine_to_celsius")
+
+
+@pytest.fixture(scope="module")
+def regional_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("regional")
+    config = GeneratorConfig(servers=6, interval_ms=10_000, duration_s=1800, seed=5,
+                             anomaly_rate=0.0)
+    paths, stats = write_regional(config, str(out), malformed_rate=0.02)
+    (out / "canonical.jsonl").write_text("\n".join(line(server_id=f"c-{i}",
+                                         timestamp=f"2026-01-05T00:{i:02d}:00Z")
+                                         for i in range(10)) + "\n")
+    return out, paths, stats
+
+
+def test_a_mixed_regional_input_in_one_run_adds_up(regional_dir, tmp_path, capsys):
+    out, paths, stats = regional_dir
+    lake = tmp_path / "lake"
+    assert main(["--input", str(out), "--output-dir", str(lake)]) == 0
+    printed = capsys.readouterr().out
+    assert "✗" not in printed
+    with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
+        regions = dict(con.execute("select coalesce(region, 'canonical'), count(*) "
+                                   "from server_metrics_bronze group by 1").fetchall())
+        dead = dict(con.execute("select reason, count(*) from dead_letters "
+                                "group by 1").fetchall())
+        silver = con.execute("select count(*) from server_metrics_silver").fetchone()[0]
+        nulls = con.execute("select count(*) from server_metrics_silver where region = "
+                            "'germany' and cpu_usage is not null").fetchone()[0]
+        per_region_sources = con.execute(
+            "select region, min(source) from server_metrics_bronze where region is not null "
+            "group by 1 order by 1").fetchall()
+    written = sum(stats.records.values())
+    assert dead == {"unmappable_record": stats.malformed}
+    assert sum(regions.values()) + stats.malformed == written + 10  # input = bronze + dead
+    assert regions["canonical"] == 10 and set(regions) == {"canonical", "india", "usa",
+                                                           "germany"}
+    assert silver == sum(regions.values()) and nulls == 0
+    assert [r for r, _ in per_region_sources] == ["germany", "india", "usa"]
+
+
+def test_regional_records_stream_like_they_batch():
+    payloads = [usa(time_utc=f"2026-01-05T10:00:{s:02d}Z", load_fraction=0.1 * (s % 9))
+                for s in range(0, 60, 5)]
+    payloads.append(usa(time_utc="2026-01-05T10:00:30Z", temp_fahrenheit="n/a"))
+    t0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()
+
+    def batch(p):
+        return (p | beam.Create([RawRecord(x, "in") for x in payloads])
+                | ServerMetricsMedallion(clock=fixed_clock))
+
+    stream = TestStream()
+    for i, payload in enumerate(payloads):
+        stream = stream.add_elements([TimestampedValue(RawRecord(payload, "in"), t0 + i)])
+    stream = stream.advance_watermark_to_infinity()
+
+    def streaming(p):
+        return p | stream | ServerMetricsMedallion(
+            clock=fixed_clock, streaming=StreamingConfig(allowed_lateness_s=3600))
+
+    b, s = run_and_collect(batch), run_and_collect(streaming, streaming=True)
+    assert sorted(map(repr, b["server_metrics_silver"])) == \
+        sorted(map(repr, s["server_metrics_silver"]))
+    assert {r["region"] for r in b["server_metrics_silver"]} == {"usa"}
+    assert Counter(d["reason"] for d in s["dead_letters"]) == {"unmappable_record": 1}
+    assert len(b["server_metrics_silver"]) == len(payloads) - 1
