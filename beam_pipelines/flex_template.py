@@ -46,7 +46,7 @@ _GS = r"^gs://[a-z0-9][-_.a-z0-9]{1,220}/.+$"
 def _by_name() -> dict[str, str]:
     """Regexes of the free-text options, from the checks the pipelines apply."""
     from beam_pipelines.bigquery import warehouse
-    from beam_pipelines.pubsub import _SUBSCRIPTION
+    from beam_pipelines.pubsub import _SUBSCRIPTION, _TOPIC
 
     layer = "(" + "|".join(warehouse.LAYERS) + ")"
     return {
@@ -54,6 +54,7 @@ def _by_name() -> dict[str, str]:
         "output_dir": _GS,
         "config": r"^\S+\.ya?ml$",
         "subscription": _SUBSCRIPTION.pattern,
+        "alerts_topic": _TOPIC.pattern,
         "geo_database": _GS,
         "ip_salt": r"^.+$",
         "windows": r"^[0-9]+(ms|s|min|m|h|d)?(,[0-9]+(ms|s|min|m|h|d)?)*$",

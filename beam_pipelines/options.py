@@ -95,6 +95,9 @@ class ServerMetricsOptions(PipelineOptions):
                    "live generator of --streaming)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
+        _flag(parser, "alerts-topic", default=None,
+              help="also publish every alert of alert_events, once each, to this Pub/Sub "
+                   "topic (projects/P/topics/T), for chat and paging integrations")
         _streaming_flags(parser, "--sample-servers servers")
         _sink_flags(parser)
 

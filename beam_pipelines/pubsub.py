@@ -73,6 +73,20 @@ def check_subscription_exists(subscription: str) -> None:
             raise UserError(f"subscription {subscription}: {exc.message}") from None
 
 
+def check_topic_exists(topic: str) -> None:
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    try:
+        pubsub_v1.PublisherClient().get_topic(topic=topic, timeout=30)
+    except exceptions.NotFound:
+        raise UserError(f"topic {topic} does not exist (create it with `python -m "
+                        "beam_pipelines.gcp setup` or `python -m beam_pipelines.pubsub setup "
+                        "--topic ...`)") from None
+    except exceptions.GoogleAPICallError as exc:
+        raise UserError(f"topic {topic}: {exc.message}") from None
+
+
 def ensure_topic(publisher, topic: str) -> str:
     """Create ``topic`` unless it exists; one line saying which."""
     from google.api_core.exceptions import AlreadyExists

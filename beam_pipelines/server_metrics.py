@@ -23,6 +23,7 @@ from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import (
+    ALERT_EVENTS,
     ANALYTICS_TABLES,
     GOLD_TABLES,
     SERVER_METRICS_BRONZE,
@@ -39,22 +40,48 @@ TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTI
 
 
 def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
-                   rules: ServerMetricsRules, clock=None) -> dict[str, beam.PCollection]:
+                   rules: ServerMetricsRules, clock=None,
+                   alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
     """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory."""
     raw = p | "ReadServerMetrics" >> ReadServerMetricFiles(files)
     tables = raw | "ServerMetrics" >> ServerMetricsMedallion(rules, clock=clock)
     as_sink(sink).write(tables, TABLES)
+    _publish_alerts(tables, alerts_topic, streaming=False)
     return tables
 
 
 def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
                              rules: ServerMetricsRules, streaming: StreamingConfig,
-                             drop_redeliveries: bool) -> dict[str, beam.PCollection]:
+                             drop_redeliveries: bool,
+                             alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
     raw = p | "ReadLive" >> source
     tables = raw | "ServerMetrics" >> ServerMetricsMedallion(
         rules, streaming=streaming, drop_redeliveries=drop_redeliveries)
     as_sink(sink).write(tables, TABLES, streaming=True)
+    _publish_alerts(tables, alerts_topic, streaming=True)
     return tables
+
+
+def _publish_alerts(tables, topic: str | None, streaming: bool) -> None:
+    if topic:
+        from beam_pipelines.alerts import PublishAlerts
+
+        tables[ALERT_EVENTS.name] | "PublishAlerts" >> PublishAlerts(topic, streaming)
+
+
+def _check_alerts_topic(options: PipelineOptions, opts: ServerMetricsOptions) -> None:
+    """A wrong or missing topic is one line now, not a failed bundle later."""
+    if not opts.alerts_topic:
+        return
+    from apache_beam.options.pipeline_options import TestOptions
+
+    from beam_pipelines import pubsub
+
+    pubsub.check_topic(opts.alerts_topic)
+    if options.view_as(TestOptions).dry_run:
+        return
+    pubsub.require_credentials()
+    pubsub.check_topic_exists(opts.alerts_topic)
 
 
 def _generator_config(opts: ServerMetricsOptions, **kwargs) -> GeneratorConfig:
@@ -84,6 +111,7 @@ def run(options: PipelineOptions) -> dict:
         return run_streaming(options)
     opts = options.view_as(ServerMetricsOptions)
     rules = load_rules(opts.config)
+    _check_alerts_topic(options, opts)
 
     def inputs(match=True):
         if opts.input:
@@ -92,7 +120,8 @@ def run(options: PipelineOptions) -> dict:
         return {"jsonl": [generate_sample(opts.output_dir, opts)]}
 
     outcome = runs.batch(options, opts, "server-metrics", TABLES, inputs,
-                         lambda p, files, sink: build_pipeline(p, files, sink, rules),
+                         lambda p, files, sink: build_pipeline(
+                             p, files, sink, rules, alerts_topic=opts.alerts_topic),
                          pipeline_name="server_metrics")
     return {**outcome, "summary_args": _summary_args(rules)}
 
@@ -104,6 +133,7 @@ def _summary_args(rules) -> dict:
 def run_streaming(options: PipelineOptions) -> dict:
     opts = options.view_as(ServerMetricsOptions)
     rules = load_rules(opts.config)
+    _check_alerts_topic(options, opts)
 
     def live_generator():
         interval = opts.sample_interval or 1.0
@@ -113,7 +143,8 @@ def run_streaming(options: PipelineOptions) -> dict:
                                           f"every {interval:g}s, with faults)")
 
     def build(pipeline, source, streaming, drop_redeliveries, sink):
-        build_streaming_pipeline(pipeline, source, sink, rules, streaming, drop_redeliveries)
+        build_streaming_pipeline(pipeline, source, sink, rules, streaming, drop_redeliveries,
+                                 alerts_topic=opts.alerts_topic)
 
     outcome = runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
                              peek="server_metrics_minutely", pipeline_name="server_metrics")

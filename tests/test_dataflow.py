@@ -261,3 +261,15 @@ def test_the_embedded_database_is_uploaded_once(tmp_path, monkeypatch):
     assert created == [first]
     assert os.path.getsize(first.removeprefix("stagingtest://")) == \
         os.path.getsize(default_database())
+
+
+def test_the_alert_feed_is_published_from_the_dataflow_job_too():
+    from beam_pipelines import server_metrics
+
+    args = JOBS["metrics-streaming"][0] + ["--alerts-topic",
+                                           "projects/fake-project/topics/alerts"]
+    outcome = server_metrics.run(parse_options(DATAFLOW + args, ServerMetricsOptions))
+    names = [t.unique_name for t in
+             outcome["result"].job.proto_pipeline.components.transforms.values()]
+    assert any(n.startswith("PublishAlerts/FirstPane") for n in names)
+    assert any(n.startswith("ServerMetrics/Analytics/DetectAnomalies") for n in names)
