@@ -121,8 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     r.add_argument("--malformed-rate", type=_rate, default=0.0,
                    help="fraction of records whose temperature no conversion takes")
-    r.add_argument("--out-dir", "-o", required=True,
+    r.add_argument("--out-dir", "-o", default=None,
                    help="directory for india.csv, usa.jsonl and germany.parquet")
+    r.add_argument("--to", choices=("file", "pubsub"), default="file",
+                   help="write the three files (default), or publish every record to "
+                        "Pub/Sub as a JSON object in its region's names")
+    r.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME")
+    r.add_argument("--envelope", type=_positive_int, default=1,
+                   help="records per Pub/Sub message, packed as NDJSON (default 1)")
+    r.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
+                   help="publish in real time (default) or as fast as Pub/Sub accepts")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress (default: when stderr is a terminal)")
     return parser
 
 
@@ -148,13 +158,19 @@ def config_from_args(args):
 
 
 def _regional(args) -> int:
-    from generators.regional import write_regional
+    from generators.regional import RegionalGenerator, write_regional
 
     try:
+        start = args.start or (datetime.now(timezone.utc).replace(microsecond=0)
+                               if args.to == "pubsub" else GeneratorConfig.start)
         config = GeneratorConfig(servers=args.servers,
                                  interval_ms=max(1, int(round(args.interval * 1000))),
-                                 start=args.start or GeneratorConfig.start,
-                                 duration_s=args.duration, seed=args.seed, anomaly_rate=0.0)
+                                 start=start, duration_s=args.duration, seed=args.seed,
+                                 anomaly_rate=0.0)
+        if args.to == "pubsub":
+            return _publish(RegionalGenerator(config, args.malformed_rate), args)
+        if not args.out_dir:
+            raise ValueError("give --out-dir DIR for the three files (or --to pubsub)")
         paths, stats = write_regional(config, args.out_dir, args.malformed_rate)
     except (OSError, ValueError) as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)

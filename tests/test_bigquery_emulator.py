@@ -124,6 +124,14 @@ def test_metrics_tables_land_in_bigquery_with_every_record_accounted_for(metrics
             f"SELECT SUM(record_count) AS n FROM `{PROJECT}.beam_m_gold.{table}`").result())
         assert total[0]["n"] == silver, table
     assert _count("beam_m_gold.alerts") > 0
+    # The analytics tables land in BigQuery too, their identities intact.
+    matrix = list(_client().query(
+        f"SELECT SUM(record_count) AS n FROM `{PROJECT}.beam_m_gold.server_alert_matrix`"
+    ).result())
+    assert matrix[0]["n"] == 3 * silver
+    assert _count("beam_m_gold.alert_events") >= _count("beam_m_gold.alerts")
+    assert _count("beam_m_gold.alert_events", "family = 'ewma'") == \
+        _count("beam_m_gold.anomalies")
     # Partitioning and clustering as declared.
     table = _client().get_table(f"{PROJECT}.beam_m_silver.server_metrics_silver")
     assert table.time_partitioning.field == "timestamp"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
 import duckdb
@@ -196,3 +196,43 @@ def test_regional_records_stream_like_they_batch():
     assert {r["region"] for r in b["server_metrics_silver"]} == {"usa"}
     assert Counter(d["reason"] for d in s["dead_letters"]) == {"unmappable_record": 1}
     assert len(b["server_metrics_silver"]) == len(payloads) - 1
+
+
+def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_path, capsys):
+    """`python -m generators regional --to pubsub` publishes the three shapes as JSON;
+    `python -m run --streaming` maps them and every record ends in one place."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from beam_pipelines.pubsub import setup
+    from generators.cli import main as generate
+    from tests.test_pubsub import names
+
+    topic, subscription = names()
+    setup(topic, subscription)
+    start = (datetime.now(timezone.utc) - timedelta(minutes=3)).replace(microsecond=0)
+    assert generate(["regional", "--to", "pubsub", "--topic", topic, "--no-pace",
+                     "--servers", "3", "--duration", "2m", "--interval", "10s",
+                     "--malformed-rate", "0.1", "--seed", "3",
+                     "--start", start.isoformat()]) == 0
+    published = capsys.readouterr().err
+    assert "published 36 messages (36 events)" in published
+    malformed = int(published.split("; ")[-1].split(" malformed")[0].split()[-1])
+    out = tmp_path / "lake"
+    proc = subprocess.run(
+        [sys.executable, "-m", "run", "--streaming", "--subscription", subscription,
+         "--duration", "20s", "--output-dir", str(out)],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+        timeout=240, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 7, proc.stdout
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        regions = dict(con.execute("select region, count(*) from server_metrics_bronze "
+                                   "group by 1").fetchall())
+        dead = dict(con.execute("select reason, count(*) from dead_letters "
+                                "group by 1").fetchall())
+    assert set(regions) == {"india", "usa", "germany"}
+    assert dead == ({"unmappable_record": malformed} if malformed else {})
+    assert sum(regions.values()) + malformed == 36
