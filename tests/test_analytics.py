@@ -15,15 +15,14 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.config import rules_from_dict
 from schemas.server_metrics import ANALYTICS_TABLES, MATRIX_LABELS
-from tests.conftest import NOW, fixed_clock, line, run_and_collect
-from tests.test_streaming import _events, _late_events, _normalise
+from tests.conftest import NOW, line, run_and_collect
+from tests.test_streaming import _normalise, run_batch_and_streaming
 from transforms.analytics import (
     DetectAnomalies,
     Detector,
     ServerAlertMatrix,
 )
 from transforms.bronze import RawRecord, event_time, to_bronze
-from transforms.medallion import ServerMetricsMedallion
 from transforms.rules import AlertMatrix, AnomalyDetection, ServerMetricsRules
 from transforms.silver import to_silver
 from transforms.windowing import StreamingConfig
@@ -242,26 +241,7 @@ def test_streaming_state_survives_bundles_and_out_of_order_arrivals_like_batch()
 # --- the whole medallion: the feed, parity, accounting ----------------------------------------
 
 def test_batch_and_streaming_give_identical_analytics_tables():
-    events, late = _events(), _late_events()
-    rules = rules_from_dict({"anomaly_detection": {"warmup": 5}})
-
-    def batch(p):
-        raw = p | beam.Create([RawRecord(text, "in") for _, text in events + late])
-        return raw | ServerMetricsMedallion(rules, clock=fixed_clock)
-
-    stream = TestStream()
-    for ts, text in events:
-        stream = stream.add_elements([TimestampedValue(RawRecord(text, "in"), ts)])
-    stream = (stream.advance_watermark_to(T0 + 20 * 30 + 60)
-              .add_elements([TimestampedValue(RawRecord(t, "in"), ts) for ts, t in late])
-              .advance_watermark_to_infinity())
-
-    def streaming(p):
-        return p | stream | ServerMetricsMedallion(
-            rules, clock=fixed_clock, streaming=StreamingConfig(allowed_lateness_s=3600))
-
-    b = run_and_collect(batch)
-    s = run_and_collect(streaming, streaming=True)
+    b, s = run_batch_and_streaming(rules_from_dict({"anomaly_detection": {"warmup": 5}}))
     matrix, anomalies, events_table = ANALYTICS_TABLES
     assert _normalise(b[matrix.name], matrix) == _normalise(s[matrix.name], matrix)
     assert sum(r["record_count"] for r in b[matrix.name]) == 3 * len(b["server_metrics_silver"])

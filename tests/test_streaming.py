@@ -150,9 +150,10 @@ def _normalise(rows, schema):
          for row in latest(rows, schema).values()), key=repr)
 
 
-def test_batch_and_streaming_give_identical_gold_tables():
+def run_batch_and_streaming(rules: ServerMetricsRules):
+    """The same events (malformed, copied and late ones among them) through the whole
+    medallion in batch and in TestStream streaming: (batch tables, streaming tables)."""
     events, late = _events(), _late_events()
-    rules = ServerMetricsRules()
 
     def batch(p):
         raw = p | beam.Create([RawRecord(text, "in") for _, text in events + late])
@@ -170,8 +171,11 @@ def test_batch_and_streaming_give_identical_gold_tables():
                                                    streaming=StreamingConfig(
                                                        allowed_lateness_s=3600))
 
-    b = run_and_collect(batch)
-    s = run_and_collect(streaming, streaming=True)
+    return run_and_collect(batch), run_and_collect(streaming, streaming=True)
+
+
+def test_batch_and_streaming_give_identical_gold_tables():
+    b, s = run_batch_and_streaming(ServerMetricsRules())
     for schema in GOLD_TABLES:
         assert _normalise(b[schema.name], schema) == _normalise(s[schema.name], schema), \
             schema.name

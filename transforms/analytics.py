@@ -2,10 +2,11 @@
 
 * ``ServerAlertMatrix`` — seed 002: per server, sliding windows (30 s every 10 s), average
   CPU and memory, maximum network_in and disk_io, and the six labels.
-* ``DetectAnomalies`` — seed 003: an EWMA + 3σ detector per server and metric in Beam
-  state (correct in parallel; kept across restarts on Dataflow), scoring each key's values
-  in event-time order: they are buffered until the watermark passes them (streaming), or
-  until the end of the input (batch), then sorted and scored.
+* ``DetectAnomalies`` — seed 003: an EWMA + 3σ detector per server and metric, scoring
+  each key's values in event-time order. Streaming keeps the detector in Beam state
+  (correct in parallel; kept across restarts and updates on Dataflow) and buffers values
+  until the watermark passes them; batch groups each key's values and sorts them. Both
+  score through ``score_in_order``, so they agree.
 * ``AlertEvents`` — every alert of every family (threshold rules, matrix, EWMA) in one
   feed, the table chat and paging integrations read.
 """
@@ -196,36 +197,30 @@ class Detector:
 
 
 class EwmaDetectorFn(beam.DoFn):
-    """``((server_id, metric), (micros, server_name, server_type, location, value))`` →
-    anomaly rows. Values wait in a bag until the watermark passes them (the flush timer,
-    at the next ``flush_every_s`` boundary; in batch, the end of the input), then are
-    sorted and scored, so arrival order does not matter. A value older than what was
-    already scored cannot be put in order: it is counted (``anomalies/out_of_order``)
-    and left unscored, not guessed at."""
+    """Streaming: ``((server_id, metric), (micros, server_name, server_type, location,
+    value))`` → anomaly rows. Values wait in a bag until the watermark passes them (the
+    flush timer, at the next ``flush_every_s`` boundary of event time), then are sorted
+    and scored from the detector's state, so arrival order does not matter. A value
+    older than what was already scored cannot be put in order: it is counted
+    (``anomalies/out_of_order``) and left unscored, not guessed at."""
 
     PENDING = BagStateSpec("pending", PickleCoder())
     MODEL = ReadModifyWriteStateSpec("model", PickleCoder())
     FLUSH_AT = ReadModifyWriteStateSpec("flush_at", PickleCoder())
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
 
-    def __init__(self, rules: AnomalyDetection, streaming: bool):
+    def __init__(self, rules: AnomalyDetection):
         self._rules = rules
-        self._every = rules.flush_every_s * _MICROS if streaming else None
+        self._every = rules.flush_every_s * _MICROS
 
     def setup(self):
-        self._scored = Metrics.counter("anomalies", "values_scored")
-        self._anomalies = Metrics.counter("anomalies", "anomalies")
-        self._out_of_order = Metrics.counter("anomalies", "out_of_order")
+        self._counters = _counters()
 
-    def process(self, keyed, window=beam.DoFn.WindowParam,
-                pending=beam.DoFn.StateParam(PENDING), flush_at=beam.DoFn.StateParam(FLUSH_AT),
-                flush=beam.DoFn.TimerParam(FLUSH)):
+    def process(self, keyed, pending=beam.DoFn.StateParam(PENDING),
+                flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
         _, value = keyed
         pending.add(value)
-        if self._every is None:
-            target = window.max_timestamp()  # batch: the watermark jumps there at the end
-        else:
-            target = Timestamp(micros=(value[0] // self._every + 1) * self._every)
+        target = Timestamp(micros=(value[0] // self._every + 1) * self._every)
         current = flush_at.read()
         if current is None or target < current:
             flush.set(target)
@@ -235,9 +230,8 @@ class EwmaDetectorFn(beam.DoFn):
     def on_flush(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
                  pending=beam.DoFn.StateParam(PENDING), model=beam.DoFn.StateParam(MODEL),
                  flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
-        server_id, metric = key
         values = sorted(pending.read())
-        ready = [v for v in values if v[0] < fired.micros] if self._every else values
+        ready = [v for v in values if v[0] < fired.micros]
         waiting = values[len(ready):]
         pending.clear()
         for v in waiting:
@@ -247,26 +241,61 @@ class EwmaDetectorFn(beam.DoFn):
             target = Timestamp(micros=(waiting[0][0] // self._every + 1) * self._every)
             flush.set(target)
             flush_at.write(target)
-        saved = model.read() or (None, -1)
-        detector, last = Detector(self._rules, metric, saved[0]), saved[1]
-        for micros, server_name, server_type, location, value in ready:
-            if micros <= last:
-                self._out_of_order.inc()
-                continue
-            last = micros
-            self._scored.inc()
-            outcome = detector.score(value)
-            if outcome is None or outcome[2] < self._rules.threshold:
-                continue
-            self._anomalies.inc()
-            expected, std, score = outcome
-            when = _utc(micros)
-            yield {"timestamp": when, "metric_date": when.date(), "server_id": server_id,
-                   "server_name": server_name, "server_type": server_type,
-                   "location": location, "metric": metric, "value": value,
-                   "expected": expected, "std": std, "score": score, "rule": "ewma_3sigma",
-                   "severity": self._rules.severity}
-        model.write((detector.state, last))
+        rows, state = score_in_order(self._rules, key, ready, model.read(), self._counters)
+        model.write(state)
+        yield from rows
+
+
+def score_in_order(rules: AnomalyDetection, key, values, state, counters):
+    """Score one (server, metric)'s ``values`` (sorted by event time) from ``state`` (None
+    at first): (anomaly rows, the state after them). Shared by the streaming DoFn and the
+    batch one, so both give the same answers."""
+    server_id, metric = key
+    saved, last = state or (None, -1)
+    detector = Detector(rules, metric, saved)
+    scored, out_of_order, rows = 0, 0, []
+    for micros, server_name, server_type, location, value in values:
+        if micros <= last:
+            out_of_order += 1
+            continue
+        last = micros
+        scored += 1
+        outcome = detector.score(value)
+        if outcome is None or outcome[2] < rules.threshold:
+            continue
+        expected, std, score = outcome
+        when = _utc(micros)
+        rows.append({"timestamp": when, "metric_date": when.date(), "server_id": server_id,
+                     "server_name": server_name, "server_type": server_type,
+                     "location": location, "metric": metric, "value": value,
+                     "expected": expected, "std": std, "score": score, "rule": "ewma_3sigma",
+                     "severity": rules.severity})
+    counters["values_scored"].inc(scored)
+    counters["out_of_order"].inc(out_of_order)
+    counters["anomalies"].inc(len(rows))
+    return rows, (detector.state, last)
+
+
+def _counters() -> dict:
+    return {name: Metrics.counter("anomalies", name)
+            for name in ("values_scored", "out_of_order", "anomalies")}
+
+
+class ScoreSeriesFn(beam.DoFn):
+    """Batch: ``((server_id, metric), values)`` after a GroupByKey → anomaly rows. Every
+    value is there, so sorting them is the event-time order (the streaming DoFn's state
+    and timers would cost a state access per value here for the same answer)."""
+
+    def __init__(self, rules: AnomalyDetection):
+        self._rules = rules
+
+    def setup(self):
+        self._counters = _counters()
+
+    def process(self, keyed):
+        key, values = keyed
+        rows, _ = score_in_order(self._rules, key, sorted(values), None, self._counters)
+        yield from rows
 
 
 class DetectAnomalies(beam.PTransform):
@@ -288,14 +317,18 @@ class DetectAnomalies(beam.PTransform):
                            (timestamp.micros, record["server_name"], record["server_type"],
                             record["location"], value))
 
-        return (silver
-                # One state per key for the whole run, not per window of an upstream step.
-                | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
-                # A typed key: state needs a deterministic key coder.
-                | "PerServerAndMetric" >> beam.FlatMap(per_metric).with_output_types(
-                    beam.typehints.Tuple[beam.typehints.Tuple[str, str], beam.typehints.Any])
-                | "ScoreInEventTimeOrder" >> beam.ParDo(
-                    EwmaDetectorFn(self._rules, self._streaming)))
+        keyed = (silver
+                 # One state per key for the whole run, not per window of an upstream step.
+                 | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
+                 # A typed key: state and grouping need a deterministic key coder.
+                 | "PerServerAndMetric" >> beam.FlatMap(per_metric).with_output_types(
+                     beam.typehints.Tuple[beam.typehints.Tuple[str, str], beam.typehints.Any]))
+        if self._streaming:
+            return keyed | "ScoreInEventTimeOrder" >> beam.ParDo(
+                EwmaDetectorFn(self._rules))
+        return (keyed
+                | "SeriesPerKey" >> beam.GroupByKey()
+                | "ScoreInEventTimeOrder" >> beam.ParDo(ScoreSeriesFn(self._rules)))
 
 
 # --- one alert feed ----------------------------------------------------------------------
