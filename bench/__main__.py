@@ -215,6 +215,9 @@ def main(argv=None) -> int:
         rate = written / seconds
         with duckdb.connect(write_catalog(out, TABLES)) as con:
             c = accounting(con)
+            for table in (t.name for t in TABLES if t.layer == "gold"):
+                rows = con.execute(f"select count(*) from {table}").fetchone()[0]
+                assert rows == counts[table], (table, rows, counts[table])
         assert c["silver"] == counts["silver"], (c["silver"], counts["silver"])
         assert c["input"] == written and c["bronze"] == c["silver"] + c["silver_dead"]
         results[f"{name}_records_per_s"] = rate

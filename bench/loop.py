@@ -61,7 +61,9 @@ class _TableWriter:
 
 
 def run_loop(path: str, output_dir: str, rules: ServerMetricsRules | None = None) -> dict:
-    rules = rules or ServerMetricsRules()
+    from beam_pipelines.config import load_rules
+
+    rules = rules or load_rules()  # the rules file, as the pipeline (locations included)
     out = {t.name: _TableWriter(output_dir, t) for t in TABLES}
     dead = out["dead_letters"]
     now = datetime.now(timezone.utc)
@@ -104,6 +106,7 @@ def run_loop(path: str, output_dir: str, rules: ServerMetricsRules | None = None
         minutes[(s["server_id"], s["server_name"], s["server_type"], s["location"],
                  bucket(micros, MINUTE))].add(s, rules.alert_rules)
     gold = _roll_up(minutes, rules)
+    gold.update(_analytics(kept, rules, gold[ALERTS.name]))
     for name, rows in gold.items():
         for row in rows:
             out[name].add(row)
@@ -142,3 +145,40 @@ def _roll_up(minutes, rules):
         LOCATION_PERFORMANCE.name: rows(FormatLocationRowFn(rules), places),
         ALERTS.name: rows(RaiseAlertsFn(rules.alert_rules), minutes),
     }
+
+
+def _analytics(kept, rules, alerts):
+    """The alert matrix, the EWMA detector and the alert feed through the pipeline's own
+    pure parts (its combine, row formatter, scorer and feed functions)."""
+    from apache_beam.utils.timestamp import Timestamp
+
+    from transforms.analytics import (
+        FormatMatrixRowFn,
+        KeyBySlidingWindowsFn,
+        MatrixCombineFn,
+        _counters,
+        anomaly_events,
+        matrix_events,
+        score_in_order,
+        threshold_events,
+    )
+
+    m, detection = rules.alert_matrix, rules.anomaly_detection
+    combine, keys = MatrixCombineFn(), KeyBySlidingWindowsFn(m.window_s, m.period_s)
+    windows: dict[tuple, list] = defaultdict(combine.create_accumulator)
+    series: dict[tuple, list] = defaultdict(list)
+    for (_, micros), s in kept.items():
+        for key, record in keys.process(s, Timestamp(micros=micros)):
+            combine.add_input(windows[key], record)
+        for metric in detection.metrics:
+            if s[metric] is not None:
+                series[(s["server_id"], metric)].append(
+                    (micros, s["server_name"], s["server_type"], s["location"], s[metric]))
+    fmt, counters = FormatMatrixRowFn(m), _counters()
+    matrix = [row for item in windows.items() for row in fmt.process(item, GlobalWindow(), None)]
+    anomalies = [row for key, values in series.items()
+                 for row in score_in_order(detection, key, sorted(values), None, counters)[0]]
+    events = ([e for a in alerts for e in threshold_events(a)]
+              + [e for row in matrix for e in matrix_events(row, m)]
+              + [e for row in anomalies for e in anomaly_events(row)])
+    return {"server_alert_matrix": matrix, "anomalies": anomalies, "alert_events": events}
