@@ -132,6 +132,7 @@ def test_metrics_tables_land_in_bigquery_with_every_record_accounted_for(metrics
     assert _count("beam_m_gold.alert_events") >= _count("beam_m_gold.alerts")
     assert _count("beam_m_gold.alert_events", "family = 'ewma'") == \
         _count("beam_m_gold.anomalies")
+    assert _count("beam_m_reporting.alert_events_feed") == _count("beam_m_gold.alert_events")
     # Partitioning and clustering as declared.
     table = _client().get_table(f"{PROJECT}.beam_m_silver.server_metrics_silver")
     assert table.time_partitioning.field == "timestamp"

@@ -19,6 +19,7 @@ TITLES = {
     "server_hourly": "Servers by hour",
     "location_daily": "Locations",
     "alerts_feed": "Alerts",
+    "alert_events_feed": "All alerts (threshold, matrix, EWMA)",
     "web_requests_by_country": "Web traffic by country",
     "web_requests_by_city": "Web traffic by city",
     "web_status_codes": "HTTP status codes",
