@@ -273,3 +273,35 @@ def test_the_alert_feed_is_published_from_the_dataflow_job_too():
              outcome["result"].job.proto_pipeline.components.transforms.values()]
     assert any(n.startswith("PublishAlerts/FirstPane") for n in names)
     assert any(n.startswith("ServerMetrics/Analytics/DetectAnomalies") for n in names)
+
+
+@pytest.mark.parametrize("target", ["dataflow-metrics", "dataflow-metrics-streaming",
+                                    "dataflow-logs", "dataflow-logs-streaming"])
+def test_the_makefile_targets_build_valid_jobs(target, capsys):
+    """The very command `make TARGET` runs (from `make -n`), built with --dry_run=True."""
+    import shlex
+    import subprocess
+
+    printed = subprocess.run(["make", "-n", target, "PROJECT=fake-project",
+                              "BUCKET=fake-bucket"], capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
+    argv = shlex.split(printed)
+    assert argv[1:3] == ["-m", "run"], printed
+    assert main(argv[3:] + ["--dry_run=True"]) == 0, capsys.readouterr().err
+    assert "Dry run" in capsys.readouterr().out
+
+
+def test_the_template_targets_register_the_metadata_and_launch_with_the_image():
+    import subprocess
+
+    def make_n(target, *extra):
+        return subprocess.run(["make", "-n", target, "PROJECT=p", "BUCKET=b", "TAG=v1",
+                               *extra], capture_output=True, text=True, check=True).stdout
+
+    image = "europe-west1-docker.pkg.dev/p/telemetry/telemetry-medallion:v1"
+    built = make_n("template")
+    assert f"gcloud builds submit --project p --tag {image} ." in built
+    assert "--metadata-file deploy/metadata.json" in built and "--sdk-language PYTHON" in built
+    launched = make_n("template-run", "PIPELINE=logs", "PARAMS=streaming=true")
+    assert f"pipeline=logs,sdk_container_image={image}" in launched
+    assert "--template-file-gcs-location gs://b/templates/telemetry-medallion.json" in launched
