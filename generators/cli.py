@@ -39,17 +39,36 @@ def _rate(text: str) -> float:
     return value
 
 
-def _common(p, what: str) -> None:
-    """Options every generator has: size, time, seed, faults, destination."""
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--duration", type=_duration, default=None,
-                      help="event time to cover, e.g. 90s, 10m, 6h, 2d (default 1m)")
-    size.add_argument("--count", type=int, default=None, help=f"number of {what} instead")
+def _start_and_seed(p) -> None:
     p.add_argument("--start", type=_start, default=None,
                    help="event time of the first record, ISO 8601 or 'now' (default: "
                         "2026-01-05T00:00:00Z for files, fixed so runs are reproducible; "
                         "now for Pub/Sub)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+
+
+def _publishing(p, what: str, file_help: str) -> None:
+    """Where the records go: a file (or files), or Pub/Sub."""
+    p.add_argument("--to", choices=("file", "pubsub"), default="file",
+                   help=f"{file_help} (default), or publish to Pub/Sub")
+    p.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME (with --to "
+                                   "pubsub; the emulator is used when PUBSUB_EMULATOR_HOST is set)")
+    p.add_argument("--envelope", type=_positive_int, default=1,
+                   help=f"{what} per Pub/Sub message, packed as NDJSON (default 1)")
+    p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
+                   help="publish in real time (default); --no-pace publishes as fast as "
+                        "Pub/Sub accepts")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+
+
+def _common(p, what: str) -> None:
+    """Options every stream generator has: size, time, seed, faults, destination."""
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--duration", type=_duration, default=None,
+                      help="event time to cover, e.g. 90s, 10m, 6h, 2d (default 1m)")
+    size.add_argument("--count", type=int, default=None, help=f"number of {what} instead")
+    _start_and_seed(p)
     p.add_argument("--malformed-rate", type=_rate, default=0.0,
                    help=f"fraction of malformed {what}")
     p.add_argument("--duplicate-rate", type=_rate, default=0.0,
@@ -58,18 +77,8 @@ def _common(p, what: str) -> None:
                    help=f"fraction of {what} delivered late, out of order")
     p.add_argument("--late-by", type=_duration, default=120.0,
                    help="how much later late records arrive, in event time (default 2m)")
-    p.add_argument("--to", choices=("file", "pubsub"), default="file",
-                   help="write to a file or stdout (default), or publish to Pub/Sub")
-    p.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME (with --to "
-                                   "pubsub; the emulator is used when PUBSUB_EMULATOR_HOST is set)")
-    p.add_argument("--envelope", type=_positive_int, default=1,
-                   help=f"{what} per Pub/Sub message, packed as NDJSON (default 1)")
-    p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
-                   help="publish in real time (default); --no-pace publishes as fast as "
-                        "Pub/Sub accepts")
+    _publishing(p, what, "write to a file or stdout")
     p.add_argument("--output", "-o", default="-", help="file to write, or - for stdout")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: when stderr is a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,23 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time between two reports of one server (default 10s)")
     r.add_argument("--duration", type=_duration, default=3600.0,
                    help="event time to cover (default 1h)")
-    r.add_argument("--start", type=_start, default=None,
-                   help="event time of the first record (default 2026-01-05T00:00:00Z)")
-    r.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    _start_and_seed(r)
     r.add_argument("--malformed-rate", type=_rate, default=0.0,
                    help="fraction of records whose temperature no conversion takes")
     r.add_argument("--out-dir", "-o", default=None,
                    help="directory for india.csv, usa.jsonl and germany.parquet")
-    r.add_argument("--to", choices=("file", "pubsub"), default="file",
-                   help="write the three files (default), or publish every record to "
-                        "Pub/Sub as a JSON object in its region's names")
-    r.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME")
-    r.add_argument("--envelope", type=_positive_int, default=1,
-                   help="records per Pub/Sub message, packed as NDJSON (default 1)")
-    r.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
-                   help="publish in real time (default) or as fast as Pub/Sub accepts")
-    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show progress (default: when stderr is a terminal)")
+    # On Pub/Sub each record is a JSON object in its region's own names.
+    _publishing(r, "records", "write the three files into --out-dir")
     return parser
 
 
