@@ -280,23 +280,30 @@ def test_the_alert_feed_is_published_from_the_dataflow_job_too():
 def test_the_makefile_targets_build_valid_jobs(target, capsys):
     """The very command `make TARGET` runs (from `make -n`), built with --dry_run=True."""
     import shlex
-    import subprocess
 
-    printed = subprocess.run(["make", "-n", target, "PROJECT=fake-project",
-                              "BUCKET=fake-bucket"], capture_output=True, text=True,
-                             check=True).stdout.strip().splitlines()[-1]
-    argv = shlex.split(printed)
+    printed = [line for line in _make_n(target, "PROJECT=fake-project", "BUCKET=fake-bucket")
+               .splitlines() if " -m run " in line]
+    assert len(printed) == 1, printed
+    argv = shlex.split(printed[0])
     assert argv[1:3] == ["-m", "run"], printed
     assert main(argv[3:] + ["--dry_run=True"]) == 0, capsys.readouterr().err
     assert "Dry run" in capsys.readouterr().out
 
 
-def test_the_template_targets_register_the_metadata_and_launch_with_the_image():
+def _make_n(target: str, *variables: str) -> str:
+    """What ``make TARGET`` would run, whether or not this runs under make itself."""
+    import os
     import subprocess
 
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS",
+                                                             "MAKELEVEL")}
+    return subprocess.run(["make", "--no-print-directory", "-n", target, *variables],
+                          capture_output=True, text=True, check=True, env=env).stdout
+
+
+def test_the_template_targets_register_the_metadata_and_launch_with_the_image():
     def make_n(target, *extra):
-        return subprocess.run(["make", "-n", target, "PROJECT=p", "BUCKET=b", "TAG=v1",
-                               *extra], capture_output=True, text=True, check=True).stdout
+        return _make_n(target, "PROJECT=p", "BUCKET=b", "TAG=v1", *extra)
 
     image = "europe-west1-docker.pkg.dev/p/telemetry/telemetry-medallion:v1"
     built = make_n("template")
