@@ -57,34 +57,37 @@ def require_credentials() -> None:
                         "the emulator, or run `gcloud auth application-default login`") from None
 
 
-def check_subscription_exists(subscription: str) -> None:
-    """One clear line now rather than a pipeline that waits on a missing subscription."""
+_SETUP_HINT = ("create it with `python -m beam_pipelines.gcp setup` or `python -m "
+               "beam_pipelines.pubsub setup --topic ... [--subscription ...]`")
+
+
+def _require(kind: str, path: str, get) -> None:
+    """One clear line now rather than a job that waits on, or fails for, a missing
+    resource: ``get(timeout=...)`` fetches it."""
     from google.api_core import exceptions
+
+    try:
+        get(timeout=30)
+    except exceptions.NotFound:
+        raise UserError(f"{kind} {path} does not exist ({_SETUP_HINT})") from None
+    except exceptions.GoogleAPICallError as exc:
+        raise UserError(f"{kind} {path}: {exc.message}") from None
+
+
+def check_subscription_exists(subscription: str) -> None:
     from google.cloud import pubsub_v1
 
     with pubsub_v1.SubscriberClient() as subscriber:
-        try:
-            subscriber.get_subscription(subscription=subscription, timeout=30)
-        except exceptions.NotFound:
-            raise UserError(f"subscription {subscription} does not exist (create it with "
-                            "`python -m beam_pipelines.pubsub setup --topic ... "
-                            "--subscription ...`)") from None
-        except exceptions.GoogleAPICallError as exc:
-            raise UserError(f"subscription {subscription}: {exc.message}") from None
+        _require("subscription", subscription,
+                 lambda timeout: subscriber.get_subscription(subscription=subscription,
+                                                             timeout=timeout))
 
 
 def check_topic_exists(topic: str) -> None:
-    from google.api_core import exceptions
     from google.cloud import pubsub_v1
 
-    try:
-        pubsub_v1.PublisherClient().get_topic(topic=topic, timeout=30)
-    except exceptions.NotFound:
-        raise UserError(f"topic {topic} does not exist (create it with `python -m "
-                        "beam_pipelines.gcp setup` or `python -m beam_pipelines.pubsub setup "
-                        "--topic ...`)") from None
-    except exceptions.GoogleAPICallError as exc:
-        raise UserError(f"topic {topic}: {exc.message}") from None
+    _require("topic", topic, lambda timeout: pubsub_v1.PublisherClient().get_topic(
+        topic=topic, timeout=timeout))
 
 
 def ensure_topic(publisher, topic: str) -> str:

@@ -130,9 +130,16 @@ def generate_sample(output_dir: str, opts: WebLogsOptions) -> str:
     return path
 
 
+def _check_options(opts: WebLogsOptions) -> None:
+    """Every option mistake is one line before anything starts (the database is opened
+    once, here)."""
+    _check_database(opts.geo_database)
+    policy_from(opts)
+    _window_seconds(opts.windows)
+
+
 def _medallion(opts: WebLogsOptions, streaming=None, drop_redeliveries: bool = False,
                database: str | None = None) -> WebLogsMedallion:
-    _check_database(opts.geo_database)
     return WebLogsMedallion(policy_from(opts), database or opts.geo_database,
                             _window_seconds(opts.windows), opts.top_paths,
                             streaming=streaming, drop_redeliveries=drop_redeliveries)
@@ -142,7 +149,7 @@ def run_streaming(options: PipelineOptions) -> dict:
     from generators.weblogs import WebLogGenerator
 
     opts = options.view_as(WebLogsOptions)
-    _medallion(opts)  # the options are checked before anything starts
+    _check_options(opts)
 
     def live_generator():
         config = _sample_config(opts, duration_s=None, start=live_sources.live_start(1.0))
@@ -164,7 +171,7 @@ def run(options: PipelineOptions) -> dict:
     if options.view_as(StandardOptions).streaming:
         return run_streaming(options)
     opts = options.view_as(WebLogsOptions)
-    _medallion(opts)  # the options are checked before anything starts
+    _check_options(opts)
 
     def inputs(match=True):
         if opts.input:
