@@ -236,3 +236,22 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
     assert set(regions) == {"india", "usa", "germany"}
     assert dead == ({"unmappable_record": malformed} if malformed else {})
     assert sum(regions.values()) + malformed == 36
+
+
+def test_the_generator_command_writes_the_three_files(tmp_path, capsys):
+    from generators.cli import main as generate
+
+    assert generate(["regional", "-o", str(tmp_path), "--servers", "3", "--duration", "1m",
+                     "--seed", "9"]) == 0
+    assert "18 records (6 india, 6 usa, 6 germany; 0 malformed)" in capsys.readouterr().err
+    india = (tmp_path / "india.csv").read_text().splitlines()
+    assert india[0] == ",".join(INDIA_HEADER) and len(india) == 7
+    usa_rows = [json.loads(x) for x in (tmp_path / "usa.jsonl").read_text().splitlines()]
+    assert set(usa_rows[0]) == {"instance_id", "time_utc", "temp_fahrenheit",
+                                "load_fraction", "voltage_v"}
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "germany.parquet").column_names == [
+        "node_name", "epoch_time", "temp_kelvin", "power_watts"]
+    assert generate(["regional"]) == 2
+    assert "--out-dir" in capsys.readouterr().err
