@@ -108,14 +108,23 @@ class WriteLakehouseTable(beam.PTransform):
     """
 
     def __init__(self, output_dir: str, schema: RecordSchema, streaming: bool = False,
-                 flush_s: int = 5):
+                 flush_s: int = 5, batches: bool = False):
         super().__init__()
         self._output_dir = output_dir
         self._schema = schema
         self._streaming = streaming
         self._flush_s = flush_s
+        self._batches = batches
 
     def expand(self, rows):
+        if self._batches:  # Arrow tables of the schema already (the batch medallion)
+            from transforms.batches import CoalesceBatches
+
+            return (rows
+                    | "Coalesce" >> CoalesceBatches()
+                    | "WriteParquet" >> beam.io.WriteToParquetBatched(
+                        os.path.join(table_dir(self._output_dir, self._schema), "part"),
+                        schema=self._schema.arrow_schema(), file_name_suffix=".parquet"))
         if self._streaming:
             return (
                 rows
@@ -160,12 +169,14 @@ def prepare_output_dir(output_dir: str) -> None:
             raise UserError(f"--output-dir {output_dir} is not writable")
 
 
-def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False) -> None:
-    """Every table of a medallion's output dict to its place in the lakehouse."""
+def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False,
+                 batches: bool = False) -> None:
+    """Every table of a medallion's output dict to its place in the lakehouse
+    (``batches``: its PCollections hold Arrow tables, not rows)."""
     by_name = {schema.name: schema for schema in schemas}
     for name, rows in tables.items():
-        rows | f"Write{by_name[name].label}" >> WriteLakehouseTable(output_dir, by_name[name],
-                                                      streaming=streaming)
+        rows | f"Write{by_name[name].label}" >> WriteLakehouseTable(
+            output_dir, by_name[name], streaming=streaming, batches=batches)
 
 
 def clear_tables(output_dir: str, schemas) -> None:

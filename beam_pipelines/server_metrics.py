@@ -1,9 +1,10 @@
 """The server-metrics pipeline: files (batch) or a live source (streaming) → medallion →
 local lakehouse.
 
-``build_pipeline`` wires the graph and returns every table's PCollection (exposed for
-tests); ``run`` prepares the edges (inputs, sample, output directory), runs, and writes
-the DuckDB catalog.
+``build_pipeline`` wires the batch graph on Arrow batches (``transforms.server_metrics``)
+and ``build_streaming_pipeline`` the streaming one on rows; both return every table's
+PCollection (exposed for tests); ``run`` prepares the edges (inputs, sample, output
+directory), runs, and writes the DuckDB catalog.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from beam_pipelines import live_sources, runs
 from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
 from beam_pipelines.options import ServerMetricsOptions
-from beam_pipelines.sinks import as_sink
-from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
+from beam_pipelines.sinks import as_rows, as_sink
+from beam_pipelines.sources import ReadServerMetricBatches, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from schemas.dead_letter import DEAD_LETTERS
@@ -31,6 +32,7 @@ from schemas.server_metrics import (
 )
 from transforms.medallion import ServerMetricsMedallion
 from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
 from transforms.windowing import StreamingConfig
 
 log = logging.getLogger(__name__)
@@ -43,10 +45,12 @@ def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
                    rules: ServerMetricsRules, clock=None,
                    alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
     """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory."""
-    raw = p | "ReadServerMetrics" >> ReadServerMetricFiles(files)
-    tables = raw | "ServerMetrics" >> ServerMetricsMedallion(rules, clock=clock)
-    as_sink(sink).write(tables, TABLES)
-    _publish_alerts(tables, alerts_topic, streaming=False)
+    raw = p | "ReadServerMetrics" >> ReadServerMetricBatches(files)
+    tables = raw | "ServerMetrics" >> ServerMetricsBatchMedallion(rules, clock=clock)
+    as_sink(sink).write(tables, TABLES, batches=True)
+    if alerts_topic:
+        _publish_alerts(as_rows({ALERT_EVENTS.name: tables[ALERT_EVENTS.name]}),
+                        alerts_topic, streaming=False)
     return tables
 
 

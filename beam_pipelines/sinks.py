@@ -14,10 +14,11 @@ class LakehouseSink:
 
     name = "lakehouse"
 
-    def write(self, tables: dict, schemas, streaming: bool = False) -> None:
+    def write(self, tables: dict, schemas, streaming: bool = False,
+              batches: bool = False) -> None:
         from beam_pipelines.lakehouse import write_tables
 
-        write_tables(tables, schemas, self.output_dir, streaming=streaming)
+        write_tables(tables, schemas, self.output_dir, streaming=streaming, batches=batches)
 
     def describe(self) -> str:
         return f"the lakehouse in {self.output_dir}"
@@ -34,9 +35,12 @@ class BigQuerySink:
 
     name = "bigquery"
 
-    def write(self, tables: dict, schemas, streaming: bool = False) -> None:
+    def write(self, tables: dict, schemas, streaming: bool = False,
+              batches: bool = False) -> None:
         from beam_pipelines.bigquery.sink import write_tables_to_bigquery
 
+        if batches:  # Beam's BigQuery IO writes rows
+            tables = as_rows(tables)
         write_tables_to_bigquery(tables, schemas, self.warehouse, self.method, self.pipeline,
                                  streaming, self.temp_location, self.validate, self.layers)
 
@@ -44,6 +48,14 @@ class BigQuerySink:
         w = self.warehouse
         datasets = ", ".join(f"{w.prefix}_{layer}" for layer in self.layers + ("ops",))
         return f"BigQuery ({w.project}: {datasets}; {self.method})"
+
+
+def as_rows(tables: dict) -> dict:
+    """The batch medallion's tables as rows, for what writes rows."""
+    from transforms.batches import BatchesToRows
+
+    return {name: batches | f"{name}AsRows" >> BatchesToRows()
+            for name, batches in tables.items()}
 
 
 def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink:

@@ -1,4 +1,5 @@
-"""Sources: files of server metrics → RawRecord elements for bronze.
+"""Sources: files of server metrics → raw batches (batch runs) or RawRecord elements (the
+row-level medallion) for bronze.
 
 Formats: JSON lines (splittable, read as bytes so that a line that is not UTF-8 becomes a
 dead letter rather than a crash), CSV (each line keeps its file's header) and Parquet
@@ -14,6 +15,7 @@ from apache_beam.coders import BytesCoder
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.errors import UserError
+from transforms.batches import CSV, raw_lines, raw_rows
 from transforms.bronze import RawRecord
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -120,6 +122,113 @@ class ReadServerMetricFiles(beam.PTransform):
                 | "ParquetFiles" >> beam.Create(self._files["parquet"])
                 | "ReadParquetRows" >> beam.io.ReadAllFromParquet(with_filename=True)
                 | "ParquetToRaw" >> beam.MapTuple(lambda name, row: RawRecord(row, name)))
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(parts) | "AllInputs" >> beam.Flatten()
+
+
+# ---- raw batches ------------------------------------------------------------------------
+#: Lines per raw batch: large enough that per-element costs vanish, small enough that a
+#: batch of typical records stays a few MiB.
+BATCH_LINES = 10_000
+#: Uncompressed files are read in ranges of this size, so large files spread over workers.
+RANGE_BYTES = 32 << 20
+_COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".zlib", ".lzma", ".xz")
+
+
+def split_ranges(path: str, range_bytes: int = RANGE_BYTES):
+    """A file → (path, start, end) byte ranges; a compressed file is one range."""
+    if path.lower().endswith(_COMPRESSED):
+        yield path, 0, None
+        return
+    size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    for start in range(0, max(size, 1), range_bytes):
+        yield path, start, min(start + range_bytes, size)
+
+
+def read_line_range(path_range, batch_lines: int = BATCH_LINES):
+    """(path, start, end) → raw batches of the lines that start in [start, end).
+
+    A line belongs to the range its first byte is in: a range after the first skips the
+    line it starts inside of, and every range completes the line it ends inside of."""
+    path, start, end = path_range
+    with FileSystems.open(path) as fh:
+        if end is None:
+            data = fh.read()
+        else:
+            if start:
+                fh.seek(start - 1)
+                skipped = fh.readline()  # the previous range's last line (or its newline)
+                start += len(skipped) - 1
+            if start >= end:
+                return
+            data = fh.read(end - start)
+            if data and not data.endswith(b"\n"):
+                data += fh.readline()
+    if not data:
+        return
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    if b"\r" in data:
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    for i in range(0, len(lines), batch_lines):
+        yield raw_lines(lines[i:i + batch_lines], path)
+
+
+def read_csv_batches(path: str, batch_lines: int = BATCH_LINES):
+    """A CSV file → raw batches of its rows with the file's header (``read_csv_file``)."""
+    payloads, sources, header = [], [], None
+    for raw in read_csv_file(path):
+        header = raw.header
+        payloads.append(raw.payload)
+        sources.append(raw.source)
+        if len(payloads) >= batch_lines:
+            yield raw_lines(payloads, sources, CSV, header)
+            payloads, sources = [], []
+    if payloads:
+        yield raw_lines(payloads, sources, CSV, header)
+
+
+def read_parquet_batches(path: str, batch_rows: int = BATCH_LINES):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
+            yield raw_rows(pa.Table.from_batches([batch]), path)
+
+
+class ReadServerMetricBatches(beam.PTransform):
+    """Files grouped by format (see :func:`resolve_inputs`) → raw batches."""
+
+    def __init__(self, files: dict[str, list[str]], batch_lines: int = BATCH_LINES,
+                 range_bytes: int = RANGE_BYTES):
+        super().__init__()
+        self._files = files
+        self._batch_lines = batch_lines
+        self._range_bytes = range_bytes
+
+    def expand(self, pbegin):
+        parts = []
+        size = self._batch_lines
+        if self._files.get("jsonl"):
+            parts.append(
+                pbegin
+                | "JsonFiles" >> beam.Create(self._files["jsonl"])
+                | "SplitRanges" >> beam.FlatMap(split_ranges, self._range_bytes)
+                | "SpreadRanges" >> beam.Reshuffle()
+                | "ReadJsonBatches" >> beam.FlatMap(read_line_range, size))
+        if self._files.get("csv"):
+            parts.append(
+                pbegin
+                | "CsvFiles" >> beam.Create(self._files["csv"])
+                | "ReadCsvBatches" >> beam.FlatMap(read_csv_batches, size))
+        if self._files.get("parquet"):
+            parts.append(
+                pbegin
+                | "ParquetFiles" >> beam.Create(self._files["parquet"])
+                | "ReadParquetBatches" >> beam.FlatMap(read_parquet_batches, size))
         if len(parts) == 1:
             return parts[0]
         return tuple(parts) | "AllInputs" >> beam.Flatten()

@@ -1,7 +1,8 @@
 """``python -m bench``: generator, plain loop and Beam pipeline on the same generated file.
 
 Figures are reported as records/s and, because shared machines are noisy, as ratios
-against the plain single-process loop measured in the same run.
+against references measured in the same run: the plain single-process loop and, for the
+batch medallion, a single-threaded DuckDB script (``bench/metrics.py``).
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import sys
 import time
 
@@ -19,10 +19,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.config import load_rules
 from beam_pipelines.lakehouse import write_catalog
-from beam_pipelines.server_metrics import TABLES, build_pipeline
+from beam_pipelines.server_metrics import build_pipeline
 from beam_pipelines.sources import resolve_inputs
-from beam_pipelines.summary import accounting
-from bench.loop import run_loop
+from bench.metrics import bench_metrics
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 
@@ -210,7 +209,10 @@ def _is_ip(ipaddress, text: str) -> bool:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--records", type=int, default=1_000_000,
+                        help="records of the main batch run (default 1M)")
+    parser.add_argument("--sweep-records", type=int, default=100_000,
+                        help="records of each run of the interval and size sweeps")
     parser.add_argument("--servers", type=int, default=20)
     parser.add_argument("--workdir", default=os.path.join("bench", "out"))
     parser.add_argument("--skip-multiprocess", action="store_true")
@@ -226,7 +228,7 @@ def main(argv=None) -> int:
     results = {"records": args.records, "cpus": os.cpu_count()}
 
     gen = MetricsGenerator(GeneratorConfig(
-        servers=args.servers, interval_ms=1000, count=args.records, seed=1,
+        servers=args.servers, interval_ms=10_000, count=min(args.records, 200_000), seed=1,
         malformed_rate=0.01, duplicate_rate=0.005, late_rate=0.005))
     _, seconds = _timed(lambda: write_metrics(gen, data, "jsonl"))
     written = gen.stats.written
@@ -236,35 +238,9 @@ def main(argv=None) -> int:
 
     results.update(bench_logs(args.log_lines, results["generator_records_per_s"]))
     results.update(bench_detector())
-
-    loop_out = os.path.join(args.workdir, "loop")
-    shutil.rmtree(loop_out, ignore_errors=True)
-    counts, seconds = _timed(lambda: run_loop(data, loop_out))
-    loop_rate = written / seconds
-    results["loop_records_per_s"] = loop_rate
-    print(f"plain loop     {loop_rate:>12,.0f} records/s  (reference, one core)", flush=True)
-
-    variants = [("beam_fnapi_1", {"runner": "FnApiRunner"})]
-    if not args.skip_multiprocess and (os.cpu_count() or 1) > 1:
-        variants.append(("beam_fnapi_2proc", {
-            "runner": "FnApiRunner", "direct_num_workers": 2,
-            "direct_running_mode": "multi_processing"}))
-    for name, options in variants:
-        out = os.path.join(args.workdir, name)
-        shutil.rmtree(out, ignore_errors=True)
-        _, seconds = _timed(lambda: run_beam(data, out, options))  # noqa: B023
-        rate = written / seconds
-        with duckdb.connect(write_catalog(out, TABLES)) as con:
-            c = accounting(con)
-            for table in (t.name for t in TABLES if t.layer == "gold"):
-                rows = con.execute(f"select count(*) from {table}").fetchone()[0]
-                assert rows == counts[table], (table, rows, counts[table])
-        assert c["silver"] == counts["silver"], (c["silver"], counts["silver"])
-        assert c["input"] == written and c["bronze"] == c["silver"] + c["silver_dead"]
-        results[f"{name}_records_per_s"] = rate
-        results[f"{name}_ratio_to_loop"] = rate / loop_rate
-        print(f"{name:<14} {rate:>12,.0f} records/s  ratio to loop {rate / loop_rate:.2f}",
-              flush=True)
+    results.update(bench_metrics(args.workdir, args.records, args.sweep_records,
+                                 args.servers, not args.skip_multiprocess))
+    loop_rate = results[f"10s_{args.records}_loop_records_per_s"]
     if not args.skip_pubsub:
         results.update(bench_pubsub(args.publish_events, results["generator_records_per_s"],
                                     loop_rate, args.workdir, not args.skip_streaming))

@@ -1,0 +1,79 @@
+"""One measured run in a process of its own, so that its peak memory is its own:
+``python -m bench.worker beam|loop|duckdb INPUT OUTPUT_DIR [--workers N]``. Prints one
+JSON line: the seconds the work took (imports excluded), what it wrote, and for Beam the
+elements and records of each stage."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+
+
+def run_beam(path: str, out: str, workers: int = 1) -> dict:
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.config import load_rules
+    from beam_pipelines.server_metrics import build_pipeline
+    from beam_pipelines.sources import resolve_inputs
+
+    options = {"runner": "FnApiRunner"}
+    if workers > 1:
+        options.update(direct_num_workers=workers, direct_running_mode="multi_processing")
+    p = beam.Pipeline(options=PipelineOptions([], **options))
+    build_pipeline(p, resolve_inputs([path]), out, load_rules())
+    result = p.run()
+    result.wait_until_finish()
+    stages = {}
+    if workers == 1:  # multi-process runs do not report counters back
+        for c in result.metrics().query(MetricsFilter().with_namespace("batches"))["counters"]:
+            stages[c.key.metric.name] = c.committed
+    return {"stages": stages}
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from
+    the process that started it)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser.add_argument("kind", choices=("beam", "loop", "duckdb"))
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.output, ignore_errors=True)
+    if args.kind == "beam":
+        import apache_beam  # noqa: F401 - imports are not the work
+
+        started = time.perf_counter()
+        out = run_beam(args.input, args.output, args.workers)
+    elif args.kind == "loop":
+        from bench.loop import run_loop
+
+        started = time.perf_counter()
+        out = {"counts": run_loop(args.input, args.output)}
+    else:
+        from bench.duckdb_reference import run_duckdb
+
+        started = time.perf_counter()
+        out = {"counts": run_duckdb(args.input, args.output)}
+    out["seconds"] = time.perf_counter() - started
+    out["peak_mib"] = peak_mib()
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

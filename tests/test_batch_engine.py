@@ -1,0 +1,211 @@
+"""The batch medallion on Arrow batches gives, table by table and dead letter by dead
+letter, what the row-level medallion gives on the same files."""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from beam_pipelines.sources import (
+    ReadServerMetricBatches,
+    ReadServerMetricFiles,
+    read_line_range,
+    resolve_inputs,
+    split_ranges,
+)
+from generators.metrics import GeneratorConfig, MetricsGenerator
+from generators.writers import write_metrics
+from tests.conftest import fixed_clock, line, metric, run_and_collect
+from transforms.batches import BatchesToRows, raw_lines
+from transforms.bronze import RawRecord
+from transforms.medallion import ServerMetricsMedallion
+from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.bronze import _row_level, bronze_batch
+from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
+
+#: Inputs the vectorised checks must hand to the row-level path, one per line.
+AWKWARD = [
+    line(), line(cpu_usage=True), line(memory_usage=False), line(cpu_usage="42.5"),
+    line(cpu_usage="5_0"), line(cpu_usage=2 ** 60 + 1), line(cpu_usage=10 ** 400 // 10 ** 390),
+    line(disk_io=7), line(server_name="   "), line(server_name=" padded "),
+    line(server_name="\u3000"), line(server_id="\x1c"), line(server_id=" srv-1 "),
+    line(timestamp="2026-01-05T10:00:00"), line(timestamp="2026-01-05 10:00:00Z"),
+    line(timestamp=1767607200), line(timestamp="1767607200000"),
+    line(timestamp="2026-02-30T10:00:00Z"), line(timestamp="1999-12-31T23:59:59Z"),
+    line(timestamp="2100-01-01T00:00:00Z"), line(timestamp="2026-01-05T10:00:00+05:30"),
+    line(timestamp="2026-01-05T10:00:00.1234567Z"), line(timestamp="2026-01-05T24:00:00Z"),
+    line(timestamp=None), line(server_id=None), line(server_id=5), line(location=["x"]),
+    line(rack="r1", firmware={"v": 3}), line(cpu_usage=None, memory_usage=None, disk_io=None,
+                                             network_in=None, network_out=None,
+                                             temperature_c=None, power_watts=None),
+    line(cpu_usage=101), line(temperature_c=-41), line(server_type="DB"),
+    line(server_type="mainframe"), line(location="  US_East  "), line(cpu_usage=-0.0),
+    json.dumps({"server_id": "s", "cpu\u005fusage": "x", "timestamp": "2026-01-05T10:00:00Z"}),
+    '{"server_id": "a" , "cpu_usage" : "7", "timestamp":"2026-01-05T10:00:00Z"}',
+    "", "   ", "[1, 2]", "null", "{not json", '{"a": NaN}', "\ufeff" + line(),
+    '{"hostname": "x"}',
+    json.dumps({"server_code": "IN-1", "temp_celsius": "31.5", "cpu_usage_percent": 40,
+                "timestamp_ist": "2026-01-05 15:30:00"}),
+    json.dumps({"instance_id": "US-1", "time_utc": "2026-01-05T10:00:00Z",
+                "temp_fahrenheit": "hot", "load_fraction": 0.5}),
+    json.dumps({"node_name": "DE-1", "epoch_time": 1767607200, "temp_kelvin": 300.15}),
+]
+
+
+def _awkward_bytes() -> list[bytes]:
+    lines = [text.encode() for text in AWKWARD]
+    lines += [b"\xff\xfe not utf-8", line(cpu_usage=1).encode() + b"\r",
+              line(server_id="srv-2", cpu_usage=33.3).encode(),
+              line(server_id="srv-2", cpu_usage=33.3).encode(),  # an exact copy
+              line(server_id="srv-2", cpu_usage=44.4).encode()]  # a differing copy
+    return lines
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) or (a != a and b != b)
+    return a == b
+
+
+def _normalised(rows: list[dict], drop=("processing_timestamp", "ingest_timestamp",
+                                        "processing_delay_ms")) -> list[tuple]:
+    def value(v):  # one spelling of UTC, whichever tzinfo object carries it
+        return v.astimezone(timezone.utc) if isinstance(v, datetime) else v
+
+    out = [tuple(sorted((k, value(v)) for k, v in row.items() if k not in drop))
+           for row in rows]
+    return sorted(out, key=repr)
+
+
+def _assert_tables_equal(expected: dict, actual: dict) -> None:
+    assert set(expected) == set(actual)
+    for name in expected:
+        want, got = _normalised(expected[name]), _normalised(actual[name])
+        assert len(want) == len(got), (name, len(want), len(got))
+        if name == "dead_letters":
+            # Silver's payload is the bronze row, ingest time included: compare its fields.
+            want = [_without_ingest(r) for r in want]
+            got = [_without_ingest(r) for r in got]
+            assert Counter(map(repr, want)) == Counter(map(repr, got)), name
+            continue
+        # Sorted alike (floats rounded for the order only), then compared with tolerance.
+        for mine, theirs in zip(sorted(want, key=_rounded), sorted(got, key=_rounded),
+                                strict=True):
+            for (k, a), (k2, b) in zip(mine, theirs, strict=True):
+                assert k == k2 and _same(a, b), (name, k, a, b, mine, theirs)
+
+
+def _rounded(row: tuple) -> str:
+    return repr([(k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in row])
+
+
+def _without_ingest(row: tuple) -> tuple:
+    fields = dict(row)
+    if fields.get("layer") == "silver":
+        payload = json.loads(fields["payload"])
+        payload.pop("ingest_timestamp", None)
+        payload.pop("processing_delay_ms", None)
+        fields["payload"] = json.dumps(payload, sort_keys=True)
+    return tuple(sorted(fields.items()))
+
+
+def _both(files: dict) -> tuple[dict, dict]:
+    rules = ServerMetricsRules()
+    rows = run_and_collect(lambda p: p | ReadServerMetricFiles(files)
+                           | ServerMetricsMedallion(rules, clock=fixed_clock))
+
+    def batched(p):
+        tables = (p | ReadServerMetricBatches(files, batch_lines=700, range_bytes=100_000)
+                  | ServerMetricsBatchMedallion(rules, clock=fixed_clock))
+        return {name: pcoll | f"{name}Rows" >> BatchesToRows()
+                for name, pcoll in tables.items()}
+
+    return rows, run_and_collect(batched)
+
+
+@pytest.fixture(scope="module")
+def faulty_files(tmp_path_factory):
+    """Generated records across midnight with every fault, in the three formats, plus the
+    awkward inputs."""
+    work = tmp_path_factory.mktemp("engine")
+    config = dict(servers=4, interval_ms=7000, count=2400, seed=8, malformed_rate=0.05,
+                  duplicate_rate=0.03, late_rate=0.03, anomaly_rate=0.02,
+                  start=datetime(2026, 1, 5, 23, 30, tzinfo=timezone.utc))
+    write_metrics(MetricsGenerator(GeneratorConfig(**config)), str(work / "m.jsonl"), "jsonl")
+    with open(work / "m.jsonl", "ab") as fh:
+        fh.write(b"\n".join(_awkward_bytes()) + b"\n")
+    write_metrics(MetricsGenerator(GeneratorConfig(**{**config, "seed": 9, "count": 300})),
+                  str(work / "m.csv"), "csv")
+    write_metrics(MetricsGenerator(GeneratorConfig(**{**config, "seed": 10, "count": 300})),
+                  str(work / "m.parquet"), "parquet")
+    return resolve_inputs([str(work)])
+
+
+def test_every_table_and_dead_letter_equals_the_row_level_medallion(faulty_files):
+    rows, batches = _both(faulty_files)
+    assert len(rows["server_metrics_silver"]) > 2000
+    assert len(rows["server_alert_matrix"]) > 1000 and rows["anomalies"]
+    assert {d["reason"] for d in rows["dead_letters"]} >= {
+        "wrong_type", "invalid_json", "duplicate_event", "out_of_range", "unknown_category",
+        "timestamp_out_of_range", "invalid_timestamp", "missing_required_field",
+        "unmappable_record", "no_measurements", "undecodable_payload", "empty_payload"}
+    days = {r["window_start"].date() for r in rows["server_health_summary"]}
+    assert len(days) == 2  # the run crosses midnight: matrix windows straddle two groups
+    _assert_tables_equal(rows, batches)
+
+
+def test_the_fast_path_and_the_row_level_path_agree_on_every_awkward_input():
+    lines = _awkward_bytes()
+    now = fixed_clock()
+    batch = bronze_batch(raw_lines(lines, "f.jsonl"), now)
+    reference = _row_level([RawRecord(item, "f.jsonl") for item in lines], now,
+                           "server_metrics", "ParseServerMetric")
+    assert batch.records.num_rows + len(batch.dead_letters) == len(lines)
+    assert _normalised(batch.records.to_pylist()) == _normalised(reference.records.to_pylist())
+    assert sorted((d["reason"], d["message"], d["payload"]) for d in batch.dead_letters) == \
+        sorted((d["reason"], d["message"], d["payload"]) for d in reference.dead_letters)
+    accepted = {r["cpu_usage"] for r in batch.records.to_pylist()}
+    assert {42.5, 7.0} <= accepted  # numbers sent as text are coerced, as ever
+    reasons = Counter(d["reason"] for d in batch.dead_letters)
+    assert reasons["wrong_type"] >= 4 and reasons["invalid_timestamp"] >= 1
+
+
+def test_clean_records_never_take_the_row_level_path(monkeypatch, tmp_path):
+    from transforms.server_metrics import bronze
+
+    seen = []
+    original = bronze._row_level
+    monkeypatch.setattr(bronze, "_row_level",
+                        lambda raws, *a: seen.extend(raws) or original(raws, *a))
+    path = tmp_path / "m.jsonl"
+    write_metrics(MetricsGenerator(GeneratorConfig(servers=5, interval_ms=10_000, count=2000)),
+                  str(path), "jsonl")
+    lines = path.read_bytes().splitlines()
+    out = bronze.bronze_batch(raw_lines(lines + [b"{oops"], str(path)), fixed_clock())
+    assert out.records.num_rows == 2000 and [r.payload for r in seen] == [b"{oops"]
+
+
+def test_line_ranges_cover_every_line_exactly_once(tmp_path):
+    path = tmp_path / "m.jsonl"
+    lines = [line(cpu_usage=float(i)).encode() for i in range(500)] + [b"", b"tail"]
+    path.write_bytes(b"\n".join(lines))  # no newline at the end
+    for size in (1, 97, 1000, 10 ** 7):
+        got = [p for r in split_ranges(str(path), size) for b in read_line_range(r, 64)
+               for p in b.column("payload").to_pylist()]
+        assert got == lines, size
+
+
+def test_a_parquet_and_a_csv_file_go_through_the_row_level_decoder(tmp_path):
+    rows = [metric(), metric(server_id="srv-2", cpu_usage=250.0)]
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, tmp_path / "m.parquet")
+    (tmp_path / "m.csv").write_text("server_id,timestamp,cpu_usage\nsrv-3,2026-01-05T10:00:00Z,"
+                                    "12\nsrv-4,2026-01-05T10:00:00Z,n/a\n")
+    rows, batches = _both(resolve_inputs([str(tmp_path)]))
+    _assert_tables_equal(rows, batches)
+    assert len(batches["server_metrics_bronze"]) == 3

@@ -1,0 +1,254 @@
+"""Bronze on batches: a raw batch → (bronze table, dead letters).
+
+The columns of the records a batch's JSON decodes cleanly are coerced all at once with
+Arrow: numbers, strings and ISO 8601 timestamps with a zone. A record is taken off that
+fast path whenever the vectorised check cannot prove it would give exactly what the
+row-level :func:`transforms.bronze.to_bronze` gives (a number sent as a string, a boolean,
+an epoch timestamp, a regional shape, an empty or oversized payload, anything invalid):
+those few go through ``to_bronze`` itself, so every dead letter has the reason and the
+message it always had, and every accepted value is the same.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.core import FieldType
+from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_BRONZE
+from transforms.batches import JSON, concat, conform, from_rows, raw_kind, raw_records
+from transforms.bronze import EARLIEST, EPOCH, LATEST, MAX_PAYLOAD_BYTES, RawRecord, to_bronze
+from transforms.dead_letters import RecordRejected, dead_letter, internal_error
+
+_STRINGS = tuple(f.name for f in SERVER_METRIC.fields if f.type is FieldType.STRING)
+_FLOATS = tuple(f.name for f in SERVER_METRIC.fields if f.type is FieldType.FLOAT64)
+_REQUIRED = frozenset(f.name for f in SERVER_METRIC.fields if f.required)
+_KNOWN = frozenset(SERVER_METRIC.names)
+assert {f.type for f in SERVER_METRIC.fields} <= {FieldType.STRING, FieldType.FLOAT64,
+                                                    FieldType.TIMESTAMP}
+
+#: Timestamps the fast path takes: ISO 8601 with a zone, at most microseconds. Anything
+#: else (epoch numbers, no zone, other spellings) is parsed by the row-level function.
+_ISO_WITH_ZONE = (r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
+                  r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
+#: Python's str.isspace() characters: a string starting or ending with one may be blank.
+_SPACE = r"[\t-\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}" \
+         r"\x{205f}\x{3000}]"
+EDGE_SPACE = f"^{_SPACE}|{_SPACE}$"
+#: Payloads whose text shows a declared field holding a value of another JSON type (a
+#: number as text, a boolean, which Arrow would take as 1 or 0, an object): the row-level
+#: path gives them their exact outcome. Arrow's conversion refusing a value is the
+#: safety net for whatever this misses (see ``_as_struct``).
+_SUSPECT = ('"(' + "|".join(_FLOATS) + r')"\s*:\s*[^-0-9\sn]|"('
+            + "|".join(_STRINGS + ("timestamp",)) + r')"\s*:\s*[^"\sn]')
+_EARLIEST_US = (EARLIEST - EPOCH).days * 86_400_000_000
+_LATEST_US = (LATEST - EPOCH).days * 86_400_000_000
+_TS = pa.timestamp("us", tz="UTC")
+_MAX_EXACT_INT = 2 ** 53
+
+
+def _fast_float(v) -> bool:
+    t = type(v)
+    return v is None or t is float or (t is int and -_MAX_EXACT_INT <= v <= _MAX_EXACT_INT)
+
+
+_STRUCT = pa.struct([(f.name, pa.float64() if f.type is FieldType.FLOAT64 else pa.string())
+                     for f in SERVER_METRIC.fields])
+
+
+def _screen(objs: list[dict]) -> set[int]:
+    """Positions whose values Arrow would refuse (a number as text, an object, a huge
+    integer): found one value at a time, only when a batch's conversion failed."""
+    slow: set[int] = set()
+    for name in _STRINGS + ("timestamp",):
+        slow.update(j for j, o in enumerate(objs)
+                    if (v := o.get(name)) is not None and type(v) is not str)
+    for name in _FLOATS:
+        slow.update(j for j, o in enumerate(objs) if not _fast_float(o.get(name)))
+    return slow
+
+
+def _as_struct(objs: list[dict]) -> tuple[pa.StructArray | None, set[int]]:
+    """The records as one Arrow struct array, less those Arrow refuses (found by halving
+    the failing part, so a few bad records cost a few conversions, not a Python pass)."""
+    chunks: list[pa.Array] = []
+    refused: set[int] = set()
+
+    def convert(lo: int, hi: int) -> None:
+        try:
+            chunks.append(pa.array(objs[lo:hi], type=_STRUCT))
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+        if hi - lo <= 16:
+            bad = {lo + j for j in _screen(objs[lo:hi])}
+            refused.update(bad)
+            good = [objs[j] for j in range(lo, hi) if j not in bad]
+            if good:
+                try:
+                    chunks.append(pa.array(good, type=_STRUCT))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                    refused.update(range(lo, hi))  # the screen missed it
+            return
+        mid = (lo + hi) // 2
+        convert(lo, mid)
+        convert(mid, hi)
+
+    convert(0, len(objs))
+    if not chunks:
+        return None, refused
+    return (pa.concat_arrays(chunks) if len(chunks) > 1 else chunks[0]), refused
+
+
+def _coerce(struct: pa.StructArray) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Bronze's columns from the decoded records, and which records the vectorised checks
+    cannot vouch for (blank required strings, no measurement, a timestamp the fast path
+    does not read or that is out of range)."""
+    n = len(struct)
+    slow = np.zeros(n, dtype=bool)
+    cols: dict[str, pa.Array] = {}
+    for name in _STRINGS:
+        arr = struct.field(name)
+        edges = pc.match_substring_regex(arr, EDGE_SPACE).fill_null(False)
+        if pc.any(edges).as_py():
+            values = arr.to_pylist()
+            for j in np.flatnonzero(edges.to_numpy(zero_copy_only=False)):
+                if not values[j].strip():
+                    values[j] = None  # blank means null, as a missing field
+            arr = pa.array(values, pa.string())
+        if name in _REQUIRED and arr.null_count:
+            slow |= arr.is_null().to_numpy(zero_copy_only=False)
+        cols[name] = arr
+    measured = np.zeros(n, dtype=bool)
+    for name in _FLOATS:
+        arr = struct.field(name)
+        measured |= arr.is_valid().to_numpy(zero_copy_only=False)
+        cols[name] = arr
+    slow |= ~measured  # no measurement at all: the row-level path says so
+    text = struct.field("timestamp")
+    shaped = pc.match_substring_regex(text, _ISO_WITH_ZONE).fill_null(False)
+    slow |= ~shaped.to_numpy(zero_copy_only=False)
+    text = pc.if_else(shaped, text, pa.scalar("2000-01-01T00:00:00Z"))
+    try:
+        ts = pc.cast(text, _TS)
+    except pa.ArrowInvalid:
+        # A date that does not exist (a 30th of February): let Python say which.
+        values = text.to_pylist()
+        for j in np.flatnonzero(~slow):
+            try:
+                datetime.fromisoformat(values[j])
+            except ValueError:
+                slow[j] = True
+                values[j] = "2000-01-01T00:00:00Z"
+        try:
+            ts = pc.cast(pa.array(values, pa.string()), _TS)
+        except pa.ArrowInvalid:
+            return {}, np.ones(n, dtype=bool)
+    micros = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    slow |= (micros < _EARLIEST_US) | (micros >= _LATEST_US)
+    cols["timestamp"] = ts
+    return cols, slow
+
+
+def _extra_fields(objs: list[dict]) -> pa.Array:
+    known = _KNOWN
+    values = [None] * len(objs)
+    for j, o in enumerate(objs):
+        if not known.issuperset(o):
+            extra = {k: v for k, v in o.items() if k not in known}
+            values[j] = orjson.dumps(extra, default=str).decode()
+    return pa.array(values, pa.string())
+
+
+class BronzeBatch:
+    """What bronze made of one raw batch."""
+
+    __slots__ = ("records", "dead_letters", "with_extra_fields")
+
+    def __init__(self, records: pa.Table, dead_letters: list[dict], with_extra_fields: int):
+        self.records = records
+        self.dead_letters = dead_letters
+        self.with_extra_fields = with_extra_fields
+
+
+def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
+                 step: str = "ParseServerMetric") -> BronzeBatch:
+    """A raw batch → bronze rows of :data:`SERVER_METRICS_BRONZE` and dead letters."""
+    if raw_kind(raw) != JSON:
+        return _row_level(list(raw_records(raw)), now, pipeline, step)
+    column = raw.column("payload")
+    payloads = column.to_pylist()
+    suspect = pc.or_(pc.greater(pc.binary_length(column), MAX_PAYLOAD_BYTES),
+                     pc.match_substring_regex(column, _SUSPECT)).fill_null(True)
+    suspect = suspect.to_numpy(zero_copy_only=False)
+    objs, fast, slow = [], [], []
+    loads = orjson.loads
+    for i, p in enumerate(payloads):
+        if suspect[i]:
+            slow.append(i)
+            continue
+        try:
+            o = loads(p)
+        except orjson.JSONDecodeError:
+            slow.append(i)
+            continue
+        if type(o) is dict and "server_id" in o:  # canonical (not a regional shape)
+            objs.append(o)
+            fast.append(i)
+        else:
+            slow.append(i)
+    struct, refused = _as_struct(objs) if objs else (None, set())
+    if refused:
+        slow.extend(fast[j] for j in refused)
+        keep = [j for j in range(len(objs)) if j not in refused]
+        objs, fast = [objs[j] for j in keep], [fast[j] for j in keep]
+    tables, extra = [], 0
+    if struct is not None:
+        cols, flagged = _coerce(struct)
+        if flagged.any():
+            slow.extend(np.asarray(fast)[flagged].tolist())
+            keep = np.flatnonzero(~flagged)
+            cols = {k: v.take(keep) for k, v in cols.items()}
+            objs = [objs[j] for j in keep]
+            fast = np.asarray(fast)[keep].tolist()
+    if objs:
+        n = len(objs)
+        cols["ingest_timestamp"] = pa.repeat(pa.scalar(now, _TS), n)
+        cols["source"] = raw.column("source").take(pa.array(fast, pa.int64())).combine_chunks()
+        cols["extra_fields"] = _extra_fields(objs)
+        extra = n - cols["extra_fields"].null_count
+        tables.append(conform(pa.table(cols), SERVER_METRICS_BRONZE))
+    if not slow:
+        return BronzeBatch(tables[0] if tables else _empty(), [], extra)
+    slow.sort()
+    sources = raw.column("source").take(pa.array(slow, pa.int64())).to_pylist()
+    rest = _row_level([RawRecord(payloads[i], s) for i, s in zip(slow, sources, strict=True)],
+                      now, pipeline, step)
+    tables.append(rest.records)
+    return BronzeBatch(concat(tables, SERVER_METRICS_BRONZE), rest.dead_letters,
+                       extra + rest.with_extra_fields)
+
+
+def _empty() -> pa.Table:
+    return SERVER_METRICS_BRONZE.arrow_schema().empty_table()
+
+
+def _row_level(raws: list[RawRecord], now, pipeline, step) -> BronzeBatch:
+    """The row-level bronze (``to_bronze``) over records, exactly as the per-record DoFn."""
+    rows, dead = [], []
+    for raw in raws:
+        try:
+            rows.append(to_bronze(raw, now))
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
+            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            dead.append(dead_letter(
+                pipeline=pipeline, layer="bronze", step=step, reason=rejection.reason,
+                message=rejection.message, payload=raw.payload, source=raw.source,
+                event_timestamp=rejection.event_timestamp, now=now))
+    extra = sum(1 for r in rows if r["extra_fields"] is not None)
+    return BronzeBatch(from_rows(rows, SERVER_METRICS_BRONZE) if rows else _empty(), dead,
+                       extra)
+

@@ -1,0 +1,283 @@
+"""Gold on batches: everything one server's day of silver records gives, at once.
+
+After the shuffle, a (server, day) group holds every silver record of that server and
+day, so its dedupe is complete, and so are its minutes, hours and day: those tables are
+computed from the group's arrays with no further shuffle. What needs other groups leaves
+as small partial results: per-day summaries for the locations (across servers), the
+sliding windows that straddle midnight (the next day's group holds their other part), and
+the server's series for the EWMA detector (scored across days, in event-time order).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.server_metrics import (
+    ALERT_EVENTS,
+    ALERTS,
+    ANOMALIES,
+    HOURLY_SERVER_METRICS,
+    SERVER_ALERT_MATRIX,
+    SERVER_HEALTH_SUMMARY,
+    SERVER_METRICS_MINUTELY,
+)
+from transforms.analytics import matrix_events
+from transforms.batches import conform, from_rows
+from transforms.rules import AlertMatrix, ServerMetricsRules
+from transforms.server_metrics.aggregate import (
+    IDENTITY,
+    Measures,
+    Segments,
+    identity_codes,
+    identity_columns,
+    utc,
+    window_columns,
+)
+from transforms.windowing import DAY, HOUR, MINUTE
+
+_US = 1_000_000
+#: What the EWMA detector needs of each record, in this order.
+SERIES_COLUMNS = ("timestamp",) + IDENTITY[1:]
+
+
+def _windows(measures: Measures, codes: np.ndarray, seconds: int) -> Segments:
+    micros = measures.micros
+    return Segments(codes, micros - micros % (seconds * _US))
+
+
+def server_table(measures: Measures, codes, seconds: int, schema, quantiles: bool = True,
+                 health=None) -> pa.Table:
+    seg = _windows(measures, codes, seconds)
+    cols = window_columns(seg, seconds)
+    cols.update(identity_columns(measures.table, seg.first))
+    cols.update(measures.columns(seg, quantiles))
+    if health is not None:
+        cpu = cols["avg_cpu_usage"].to_numpy(zero_copy_only=False)
+        mem = cols["avg_memory_usage"].to_numpy(zero_copy_only=False)
+        pct = cols["high_utilization_pct"].to_numpy(zero_copy_only=False)
+        raw = 100.0 - (cpu * health.cpu + mem * health.memory + pct * health.high_utilization)
+        score = np.minimum(100.0, np.maximum(0.0, raw))
+        cols["server_health_score"] = pa.array(score, pa.float64(), mask=np.isnan(score))
+    return conform(pa.table({n: cols[n] for n in schema.names}), schema)
+
+
+def alert_rows(measures: Measures, codes, rules: ServerMetricsRules) -> list[dict]:
+    """One row per server, minute and rule breached (``RaiseAlertsFn``'s rows)."""
+    seg = _windows(measures, codes, MINUTE)
+    table, rows = measures.table, []
+    for rule in sorted(rules.alert_rules, key=lambda r: r.name):
+        v = table.column(rule.metric).to_numpy()
+        above = rule.above is not None
+        with np.errstate(invalid="ignore"):
+            breach = v > rule.above if above else v < rule.below
+        counts = seg.count(breach)
+        hit = np.flatnonzero(counts)
+        if not len(hit):
+            continue
+        extreme = seg.extreme(np.where(breach, v, np.nan), above)
+        direction = "above" if above else "below"
+        ids = identity_columns(table, seg.first[hit])
+        ids = {k: c.to_pylist() for k, c in ids.items()}
+        for j, s in enumerate(hit.tolist()):
+            start = utc(seg.window_us[s])
+            end = start + timedelta(seconds=MINUTE)
+            who = ids["server_name"][j] or ids["server_id"][j]
+            count, records, worst = int(counts[s]), int(seg.size[s]), float(extreme[s])
+            rows.append({
+                "window_start": start, "window_end": end, "metric_date": start.date(),
+                "pane_index": 0, "pane_timing": "ON_TIME",
+                **{k: ids[k][j] for k in IDENTITY},
+                "rule": rule.name, "severity": rule.severity, "metric": rule.metric,
+                "threshold": rule.threshold, "observed_value": worst, "breach_count": count,
+                "message": (f"{rule.metric} {direction} {rule.threshold:g} on {who}: "
+                            f"{count} of {records} records, most extreme {worst:g}, "
+                            f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC")})
+    return rows
+
+
+# --- seed 002's alert matrix ----------------------------------------------------------
+
+def matrix_accumulators(measures: Measures, codes, matrix: AlertMatrix):
+    """Every sliding window of the group: (segments, window starts, [count, cpu sum, cpu
+    n, memory sum, memory n, max network_in, max disk_io] as arrays)."""
+    period, copies = matrix.period_s * _US, matrix.window_s // matrix.period_s
+    micros = measures.micros
+    last = micros - micros % period
+    starts = np.concatenate([last - k * period for k in range(copies)])
+    code = np.tile(codes, copies)
+    rows = np.tile(np.arange(len(micros)), copies)
+    order = np.lexsort((starts, code))
+    starts, code, rows = starts[order], code[order], rows[order]
+    seg = Segments(code, starts)
+    cpu, mem = measures.cpu[rows], measures.memory[rows]
+    acc = [seg.size, seg.sum(cpu), seg.count(~np.isnan(cpu)), seg.sum(mem),
+           seg.count(~np.isnan(mem)), seg.extreme(measures.network_in[rows], True),
+           seg.extreme(measures.disk_io[rows], True)]
+    return seg, rows[seg.first], acc
+
+
+def _label(a, a_max, b, b_max, labels) -> np.ndarray:
+    both, only_a, only_b = labels
+    with np.errstate(invalid="ignore"):
+        over_a, over_b = a > a_max, b > b_max
+    return np.where(over_a & over_b, both, np.where(over_a, only_a, np.where(
+        over_b, only_b, None)))
+
+
+def matrix_table(seg_starts, identity: dict[str, pa.Array], acc, matrix: AlertMatrix
+                 ) -> pa.Table:
+    count, cpu_sum, cpu_n, mem_sum, mem_n, net, disk = acc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cpu = np.where(cpu_n > 0, cpu_sum / cpu_n, np.nan)
+        mem = np.where(mem_n > 0, mem_sum / mem_n, np.nan)
+    net = np.where(np.isinf(net), np.nan, net)
+    disk = np.where(np.isinf(disk), np.nan, disk)
+    ts = pa.timestamp("us", tz="UTC")
+    starts = pa.array(seg_starts, ts)
+    n = len(seg_starts)
+    cols = {
+        "window_start": starts, "window_end": pa.array(seg_starts + matrix.window_s * _US, ts),
+        "metric_date": starts.cast(pa.date32()), "pane_index": pa.array(np.zeros(n, np.int64)),
+        "pane_timing": pa.repeat(pa.scalar("ON_TIME"), n), **identity,
+        "record_count": pa.array(count, pa.int64()),
+        "avg_cpu_usage": pa.array(cpu, mask=np.isnan(cpu)),
+        "avg_memory_usage": pa.array(mem, mask=np.isnan(mem)),
+        "max_network_in": pa.array(net, mask=np.isnan(net)),
+        "max_disk_io": pa.array(disk, mask=np.isnan(disk)),
+        "cpu_memory_alert": pa.array(_label(cpu, matrix.cpu_usage, mem, matrix.memory_usage,
+                                            _labels(matrix, "cpu")), pa.string()),
+        "network_disk_alert": pa.array(_label(net, matrix.network_in, disk, matrix.disk_io,
+                                              _labels(matrix, "net")), pa.string()),
+    }
+    return conform(pa.table(cols), SERVER_ALERT_MATRIX)
+
+
+def _labels(matrix: AlertMatrix, pair: str) -> tuple[str, str, str]:
+    from schemas.server_metrics import MATRIX_LABELS
+
+    return tuple(MATRIX_LABELS["cpu_memory_alert" if pair == "cpu" else "network_disk_alert"])
+
+
+def matrix_event_rows(table: pa.Table, matrix: AlertMatrix) -> list[dict]:
+    """The alert feed's rows of the labelled windows (``matrix_events``)."""
+    labelled = table.filter(table.column("cpu_memory_alert").is_valid()
+                            .to_numpy(zero_copy_only=False)
+                            | table.column("network_disk_alert").is_valid()
+                            .to_numpy(zero_copy_only=False))
+    return [e for row in labelled.to_pylist() for e in matrix_events(row, matrix)]
+
+
+class ServerDay:
+    """What one (server, day) group of deduplicated silver records gives."""
+
+    def __init__(self, silver: pa.Table, rules: ServerMetricsRules, day_start_us: int,
+                 span_s: int = DAY):
+        self.silver = silver
+        self.rules = rules
+        self.span = (day_start_us, day_start_us + span_s * _US)
+        measures = self.measures = Measures(silver)
+        # Sorted by identity, then event time: every window is a contiguous run.
+        self.codes = identity_codes(silver)
+        order = np.lexsort((measures.micros, self.codes))
+        if not np.array_equal(order, np.arange(len(order))):
+            silver = silver.take(order)
+            self.silver = silver
+            self.measures = measures = Measures(silver)
+            self.codes = self.codes[order]
+
+    def tables(self) -> dict[str, pa.Table]:
+        m, codes, rules = self.measures, self.codes, self.rules
+        alerts = alert_rows(m, codes, rules)
+        return {
+            SERVER_METRICS_MINUTELY.name: server_table(m, codes, MINUTE, SERVER_METRICS_MINUTELY,
+                                                       quantiles=False),
+            HOURLY_SERVER_METRICS.name: server_table(m, codes, HOUR, HOURLY_SERVER_METRICS),
+            SERVER_HEALTH_SUMMARY.name: server_table(
+                m, codes, DAY, SERVER_HEALTH_SUMMARY, health=rules.health_weights),
+            ALERTS.name: from_rows(alerts, ALERTS),
+            "_threshold_events": alerts,
+        }
+
+    def day_summaries(self):
+        """((location, server_type, day start), (server_id, summary)) per identity."""
+        seg = _windows(self.measures, self.codes, DAY)
+        ids = {k: c.to_pylist() for k, c in identity_columns(self.silver, seg.first).items()}
+        for j, (first, size) in enumerate(zip(seg.first.tolist(), seg.size.tolist(),
+                                              strict=True)):
+            summary = self.measures.summary(slice(first, first + size))
+            yield ((ids["location"][j], ids["server_type"][j], int(seg.window_us[j])),
+                   (ids["server_id"][j], summary))
+
+    def matrix(self):
+        """(complete windows' table, partial windows as ((identity, start), accumulator))."""
+        matrix = self.rules.alert_matrix
+        seg, rows, acc = matrix_accumulators(self.measures, self.codes, matrix)
+        starts = seg.window_us
+        lo, hi = self.span
+        inside = (starts >= lo) & (starts + matrix.window_s * _US <= hi)
+        complete = np.flatnonzero(inside)
+        table = matrix_table(starts[complete], identity_columns(self.silver, rows[complete]),
+                             [a[complete] for a in acc], matrix)
+        partial = np.flatnonzero(~inside)
+        pieces = []
+        if len(partial):
+            ids = {k: c.to_pylist() for k, c in
+                   identity_columns(self.silver, rows[partial]).items()}
+            values = [a[partial].tolist() for a in acc]
+            for j, s in enumerate(partial.tolist()):
+                pieces.append((tuple(ids[k][j] for k in IDENTITY) + (int(starts[s]),),
+                               [v[j] for v in values]))
+        return table, pieces
+
+    def series(self) -> pa.Table:
+        """The columns the EWMA detector scores, for the server's whole run."""
+        return self.silver.select(SERIES_COLUMNS + self.rules.anomaly_detection.metrics)
+
+
+def merge_matrix_accumulators(accs) -> list:
+    merged = None
+    for acc in accs:
+        if merged is None:
+            merged = list(acc)
+            continue
+        for i in range(5):
+            merged[i] += acc[i]
+        for i in (5, 6):
+            merged[i] = max(merged[i], acc[i])
+    return merged
+
+
+def partial_matrix_rows(keyed_acc, matrix: AlertMatrix) -> pa.Table:
+    (server_id, name, server_type, location, start), acc = keyed_acc
+    identity = {"server_id": pa.array([server_id], pa.string()),
+                "server_name": pa.array([name], pa.string()),
+                "server_type": pa.array([server_type], pa.string()),
+                "location": pa.array([location], pa.string())}
+    return matrix_table(np.array([start]), identity, [np.array([a]) for a in acc], matrix)
+
+
+def anomaly_tables(series: pa.Table, server_id: str, rules, counters) -> tuple[pa.Table,
+                                                                                 pa.Table]:
+    """Score a server's series (every record of its run) metric by metric, in event-time
+    order, through the row-level ``score_in_order``; (anomalies, their alert events)."""
+    from transforms.analytics import anomaly_events, score_in_order
+
+    micros = series.column("timestamp").cast(pa.int64()).to_numpy()
+    order = np.argsort(micros, kind="stable")
+    series = series.take(order)
+    micros = micros[order].tolist()
+    names = series.column("server_name").to_pylist()
+    types = series.column("server_type").to_pylist()
+    places = series.column("location").to_pylist()
+    rows = []
+    detection = rules.anomaly_detection
+    for metric in detection.metrics:
+        values = series.column(metric).to_pylist()
+        present = [(m, n, t, p, v) for m, n, t, p, v in
+                   zip(micros, names, types, places, values, strict=True) if v is not None]
+        found, _ = score_in_order(detection, (server_id, metric), present, None, counters)
+        rows.extend(found)
+    events = [e for row in rows for e in anomaly_events(row)]
+    return from_rows(rows, ANOMALIES), from_rows(events, ALERT_EVENTS)

@@ -1,0 +1,268 @@
+"""The server-metrics medallion on Arrow batches (batch runs): raw batches → every table,
+as a dict of table name → PCollection of ``pyarrow.Table`` batches.
+
+Steps and the elements they move:
+
+* ``Bronze``: a raw batch → a bronze batch and a dead-letter batch;
+* ``Silver``: a bronze batch → range-checked silver fragments keyed by (server, day), and
+  a dead-letter batch;
+* ``SilverByServerDay``: the shuffle, one element per fragment;
+* ``GoldServerDays``: a (server, day) group → deduplicated silver, minutes, hours, the day,
+  threshold alerts, complete alert-matrix windows, and small partial results;
+* ``GoldLocationDays``, ``GoldMatrixAcrossMidnight``, ``GoldDetectAnomalies``: what needs
+  several groups, from those partial results (a handful of elements per server and day);
+* ``GoldAlertEvents``: the one alert feed.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from schemas.dead_letter import DEAD_LETTERS
+from schemas.server_metrics import (
+    ALERT_EVENTS,
+    ALERTS,
+    ANOMALIES,
+    HOURLY_SERVER_METRICS,
+    LOCATION_PERFORMANCE,
+    SERVER_ALERT_MATRIX,
+    SERVER_HEALTH_SUMMARY,
+    SERVER_METRICS_BRONZE,
+    SERVER_METRICS_MINUTELY,
+    SERVER_METRICS_SILVER,
+)
+from transforms.analytics import _counters, matrix_events, threshold_events
+from transforms.batches import RowsToBatches, concat, dead_letter_batch, from_rows
+from transforms.gold import FormatLocationRowFn, LocationRollup
+from transforms.rules import ServerMetricsRules
+from transforms.server_metrics import gold
+from transforms.server_metrics.bronze import bronze_batch
+from transforms.server_metrics.silver import deduplicate, silver_batch
+from transforms.windowing import DAY
+
+_US = 1_000_000
+DEAD = "dead_letters"
+
+
+def _count(namespace: str, step: str):
+    """Elements and records through a step: the batching, as Beam metrics."""
+    return (Metrics.counter(namespace, f"{step}_elements"),
+            Metrics.counter(namespace, f"{step}_records"))
+
+
+class BronzeFn(beam.DoFn):
+    def __init__(self, clock=None, pipeline: str = "server_metrics"):
+        self._clock = clock
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._now = self._clock or (lambda: datetime.now(timezone.utc))
+        self._accepted = Metrics.counter("bronze", "records_accepted")
+        self._rejected = Metrics.counter("bronze", "records_rejected")
+        self._extra = Metrics.counter("bronze", "records_with_unknown_fields")
+        self._elements, self._records = _count("batches", "bronze_in")
+
+    def process(self, raw: pa.Table):
+        self._elements.inc()
+        self._records.inc(raw.num_rows)
+        out = bronze_batch(raw, self._now(), self._pipeline)
+        self._accepted.inc(out.records.num_rows)
+        self._rejected.inc(len(out.dead_letters))
+        self._extra.inc(out.with_extra_fields)
+        if out.records.num_rows:
+            yield out.records
+        if out.dead_letters:
+            yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
+
+
+def split_by_server_day(table: pa.Table, span_s: int = DAY):
+    """A silver batch → ((server_id, span start), fragment) per server and span."""
+    if not table.num_rows:
+        return
+    micros = table.column("timestamp").cast(pa.int64()).to_numpy()
+    day = micros - micros % (span_s * _US)
+    encoded = table.column("server_id").combine_chunks().dictionary_encode()
+    server = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = np.lexsort((day, server))
+    server, day = server[order], day[order]
+    change = np.ones(len(order), dtype=bool)
+    change[1:] = (server[1:] != server[:-1]) | (day[1:] != day[:-1])
+    first = np.flatnonzero(change)
+    bounds = np.append(first, len(order))
+    names = encoded.dictionary.to_pylist()
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        # A copy, not a slice: a pickled slice carries its parent's whole buffers.
+        yield (names[server[a]], int(day[a])), table.take(pa.array(order[a:b]))
+
+
+class SilverFn(beam.DoFn):
+    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics"):
+        self._rules = rules
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._rejected = Metrics.counter("silver", "records_rejected")
+        self._elements, self._records = _count("batches", "silver_fragments")
+
+    def process(self, bronze: pa.Table):
+        out = silver_batch(bronze, self._rules, self._pipeline)
+        self._rejected.inc(len(out.dead_letters))
+        for keyed in split_by_server_day(out.records):
+            self._elements.inc()
+            self._records.inc(keyed[1].num_rows)
+            yield keyed
+        if out.dead_letters:
+            yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
+
+
+#: Outputs of ServerDaysFn besides the deduplicated silver records.
+_DAY_OUTPUTS = (SERVER_METRICS_MINUTELY.name, HOURLY_SERVER_METRICS.name,
+                SERVER_HEALTH_SUMMARY.name, ALERTS.name, SERVER_ALERT_MATRIX.name,
+                ALERT_EVENTS.name, "location_parts", "matrix_parts", "series", DEAD)
+
+
+class ServerDaysFn(beam.DoFn):
+    """A (server, day) group of silver fragments → every table it completes, and the
+    partial results that need other groups."""
+
+    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics"):
+        self._rules = rules
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._duplicates = Metrics.counter("silver", "duplicates_rejected")
+        self._elements, self._records = _count("batches", "server_days")
+
+    def process(self, keyed):
+        (server_id, day_start), fragments = keyed
+        silver = concat(list(fragments), SERVER_METRICS_SILVER)
+        self._elements.inc()
+        self._records.inc(silver.num_rows)
+        unique = deduplicate(silver, self._pipeline)
+        if unique.dead_letters:
+            self._duplicates.inc(len(unique.dead_letters))
+            yield TaggedOutput(DEAD, dead_letter_batch(unique.dead_letters))
+        yield unique.records
+        day = gold.ServerDay(unique.records, self._rules, day_start)
+        tables = day.tables()
+        threshold = tables.pop("_threshold_events")
+        for name, table in tables.items():
+            if table.num_rows:
+                yield TaggedOutput(name, table)
+        matrix, pieces = day.matrix()
+        if matrix.num_rows:
+            yield TaggedOutput(SERVER_ALERT_MATRIX.name, matrix)
+        events = [e for a in threshold for e in threshold_events(a)]
+        events += gold.matrix_event_rows(matrix, self._rules.alert_matrix)
+        if events:
+            yield TaggedOutput(ALERT_EVENTS.name, from_rows(events, ALERT_EVENTS))
+        for piece in pieces:
+            yield TaggedOutput("matrix_parts", piece)
+        for part in day.day_summaries():
+            yield TaggedOutput("location_parts", part)
+        yield TaggedOutput("series", (server_id, day.series()))
+
+
+class MergeMatrixParts(beam.CombineFn):
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, acc, part):
+        return gold.merge_matrix_accumulators([a for a in (acc, part) if a is not None])
+
+    def merge_accumulators(self, accs):
+        return gold.merge_matrix_accumulators([a for a in accs if a is not None])
+
+    def extract_output(self, acc):
+        return acc
+
+
+class MatrixAcrossMidnightFn(beam.DoFn):
+    """Windows whose parts came from two days → their matrix rows and alert events."""
+
+    def __init__(self, rules: ServerMetricsRules):
+        self._matrix = rules.alert_matrix
+
+    def process(self, keyed_acc):
+        table = gold.partial_matrix_rows(keyed_acc, self._matrix)
+        yield table
+        events = [e for row in table.to_pylist() for e in matrix_events(row, self._matrix)]
+        if events:
+            yield TaggedOutput(ALERT_EVENTS.name, from_rows(events, ALERT_EVENTS))
+
+
+class ScoreServerSeriesFn(beam.DoFn):
+    """A server's series (one fragment per day) → its anomalies and their alert events."""
+
+    def __init__(self, rules: ServerMetricsRules):
+        self._rules = rules
+
+    def setup(self):
+        self._counters = _counters()
+
+    def process(self, keyed):
+        server_id, fragments = keyed
+        series = pa.concat_tables(list(fragments))
+        anomalies, events = gold.anomaly_tables(series, server_id, self._rules, self._counters)
+        if anomalies.num_rows:
+            yield anomalies
+        if events.num_rows:
+            yield TaggedOutput(ALERT_EVENTS.name, events)
+
+
+class ServerMetricsBatchMedallion(beam.PTransform):
+    """Raw batches → {table name: PCollection of Arrow tables}, every table of the
+    server-metrics medallion and all dead letters."""
+
+    def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
+                 pipeline: str = "server_metrics"):
+        super().__init__()
+        self._rules = rules or ServerMetricsRules()
+        self._clock = clock
+        self._pipeline = pipeline
+
+    def expand(self, raw):
+        rules, pipeline = self._rules, self._pipeline
+        bronze = raw | "Bronze" >> beam.ParDo(BronzeFn(self._clock, pipeline)).with_outputs(
+            DEAD, main="records")
+        checked = bronze.records | "Silver" >> beam.ParDo(SilverFn(rules, pipeline)
+                                                          ).with_outputs(DEAD, main="fragments")
+        days = (checked.fragments
+                | "SilverByServerDay" >> beam.GroupByKey()
+                | "GoldServerDays" >> beam.ParDo(ServerDaysFn(rules, pipeline)).with_outputs(
+                    *_DAY_OUTPUTS, main="silver"))
+        locations = (days.location_parts
+                     | "GoldLocationDays" >> beam.CombinePerKey(LocationRollup())
+                     | "GoldLocationRows" >> beam.ParDo(FormatLocationRowFn(rules))
+                     | "GoldLocationBatches" >> RowsToBatches(LOCATION_PERFORMANCE))
+        midnight = (days.matrix_parts
+                    | "GoldMatrixAcrossMidnight" >> beam.CombinePerKey(MergeMatrixParts())
+                    | "GoldMatrixRows" >> beam.ParDo(MatrixAcrossMidnightFn(rules)).with_outputs(
+                        ALERT_EVENTS.name, main="rows"))
+        anomalies = (days.series
+                     | "GoldSeriesByServer" >> beam.GroupByKey()
+                     | "GoldDetectAnomalies" >> beam.ParDo(ScoreServerSeriesFn(rules)).with_outputs(
+                         ALERT_EVENTS.name, main="rows"))
+        events = ((days[ALERT_EVENTS.name], midnight[ALERT_EVENTS.name],
+                   anomalies[ALERT_EVENTS.name]) | "GoldAlertEvents" >> beam.Flatten())
+        matrix = ((days[SERVER_ALERT_MATRIX.name], midnight.rows)
+                  | "GoldAlertMatrix" >> beam.Flatten())
+        dead = ((bronze[DEAD], checked[DEAD], days[DEAD]) | "AllDeadLetters" >> beam.Flatten())
+        return {
+            SERVER_METRICS_BRONZE.name: bronze.records,
+            SERVER_METRICS_SILVER.name: days.silver,
+            SERVER_METRICS_MINUTELY.name: days[SERVER_METRICS_MINUTELY.name],
+            HOURLY_SERVER_METRICS.name: days[HOURLY_SERVER_METRICS.name],
+            SERVER_HEALTH_SUMMARY.name: days[SERVER_HEALTH_SUMMARY.name],
+            LOCATION_PERFORMANCE.name: locations,
+            ALERTS.name: days[ALERTS.name],
+            SERVER_ALERT_MATRIX.name: matrix,
+            ANOMALIES.name: anomalies.rows,
+            ALERT_EVENTS.name: events,
+            DEAD_LETTERS.name: dead,
+        }

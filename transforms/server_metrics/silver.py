@@ -1,0 +1,162 @@
+"""Silver on batches: a bronze table → (silver table, dead letters), and the dedupe of one
+server's records.
+
+Ranges, vocabulary and derived columns are computed on whole columns. A record any
+vectorised check flags goes through the row-level :func:`transforms.silver.to_silver`,
+so its dead letter has the reason and message it always had. Names are canonicalised
+once per distinct value, not per record.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_SILVER
+from transforms.batches import concat, conform, from_rows
+from transforms.dead_letters import RecordRejected, dead_letter, internal_error
+from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.bronze import EDGE_SPACE
+from transforms.silver import (
+    _RANGES,
+    SERVER_TYPE_ALIASES,
+    _canonical_location,
+    _copy_rank,
+    to_silver,
+)
+
+_SERVER_TYPES = frozenset(SERVER_METRIC.field("server_type").choices)
+
+
+def floats(table: pa.Table, name: str) -> np.ndarray:
+    """A float column as numpy, null as NaN (bronze never lets a NaN in)."""
+    return table.column(name).to_numpy()
+
+
+def _map_distinct(column: pa.ChunkedArray, fn) -> pa.Array:
+    """``fn`` applied once per distinct value (names are few; records are many)."""
+    distinct = pc.unique(column)
+    mapped = pa.array([fn(v) for v in distinct.to_pylist()], pa.string())
+    return mapped.take(pc.index_in(column, distinct)).combine_chunks() \
+        if isinstance(column, pa.ChunkedArray) else mapped.take(pc.index_in(column, distinct))
+
+
+def _strip(column) -> pa.Array:
+    """Python's ``str.strip`` on the values that need it (few)."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    edges = pc.match_substring_regex(column, EDGE_SPACE).fill_null(False)
+    if not pc.any(edges).as_py():
+        return column
+    values = column.to_pylist()
+    for j in np.flatnonzero(edges.to_numpy(zero_copy_only=False)):
+        values[j] = values[j].strip()
+    return pa.array(values, pa.string())
+
+
+def _server_type(value):
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return SERVER_TYPE_ALIASES.get(value, value)
+
+
+class SilverBatch:
+    __slots__ = ("records", "dead_letters")
+
+    def __init__(self, records: pa.Table, dead_letters: list[dict]):
+        self.records = records
+        self.dead_letters = dead_letters
+
+
+def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
+                 pipeline: str = "server_metrics") -> SilverBatch:
+    """Range-checked, canonical rows of :data:`SERVER_METRICS_SILVER` (not yet
+    deduplicated) and the rejections."""
+    n = bronze.num_rows
+    if not n:
+        return SilverBatch(SERVER_METRICS_SILVER.arrow_schema().empty_table(), [])
+    flagged = np.zeros(n, dtype=bool)
+    for name, lo, hi, _ in _RANGES:
+        v = floats(bronze, name)
+        if lo is not None:
+            flagged |= v < lo
+        if hi is not None:
+            flagged |= v > hi
+    server_type = _map_distinct(bronze.column("server_type"), _server_type)
+    known = pc.is_in(server_type, pa.array(sorted(_SERVER_TYPES))).to_numpy(
+        zero_copy_only=False)
+    flagged |= ~known & server_type.is_valid().to_numpy(zero_copy_only=False)
+    cpu, memory = floats(bronze, "cpu_usage"), floats(bronze, "memory_usage")
+    ts = bronze.column("timestamp")
+    ts_us = ts.cast(pa.int64()).to_numpy()
+    ingest_us = bronze.column("ingest_timestamp").cast(pa.int64()).to_numpy()
+    cols = {name: bronze.column(name) for name in SERVER_METRICS_SILVER.names
+            if name in bronze.schema.names}
+    cols.update(
+        server_id=_strip(bronze.column("server_id")),
+        server_name=_strip(bronze.column("server_name")),
+        server_type=server_type,
+        location=_map_distinct(bronze.column("location"), _canonical_location),
+        is_high_utilization=pa.array((cpu > rules.high_cpu_threshold)
+                                     | (memory > rules.high_memory_threshold)),
+        metric_date=ts.cast(pa.date32()),
+        hour_of_day=pc.hour(ts),
+        processing_delay_ms=pa.array(np.floor_divide(ingest_us - ts_us, 1000)),
+    )
+    table = conform(pa.table(cols), SERVER_METRICS_SILVER)
+    if not flagged.any():
+        return SilverBatch(table, [])
+    accepted, dead = [], []
+    for row in bronze.filter(pa.array(flagged)).to_pylist():
+        try:
+            accepted.append(to_silver(row, rules))
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
+            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            dead.append(dead_letter(
+                pipeline=pipeline, layer="silver", step="CheckServerMetric",
+                reason=rejection.reason, message=rejection.message, payload=row,
+                source=row.get("source"), event_timestamp=row.get("timestamp")))
+    kept = table.filter(pa.array(~flagged))
+    if accepted:
+        kept = concat([kept, from_rows(accepted, SERVER_METRICS_SILVER)], SERVER_METRICS_SILVER)
+    return SilverBatch(kept, dead)
+
+
+def deduplicate(records: pa.Table, pipeline: str = "server_metrics") -> SilverBatch:
+    """One server's silver records (all of them for the span they cover) → one record per
+    event time, sorted by event time; the other copies become ``duplicate_event`` dead
+    letters. Which copy survives is decided by the row-level ``_copy_rank``, so it does
+    not depend on arrival order."""
+    micros = records.column("timestamp").cast(pa.int64()).to_numpy()
+    order = np.argsort(micros, kind="stable")
+    micros = micros[order]
+    repeated = np.flatnonzero(micros[1:] == micros[:-1]) + 1
+    if not len(repeated):
+        return SilverBatch(records.take(order), [])
+    first = np.unique(np.concatenate([repeated - 1, repeated]))
+    copies = records.take(order[first]).to_pylist()
+    by_time: dict[int, list[dict]] = {}
+    for m, row in zip(micros[first].tolist(), copies, strict=True):
+        by_time.setdefault(m, []).append(row)
+    dead, winners = [], []
+    now = datetime.now(timezone.utc)
+    for rows in by_time.values():
+        rows.sort(key=_copy_rank)
+        kept = rows[0]
+        winners.append(kept)
+        for dup in rows[1:]:
+            dead.append(dead_letter(
+                pipeline=pipeline, layer="silver", step="DeduplicateEvents",
+                reason="duplicate_event",
+                message=f"another record of server {kept['server_id']} at "
+                        f"{kept['timestamp'].isoformat()} was kept",
+                payload=dup, source=dup.get("source"), event_timestamp=dup["timestamp"],
+                now=now))
+    unique = np.ones(len(order), dtype=bool)
+    unique[first] = False
+    table = concat([records.take(order[unique]), from_rows(winners, SERVER_METRICS_SILVER)],
+                   SERVER_METRICS_SILVER)
+    micros = table.column("timestamp").cast(pa.int64()).to_numpy()
+    return SilverBatch(table.take(np.argsort(micros, kind="stable")), dead)
