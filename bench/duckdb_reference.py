@@ -46,9 +46,11 @@ def run_duckdb(path: str, output_dir: str) -> dict:
     types = ", ".join(f"'{t}'" for t in SERVER_TYPES)
     con = duckdb.connect()
     con.execute("SET threads = 1")
+    # UTC, and plain timestamps: day buckets of a zoned timestamp take ICU's slow path.
+    con.execute("SET TimeZone = 'UTC'")
     con.execute(f"""
         CREATE TEMP TABLE bronze AS
-        SELECT * EXCLUDE (timestamp), TRY_CAST(timestamp AS TIMESTAMPTZ) AS ts
+        SELECT * EXCLUDE (timestamp), TRY_CAST(timestamp AS TIMESTAMPTZ)::TIMESTAMP AS ts
         FROM read_json('{path}', format = 'newline_delimited', ignore_errors = true,
                        columns = {{{_COLUMNS}}})
         WHERE server_id IS NOT NULL AND TRY_CAST(timestamp AS TIMESTAMPTZ) IS NOT NULL""")

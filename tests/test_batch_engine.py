@@ -194,7 +194,7 @@ def test_line_ranges_cover_every_line_exactly_once(tmp_path):
     path = tmp_path / "m.jsonl"
     lines = [line(cpu_usage=float(i)).encode() for i in range(500)] + [b"", b"tail"]
     path.write_bytes(b"\n".join(lines))  # no newline at the end
-    for size in (1, 97, 1000, 10 ** 7):
+    for size in (53, 97, 1000, 10 ** 7):
         got = [p for r in split_ranges(str(path), size) for b in read_line_range(r, 64)
                for p in b.column("payload").to_pylist()]
         assert got == lines, size
@@ -209,3 +209,20 @@ def test_a_parquet_and_a_csv_file_go_through_the_row_level_decoder(tmp_path):
     rows, batches = _both(resolve_inputs([str(tmp_path)]))
     _assert_tables_equal(rows, batches)
     assert len(batches["server_metrics_bronze"]) == 3
+
+
+def test_the_series_scan_scores_exactly_as_the_detector():
+    import random
+
+    from transforms.analytics import Detector, scan_series
+    from transforms.rules import AnomalyDetection
+
+    rules = AnomalyDetection()
+    rng = random.Random(3)
+    values = [rng.gauss(50, 5) + (40 if rng.random() < 0.01 else 0) for _ in range(20_000)]
+    detector = Detector(rules, "cpu_usage")
+    expected = [(i, *o) for i, v in enumerate(values)
+                if (o := detector.score(v)) is not None and o[2] >= rules.threshold]
+    hits, state = scan_series(rules, "cpu_usage", values)
+    assert hits == expected and len(hits) > 150
+    assert state == detector.state

@@ -196,6 +196,43 @@ class Detector:
         return result
 
 
+def scan_series(rules: AnomalyDetection, metric: str, values: list[float],
+                state: tuple | None = None) -> tuple[list[tuple], tuple]:
+    """``Detector.score`` over a whole series in one tight loop (the batch path scores
+    millions of values): the same operations in the same order, so the same numbers.
+    Returns the anomalies as (position, expected, std, score) and the detector's state."""
+    alpha, var_alpha = rules.alpha, rules.variance_alpha
+    threshold, warmup, floor = rules.threshold, rules.warmup, rules.floor(metric)
+    ewma, variance, count, warm_sum = state or (None, None, 0, 0.0)
+    sqrt = math.sqrt
+    hits = []
+    for i, value in enumerate(values):
+        if ewma is None:
+            ewma, count = value, 1
+            continue
+        residual = value - ewma
+        if count < warmup:
+            warm_sum += residual * residual
+            if count + 1 >= warmup:
+                variance = warm_sum / count
+        else:
+            std = sqrt(variance)
+            if std < floor:
+                std = floor
+            score = abs(residual) / std
+            if score >= threshold:
+                hits.append((i, ewma, std, score))
+            limit = threshold * std
+            if residual > limit:
+                residual = limit
+            elif residual < -limit:
+                residual = -limit
+            variance += var_alpha * (residual * residual - variance)
+        ewma += alpha * residual
+        count += 1
+    return hits, (ewma, variance, count, warm_sum)
+
+
 class EwmaDetectorFn(beam.DoFn):
     """Streaming: ``((server_id, metric), (micros, server_name, server_type, location,
     value))`` → anomaly rows. Values wait in a bag until the watermark passes them (the

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.server_metrics import (
     ALERT_EVENTS,
@@ -23,7 +24,6 @@ from schemas.server_metrics import (
     SERVER_HEALTH_SUMMARY,
     SERVER_METRICS_MINUTELY,
 )
-from transforms.analytics import matrix_events
 from transforms.batches import conform, from_rows
 from transforms.rules import AlertMatrix, ServerMetricsRules
 from transforms.server_metrics.aggregate import (
@@ -160,13 +160,48 @@ def _labels(matrix: AlertMatrix, pair: str) -> tuple[str, str, str]:
     return tuple(MATRIX_LABELS["cpu_memory_alert" if pair == "cpu" else "network_disk_alert"])
 
 
-def matrix_event_rows(table: pa.Table, matrix: AlertMatrix) -> list[dict]:
-    """The alert feed's rows of the labelled windows (``matrix_events``)."""
-    labelled = table.filter(table.column("cpu_memory_alert").is_valid()
-                            .to_numpy(zero_copy_only=False)
-                            | table.column("network_disk_alert").is_valid()
-                            .to_numpy(zero_copy_only=False))
-    return [e for row in labelled.to_pylist() for e in matrix_events(row, matrix)]
+def _fmt(values: list) -> list[str]:
+    return ["n/a" if v is None else f"{v:.2f}" for v in values]
+
+
+def _seconds(column, pattern: str) -> list[str]:
+    # Arrow's %S prints the fraction of a microsecond timestamp: format whole seconds.
+    return pc.strftime(column.cast(pa.timestamp("s", tz="UTC"), safe=False), pattern
+                       ).to_pylist()
+
+
+def matrix_event_table(table: pa.Table, matrix: AlertMatrix) -> pa.Table:
+    """The alert feed's rows of the labelled windows: ``matrix_events``, column-wise."""
+    parts = []
+    for label, rule, metric, observed, text in (
+            ("cpu_memory_alert", "cpu_memory", "cpu_usage,memory_usage", "avg_cpu_usage",
+             "{label} on {who}: avg cpu {a} %, avg memory {b} %, {span}"),
+            ("network_disk_alert", "network_disk", "network_in,disk_io", "max_network_in",
+             "{label} on {who}: max network_in {a} kB/s, max disk_io {b} IOPS, {span}")):
+        sub = table.filter(table.column(label).is_valid())
+        n = sub.num_rows
+        if not n:
+            continue
+        a, b = (("avg_cpu_usage", "avg_memory_usage") if rule == "cpu_memory"
+                else ("max_network_in", "max_disk_io"))
+        names = sub.column("server_name").to_pylist()
+        ids = sub.column("server_id").to_pylist()
+        starts = _seconds(sub.column("window_start"), "%Y-%m-%d %H:%M:%S")
+        ends = _seconds(sub.column("window_end"), "%H:%M:%S")
+        messages = [text.format(label=lab, who=name or sid, a=x, b=y, span=f"{s}–{e} UTC")
+                    for lab, name, sid, x, y, s, e in zip(
+                        sub.column(label).to_pylist(), names, ids,
+                        _fmt(sub.column(a).to_pylist()), _fmt(sub.column(b).to_pylist()),
+                        starts, ends, strict=True)]
+        cols = {name: sub.column(name) for name in ALERT_EVENTS.names if name in sub.schema.names}
+        cols.update(family=pa.repeat(pa.scalar("matrix"), n), rule=pa.repeat(pa.scalar(rule), n),
+                    severity=pa.repeat(pa.scalar(matrix.severity), n),
+                    metric=pa.repeat(pa.scalar(metric), n), observed_value=sub.column(observed),
+                    message=pa.array(messages, pa.string()))
+        parts.append(conform(pa.table(cols), ALERT_EVENTS))
+    if not parts:
+        return ALERT_EVENTS.arrow_schema().empty_table()
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
 class ServerDay:
@@ -261,23 +296,35 @@ def partial_matrix_rows(keyed_acc, matrix: AlertMatrix) -> pa.Table:
 def anomaly_tables(series: pa.Table, server_id: str, rules, counters) -> tuple[pa.Table,
                                                                                  pa.Table]:
     """Score a server's series (every record of its run) metric by metric, in event-time
-    order, through the row-level ``score_in_order``; (anomalies, their alert events)."""
-    from transforms.analytics import anomaly_events, score_in_order
+    order (``scan_series``: the row-level ``Detector`` in one loop); (anomalies, their
+    alert events)."""
+    from transforms.analytics import anomaly_events, scan_series
 
     micros = series.column("timestamp").cast(pa.int64()).to_numpy()
     order = np.argsort(micros, kind="stable")
     series = series.take(order)
-    micros = micros[order].tolist()
-    names = series.column("server_name").to_pylist()
-    types = series.column("server_type").to_pylist()
-    places = series.column("location").to_pylist()
+    micros = micros[order]
     rows = []
     detection = rules.anomaly_detection
+    scored = 0
     for metric in detection.metrics:
-        values = series.column(metric).to_pylist()
-        present = [(m, n, t, p, v) for m, n, t, p, v in
-                   zip(micros, names, types, places, values, strict=True) if v is not None]
-        found, _ = score_in_order(detection, (server_id, metric), present, None, counters)
-        rows.extend(found)
+        column = series.column(metric)
+        present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+        values = column.to_numpy()[present].tolist()  # a missing sensor is not a zero
+        scored += len(values)
+        hits, _ = scan_series(detection, metric, values)
+        if not hits:
+            continue
+        at = present[[h[0] for h in hits]]
+        who = series.select(list(IDENTITY[1:])).take(pa.array(at)).to_pylist()
+        for (i, expected, std, score), j, ident in zip(hits, at.tolist(), who, strict=True):
+            when = utc(micros[j])
+            rows.append({"timestamp": when, "metric_date": when.date(), "server_id": server_id,
+                         **ident, "metric": metric, "value": values[i], "expected": expected,
+                         "std": std,
+                         "score": score, "rule": "ewma_3sigma",
+                         "severity": detection.severity})
+    counters["values_scored"].inc(scored)
+    counters["anomalies"].inc(len(rows))
     events = [e for row in rows for e in anomaly_events(row)]
     return from_rows(rows, ANOMALIES), from_rows(events, ALERT_EVENTS)

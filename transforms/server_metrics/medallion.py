@@ -36,7 +36,7 @@ from schemas.server_metrics import (
     SERVER_METRICS_MINUTELY,
     SERVER_METRICS_SILVER,
 )
-from transforms.analytics import _counters, matrix_events, threshold_events
+from transforms.analytics import _counters, threshold_events
 from transforms.batches import RowsToBatches, concat, dead_letter_batch, from_rows
 from transforms.gold import FormatLocationRowFn, LocationRollup
 from transforms.rules import ServerMetricsRules
@@ -158,9 +158,11 @@ class ServerDaysFn(beam.DoFn):
         if matrix.num_rows:
             yield TaggedOutput(SERVER_ALERT_MATRIX.name, matrix)
         events = [e for a in threshold for e in threshold_events(a)]
-        events += gold.matrix_event_rows(matrix, self._rules.alert_matrix)
         if events:
             yield TaggedOutput(ALERT_EVENTS.name, from_rows(events, ALERT_EVENTS))
+        labelled = gold.matrix_event_table(matrix, self._rules.alert_matrix)
+        if labelled.num_rows:
+            yield TaggedOutput(ALERT_EVENTS.name, labelled)
         for piece in pieces:
             yield TaggedOutput("matrix_parts", piece)
         for part in day.day_summaries():
@@ -191,9 +193,9 @@ class MatrixAcrossMidnightFn(beam.DoFn):
     def process(self, keyed_acc):
         table = gold.partial_matrix_rows(keyed_acc, self._matrix)
         yield table
-        events = [e for row in table.to_pylist() for e in matrix_events(row, self._matrix)]
-        if events:
-            yield TaggedOutput(ALERT_EVENTS.name, from_rows(events, ALERT_EVENTS))
+        events = gold.matrix_event_table(table, self._matrix)
+        if events.num_rows:
+            yield TaggedOutput(ALERT_EVENTS.name, events)
 
 
 class ScoreServerSeriesFn(beam.DoFn):
