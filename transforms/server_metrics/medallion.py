@@ -37,7 +37,7 @@ from schemas.server_metrics import (
     SERVER_METRICS_SILVER,
 )
 from transforms.analytics import _counters, threshold_events
-from transforms.batches import RowsToBatches, concat, dead_letter_batch, from_rows
+from transforms.batches import RowsToBatches, concat, dead_letter_batch, from_rows, keyed_tables
 from transforms.gold import FormatLocationRowFn, LocationRollup
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics import gold
@@ -233,7 +233,8 @@ class ServerMetricsBatchMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> beam.ParDo(BronzeFn(self._clock, pipeline)).with_outputs(
             DEAD, main="records")
         checked = bronze.records | "Silver" >> beam.ParDo(SilverFn(rules, pipeline)
-                                                          ).with_outputs(DEAD, main="fragments")
+                                                          ).with_output_types(
+            keyed_tables(beam.typehints.Tuple[str, int])).with_outputs(DEAD, main="fragments")
         days = (checked.fragments
                 | "SilverByServerDay" >> beam.GroupByKey()
                 | "GoldServerDays" >> beam.ParDo(ServerDaysFn(rules, pipeline)).with_outputs(
@@ -247,6 +248,8 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                     | "GoldMatrixRows" >> beam.ParDo(MatrixAcrossMidnightFn(rules)).with_outputs(
                         ALERT_EVENTS.name, main="rows"))
         anomalies = (days.series
+                     | "GoldSeriesTyped" >> beam.Map(lambda kv: kv).with_output_types(
+                         keyed_tables(str))
                      | "GoldSeriesByServer" >> beam.GroupByKey()
                      | "GoldDetectAnomalies" >> beam.ParDo(ScoreServerSeriesFn(rules)).with_outputs(
                          ALERT_EVENTS.name, main="rows"))
