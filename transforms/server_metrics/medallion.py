@@ -217,6 +217,14 @@ class ScoreServerSeriesFn(beam.DoFn):
             yield TaggedOutput(ALERT_EVENTS.name, events)
 
 
+def tables(*pcolls):
+    """Declare PCollections of Arrow tables as such, so that where the runner materialises
+    them (a flatten of several stages, a shuffle) they travel with the Arrow coder."""
+    for pcoll in pcolls:
+        pcoll.element_type = pa.Table
+    return pcolls
+
+
 class ServerMetricsBatchMedallion(beam.PTransform):
     """Raw batches → {table name: PCollection of Arrow tables}, every table of the
     server-metrics medallion and all dead letters."""
@@ -253,11 +261,14 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                      | "GoldSeriesByServer" >> beam.GroupByKey()
                      | "GoldDetectAnomalies" >> beam.ParDo(ScoreServerSeriesFn(rules)).with_outputs(
                          ALERT_EVENTS.name, main="rows"))
-        events = ((days[ALERT_EVENTS.name], midnight[ALERT_EVENTS.name],
-                   anomalies[ALERT_EVENTS.name]) | "GoldAlertEvents" >> beam.Flatten())
-        matrix = ((days[SERVER_ALERT_MATRIX.name], midnight.rows)
+        events = (tables(days[ALERT_EVENTS.name], midnight[ALERT_EVENTS.name],
+                         anomalies[ALERT_EVENTS.name]) | "GoldAlertEvents" >> beam.Flatten())
+        matrix = (tables(days[SERVER_ALERT_MATRIX.name], midnight.rows)
                   | "GoldAlertMatrix" >> beam.Flatten())
-        dead = ((bronze[DEAD], checked[DEAD], days[DEAD]) | "AllDeadLetters" >> beam.Flatten())
+        dead = (tables(bronze[DEAD], checked[DEAD], days[DEAD])
+                | "AllDeadLetters" >> beam.Flatten())
+        tables(bronze.records, days.silver, anomalies.rows, locations,
+               *(days[name] for name in _DAY_OUTPUTS[:4]))
         return {
             SERVER_METRICS_BRONZE.name: bronze.records,
             SERVER_METRICS_SILVER.name: days.silver,
