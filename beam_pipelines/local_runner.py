@@ -51,6 +51,14 @@ def choose_runner(options: PipelineOptions, streaming: bool = False) -> str:
             n.lower().removesuffix("runner") for n in StandardOptions.KNOWN_RUNNER_NAMES}:
         raise UserError(f"unknown runner {requested!r} (one of "
                         f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})")
+    elif requested.split(".")[-1].lower() == "portablerunner":
+        from apache_beam.options.pipeline_options import PortableOptions
+
+        portable = options.view_as(PortableOptions)
+        if portable.job_endpoint == "embed" and not portable.environment_type:
+            # The embedded job server runs here: so does the SDK harness (Docker is the
+            # default environment, and is not needed to run in this process).
+            portable.environment_type = "LOOPBACK"
     return std.runner
 
 

@@ -226,3 +226,35 @@ def test_the_series_scan_scores_exactly_as_the_detector():
     hits, state = scan_series(rules, "cpu_usage", values)
     assert hits == expected and len(hits) > 150
     assert state == detector.state
+
+
+def test_the_batch_pipeline_is_portable(tmp_path):
+    """Beam's portable runner with its embedded job server (``--runner PortableRunner
+    --job_endpoint embed``, the SDK harness in this process) writes what the FnApiRunner
+    writes: the Arrow coder and the multi-output steps are portable."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from beam_pipelines.summary import accounting
+
+    data = tmp_path / "m.jsonl"
+    gen = MetricsGenerator(GeneratorConfig(servers=3, interval_ms=10_000, count=600,
+                                           malformed_rate=0.02, duplicate_rate=0.02))
+    write_metrics(gen, str(data), "jsonl")
+    counts = []
+    for runner in (["--runner", "FnApiRunner"],
+                   ["--runner", "PortableRunner", "--job_endpoint", "embed"]):
+        out = tmp_path / runner[1]
+        done = subprocess.run([sys.executable, "-m", "run", "--input", str(data),
+                               "--output-dir", str(out), *runner],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+            tables = ("server_metrics_minutely", "server_alert_matrix", "anomalies",
+                      "alert_events")
+            counts.append((accounting(con), [con.execute(f"select count(*) from {t}")
+                                             .fetchone()[0] for t in tables]))
+    assert counts[0] == counts[1]
+    assert counts[0][0]["input"] == gen.stats.written and min(counts[0][1]) > 0
