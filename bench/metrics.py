@@ -103,9 +103,11 @@ def bench_metrics(workdir: str, records: int, sweep_records: int, servers: int =
         checks.append(("two processes / one",
                        results[f"{main}_beam_2proc_records_per_s"] / beam, 1.7, "≥"))
     if sweep_records != records:
+        # Flat cost per record: within 20 % either way (start-up costs count against the
+        # smaller run, as they do for a user's).
         small = results[f"10s_{sweep_records}_beam_records_per_s"]
-        checks.append((f"records/s at {records:,} / at {sweep_records:,}", beam / small, 0.8,
-                       "≥"))
+        checks.append((f"records/s at {records:,} / at {sweep_records:,}", beam / small,
+                       (0.8, 1.25), "within"))
     by_interval = [results[f"{i:g}s_{sweep_records}_beam_records_per_s"]
                    for i in (1.0, 10.0, 60.0)]
     checks.append(("slowest / fastest interval", min(by_interval) / max(by_interval), 0.7, "≥"))
@@ -119,7 +121,11 @@ def bench_metrics(workdir: str, records: int, sweep_records: int, servers: int =
     print(f"  paper estimate: ~{1e6 / beam:,.0f} Dataflow vCPU-seconds per million records",
           flush=True)
     for label, value, target, how in checks:
-        ok = value >= target if how == "≥" else value <= target
-        results[f"target_{label}"] = {"value": value, "target": f"{how} {target}", "met": ok}
-        print(f"  {_mark(ok)} {label}: {value:,.2f} (target {how} {target:g})", flush=True)
+        if how == "within":
+            ok, text = target[0] <= value <= target[1], f"{target[0]:g} to {target[1]:g}"
+        else:
+            ok = value >= target if how == "≥" else value <= target
+            text = f"{how} {target:g}"
+        results[f"target_{label}"] = {"value": value, "target": text, "met": ok}
+        print(f"  {_mark(ok)} {label}: {value:,.2f} (target {text})", flush=True)
     return results
