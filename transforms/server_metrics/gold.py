@@ -20,6 +20,7 @@ from schemas.server_metrics import (
     ALERTS,
     ANOMALIES,
     HOURLY_SERVER_METRICS,
+    MATRIX_LABELS,
     SERVER_ALERT_MATRIX,
     SERVER_HEALTH_SUMMARY,
     SERVER_METRICS_MINUTELY,
@@ -147,17 +148,12 @@ def matrix_table(seg_starts, identity: dict[str, pa.Array], acc, matrix: AlertMa
         "max_network_in": pa.array(net, mask=np.isnan(net)),
         "max_disk_io": pa.array(disk, mask=np.isnan(disk)),
         "cpu_memory_alert": pa.array(_label(cpu, matrix.cpu_usage, mem, matrix.memory_usage,
-                                            _labels(matrix, "cpu")), pa.string()),
+                                            MATRIX_LABELS["cpu_memory_alert"]), pa.string()),
         "network_disk_alert": pa.array(_label(net, matrix.network_in, disk, matrix.disk_io,
-                                              _labels(matrix, "net")), pa.string()),
+                                              MATRIX_LABELS["network_disk_alert"]),
+                                       pa.string()),
     }
     return conform(pa.table(cols), SERVER_ALERT_MATRIX)
-
-
-def _labels(matrix: AlertMatrix, pair: str) -> tuple[str, str, str]:
-    from schemas.server_metrics import MATRIX_LABELS
-
-    return tuple(MATRIX_LABELS["cpu_memory_alert" if pair == "cpu" else "network_disk_alert"])
 
 
 def _fmt(values: list) -> list[str]:
@@ -222,7 +218,8 @@ class ServerDay:
             self.measures = measures = Measures(silver)
             self.codes = self.codes[order]
 
-    def tables(self) -> dict[str, pa.Table]:
+    def tables(self) -> tuple[dict[str, pa.Table], list[dict]]:
+        """The tables the group completes, and its threshold alerts as rows (for the feed)."""
         m, codes, rules = self.measures, self.codes, self.rules
         alerts = alert_rows(m, codes, rules)
         return {
@@ -232,8 +229,7 @@ class ServerDay:
             SERVER_HEALTH_SUMMARY.name: server_table(
                 m, codes, DAY, SERVER_HEALTH_SUMMARY, health=rules.health_weights),
             ALERTS.name: from_rows(alerts, ALERTS),
-            "_threshold_events": alerts,
-        }
+        }, alerts
 
     def day_summaries(self):
         """((location, server_type, day start), (server_id, summary)) per identity."""

@@ -149,8 +149,7 @@ class ServerDaysFn(beam.DoFn):
             yield TaggedOutput(DEAD, dead_letter_batch(unique.dead_letters))
         yield unique.records
         day = gold.ServerDay(unique.records, self._rules, day_start)
-        tables = day.tables()
-        threshold = tables.pop("_threshold_events")
+        tables, threshold = day.tables()
         for name, table in tables.items():
             if table.num_rows:
                 yield TaggedOutput(name, table)
