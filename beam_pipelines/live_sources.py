@@ -16,7 +16,7 @@ time, puts the watermark at the wall clock and never ends; an unbounded splittab
 (``PeriodicImpulse`` included) fails there in streaming mode (Beam 2.77: the streaming
 GroupByKey override is applied before the SDF's own GroupByKey exists, and
 ``defer_remainder`` is not supported). So ``LiveRead`` is executed by a small evaluator
-registered with the DirectRunner (:mod:`beam_pipelines.local_runner`), like its built-in
+installed into the DirectRunner by :func:`beam_pipelines.local_runner.install`, like its built-in
 Pub/Sub read.
 On Dataflow the native Pub/Sub source (with ``id_label``) is used instead, see
 :func:`read_pubsub`.
@@ -33,7 +33,6 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 
-from beam_pipelines import local_runner
 from beam_pipelines.pubsub import EVENT_ID_ATTRIBUTE, EVENT_TIME_ATTRIBUTE, raw_records
 from transforms.bronze import RawRecord
 
@@ -55,7 +54,6 @@ def reset_drain() -> None:
     _DRAIN.clear()
 
 
-@local_runner.executes_on_direct_runner
 class LiveRead(beam.PTransform):
     """Root transform: the RawRecords ``poller.poll(now)`` returns, as ``(event_time_micros,
     record)`` pairs, timestamped with their event time and stamped with the watermark

@@ -1,12 +1,13 @@
-"""The local runners: which one runs a pipeline (:func:`choose_runner`), and the streaming
-one (Beam's BundleBasedDirectRunner) made fit for live sources.
+"""The local streaming runner (Beam's BundleBasedDirectRunner) made fit for live sources.
 
 Two additions to it, registered through the runner's evaluator registry (``TransformEvaluator
-Registry._test_evaluators_overrides``, its extension point) when this module is imported:
+Registry._test_evaluators_overrides``, its extension point) by :func:`install`, which a
+streaming run on that runner calls before it starts (and nothing else: a Dataflow job never
+imports this module):
 
-* :func:`executes_on_direct_runner` runs a root transform with a ``read(now)`` method,
-  round after round, as the runner does its own Pub/Sub read; see
-  :class:`beam_pipelines.live_sources.LiveRead`.
+* the root transform :class:`beam_pipelines.live_sources.LiveRead` is executed by
+  ``_RootReadEvaluator``: its ``read(now)``, round after round, as the runner does its own
+  Pub/Sub read;
 * Two fixes of event-time windows with early firings, in the streaming GroupAlsoByWindow
   evaluator. (1) For a processing-time timer it hands the trigger the *wall-clock* time
   where a watermark is meant, and ``AfterWatermark`` then takes an early firing of any
@@ -19,47 +20,25 @@ Registry._test_evaluators_overrides``, its extension point) when this module is 
   detected a pipeline stall"). Here, as in the Java runners, a processing-time firing is
   judged against the input watermark, and so is lateness.
 
-Both are covered by the streaming tests; they are tied to the pinned Beam version
-(``setup.py``), and this module fails loudly at import if the internals moved.
+Both are covered by the streaming tests. They are tied to the pinned Beam version
+(``setup.py``): :func:`install` refuses another one, and this module fails loudly at import
+if the internals moved.
 """
 from __future__ import annotations
 
 import time
 
+import apache_beam
 from apache_beam import pvalue
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.direct import transform_evaluator as _te
 from apache_beam.runners.direct.direct_runner import _StreamingGroupAlsoByWindow
 from apache_beam.runners.direct.util import TransformResult
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
-from beam_pipelines.errors import UserError
-
+#: The Beam version these fixes are written against (``setup.py`` pins it; a test checks).
+PINNED_BEAM = "2.77.0"
 _REGISTRY = _te.TransformEvaluatorRegistry._test_evaluators_overrides
-
-
-def choose_runner(options: PipelineOptions, streaming: bool = False) -> str:
-    """Name the local runner explicitly (FnApiRunner for batch, BundleBasedDirectRunner for
-    streaming): the DirectRunner would first try to download the Prism runner, which fails
-    offline, before falling back."""
-    std = options.view_as(StandardOptions)
-    requested = std.runner
-    if requested is None or requested.lower() in ("directrunner", "direct"):
-        std.runner = "BundleBasedDirectRunner" if streaming else "FnApiRunner"
-    elif "." not in requested and requested.lower().removesuffix("runner") not in {
-            n.lower().removesuffix("runner") for n in StandardOptions.KNOWN_RUNNER_NAMES}:
-        raise UserError(f"unknown runner {requested!r} (one of "
-                        f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)})")
-    elif requested.split(".")[-1].lower() == "portablerunner":
-        from apache_beam.options.pipeline_options import PortableOptions
-
-        portable = options.view_as(PortableOptions)
-        if portable.job_endpoint == "embed" and not portable.environment_type:
-            # The embedded job server runs here: so does the SDK harness (Docker is the
-            # default environment, and is not needed to run in this process).
-            portable.environment_type = "LOOPBACK"
-    return std.runner
 
 
 class _RootReadEvaluator(_te._TransformEvaluator):
@@ -87,12 +66,6 @@ class _RootReadEvaluator(_te._TransformEvaluator):
         return TransformResult(self, bundles, again, None, {None: hold})
 
 
-def executes_on_direct_runner(transform_class):
-    """Class decorator: the DirectRunner executes this root transform's ``read``."""
-    _REGISTRY[transform_class] = _RootReadEvaluator
-    return transform_class
-
-
 class _GroupAlsoByWindowEvaluator(_te._StreamingGroupAlsoByWindowEvaluator):
     def process_element(self, element):
         kwi = element.value
@@ -118,4 +91,21 @@ class _GroupAlsoByWindowEvaluator(_te._StreamingGroupAlsoByWindowEvaluator):
         self.keyed_holds[encoded_k] = state.get_earliest_hold()
 
 
-_REGISTRY[_StreamingGroupAlsoByWindow] = _GroupAlsoByWindowEvaluator
+def install() -> None:
+    """Fit the BundleBasedDirectRunner of this process for live sources (idempotent)."""
+    if apache_beam.__version__ != PINNED_BEAM:
+        raise RuntimeError(
+            f"the local streaming runner's fixes are written for Beam {PINNED_BEAM}; refusing "
+            f"to install them on Beam {apache_beam.__version__} (check them against its "
+            "BundleBasedDirectRunner, then update PINNED_BEAM)")
+    from beam_pipelines.live_sources import LiveRead
+
+    _REGISTRY[LiveRead] = _RootReadEvaluator
+    _REGISTRY[_StreamingGroupAlsoByWindow] = _GroupAlsoByWindowEvaluator
+
+
+def installed() -> bool:
+    from beam_pipelines.live_sources import LiveRead
+
+    return (_REGISTRY.get(LiveRead) is _RootReadEvaluator
+            and _REGISTRY.get(_StreamingGroupAlsoByWindow) is _GroupAlsoByWindowEvaluator)

@@ -23,7 +23,7 @@ from beam_pipelines.lakehouse import (
     write_catalog,
     write_empty_tables,
 )
-from beam_pipelines.local_runner import choose_runner
+from beam_pipelines.runners import choose_runner, is_local_streaming
 from transforms.windowing import StreamingConfig
 
 
@@ -182,6 +182,10 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     if catalog:
         print(f"Query while it runs: duckdb -readonly {catalog} "
               f"\"select * from {peek} order by window_start desc limit 10\"", flush=True)
+    if is_local_streaming(runner):
+        from beam_pipelines import local_runner
+
+        local_runner.install()
     pipeline = beam.Pipeline(options=options)
     build(pipeline, source, config, bool(opts.subscription), sink)
     live_sources.reset_drain()

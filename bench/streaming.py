@@ -25,7 +25,7 @@ import apache_beam as beam
 import duckdb
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import live_sources
+from beam_pipelines import live_sources, local_runner
 from beam_pipelines.config import load_rules
 from beam_pipelines.lakehouse import clear_tables, write_catalog, write_empty_tables
 from beam_pipelines.server_metrics import TABLES, build_streaming_pipeline
@@ -61,6 +61,7 @@ def _run_pipeline(source, out: str) -> None:
     clear_tables(out, TABLES)
     write_empty_tables(out, TABLES)
     live_sources.reset_drain()
+    local_runner.install()
     options = PipelineOptions([], runner="BundleBasedDirectRunner", streaming=True)
     p = beam.Pipeline(options=options)
     build_streaming_pipeline(p, source, out, load_rules(), StreamingConfig(),

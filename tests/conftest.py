@@ -69,8 +69,9 @@ def streaming_pipeline() -> TestPipeline:
     """The local streaming runner exactly as the pipelines run it (with its fixes)."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    import beam_pipelines.local_runner  # noqa: F401 - registers the runner's fixes
+    from beam_pipelines import local_runner
 
+    local_runner.install()
     options = PipelineOptions(runner="BundleBasedDirectRunner")
     options.view_as(StandardOptions).streaming = True
     return TestPipeline(runner="BundleBasedDirectRunner", options=options)

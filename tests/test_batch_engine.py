@@ -143,6 +143,10 @@ def faulty_files(tmp_path_factory):
                   str(work / "m.csv"), "csv")
     write_metrics(MetricsGenerator(GeneratorConfig(**{**config, "seed": 10, "count": 300})),
                   str(work / "m.parquet"), "parquet")
+    pq.write_table(pa.Table.from_pylist([metric(), metric(server_id="srv-2", cpu_usage=250.0)]),
+                   work / "edge.parquet")
+    (work / "edge.csv").write_text("server_id,timestamp,cpu_usage\nsrv-3,2026-01-05T10:00:00Z,"
+                                   "12\nsrv-4,2026-01-05T10:00:00Z,n/a\n")
     return resolve_inputs([str(work)])
 
 
@@ -154,6 +158,9 @@ def test_every_table_and_dead_letter_equals_the_row_level_medallion(faulty_files
         "wrong_type", "invalid_json", "duplicate_event", "out_of_range", "unknown_category",
         "timestamp_out_of_range", "invalid_timestamp", "missing_required_field",
         "unmappable_record", "no_measurements", "undecodable_payload", "empty_payload"}
+    sources = {r["source"].rsplit("/", 1)[-1].split(":")[0] for r in rows["dead_letters"]
+               if r["source"]}
+    assert {"m.jsonl", "m.csv", "edge.csv", "edge.parquet"} <= sources
     days = {r["window_start"].date() for r in rows["server_health_summary"]}
     assert len(days) == 2  # the run crosses midnight: matrix windows straddle two groups
     _assert_tables_equal(rows, batches)
@@ -198,17 +205,6 @@ def test_line_ranges_cover_every_line_exactly_once(tmp_path):
         got = [p for r in split_ranges(str(path), size) for b in read_line_range(r, 64)
                for p in b.column("payload").to_pylist()]
         assert got == lines, size
-
-
-def test_a_parquet_and_a_csv_file_go_through_the_row_level_decoder(tmp_path):
-    rows = [metric(), metric(server_id="srv-2", cpu_usage=250.0)]
-    table = pa.Table.from_pylist(rows)
-    pq.write_table(table, tmp_path / "m.parquet")
-    (tmp_path / "m.csv").write_text("server_id,timestamp,cpu_usage\nsrv-3,2026-01-05T10:00:00Z,"
-                                    "12\nsrv-4,2026-01-05T10:00:00Z,n/a\n")
-    rows, batches = _both(resolve_inputs([str(tmp_path)]))
-    _assert_tables_equal(rows, batches)
-    assert len(batches["server_metrics_bronze"]) == 3
 
 
 def test_the_series_scan_scores_exactly_as_the_detector():
@@ -258,3 +254,36 @@ def test_the_batch_pipeline_is_portable(tmp_path):
                                              .fetchone()[0] for t in tables]))
     assert counts[0] == counts[1]
     assert counts[0][0]["input"] == gen.stats.written and min(counts[0][1]) > 0
+
+
+def test_the_dataflow_path_never_loads_the_local_runners_internals():
+    """Building any pipeline imports no DirectRunner internals; only a local streaming run
+    installs its fixes, and only on the Beam version they were written for."""
+    import subprocess
+    import sys
+
+    code = ("import sys, beam_pipelines.runs, beam_pipelines.server_metrics, "
+            "beam_pipelines.web_logs, beam_pipelines.live_sources, beam_pipelines.flex_template;"
+            "print(sorted(m for m in sys.modules if m in ("
+            "'apache_beam.runners.direct.transform_evaluator', 'beam_pipelines.local_runner')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_local_runner_fixes_refuse_another_beam_version(monkeypatch):
+    import re
+    from pathlib import Path
+
+    import apache_beam
+
+    from beam_pipelines import local_runner
+
+    pin = re.search(r'"apache-beam\[gcp\]==([^"]+)"', Path("setup.py").read_text()).group(1)
+    assert local_runner.PINNED_BEAM == pin
+    local_runner.install()
+    assert local_runner.installed()
+    monkeypatch.setattr(apache_beam, "__version__", "2.78.0")
+    with pytest.raises(RuntimeError, match="refusing to install them on Beam 2.78.0"):
+        local_runner.install()
