@@ -117,14 +117,6 @@ class WriteLakehouseTable(beam.PTransform):
         self._batches = batches
 
     def expand(self, rows):
-        if self._batches:  # Arrow tables of the schema already (the batch medallion)
-            from transforms.batches import CoalesceBatches
-
-            return (rows
-                    | "Coalesce" >> CoalesceBatches()
-                    | "WriteParquet" >> beam.io.WriteToParquetBatched(
-                        os.path.join(table_dir(self._output_dir, self._schema), "part"),
-                        schema=self._schema.arrow_schema(), file_name_suffix=".parquet"))
         if self._streaming:
             return (
                 rows
@@ -143,15 +135,15 @@ class WriteLakehouseTable(beam.PTransform):
                 | "WriteParquetFile" >> beam.ParDo(WriteParquetFileFn(
                     table_dir(self._output_dir, self._schema)))
             )
-        return (
-            rows
-            | "ToArrow" >> beam.ParDo(RowsToArrowFn(self._schema))
-            | "WriteParquet" >> beam.io.WriteToParquetBatched(
-                os.path.join(table_dir(self._output_dir, self._schema), "part"),
-                schema=self._schema.arrow_schema(),
-                file_name_suffix=".parquet",
-            )
-        )
+        if self._batches:  # Arrow tables of the schema already (the batch medallion)
+            from transforms.batches import CoalesceBatches
+
+            tables = rows | "Coalesce" >> CoalesceBatches()
+        else:
+            tables = rows | "ToArrow" >> beam.ParDo(RowsToArrowFn(self._schema))
+        return tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
+            os.path.join(table_dir(self._output_dir, self._schema), "part"),
+            schema=self._schema.arrow_schema(), file_name_suffix=".parquet")
 
 
 def is_local(path: str) -> bool:

@@ -17,10 +17,7 @@ import apache_beam as beam
 import duckdb
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines.config import load_rules
 from beam_pipelines.lakehouse import write_catalog
-from beam_pipelines.server_metrics import build_pipeline
-from beam_pipelines.sources import resolve_inputs
 from bench.metrics import bench_metrics
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
@@ -32,10 +29,6 @@ def _timed(fn):
     return result, time.perf_counter() - start
 
 
-def run_beam(path: str, out: str, options: dict) -> None:
-    rules = load_rules()
-    with beam.Pipeline(options=PipelineOptions([], **options)) as p:
-        build_pipeline(p, resolve_inputs([path]), out, rules)
 
 
 def bench_pubsub(events: int, generator_rate: float, loop_rate: float, workdir: str,

@@ -8,8 +8,8 @@ import duckdb
 
 from beam_pipelines.lakehouse import write_catalog
 from beam_pipelines.server_metrics import TABLES
-from bench.__main__ import run_beam
 from bench.loop import run_loop
+from bench.worker import run_beam
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from schemas.server_metrics import ANALYTICS_TABLES, GOLD_TABLES
@@ -28,7 +28,7 @@ def test_the_reference_loop_writes_the_pipelines_tables(tmp_path):
         servers=3, interval_ms=1000, count=3000, seed=4, malformed_rate=0.01,
         duplicate_rate=0.01, late_rate=0.01, anomaly_rate=0.02)), data, "jsonl")
     counts = run_loop(data, str(tmp_path / "loop"))
-    run_beam(data, str(tmp_path / "beam"), {"runner": "FnApiRunner"})
+    run_beam(data, str(tmp_path / "beam"))
     loop_db = write_catalog(str(tmp_path / "loop"), TABLES)
     beam_db = write_catalog(str(tmp_path / "beam"), TABLES)
     for schema in GOLD_TABLES + ANALYTICS_TABLES:

@@ -33,6 +33,7 @@ from transforms.server_metrics.aggregate import (
     Segments,
     identity_codes,
     identity_columns,
+    micros_of,
     utc,
     window_columns,
 )
@@ -205,18 +206,15 @@ class ServerDay:
 
     def __init__(self, silver: pa.Table, rules: ServerMetricsRules, day_start_us: int,
                  span_s: int = DAY):
-        self.silver = silver
         self.rules = rules
         self.span = (day_start_us, day_start_us + span_s * _US)
-        measures = self.measures = Measures(silver)
         # Sorted by identity, then event time: every window is a contiguous run.
-        self.codes = identity_codes(silver)
-        order = np.lexsort((measures.micros, self.codes))
+        codes = identity_codes(silver)
+        order = np.lexsort((micros_of(silver), codes))
         if not np.array_equal(order, np.arange(len(order))):
-            silver = silver.take(order)
-            self.silver = silver
-            self.measures = measures = Measures(silver)
-            self.codes = self.codes[order]
+            silver, codes = silver.take(order), codes[order]
+        self.silver, self.codes = silver, codes
+        self.measures = Measures(silver)
 
     def tables(self) -> tuple[dict[str, pa.Table], list[dict]]:
         """The tables the group completes, and its threshold alerts as rows (for the feed)."""

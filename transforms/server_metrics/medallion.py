@@ -41,6 +41,7 @@ from transforms.batches import RowsToBatches, concat, dead_letter_batch, from_ro
 from transforms.gold import FormatLocationRowFn, LocationRollup
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics import gold
+from transforms.server_metrics.aggregate import Segments
 from transforms.server_metrics.bronze import bronze_batch
 from transforms.server_metrics.silver import deduplicate, silver_batch
 from transforms.windowing import DAY
@@ -89,15 +90,12 @@ def split_by_server_day(table: pa.Table, span_s: int = DAY):
     encoded = table.column("server_id").combine_chunks().dictionary_encode()
     server = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     order = np.lexsort((day, server))
-    server, day = server[order], day[order]
-    change = np.ones(len(order), dtype=bool)
-    change[1:] = (server[1:] != server[:-1]) | (day[1:] != day[:-1])
-    first = np.flatnonzero(change)
-    bounds = np.append(first, len(order))
+    seg = Segments(server[order], day[order])
     names = encoded.dictionary.to_pylist()
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        # A copy, not a slice: a pickled slice carries its parent's whole buffers.
-        yield (names[server[a]], int(day[a])), table.take(pa.array(order[a:b]))
+    for a, n, start in zip(seg.first.tolist(), seg.size.tolist(), seg.window_us.tolist(),
+                           strict=True):
+        # A copy, not a slice: a slice carries its parent's whole buffers.
+        yield (names[server[order[a]]], start), table.take(pa.array(order[a:a + n]))
 
 
 class SilverFn(beam.DoFn):
@@ -216,11 +214,12 @@ class ScoreServerSeriesFn(beam.DoFn):
             yield TaggedOutput(ALERT_EVENTS.name, events)
 
 
-def tables(*pcolls):
-    """Declare PCollections of Arrow tables as such, so that where the runner materialises
-    them (a flatten of several stages, a shuffle) they travel with the Arrow coder."""
+def tables(*pcolls, element_type=pa.Table):
+    """Declare PCollections of Arrow tables (or of (key, table) pairs) as such, so that
+    where the runner materialises them (a flatten of several stages, a shuffle) they
+    travel with the Arrow coder."""
     for pcoll in pcolls:
-        pcoll.element_type = pa.Table
+        pcoll.element_type = element_type
     return pcolls
 
 
@@ -254,9 +253,8 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                     | "GoldMatrixAcrossMidnight" >> beam.CombinePerKey(MergeMatrixParts())
                     | "GoldMatrixRows" >> beam.ParDo(MatrixAcrossMidnightFn(rules)).with_outputs(
                         ALERT_EVENTS.name, main="rows"))
+        tables(days.series, element_type=keyed_tables(str))
         anomalies = (days.series
-                     | "GoldSeriesTyped" >> beam.Map(lambda kv: kv).with_output_types(
-                         keyed_tables(str))
                      | "GoldSeriesByServer" >> beam.GroupByKey()
                      | "GoldDetectAnomalies" >> beam.ParDo(ScoreServerSeriesFn(rules)).with_outputs(
                          ALERT_EVENTS.name, main="rows"))
