@@ -287,3 +287,18 @@ def test_the_local_runner_fixes_refuse_another_beam_version(monkeypatch):
     monkeypatch.setattr(apache_beam, "__version__", "2.78.0")
     with pytest.raises(RuntimeError, match="refusing to install them on Beam 2.78.0"):
         local_runner.install()
+
+
+def test_elements_are_batches_on_every_stage_of_the_hot_path(tmp_path):
+    """Counted by the pipeline itself: records per element into bronze, into the shuffle
+    and per (server, day) group, at a real fleet's density."""
+    from bench.worker import run_beam
+
+    data = tmp_path / "m.jsonl"
+    write_metrics(MetricsGenerator(GeneratorConfig(servers=4, interval_ms=10_000, count=4000,
+                                                   malformed_rate=0.01)), str(data), "jsonl")
+    stages = run_beam(str(data), str(tmp_path / "out"))["stages"]
+    per_element = {s: stages[f"{s}_records"] / stages[f"{s}_elements"]
+                   for s in ("bronze_in", "silver_fragments", "server_days")}
+    assert per_element["bronze_in"] >= 4000  # one raw batch for a file under 10,000 lines
+    assert per_element["silver_fragments"] >= 900 and per_element["server_days"] >= 900
