@@ -85,10 +85,22 @@ class WriteParquetFileFn(beam.DoFn):
 
 
 class _RowsToArrowFn(RowsToArrowFn):
-    """Grouped rows → one Arrow table (streaming: a group is one flush of a table)."""
+    """Grouped rows (or Arrow tables, with ``batches``) → one Arrow table (streaming: a
+    group is one flush of a table)."""
+
+    def __init__(self, schema: RecordSchema, batches: bool = False):
+        super().__init__(schema)
+        self._batches = batches
 
     def process(self, keyed_rows):
         _, rows = keyed_rows
+        if self._batches:
+            import pyarrow as pa
+
+            parts = [t for t in rows if t.num_rows]
+            if parts:
+                yield pa.concat_tables(parts).combine_chunks()
+            return
         self._rows = list(rows)
         if self._rows:
             yield self._table()
@@ -129,9 +141,9 @@ class WriteLakehouseTable(beam.PTransform):
                     trigger=trigger.AfterWatermark(
                         early=trigger.AfterProcessingTime(self._flush_s)),
                     accumulation_mode=trigger.AccumulationMode.DISCARDING)
-                | "KeyByTable" >> beam.Map(lambda row: (0, row))
+                | "KeyByTable" >> self._key_by_table()
                 | "GroupFlush" >> beam.GroupByKey()
-                | "ToArrow" >> beam.ParDo(_RowsToArrowFn(self._schema))
+                | "ToArrow" >> beam.ParDo(_RowsToArrowFn(self._schema, self._batches))
                 | "WriteParquetFile" >> beam.ParDo(WriteParquetFileFn(
                     table_dir(self._output_dir, self._schema)))
             )
@@ -144,6 +156,15 @@ class WriteLakehouseTable(beam.PTransform):
         return tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
             os.path.join(table_dir(self._output_dir, self._schema), "part"),
             schema=self._schema.arrow_schema(), file_name_suffix=".parquet")
+
+
+    def _key_by_table(self):
+        key = beam.Map(lambda row: (0, row))
+        if self._batches:  # Arrow tables cross the shuffle with the Arrow coder
+            from transforms.batches import keyed_tables
+
+            key = key.with_output_types(keyed_tables(int))
+        return key
 
 
 def is_local(path: str) -> bool:
@@ -162,13 +183,17 @@ def prepare_output_dir(output_dir: str) -> None:
 
 
 def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False,
-                 batches: bool = False) -> None:
+                 batches=False) -> None:
     """Every table of a medallion's output dict to its place in the lakehouse
-    (``batches``: its PCollections hold Arrow tables, not rows)."""
+    (``batches``: True if its PCollections hold Arrow tables, not rows, or the names of
+    those that do)."""
+    from beam_pipelines.sinks import holds_batches
+
     by_name = {schema.name: schema for schema in schemas}
     for name, rows in tables.items():
         rows | f"Write{by_name[name].label}" >> WriteLakehouseTable(
-            output_dir, by_name[name], streaming=streaming, batches=batches)
+            output_dir, by_name[name], streaming=streaming,
+            batches=holds_batches(name, batches))
 
 
 def clear_tables(output_dir: str, schemas) -> None:

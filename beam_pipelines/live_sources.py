@@ -57,12 +57,16 @@ def reset_drain() -> None:
 class LiveRead(beam.PTransform):
     """Root transform: the RawRecords ``poller.poll(now)`` returns, as ``(event_time_micros,
     record)`` pairs, timestamped with their event time and stamped with the watermark
-    they arrived under."""
+    they arrived under.
+
+    With ``batches``, each poll is one element instead: a live raw batch
+    (:func:`transforms.batches.live_batch`) timestamped with its oldest event time."""
 
     def __init__(self, poller, stop_at: float | None = None,
                  max_out_of_orderness_s: float = 10.0, idle_after_s: float = 5.0,
-                 pause_s: float = 0.1):
+                 pause_s: float = 0.1, batches: bool = False):
         super().__init__()
+        self.batches = batches
         self.poller = poller
         self.stop_at = stop_at
         self.lag = Duration(seconds=max_out_of_orderness_s)
@@ -94,13 +98,19 @@ class LiveRead(beam.PTransform):
             out = []
             newest = state["newest"]
             arrival = state["watermark"]  # what these records are judged late against
-            for micros, record in items:
-                ts = Timestamp(micros=micros)
-                if arrival is not None:
-                    record = record._replace(watermark=arrival.micros)
-                if newest is None or ts > newest:
-                    newest = ts
-                out.append(GlobalWindows.windowed_value(record, timestamp=ts))
+            if self.batches:
+                if items:
+                    out.append(self._batch(items, arrival))
+                    top = Timestamp(micros=max(micros for micros, _ in items))
+                    newest = top if newest is None or top > newest else newest
+            else:
+                for micros, record in items:
+                    ts = Timestamp(micros=micros)
+                    if arrival is not None:
+                        record = record._replace(watermark=arrival.micros)
+                    if newest is None or ts > newest:
+                        newest = ts
+                    out.append(GlobalWindows.windowed_value(record, timestamp=ts))
             state["newest"] = newest
             if items:
                 state["last_data"] = now
@@ -117,6 +127,15 @@ class LiveRead(beam.PTransform):
             if not items and not self.poller.has_more:
                 time.sleep(self.pause_s)  # nothing due: do not spin
             return out, current, False
+
+    @staticmethod
+    def _batch(items, arrival):
+        from transforms.batches import live_batch
+
+        micros = [m for m, _ in items]
+        table = live_batch([r.payload for _, r in items], [r.source for _, r in items], micros,
+                           arrival.micros if arrival is not None else None)
+        return GlobalWindows.windowed_value(table, timestamp=Timestamp(micros=min(micros)))
 
 
 # ---- Pub/Sub ------------------------------------------------------------------------------
@@ -196,29 +215,59 @@ class PubSubPoller:
 
 
 def read_pubsub(subscription: str, stop_at: float | None, max_out_of_orderness_s: float,
-                dataflow: bool = False) -> beam.PTransform:
-    """RawRecords from a subscription, timestamped with their ``event_time`` attribute."""
+                dataflow: bool = False, batches: bool = False) -> beam.PTransform:
+    """RawRecords from a subscription, timestamped with their ``event_time`` attribute
+    (``batches``: live raw batches instead)."""
     if dataflow:
-        return _DataflowPubSub(subscription)
-    return LiveRead(PubSubPoller(subscription), stop_at, max_out_of_orderness_s)
+        return _DataflowPubSub(subscription, batches)
+    return LiveRead(PubSubPoller(subscription), stop_at, max_out_of_orderness_s,
+                    batches=batches)
 
 
 class _DataflowPubSub(beam.PTransform):
     """Dataflow's native source: event-time watermark from the attribute, and ``id_label``
-    dedupe of redeliveries in the service (the portable dedupe runs as well)."""
+    dedupe of redeliveries in the service (the portable dedupe runs as well). With
+    ``batches``, the records of a bundle become live raw batches."""
 
-    def __init__(self, subscription: str):
+    def __init__(self, subscription: str, batches: bool = False):
         super().__init__()
         self._subscription = subscription
+        self._batches = batches
 
     def expand(self, begin):
         subscription = self._subscription
-        return (begin
-                | "ReadFromPubSub" >> beam.io.ReadFromPubSub(
-                    subscription=subscription, with_attributes=True,
-                    timestamp_attribute=EVENT_TIME_ATTRIBUTE, id_label=EVENT_ID_ATTRIBUTE)
-                | "SplitEnvelopes" >> beam.FlatMap(
-                    lambda m: raw_records(m.data, m.attributes, subscription)))
+        records = (begin
+                   | "ReadFromPubSub" >> beam.io.ReadFromPubSub(
+                       subscription=subscription, with_attributes=True,
+                       timestamp_attribute=EVENT_TIME_ATTRIBUTE, id_label=EVENT_ID_ATTRIBUTE)
+                   | "SplitEnvelopes" >> beam.FlatMap(
+                       lambda m: raw_records(m.data, m.attributes, subscription)))
+        if not self._batches:
+            return records
+        return records | "BatchRecords" >> beam.ParDo(BatchRecordsFn())
+
+
+class BatchRecordsFn(beam.DoFn):
+    """Timestamped RawRecords → live raw batches of at most ``max_records``, one per
+    bundle at least, each timestamped at its oldest record: never behind what the records
+    themselves held the watermark at."""
+
+    def __init__(self, max_records: int = 5000):
+        self._max = max_records
+
+    def start_bundle(self):
+        self._items = []
+
+    def process(self, record, timestamp=beam.DoFn.TimestampParam):
+        self._items.append((timestamp.micros, record))
+        if len(self._items) >= self._max:
+            items, self._items = self._items, []
+            yield LiveRead._batch(items, None)
+
+    def finish_bundle(self):
+        if self._items:
+            items, self._items = self._items, []
+            yield LiveRead._batch(items, None)
 
 
 # ---- the generator ------------------------------------------------------------------------
@@ -260,9 +309,10 @@ class GeneratorPoller:
 
 
 def generate_live(generator, config, stop_at: float | None,
-                  max_out_of_orderness_s: float) -> beam.PTransform:
+                  max_out_of_orderness_s: float, batches: bool = False) -> beam.PTransform:
     """Records of ``generator(config)`` in real time, timestamped with their event time."""
-    return LiveRead(GeneratorPoller(generator, config), stop_at, max_out_of_orderness_s)
+    return LiveRead(GeneratorPoller(generator, config), stop_at, max_out_of_orderness_s,
+                    batches=batches)
 
 
 def live_start(interval_s: float) -> datetime:

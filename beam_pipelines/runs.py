@@ -145,10 +145,11 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
 
 
 def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
-              peek: str, pipeline_name: str) -> dict:
+              peek: str, pipeline_name: str, batches: bool = False) -> dict:
     """``live_generator()`` → (generator class, its config, description);
     ``build(pipeline, source, streaming, drop_redeliveries, sink)`` wires the graph;
-    ``peek`` is the table the start-up message suggests querying."""
+    ``peek`` is the table the start-up message suggests querying; ``batches``: the source
+    emits live raw batches (one per poll), not records."""
     output_dir = opts.output_dir
     prepare_output_dir(output_dir)
     if opts.input:
@@ -165,12 +166,13 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         if not dataflow:
             pubsub.check_subscription_exists(opts.subscription)
         source = live_sources.read_pubsub(opts.subscription, stop_at,
-                                          opts.max_out_of_orderness, dataflow=dataflow)
+                                          opts.max_out_of_orderness, dataflow=dataflow,
+                                          batches=batches)
         what = opts.subscription
     else:
         generator, settings, what = live_generator()
         source = live_sources.generate_live(generator, settings, stop_at,
-                                            opts.max_out_of_orderness)
+                                            opts.max_out_of_orderness, batches=batches)
     catalog = None
     if sink.name == "lakehouse" and is_local(output_dir):
         clear_tables(output_dir, tables)

@@ -1,8 +1,8 @@
 """The server-metrics pipeline: files (batch) or a live source (streaming) → medallion →
 local lakehouse.
 
-``build_pipeline`` wires the batch graph on Arrow batches (``transforms.server_metrics``)
-and ``build_streaming_pipeline`` the streaming one on rows; both return every table's
+``build_pipeline`` wires the batch graph and ``build_streaming_pipeline`` the streaming
+one, both on Arrow batches (``transforms.server_metrics``); both return every table's
 PCollection (exposed for tests); ``run`` prepares the edges (inputs, sample, output
 directory), runs, and writes the DuckDB catalog.
 """
@@ -30,9 +30,9 @@ from schemas.server_metrics import (
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
 )
-from transforms.medallion import ServerMetricsMedallion
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
+from transforms.server_metrics.streaming import BATCH_TABLES, ServerMetricsStreamingMedallion
 from transforms.windowing import StreamingConfig
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,11 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
                              rules: ServerMetricsRules, streaming: StreamingConfig,
                              drop_redeliveries: bool,
                              alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
+    """``source``: a live source emitting live raw batches (``batches=True``)."""
     raw = p | "ReadLive" >> source
-    tables = raw | "ServerMetrics" >> ServerMetricsMedallion(
-        rules, streaming=streaming, drop_redeliveries=drop_redeliveries)
-    as_sink(sink).write(tables, TABLES, streaming=True)
+    tables = raw | "ServerMetrics" >> ServerMetricsStreamingMedallion(
+        rules, streaming, drop_redeliveries=drop_redeliveries)
+    as_sink(sink).write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
     _publish_alerts(tables, alerts_topic, streaming=True)
     return tables
 
@@ -151,5 +152,6 @@ def run_streaming(options: PipelineOptions) -> dict:
                                  alerts_topic=opts.alerts_topic)
 
     outcome = runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
-                             peek="server_metrics_minutely", pipeline_name="server_metrics")
+                             peek="server_metrics_minutely", pipeline_name="server_metrics",
+                             batches=True)
     return {**outcome, "summary_args": _summary_args(rules)}

@@ -15,7 +15,9 @@ class LakehouseSink:
     name = "lakehouse"
 
     def write(self, tables: dict, schemas, streaming: bool = False,
-              batches: bool = False) -> None:
+              batches: bool | frozenset = False) -> None:
+        """``batches``: True if every PCollection holds Arrow tables, or the names of
+        those that do (the others hold rows)."""
         from beam_pipelines.lakehouse import write_tables
 
         write_tables(tables, schemas, self.output_dir, streaming=streaming, batches=batches)
@@ -36,11 +38,11 @@ class BigQuerySink:
     name = "bigquery"
 
     def write(self, tables: dict, schemas, streaming: bool = False,
-              batches: bool = False) -> None:
+              batches: bool | frozenset = False) -> None:
         from beam_pipelines.bigquery.sink import write_tables_to_bigquery
 
         if batches:  # Beam's BigQuery IO writes rows
-            tables = as_rows(tables)
+            tables = as_rows(tables, batches)
         write_tables_to_bigquery(tables, schemas, self.warehouse, self.method, self.pipeline,
                                  streaming, self.temp_location, self.validate, self.layers)
 
@@ -50,12 +52,17 @@ class BigQuerySink:
         return f"BigQuery ({w.project}: {datasets}; {self.method})"
 
 
-def as_rows(tables: dict) -> dict:
-    """The batch medallion's tables as rows, for what writes rows."""
+def holds_batches(name: str, batches) -> bool:
+    """``batches``: True (every table holds Arrow tables), False, or the names that do."""
+    return name in batches if isinstance(batches, (set, frozenset)) else bool(batches)
+
+
+def as_rows(tables: dict, batches=True) -> dict:
+    """The tables that hold Arrow batches as rows, for what writes rows."""
     from transforms.batches import BatchesToRows
 
-    return {name: batches | f"{name}AsRows" >> BatchesToRows()
-            for name, batches in tables.items()}
+    return {name: (pcoll | f"{name}AsRows" >> BatchesToRows())
+            if holds_batches(name, batches) else pcoll for name, pcoll in tables.items()}
 
 
 def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink:

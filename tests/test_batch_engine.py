@@ -3,7 +3,6 @@ letter, what the row-level medallion gives on the same files."""
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -21,6 +20,7 @@ from beam_pipelines.sources import (
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from tests.conftest import fixed_clock, line, metric, run_and_collect
+from tests.equivalence import assert_tables_equal, normalised
 from transforms.batches import BatchesToRows, raw_lines
 from transforms.bronze import RawRecord
 from transforms.medallion import ServerMetricsMedallion
@@ -64,54 +64,6 @@ def _awkward_bytes() -> list[bytes]:
               line(server_id="srv-2", cpu_usage=33.3).encode(),  # an exact copy
               line(server_id="srv-2", cpu_usage=44.4).encode()]  # a differing copy
     return lines
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) or (a != a and b != b)
-    return a == b
-
-
-def _normalised(rows: list[dict], drop=("processing_timestamp", "ingest_timestamp",
-                                        "processing_delay_ms")) -> list[tuple]:
-    def value(v):  # one spelling of UTC, whichever tzinfo object carries it
-        return v.astimezone(timezone.utc) if isinstance(v, datetime) else v
-
-    out = [tuple(sorted((k, value(v)) for k, v in row.items() if k not in drop))
-           for row in rows]
-    return sorted(out, key=repr)
-
-
-def _assert_tables_equal(expected: dict, actual: dict) -> None:
-    assert set(expected) == set(actual)
-    for name in expected:
-        want, got = _normalised(expected[name]), _normalised(actual[name])
-        assert len(want) == len(got), (name, len(want), len(got))
-        if name == "dead_letters":
-            # Silver's payload is the bronze row, ingest time included: compare its fields.
-            want = [_without_ingest(r) for r in want]
-            got = [_without_ingest(r) for r in got]
-            assert Counter(map(repr, want)) == Counter(map(repr, got)), name
-            continue
-        # Sorted alike (floats rounded for the order only), then compared with tolerance.
-        for mine, theirs in zip(sorted(want, key=_rounded), sorted(got, key=_rounded),
-                                strict=True):
-            for (k, a), (k2, b) in zip(mine, theirs, strict=True):
-                assert k == k2 and _same(a, b), (name, k, a, b, mine, theirs)
-
-
-def _rounded(row: tuple) -> str:
-    return repr([(k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in row])
-
-
-def _without_ingest(row: tuple) -> tuple:
-    fields = dict(row)
-    if fields.get("layer") == "silver":
-        payload = json.loads(fields["payload"])
-        payload.pop("ingest_timestamp", None)
-        payload.pop("processing_delay_ms", None)
-        fields["payload"] = json.dumps(payload, sort_keys=True)
-    return tuple(sorted(fields.items()))
 
 
 def _both(files: dict) -> tuple[dict, dict]:
@@ -163,7 +115,7 @@ def test_every_table_and_dead_letter_equals_the_row_level_medallion(faulty_files
     assert {"m.jsonl", "m.csv", "edge.csv", "edge.parquet"} <= sources
     days = {r["window_start"].date() for r in rows["server_health_summary"]}
     assert len(days) == 2  # the run crosses midnight: matrix windows straddle two groups
-    _assert_tables_equal(rows, batches)
+    assert_tables_equal(rows, batches)
 
 
 def test_the_fast_path_and_the_row_level_path_agree_on_every_awkward_input():
@@ -173,7 +125,7 @@ def test_the_fast_path_and_the_row_level_path_agree_on_every_awkward_input():
     reference = _row_level([RawRecord(item, "f.jsonl") for item in lines], now,
                            "server_metrics", "ParseServerMetric")
     assert batch.records.num_rows + len(batch.dead_letters) == len(lines)
-    assert _normalised(batch.records.to_pylist()) == _normalised(reference.records.to_pylist())
+    assert normalised(batch.records.to_pylist()) == normalised(reference.records.to_pylist())
     assert sorted((d["reason"], d["message"], d["payload"]) for d in batch.dead_letters) == \
         sorted((d["reason"], d["message"], d["payload"]) for d in reference.dead_letters)
     accepted = {r["cpu_usage"] for r in batch.records.to_pylist()}

@@ -272,7 +272,7 @@ def test_the_alert_feed_is_published_from_the_dataflow_job_too():
     names = [t.unique_name for t in
              outcome["result"].job.proto_pipeline.components.transforms.values()]
     assert any(n.startswith("PublishAlerts/FirstPane") for n in names)
-    assert any(n.startswith("ServerMetrics/Analytics/DetectAnomalies") for n in names)
+    assert any(n.startswith("ServerMetrics/Gold/DetectAnomalies") for n in names)
 
 
 @pytest.mark.parametrize("target", ["dataflow-metrics", "dataflow-metrics-streaming",

@@ -150,6 +150,40 @@ class ServerAlertMatrix(beam.PTransform):
                 | "MatrixRows" >> beam.ParDo(FormatMatrixRowFn(m)))
 
 
+class MergeMatrixAccumulators(MatrixCombineFn):
+    """Accumulators of parts of a window (one per batch fragment) → the window's."""
+
+    def add_input(self, acc, other):
+        return self.merge_accumulators((acc, other))
+
+
+class MatrixFromParts(beam.PTransform):
+    """Streaming on batches: ``(server identity, accumulator)`` parts, each timestamped
+    within one period of the sliding windows → ``server_alert_matrix`` rows, fired as
+    :class:`ServerAlertMatrix` fires."""
+
+    def __init__(self, matrix: AlertMatrix, streaming: StreamingConfig):
+        super().__init__()
+        self._matrix = matrix
+        self._streaming = streaming
+
+    def expand(self, parts):
+        m = self._matrix
+        return (parts
+                | "SlidingWindows" >> self._streaming.windows(
+                    m.window_s, accumulate=True,
+                    window_fn=SlidingWindows(m.window_s, m.period_s))
+                | "KeyByWindowStart" >> beam.ParDo(_KeyPartByWindowStartFn())
+                | "CombineWindow" >> beam.CombinePerKey(MergeMatrixAccumulators())
+                | "MatrixRows" >> beam.ParDo(FormatMatrixRowFn(m)))
+
+
+class _KeyPartByWindowStartFn(beam.DoFn):
+    def process(self, part, window=beam.DoFn.WindowParam):
+        identity, acc = part
+        yield identity + (window.start.micros,), acc
+
+
 # --- seed 003: EWMA + 3 sigma, in keyed state --------------------------------------------
 
 class Detector:

@@ -33,8 +33,11 @@ from transforms.bronze import RawRecord
 
 #: Raw batches: how the records were framed by the source.
 JSON, CSV, ROWS = "json", "csv", "rows"
-_KIND, _HEADER = b"kind", b"header"
+_KIND, _HEADER, _WATERMARK = b"kind", b"header", b"watermark"
 RAW_SCHEMA = pa.schema([pa.field("payload", pa.binary()), pa.field("source", pa.string())])
+#: What a live source polled: each record's event time (µs) as its source declared it
+#: (the Pub/Sub attribute), before any parsing.
+LIVE_SCHEMA = RAW_SCHEMA.append(pa.field("event_us", pa.int64()))
 
 
 def raw_lines(payloads: list[bytes], sources, kind: str = JSON,
@@ -50,6 +53,24 @@ def raw_lines(payloads: list[bytes], sources, kind: str = JSON,
         sources = pa.array(sources, pa.string())
     return pa.Table.from_arrays([pa.array(payloads, pa.binary()), sources],
                                 schema=RAW_SCHEMA.with_metadata(metadata))
+
+
+def live_batch(payloads: list, sources: list[str], event_us: list[int],
+               watermark: int | None) -> pa.Table:
+    """One poll of a live source: JSON lines with their delivery ids (``source``) and
+    declared event times, and the source's watermark (µs) when they arrived, against
+    which streaming judges whether a record came too late (None: nothing to judge by)."""
+    metadata = {_KIND: JSON.encode()}
+    if watermark is not None:
+        metadata[_WATERMARK] = str(watermark).encode()
+    return pa.Table.from_arrays(
+        [pa.array(payloads, pa.binary()), pa.array(sources, pa.string()),
+         pa.array(event_us, pa.int64())], schema=LIVE_SCHEMA.with_metadata(metadata))
+
+
+def raw_watermark(batch: pa.Table) -> int | None:
+    value = (batch.schema.metadata or {}).get(_WATERMARK)
+    return int(value) if value is not None else None
 
 
 def raw_rows(rows: pa.Table, source: str) -> pa.Table:
@@ -72,10 +93,11 @@ def raw_records(batch: pa.Table) -> Iterator[RawRecord]:
             yield RawRecord(row, source)
         return
     header = tuple(json.loads(metadata[_HEADER])) if _HEADER in metadata else None
+    watermark = raw_watermark(batch)
     payloads = batch.column("payload").to_pylist()
     sources = batch.column("source").to_pylist()
     for payload, source in zip(payloads, sources, strict=True):
-        yield RawRecord(payload, source, header)
+        yield RawRecord(payload, source, header, watermark)
 
 
 def from_rows(rows: list[dict], schema: RecordSchema) -> pa.Table:

@@ -246,29 +246,37 @@ class ServerMetricsGold(beam.PTransform):
         self._streaming = streaming
 
     def expand(self, silver):
-        rules, streaming = self._rules, self._streaming
-        deltas = silver | "ServerMinutes" >> ServerMinuteSummaries(rules.alert_rules, streaming)
-        if streaming is None:
-            minutes = deltas  # batch: one pane per minute already holds everything
-        else:
-            minutes = (deltas
-                       | "AccumulateMinutes" >> streaming.windows(MINUTE, accumulate=True,
-                                                                  early_per_element=True)
-                       | "MergeMinute" >> beam.CombinePerKey(MergeSummaries()))
-        slow = streaming and streaming.early_firing_s * 6  # hours and days fire less often
-        hours = deltas | "ServerHours" >> RollUp(HOUR, streaming, slow)
-        days = deltas | "ServerDays" >> RollUp(DAY, streaming, slow)
-        locations = deltas | "LocationDays" >> RollUp(
-            DAY, streaming, slow, rekey=_by_location, combine_fn=LocationRollup())
-        return {
-            SERVER_METRICS_MINUTELY.name: minutes | "MinutelyRows" >> beam.ParDo(
-                FormatServerRowFn(SERVER_METRICS_MINUTELY, MINUTE, quantiles=False)),
-            HOURLY_SERVER_METRICS.name: hours | "HourlyRows" >> beam.ParDo(
-                FormatServerRowFn(HOURLY_SERVER_METRICS, HOUR)),
-            SERVER_HEALTH_SUMMARY.name: days | "HealthRows" >> beam.ParDo(
-                FormatServerRowFn(SERVER_HEALTH_SUMMARY, DAY,
-                                  health_weights=rules.health_weights)),
-            LOCATION_PERFORMANCE.name: locations | "LocationRows" >> beam.ParDo(
-                FormatLocationRowFn(rules)),
-            ALERTS.name: minutes | "RaiseAlerts" >> beam.ParDo(RaiseAlertsFn(rules.alert_rules)),
-        }
+        deltas = silver | "ServerMinutes" >> ServerMinuteSummaries(self._rules.alert_rules,
+                                                                   self._streaming)
+        return gold_from_minute_deltas(deltas, self._rules, self._streaming)
+
+
+def gold_from_minute_deltas(deltas, rules: ServerMetricsRules,
+                            streaming: StreamingConfig | None) -> dict:
+    """((server identity, minute start), summary) deltas → every gold table, as table name
+    → rows. Shared by the row-level gold and the streaming medallion on batches, whose
+    deltas are summaries of batch fragments (one per server, minute and pane)."""
+    if streaming is None:
+        minutes = deltas  # batch: one pane per minute already holds everything
+    else:
+        minutes = (deltas
+                   | "AccumulateMinutes" >> streaming.windows(MINUTE, accumulate=True,
+                                                              early_per_element=True)
+                   | "MergeMinute" >> beam.CombinePerKey(MergeSummaries()))
+    slow = streaming and streaming.early_firing_s * 6  # hours and days fire less often
+    hours = deltas | "ServerHours" >> RollUp(HOUR, streaming, slow)
+    days = deltas | "ServerDays" >> RollUp(DAY, streaming, slow)
+    locations = deltas | "LocationDays" >> RollUp(
+        DAY, streaming, slow, rekey=_by_location, combine_fn=LocationRollup())
+    return {
+        SERVER_METRICS_MINUTELY.name: minutes | "MinutelyRows" >> beam.ParDo(
+            FormatServerRowFn(SERVER_METRICS_MINUTELY, MINUTE, quantiles=False)),
+        HOURLY_SERVER_METRICS.name: hours | "HourlyRows" >> beam.ParDo(
+            FormatServerRowFn(HOURLY_SERVER_METRICS, HOUR)),
+        SERVER_HEALTH_SUMMARY.name: days | "HealthRows" >> beam.ParDo(
+            FormatServerRowFn(SERVER_HEALTH_SUMMARY, DAY,
+                              health_weights=rules.health_weights)),
+        LOCATION_PERFORMANCE.name: locations | "LocationRows" >> beam.ParDo(
+            FormatLocationRowFn(rules)),
+        ALERTS.name: minutes | "RaiseAlerts" >> beam.ParDo(RaiseAlertsFn(rules.alert_rules)),
+    }

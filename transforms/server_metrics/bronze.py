@@ -19,8 +19,24 @@ import pyarrow.compute as pc
 
 from schemas.core import FieldType
 from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_BRONZE
-from transforms.batches import JSON, concat, conform, from_rows, raw_kind, raw_records
-from transforms.bronze import EARLIEST, EPOCH, LATEST, MAX_PAYLOAD_BYTES, RawRecord, to_bronze
+from transforms.batches import (
+    JSON,
+    concat,
+    conform,
+    from_rows,
+    raw_kind,
+    raw_records,
+    raw_watermark,
+)
+from transforms.bronze import (
+    EARLIEST,
+    EPOCH,
+    LATEST,
+    MAX_PAYLOAD_BYTES,
+    RawRecord,
+    check_arrival,
+    to_bronze,
+)
 from transforms.dead_letters import RecordRejected, dead_letter, internal_error
 
 _STRINGS = tuple(f.name for f in SERVER_METRIC.fields if f.type is FieldType.STRING)
@@ -48,6 +64,7 @@ _EARLIEST_US = (EARLIEST - EPOCH).days * 86_400_000_000
 _LATEST_US = (LATEST - EPOCH).days * 86_400_000_000
 _TS = pa.timestamp("us", tz="UTC")
 _MAX_EXACT_INT = 2 ** 53
+_US = 1_000_000
 
 
 def _fast_float(v) -> bool:
@@ -175,10 +192,17 @@ class BronzeBatch:
 
 
 def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
-                 step: str = "ParseServerMetric") -> BronzeBatch:
-    """A raw batch → bronze rows of :data:`SERVER_METRICS_BRONZE` and dead letters."""
+                 step: str = "ParseServerMetric",
+                 allowed_lateness_s: int | None = None) -> BronzeBatch:
+    """A raw batch → bronze rows of :data:`SERVER_METRICS_BRONZE` and dead letters.
+
+    With ``allowed_lateness_s`` (streaming), a record whose minute had closed under the
+    watermark its batch arrived with is dead-lettered ``late``, as
+    :func:`transforms.bronze.check_arrival` says."""
+    watermark = raw_watermark(raw) if allowed_lateness_s is not None else None
     if raw_kind(raw) != JSON:
-        return _row_level(list(raw_records(raw)), now, pipeline, step)
+        return _row_level(list(raw_records(raw)), now, pipeline, step,
+                          allowed_lateness_s if watermark is not None else None)
     column = raw.column("payload")
     payloads = column.to_pylist()
     suspect = pc.or_(pc.greater(pc.binary_length(column), MAX_PAYLOAD_BYTES),
@@ -214,6 +238,17 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
             cols = {k: v.take(keep) for k, v in cols.items()}
             objs = [objs[j] for j in keep]
             fast = np.asarray(fast)[keep].tolist()
+        if watermark is not None and objs:
+            micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+            closes = micros - micros % 60_000_000 + 60_000_000 + allowed_lateness_s * _US
+            late = closes <= watermark
+            if late.any():
+                # The row-level path words their dead letters: a few, by definition.
+                slow.extend(np.asarray(fast)[late].tolist())
+                keep = np.flatnonzero(~late)
+                cols = {k: v.take(keep) for k, v in cols.items()}
+                objs = [objs[j] for j in keep]
+                fast = np.asarray(fast)[keep].tolist()
     if objs:
         n = len(objs)
         cols["ingest_timestamp"] = pa.repeat(pa.scalar(now, _TS), n)
@@ -225,8 +260,9 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
         return BronzeBatch(tables[0] if tables else _empty(), [], extra)
     slow.sort()
     sources = raw.column("source").take(pa.array(slow, pa.int64())).to_pylist()
-    rest = _row_level([RawRecord(payloads[i], s) for i, s in zip(slow, sources, strict=True)],
-                      now, pipeline, step)
+    rest = _row_level([RawRecord(payloads[i], s, watermark=watermark)
+                       for i, s in zip(slow, sources, strict=True)],
+                      now, pipeline, step, allowed_lateness_s if watermark is not None else None)
     tables.append(rest.records)
     return BronzeBatch(concat(tables, SERVER_METRICS_BRONZE), rest.dead_letters,
                        extra + rest.with_extra_fields)
@@ -236,12 +272,17 @@ def _empty() -> pa.Table:
     return SERVER_METRICS_BRONZE.arrow_schema().empty_table()
 
 
-def _row_level(raws: list[RawRecord], now, pipeline, step) -> BronzeBatch:
-    """The row-level bronze (``to_bronze``) over records, exactly as the per-record DoFn."""
+def _row_level(raws: list[RawRecord], now, pipeline, step,
+               allowed_lateness_s: int | None = None) -> BronzeBatch:
+    """The row-level bronze (``to_bronze``, then ``check_arrival`` in streaming) over
+    records, exactly as the per-record DoFn."""
     rows, dead = [], []
     for raw in raws:
         try:
-            rows.append(to_bronze(raw, now))
+            row = to_bronze(raw, now)
+            if allowed_lateness_s is not None and raw.watermark is not None:
+                check_arrival(row, raw.watermark, allowed_lateness_s)
+            rows.append(row)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             dead.append(dead_letter(

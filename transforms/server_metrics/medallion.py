@@ -57,9 +57,11 @@ def _count(namespace: str, step: str):
 
 
 class BronzeFn(beam.DoFn):
-    def __init__(self, clock=None, pipeline: str = "server_metrics"):
+    def __init__(self, clock=None, pipeline: str = "server_metrics",
+                 allowed_lateness_s: int | None = None):
         self._clock = clock
         self._pipeline = pipeline
+        self._lateness = allowed_lateness_s  # streaming: judge arrival (see bronze_batch)
 
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
@@ -71,7 +73,8 @@ class BronzeFn(beam.DoFn):
     def process(self, raw: pa.Table):
         self._elements.inc()
         self._records.inc(raw.num_rows)
-        out = bronze_batch(raw, self._now(), self._pipeline)
+        out = bronze_batch(raw, self._now(), self._pipeline,
+                           allowed_lateness_s=self._lateness)
         self._accepted.inc(out.records.num_rows)
         self._rejected.inc(len(out.dead_letters))
         self._extra.inc(out.with_extra_fields)

@@ -124,29 +124,36 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
     return SilverBatch(kept, dead)
 
 
-def deduplicate(records: pa.Table, pipeline: str = "server_metrics") -> SilverBatch:
+def deduplicate(records: pa.Table, pipeline: str = "server_metrics",
+                known: set[int] | None = None) -> SilverBatch:
     """One server's silver records (all of them for the span they cover) → one record per
     event time, sorted by event time; the other copies become ``duplicate_event`` dead
     letters. Which copy survives is decided by the row-level ``_copy_rank``, so it does
-    not depend on arrival order."""
+    not depend on arrival order. Streaming passes the event times (µs) ``known`` from
+    earlier panes: a record at one of those is a copy too."""
     micros = records.column("timestamp").cast(pa.int64()).to_numpy()
     order = np.argsort(micros, kind="stable")
     micros = micros[order]
     repeated = np.flatnonzero(micros[1:] == micros[:-1]) + 1
-    if not len(repeated):
+    seen = (np.flatnonzero(np.isin(micros, np.fromiter(known, np.int64, len(known))))
+            if known else np.zeros(0, np.int64))
+    if not len(repeated) and not len(seen):
         return SilverBatch(records.take(order), [])
-    first = np.unique(np.concatenate([repeated - 1, repeated]))
+    first = np.unique(np.concatenate([repeated - 1, repeated, seen]))
     copies = records.take(order[first]).to_pylist()
     by_time: dict[int, list[dict]] = {}
     for m, row in zip(micros[first].tolist(), copies, strict=True):
         by_time.setdefault(m, []).append(row)
     dead, winners = [], []
     now = datetime.now(timezone.utc)
-    for rows in by_time.values():
+    for m, rows in by_time.items():
         rows.sort(key=_copy_rank)
-        kept = rows[0]
-        winners.append(kept)
-        for dup in rows[1:]:
+        if known and m in known:
+            kept = rows[0]  # only for the wording: the kept one came in an earlier pane
+        else:
+            kept = rows.pop(0)
+            winners.append(kept)
+        for dup in rows:
             dead.append(dead_letter(
                 pipeline=pipeline, layer="silver", step="DeduplicateEvents",
                 reason="duplicate_event",

@@ -1,0 +1,493 @@
+"""The server-metrics medallion on Arrow batches in streaming: live raw batches (one per
+poll of a source) → every table, with event-time windows, panes and lateness.
+
+Records travel as batch fragments, never one element per record:
+
+* ``DropRedeliveries``: a raw batch → fragments per (delivery-id shard, minute of declared
+  event time), whose state remembers the ids seen, for ``remember_s`` after that minute;
+* ``Bronze`` and ``Silver``: whole batches, as in batch runs; bronze also judges each
+  record's lateness against the watermark its batch arrived under;
+* ``Silver/ByServerMinute``: fragments per (server, minute) in one-minute event-time
+  windows that fire early, on time and late; ``GateAndDeduplicate`` keeps, per server
+  and window, the event times already seen (so a copy in a later pane is caught) and,
+  once the window is closed, dead-letters what still comes as ``late``;
+* gold: each deduplicated fragment becomes one summary per server identity and minute,
+  and from there the row-level gold (:func:`transforms.gold.gold_from_minute_deltas`) runs
+  on one element per (server, minute, pane); the alert matrix gets one accumulator per
+  server and period, the detector one fragment per server and metric.
+
+The tables, panes and dead letters are those of the row-level streaming medallion
+(:class:`transforms.medallion.ServerMetricsMedallion`) on the same input: tested.
+Bronze, silver and the dead letters leave as Arrow tables, every other table as rows
+(a handful per server and minute).
+"""
+from __future__ import annotations
+
+import zlib
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.coders import BooleanCoder, PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from schemas.dead_letter import DEAD_LETTERS
+from schemas.server_metrics import (
+    ALERT_EVENTS,
+    ALERTS,
+    ANOMALIES,
+    SERVER_ALERT_MATRIX,
+    SERVER_METRICS_BRONZE,
+    SERVER_METRICS_SILVER,
+)
+from transforms.analytics import AlertEvents, MatrixFromParts, _counters, score_in_order
+from transforms.batches import ArrowTableCoder, concat, dead_letter_batch, keyed_tables
+from transforms.dead_letters import dead_letter
+from transforms.gold import gold_from_minute_deltas
+from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, identity_codes
+from transforms.server_metrics.medallion import DEAD, BronzeFn, _count, split_by_server_day, tables
+from transforms.server_metrics.silver import deduplicate, silver_batch
+from transforms.windowing import MINUTE, StreamingConfig
+
+_US = 1_000_000
+#: Tables that leave this medallion as Arrow batches (the others as rows).
+BATCH_TABLES = frozenset({SERVER_METRICS_BRONZE.name, SERVER_METRICS_SILVER.name,
+                          DEAD_LETTERS.name})
+
+
+# ---- bronze ------------------------------------------------------------------------------
+class SplitByDeliveryFn(beam.DoFn):
+    """A live raw batch → ((shard of the delivery id, minute of the declared event time),
+    fragment), timestamped at that minute: the keys of the redelivery state. A redelivery
+    carries the same id and declared time as its first delivery, so the same key."""
+
+    def __init__(self, shards: int):
+        self._shards = shards
+
+    def process(self, raw: pa.Table):
+        if not raw.num_rows:
+            return
+        shards = self._shards
+        shard = np.fromiter((zlib.crc32((s or "").encode()) % shards
+                             for s in raw.column("source").to_pylist()), np.int64, raw.num_rows)
+        micros = raw.column("event_us").to_numpy()
+        minute = micros - micros % (MINUTE * _US)
+        order = np.lexsort((minute, shard))
+        seg = Segments(shard[order], minute[order])
+        for a, n, start in zip(seg.first.tolist(), seg.size.tolist(), seg.window_us.tolist(),
+                               strict=True):
+            yield TimestampedValue(((int(shard[order[a]]), start),
+                                    raw.take(pa.array(order[a:a + n]))),
+                                   Timestamp(micros=start))
+
+
+class FirstDeliveryFn(beam.DoFn):
+    """A fragment of one (shard, minute) → its records whose delivery id is new; the
+    others become ``redelivered`` dead letters (as :class:`transforms.dedupe.FirstSeenFn`
+    words them). The ids are forgotten ``remember_s`` after the minute's end."""
+
+    SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+
+    def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
+        self._remember_us = remember_s * _US
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._rejected = Metrics.counter("bronze", "redelivered_rejected")
+
+    def process(self, keyed, seen=beam.DoFn.StateParam(SEEN),
+                forget=beam.DoFn.TimerParam(FORGET)):
+        (_, minute), raw = keyed
+        known = seen.read() or set()
+        repeats = []
+        for j, source in enumerate(raw.column("source").to_pylist()):
+            key = source or ""
+            if key in known:
+                repeats.append(j)
+            else:
+                known.add(key)
+        seen.write(known)
+        forget.set(Timestamp(micros=minute + MINUTE * _US + self._remember_us))
+        if not repeats:
+            yield raw
+            return
+        self._rejected.inc(len(repeats))
+        again = raw.take(pa.array(repeats, pa.int64()))
+        dead = []
+        for payload, source, micros in zip(again.column("payload").to_pylist(),
+                                           again.column("source").to_pylist(),
+                                           again.column("event_us").to_pylist(), strict=True):
+            dead.append(dead_letter(
+                pipeline=self._pipeline, layer="bronze", step="DropRedeliveries",
+                reason="redelivered", message=f"delivery {source or ''!r} was already received",
+                payload=payload, source=source,
+                event_timestamp=Timestamp(micros=micros).to_utc_datetime(has_tz=True)))
+        yield TaggedOutput(DEAD, dead_letter_batch(dead))
+        keep = np.ones(raw.num_rows, dtype=bool)
+        keep[repeats] = False
+        if keep.any():
+            yield raw.filter(pa.array(keep))
+
+    @on_timer(FORGET)
+    def forget(self, seen=beam.DoFn.StateParam(SEEN)):
+        seen.clear()
+
+
+# ---- silver ------------------------------------------------------------------------------
+class SilverToMinutesFn(beam.DoFn):
+    """A bronze batch → range-checked fragments (server_id, fragment) per server and
+    minute, timestamped at the minute's start, and a dead-letter batch."""
+
+    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics"):
+        self._rules = rules
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._rejected = Metrics.counter("silver", "records_rejected")
+        self._elements, self._records = _count("batches", "silver_fragments")
+
+    def process(self, bronze: pa.Table):
+        out = silver_batch(bronze, self._rules, self._pipeline)
+        self._rejected.inc(len(out.dead_letters))
+        for (server_id, start), fragment in split_by_server_day(out.records, MINUTE):
+            self._elements.inc()
+            self._records.inc(fragment.num_rows)
+            yield TimestampedValue((server_id, fragment), Timestamp(micros=start))
+        if out.dead_letters:
+            yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
+
+
+class GateAndDeduplicateFn(beam.DoFn):
+    """One pane of a server's minute (its fragments) → the deduplicated fragment, and
+    dead letters: copies (of this pane or an earlier one) and, after the window closed
+    (its end plus the allowed lateness), everything as ``late``: the batch form of
+    :class:`transforms.silver.GateAndDeduplicateFn`, with the same state and words."""
+
+    SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
+    CLOSED = ReadModifyWriteStateSpec("closed", BooleanCoder())
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+
+    def __init__(self, allowed_lateness_s: int, pipeline: str = "server_metrics"):
+        self._lateness = Duration(seconds=allowed_lateness_s)
+        self._lateness_s = allowed_lateness_s
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._duplicates = Metrics.counter("silver", "duplicates_rejected")
+        self._late = Metrics.counter("silver", "late_rejected")
+        self._elements, self._records = _count("batches", "silver_panes")
+
+    def process(self, keyed, window=beam.DoFn.WindowParam,
+                seen=beam.DoFn.StateParam(SEEN), closed=beam.DoFn.StateParam(CLOSED),
+                close=beam.DoFn.TimerParam(CLOSE)):
+        _, fragments = keyed
+        records = concat(list(fragments), SERVER_METRICS_SILVER)
+        self._elements.inc()
+        self._records.inc(records.num_rows)
+        if closed.read():
+            start, end = window.start.to_utc_datetime(), window.end.to_utc_datetime()
+            message = (f"arrived after its window {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC "
+                       f"closed (allowed lateness {self._lateness_s}s)")
+            self._late.inc(records.num_rows)
+            yield TaggedOutput(DEAD, dead_letter_batch([
+                dead_letter(pipeline=self._pipeline, layer="silver", step="DeduplicateEvents",
+                            reason="late", message=message, payload=row,
+                            source=row.get("source"), event_timestamp=row["timestamp"])
+                for row in records.to_pylist()]))
+            return
+        close.set(window.end + self._lateness)
+        known = seen.read() or set()
+        unique = deduplicate(records, self._pipeline, known)
+        if unique.dead_letters:
+            self._duplicates.inc(len(unique.dead_letters))
+            yield TaggedOutput(DEAD, dead_letter_batch(unique.dead_letters))
+        if unique.records.num_rows:
+            known.update(unique.records.column("timestamp").cast(pa.int64()).to_pylist())
+            seen.write(known)
+            yield unique.records
+
+    @on_timer(CLOSE)
+    def close_window(self, seen=beam.DoFn.StateParam(SEEN),
+                     closed=beam.DoFn.StateParam(CLOSED)):
+        closed.write(True)
+        seen.clear()
+
+
+# ---- gold --------------------------------------------------------------------------------
+def _identity_runs(fragment: pa.Table):
+    """A deduplicated fragment (one server, one minute) sorted by server identity:
+    (measures, segments of one identity each, their identities)."""
+    codes = identity_codes(fragment)
+    order = np.argsort(codes, kind="stable")
+    if not np.array_equal(order, np.arange(len(order))):
+        fragment, codes = fragment.take(pa.array(order)), codes[order]
+    measures = Measures(fragment)
+    seg = Segments(codes, np.zeros(len(codes), np.int64))
+    firsts = fragment.take(pa.array(seg.first)).select(list(IDENTITY)).to_pylist()
+    return measures, seg, [tuple(row[k] for k in IDENTITY) for row in firsts]
+
+
+class MinuteDeltasFn(beam.DoFn):
+    """A deduplicated fragment → ((server identity, minute start), summary of this pane),
+    what the row-level gold makes of its records: the summary counts rule breaches too."""
+
+    def __init__(self, rules: ServerMetricsRules):
+        self._rules = tuple(rules.alert_rules)
+
+    def process(self, fragment: pa.Table):
+        if not fragment.num_rows:
+            return
+        measures, seg, identities = _identity_runs(fragment)
+        minute = int(measures.micros[0] - measures.micros[0] % (MINUTE * _US))
+        table = measures.table
+        breaches = []
+        for rule in self._rules:
+            v = table.column(rule.metric).to_numpy()
+            above = rule.above is not None
+            with np.errstate(invalid="ignore"):
+                hit = v > rule.above if above else v < rule.below
+            breaches.append((rule, above, seg.count(hit),
+                             seg.extreme(np.where(hit, v, np.nan), above)))
+        for j, (first, size) in enumerate(zip(seg.first.tolist(), seg.size.tolist(),
+                                              strict=True)):
+            summary = measures.summary(slice(first, first + size))
+            for rule, above, counts, extremes in breaches:
+                if counts[j]:
+                    summary.breaches[rule.name] = [int(counts[j]), float(extremes[j]), above]
+            yield identities[j] + (minute,), summary
+
+
+class MatrixPartsFn(beam.DoFn):
+    """A deduplicated fragment → (server identity, matrix accumulator) per period of the
+    sliding windows, timestamped at the period's start (so each lands in every window
+    holding that period)."""
+
+    def __init__(self, rules: ServerMetricsRules):
+        self._period_us = rules.alert_matrix.period_s * _US
+
+    def process(self, fragment: pa.Table):
+        if not fragment.num_rows:
+            return
+        measures, by_identity, identities = _identity_runs(fragment)
+        micros = measures.micros
+        period = micros - micros % self._period_us
+        ids = by_identity.ids
+        order = np.lexsort((period, ids))
+        seg = Segments(ids[order], period[order])
+        cpu, mem = measures.cpu[order], measures.memory[order]
+        columns = (seg.size, seg.sum(cpu), seg.count(~np.isnan(cpu)), seg.sum(mem),
+                   seg.count(~np.isnan(mem)),
+                   seg.extreme(measures.network_in[order], True),
+                   seg.extreme(measures.disk_io[order], True))
+        owner = ids[order][seg.first].tolist()
+        for j, start in enumerate(seg.window_us.tolist()):
+            count, cpu_sum, cpu_n, mem_sum, mem_n, net, disk = (c[j] for c in columns)
+            acc = [int(count), float(cpu_sum), int(cpu_n), float(mem_sum), int(mem_n),
+                   None if net == -np.inf else float(net),
+                   None if disk == -np.inf else float(disk)]
+            yield TimestampedValue((identities[owner[j]], acc), Timestamp(micros=start))
+
+
+class SeriesPartsFn(beam.DoFn):
+    """A deduplicated fragment → ((server_id, metric), its values with their time and
+    identity) for each metric the detector watches; a missing sensor is not a zero."""
+
+    def __init__(self, rules: ServerMetricsRules):
+        self._metrics = rules.anomaly_detection.metrics
+
+    def process(self, fragment: pa.Table):
+        if not fragment.num_rows:
+            return
+        server_id = fragment.column("server_id")[0].as_py()
+        base = pa.table({"micros": fragment.column("timestamp").cast(pa.int64()),
+                         **{k: fragment.column(k) for k in IDENTITY[1:]}})
+        for metric in self._metrics:
+            values = fragment.column(metric)
+            part = base.append_column("value", values).filter(values.is_valid())
+            if part.num_rows:
+                yield (server_id, metric), part
+
+
+class EwmaBatchDetectorFn(beam.DoFn):
+    """Streaming: ``((server_id, metric), values)`` fragments → anomaly rows: the batch
+    form of :class:`transforms.analytics.EwmaDetectorFn`, with the same state, timer and
+    scoring (``score_in_order``), so the same answers."""
+
+    PENDING = BagStateSpec("pending", ArrowTableCoder())
+    MODEL = ReadModifyWriteStateSpec("model", PickleCoder())
+    FLUSH_AT = ReadModifyWriteStateSpec("flush_at", PickleCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+
+    def __init__(self, rules: ServerMetricsRules):
+        self._rules = rules.anomaly_detection
+        self._every = self._rules.flush_every_s * _US
+
+    def setup(self):
+        self._counters = _counters()
+
+    def _next_flush(self, micros: int) -> Timestamp:
+        return Timestamp(micros=(micros // self._every + 1) * self._every)
+
+    def process(self, keyed, pending=beam.DoFn.StateParam(PENDING),
+                flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
+        _, part = keyed
+        pending.add(part)
+        target = self._next_flush(int(pc.min(part.column("micros")).as_py()))
+        current = flush_at.read()
+        if current is None or target < current:
+            flush.set(target)
+            flush_at.write(target)
+
+    @on_timer(FLUSH)
+    def on_flush(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
+                 pending=beam.DoFn.StateParam(PENDING), model=beam.DoFn.StateParam(MODEL),
+                 flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
+        parts = list(pending.read())
+        if not parts:
+            return
+        values = pa.concat_tables(parts)
+        micros = values.column("micros").to_numpy()
+        order = np.argsort(micros, kind="stable")
+        values, micros = values.take(pa.array(order)), micros[order]
+        ready = int(np.searchsorted(micros, fired.micros, side="left"))
+        pending.clear()
+        flush_at.clear()
+        if ready < len(micros):
+            pending.add(values.slice(ready).combine_chunks())
+            target = self._next_flush(int(micros[ready]))
+            flush.set(target)
+            flush_at.write(target)
+        columns = [values.column(name).slice(0, ready).to_pylist() for name in values.schema.names]
+        rows, state = score_in_order(self._rules, key, list(zip(*columns, strict=True)),
+                                     model.read(), self._counters)
+        model.write(state)
+        yield from rows
+
+
+# ---- the layers and the medallion --------------------------------------------------------
+class StreamingBronze(beam.PTransform):
+    """Live raw batches → {"records": bronze batches, "dead_letters": [batches]}."""
+
+    def __init__(self, streaming: StreamingConfig, clock, drop_redeliveries: bool,
+                 pipeline: str, shards: int):
+        super().__init__()
+        self._streaming = streaming
+        self._clock = clock
+        self._drop_redeliveries = drop_redeliveries
+        self._pipeline = pipeline
+        self._shards = shards
+
+    def expand(self, raw):
+        dead = []
+        if self._drop_redeliveries:
+            first = (raw
+                     | "SplitByDelivery" >> beam.ParDo(SplitByDeliveryFn(self._shards))
+                     .with_output_types(keyed_tables(beam.typehints.Tuple[int, int]))
+                     | "DropRedeliveries" >> beam.ParDo(FirstDeliveryFn(
+                         pipeline=self._pipeline)).with_outputs(DEAD, main="raw"))
+            raw = first.raw
+            dead.append(first[DEAD])
+        bronze = raw | "ParseServerMetrics" >> beam.ParDo(BronzeFn(
+            self._clock, self._pipeline, allowed_lateness_s=self._streaming.allowed_lateness_s)
+        ).with_outputs(DEAD, main="records")
+        return {"records": bronze.records, "dead_letters": dead + [bronze[DEAD]]}
+
+
+class StreamingSilver(beam.PTransform):
+    """Bronze batches → {"records": deduplicated fragments of one server and minute, in
+    one-minute windows, "dead_letters": [batches in the global window]}."""
+
+    def __init__(self, rules: ServerMetricsRules, streaming: StreamingConfig, pipeline: str):
+        super().__init__()
+        self._rules = rules
+        self._streaming = streaming
+        self._pipeline = pipeline
+
+    def expand(self, bronze):
+        streaming = self._streaming
+        checked = bronze | "CheckServerMetrics" >> beam.ParDo(
+            SilverToMinutesFn(self._rules, self._pipeline)).with_output_types(
+            keyed_tables(str)).with_outputs(DEAD, main="fragments")
+        gated = (checked.fragments
+                 | "MinuteWindows" >> streaming.windows(MINUTE, accumulate=False)
+                 | "ByServerMinute" >> beam.GroupByKey()
+                 | "GateAndDeduplicate" >> beam.ParDo(GateAndDeduplicateFn(
+                     streaming.allowed_lateness_s, self._pipeline)).with_outputs(
+                         DEAD, main="records"))
+        tables(gated.records)
+        return {"records": gated.records, "dead_letters": [
+            checked[DEAD], gated[DEAD] | "DeadToGlobal" >> beam.WindowInto(GlobalWindows())]}
+
+
+class StreamingGold(beam.PTransform):
+    """Deduplicated silver fragments → every gold and analytics table, as rows."""
+
+    def __init__(self, rules: ServerMetricsRules, streaming: StreamingConfig):
+        super().__init__()
+        self._rules = rules
+        self._streaming = streaming
+
+    def expand(self, silver):
+        rules, streaming = self._rules, self._streaming
+        deltas = silver | "MinuteDeltas" >> beam.ParDo(MinuteDeltasFn(rules))
+        gold = gold_from_minute_deltas(deltas, rules, streaming)
+        matrix = (silver
+                  | "MatrixParts" >> beam.ParDo(MatrixPartsFn(rules))
+                  | "AlertMatrix" >> MatrixFromParts(rules.alert_matrix, streaming))
+        anomalies = (silver
+                     | "SeriesGlobal" >> beam.WindowInto(GlobalWindows())
+                     | "SeriesParts" >> beam.ParDo(SeriesPartsFn(rules)).with_output_types(
+                         keyed_tables(beam.typehints.Tuple[str, str]))
+                     | "DetectAnomalies" >> beam.ParDo(EwmaBatchDetectorFn(rules)))
+        events = ((gold[ALERTS.name], matrix, anomalies)
+                  | "AlertEvents" >> AlertEvents(rules.alert_matrix))
+        return {**gold, SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
+                ALERT_EVENTS.name: events}
+
+
+class ServerMetricsStreamingMedallion(beam.PTransform):
+    """Live raw batches → {table name: PCollection}: Arrow tables for :data:`BATCH_TABLES`,
+    rows for the others, in the global window."""
+
+    def __init__(self, rules: ServerMetricsRules | None = None,
+                 streaming: StreamingConfig | None = None, clock=None,
+                 drop_redeliveries: bool = False, pipeline: str = "server_metrics",
+                 redelivery_shards: int = 8):
+        super().__init__()
+        self._rules = rules or ServerMetricsRules()
+        self._streaming = streaming or StreamingConfig()
+        self._clock = clock
+        self._drop_redeliveries = drop_redeliveries
+        self._pipeline = pipeline
+        self._shards = redelivery_shards
+
+    def expand(self, raw):
+        rules, streaming, pipeline = self._rules, self._streaming, self._pipeline
+        bronze = raw | "Bronze" >> StreamingBronze(streaming, self._clock,
+                                                   self._drop_redeliveries, pipeline,
+                                                   self._shards)
+        silver = bronze["records"] | "Silver" >> StreamingSilver(rules, streaming, pipeline)
+        gold = silver["records"] | "Gold" >> StreamingGold(rules, streaming)
+        silver_rows = silver["records"] | "SilverToGlobal" >> beam.WindowInto(GlobalWindows())
+        dead = (tables(*bronze["dead_letters"], *silver["dead_letters"])
+                | "AllDeadLetters" >> beam.Flatten())
+        tables(bronze["records"], silver_rows, dead)
+        return {
+            SERVER_METRICS_BRONZE.name: bronze["records"],
+            SERVER_METRICS_SILVER.name: silver_rows,
+            **gold,
+            DEAD_LETTERS.name: dead,
+        }
