@@ -20,19 +20,28 @@ imports this module):
   detected a pipeline stall"). Here, as in the Java runners, a processing-time firing is
   judged against the input watermark, and so is lateness.
 
-Both are covered by the streaming tests. They are tied to the pinned Beam version
+And two costs per bundle taken off, which on fragments of batches (a bundle per key and
+pane) were a third of the run: (3) every bundle of a ParDo round-trips its DoFn through
+the pickler, as a test that it pickles (the runner's own splittable-DoFn evaluator skips
+it; a pipeline that does not pickle fails at submission anyway); (4) every bundle
+re-derives the DoFn's state and timer specs from its method signatures, several times:
+here they are derived once per DoFn object.
+
+All are covered by the streaming tests. They are tied to the pinned Beam version
 (``setup.py``): :func:`install` refuses another one, and this module fails loudly at import
 if the internals moved.
 """
 from __future__ import annotations
 
 import time
+import weakref
 
 import apache_beam
 from apache_beam import pvalue
 from apache_beam.runners.direct import transform_evaluator as _te
 from apache_beam.runners.direct.direct_runner import _StreamingGroupAlsoByWindow
 from apache_beam.runners.direct.util import TransformResult
+from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
@@ -91,6 +100,28 @@ class _GroupAlsoByWindowEvaluator(_te._StreamingGroupAlsoByWindowEvaluator):
         self.keyed_holds[encoded_k] = state.get_earliest_hold()
 
 
+class _ParDoEvaluator(_te._ParDoEvaluator):
+    def __init__(self, evaluation_context, applied_ptransform, input_committed_bundle,
+                 side_inputs):
+        super().__init__(evaluation_context, applied_ptransform, input_committed_bundle,
+                         side_inputs, perform_dofn_pickle_test=False)  # fix (3)
+
+
+_derive_specs = userstate.get_dofn_specs
+_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _dofn_specs(dofn):
+    """Fix (4): a DoFn's specs, derived once per DoFn object."""
+    try:
+        return _SPECS[dofn]
+    except KeyError:
+        specs = _SPECS[dofn] = _derive_specs(dofn)
+        return specs
+    except TypeError:  # not weakly referenceable: derive every time, as before
+        return _derive_specs(dofn)
+
+
 def install() -> None:
     """Fit the BundleBasedDirectRunner of this process for live sources (idempotent)."""
     if apache_beam.__version__ != PINNED_BEAM:
@@ -102,10 +133,14 @@ def install() -> None:
 
     _REGISTRY[LiveRead] = _RootReadEvaluator
     _REGISTRY[_StreamingGroupAlsoByWindow] = _GroupAlsoByWindowEvaluator
+    _REGISTRY[apache_beam.ParDo] = _ParDoEvaluator
+    userstate.get_dofn_specs = _te.get_dofn_specs = _dofn_specs
 
 
 def installed() -> bool:
     from beam_pipelines.live_sources import LiveRead
 
     return (_REGISTRY.get(LiveRead) is _RootReadEvaluator
-            and _REGISTRY.get(_StreamingGroupAlsoByWindow) is _GroupAlsoByWindowEvaluator)
+            and _REGISTRY.get(_StreamingGroupAlsoByWindow) is _GroupAlsoByWindowEvaluator
+            and _REGISTRY.get(apache_beam.ParDo) is _ParDoEvaluator
+            and userstate.get_dofn_specs is _dofn_specs)

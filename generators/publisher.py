@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from generators.metrics import MetricsGenerator, iso_ms
 from generators.weblogs import WebLogGenerator
 
+#: A first record due within this of now starts a live fleet (see ``publish``).
+_LIVE_WITHIN_S = 60.0
+
 
 @dataclass
 class PublishStats:
@@ -68,7 +71,12 @@ def make_publisher():
 def publish(generator: MetricsGenerator | WebLogGenerator, topic: str, *, envelope: int = 1,
             pace: bool = True, progress: bool = False, publisher=None,
             stop: threading.Event | None = None, handle_signals: bool = True) -> PublishStats:
-    """Publish everything the generator renders; returns the acknowledged counts."""
+    """Publish everything the generator renders; returns the acknowledged counts.
+
+    ``pace``: send each record when it is due. A generator starting about now (a live
+    fleet) is paced by the wall clock itself, so a record leaves at its time and one due
+    while the client was starting leaves at once; one starting at another time is
+    replayed at the same speed from the first record on."""
     publisher = publisher or make_publisher()
     stop = stop or threading.Event()
     counter = _Counter()
@@ -106,6 +114,8 @@ def publish(generator: MetricsGenerator | WebLogGenerator, topic: str, *, envelo
                 break
             if first_ms is None:
                 first_ms = emit_ms
+                if pace and abs(time.time() - emit_ms / 1000.0) < _LIVE_WITHIN_S:
+                    wall0 = time.monotonic() - (time.time() - emit_ms / 1000.0)
             if pace:
                 delay = (emit_ms - first_ms) / 1000.0 - (time.monotonic() - wall0)
                 if delay > 0:

@@ -127,3 +127,42 @@ def test_publisher_errors_are_one_line():
                           timeout=60)
     assert proc.returncode == 2 and "not a topic path" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+class _ClockedPublisher:
+    """Records when each message leaves (a stand-in for the client: timing only)."""
+
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, data, **attrs):
+        from concurrent.futures import Future
+
+        self.sent.append((time.time(), datetime.fromisoformat(attrs["event_time"])))
+        future = Future()
+        future.set_result("id")
+        return future
+
+    def stop(self):
+        pass
+
+
+@pytest.mark.parametrize("started_s_ago, live", [(3.0, True), (3600.0, False)])
+def test_a_live_fleet_is_paced_by_the_wall_clock_and_a_replay_by_its_first_record(
+        started_s_ago, live):
+    from datetime import timedelta, timezone
+
+    start = datetime.now(timezone.utc) - timedelta(seconds=started_s_ago)
+    gen = MetricsGenerator(GeneratorConfig(servers=2, interval_ms=500, duration_s=4.0,
+                                           seed=3, start=start))
+    client = _ClockedPublisher()
+    began = time.time()
+    publish(gen, "projects/p-1/topics/t-1", pace=True, publisher=client, handle_signals=False)
+    if live:  # what was due while starting leaves at once; the rest when it is due
+        overdue = [sent - began for sent, event in client.sent if event.timestamp() < began]
+        due = [sent - event.timestamp() for sent, event in client.sent
+               if event.timestamp() >= began]
+        assert overdue and max(overdue) < 0.5, overdue
+        assert due and max(due) < 0.5 and min(due) > -0.1, due
+    else:     # replayed at the fleet's speed: the last record 4 s after the first
+        assert client.sent[-1][0] - client.sent[0][0] >= 3.0
