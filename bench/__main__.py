@@ -31,7 +31,7 @@ def _timed(fn):
 
 
 
-def bench_pubsub(events: int, generator_rate: float, loop_rate: float, workdir: str,
+def bench_pubsub(events: int, generator_rate: float, loop_rate: float | None, workdir: str,
                  streaming: bool) -> dict:
     """Publisher throughput to the official emulator, unpaced, by envelope size; then the
     streaming pipeline reading from it (bench/streaming.py)."""
@@ -215,6 +215,8 @@ def main(argv=None) -> int:
     parser.add_argument("--log-lines", type=int, default=200_000)
     parser.add_argument("--skip-streaming", action="store_true",
                         help="skip the streaming pipeline benchmark (needs the emulator)")
+    parser.add_argument("--only-pubsub", action="store_true",
+                        help="only the publisher and streaming benchmarks")
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     data = os.path.join(args.workdir, "server_metrics.jsonl")
@@ -229,11 +231,13 @@ def main(argv=None) -> int:
     print(f"generator      {written / seconds:>12,.0f} records/s  ({written:,} records, "
           f"one core)", flush=True)
 
-    results.update(bench_logs(args.log_lines, results["generator_records_per_s"]))
-    results.update(bench_detector())
-    results.update(bench_metrics(args.workdir, args.records, args.sweep_records,
-                                 args.servers, not args.skip_multiprocess))
-    loop_rate = results[f"10s_{args.records}_loop_records_per_s"]
+    loop_rate = None
+    if not args.only_pubsub:
+        results.update(bench_logs(args.log_lines, results["generator_records_per_s"]))
+        results.update(bench_detector())
+        results.update(bench_metrics(args.workdir, args.records, args.sweep_records,
+                                     args.servers, not args.skip_multiprocess))
+        loop_rate = results[f"10s_{args.records}_loop_records_per_s"]
     if not args.skip_pubsub:
         results.update(bench_pubsub(args.publish_events, results["generator_records_per_s"],
                                     loop_rate, args.workdir, not args.skip_streaming))
