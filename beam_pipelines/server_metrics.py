@@ -18,6 +18,7 @@ from beam_pipelines import live_sources, runs
 from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
 from beam_pipelines.options import ServerMetricsOptions
+from beam_pipelines.runners import is_local_streaming
 from beam_pipelines.sinks import as_rows, as_sink
 from beam_pipelines.sources import ReadServerMetricBatches, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
@@ -60,8 +61,12 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
                              alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
     """``source``: a live source emitting live raw batches (``batches=True``)."""
     raw = p | "ReadLive" >> source
+    runner = p.options.view_as(StandardOptions).runner or ""
+    # One process: one redelivery key per minute; a runner spreading keys over workers:
+    # a few, so no minute is one hot key.
+    shards = 1 if is_local_streaming(runner) else 8
     tables = raw | "ServerMetrics" >> ServerMetricsStreamingMedallion(
-        rules, streaming, drop_redeliveries=drop_redeliveries)
+        rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards)
     as_sink(sink).write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
     _publish_alerts(tables, alerts_topic, streaming=True)
     return tables

@@ -159,3 +159,25 @@ def test_a_live_feed_accounts_for_every_delivery(live_runs):
     assert len(batched["server_metrics_bronze"]) + dead["bronze"] == delivered
     assert len(batched["server_metrics_silver"]) + dead["silver"] == \
         len(batched["server_metrics_bronze"])
+
+
+def test_elements_are_batch_fragments_on_every_stage_of_the_streaming_hot_path():
+    """On a dense feed (10 servers reporting every 100 ms, polls of 3,000 records), what
+    bronze and silver emit are batches: records per element, counted on their outputs."""
+    config = GeneratorConfig(servers=10, interval_ms=100, count=12_000, seed=5,
+                             start=datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc))
+    timed = [(event_ms / 1000, text) for _, event_ms, text in
+             MetricsGenerator(config).render_timed()]
+    stream = TestStream()
+    for i in range(0, len(timed), 3000):
+        stream = stream.add_elements([_batch(timed[i:i + 3000], lambda j, i=i: f"s#{i + j}")])
+        stream = stream.advance_watermark_to(timed[min(i + 3000, len(timed)) - 1][0] - 10)
+    stream = stream.advance_watermark_to_infinity()
+    out = run_and_collect(lambda p: p | stream | ServerMetricsStreamingMedallion(
+        ServerMetricsRules(), StreamingConfig(), clock=fixed_clock, drop_redeliveries=True),
+        streaming=True)
+    bronze, silver = out["server_metrics_bronze"], out["server_metrics_silver"]
+    assert sum(t.num_rows for t in bronze) == sum(t.num_rows for t in silver) == 12_000
+    # a poll, split only where a minute ends; a server's minute, or the part of it a pane holds
+    assert 12_000 / len(bronze) >= 1000, len(bronze)
+    assert 12_000 / len(silver) >= 200, len(silver)

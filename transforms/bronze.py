@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
@@ -106,6 +107,11 @@ def _as_string(name, value):
                          f"{value!r}")
 
 
+#: A number as text: ASCII digits, an optional sign, fraction and exponent.
+_NUMERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_NON_FINITE = frozenset({"nan", "inf", "infinity"})
+
+
 def _as_float(name, value):
     if isinstance(value, bool):
         raise RecordRejected("wrong_type", f"{name} must be a number, got a boolean")
@@ -115,10 +121,12 @@ def _as_float(name, value):
         text = value.strip()
         if not text:
             return None
-        try:
-            number = float(text)
-        except ValueError:
-            raise RecordRejected("wrong_type", f"{name} must be a number, got {value!r}") from None
+        # JSON's numerals (and the spellings of NaN and infinity, refused below as such):
+        # Python's float() also takes "5_0" and digits of other scripts, which no sender
+        # means as a number.
+        if not _NUMERAL.fullmatch(text) and text.lower().lstrip("+-") not in _NON_FINITE:
+            raise RecordRejected("wrong_type", f"{name} must be a number, got {value!r}")
+        number = float(text)
     else:
         raise RecordRejected("wrong_type", f"{name} must be a number, got "
                              f"{type(value).__name__}")
@@ -163,7 +171,11 @@ def parse_timestamp(name: str, value) -> datetime:
     else:
         raise RecordRejected("wrong_type", f"{name} must be a timestamp, got "
                              f"{type(value).__name__}")
-    ts = ts.astimezone(timezone.utc)
+    try:
+        ts = ts.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is in year 10000 in UTC
+        raise RecordRejected("timestamp_out_of_range", f"{name} {value!r} is outside "
+                             "[2000-01-01, 2100-01-01)") from None
     if not EARLIEST <= ts < LATEST:
         raise RecordRejected("timestamp_out_of_range", f"{name} {ts.isoformat()} is outside "
                              "[2000-01-01, 2100-01-01)")
@@ -171,8 +183,7 @@ def parse_timestamp(name: str, value) -> datetime:
 
 
 def _looks_numeric(text: str) -> bool:
-    t = text.strip()
-    return bool(t) and t.replace(".", "", 1).lstrip("-").isdigit()
+    return bool(_NUMERAL.fullmatch(text.strip()))
 
 
 def _from_epoch(name, seconds: float) -> datetime:

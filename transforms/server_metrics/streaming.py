@@ -460,12 +460,16 @@ class StreamingGold(beam.PTransform):
 
 class ServerMetricsStreamingMedallion(beam.PTransform):
     """Live raw batches → {table name: PCollection}: Arrow tables for :data:`BATCH_TABLES`,
-    rows for the others, in the global window."""
+    rows for the others, in the global window.
+
+    ``redelivery_shards``: keys per minute of the redelivery state. Each splits a poll's
+    batch once more before bronze; one suits a single process, a runner spreading keys
+    over many workers wants a few."""
 
     def __init__(self, rules: ServerMetricsRules | None = None,
                  streaming: StreamingConfig | None = None, clock=None,
                  drop_redeliveries: bool = False, pipeline: str = "server_metrics",
-                 redelivery_shards: int = 8):
+                 redelivery_shards: int = 1):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
         self._streaming = streaming or StreamingConfig()
