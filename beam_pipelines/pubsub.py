@@ -30,14 +30,14 @@ ENVELOPE_NDJSON = "ndjson"
 
 
 def check_topic(path: str) -> str:
-    if not _TOPIC.match(path or ""):
+    if not _TOPIC.fullmatch(path or ""):
         raise UserError(f"--topic {path!r} is not a topic path: projects/PROJECT/topics/NAME "
                         f"({_RULES})")
     return path
 
 
 def check_subscription(path: str) -> str:
-    if not _SUBSCRIPTION.match(path or ""):
+    if not _SUBSCRIPTION.fullmatch(path or ""):
         raise UserError(f"--subscription {path!r} is not a subscription path: "
                         f"projects/PROJECT/subscriptions/NAME ({_RULES})")
     return path

@@ -35,14 +35,14 @@ def test_valid_projects(project):
 
 
 @pytest.mark.parametrize("project", ["", "My-Project", "ab", "1project", "proj_ect",
-                                     "proj-", "p" * 31, "proj;drop"])
+                                     "proj-", "p" * 31, "proj;drop", "my-project\n"])
 def test_invalid_projects_are_one_clear_error(project):
     with pytest.raises(UserError, match="project"):
         check_project(project)
 
 
 @pytest.mark.parametrize("name", ["bad-name", "with space", "semi;colon", "", "x" * 1025,
-                                  "back`tick"])
+                                  "back`tick", "telemetry\n"])
 def test_invalid_dataset_names(name):
     with pytest.raises(UserError, match="not a BigQuery dataset name"):
         check_dataset(name)

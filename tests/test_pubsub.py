@@ -51,11 +51,14 @@ def pull_all(subscription: str, idle_s: float = 3.0) -> list:
 
 def test_resource_paths_are_validated():
     assert check_topic("projects/my-project/topics/metrics")
-    for bad in ("metrics", "projects/p/topics/metrics", "projects/my-project/topics/x"):
+    for bad in ("metrics", "projects/p/topics/metrics", "projects/my-project/topics/x",
+                "projects/my-project/topics/metrics\n"):
         with pytest.raises(UserError, match="not a topic path"):
             check_topic(bad)
     with pytest.raises(UserError, match="not a subscription path"):
         check_subscription("projects/my-project/topics/metrics")
+    with pytest.raises(UserError, match="not a subscription path"):
+        check_subscription("projects/my-project/subscriptions/metrics\n")
 
 
 def test_setup_is_idempotent_and_teardown_removes(pubsub_emulator):

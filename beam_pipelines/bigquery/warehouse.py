@@ -31,21 +31,21 @@ _LOCATION = re.compile(r"^[A-Za-z0-9-]{2,40}$")
 def check_project(project: str | None, flag: str = "--bq-project") -> str:
     if not project:
         raise UserError(f"{flag} is required (or --project)")
-    if not _PROJECT.match(project):
+    if not _PROJECT.fullmatch(project):
         raise UserError(f"{flag} {project!r} is not a Google Cloud project id (6–30 "
                         "lowercase letters, digits and hyphens, starting with a letter)")
     return project
 
 
 def check_dataset(name: str, what: str = "dataset") -> str:
-    if not _DATASET.match(name or ""):
+    if not _DATASET.fullmatch(name or ""):
         raise UserError(f"{what} {name!r} is not a BigQuery dataset name (letters, digits "
                         "and underscores, at most 1,024)")
     return name
 
 
 def check_table(name: str) -> str:
-    if not _TABLE.match(name or ""):
+    if not _TABLE.fullmatch(name or ""):
         raise UserError(f"table {name!r} is not a BigQuery table name (letters, digits and "
                         "underscores)")
     return name
@@ -62,7 +62,7 @@ class Warehouse:
         # The longest dataset name this prefix makes must be valid too.
         check_dataset(self.prefix, "--bq-dataset-prefix")
         check_dataset(f"{self.prefix}_reporting", "--bq-dataset-prefix")
-        if not _LOCATION.match(self.location or ""):
+        if not _LOCATION.fullmatch(self.location or ""):
             raise UserError(f"--bq-location {self.location!r} is not a BigQuery location "
                             "(e.g. US, EU, europe-west1)")
 
