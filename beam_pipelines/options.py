@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 
 from beam_pipelines.errors import UserError
 from schemas.durations import duration_arg as _duration
+from schemas.durations import positive_duration_arg as _span
 from schemas.durations import positive_int_arg as _count
 
 
@@ -32,7 +33,7 @@ def _streaming_flags(parser, generator: str) -> None:
     _flag(parser, "subscription", default=None,
           help="--streaming: read projects/P/subscriptions/S (default: a live generator "
                f"of {generator} in the pipeline itself)")
-    _flag(parser, "duration", type=_duration, default=None,
+    _flag(parser, "duration", type=_span, default=None,
           help="--streaming: stop reading after this long, close every window and exit "
                "with the summary (default: run until Ctrl-C, which does the same)")
     _flag(parser, "allowed-lateness", type=_duration, default=300.0,
@@ -88,9 +89,9 @@ class ServerMetricsOptions(PipelineOptions):
         _flag(parser, "seed", type=int, default=42, help="seed of the generated sample")
         _flag(parser, "sample-servers", type=_count, default=20,
               help="servers in the generated sample (default 20)")
-        _flag(parser, "sample-duration", type=_duration, default=6 * 3600.0,
+        _flag(parser, "sample-duration", type=_span, default=6 * 3600.0,
               help="event time the generated sample covers (default 6h)")
-        _flag(parser, "sample-interval", type=_duration, default=None,
+        _flag(parser, "sample-interval", type=_span, default=None,
               help="time between a server's reports in the sample (default 10s; 1s for the "
                    "live generator of --streaming)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
@@ -131,7 +132,7 @@ class WebLogsOptions(PipelineOptions):
         _flag(parser, "top-paths", type=_count, default=20,
               help="paths kept per window in web_top_paths (default 20)")
         _flag(parser, "seed", type=int, default=42, help="seed of the generated sample")
-        _flag(parser, "sample-duration", type=_duration, default=6 * 3600.0,
+        _flag(parser, "sample-duration", type=_span, default=6 * 3600.0,
               help="event time the generated sample covers (default 6h)")
         _flag(parser, "sample-rate", type=float, default=5.0,
               help="requests per second in the generated sample (default 5)")

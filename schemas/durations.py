@@ -25,6 +25,17 @@ def duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def positive_duration_arg(text: str) -> float:
+    """argparse ``type=`` for durations that must be longer than zero (an interval, a
+    span): 0 is refused, never taken for the default."""
+    import argparse
+
+    value = duration_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than zero")
+    return value
+
+
 def positive_int_arg(text: str) -> int:
     """argparse ``type=`` for counts of at least 1."""
     import argparse
