@@ -291,11 +291,7 @@ class EwmaDetectorFn(beam.DoFn):
                 flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
         _, value = keyed
         pending.add(value)
-        target = Timestamp(micros=(value[0] // self._every + 1) * self._every)
-        current = flush_at.read()
-        if current is None or target < current:
-            flush.set(target)
-            flush_at.write(target)
+        schedule_flush(value[0], self._every, flush_at, flush)
 
     @on_timer(FLUSH)
     def on_flush(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
@@ -309,12 +305,20 @@ class EwmaDetectorFn(beam.DoFn):
             pending.add(v)
         flush_at.clear()
         if waiting:
-            target = Timestamp(micros=(waiting[0][0] // self._every + 1) * self._every)
-            flush.set(target)
-            flush_at.write(target)
+            schedule_flush(waiting[0][0], self._every, flush_at, flush)
         rows, state = score_in_order(self._rules, key, ready, model.read(), self._counters)
         model.write(state)
         yield from rows
+
+
+def schedule_flush(micros: int, every_us: int, flush_at, flush) -> None:
+    """Have the flush timer fire at the ``every_us`` boundary after ``micros``, unless it
+    already fires sooner (the detectors' one rule for when waiting values are scored)."""
+    target = Timestamp(micros=(micros // every_us + 1) * every_us)
+    current = flush_at.read()
+    if current is None or target < current:
+        flush.set(target)
+        flush_at.write(target)
 
 
 def score_in_order(rules: AnomalyDetection, key, values, state, counters):

@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import (
@@ -102,9 +104,16 @@ def split_by_server_day(table: pa.Table, span_s: int = DAY):
 
 
 class SilverFn(beam.DoFn):
-    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics"):
+    """A bronze batch → range-checked fragments per server and span, and a dead-letter
+    batch. Batch: keyed by (server_id, span start). Streaming (``timestamped``): keyed by
+    server_id and timestamped at the span's start, for event-time windows of ``span_s``."""
+
+    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics",
+                 span_s: int = DAY, timestamped: bool = False):
         self._rules = rules
         self._pipeline = pipeline
+        self._span_s = span_s
+        self._timestamped = timestamped
 
     def setup(self):
         self._rejected = Metrics.counter("silver", "records_rejected")
@@ -113,10 +122,13 @@ class SilverFn(beam.DoFn):
     def process(self, bronze: pa.Table):
         out = silver_batch(bronze, self._rules, self._pipeline)
         self._rejected.inc(len(out.dead_letters))
-        for keyed in split_by_server_day(out.records):
+        for (server_id, start), fragment in split_by_server_day(out.records, self._span_s):
             self._elements.inc()
-            self._records.inc(keyed[1].num_rows)
-            yield keyed
+            self._records.inc(fragment.num_rows)
+            if self._timestamped:
+                yield TimestampedValue((server_id, fragment), Timestamp(micros=start))
+            else:
+                yield (server_id, start), fragment
         if out.dead_letters:
             yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
 

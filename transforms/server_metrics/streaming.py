@@ -51,14 +51,20 @@ from schemas.server_metrics import (
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
 )
-from transforms.analytics import AlertEvents, MatrixFromParts, _counters, score_in_order
+from transforms.analytics import (
+    AlertEvents,
+    MatrixFromParts,
+    _counters,
+    schedule_flush,
+    score_in_order,
+)
 from transforms.batches import ArrowTableCoder, concat, dead_letter_batch, keyed_tables
 from transforms.dead_letters import dead_letter
 from transforms.gold import gold_from_minute_deltas
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, identity_codes
-from transforms.server_metrics.medallion import DEAD, BronzeFn, _count, split_by_server_day, tables
-from transforms.server_metrics.silver import deduplicate, silver_batch
+from transforms.server_metrics.medallion import DEAD, BronzeFn, SilverFn, _count, tables
+from transforms.server_metrics.silver import deduplicate
 from transforms.windowing import MINUTE, StreamingConfig
 
 _US = 1_000_000
@@ -80,8 +86,12 @@ class SplitByDeliveryFn(beam.DoFn):
         if not raw.num_rows:
             return
         shards = self._shards
-        shard = np.fromiter((zlib.crc32((s or "").encode()) % shards
-                             for s in raw.column("source").to_pylist()), np.int64, raw.num_rows)
+        if shards == 1:  # one key per minute: nothing to hash
+            shard = np.zeros(raw.num_rows, np.int64)
+        else:
+            shard = np.fromiter((zlib.crc32((s or "").encode()) % shards
+                                 for s in raw.column("source").to_pylist()), np.int64,
+                                raw.num_rows)
         micros = raw.column("event_us").to_numpy()
         minute = micros - micros % (MINUTE * _US)
         order = np.lexsort((minute, shard))
@@ -147,29 +157,6 @@ class FirstDeliveryFn(beam.DoFn):
 
 
 # ---- silver ------------------------------------------------------------------------------
-class SilverToMinutesFn(beam.DoFn):
-    """A bronze batch → range-checked fragments (server_id, fragment) per server and
-    minute, timestamped at the minute's start, and a dead-letter batch."""
-
-    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics"):
-        self._rules = rules
-        self._pipeline = pipeline
-
-    def setup(self):
-        self._rejected = Metrics.counter("silver", "records_rejected")
-        self._elements, self._records = _count("batches", "silver_fragments")
-
-    def process(self, bronze: pa.Table):
-        out = silver_batch(bronze, self._rules, self._pipeline)
-        self._rejected.inc(len(out.dead_letters))
-        for (server_id, start), fragment in split_by_server_day(out.records, MINUTE):
-            self._elements.inc()
-            self._records.inc(fragment.num_rows)
-            yield TimestampedValue((server_id, fragment), Timestamp(micros=start))
-        if out.dead_letters:
-            yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
-
-
 class GateAndDeduplicateFn(beam.DoFn):
     """One pane of a server's minute (its fragments) → the deduplicated fragment, and
     dead letters: copies (of this pane or an earlier one) and, after the window closed
@@ -338,18 +325,11 @@ class EwmaBatchDetectorFn(beam.DoFn):
     def setup(self):
         self._counters = _counters()
 
-    def _next_flush(self, micros: int) -> Timestamp:
-        return Timestamp(micros=(micros // self._every + 1) * self._every)
-
     def process(self, keyed, pending=beam.DoFn.StateParam(PENDING),
                 flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
         _, part = keyed
         pending.add(part)
-        target = self._next_flush(int(pc.min(part.column("micros")).as_py()))
-        current = flush_at.read()
-        if current is None or target < current:
-            flush.set(target)
-            flush_at.write(target)
+        schedule_flush(int(pc.min(part.column("micros")).as_py()), self._every, flush_at, flush)
 
     @on_timer(FLUSH)
     def on_flush(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
@@ -367,9 +347,7 @@ class EwmaBatchDetectorFn(beam.DoFn):
         flush_at.clear()
         if ready < len(micros):
             pending.add(values.slice(ready).combine_chunks())
-            target = self._next_flush(int(micros[ready]))
-            flush.set(target)
-            flush_at.write(target)
+            schedule_flush(int(micros[ready]), self._every, flush_at, flush)
         columns = [values.column(name).slice(0, ready).to_pylist() for name in values.schema.names]
         rows, state = score_in_order(self._rules, key, list(zip(*columns, strict=True)),
                                      model.read(), self._counters)
@@ -418,8 +396,8 @@ class StreamingSilver(beam.PTransform):
 
     def expand(self, bronze):
         streaming = self._streaming
-        checked = bronze | "CheckServerMetrics" >> beam.ParDo(
-            SilverToMinutesFn(self._rules, self._pipeline)).with_output_types(
+        check = SilverFn(self._rules, self._pipeline, span_s=MINUTE, timestamped=True)
+        checked = bronze | "CheckServerMetrics" >> beam.ParDo(check).with_output_types(
             keyed_tables(str)).with_outputs(DEAD, main="fragments")
         gated = (checked.fragments
                  | "MinuteWindows" >> streaming.windows(MINUTE, accumulate=False)
