@@ -11,24 +11,27 @@ from beam_pipelines import live_sources, runs
 from beam_pipelines.errors import UserError
 from beam_pipelines.options import WebLogsOptions
 from beam_pipelines.sinks import as_sink
-from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
+from beam_pipelines.sources import ReadServerMetricBatches, resolve_inputs
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 from transforms.medallion import WebLogsMedallion
+from transforms.web_logs.gold import group_span
+from transforms.web_logs.medallion import WebLogsBatchMedallion
 from transforms.web_silver import PrivacyPolicy
 
 TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
 
 
 def build_pipeline(p: beam.Pipeline, paths: list[str], sink,
-                   medallion: WebLogsMedallion) -> dict[str, beam.PCollection]:
-    """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory."""
-    # Log files are text lines, read like JSON lines: as bytes, so a line that is not UTF-8
-    # reaches the parser (which keeps it) instead of failing the read.
-    raw = p | "ReadLogs" >> ReadServerMetricFiles({"jsonl": paths})
+                   medallion: WebLogsBatchMedallion) -> dict[str, beam.PCollection]:
+    """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory. Every
+    table leaves as Arrow batches."""
+    # Log files are text lines, read like JSON lines: as bytes in line ranges, so a line
+    # that is not UTF-8 reaches the parser (which keeps it) instead of failing the read.
+    raw = p | "ReadLogs" >> ReadServerMetricBatches({"jsonl": paths})
     tables = raw | "WebLogs" >> medallion
-    as_sink(sink).write(tables, TABLES)
+    as_sink(sink).write(tables, TABLES, batches=True)
     return tables
 
 
@@ -40,6 +43,10 @@ def _window_seconds(text: str) -> tuple[int, ...]:
         raise UserError(f"--windows: {exc}") from None
     if not seconds or seconds[0] < 1:
         raise UserError("--windows needs at least one window of 1s or more")
+    try:
+        group_span(seconds)
+    except ValueError as exc:
+        raise UserError(f"--windows: {exc}") from None
     return seconds
 
 
@@ -138,8 +145,14 @@ def _check_options(opts: WebLogsOptions) -> None:
     _window_seconds(opts.windows)
 
 
+def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatchMedallion:
+    return WebLogsBatchMedallion(policy_from(opts), database or opts.geo_database,
+                                 _window_seconds(opts.windows), opts.top_paths)
+
+
 def _medallion(opts: WebLogsOptions, streaming=None, drop_redeliveries: bool = False,
                database: str | None = None) -> WebLogsMedallion:
+    """Streaming: the row-level medallion (batches come to streaming web logs next)."""
     return WebLogsMedallion(policy_from(opts), database or opts.geo_database,
                             _window_seconds(opts.windows), opts.top_paths,
                             streaming=streaming, drop_redeliveries=drop_redeliveries)
@@ -182,6 +195,6 @@ def run(options: PipelineOptions) -> dict:
 
     return runs.batch(options, opts, "web-log", TABLES, inputs,
                       lambda p, paths, sink: build_pipeline(
-                          p, paths, sink, _medallion(opts, database=_workers_database(
+                          p, paths, sink, _batch_medallion(opts, _workers_database(
                               options, opts))),
                       pipeline_name="web_logs")

@@ -37,6 +37,7 @@ _LINE = re.compile(
     + r"(?: " + _QUOTED.replace("(", "(?P<referrer>", 1)
     + r"(?: " + _QUOTED.replace("(", "(?P<agent>", 1) + r")?)?"
     + r"(?P<rest>(?: .*)?)$")
+MAX_INT64 = 2 ** 63 - 1
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)")
 _METHOD = re.compile(r"^[A-Z][A-Z_-]{0,19}$")
 _MONTHS = {m: i for i, m in enumerate(
@@ -124,12 +125,15 @@ def parse_access_log(line: str) -> dict:
                              "and optionally '\"referrer\" \"user agent\"'")
     g = match.groupdict()
     status_text, bytes_text = g["status"], g["bytes"]
-    if not (status_text.isdigit() and len(status_text) == 3):
+    if not (status_text.isascii() and status_text.isdigit() and len(status_text) == 3):
         raise RecordRejected("wrong_type", f"status {status_text!r} is not a 3-digit code")
     if bytes_text == "-":
         size = None
-    elif bytes_text.isdigit():
+    elif bytes_text.isascii() and bytes_text.isdigit():  # not "²" or Arabic-Indic digits
         size = int(bytes_text)
+        if size > MAX_INT64:
+            raise RecordRejected("wrong_type", f"bytes {bytes_text} does not fit the "
+                                 "column's 64-bit integer")
     else:
         raise RecordRejected("wrong_type", f"bytes {bytes_text!r} is not a number or '-'")
     request = _unescape(g["request"])

@@ -109,6 +109,12 @@ class GeoDatabase:
 _SHARED = shared.Shared()  # one reader per worker process, whatever the thread or DoFn
 
 
+def shared_database(path: str | None, cache_size: int = 100_000) -> GeoDatabase:
+    """The worker process's reader of ``path`` (the embedded database when None)."""
+    path = path or default_database()
+    return _SHARED.acquire(lambda: GeoDatabase(path, cache_size), tag=f"{path}:{cache_size}")
+
+
 class GeolocateFn(beam.DoFn):
     """Adds ``geo_*`` fields to each record from its ``ip_field``; counts every status."""
 
@@ -119,9 +125,7 @@ class GeolocateFn(beam.DoFn):
         self._cache_size = cache_size
 
     def setup(self):
-        path = self._path or default_database()
-        self._db = _SHARED.acquire(lambda: GeoDatabase(path, self._cache_size),
-                                   tag=f"{path}:{self._cache_size}")
+        self._db = shared_database(self._path, self._cache_size)
         self._counters = {s: Metrics.counter("geo", s) for s in GEO_STATUSES}
 
     def process(self, record):

@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
+from schemas.web_logs import MAX_RESPONSE_BYTES
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 
 _SCRIPTS = {"curl", "Wget", "Python Requests", "Python-urllib", "Go-http-client", "okhttp",
@@ -102,6 +103,10 @@ def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
     if not 100 <= status <= 599:
         raise RecordRejected("out_of_range", f"status {status} is outside [100, 599]",
                              record["timestamp"])
+    size = record["bytes"]
+    if size is not None and size > MAX_RESPONSE_BYTES:
+        raise RecordRejected("out_of_range", f"bytes {size} is outside [0, "
+                             f"{MAX_RESPONSE_BYTES}]", record["timestamp"])
     row = dict(record)
     ip = row.pop("client_ip")
     browser, system, device, kind, bot = describe_agent(row["user_agent"])
@@ -145,10 +150,14 @@ class CleanWebLogFn(beam.DoFn):
         yield row
 
 
+#: What makes two log lines the same request: everything the line says.
+IDENTITY = ("client_ip", "timestamp", "request", "status", "bytes", "referrer", "user_agent",
+            "auth_user")
+
+
 def _identity(row: dict) -> str:
-    """What makes two log lines the same request: everything the line says."""
-    return "\x1f".join(str(row[k]) for k in ("client_ip", "timestamp", "request", "status",
-                                              "bytes", "referrer", "user_agent", "auth_user"))
+    # repr: an absent referrer (None) is not the referrer "None".
+    return "\x1f".join(repr(row[k]) for k in IDENTITY)
 
 
 class _KeepFirstFn(beam.DoFn):

@@ -1,0 +1,201 @@
+"""The web-log medallion on Arrow batches gives, table by table and dead letter by dead
+letter, what the row-level medallion gives on the same files: generated logs with faults,
+lines built to take every fallback, and the real logs of the external corpus."""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from beam_pipelines.sources import ReadServerMetricBatches, ReadServerMetricFiles
+from generators.weblogs import WebLogConfig, WebLogGenerator
+from tests.conftest import NOW, fixed_clock, run_and_collect
+from tests.equivalence import assert_tables_equal
+from transforms.batches import BatchesToRows, raw_lines
+from transforms.medallion import WebLogsMedallion
+from transforms.web_gold import DistinctSketch
+from transforms.web_logs.bronze import row_level, web_bronze_batch
+from transforms.web_logs.gold import group_span, unique_visitors
+from transforms.web_logs.medallion import WebLogsBatchMedallion, split_by_span
+from transforms.web_silver import PrivacyPolicy
+
+POLICY = PrivacyPolicy(salt=b"equivalence")
+CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "external-corpus")
+_OK = '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5'
+
+#: Lines the vectorised parse must hand to the row-level parser, or must read exactly as it.
+AWKWARD = [
+    _OK, _OK, _OK + ' "-" "-"', _OK + ' "" ""', _OK + ' "None" "None"',
+    '1.2.3.4 - - [30/Feb/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [00/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [29/Feb/2024:23:59:59 -2359] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [05/jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00.250 +0000] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0099] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [05/Jan/2026:24:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [05/Jan/1999:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [31/Dec/2099:23:59:59 -0100] "GET / HTTP/1.1" 200 5',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 99999999999999999999',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 9223372036854775807',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 9223372036854775808',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 ٣',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" ²00 5',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 099 5',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 600 -',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" - -',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "-" 400 -',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET  /x" 400 - "a"',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET ?x HTTP/" 400 - "a" "b" 0.123',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET /a?b=1?c HTTP/1.1" 200 1 "r" "a" x y',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "get / HTTP/1.1" 200 1',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "\\x16\\x03\\x01" 400 -',
+    '1.2.3.4 - alice\\x41 [05/Jan/2026:10:00:00 +0000] "GET /caf\\xC3\\xA9 HTTP/1.1" 200 1',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET /q\\"x HTTP/1.1" 200 1 "-" "a \\"b\\""',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET /café HTTP/1.1" 200 1 "-" "é"',
+    '1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "Googlebot',
+    '1.2.3.4\xa0x - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '01.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    'example.com - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '::ffff:81.2.69.160 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '[2001:DB8::1] - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    'fe80::1%eth0 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    '10.0.0.1 - - [05/Jan/2026:10:59:59 +0000] "GET / HTTP/1.1" 200 5',
+    '10.0.0.1 - - [05/Jan/2026:11:00:00 +0000] "GET / HTTP/1.1" 200 5',
+    "", "   ", "not a log line", "\ufeff" + _OK,
+]
+
+
+def _awkward_bytes() -> list[bytes]:
+    return [t.encode() for t in AWKWARD] + [
+        b"\xff\xfe not utf-8", _OK.encode() + b"\r", _OK.encode() + b' "-" "x"\r',
+        b'1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET /\xe9 HTTP/1.1" 200 1',
+        b"x" * (1 << 20) + b" " + _OK.encode()]
+
+
+def _generated(tmp_path, name="access.log", **overrides) -> str:
+    config = dict(count=6_000, rate_per_s=20, malformed_rate=0.03, duplicate_rate=0.02,
+                  late_rate=0.01, seed=11)
+    config.update(overrides)
+    generator = WebLogGenerator(WebLogConfig(**config))
+    path = tmp_path / name
+    path.write_text("\n".join(generator.render()) + "\n")
+    return str(path)
+
+
+def _both(paths: list[str], windows=(60, 3600), top_n: int = 5) -> tuple[dict, dict]:
+    files = {"jsonl": paths}
+    rows = run_and_collect(lambda p: p | ReadServerMetricFiles(files) | WebLogsMedallion(
+        POLICY, window_seconds=windows, top_n=top_n, clock=fixed_clock))
+
+    def batched(p):
+        tables = (p | ReadServerMetricBatches(files, batch_lines=700, range_bytes=100_000)
+                  | WebLogsBatchMedallion(POLICY, window_seconds=windows, top_n=top_n,
+                                          clock=fixed_clock))
+        return {name: pcoll | f"{name}Rows" >> BatchesToRows()
+                for name, pcoll in tables.items()}
+
+    return rows, run_and_collect(batched)
+
+
+def test_the_vectorised_parse_reads_every_line_as_the_row_level_parser():
+    raw = raw_lines(_awkward_bytes(), "awkward.log")
+    fast, slow = web_bronze_batch(raw, NOW), row_level(raw, NOW)
+    key = lambda r: repr(sorted(r.items()))  # noqa: E731
+    assert sorted(fast.records.to_pylist(), key=key) == sorted(slow.records.to_pylist(),
+                                                                 key=key)
+    assert sorted(fast.dead_letters, key=key) == sorted(slow.dead_letters, key=key)
+    reasons = {d["reason"] for d in fast.dead_letters}
+    assert {"invalid_timestamp", "timestamp_out_of_range", "wrong_type", "invalid_ip",
+            "unparseable_log_line", "empty_payload", "payload_too_large"} <= reasons
+
+
+def test_a_byte_count_past_64_bits_is_a_dead_letter_not_a_crash():
+    raw = raw_lines([t.encode() for t in AWKWARD[14:17]], "big.log")
+    out = web_bronze_batch(raw, NOW)
+    assert out.records.column("bytes").to_pylist() == [9223372036854775807]
+    assert [(d["reason"], d["message"]) for d in out.dead_letters] == [
+        ("wrong_type", "bytes 99999999999999999999 does not fit the column's 64-bit integer"),
+        ("wrong_type", "bytes 9223372036854775808 does not fit the column's 64-bit integer")]
+
+
+def test_lines_of_the_usual_shape_never_take_the_row_level_path(monkeypatch):
+    from transforms.web_logs import bronze
+
+    taken = []
+    monkeypatch.setattr(bronze, "row_level", lambda raw, *a: taken.append(raw.num_rows))
+    generator = WebLogGenerator(WebLogConfig(count=3_000, rate_per_s=50, seed=3))
+    raw = raw_lines([line.encode() for line in generator.render()], "clean.log")
+    out = web_bronze_batch(raw, NOW)
+    assert out.records.num_rows == 3_000 and taken == []
+
+
+def test_batch_and_row_level_medallions_agree_on_generated_logs_with_faults(tmp_path):
+    paths = [_generated(tmp_path), _generated(tmp_path, "second.log", seed=12, count=2_000)]
+    (tmp_path / "awkward.log").write_bytes(b"\n".join(_awkward_bytes()) + b"\n")
+    rows, batches = _both(paths + [str(tmp_path / "awkward.log")])
+    # The row-level medallion is the reference: the batch one must equal it.
+    assert_tables_equal(rows, batches)
+    dead = batches["dead_letters"]
+    assert {d["reason"] for d in dead} >= {"duplicate_event", "out_of_range",
+                                           "unparseable_log_line", "wrong_type"}
+    # Accounting: every line in exactly one place.
+    lines = sum(open(p, "rb").read().count(b"\n") for p in paths) + len(_awkward_bytes())
+    bronze_dead = sum(1 for d in dead if d["layer"] == "bronze")
+    assert len(batches["web_logs_bronze"]) + bronze_dead == lines
+    silver_dead = sum(1 for d in dead if d["layer"] == "silver")
+    assert len(batches["web_logs_silver"]) + silver_dead == len(batches["web_logs_bronze"])
+
+
+def test_batch_and_row_level_agree_with_other_windows(tmp_path):
+    path = _generated(tmp_path, count=5_000, rate_per_s=40, seed=5)
+    rows, batches = _both([path], windows=(30, 300), top_n=3)
+    assert_tables_equal(rows, batches)
+    assert {r["granularity"] for r in batches["web_top_paths"]} == {"30s", "300s"}
+
+
+def test_unique_visitors_are_the_sketch_estimate_exactly_past_its_exact_range():
+    rng = np.random.default_rng(7)
+    sizes = (5, 1_023, 1_024, 1_025, 40_000)
+    gid = np.concatenate([np.full(n, g) for g, n in enumerate(sizes)])
+    visitors = rng.integers(0, 2 ** 64, size=len(gid), dtype=np.uint64)
+    visitors = np.concatenate([visitors, visitors[:3_000]])  # returning visitors
+    gid = np.concatenate([gid, gid[:3_000]])
+    expected = []
+    for g in range(len(sizes)):
+        sketch = DistinctSketch()
+        for v in visitors[gid == g].tolist():
+            sketch.add(v)
+        expected.append(sketch.estimate())
+    assert unique_visitors(gid, visitors, len(sizes)) == expected
+    assert expected[:4] == [5, 1_023, 1_024, expected[3]] and expected[4] != 40_000
+
+
+@pytest.mark.parametrize("name", ["elastic_apache_logs.log", "zanbil_shop_1000.log",
+                                  "nasa_jul95_head.log"])
+def test_batch_and_row_level_agree_on_real_logs(name):
+    path = os.path.join(CORPUS, name)
+    assert os.path.exists(path), f"the external corpus is missing {path}"
+    rows, batches = _both([path])
+    assert_tables_equal(rows, batches)
+
+
+def test_the_external_corpus_is_all_here():
+    assert len(glob.glob(os.path.join(CORPUS, "*.log"))) >= 3
+
+
+def test_a_span_holds_whole_windows_of_every_size():
+    assert group_span((60, 3600)) == 3600
+    assert group_span((30, 300, 7)) == 2100
+    with pytest.raises(ValueError, match="common multiple"):
+        group_span((61, 3599, 86_400))
+
+
+def test_bronze_splits_into_one_fragment_per_span():
+    raw = raw_lines([t.encode() for t in AWKWARD[-6:-4]] + [_OK.encode()], "spans.log")
+    bronze = web_bronze_batch(raw, NOW).records
+    spans = dict(split_by_span(bronze, 3600))
+    assert sorted(t.num_rows for t in spans.values()) == [1, 2]
+    assert all(isinstance(t, pa.Table) for t in spans.values())

@@ -1,0 +1,184 @@
+"""Gold of the web logs on arrays: a span's silver rows → every traffic table's rows for the
+windows inside the span.
+
+The same tables as the row-level :class:`transforms.web_gold.WebLogsGold`, with its
+dimensions (:data:`transforms.web_gold.DIMENSIONS`' columns and ``(unknown)`` spellings),
+its counts and its K-minimum-values estimate of unique visitors: the sketch of a set is
+its K smallest hashes, whatever the order they came in, so the estimate here is the
+row-level one exactly. A span holds whole windows of every size (see :func:`group_span`),
+so no window needs a second pass.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.web_logs import (
+    WEB_TOP_PATHS,
+    WEB_TRAFFIC_BY_AGENT,
+    WEB_TRAFFIC_BY_CITY,
+    WEB_TRAFFIC_BY_COUNTRY,
+    WEB_TRAFFIC_BY_STATUS,
+)
+from transforms.batches import conform
+from transforms.web_gold import UNKNOWN_PLACE, DistinctSketch
+from transforms.windowing import HOUR, MINUTE
+
+_US = 1_000_000
+_TS = pa.timestamp("us", tz="UTC")
+#: The longest span one group may cover: windows must fit whole into it.
+MAX_SPAN_S = 7 * 86_400
+
+
+def group_span(window_seconds: tuple[int, ...]) -> int:
+    """The span of one group: the least common multiple of the window sizes, so every
+    epoch-aligned window of every size lies inside one span."""
+    span = 1
+    for seconds in window_seconds:
+        span = span * seconds // math.gcd(span, seconds)
+    if span > MAX_SPAN_S:
+        raise ValueError(f"windows of {', '.join(f'{s}s' for s in window_seconds)} have no "
+                         f"common multiple within {MAX_SPAN_S // 86_400} days: choose sizes "
+                         "that divide each other (e.g. 1m,1h)")
+    return span
+
+
+def _unknown(column: pa.Array) -> pa.Array:
+    return pc.fill_null(column, UNKNOWN_PLACE)
+
+
+def _place(silver: pa.Table) -> dict[str, pa.Array]:
+    return {"country_code": silver.column("geo_country_code"),
+            "country": _unknown(silver.column("geo_country")),
+            "geo_status": silver.column("geo_status")}
+
+
+def _path_or_request(silver: pa.Table) -> pa.Array:
+    """The path, or the request line when there is none (an empty path included)."""
+    path = silver.column("path")
+    has_path = pc.fill_null(pc.greater(pc.utf8_length(path), 0), False)
+    return pc.if_else(has_path, path, silver.column("request"))
+
+
+#: table → its dimension columns from a span's silver table.
+DIMENSIONS = {
+    WEB_TRAFFIC_BY_COUNTRY.name: _place,
+    WEB_TRAFFIC_BY_CITY.name: lambda s: {
+        **_place(s), "region": s.column("geo_region"), "city": _unknown(s.column("geo_city")),
+        "latitude": s.column("geo_latitude"), "longitude": s.column("geo_longitude")},
+    WEB_TRAFFIC_BY_STATUS.name: lambda s: {"status": s.column("status"),
+                                           "status_class": s.column("status_class")},
+    WEB_TRAFFIC_BY_AGENT.name: lambda s: {"browser": _unknown(s.column("browser")),
+                                          "device_class": s.column("device_class"),
+                                          "is_bot": s.column("is_bot")},
+    WEB_TOP_PATHS.name: lambda s: {"path": _path_or_request(s)},
+}
+SCHEMAS = {s.name: s for s in (WEB_TRAFFIC_BY_COUNTRY, WEB_TRAFFIC_BY_CITY,
+                               WEB_TRAFFIC_BY_STATUS, WEB_TRAFFIC_BY_AGENT, WEB_TOP_PATHS)}
+
+
+def _codes(column) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return pc.dictionary_encode(column).indices.fill_null(-1).to_numpy(
+        zero_copy_only=False).astype(np.int64)
+
+
+def _groups(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(group id of each row, the first row of each group) over several code columns."""
+    stacked = np.stack(keys, axis=1) if len(keys) > 1 else keys[0][:, None]
+    _, first, gid = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    return gid.reshape(-1), first
+
+
+def _sums(gid: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    out = np.zeros(groups, dtype=np.int64)
+    np.add.at(out, gid, values)
+    return out
+
+
+def unique_visitors(gid: np.ndarray, visitors: np.ndarray, groups: int) -> list[int]:
+    """The K-minimum-values estimate of each group's distinct visitors, as
+    :class:`~transforms.web_gold.DistinctSketch` gives it: the count up to K, then
+    (K - 1) · 2⁶⁴ / (the K-th smallest hash + 1)."""
+    order = np.lexsort((visitors, gid))
+    g, v = gid[order], visitors[order]
+    new = np.ones(len(g), dtype=bool)
+    new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
+    g, v = g[new], v[new]
+    counts = np.bincount(g, minlength=groups)
+    out = counts.tolist()
+    k = DistinctSketch.K
+    big = np.flatnonzero(counts >= k)
+    if len(big):
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        for group in big.tolist():
+            kth = int(v[starts[group] + k - 1])
+            out[group] = round((k - 1) * 2.0 ** 64 / (kth + 1))
+    return out
+
+
+def _granularity(seconds: int) -> str:
+    return {MINUTE: "minute", HOUR: "hour"}.get(seconds, f"{seconds}s")
+
+
+def traffic_table(name: str, silver: pa.Table, visitors: np.ndarray,
+                  window_seconds: tuple[int, ...], top_n: int = 20) -> pa.Table:
+    """One gold table's rows for every window of ``silver`` (a span's rows)."""
+    schema = SCHEMAS[name]
+    if not silver.num_rows:
+        return schema.arrow_schema().empty_table()
+    dims = DIMENSIONS[name](silver)
+    micros = silver.column("timestamp").cast(pa.int64()).to_numpy()
+    status = silver.column("status").to_numpy()
+    size = silver.column("bytes").fill_null(0).to_numpy()
+    bots = silver.column("is_bot").to_numpy(zero_copy_only=False).astype(np.int64)
+    errors_4xx = ((status >= 400) & (status < 500)).astype(np.int64)
+    errors_5xx = (status >= 500).astype(np.int64)
+    dim_codes = [_codes(column) for column in dims.values()]
+    parts = []
+    for seconds in window_seconds:
+        start = micros - micros % (seconds * _US)
+        gid, first = _groups([start] + dim_codes)
+        groups = len(first)
+        requests = np.bincount(gid, minlength=groups)
+        e4, e5 = _sums(gid, errors_4xx, groups), _sums(gid, errors_5xx, groups)
+        starts = pa.array(start[first], pa.int64()).cast(_TS)
+        cols = {
+            "window_start": starts,
+            "window_end": pa.array(start[first] + seconds * _US, pa.int64()).cast(_TS),
+            "granularity": pa.repeat(pa.scalar(_granularity(seconds)), groups),
+            "pane_index": pa.repeat(pa.scalar(0, pa.int64()), groups),
+            "pane_timing": pa.repeat(pa.scalar("ON_TIME"), groups),
+            **{k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v).take(
+                pa.array(first)) for k, v in dims.items()},
+            "requests": pa.array(requests, pa.int64()),
+            "bytes": pa.array(_sums(gid, size, groups), pa.int64()),
+            "errors_4xx": pa.array(e4, pa.int64()),
+            "errors_5xx": pa.array(e5, pa.int64()),
+            "error_rate": pa.array((e4 + e5) / requests, pa.float64()),
+            "bot_requests": pa.array(_sums(gid, bots, groups), pa.int64()),
+            "unique_visitors": pa.array(unique_visitors(gid, visitors, groups), pa.int64()),
+        }
+        if name == WEB_TOP_PATHS.name:
+            paths = cols["path"].to_numpy(zero_copy_only=False)
+            window = start[first]
+            # Per window: most requests first, ties by path.
+            order = np.lexsort((paths.astype(str), -requests, window))
+            w = window[order]
+            rank = np.arange(len(order)) - np.searchsorted(w, w, side="left") + 1
+            keep = order[rank <= top_n]
+            cols = {k: v.take(pa.array(keep)) for k, v in cols.items()}
+            cols["rank"] = pa.array(rank[rank <= top_n], pa.int64())
+        parts.append(conform(pa.table(cols), schema))
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def gold_tables(silver: pa.Table, visitors: np.ndarray, window_seconds: tuple[int, ...],
+                top_n: int = 20) -> dict[str, pa.Table]:
+    return {name: traffic_table(name, silver, visitors, window_seconds, top_n)
+            for name in DIMENSIONS}
+

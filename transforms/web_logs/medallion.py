@@ -1,0 +1,184 @@
+"""The web-log medallion on Arrow batches (batch runs): raw batches of log lines → every
+table, as a dict of table name → PCollection of ``pyarrow.Table`` batches.
+
+Steps and the elements they move:
+
+* ``Bronze``: a raw batch → a bronze batch and a dead-letter batch;
+* ``BronzeBySpan``: a bronze batch → one fragment per span (an hour by default: the least
+  common multiple of the window sizes, see :func:`transforms.web_logs.gold.group_span`);
+* ``SilverBySpan``: the shuffle, one element per fragment;
+* ``SilverAndGold``: a span → its deduplicated, geolocated, private silver rows, every
+  gold table's rows for the windows inside it, and the dead letters.
+
+Every copy of a line falls in one span (its time is part of what makes it a copy), and
+every window in one span, so the one shuffle completes silver and gold.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from schemas.dead_letter import DEAD_LETTERS
+from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from transforms.batches import concat, dead_letter_batch, keyed_tables
+from transforms.geo import GEO_STATUSES, shared_database
+from transforms.web_logs.bronze import web_bronze_batch
+from transforms.web_logs.gold import gold_tables, group_span
+from transforms.web_logs.silver import web_silver_batch
+
+DEAD = "dead_letters"
+_US = 1_000_000
+_GOLD = tuple(t.name for t in WEB_GOLD_TABLES)
+
+
+def _count(step: str):
+    """Elements and records through a step: the batching, as Beam metrics."""
+    return (Metrics.counter("batches", f"{step}_elements"),
+            Metrics.counter("batches", f"{step}_records"))
+
+
+class WebBronzeFn(beam.DoFn):
+    """A raw batch of lines → a bronze batch, and a dead-letter batch."""
+
+    def __init__(self, clock=None, pipeline: str = "web_logs"):
+        self._clock = clock
+        self._pipeline = pipeline
+
+    def setup(self):
+        self._now = self._clock or (lambda: datetime.now(timezone.utc))
+        self._accepted = Metrics.counter("bronze", "log_lines_accepted")
+        self._rejected = Metrics.counter("bronze", "log_lines_rejected")
+        self._elements, self._records = _count("bronze_in")
+
+    def process(self, raw: pa.Table):
+        self._elements.inc()
+        self._records.inc(raw.num_rows)
+        out = web_bronze_batch(raw, self._now(), self._pipeline)
+        self._accepted.inc(out.records.num_rows)
+        self._rejected.inc(len(out.dead_letters))
+        if out.records.num_rows:
+            yield out.records
+        if out.dead_letters:
+            yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
+
+
+def split_by_span(table: pa.Table, span_s: int):
+    """A bronze batch → (span start in µs, fragment) per span its rows fall in."""
+    if not table.num_rows:
+        return
+    micros = table.column("timestamp").cast(pa.int64()).to_numpy()
+    span = micros - micros % (span_s * _US)
+    starts, inverse = np.unique(span, return_inverse=True)
+    if len(starts) == 1:
+        yield int(starts[0]), table
+        return
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(starts) + 1))
+    for j, start in enumerate(starts.tolist()):
+        # A copy, not a slice: a slice carries its parent's whole buffers.
+        yield start, table.take(pa.array(order[bounds[j]:bounds[j + 1]]))
+
+
+class SpanFragmentsFn(beam.DoFn):
+    def __init__(self, span_s: int):
+        self._span_s = span_s
+
+    def setup(self):
+        self._elements, self._records = _count("bronze_fragments")
+
+    def process(self, bronze: pa.Table):
+        for start, fragment in split_by_span(bronze, self._span_s):
+            self._elements.inc()
+            self._records.inc(fragment.num_rows)
+            yield start, fragment
+
+
+class SilverAndGoldFn(beam.DoFn):
+    """A span's bronze fragments → its silver rows, every gold table's rows, dead letters."""
+
+    def __init__(self, policy, geo_database: str | None, window_seconds: tuple[int, ...],
+                 top_n: int, pipeline: str = "web_logs", clock=None):
+        self._policy = policy
+        self._geo_database = geo_database
+        self._windows = window_seconds
+        self._top_n = top_n
+        self._pipeline = pipeline
+        self._clock = clock
+
+    def setup(self):
+        self._now = self._clock or (lambda: datetime.now(timezone.utc))
+        self._db = shared_database(self._geo_database)
+        self._geo = {s: Metrics.counter("geo", s) for s in GEO_STATUSES}
+        self._rejected = Metrics.counter("silver", "log_lines_rejected")
+        self._duplicates = Metrics.counter("silver", "duplicate_log_lines")
+        self._bots = Metrics.counter("silver", "bot_requests")
+        self._elements, self._records = _count("spans")
+
+    def process(self, keyed):
+        _, fragments = keyed
+        bronze = concat(list(fragments), WEB_LOGS_BRONZE)
+        self._elements.inc()
+        self._records.inc(bronze.num_rows)
+        out = web_silver_batch(bronze, self._policy, self._db, self._now(), self._pipeline)
+        for status, count in out.geo_statuses.items():
+            self._geo[status].inc(count)
+        if out.dead_letters:
+            duplicates = sum(1 for d in out.dead_letters if d["reason"] == "duplicate_event")
+            self._duplicates.inc(duplicates)
+            self._rejected.inc(len(out.dead_letters) - duplicates)
+            yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
+        if not out.records.num_rows:
+            return
+        self._bots.inc(pa.compute.sum(out.records.column("is_bot")).as_py() or 0)
+        yield out.records
+        for name, table in gold_tables(out.records, out.visitors, self._windows,
+                                       self._top_n).items():
+            if table.num_rows:
+                yield TaggedOutput(name, table)
+
+
+def tables(*pcolls, element_type=pa.Table):
+    """Declare PCollections of Arrow tables as such, so that where the runner materialises
+    them they travel with the Arrow coder."""
+    for pcoll in pcolls:
+        pcoll.element_type = element_type
+    return pcolls
+
+
+class WebLogsBatchMedallion(beam.PTransform):
+    """Raw batches of log lines → {table name: PCollection of Arrow tables}: bronze,
+    silver, every gold table and all dead letters."""
+
+    def __init__(self, policy, geo_database: str | None = None,
+                 window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
+                 pipeline: str = "web_logs"):
+        super().__init__()
+        self._policy = policy
+        self._geo_database = geo_database
+        self._windows = tuple(window_seconds)
+        self._span_s = group_span(self._windows)
+        self._top_n = top_n
+        self._clock = clock
+        self._pipeline = pipeline
+
+    def expand(self, raw):
+        bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(self._clock, self._pipeline)
+                                              ).with_outputs(DEAD, main="records")
+        spans = (bronze.records
+                 | "BronzeBySpan" >> beam.ParDo(SpanFragmentsFn(self._span_s)
+                                                ).with_output_types(keyed_tables(int))
+                 | "SilverBySpan" >> beam.GroupByKey()
+                 | "SilverAndGold" >> beam.ParDo(SilverAndGoldFn(
+                     self._policy, self._geo_database, self._windows, self._top_n,
+                     self._pipeline, self._clock)).with_outputs(DEAD, *_GOLD, main="silver"))
+        dead = (tables(bronze[DEAD], spans[DEAD]) | "AllDeadLetters" >> beam.Flatten())
+        tables(bronze.records, spans.silver, *(spans[name] for name in _GOLD))
+        return {WEB_LOGS_BRONZE.name: bronze.records,
+                WEB_LOGS_SILVER.name: spans.silver,
+                **{name: spans[name] for name in _GOLD},
+                DEAD_LETTERS.name: dead}
