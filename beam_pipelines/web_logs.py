@@ -10,14 +10,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipelines import live_sources, runs
 from beam_pipelines.errors import UserError
 from beam_pipelines.options import WebLogsOptions
+from beam_pipelines.runners import is_local_streaming
 from beam_pipelines.sinks import as_sink
 from beam_pipelines.sources import ReadServerMetricBatches, resolve_inputs
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.medallion import WebLogsMedallion
 from transforms.web_logs.gold import group_span
 from transforms.web_logs.medallion import WebLogsBatchMedallion
+from transforms.web_logs.streaming import BATCH_TABLES, WebLogsStreamingMedallion
 from transforms.web_silver import PrivacyPolicy
 
 TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
@@ -150,12 +151,15 @@ def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatch
                                  _window_seconds(opts.windows), opts.top_paths)
 
 
-def _medallion(opts: WebLogsOptions, streaming=None, drop_redeliveries: bool = False,
-               database: str | None = None) -> WebLogsMedallion:
-    """Streaming: the row-level medallion (batches come to streaming web logs next)."""
-    return WebLogsMedallion(policy_from(opts), database or opts.geo_database,
-                            _window_seconds(opts.windows), opts.top_paths,
-                            streaming=streaming, drop_redeliveries=drop_redeliveries)
+def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
+                         database: str | None, runner: str) -> WebLogsStreamingMedallion:
+    # One process: one redelivery key per minute; a runner spreading keys over workers:
+    # a few, so no minute is one hot key.
+    shards = 1 if is_local_streaming(runner) else 8
+    return WebLogsStreamingMedallion(policy_from(opts), database or opts.geo_database,
+                                     _window_seconds(opts.windows), opts.top_paths,
+                                     streaming=streaming, drop_redeliveries=drop_redeliveries,
+                                     redelivery_shards=shards)
 
 
 def run_streaming(options: PipelineOptions) -> dict:
@@ -172,12 +176,15 @@ def run_streaming(options: PipelineOptions) -> dict:
     def build(pipeline, source, streaming, drop_redeliveries, sink):
         # After the preflight: the embedded database is staged for Dataflow only then.
         database = _workers_database(options, opts)
+        runner = pipeline.options.view_as(StandardOptions).runner or ""
         tables = (pipeline | "ReadLive" >> source
-                  | "WebLogs" >> _medallion(opts, streaming, drop_redeliveries, database))
-        sink.write(tables, TABLES, streaming=True)
+                  | "WebLogs" >> _streaming_medallion(opts, streaming, drop_redeliveries,
+                                                      database, runner))
+        sink.write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
 
     return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,
-                          peek="web_traffic_by_country", pipeline_name="web_logs")
+                          peek="web_traffic_by_country", pipeline_name="web_logs",
+                          batches=True)
 
 
 def run(options: PipelineOptions) -> dict:

@@ -13,11 +13,7 @@ import resource
 import sys
 import time
 
-import apache_beam as beam
-import duckdb
-from apache_beam.options.pipeline_options import PipelineOptions
-
-from beam_pipelines.lakehouse import write_catalog
+from bench.logs import bench_logs_pipelines
 from bench.metrics import bench_metrics
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
@@ -107,7 +103,7 @@ def bench_detector(values: int = 1_000_000) -> dict:
     return out
 
 
-def bench_logs(lines: int, metrics_rate: float) -> dict:
+def bench_logs(lines: int, metrics_rate: float, workdir: str) -> dict:
     """The web-log generator and the access-log parser, one core each (seed 004's generator
     made 49 lines/s)."""
     from generators.weblogs import WebLogConfig, WebLogGenerator
@@ -133,42 +129,11 @@ def bench_logs(lines: int, metrics_rate: float) -> dict:
     print(f"log parser     {parsed:>12,.0f} lines/s    (ratio to the logs generator "
           f"{parsed / generated:.2f})", flush=True)
     geo = bench_geo([line.split(" ", 1)[0] for line in text[:100_000]])
-    pipeline = bench_logs_pipeline(text, parsed)
+    pipeline = bench_logs_pipelines(workdir, lines)
+    pipeline["logs_500rps_beam_ratio_to_parser_loop"] = (
+        pipeline["logs_500rps_beam_lines_per_s"] / parsed)
     return {"logs_generator_lines_per_s": generated, "log_parser_lines_per_s": parsed,
             "log_parser_ratio_to_generator": parsed / generated, **geo, **pipeline}
-
-
-def bench_logs_pipeline(text: list[str], parser_rate: float) -> dict:
-    """The whole web-log medallion (batch, FnApiRunner, one worker) on the generated lines,
-    against the bare parser loop of the same run."""
-    import tempfile
-
-    from beam_pipelines import web_logs
-    from transforms.medallion import WebLogsMedallion
-    from transforms.web_silver import PrivacyPolicy
-
-    with tempfile.TemporaryDirectory() as work:
-        path = os.path.join(work, "access.log")
-        with open(path, "w") as fh:
-            fh.write("\n".join(text) + "\n")
-        out = os.path.join(work, "lakehouse")
-
-        def run():
-            with beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner")) as p:
-                web_logs.build_pipeline(p, [path], out,
-                                        WebLogsMedallion(PrivacyPolicy(salt=b"bench")))
-
-        _, seconds = _timed(run)
-        with duckdb.connect(write_catalog(out, web_logs.TABLES)) as con:
-            bronze = con.execute("select count(*) from web_logs_bronze").fetchone()[0]
-            dead = con.execute("select count(*) from dead_letters where layer = 'bronze'"
-                               ).fetchone()[0]
-        assert bronze + dead == len(text), (bronze, dead, len(text))
-    rate = len(text) / seconds
-    print(f"logs pipeline  {rate:>12,.0f} lines/s    (whole medallion, FnApiRunner; ratio to "
-          f"the parser loop {rate / parser_rate:.2f})", flush=True)
-    return {"logs_pipeline_lines_per_s": rate, "logs_pipeline_ratio_to_parser": rate /
-            parser_rate}
 
 
 def bench_geo(ips: list[str]) -> dict:
@@ -217,6 +182,8 @@ def main(argv=None) -> int:
                         help="skip the streaming pipeline benchmark (needs the emulator)")
     parser.add_argument("--only-pubsub", action="store_true",
                         help="only the publisher and streaming benchmarks")
+    parser.add_argument("--only-logs", action="store_true",
+                        help="only the web-log benchmarks (generator, parser, pipeline)")
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     data = os.path.join(args.workdir, "server_metrics.jsonl")
@@ -232,13 +199,17 @@ def main(argv=None) -> int:
           f"one core)", flush=True)
 
     loop_rate = None
-    if not args.only_pubsub:
-        results.update(bench_logs(args.log_lines, results["generator_records_per_s"]))
+    if args.only_logs:
+        results.update(bench_logs(args.log_lines, results["generator_records_per_s"],
+                                  args.workdir))
+    elif not args.only_pubsub:
+        results.update(bench_logs(args.log_lines, results["generator_records_per_s"],
+                                  args.workdir))
         results.update(bench_detector())
         results.update(bench_metrics(args.workdir, args.records, args.sweep_records,
                                      args.servers, not args.skip_multiprocess))
         loop_rate = results[f"10s_{args.records}_loop_records_per_s"]
-    if not args.skip_pubsub:
+    if not args.skip_pubsub and not args.only_logs:
         results.update(bench_pubsub(args.publish_events, results["generator_records_per_s"],
                                     loop_rate, args.workdir, not args.skip_streaming))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,5 +1,6 @@
 """One measured run in a process of its own, so that its peak memory is its own:
-``python -m bench.worker beam|loop|duckdb INPUT OUTPUT_DIR [--workers N]``. Prints one
+``python -m bench.worker KIND INPUT OUTPUT_DIR [--workers N]`` (``beam``, ``loop``,
+``duckdb`` for server metrics; ``logs``, ``logs-rows``, ``logs-duckdb`` for web logs). Prints one
 JSON line: the seconds the work took (imports excluded), what it wrote, and for Beam the
 elements and records of each stage."""
 from __future__ import annotations
@@ -34,6 +35,36 @@ def run_beam(path: str, out: str, workers: int = 1) -> dict:
     return {"stages": stages}
 
 
+def run_logs_beam(path: str, out: str, batches: bool = True) -> dict:
+    """The web-log medallion, on Arrow batches (what ``python -m run logs`` runs) or on
+    rows (the per-record medallion, the naive baseline), with the embedded database."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines import web_logs
+    from beam_pipelines.sources import ReadServerMetricFiles
+    from transforms.medallion import WebLogsMedallion
+    from transforms.web_logs.medallion import WebLogsBatchMedallion
+    from transforms.web_silver import PrivacyPolicy
+
+    policy = PrivacyPolicy(salt=b"bench")
+    p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
+    if batches:
+        web_logs.build_pipeline(p, [path], out, WebLogsBatchMedallion(policy))
+    else:
+        tables = (p | ReadServerMetricFiles({"jsonl": [path]})
+                  | WebLogsMedallion(policy))
+        from beam_pipelines.sinks import as_sink
+
+        as_sink(out).write(tables, web_logs.TABLES)
+    result = p.run()
+    result.wait_until_finish()
+    stages = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace("batches"))["counters"]}
+    return {"stages": stages}
+
+
 def peak_mib() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from
     the process that started it)."""
@@ -48,13 +79,24 @@ def peak_mib() -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
-    parser.add_argument("kind", choices=("beam", "loop", "duckdb"))
+    parser.add_argument("kind", choices=("beam", "loop", "duckdb", "logs", "logs-rows",
+                                         "logs-duckdb"))
     parser.add_argument("input")
     parser.add_argument("output")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     shutil.rmtree(args.output, ignore_errors=True)
-    if args.kind == "beam":
+    if args.kind in ("logs", "logs-rows"):
+        import apache_beam  # noqa: F401 - imports are not the work
+
+        started = time.perf_counter()
+        out = run_logs_beam(args.input, args.output, batches=args.kind == "logs")
+    elif args.kind == "logs-duckdb":
+        from bench.logs_duckdb import run_logs_duckdb
+
+        started = time.perf_counter()
+        out = {"counts": run_logs_duckdb(args.input, args.output)}
+    elif args.kind == "beam":
         import apache_beam  # noqa: F401 - imports are not the work
 
         started = time.perf_counter()

@@ -50,6 +50,13 @@ class DistinctSketch:
         for value in other._members:
             self.add(value)
 
+    @classmethod
+    def of_smallest(cls, values: list[int]) -> DistinctSketch:
+        """The sketch of a set given its K smallest distinct hashes (or all, if fewer)."""
+        sketch = cls()
+        sketch.__setstate__(values[: cls.K])
+        return sketch
+
     def estimate(self) -> int:
         if len(self._heap) < self.K:
             return len(self._heap)
@@ -110,6 +117,26 @@ class Traffic:
     def __setstate__(self, state):
         (self.requests, self.bytes, self.errors_4xx, self.errors_5xx, self.bot_requests,
          self.visitors) = state
+
+
+class MergeTraffic(beam.CombineFn):
+    """Partial :class:`Traffic` (a batch fragment's share of a key) → their sum."""
+
+    def create_accumulator(self):
+        return Traffic()
+
+    def add_input(self, traffic, part):
+        traffic.merge(part)
+        return traffic
+
+    def merge_accumulators(self, accumulators):
+        merged = Traffic()
+        for t in accumulators:
+            merged.merge(t)
+        return merged
+
+    def extract_output(self, traffic):
+        return traffic
 
 
 class SummariseTraffic(beam.CombineFn):
@@ -214,23 +241,51 @@ class TrafficBy(beam.PTransform):
         for seconds in self._seconds:
             keyed = silver | f"Key{seconds}s" >> beam.Map(
                 lambda r, s=seconds: ((s, bucket(_micros(r["timestamp"]), s), *key(r)), r))
-            if self._streaming is not None:
-                keyed = keyed | f"Windows{seconds}s" >> self._streaming.windows(
-                    seconds, accumulate=True)
-            rows = (keyed
-                    | f"Summarise{seconds}s" >> beam.CombinePerKey(SummariseTraffic())
-                    | f"Format{seconds}s" >> beam.ParDo(_FormatFn(self._names)))
-            if self._table == "web_top_paths":
-                rows = (rows
-                        | f"ByWindow{seconds}s" >> beam.Map(
-                            lambda r: (_micros(r["window_start"]), r))
-                        | f"GroupWindow{seconds}s" >> beam.GroupByKey()
-                        | f"KeepTop{seconds}s" >> beam.ParDo(_TopN(self._top_n)))
-            if self._streaming is not None:
-                # Window sizes differ: one table needs one windowing to be flattened.
-                rows = rows | f"ToGlobal{seconds}s" >> beam.WindowInto(GlobalWindows())
-            tables.append(rows)
+            tables.append(traffic_rows(keyed, self._table, seconds, self._streaming,
+                                       self._top_n, SummariseTraffic()))
         return tables | "AllWindowSizes" >> beam.Flatten()
+
+
+class TrafficFromParts(beam.PTransform):
+    """Streaming on batches: one PCollection per window size of ``((seconds, window start
+    µs, *dimensions), Traffic)`` partials (a fragment's share of a key) → the table's
+    rows, combined as the row-level gold combines rows."""
+
+    def __init__(self, table: str, window_seconds: tuple[int, ...],
+                 streaming: StreamingConfig, top_n: int = 20):
+        super().__init__()
+        self._table = table
+        self._seconds = window_seconds
+        self._streaming = streaming
+        self._top_n = top_n
+
+    def expand(self, parts):
+        tables = [traffic_rows(pcoll, self._table, seconds, self._streaming, self._top_n,
+                               MergeTraffic())
+                  for seconds, pcoll in zip(self._seconds, parts, strict=True)]
+        return tables | "AllWindowSizes" >> beam.Flatten()
+
+
+def traffic_rows(keyed, table: str, seconds: int, streaming: StreamingConfig | None,
+                 top_n: int, combine: beam.CombineFn):
+    """``((seconds, window start µs, *dimensions), value)`` elements of one window size →
+    the table's rows: ``combine`` (of rows, or of partial :class:`Traffic`) per key, in
+    accumulating event-time windows in streaming; the top paths ranked per window."""
+    names = DIMENSIONS[table][0]
+    if streaming is not None:
+        keyed = keyed | f"Windows{seconds}s" >> streaming.windows(seconds, accumulate=True)
+    rows = (keyed
+            | f"Summarise{seconds}s" >> beam.CombinePerKey(combine)
+            | f"Format{seconds}s" >> beam.ParDo(_FormatFn(names)))
+    if table == "web_top_paths":
+        rows = (rows
+                | f"ByWindow{seconds}s" >> beam.Map(lambda r: (_micros(r["window_start"]), r))
+                | f"GroupWindow{seconds}s" >> beam.GroupByKey()
+                | f"KeepTop{seconds}s" >> beam.ParDo(_TopN(top_n)))
+    if streaming is not None:
+        # Window sizes differ: one table needs one windowing to be flattened.
+        rows = rows | f"ToGlobal{seconds}s" >> beam.WindowInto(GlobalWindows())
+    return rows
 
 
 def _micros(ts: datetime) -> int:

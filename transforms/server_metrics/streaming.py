@@ -3,8 +3,8 @@ poll of a source) → every table, with event-time windows, panes and lateness.
 
 Records travel as batch fragments, never one element per record:
 
-* ``DropRedeliveries``: a raw batch → fragments per (delivery-id shard, minute of declared
-  event time), whose state remembers the ids seen, for ``remember_s`` after that minute;
+* ``DropRedeliveries`` (:mod:`transforms.live_bronze`): a raw batch → fragments per
+  (delivery-id shard, minute of declared event time), whose state remembers the ids seen;
 * ``Bronze`` and ``Silver``: whole batches, as in batch runs; bronze also judges each
   record's lateness against the watermark its batch arrived under;
 * ``Silver/ByServerMinute``: fragments per (server, minute) in one-minute event-time
@@ -22,8 +22,6 @@ Bronze, silver and the dead letters leave as Arrow tables, every other table as 
 (a handful per server and minute).
 """
 from __future__ import annotations
-
-import zlib
 
 import apache_beam as beam
 import numpy as np
@@ -61,6 +59,7 @@ from transforms.analytics import (
 from transforms.batches import ArrowTableCoder, concat, dead_letter_batch, keyed_tables
 from transforms.dead_letters import dead_letter
 from transforms.gold import gold_from_minute_deltas
+from transforms.live_bronze import StreamingBronze
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, identity_codes
 from transforms.server_metrics.medallion import DEAD, BronzeFn, SilverFn, _count, tables
@@ -71,89 +70,6 @@ _US = 1_000_000
 #: Tables that leave this medallion as Arrow batches (the others as rows).
 BATCH_TABLES = frozenset({SERVER_METRICS_BRONZE.name, SERVER_METRICS_SILVER.name,
                           DEAD_LETTERS.name})
-
-
-# ---- bronze ------------------------------------------------------------------------------
-class SplitByDeliveryFn(beam.DoFn):
-    """A live raw batch → ((shard of the delivery id, minute of the declared event time),
-    fragment), timestamped at that minute: the keys of the redelivery state. A redelivery
-    carries the same id and declared time as its first delivery, so the same key."""
-
-    def __init__(self, shards: int):
-        self._shards = shards
-
-    def process(self, raw: pa.Table):
-        if not raw.num_rows:
-            return
-        shards = self._shards
-        if shards == 1:  # one key per minute: nothing to hash
-            shard = np.zeros(raw.num_rows, np.int64)
-        else:
-            shard = np.fromiter((zlib.crc32((s or "").encode()) % shards
-                                 for s in raw.column("source").to_pylist()), np.int64,
-                                raw.num_rows)
-        micros = raw.column("event_us").to_numpy()
-        minute = micros - micros % (MINUTE * _US)
-        order = np.lexsort((minute, shard))
-        seg = Segments(shard[order], minute[order])
-        for a, n, start in zip(seg.first.tolist(), seg.size.tolist(), seg.window_us.tolist(),
-                               strict=True):
-            yield TimestampedValue(((int(shard[order[a]]), start),
-                                    raw.take(pa.array(order[a:a + n]))),
-                                   Timestamp(micros=start))
-
-
-class FirstDeliveryFn(beam.DoFn):
-    """A fragment of one (shard, minute) → its records whose delivery id is new; the
-    others become ``redelivered`` dead letters (as :class:`transforms.dedupe.FirstSeenFn`
-    words them). The ids are forgotten ``remember_s`` after the minute's end."""
-
-    SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
-    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
-
-    def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
-        self._remember_us = remember_s * _US
-        self._pipeline = pipeline
-
-    def setup(self):
-        self._rejected = Metrics.counter("bronze", "redelivered_rejected")
-
-    def process(self, keyed, seen=beam.DoFn.StateParam(SEEN),
-                forget=beam.DoFn.TimerParam(FORGET)):
-        (_, minute), raw = keyed
-        known = seen.read() or set()
-        repeats = []
-        for j, source in enumerate(raw.column("source").to_pylist()):
-            key = source or ""
-            if key in known:
-                repeats.append(j)
-            else:
-                known.add(key)
-        seen.write(known)
-        forget.set(Timestamp(micros=minute + MINUTE * _US + self._remember_us))
-        if not repeats:
-            yield raw
-            return
-        self._rejected.inc(len(repeats))
-        again = raw.take(pa.array(repeats, pa.int64()))
-        dead = []
-        for payload, source, micros in zip(again.column("payload").to_pylist(),
-                                           again.column("source").to_pylist(),
-                                           again.column("event_us").to_pylist(), strict=True):
-            dead.append(dead_letter(
-                pipeline=self._pipeline, layer="bronze", step="DropRedeliveries",
-                reason="redelivered", message=f"delivery {source or ''!r} was already received",
-                payload=payload, source=source,
-                event_timestamp=Timestamp(micros=micros).to_utc_datetime(has_tz=True)))
-        yield TaggedOutput(DEAD, dead_letter_batch(dead))
-        keep = np.ones(raw.num_rows, dtype=bool)
-        keep[repeats] = False
-        if keep.any():
-            yield raw.filter(pa.array(keep))
-
-    @on_timer(FORGET)
-    def forget(self, seen=beam.DoFn.StateParam(SEEN)):
-        seen.clear()
 
 
 # ---- silver ------------------------------------------------------------------------------
@@ -356,34 +272,6 @@ class EwmaBatchDetectorFn(beam.DoFn):
 
 
 # ---- the layers and the medallion --------------------------------------------------------
-class StreamingBronze(beam.PTransform):
-    """Live raw batches → {"records": bronze batches, "dead_letters": [batches]}."""
-
-    def __init__(self, streaming: StreamingConfig, clock, drop_redeliveries: bool,
-                 pipeline: str, shards: int):
-        super().__init__()
-        self._streaming = streaming
-        self._clock = clock
-        self._drop_redeliveries = drop_redeliveries
-        self._pipeline = pipeline
-        self._shards = shards
-
-    def expand(self, raw):
-        dead = []
-        if self._drop_redeliveries:
-            first = (raw
-                     | "SplitByDelivery" >> beam.ParDo(SplitByDeliveryFn(self._shards))
-                     .with_output_types(keyed_tables(beam.typehints.Tuple[int, int]))
-                     | "DropRedeliveries" >> beam.ParDo(FirstDeliveryFn(
-                         pipeline=self._pipeline)).with_outputs(DEAD, main="raw"))
-            raw = first.raw
-            dead.append(first[DEAD])
-        bronze = raw | "ParseServerMetrics" >> beam.ParDo(BronzeFn(
-            self._clock, self._pipeline, allowed_lateness_s=self._streaming.allowed_lateness_s)
-        ).with_outputs(DEAD, main="records")
-        return {"records": bronze.records, "dead_letters": dead + [bronze[DEAD]]}
-
-
 class StreamingSilver(beam.PTransform):
     """Bronze batches → {"records": deduplicated fragments of one server and minute, in
     one-minute windows, "dead_letters": [batches in the global window]}."""
@@ -458,9 +346,10 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
 
     def expand(self, raw):
         rules, streaming, pipeline = self._rules, self._streaming, self._pipeline
-        bronze = raw | "Bronze" >> StreamingBronze(streaming, self._clock,
-                                                   self._drop_redeliveries, pipeline,
-                                                   self._shards)
+        parse = BronzeFn(self._clock, pipeline,
+                         allowed_lateness_s=streaming.allowed_lateness_s)
+        bronze = raw | "Bronze" >> StreamingBronze(
+            "ParseServerMetrics", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingSilver(rules, streaming, pipeline)
         gold = silver["records"] | "Gold" >> StreamingGold(rules, streaming)
         silver_rows = silver["records"] | "SilverToGlobal" >> beam.WindowInto(GlobalWindows())

@@ -24,7 +24,7 @@ from schemas.web_logs import (
     WEB_TRAFFIC_BY_STATUS,
 )
 from transforms.batches import conform
-from transforms.web_gold import UNKNOWN_PLACE, DistinctSketch
+from transforms.web_gold import UNKNOWN_PLACE, DistinctSketch, Traffic
 from transforms.windowing import HOUR, MINUTE
 
 _US = 1_000_000
@@ -88,9 +88,18 @@ def _codes(column) -> np.ndarray:
 
 
 def _groups(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(group id of each row, the first row of each group) over several code columns."""
-    stacked = np.stack(keys, axis=1) if len(keys) > 1 else keys[0][:, None]
-    _, first, gid = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    """(group id of each row, the first row of each group) over several columns of dense
+    codes (-1 for null): folded into one integer key, densified only when the product of
+    cardinalities could overflow, then one 1-D unique (a row-wise unique sorts rows as
+    opaque bytes, several times slower)."""
+    code, bound = keys[0] + 1, int(keys[0].max(initial=-1)) + 2
+    for column in keys[1:]:
+        size = int(column.max(initial=-1)) + 2
+        if bound * size >= 1 << 62:
+            _, code = np.unique(code, return_inverse=True)
+            code, bound = code.reshape(-1), int(code.max(initial=0)) + 1
+        code, bound = code * size + column + 1, bound * size
+    _, first, gid = np.unique(code, return_index=True, return_inverse=True)
     return gid.reshape(-1), first
 
 
@@ -100,29 +109,59 @@ def _sums(gid: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     return out
 
 
-def unique_visitors(gid: np.ndarray, visitors: np.ndarray, groups: int) -> list[int]:
-    """The K-minimum-values estimate of each group's distinct visitors, as
-    :class:`~transforms.web_gold.DistinctSketch` gives it: the count up to K, then
-    (K - 1) · 2⁶⁴ / (the K-th smallest hash + 1)."""
+def _distinct(gid: np.ndarray, visitors: np.ndarray, groups: int):
+    """Each group's distinct hashes, sorted: (the hashes group after group, where each
+    group starts among them, how many each has)."""
     order = np.lexsort((visitors, gid))
     g, v = gid[order], visitors[order]
     new = np.ones(len(g), dtype=bool)
     new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
     g, v = g[new], v[new]
     counts = np.bincount(g, minlength=groups)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    return v, starts, counts
+
+
+def unique_visitors(gid: np.ndarray, visitors: np.ndarray, groups: int) -> list[int]:
+    """The K-minimum-values estimate of each group's distinct visitors, as
+    :class:`~transforms.web_gold.DistinctSketch` gives it: the count up to K, then
+    (K - 1) · 2⁶⁴ / (the K-th smallest hash + 1)."""
+    v, starts, counts = _distinct(gid, visitors, groups)
     out = counts.tolist()
     k = DistinctSketch.K
-    big = np.flatnonzero(counts >= k)
-    if len(big):
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        for group in big.tolist():
-            kth = int(v[starts[group] + k - 1])
-            out[group] = round((k - 1) * 2.0 ** 64 / (kth + 1))
+    for group in np.flatnonzero(counts >= k).tolist():
+        kth = int(v[starts[group] + k - 1])
+        out[group] = round((k - 1) * 2.0 ** 64 / (kth + 1))
     return out
 
 
 def _granularity(seconds: int) -> str:
     return {MINUTE: "minute", HOUR: "hour"}.get(seconds, f"{seconds}s")
+
+
+class _Windows:
+    """A silver table's rows grouped by (window of ``seconds``, the table's dimensions):
+    the group of each row, the first row of each group, and the counts of each group."""
+
+    def __init__(self, silver: pa.Table, dims: dict, dim_codes: list, seconds: int):
+        micros = silver.column("timestamp").cast(pa.int64()).to_numpy()
+        status = silver.column("status").to_numpy()
+        start = micros - micros % (seconds * _US)
+        window = (start - start.min()) // (seconds * _US)  # dense enough: a span's windows
+        self.gid, self.first = _groups([window] + dim_codes)
+        self.groups = groups = len(self.first)
+        self.start = start[self.first]
+        gid = self.gid
+        self.requests = np.bincount(gid, minlength=groups)
+        self.bytes = _sums(gid, silver.column("bytes").fill_null(0).to_numpy(), groups)
+        self.errors_4xx = _sums(gid, ((status >= 400) & (status < 500)).astype(np.int64),
+                                groups)
+        self.errors_5xx = _sums(gid, (status >= 500).astype(np.int64), groups)
+        self.bots = _sums(gid, silver.column("is_bot").to_numpy(zero_copy_only=False)
+                          .astype(np.int64), groups)
+        first = pa.array(self.first)
+        self.dims = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v).take(
+            first) for k, v in dims.items()}
 
 
 def traffic_table(name: str, silver: pa.Table, visitors: np.ndarray,
@@ -132,49 +171,58 @@ def traffic_table(name: str, silver: pa.Table, visitors: np.ndarray,
     if not silver.num_rows:
         return schema.arrow_schema().empty_table()
     dims = DIMENSIONS[name](silver)
-    micros = silver.column("timestamp").cast(pa.int64()).to_numpy()
-    status = silver.column("status").to_numpy()
-    size = silver.column("bytes").fill_null(0).to_numpy()
-    bots = silver.column("is_bot").to_numpy(zero_copy_only=False).astype(np.int64)
-    errors_4xx = ((status >= 400) & (status < 500)).astype(np.int64)
-    errors_5xx = (status >= 500).astype(np.int64)
     dim_codes = [_codes(column) for column in dims.values()]
     parts = []
     for seconds in window_seconds:
-        start = micros - micros % (seconds * _US)
-        gid, first = _groups([start] + dim_codes)
-        groups = len(first)
-        requests = np.bincount(gid, minlength=groups)
-        e4, e5 = _sums(gid, errors_4xx, groups), _sums(gid, errors_5xx, groups)
-        starts = pa.array(start[first], pa.int64()).cast(_TS)
+        w = _Windows(silver, dims, dim_codes, seconds)
+        groups, requests = w.groups, w.requests
         cols = {
-            "window_start": starts,
-            "window_end": pa.array(start[first] + seconds * _US, pa.int64()).cast(_TS),
+            "window_start": pa.array(w.start, pa.int64()).cast(_TS),
+            "window_end": pa.array(w.start + seconds * _US, pa.int64()).cast(_TS),
             "granularity": pa.repeat(pa.scalar(_granularity(seconds)), groups),
             "pane_index": pa.repeat(pa.scalar(0, pa.int64()), groups),
             "pane_timing": pa.repeat(pa.scalar("ON_TIME"), groups),
-            **{k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v).take(
-                pa.array(first)) for k, v in dims.items()},
+            **w.dims,
             "requests": pa.array(requests, pa.int64()),
-            "bytes": pa.array(_sums(gid, size, groups), pa.int64()),
-            "errors_4xx": pa.array(e4, pa.int64()),
-            "errors_5xx": pa.array(e5, pa.int64()),
-            "error_rate": pa.array((e4 + e5) / requests, pa.float64()),
-            "bot_requests": pa.array(_sums(gid, bots, groups), pa.int64()),
-            "unique_visitors": pa.array(unique_visitors(gid, visitors, groups), pa.int64()),
+            "bytes": pa.array(w.bytes, pa.int64()),
+            "errors_4xx": pa.array(w.errors_4xx, pa.int64()),
+            "errors_5xx": pa.array(w.errors_5xx, pa.int64()),
+            "error_rate": pa.array((w.errors_4xx + w.errors_5xx) / requests, pa.float64()),
+            "bot_requests": pa.array(w.bots, pa.int64()),
+            "unique_visitors": pa.array(unique_visitors(w.gid, visitors, groups), pa.int64()),
         }
         if name == WEB_TOP_PATHS.name:
             paths = cols["path"].to_numpy(zero_copy_only=False)
-            window = start[first]
             # Per window: most requests first, ties by path.
-            order = np.lexsort((paths.astype(str), -requests, window))
-            w = window[order]
-            rank = np.arange(len(order)) - np.searchsorted(w, w, side="left") + 1
+            order = np.lexsort((paths.astype(str), -requests, w.start))
+            ws = w.start[order]
+            rank = np.arange(len(order)) - np.searchsorted(ws, ws, side="left") + 1
             keep = order[rank <= top_n]
             cols = {k: v.take(pa.array(keep)) for k, v in cols.items()}
             cols["rank"] = pa.array(rank[rank <= top_n], pa.int64())
         parts.append(conform(pa.table(cols), schema))
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def traffic_parts(name: str, silver: pa.Table, visitors: np.ndarray, seconds: int):
+    """Streaming: a silver fragment → ((seconds, window start µs, *dimensions), Traffic) per
+    window and dimension value, the element the row-level gold keys each row by, holding
+    this fragment's share (its sketch keeps the K smallest hashes: all a merge needs)."""
+    if not silver.num_rows:
+        return
+    dims = DIMENSIONS[name](silver)
+    w = _Windows(silver, dims, [_codes(column) for column in dims.values()], seconds)
+    v, starts, counts = _distinct(w.gid, visitors, w.groups)
+    k = DistinctSketch.K
+    values = list(zip(*(column.to_pylist() for column in w.dims.values()), strict=True))
+    for j in range(w.groups):
+        traffic = Traffic()
+        traffic.requests, traffic.bytes = int(w.requests[j]), int(w.bytes[j])
+        traffic.errors_4xx, traffic.errors_5xx = int(w.errors_4xx[j]), int(w.errors_5xx[j])
+        traffic.bot_requests = int(w.bots[j])
+        traffic.visitors = DistinctSketch.of_smallest(
+            v[starts[j]:starts[j] + min(int(counts[j]), k)].tolist())
+        yield (seconds, int(w.start[j]), *values[j]), traffic
 
 
 def gold_tables(silver: pa.Table, visitors: np.ndarray, window_seconds: tuple[int, ...],

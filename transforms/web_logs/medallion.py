@@ -4,11 +4,12 @@ table, as a dict of table name → PCollection of ``pyarrow.Table`` batches.
 Steps and the elements they move:
 
 * ``Bronze``: a raw batch → a bronze batch and a dead-letter batch;
-* ``BronzeBySpan``: a bronze batch → one fragment per span (an hour by default: the least
-  common multiple of the window sizes, see :func:`transforms.web_logs.gold.group_span`);
-* ``SilverBySpan``: the shuffle, one element per fragment;
-* ``SilverAndGold``: a span → its deduplicated, geolocated, private silver rows, every
-  gold table's rows for the windows inside it, and the dead letters.
+* ``Silver``: ``BronzeBySpan``, a bronze batch → one fragment per span (an hour by
+  default: the least common multiple of the window sizes, see
+  :func:`transforms.web_logs.gold.group_span`); ``SilverBySpan``, the shuffle, one element
+  per fragment; ``CleanSpan``, a span → its deduplicated, geolocated, private silver rows
+  (one table) and the dead letters;
+* ``Gold``: a span's silver rows → every gold table's rows for the windows inside it.
 
 Every copy of a line falls in one span (its time is part of what makes it a copy), and
 every window in one span, so the one shuffle completes silver and gold.
@@ -45,9 +46,11 @@ def _count(step: str):
 class WebBronzeFn(beam.DoFn):
     """A raw batch of lines → a bronze batch, and a dead-letter batch."""
 
-    def __init__(self, clock=None, pipeline: str = "web_logs"):
+    def __init__(self, clock=None, pipeline: str = "web_logs",
+                 allowed_lateness_s: int | None = None):
         self._clock = clock
         self._pipeline = pipeline
+        self._lateness = allowed_lateness_s  # streaming: judge arrival (web_bronze_batch)
 
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
@@ -58,7 +61,8 @@ class WebBronzeFn(beam.DoFn):
     def process(self, raw: pa.Table):
         self._elements.inc()
         self._records.inc(raw.num_rows)
-        out = web_bronze_batch(raw, self._now(), self._pipeline)
+        out = web_bronze_batch(raw, self._now(), self._pipeline,
+                               allowed_lateness_s=self._lateness)
         self._accepted.inc(out.records.num_rows)
         self._rejected.inc(len(out.dead_letters))
         if out.records.num_rows:
@@ -98,15 +102,14 @@ class SpanFragmentsFn(beam.DoFn):
             yield start, fragment
 
 
-class SilverAndGoldFn(beam.DoFn):
-    """A span's bronze fragments → its silver rows, every gold table's rows, dead letters."""
+class SilverSpanFn(beam.DoFn):
+    """A span's bronze fragments → its silver rows (one table: the whole span), and dead
+    letters."""
 
-    def __init__(self, policy, geo_database: str | None, window_seconds: tuple[int, ...],
-                 top_n: int, pipeline: str = "web_logs", clock=None):
+    def __init__(self, policy, geo_database: str | None, pipeline: str = "web_logs",
+                 clock=None):
         self._policy = policy
         self._geo_database = geo_database
-        self._windows = window_seconds
-        self._top_n = top_n
         self._pipeline = pipeline
         self._clock = clock
 
@@ -132,12 +135,29 @@ class SilverAndGoldFn(beam.DoFn):
             self._duplicates.inc(duplicates)
             self._rejected.inc(len(out.dead_letters) - duplicates)
             yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
-        if not out.records.num_rows:
-            return
-        self._bots.inc(pa.compute.sum(out.records.column("is_bot")).as_py() or 0)
-        yield out.records
-        for name, table in gold_tables(out.records, out.visitors, self._windows,
-                                       self._top_n).items():
+        if out.records.num_rows:
+            self._bots.inc(pa.compute.sum(out.records.column("is_bot")).as_py() or 0)
+            yield out.records
+
+
+def visitor_hashes(silver: pa.Table) -> np.ndarray:
+    """``visitor_id`` (16 hex digits) as the 64-bit integers the sketch counts."""
+    if not silver.num_rows:
+        return np.empty(0, np.uint64)
+    text = "".join(silver.column("visitor_id").to_pylist())
+    return np.frombuffer(bytes.fromhex(text), dtype=">u8").astype(np.uint64)
+
+
+class GoldSpanFn(beam.DoFn):
+    """A span's silver rows → every gold table's rows for the windows inside the span."""
+
+    def __init__(self, window_seconds: tuple[int, ...], top_n: int):
+        self._windows = window_seconds
+        self._top_n = top_n
+
+    def process(self, silver: pa.Table):
+        tables = gold_tables(silver, visitor_hashes(silver), self._windows, self._top_n)
+        for name, table in tables.items():
             if table.num_rows:
                 yield TaggedOutput(name, table)
 
@@ -148,6 +168,29 @@ def tables(*pcolls, element_type=pa.Table):
     for pcoll in pcolls:
         pcoll.element_type = element_type
     return pcolls
+
+
+class WebSilverBySpan(beam.PTransform):
+    """Bronze batches → silver: fragments per span, the one shuffle, then per span the
+    deduplicated, geolocated, private rows (``records``) and ``dead_letters``."""
+
+    def __init__(self, policy, geo_database: str | None, span_s: int, pipeline: str,
+                 clock=None):
+        super().__init__()
+        self._policy = policy
+        self._geo_database = geo_database
+        self._span_s = span_s
+        self._pipeline = pipeline
+        self._clock = clock
+
+    def expand(self, bronze):
+        return (bronze
+                | "BronzeBySpan" >> beam.ParDo(SpanFragmentsFn(self._span_s)
+                                               ).with_output_types(keyed_tables(int))
+                | "SilverBySpan" >> beam.GroupByKey()
+                | "CleanSpan" >> beam.ParDo(SilverSpanFn(
+                    self._policy, self._geo_database, self._pipeline, self._clock)
+                ).with_outputs(DEAD, main="records"))
 
 
 class WebLogsBatchMedallion(beam.PTransform):
@@ -169,16 +212,13 @@ class WebLogsBatchMedallion(beam.PTransform):
     def expand(self, raw):
         bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(self._clock, self._pipeline)
                                               ).with_outputs(DEAD, main="records")
-        spans = (bronze.records
-                 | "BronzeBySpan" >> beam.ParDo(SpanFragmentsFn(self._span_s)
-                                                ).with_output_types(keyed_tables(int))
-                 | "SilverBySpan" >> beam.GroupByKey()
-                 | "SilverAndGold" >> beam.ParDo(SilverAndGoldFn(
-                     self._policy, self._geo_database, self._windows, self._top_n,
-                     self._pipeline, self._clock)).with_outputs(DEAD, *_GOLD, main="silver"))
-        dead = (tables(bronze[DEAD], spans[DEAD]) | "AllDeadLetters" >> beam.Flatten())
-        tables(bronze.records, spans.silver, *(spans[name] for name in _GOLD))
+        silver = bronze.records | "Silver" >> WebSilverBySpan(
+            self._policy, self._geo_database, self._span_s, self._pipeline, self._clock)
+        gold = silver.records | "Gold" >> beam.ParDo(GoldSpanFn(
+            self._windows, self._top_n)).with_outputs(*_GOLD)
+        dead = (tables(bronze[DEAD], silver[DEAD]) | "AllDeadLetters" >> beam.Flatten())
+        tables(bronze.records, silver.records, *(gold[name] for name in _GOLD))
         return {WEB_LOGS_BRONZE.name: bronze.records,
-                WEB_LOGS_SILVER.name: spans.silver,
-                **{name: spans[name] for name in _GOLD},
+                WEB_LOGS_SILVER.name: silver.records,
+                **{name: gold[name] for name in _GOLD},
                 DEAD_LETTERS.name: dead}

@@ -26,15 +26,13 @@ _US = 1_000_000
 
 
 class WebSilverBatch:
-    """A span's silver rows, the visitors' 64-bit hashes beside them (gold counts distinct
-    visitors on those), and the dead letters."""
+    """Silver rows, the dead letters, and how many rows each geolocation status has."""
 
-    __slots__ = ("records", "visitors", "dead_letters", "geo_statuses")
+    __slots__ = ("records", "dead_letters", "geo_statuses")
 
-    def __init__(self, records: pa.Table, visitors: np.ndarray, dead_letters: list[dict],
+    def __init__(self, records: pa.Table, dead_letters: list[dict],
                  geo_statuses: dict[str, int]):
         self.records = records
-        self.visitors = visitors
         self.dead_letters = dead_letters
         self.geo_statuses = geo_statuses
 
@@ -149,6 +147,15 @@ def web_silver_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatab
         keep = np.ones(bronze.num_rows, dtype=bool)
         keep[dups] = False
         bronze = bronze.filter(pa.array(keep))
+    out = clean_batch(bronze, policy, database, now, pipeline)
+    out.dead_letters[:0] = dead
+    return out
+
+
+def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
+                now: datetime, pipeline: str = "web_logs") -> WebSilverBatch:
+    """Deduplicated bronze rows → silver: geolocation, ranges, agents, privacy."""
+    dead: list[dict] = []
     geo, statuses = geolocate(bronze.column("client_ip"), database)
     located = bronze
     for name, column in geo.items():
@@ -164,11 +171,7 @@ def web_silver_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatab
     agent = located.column("user_agent")
     described = _describe(agent)
     pair = pc.binary_join_element_wise(ip, pc.fill_null(agent, ""), "|")
-    pairs = _encoded(pair)
-    digests = [policy.digest(v) for v in pairs.dictionary.to_pylist()]
-    visitor_text = pa.array(digests, pa.string()).take(pairs.indices)
-    visitors = np.array([int(d, 16) for d in digests], dtype=np.uint64)[
-        pairs.indices.to_numpy(zero_copy_only=False)]
+    visitor_text = _per_distinct(pair, policy.digest, pa.string())
     micros = located.column("timestamp").cast(pa.int64()).to_numpy()
     days = micros // (86_400 * _US)
     cols = {name: located.column(name) for name in located.column_names if name != "client_ip"}
@@ -180,7 +183,7 @@ def web_silver_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatab
         event_date=pa.array(days.astype("datetime64[D]"), pa.date32()),
         hour_of_day=pa.array(micros // (3600 * _US) % 24, pa.int64()),
     )
-    return WebSilverBatch(conform(pa.table(cols), WEB_LOGS_SILVER), visitors, dead, statuses)
+    return WebSilverBatch(conform(pa.table(cols), WEB_LOGS_SILVER), dead, statuses)
 
 
 _AGENT_COLUMNS = (("browser", pa.string()), ("os", pa.string()), ("device", pa.string()),
