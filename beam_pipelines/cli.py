@@ -5,50 +5,41 @@ import logging
 import sys
 
 from beam_pipelines.errors import UserError
-
-PIPELINES = {
-    "metrics": "server metrics: bronze → silver → gold into the local lakehouse",
-    "logs": "web access logs: parse, geolocate, anonymise, aggregate",
-}
+from beam_pipelines.kinds import DEFAULT, KINDS
 
 USAGE = """usage: python -m run [PIPELINE] [options]
 
 Pipelines:
-""" + "".join(f"  {name:<9} {text}\n" for name, text in PIPELINES.items()) + """
-With no PIPELINE, runs 'metrics'. With no --input, runs on a generated sample.
-'python -m run metrics --help' lists the options.
+""" + "".join(f"  {k.name:<9} {k.description}\n" for k in KINDS.values()) + f"""
+With no PIPELINE, runs '{DEFAULT}'. With no --input, runs on a generated sample.
+'python -m run {DEFAULT} --help' lists the options.
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    name = "metrics"
+    name = DEFAULT
     if argv and not argv[0].startswith("-"):
         name = argv.pop(0)
-    if name not in PIPELINES:
+    if name not in KINDS:
         print(f"python -m run: error: unknown pipeline {name!r} "
-              f"(one of {', '.join(PIPELINES)})", file=sys.stderr)
+              f"(one of {', '.join(KINDS)})", file=sys.stderr)
         return 2
     from beam_pipelines import options as opts_module
 
-    ours = {"metrics": opts_module.ServerMetricsOptions,
-            "logs": opts_module.WebLogsOptions}[name]
+    kind = KINDS[name]
+    ours = kind.options
     if argv in (["-h"], ["--help"]) or (not argv and name == "help"):
         print(USAGE)
-        print(opts_module.help_text(ours, f"python -m run {name}", PIPELINES[name]))
+        print(opts_module.help_text(ours, f"python -m run {name}", kind.description))
         return 0
     try:
-        from beam_pipelines import server_metrics, web_logs
-        from beam_pipelines.summary import render, render_logs
-
         options = opts_module.parse_options(argv, ours, f"python -m run {name}")
-        module, summary = ((web_logs, render_logs) if name == "logs"
-                           else (server_metrics, render))
-        outcome = module.run(options)
+        outcome = kind.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:
-            print(summary(outcome["catalog"], outcome["output_dir"],
-                          **outcome.get("summary_args", {})))
+            print(kind.summary(outcome["catalog"], outcome["output_dir"],
+                               **outcome.get("summary_args", {})))
         elif outcome.get("dry_run"):
             print("Dry run: the Dataflow job was built and checked, not submitted.")
         elif outcome["sink"].name == "bigquery":

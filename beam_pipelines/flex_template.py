@@ -3,8 +3,9 @@
 One image (``Dockerfile``) is both the workers' SDK container and the template launcher;
 the launcher runs this file with every template parameter as ``--name=value``. A template
 cannot take a positional argument or a bare flag, so two parameters stand in for them:
-``pipeline`` (``metrics`` or ``logs``) and ``streaming`` (``true`` or ``false``). The rest
-are the options of ``python -m run`` under Beam's underscore spelling.
+``pipeline`` (a kind of :mod:`beam_pipelines.kinds`: ``metrics`` or ``logs``) and
+``streaming`` (``true`` or ``false``). The rest are the options of ``python -m run``
+under Beam's underscore spelling.
 
 ``python -m beam_pipelines.flex_template metadata`` prints ``metadata.json``, generated
 from the options classes (help text, and a validation regex from each option's type,
@@ -18,13 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from beam_pipelines.options import ServerMetricsOptions, WebLogsOptions
+from beam_pipelines.kinds import DEFAULT, KINDS
 from schemas.durations import duration_arg, positive_int_arg
 
 #: The image's copy of setup.py (``/template/setup.py``), beside the package.
 SETUP_FILE = Path(__file__).resolve().parents[1] / "setup.py"
-
-PIPELINES = {"metrics": ServerMetricsOptions, "logs": WebLogsOptions}
 
 #: Options of ``python -m run`` that a Dataflow job cannot use, and why: they are left out
 #: of the template (a launch that passes one gets Dataflow's "unknown parameter").
@@ -88,9 +87,9 @@ def _label(dest: str) -> str:
 def _options() -> dict[str, tuple[argparse.Action, list[str]]]:
     """dest → (its argparse action, the pipelines that take it)."""
     found: dict[str, tuple[argparse.Action, list[str]]] = {}
-    for name, cls in PIPELINES.items():
+    for name, kind in KINDS.items():
         parser = argparse.ArgumentParser(add_help=False)
-        cls._add_argparse_args(parser)
+        kind.options._add_argparse_args(parser)
         for action in parser._actions:
             found.setdefault(action.dest, (action, []))[1].append(name)
     return found
@@ -100,8 +99,8 @@ def metadata() -> dict:
     by_name = _by_name()
     parameters = [
         {"name": "pipeline", "label": "Pipeline",
-         "helpText": "metrics (server metrics) or logs (web access logs)",
-         "regexes": ["^(metrics|logs)$"]},
+         "helpText": " or ".join(f"{k.name} ({k.noun})" for k in KINDS.values()),
+         "regexes": ["^(" + "|".join(KINDS) + ")$"]},
         {"name": "streaming", "label": "Streaming",
          "helpText": "true: read --subscription continuously; false (default): read "
                      "--input files once",
@@ -114,7 +113,7 @@ def metadata() -> dict:
     for dest, (action, pipelines) in sorted(_options().items()):
         if dest in LOCAL_ONLY:
             continue
-        only = "" if len(pipelines) == len(PIPELINES) else f" [pipeline {pipelines[0]}]"
+        only = "" if len(pipelines) == len(KINDS) else f" [pipeline {pipelines[0]}]"
         parameters.append({
             "name": dest, "label": _label(dest),
             "helpText": " ".join((action.help or "").split()) + only,
@@ -131,7 +130,7 @@ def metadata() -> dict:
 
 def launch_argv(argv: list[str]) -> list[str]:
     """The launcher's ``--name=value`` arguments → ``python -m run``'s."""
-    pipeline, rest = "metrics", []
+    pipeline, rest = DEFAULT, []
     streaming = False
     for arg in argv:
         key, _, value = arg.partition("=")

@@ -158,3 +158,26 @@ def test_views_show_the_latest_pane_of_each_key(tmp_path):
     with duckdb.connect(write_catalog(str(tmp_path), [S]), read_only=True) as con:
         assert con.execute(f"select record_count from {S.name}").fetchall() == [(9,)]
         assert con.execute(f"select count(*) from {S.name}_panes").fetchone()[0] == 3
+
+
+def test_the_cli_and_the_template_dispatch_on_the_registry_of_pipeline_kinds(monkeypatch):
+    """A kind registered once is a CLI word, a template choice, and runs its own ``run``."""
+    from beam_pipelines import cli, flex_template, kinds
+
+    ran = []
+    kind = kinds.PipelineKind("probe", "probe records", "a probe",
+                              kinds.KINDS["logs"].options_ref, "tests.test_cli:_probe_run",
+                              "beam_pipelines.summary:render_logs")
+    monkeypatch.setitem(kinds.KINDS, "probe", kind)
+    monkeypatch.setattr(f"{__name__}._probe_run", lambda options: ran.append(options) or {
+        "catalog": None, "dry_run": True})
+    assert cli.main(["probe", "--windows", "1m"]) == 0 and len(ran) == 1
+    regex = next(p for p in flex_template.metadata()["parameters"]
+                 if p["name"] == "pipeline")["regexes"][0]
+    assert regex == "^(metrics|logs|probe)$"
+    with pytest.raises(ValueError, match="twice"):
+        kinds.register(kinds.KINDS["metrics"])
+
+
+def _probe_run(options):  # replaced by the test above
+    raise AssertionError("not patched")
