@@ -33,7 +33,8 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 
-from beam_pipelines.pubsub import EVENT_ID_ATTRIBUTE, EVENT_TIME_ATTRIBUTE, raw_records
+from beam_pipelines.pubsub import raw_records
+from schemas.messages import EVENT_ID_ATTRIBUTE, EVENT_TIME_ATTRIBUTE
 from transforms.bronze import RawRecord
 
 log = logging.getLogger(__name__)

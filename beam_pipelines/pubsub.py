@@ -12,6 +12,13 @@ import re
 import sys
 
 from beam_pipelines.errors import UserError
+from schemas.messages import (  # noqa: F401 - the contract, re-exported for the sources
+    ENVELOPE_ATTRIBUTE,
+    ENVELOPE_NDJSON,
+    EVENT_ID_ATTRIBUTE,
+    EVENT_TIME_ATTRIBUTE,
+    split_envelope,
+)
 from transforms.bronze import RawRecord
 
 _NAME = r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
@@ -23,10 +30,6 @@ _RULES = ("PROJECT: 6-30 lowercase letters, digits or hyphens; NAME: 3-255 chara
           "starting with a letter")
 
 #: Message attributes the publisher sets and the streaming source reads.
-EVENT_TIME_ATTRIBUTE = "event_time"
-EVENT_ID_ATTRIBUTE = "event_id"
-ENVELOPE_ATTRIBUTE = "envelope"
-ENVELOPE_NDJSON = "ndjson"
 
 
 def check_topic(path: str) -> str:
@@ -185,8 +188,8 @@ def raw_records(data: bytes, attributes: dict | None, origin: str) -> list[RawRe
     attributes = attributes or {}
     source = f"{origin}#{attributes.get(EVENT_ID_ATTRIBUTE, '')}"
     if attributes.get(ENVELOPE_ATTRIBUTE) == ENVELOPE_NDJSON:
-        return [RawRecord(line, f"{source}/{i}") for i, line in enumerate(data.split(b"\n"))
-                if line or i == 0]
+        return [RawRecord(event, f"{source}/{i}") for i, event in
+                split_envelope(data, attributes)]
     return [RawRecord(data, source)]
 
 

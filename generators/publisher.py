@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from generators.metrics import MetricsGenerator, iso_ms
 from generators.weblogs import WebLogGenerator
+from schemas.messages import message_attributes
 
 #: A first record due within this of now starts a live fleet (see ``publish``).
 _LIVE_WITHIN_S = 60.0
@@ -96,9 +97,7 @@ def publish(generator: MetricsGenerator | WebLogGenerator, topic: str, *, envelo
 
     def send(lines, event_ms):
         nonlocal seq, sent
-        attrs = {"event_time": iso_ms(event_ms), "event_id": f"{seed:x}-{seq:012d}"}
-        if envelope > 1:
-            attrs["envelope"] = "ndjson"
+        attrs = message_attributes(iso_ms(event_ms), f"{seed:x}-{seq:012d}", envelope)
         data = "\n".join(lines).encode()
         future = publisher.publish(topic, data, **attrs)
         future.add_done_callback(counter.callback(len(lines)))

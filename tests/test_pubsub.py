@@ -169,3 +169,38 @@ def test_a_live_fleet_is_paced_by_the_wall_clock_and_a_replay_by_its_first_recor
         assert due and max(due) < 0.5 and min(due) > -0.1, due
     else:     # replayed at the fleet's speed: the last record 4 s after the first
         assert client.sent[-1][0] - client.sent[0][0] >= 3.0
+
+
+class _Recording:
+    """A publisher that keeps what it was given (the contract, not the transport)."""
+
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, data, **attributes):
+        from concurrent.futures import Future
+
+        self.sent.append((data, attributes))
+        done = Future()
+        done.set_result("id")
+        return done
+
+    def stop(self):
+        pass
+
+
+@pytest.mark.parametrize("envelope", [1, 4])
+def test_what_the_publisher_sends_the_source_reads_back_event_by_event(envelope):
+    from beam_pipelines.live_sources import _micros
+
+    generator = MetricsGenerator(GeneratorConfig(servers=2, count=10, seed=3))
+    lines = [line for _, _, line in MetricsGenerator(GeneratorConfig(
+        servers=2, count=10, seed=3)).render_timed()]
+    recording = _Recording()
+    publish(generator, "projects/p-1234/topics/t", envelope=envelope, pace=False,
+            publisher=recording, handle_signals=False)
+    read = [r for data, attributes in recording.sent
+            for r in raw_records(data, attributes, "sub")]
+    assert [r.payload.decode() for r in read] == lines
+    assert len({r.source for r in read}) == len(lines)  # each event its own delivery id
+    assert all(_micros(attributes, None) > 0 for _, attributes in recording.sent)
