@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from beam_pipelines.kinds import DEFAULT, KINDS
+from beam_pipelines.options import add_arguments
 from schemas.durations import duration_arg, positive_int_arg
 
 #: The image's copy of setup.py (``/template/setup.py``), beside the package.
@@ -89,7 +90,7 @@ def _options() -> dict[str, tuple[argparse.Action, list[str]]]:
     found: dict[str, tuple[argparse.Action, list[str]]] = {}
     for name, kind in KINDS.items():
         parser = argparse.ArgumentParser(add_help=False)
-        kind.options._add_argparse_args(parser)
+        add_arguments(kind.options, parser)
         for action in parser._actions:
             found.setdefault(action.dest, (action, []))[1].append(name)
     return found

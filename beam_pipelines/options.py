@@ -17,22 +17,19 @@ from schemas.durations import positive_int_arg as _count
 
 
 def _flag(parser, name: str, **kwargs):
-    """Register ``--some-flag`` and Beam's ``--some_flag`` spelling for the same option."""
+    """Register ``--some-flag`` and Beam's ``--some_flag`` spelling for the same option.
+    Each flag is declared by one class only: a second declaration is argparse's error."""
     spellings = [f"--{name}"]
     if "-" in name:
         spellings.append(f"--{name.replace('-', '_')}")
-    if any(s in parser._option_string_actions for s in spellings):
-        # Beam registers every options class in one parser; the pipelines share some flags
-        # (--input, --output-dir, ...), declared alike in each.
-        return
     parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
 
 
-def _streaming_flags(parser, generator: str) -> None:
+def _streaming_flags(parser) -> None:
     """Options of ``--streaming`` (Beam's own flag), alike in every pipeline."""
     _flag(parser, "subscription", default=None,
           help="--streaming: read projects/P/subscriptions/S (default: a live generator "
-               f"of {generator} in the pipeline itself)")
+               "of the sample's records in the pipeline itself)")
     _flag(parser, "duration", type=_span, default=None,
           help="--streaming: stop reading after this long, close every window and exit "
                "with the summary (default: run until Ctrl-C, which does the same)")
@@ -70,50 +67,54 @@ def _sink_flags(parser) -> None:
                "'bronze' leaves silver and gold to the scheduled queries of sql/scheduled")
 
 
-class ServerMetricsOptions(PipelineOptions):
-    """Options of ``python -m run [metrics]``."""
+class CommonOptions(PipelineOptions):
+    """The flags of every pipeline kind, declared once here; each kind's class declares
+    only its own and inherits these."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
         _flag(parser, "input", action="append", default=None,
-              help="file, glob or directory of server metrics; repeat or comma-separate for "
-                   "several (default: a generated sample)")
-        _flag(parser, "input-format", default="auto",
-              choices=("auto", "jsonl", "csv", "parquet"),
-              help="format of the input files (default: from each file's extension)")
+              help="file, glob or directory to read; repeat or comma-separate for several "
+                   "(default: a generated sample)")
         _flag(parser, "output-dir", default="lakehouse",
               help="directory of the local lakehouse (default: ./lakehouse)")
-        _flag(parser, "config", default=None,
-              help="rules file: thresholds, health weights, alert rules, locations "
-                   "(default: configs/server_metrics.yaml)")
         _flag(parser, "seed", type=int, default=42, help="seed of the generated sample")
-        _flag(parser, "sample-servers", type=_count, default=20,
-              help="servers in the generated sample (default 20)")
         _flag(parser, "sample-duration", type=_span, default=6 * 3600.0,
               help="event time the generated sample covers (default 6h)")
-        _flag(parser, "sample-interval", type=_span, default=None,
-              help="time between a server's reports in the sample (default 10s; 1s for the "
-                   "live generator of --streaming)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
-        _flag(parser, "alerts-topic", default=None,
-              help="also publish every alert of alert_events, once each, to this Pub/Sub "
-                   "topic (projects/P/topics/T), for chat and paging integrations")
-        _streaming_flags(parser, "--sample-servers servers")
+        _streaming_flags(parser)
         _sink_flags(parser)
 
 
-class WebLogsOptions(PipelineOptions):
-    """Options of ``python -m run logs``."""
+class ServerMetricsOptions(CommonOptions, PipelineOptions):
+    """Options of ``python -m run [metrics]`` (PipelineOptions named again: Beam collects
+    the direct subclasses' flags)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        _flag(parser, "input", action="append", default=None,
-              help="file, glob or directory of access logs (Combined or Common Log "
-                   "Format); repeat or comma-separate for several (default: a generated "
-                   "sample)")
-        _flag(parser, "output-dir", default="lakehouse",
-              help="directory of the local lakehouse (default: ./lakehouse)")
+        _flag(parser, "input-format", default="auto",
+              choices=("auto", "jsonl", "csv", "parquet"),
+              help="format of the input files (default: from each file's extension)")
+        _flag(parser, "config", default=None,
+              help="rules file: thresholds, health weights, alert rules, locations "
+                   "(default: configs/server_metrics.yaml)")
+        _flag(parser, "sample-servers", type=_count, default=20,
+              help="servers in the generated sample (default 20)")
+        _flag(parser, "sample-interval", type=_span, default=None,
+              help="time between a server's reports in the sample (default 10s; 1s for the "
+                   "live generator of --streaming)")
+        _flag(parser, "alerts-topic", default=None,
+              help="also publish every alert of alert_events, once each, to this Pub/Sub "
+                   "topic (projects/P/topics/T), for chat and paging integrations")
+
+
+class WebLogsOptions(CommonOptions, PipelineOptions):
+    """Options of ``python -m run logs``; ``--input`` reads access logs (Combined or Common
+    Log Format)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
         _flag(parser, "geo-database", default=None,
               help="MaxMind-format city database, local or gs:// (default: the embedded "
                    "DB-IP City Lite, CC BY 4.0)")
@@ -131,15 +132,21 @@ class WebLogsOptions(PipelineOptions):
               help="gold window sizes, comma-separated (default 1m,1h)")
         _flag(parser, "top-paths", type=_count, default=20,
               help="paths kept per window in web_top_paths (default 20)")
-        _flag(parser, "seed", type=int, default=42, help="seed of the generated sample")
-        _flag(parser, "sample-duration", type=_span, default=6 * 3600.0,
-              help="event time the generated sample covers (default 6h)")
         _flag(parser, "sample-rate", type=float, default=5.0,
               help="requests per second in the generated sample (default 5)")
-        _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
-              help="print the run summary (default on)")
-        _streaming_flags(parser, "--sample-rate requests per second")
-        _sink_flags(parser)
+
+
+def add_arguments(options_class, parser) -> None:
+    """Every flag of a kind's options class: its own and those it inherits, each once (as
+    Beam's own parsing of a class walks its ancestors)."""
+    own = []
+    for cls in options_class.mro():
+        if cls is PipelineOptions:
+            break
+        if "_add_argparse_args" in cls.__dict__:
+            own.append(cls)
+    for cls in reversed(own):  # the shared flags first, as the help lists them
+        cls._add_argparse_args(parser)
 
 
 class _StrictParser(_BeamArgumentParser):
@@ -147,7 +154,9 @@ class _StrictParser(_BeamArgumentParser):
         raise UserError(message)
 
 
-def _beam_option_classes(exclude):
+def _beam_option_classes():
+    """Beam's options classes and any other library's: every PipelineOptions subclass but
+    the pipeline kinds' own."""
     seen, stack = [], list(PipelineOptions.__subclasses__())
     while stack:
         cls = stack.pop()
@@ -155,16 +164,16 @@ def _beam_option_classes(exclude):
             continue
         seen.append(cls)
         stack.extend(cls.__subclasses__())
-    return [c for c in seen if c not in exclude]
+    return [c for c in seen if not issubclass(c, CommonOptions)]
 
 
 def parse_options(argv: list[str], ours=ServerMetricsOptions, prog="python -m run"):
     """Validate ``argv`` strictly, then return Beam's PipelineOptions for it."""
     own = _StrictParser(prog=prog, allow_abbrev=False, add_help=False)
-    ours._add_argparse_args(own)
+    add_arguments(ours, own)
     args, rest = own.parse_known_args(argv)
     beam_parser = _StrictParser(prog=prog, allow_abbrev=False, add_help=False)
-    for cls in _beam_option_classes(exclude=(ours,)):
+    for cls in _beam_option_classes():
         try:
             cls._add_argparse_args(beam_parser)
         except argparse.ArgumentError:
@@ -186,5 +195,5 @@ def help_text(ours=ServerMetricsOptions, prog="python -m run", description="") -
                                             "(event-time windows, early and late panes). "
                                             "Every Apache Beam pipeline option is accepted too "
                                             "(--runner, --direct_num_workers, --project, ...).")
-    ours._add_argparse_args(parser)
+    add_arguments(ours, parser)
     return parser.format_help()

@@ -181,3 +181,34 @@ def test_the_cli_and_the_template_dispatch_on_the_registry_of_pipeline_kinds(mon
 
 def _probe_run(options):  # replaced by the test above
     raise AssertionError("not patched")
+
+
+def test_each_flag_is_declared_by_one_options_class_and_a_second_declaration_fails():
+    import argparse
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.options import (
+        CommonOptions,
+        ServerMetricsOptions,
+        WebLogsOptions,
+        _flag,
+    )
+
+    def own(cls):
+        parser = argparse.ArgumentParser(add_help=False)
+        cls._add_argparse_args(parser)
+        return {a.dest for a in parser._actions}
+
+    common, metrics, logs = own(CommonOptions), own(ServerMetricsOptions), own(WebLogsOptions)
+    assert not (common & metrics) and not (common & logs) and not (metrics & logs)
+    assert {"input", "output_dir", "subscription", "sink"} <= common
+    parser = argparse.ArgumentParser(add_help=False)
+    _flag(parser, "windows")
+    with pytest.raises(argparse.ArgumentError):
+        _flag(parser, "windows")
+    # Beam's own view of a kind's options has the shared flags too.
+    opts = PipelineOptions(["--output-dir", "x", "--windows", "5m"]).view_as(WebLogsOptions)
+    assert (opts.output_dir, opts.windows) == ("x", "5m")
+    all_options = PipelineOptions(["--sample-servers", "3"]).get_all_options()
+    assert all_options["sample_servers"] == 3 and all_options["output_dir"] == "lakehouse"

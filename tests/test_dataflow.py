@@ -125,11 +125,12 @@ def test_template_parameters_are_exactly_the_options_a_dataflow_job_takes():
     import re
 
     from beam_pipelines import flex_template
+    from beam_pipelines.options import add_arguments
 
     declared = set()
     for cls in (ServerMetricsOptions, WebLogsOptions):
         parser = argparse.ArgumentParser(add_help=False)
-        cls._add_argparse_args(parser)
+        add_arguments(cls, parser)
         declared |= {a.dest for a in parser._actions}
     params = {p["name"]: p for p in flex_template.metadata()["parameters"]}
     # No option missing, none stale, and every exclusion names a real option.
