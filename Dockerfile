@@ -27,7 +27,7 @@ RUN pip install --no-cache-dir . \
  && pip check \
  && pip install --no-cache-dir --no-deps $(python setup.py --no-deps-pins)
 
-ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/beam_pipelines/flex_template.py
+ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/beam_pipelines/ops/flex_template.py
 # Everything is installed: workers must not resolve anything at start-up.
 ENV PIP_NO_DEPS=True
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -46,10 +46,10 @@ run-streaming: $(STAMP)         ## streaming from the in-pipeline generator, dra
 	$(BIN)/python -m run --streaming --duration 2m $(ARGS)
 
 run-streaming-pubsub: $(STAMP)  ## emulator + publisher + streaming pipeline, stopped after 2m
-	$(BIN)/python -m beam_pipelines.demo pubsub --duration 2m $(ARGS)
+	$(BIN)/python -m beam_pipelines.ops.demo pubsub --duration 2m $(ARGS)
 
 run-bigquery-local: $(STAMP) $(BQ_STAMP)  ## both pipelines into a local BigQuery emulator, SQL, views
-	$(BIN)/python -m beam_pipelines.demo bigquery $(ARGS)
+	$(BIN)/python -m beam_pipelines.ops.demo bigquery $(ARGS)
 
 # Dataflow: PROJECT, BUCKET (and REGION, PREFIX, INPUT, SUBSCRIPTION) as make variables.
 # Workers install the code from setup.py; the tables go to BigQuery (see docs/DEPLOY.md).
@@ -81,7 +81,7 @@ PIPELINE ?= metrics
 PARAMS   ?= input=gs://$(BUCKET)/metrics/*.jsonl
 
 template-metadata: $(STAMP)  ## regenerate deploy/metadata.json from the pipeline options
-	$(BIN)/python -m beam_pipelines.flex_template metadata > deploy/metadata.json
+	$(BIN)/python -m beam_pipelines.ops.flex_template metadata > deploy/metadata.json
 
 template: template-metadata  ## build the image and register the flex template (needs gcloud)
 	gcloud builds submit --project $(PROJECT) --tag $(IMAGE) .

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = kind.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:
             print(kind.summary(outcome["catalog"], outcome["output_dir"],
+                               input_records=outcome.get("input_records"),
                                **outcome.get("summary_args", {})))
         elif outcome.get("dry_run"):
             print("Dry run: the Dataflow job was built and checked, not submitted.")

@@ -14,15 +14,17 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import live_sources, pubsub, sinks
 from beam_pipelines.errors import UserError
-from beam_pipelines.lakehouse import (
+from beam_pipelines.io import live_sources, sinks
+from beam_pipelines.io.lakehouse import (
     clear_tables,
     is_local,
     prepare_output_dir,
     write_catalog,
     write_empty_tables,
 )
+from beam_pipelines.io.sources import count_input_records
+from beam_pipelines.ops import pubsub
 from beam_pipelines.runners import choose_runner, is_local_streaming
 from transforms.windowing import StreamingConfig
 
@@ -140,8 +142,9 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     if opts.wait or not plan.dataflow:
         result.wait_until_finish()
     catalog = write_catalog(output_dir, tables) if lakehouse else None
+    counted = count_input_records(files) if catalog else None
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
-            "result": result, "dry_run": plan.offline}
+            "result": result, "dry_run": plan.offline, "input_records": counted}
 
 
 def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
@@ -185,7 +188,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         print(f"Query while it runs: duckdb -readonly {catalog} "
               f"\"select * from {peek} order by window_start desc limit 10\"", flush=True)
     if is_local_streaming(runner):
-        from beam_pipelines import local_runner
+        from beam_pipelines.runners import local as local_runner
 
         local_runner.install()
     pipeline = beam.Pipeline(options=options)
@@ -199,5 +202,6 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    read = live_sources.records_read() if not dataflow else None
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
-            "result": result, "dry_run": plan.offline}
+            "result": result, "dry_run": plan.offline, "input_records": read}

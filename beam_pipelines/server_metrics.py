@@ -14,13 +14,14 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines import live_sources, runs
+from beam_pipelines import runs
 from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
+from beam_pipelines.io import live_sources
+from beam_pipelines.io.sinks import as_rows, as_sink
+from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import ServerMetricsOptions
 from beam_pipelines.runners import is_local_streaming
-from beam_pipelines.sinks import as_rows, as_sink
-from beam_pipelines.sources import ReadServerMetricBatches, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from schemas.dead_letter import DEAD_LETTERS
@@ -45,7 +46,7 @@ TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTI
 def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
                    rules: ServerMetricsRules, clock=None,
                    alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
-    """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory."""
+    """``sink``: a sink of :mod:`beam_pipelines.io.sinks`, or a lakehouse directory."""
     raw = p | "ReadServerMetrics" >> ReadServerMetricBatches(files)
     tables = raw | "ServerMetrics" >> ServerMetricsBatchMedallion(rules, clock=clock)
     as_sink(sink).write(tables, TABLES, batches=True)
@@ -74,7 +75,7 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
 
 def _publish_alerts(tables, topic: str | None, streaming: bool) -> None:
     if topic:
-        from beam_pipelines.alerts import PublishAlerts
+        from beam_pipelines.io.alerts import PublishAlerts
 
         tables[ALERT_EVENTS.name] | "PublishAlerts" >> PublishAlerts(topic, streaming)
 
@@ -85,7 +86,7 @@ def _check_alerts_topic(options: PipelineOptions, opts: ServerMetricsOptions) ->
         return
     from apache_beam.options.pipeline_options import TestOptions
 
-    from beam_pipelines import pubsub
+    from beam_pipelines.ops import pubsub
 
     pubsub.check_topic(opts.alerts_topic)
     if options.view_as(TestOptions).dry_run:

@@ -7,12 +7,13 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_pipelines import live_sources, runs
+from beam_pipelines import runs
 from beam_pipelines.errors import UserError
+from beam_pipelines.io import live_sources
+from beam_pipelines.io.sinks import as_sink
+from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import WebLogsOptions
 from beam_pipelines.runners import is_local_streaming
-from beam_pipelines.sinks import as_sink
-from beam_pipelines.sources import ReadServerMetricBatches, resolve_inputs
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
@@ -26,7 +27,7 @@ TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
 
 def build_pipeline(p: beam.Pipeline, paths: list[str], sink,
                    medallion: WebLogsBatchMedallion) -> dict[str, beam.PCollection]:
-    """``sink``: a sink of :mod:`beam_pipelines.sinks`, or a lakehouse directory. Every
+    """``sink``: a sink of :mod:`beam_pipelines.io.sinks`, or a lakehouse directory. Every
     table leaves as Arrow batches."""
     # Log files are text lines, read like JSON lines: as bytes in line ranges, so a line
     # that is not UTF-8 reaches the parser (which keeps it) instead of failing the read.

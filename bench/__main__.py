@@ -31,8 +31,8 @@ def bench_pubsub(events: int, generator_rate: float, loop_rate: float | None, wo
                  streaming: bool) -> dict:
     """Publisher throughput to the official emulator, unpaced, by envelope size; then the
     streaming pipeline reading from it (bench/streaming.py)."""
-    from beam_pipelines.local_services import PubSubEmulator
-    from beam_pipelines.pubsub import setup
+    from beam_pipelines.ops.local_services import PubSubEmulator
+    from beam_pipelines.ops.pubsub import setup
     from generators.publisher import publish
 
     out = {}

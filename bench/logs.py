@@ -33,7 +33,7 @@ def _check_accounting(out: str, lines: int) -> None:
     silver or a silver dead letter: a fast run that lost lines would be no figure."""
     import duckdb
 
-    from beam_pipelines.lakehouse import write_catalog
+    from beam_pipelines.io.lakehouse import write_catalog
     from beam_pipelines.web_logs import TABLES
 
     with duckdb.connect(write_catalog(out, TABLES), read_only=True) as con:

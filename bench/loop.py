@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.transforms.window import GlobalWindow
 
-from beam_pipelines.lakehouse import table_dir
+from beam_pipelines.io.lakehouse import table_dir
 from beam_pipelines.server_metrics import TABLES
 from schemas.server_metrics import (
     ALERTS,

@@ -15,7 +15,7 @@ import sys
 
 import duckdb
 
-from beam_pipelines.lakehouse import write_catalog
+from beam_pipelines.io.lakehouse import write_catalog
 from beam_pipelines.server_metrics import TABLES
 from beam_pipelines.summary import accounting
 from generators.metrics import GeneratorConfig, MetricsGenerator

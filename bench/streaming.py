@@ -28,9 +28,10 @@ import apache_beam as beam
 import duckdb
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipelines import live_sources, local_runner
 from beam_pipelines.config import load_rules
-from beam_pipelines.lakehouse import clear_tables, write_catalog, write_empty_tables
+from beam_pipelines.io import live_sources
+from beam_pipelines.io.lakehouse import clear_tables, write_catalog, write_empty_tables
+from beam_pipelines.runners import local as local_runner
 from beam_pipelines.server_metrics import TABLES, build_streaming_pipeline
 from beam_pipelines.summary import accounting
 from transforms.windowing import StreamingConfig
@@ -100,7 +101,7 @@ def _bare_pull_latency(topic: str, subscription: str, seconds: float) -> tuple[f
     paced publisher (late events, older by design, included as for the pipeline)."""
     import numpy as np
 
-    from beam_pipelines.pubsub import setup, teardown
+    from beam_pipelines.ops.pubsub import setup, teardown
 
     teardown(topic, subscription)
     setup(topic, subscription)
@@ -120,7 +121,7 @@ def _bare_pull_latency(topic: str, subscription: str, seconds: float) -> tuple[f
 
 
 def _backlog(topic: str, subscription: str, seconds: float, envelope: int) -> int:
-    from beam_pipelines.pubsub import setup, teardown
+    from beam_pipelines.ops.pubsub import setup, teardown
 
     teardown(topic, subscription)
     setup(topic, subscription)
@@ -133,7 +134,7 @@ def _backlog(topic: str, subscription: str, seconds: float, envelope: int) -> in
 
 def bench_streaming(workdir: str, loop_rate: float | None, backlog_events: int = 200_000,
                     live_s: float = 30.0) -> dict:
-    from beam_pipelines.pubsub import setup
+    from beam_pipelines.ops.pubsub import setup
 
     results = {}
     backlog_s = backlog_events / SEED_000_EVENTS_PER_S

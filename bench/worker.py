@@ -18,8 +18,8 @@ def run_beam(path: str, out: str, workers: int = 1) -> dict:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipelines.config import load_rules
+    from beam_pipelines.io.sources import resolve_inputs
     from beam_pipelines.server_metrics import build_pipeline
-    from beam_pipelines.sources import resolve_inputs
 
     options = {"runner": "FnApiRunner"}
     if workers > 1:
@@ -43,7 +43,7 @@ def run_logs_beam(path: str, out: str, batches: bool = True) -> dict:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipelines import web_logs
-    from beam_pipelines.sources import ReadServerMetricFiles
+    from beam_pipelines.io.sources import ReadServerMetricFiles
     from transforms.medallion import WebLogsMedallion
     from transforms.web_logs.medallion import WebLogsBatchMedallion
     from transforms.web_silver import PrivacyPolicy
@@ -55,7 +55,7 @@ def run_logs_beam(path: str, out: str, batches: bool = True) -> dict:
     else:
         tables = (p | ReadServerMetricFiles({"jsonl": [path]})
                   | WebLogsMedallion(policy))
-        from beam_pipelines.sinks import as_sink
+        from beam_pipelines.io.sinks import as_sink
 
         as_sink(out).write(tables, web_logs.TABLES)
     result = p.run()

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _publish(generator, args) -> int:
     from beam_pipelines.errors import UserError
-    from beam_pipelines.pubsub import check_topic, require_credentials
+    from beam_pipelines.ops.pubsub import check_topic, require_credentials
     from generators.publisher import publish
 
     try:

@@ -1,5 +1,5 @@
 """The Pub/Sub message contract, shared by the publisher (``generators/publisher.py``) and
-the pipelines' sources (``beam_pipelines/live_sources.py``, ``beam_pipelines/pubsub.py``):
+the pipelines' sources (``beam_pipelines/io/live_sources.py``, ``beam_pipelines/ops/pubsub.py``):
 the attribute names and the envelope, declared once so the two cannot drift.
 
 A message carries one event, or with ``envelope=ndjson`` several, one per line; its

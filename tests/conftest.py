@@ -69,7 +69,7 @@ def streaming_pipeline() -> TestPipeline:
     """The local streaming runner exactly as the pipelines run it (with its fixes)."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from beam_pipelines import local_runner
+    from beam_pipelines.runners import local as local_runner
 
     local_runner.install()
     options = PipelineOptions(runner="BundleBasedDirectRunner")
@@ -114,7 +114,7 @@ def pubsub_emulator():
 def bigquery_emulator():
     """bqemulator (BigQuery's REST API on DuckDB) from its own virtualenv, on a free port.
     ``make test`` builds that virtualenv first; without it these tests fail, never skip."""
-    from beam_pipelines.local_services import BQ_VENV, BigQueryEmulator
+    from beam_pipelines.ops.local_services import BQ_VENV, BigQueryEmulator
 
     if not os.path.exists(os.path.join(BQ_VENV, "bin", "bqemulator")):
         pytest.fail(f"the BigQuery emulator is not installed in {BQ_VENV}: run `make bqemulator`")

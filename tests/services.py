@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from beam_pipelines.local_services import PubSubEmulator, free_port
+from beam_pipelines.ops.local_services import PubSubEmulator, free_port
 
 __all__ = ["PubSubEmulator", "free_port", "require"]
 

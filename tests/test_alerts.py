@@ -10,9 +10,9 @@ import duckdb
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
-from beam_pipelines.alerts import PublishAlerts, alert_key, message_of
 from beam_pipelines.cli import main
-from beam_pipelines.pubsub import setup
+from beam_pipelines.io.alerts import PublishAlerts, alert_key, message_of
+from beam_pipelines.ops.pubsub import setup
 from schemas.server_metrics import ALERT_EVENTS
 from tests.conftest import streaming_pipeline
 from tests.test_pubsub import names, pull_all

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_pipelines.sources import (
+from beam_pipelines.io.sources import (
     ReadServerMetricBatches,
     ReadServerMetricFiles,
     read_line_range,
@@ -215,9 +215,10 @@ def test_the_dataflow_path_never_loads_the_local_runners_internals():
     import sys
 
     code = ("import sys, beam_pipelines.runs, beam_pipelines.server_metrics, "
-            "beam_pipelines.web_logs, beam_pipelines.live_sources, beam_pipelines.flex_template;"
+            "beam_pipelines.web_logs, beam_pipelines.io.live_sources, "
+            "beam_pipelines.ops.flex_template;"
             "print(sorted(m for m in sys.modules if m in ("
-            "'apache_beam.runners.direct.transform_evaluator', 'beam_pipelines.local_runner')))")
+            "'apache_beam.runners.direct.transform_evaluator', 'beam_pipelines.runners.local')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -230,7 +231,7 @@ def test_the_local_runner_fixes_refuse_another_beam_version(monkeypatch):
 
     import apache_beam
 
-    from beam_pipelines import local_runner
+    from beam_pipelines.runners import local as local_runner
 
     pin = re.search(r'"apache-beam\[gcp\]==([^"]+)"', Path("setup.py").read_text()).group(1)
     assert local_runner.PINNED_BEAM == pin

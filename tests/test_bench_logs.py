@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-from beam_pipelines.lakehouse import write_catalog
+from beam_pipelines.io.lakehouse import write_catalog
 from beam_pipelines.web_logs import TABLES
 from bench.logs import _check_accounting
 from bench.logs_duckdb import run_logs_duckdb

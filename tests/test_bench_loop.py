@@ -6,7 +6,7 @@ import math
 
 import duckdb
 
-from beam_pipelines.lakehouse import write_catalog
+from beam_pipelines.io.lakehouse import write_catalog
 from beam_pipelines.server_metrics import TABLES
 from bench.loop import run_loop
 from bench.worker import run_beam

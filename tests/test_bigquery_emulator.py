@@ -345,7 +345,7 @@ def test_the_operations_cli_against_the_emulator(emulator_env, capsys):
 
 
 def test_the_one_command_local_bigquery_demo(capsys):
-    from beam_pipelines.demo import main as demo
+    from beam_pipelines.ops.demo import main as demo
 
     assert demo(["bigquery", "--sample-duration", "20m", "--sample-servers", "3"]) == 0
     out = capsys.readouterr().out

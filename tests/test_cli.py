@@ -140,7 +140,7 @@ def test_views_show_the_latest_pane_of_each_key(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from beam_pipelines.lakehouse import table_dir, write_catalog
+    from beam_pipelines.io.lakehouse import table_dir, write_catalog
     from schemas.server_metrics import SERVER_HEALTH_SUMMARY as S
 
     rows = []
@@ -162,7 +162,8 @@ def test_views_show_the_latest_pane_of_each_key(tmp_path):
 
 def test_the_cli_and_the_template_dispatch_on_the_registry_of_pipeline_kinds(monkeypatch):
     """A kind registered once is a CLI word, a template choice, and runs its own ``run``."""
-    from beam_pipelines import cli, flex_template, kinds
+    from beam_pipelines import cli, kinds
+    from beam_pipelines.ops import flex_template
 
     ran = []
     kind = kinds.PipelineKind("probe", "probe records", "a probe",
@@ -212,3 +213,22 @@ def test_each_flag_is_declared_by_one_options_class_and_a_second_declaration_fai
     assert (opts.output_dir, opts.windows) == ("x", "5m")
     all_options = PipelineOptions(["--sample-servers", "3"]).get_all_options()
     assert all_options["sample_servers"] == 3 and all_options["output_dir"] == "lakehouse"
+
+
+def test_a_flag_of_another_pipeline_kind_is_refused_not_silently_taken(capsys):
+    from beam_pipelines import cli
+
+    assert cli.main(["logs", "--sample-servers", "3"]) == 2
+    assert "unknown option --sample-servers" in capsys.readouterr().err
+
+
+def test_a_demo_routes_each_flag_to_the_kinds_that_declare_it():
+    from beam_pipelines.ops.demo import for_kind
+
+    argv = ["--sample-duration", "20m", "--sample-servers", "3", "--windows=1m",
+            "--no-summary", "--sample-rate", "2", "--runner", "FnApiRunner"]
+    assert for_kind(argv, "metrics") == ["--sample-duration", "20m", "--sample-servers", "3",
+                                         "--no-summary", "--runner", "FnApiRunner"]
+    assert for_kind(argv, "logs") == ["--sample-duration", "20m", "--windows=1m",
+                                      "--no-summary", "--sample-rate", "2", "--runner",
+                                      "FnApiRunner"]

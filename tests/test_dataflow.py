@@ -67,7 +67,7 @@ def test_each_pipeline_builds_a_valid_dataflow_job(name):
 def test_the_pubsub_read_deduplicates_by_event_id_on_dataflow():
     from apache_beam.pipeline import PipelineVisitor
 
-    from beam_pipelines import live_sources
+    from beam_pipelines.io import live_sources
 
     found = []
 
@@ -114,7 +114,7 @@ def test_the_committed_template_metadata_is_the_generated_one():
     import json
     from pathlib import Path
 
-    from beam_pipelines import flex_template
+    from beam_pipelines.ops import flex_template
 
     committed = json.loads(Path("deploy/metadata.json").read_text(encoding="utf-8"))
     assert committed == flex_template.metadata(), "run `make template-metadata`"
@@ -124,7 +124,7 @@ def test_template_parameters_are_exactly_the_options_a_dataflow_job_takes():
     import argparse
     import re
 
-    from beam_pipelines import flex_template
+    from beam_pipelines.ops import flex_template
     from beam_pipelines.options import add_arguments
 
     declared = set()
@@ -159,7 +159,7 @@ def test_template_parameters_are_exactly_the_options_a_dataflow_job_takes():
 
 
 def test_the_launcher_arguments_become_a_dataflow_run():
-    from beam_pipelines.flex_template import SETUP_FILE, launch_argv
+    from beam_pipelines.ops.flex_template import SETUP_FILE, launch_argv
 
     argv = launch_argv(["--pipeline=logs", "--streaming=true",
                         "--subscription=projects/p/subscriptions/s", "--project=p"])
@@ -179,7 +179,7 @@ def test_the_launcher_arguments_become_a_dataflow_run():
      "--subscription=projects/fake-project/subscriptions/web-logs"],
 ])
 def test_a_template_launch_builds_the_job(launch, capsys):
-    from beam_pipelines import flex_template
+    from beam_pipelines.ops import flex_template
 
     assert flex_template.main(launch + [
         "--dry_run=True", "--project=fake-project", "--region=europe-west1",
@@ -202,7 +202,7 @@ def test_the_image_runs_the_pinned_beam_and_python():
     assert f"python{sdk.group(1)}{sdk.group(2)}-template-launcher-base" in dockerfile
     entry = re.search(r"^ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/(\S+)$", dockerfile,
                       re.M).group(1)
-    assert Path(entry).exists() and entry == "beam_pipelines/flex_template.py"
+    assert Path(entry).exists() and entry == "beam_pipelines/ops/flex_template.py"
     for package in ("beam_pipelines", "configs", "generators", "schemas", "transforms"):
         assert f"COPY {package} {package}" in dockerfile
     assert "pip check" in dockerfile and "--no-deps-pins" in dockerfile

@@ -1,4 +1,4 @@
-"""GCP resources as code (``python -m beam_pipelines.gcp``) against the official Pub/Sub
+"""GCP resources as code (``python -m beam_pipelines.ops.gcp``) against the official Pub/Sub
 emulator and the BigQuery emulator: created once, unchanged by a second run, brought back
 to the file when changed by hand, and removed by teardown."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from beam_pipelines import gcp
 from beam_pipelines.errors import UserError
+from beam_pipelines.ops import gcp
 
 PROJECT = "local-project"
 

@@ -6,7 +6,7 @@ from collections import Counter
 import apache_beam as beam
 import pytest
 
-from beam_pipelines.sources import ReadServerMetricFiles, resolve_inputs
+from beam_pipelines.io.sources import ReadServerMetricFiles, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from tests.conftest import fixed_clock, run_and_collect

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines.errors import UserError
-from beam_pipelines.pubsub import check_subscription, check_topic, raw_records, setup, teardown
+from beam_pipelines.io.live_sources import raw_records
+from beam_pipelines.ops.pubsub import check_subscription, check_topic, setup, teardown
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.publisher import publish
 from tests.conftest import NOW
@@ -69,7 +70,7 @@ def test_setup_is_idempotent_and_teardown_removes(pubsub_emulator):
                                           f"exists  subscription {subscription}"]
     assert teardown(topic, subscription) == [f"deleted subscription {subscription}",
                                              f"deleted topic {topic}"]
-    proc = subprocess.run([sys.executable, "-m", "beam_pipelines.pubsub", "setup", "--topic",
+    proc = subprocess.run([sys.executable, "-m", "beam_pipelines.ops.pubsub", "setup", "--topic",
                            topic], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ})
     assert proc.returncode == 0 and proc.stdout.strip() == f"created topic {topic}"
@@ -191,7 +192,7 @@ class _Recording:
 
 @pytest.mark.parametrize("envelope", [1, 4])
 def test_what_the_publisher_sends_the_source_reads_back_event_by_event(envelope):
-    from beam_pipelines.live_sources import _micros
+    from beam_pipelines.io.live_sources import _micros
 
     generator = MetricsGenerator(GeneratorConfig(servers=2, count=10, seed=3))
     lines = [line for _, _, line in MetricsGenerator(GeneratorConfig(

@@ -206,7 +206,7 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
     import sys
     from pathlib import Path
 
-    from beam_pipelines.pubsub import setup
+    from beam_pipelines.ops.pubsub import setup
     from generators.cli import main as generate
     from tests.test_pubsub import names
 

@@ -257,7 +257,7 @@ class _FakePoller:
 def test_live_source_watermark_trails_the_newest_event_and_drains():
     from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-    from beam_pipelines.live_sources import LiveRead
+    from beam_pipelines.io.live_sources import LiveRead
 
     def item(second):
         return int((T0 + second) * 1e6), RawRecord("{}", f"s#{second}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from beam_pipelines.pubsub import setup
+from beam_pipelines.ops.pubsub import setup
 from tests.test_pubsub import names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def test_the_one_command_pubsub_demo_runs_and_cleans_up(tmp_path):
     require("gcloud", "the Pub/Sub emulator")
     out = tmp_path / "lakehouse"
     proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipelines.demo", "pubsub", "--duration", "20s",
+        [sys.executable, "-m", "beam_pipelines.ops.demo", "pubsub", "--duration", "20s",
          "--servers", "3", "--interval", "100ms", "--output-dir", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"})

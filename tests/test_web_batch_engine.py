@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from beam_pipelines.sources import ReadServerMetricBatches, ReadServerMetricFiles
+from beam_pipelines.io.sources import ReadServerMetricBatches, ReadServerMetricFiles
 from generators.weblogs import WebLogConfig, WebLogGenerator
 from tests.conftest import NOW, fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal

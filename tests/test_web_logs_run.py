@@ -90,7 +90,7 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
     import os
     from datetime import datetime, timedelta, timezone
 
-    from beam_pipelines.pubsub import setup
+    from beam_pipelines.ops.pubsub import setup
     from generators.publisher import publish
     from generators.weblogs import WebLogConfig, WebLogGenerator
     from tests.test_pubsub import names

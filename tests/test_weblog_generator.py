@@ -101,7 +101,7 @@ def test_cli_writes_logs_and_reports_mistakes_in_one_line(tmp_path):
 
 
 def test_logs_publish_to_pubsub_with_time_and_id(pubsub_emulator):
-    from beam_pipelines.pubsub import setup
+    from beam_pipelines.ops.pubsub import setup
     from generators.publisher import publish
     from tests.test_pubsub import names, pull_all
 

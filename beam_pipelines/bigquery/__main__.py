@@ -7,7 +7,7 @@
   looker         print a Looker Studio link per reporting view
 
 BIGQUERY_EMULATOR_HOST=http://host:port points every command but schedule at a local
-emulator (``python -m beam_pipelines.local_services bigquery``).
+emulator (``python -m beam_pipelines.ops.local_services bigquery``).
 """
 from __future__ import annotations
 

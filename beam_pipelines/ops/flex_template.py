@@ -7,7 +7,7 @@ cannot take a positional argument or a bare flag, so two parameters stand in for
 ``streaming`` (``true`` or ``false``). The rest are the options of ``python -m run``
 under Beam's underscore spelling.
 
-``python -m beam_pipelines.flex_template metadata`` prints ``metadata.json``, generated
+``python -m beam_pipelines.ops.flex_template metadata`` prints ``metadata.json``, generated
 from the options classes (help text, and a validation regex from each option's type,
 choices or name), so the template cannot drift from the pipelines; a test compares it
 with the committed ``deploy/metadata.json``.
@@ -24,7 +24,7 @@ from beam_pipelines.options import add_arguments
 from schemas.durations import duration_arg, positive_int_arg
 
 #: The image's copy of setup.py (``/template/setup.py``), beside the package.
-SETUP_FILE = Path(__file__).resolve().parents[1] / "setup.py"
+SETUP_FILE = Path(__file__).resolve().parents[2] / "setup.py"
 
 #: Options of ``python -m run`` that a Dataflow job cannot use, and why: they are left out
 #: of the template (a launch that passes one gets Dataflow's "unknown parameter").
@@ -46,7 +46,7 @@ _GS = r"^gs://[a-z0-9][-_.a-z0-9]{1,220}/.+$"
 def _by_name() -> dict[str, str]:
     """Regexes of the free-text options, from the checks the pipelines apply."""
     from beam_pipelines.bigquery import warehouse
-    from beam_pipelines.pubsub import _SUBSCRIPTION, _TOPIC
+    from beam_pipelines.ops.pubsub import _SUBSCRIPTION, _TOPIC
 
     layer = "(" + "|".join(warehouse.LAYERS) + ")"
     return {

@@ -1,4 +1,4 @@
-"""``python -m beam_pipelines.gcp setup|teardown --config configs/gcp.yaml``: the Google
+"""``python -m beam_pipelines.ops.gcp setup|teardown --config configs/gcp.yaml``: the Google
 Cloud resources of the pipelines, as code.
 
 ``setup`` creates what is missing and brings what exists up to the file: Pub/Sub topics,
@@ -144,7 +144,7 @@ def load(path: str | Path | None = None, project: str | None = None) -> Resource
     if not resources.project:
         raise UserError("no project: pass --project or set project: in the config file")
     # Names are checked as the APIs would, before anything is created.
-    from beam_pipelines.pubsub import check_subscription, check_topic
+    from beam_pipelines.ops.pubsub import check_subscription, check_topic
 
     resources.warehouse()
     for feed in feeds:
@@ -187,7 +187,7 @@ def _dead_letter_subscription(resources: Resources, feed: Feed) -> dict:
 def setup_pubsub(resources: Resources) -> list[str]:
     from google.cloud import pubsub_v1
 
-    from beam_pipelines.pubsub import ensure_subscription, ensure_topic, require_credentials
+    from beam_pipelines.ops.pubsub import ensure_subscription, ensure_topic, require_credentials
 
     require_credentials()
     publisher = pubsub_v1.PublisherClient()
@@ -207,7 +207,7 @@ def setup_pubsub(resources: Resources) -> list[str]:
 def teardown_pubsub(resources: Resources) -> list[str]:
     from google.cloud import pubsub_v1
 
-    from beam_pipelines.pubsub import remove_subscription, remove_topic, require_credentials
+    from beam_pipelines.ops.pubsub import remove_subscription, remove_topic, require_credentials
 
     require_credentials()
     publisher = pubsub_v1.PublisherClient()
@@ -266,7 +266,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m beam_pipelines.gcp",
+    parser = _Parser(prog="python -m beam_pipelines.ops.gcp",
                      description="Create (setup) or remove (teardown) the Pub/Sub topics and "
                                  "subscriptions and the BigQuery warehouse of the pipelines.")
     parser.add_argument("action", choices=("setup", "teardown"))
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                             "messages) and every table: add --yes")
         lines = (setup if args.action == "setup" else teardown)(resources, args.only)
     except UserError as exc:
-        print(f"python -m beam_pipelines.gcp: error: {exc}", file=sys.stderr)
+        print(f"python -m beam_pipelines.ops.gcp: error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(lines))
     return 0

@@ -1,6 +1,6 @@
 """Pub/Sub at the edge: resource names, credentials, idempotent setup, message decoding.
 
-``python -m beam_pipelines.pubsub setup --topic projects/P/topics/T --subscription
+``python -m beam_pipelines.ops.pubsub setup --topic projects/P/topics/T --subscription
 projects/P/subscriptions/S`` creates what is missing and says what it did; ``teardown``
 removes them. With ``PUBSUB_EMULATOR_HOST`` set, everything talks to the emulator.
 """
@@ -12,14 +12,6 @@ import re
 import sys
 
 from beam_pipelines.errors import UserError
-from schemas.messages import (  # noqa: F401 - the contract, re-exported for the sources
-    ENVELOPE_ATTRIBUTE,
-    ENVELOPE_NDJSON,
-    EVENT_ID_ATTRIBUTE,
-    EVENT_TIME_ATTRIBUTE,
-    split_envelope,
-)
-from transforms.bronze import RawRecord
 
 _NAME = r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
 _TOPIC = re.compile(rf"^projects/([a-z][a-z0-9\-]{{4,28}}[a-z0-9])/topics/({_NAME})$")
@@ -60,8 +52,8 @@ def require_credentials() -> None:
                         "the emulator, or run `gcloud auth application-default login`") from None
 
 
-_SETUP_HINT = ("create it with `python -m beam_pipelines.gcp setup` or `python -m "
-               "beam_pipelines.pubsub setup --topic ... [--subscription ...]`")
+_SETUP_HINT = ("create it with `python -m beam_pipelines.ops.gcp setup` or `python -m "
+               "beam_pipelines.ops.pubsub setup --topic ... [--subscription ...]`")
 
 
 def _require(kind: str, path: str, get) -> None:
@@ -182,19 +174,8 @@ def teardown(topic: str, subscription: str | None = None) -> list[str]:
     return done
 
 
-def raw_records(data: bytes, attributes: dict | None, origin: str) -> list[RawRecord]:
-    """One Pub/Sub message → the RawRecords it carries: one, or one per line of an NDJSON
-    envelope. Each keeps its own bytes, so a bad event is dead-lettered verbatim."""
-    attributes = attributes or {}
-    source = f"{origin}#{attributes.get(EVENT_ID_ATTRIBUTE, '')}"
-    if attributes.get(ENVELOPE_ATTRIBUTE) == ENVELOPE_NDJSON:
-        return [RawRecord(event, f"{source}/{i}") for i, event in
-                split_envelope(data, attributes)]
-    return [RawRecord(data, source)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m beam_pipelines.pubsub",
+    parser = argparse.ArgumentParser(prog="python -m beam_pipelines.ops.pubsub",
                                      description="Create or remove a topic and subscription.")
     parser.add_argument("action", choices=("setup", "teardown"))
     parser.add_argument("--topic", required=True, help="projects/PROJECT/topics/NAME")
@@ -205,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                      args.subscription):
             print(line)
     except UserError as exc:
-        print(f"python -m beam_pipelines.pubsub: error: {exc}", file=sys.stderr)
+        print(f"python -m beam_pipelines.ops.pubsub: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the service's own words, on one line
-        print(f"python -m beam_pipelines.pubsub: error: {type(exc).__name__}: "
+        print(f"python -m beam_pipelines.ops.pubsub: error: {type(exc).__name__}: "
               f"{str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 1
     return 0

@@ -1,12 +1,12 @@
 """Whole paths on one machine, in one command each; everything is stopped at the end.
 
-``python -m beam_pipelines.demo pubsub``: the official Pub/Sub emulator, a topic and
+``python -m beam_pipelines.ops.demo pubsub``: the official Pub/Sub emulator, a topic and
 subscription, the publisher paced like seed 000 (with malformed, duplicate and late
 events), and ``python -m run --streaming --subscription ...`` reading it for
 ``--duration``. Options after ``pubsub``: ``--duration`` (default 2m), ``--servers`` (10),
 ``--interval`` (15ms), ``--output-dir`` (lakehouse); anything else goes to ``python -m run``.
 
-``python -m beam_pipelines.demo bigquery``: the BigQuery emulator (``make bqemulator``),
+``python -m beam_pipelines.ops.demo bigquery``: the BigQuery emulator (``make bqemulator``),
 ``python -m beam_pipelines.bigquery setup``, the metrics and web-log pipelines with
 ``--sink bigquery``, the scheduled queries run once, and a look at the reporting views.
 Options after ``bigquery`` go to both ``python -m run`` calls.
@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from beam_pipelines.local_services import PubSubEmulator
+from beam_pipelines.ops.local_services import PubSubEmulator
 from schemas.durations import parse_duration
 
 TOPIC = "projects/local-demo/topics/server-metrics"
@@ -34,15 +34,44 @@ def _take(argv: list[str], flag: str, default: str) -> str:
     return value
 
 
+def for_kind(argv: list[str], kind: str) -> list[str]:
+    """``argv`` less the flags (and their values) that another pipeline kind declares and
+    ``kind`` does not, so one ``ARGS`` can feed both pipelines of a demo."""
+    import argparse
+
+    from beam_pipelines.kinds import KINDS
+    from beam_pipelines.options import add_arguments
+
+    def actions(options_class) -> dict[str, argparse.Action]:
+        parser = argparse.ArgumentParser(add_help=False)
+        add_arguments(options_class, parser)
+        return {s: a for a in parser._actions for s in a.option_strings}
+
+    own = actions(KINDS[kind].options)
+    others = {flag: action for name, k in KINDS.items() if name != kind
+              for flag, action in actions(k.options).items() if flag not in own}
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        flag, has_value = token.split("=", 1)[0], "=" in token
+        if flag in others:
+            skip = not has_value and others[flag].nargs != 0
+            continue
+        out.append(token)
+    return out
+
+
 def bigquery_demo(argv: list[str]) -> int:
-    from beam_pipelines.local_services import BigQueryEmulator
+    from beam_pipelines.ops.local_services import BigQueryEmulator
 
     project, prefix = "local-demo", "telemetry"
     emulator = BigQueryEmulator(project=project)
     try:
         emulator.start()
     except (FileNotFoundError, RuntimeError) as exc:
-        print(f"python -m beam_pipelines.demo: error: {exc}", file=sys.stderr)
+        print(f"python -m beam_pipelines.ops.demo: error: {exc}", file=sys.stderr)
         return 1
     env = {**os.environ, "BIGQUERY_EMULATOR_HOST": emulator.url}
     where = ["--project", project, "--dataset-prefix", prefix]
@@ -51,8 +80,10 @@ def bigquery_demo(argv: list[str]) -> int:
         print(f"BigQuery emulator on {emulator.url}", flush=True)
         for command in (
                 [sys.executable, "-m", "beam_pipelines.bigquery", "setup", *where],
-                [sys.executable, "-m", "run", "metrics", *sink, "--no-summary", *argv],
-                [sys.executable, "-m", "run", "logs", *sink, "--no-summary", *argv]):
+                [sys.executable, "-m", "run", "metrics", *sink, "--no-summary",
+                 *for_kind(argv, "metrics")],
+                [sys.executable, "-m", "run", "logs", *sink, "--no-summary",
+                 *for_kind(argv, "logs")]):
             subprocess.run(command, env=env, check=True)
         os.environ["BIGQUERY_EMULATOR_HOST"] = emulator.url
         from beam_pipelines.bigquery.emulator import client
@@ -94,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bigquery"]:
         return bigquery_demo(argv[1:])
     if argv[:1] != ["pubsub"]:
-        print("usage: python -m beam_pipelines.demo pubsub|bigquery [options]",
+        print("usage: python -m beam_pipelines.ops.demo pubsub|bigquery [options]",
               file=sys.stderr)
         return 2
     argv = argv[1:]
@@ -104,19 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seconds = parse_duration(duration)
     except ValueError as exc:
-        print(f"python -m beam_pipelines.demo: error: --duration {exc}", file=sys.stderr)
+        print(f"python -m beam_pipelines.ops.demo: error: --duration {exc}", file=sys.stderr)
         return 2
     emulator = PubSubEmulator()
     try:
         emulator.start()
     except (FileNotFoundError, RuntimeError) as exc:
-        print(f"python -m beam_pipelines.demo: error: {exc}", file=sys.stderr)
+        print(f"python -m beam_pipelines.ops.demo: error: {exc}", file=sys.stderr)
         return 1
     env = {**os.environ, "PUBSUB_EMULATOR_HOST": emulator.host}
     publisher = None
     try:
         print(f"Pub/Sub emulator on {emulator.host}", flush=True)
-        subprocess.run([sys.executable, "-m", "beam_pipelines.pubsub", "setup", "--topic",
+        subprocess.run([sys.executable, "-m", "beam_pipelines.ops.pubsub", "setup", "--topic",
                         TOPIC, "--subscription", SUBSCRIPTION], env=env, check=True)
         publisher = subprocess.Popen(
             [sys.executable, "-m", "generators", "metrics", "--to", "pubsub", "--topic", TOPIC,

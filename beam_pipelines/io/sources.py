@@ -232,3 +232,28 @@ class ReadServerMetricBatches(beam.PTransform):
         if len(parts) == 1:
             return parts[0]
         return tuple(parts) | "AllInputs" >> beam.Flatten()
+
+
+def count_input_records(files) -> int:
+    """How many records the files hold, counted apart from the pipeline (the summary
+    compares it with what bronze accepted and rejected): lines of JSON-lines and log
+    files, rows after the header of CSV files, rows in Parquet footers. ``files``: paths of
+    lines, or paths grouped by format (see :func:`resolve_inputs`)."""
+    grouped = files if isinstance(files, dict) else {"jsonl": files}
+    total = 0
+    for fmt, paths in grouped.items():
+        for path in paths:
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                with FileSystems.open(path) as fh:
+                    total += pq.ParquetFile(fh).metadata.num_rows
+                continue
+            lines, last = 0, b"\n"
+            with FileSystems.open(path) as fh:
+                while chunk := fh.read(8 << 20):
+                    lines += chunk.count(b"\n")
+                    last = chunk[-1:]
+            lines += last != b"\n"  # a last line without its newline
+            total += max(lines - 1, 0) if fmt == "csv" else lines
+    return total

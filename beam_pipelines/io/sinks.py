@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from beam_pipelines.bigquery.warehouse import LAYERS
 from beam_pipelines.errors import UserError
+from beam_pipelines.io.lakehouse import holds_batches
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class LakehouseSink:
               batches: bool | frozenset = False) -> None:
         """``batches``: True if every PCollection holds Arrow tables, or the names of
         those that do (the others hold rows)."""
-        from beam_pipelines.lakehouse import write_tables
+        from beam_pipelines.io.lakehouse import write_tables
 
         write_tables(tables, schemas, self.output_dir, streaming=streaming, batches=batches)
 
@@ -50,11 +51,6 @@ class BigQuerySink:
         w = self.warehouse
         datasets = ", ".join(f"{w.prefix}_{layer}" for layer in self.layers + ("ops",))
         return f"BigQuery ({w.project}: {datasets}; {self.method})"
-
-
-def holds_batches(name: str, batches) -> bool:
-    """``batches``: True (every table holds Arrow tables), False, or the names that do."""
-    return name in batches if isinstance(batches, (set, frozenset)) else bool(batches)
 
 
 def as_rows(tables: dict, batches=True) -> dict:

@@ -16,7 +16,7 @@ time, puts the watermark at the wall clock and never ends; an unbounded splittab
 (``PeriodicImpulse`` included) fails there in streaming mode (Beam 2.77: the streaming
 GroupByKey override is applied before the SDF's own GroupByKey exists, and
 ``defer_remainder`` is not supported). So ``LiveRead`` is executed by a small evaluator
-installed into the DirectRunner by :func:`beam_pipelines.local_runner.install`, like its built-in
+installed into the DirectRunner by :func:`beam_pipelines.runners.local.install`, like its built-in
 Pub/Sub read.
 On Dataflow the native Pub/Sub source (with ``id_label``) is used instead, see
 :func:`read_pubsub`.
@@ -33,8 +33,13 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 
-from beam_pipelines.pubsub import raw_records
-from schemas.messages import EVENT_ID_ATTRIBUTE, EVENT_TIME_ATTRIBUTE
+from schemas.messages import (
+    ENVELOPE_ATTRIBUTE,
+    ENVELOPE_NDJSON,
+    EVENT_ID_ATTRIBUTE,
+    EVENT_TIME_ATTRIBUTE,
+    split_envelope,
+)
 from transforms.bronze import RawRecord
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,16 @@ def drain_requested() -> bool:
 
 def reset_drain() -> None:
     _DRAIN.clear()
+    _READ[0] = 0
+
+
+#: Records every live source of this process handed to the pipeline since the last
+#: ``reset_drain``: the summary's input count, kept apart from what the layers wrote.
+_READ = [0]
+
+
+def records_read() -> int:
+    return _READ[0]
 
 
 class LiveRead(beam.PTransform):
@@ -96,6 +111,7 @@ class LiveRead(beam.PTransform):
                 self.poller.open()
                 state["open"] = True
             items = self.poller.poll(now)
+            _READ[0] += len(items)
             out = []
             newest = state["newest"]
             arrival = state["watermark"]  # what these records are judged late against
@@ -140,6 +156,17 @@ class LiveRead(beam.PTransform):
 
 
 # ---- Pub/Sub ------------------------------------------------------------------------------
+def raw_records(data: bytes, attributes: dict | None, origin: str) -> list[RawRecord]:
+    """One Pub/Sub message → the RawRecords it carries: one, or one per line of an NDJSON
+    envelope. Each keeps its own bytes, so a bad event is dead-lettered verbatim."""
+    attributes = attributes or {}
+    source = f"{origin}#{attributes.get(EVENT_ID_ATTRIBUTE, '')}"
+    if attributes.get(ENVELOPE_ATTRIBUTE) == ENVELOPE_NDJSON:
+        return [RawRecord(event, f"{source}/{i}") for i, event in
+                split_envelope(data, attributes)]
+    return [RawRecord(data, source)]
+
+
 def _micros(attributes: dict, publish_time) -> int:
     text = attributes.get(EVENT_TIME_ATTRIBUTE)
     if text:

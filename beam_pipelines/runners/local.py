@@ -5,7 +5,7 @@ Registry._test_evaluators_overrides``, its extension point) by :func:`install`, 
 streaming run on that runner calls before it starts (and nothing else: a Dataflow job never
 imports this module):
 
-* the root transform :class:`beam_pipelines.live_sources.LiveRead` is executed by
+* the root transform :class:`beam_pipelines.io.live_sources.LiveRead` is executed by
   ``_RootReadEvaluator``: its ``read(now)``, round after round, as the runner does its own
   Pub/Sub read;
 * Two fixes of event-time windows with early firings, in the streaming GroupAlsoByWindow
@@ -129,7 +129,7 @@ def install() -> None:
             f"the local streaming runner's fixes are written for Beam {PINNED_BEAM}; refusing "
             f"to install them on Beam {apache_beam.__version__} (check them against its "
             "BundleBasedDirectRunner, then update PINNED_BEAM)")
-    from beam_pipelines.live_sources import LiveRead
+    from beam_pipelines.io.live_sources import LiveRead
 
     _REGISTRY[LiveRead] = _RootReadEvaluator
     _REGISTRY[_StreamingGroupAlsoByWindow] = _GroupAlsoByWindowEvaluator
@@ -138,7 +138,7 @@ def install() -> None:
 
 
 def installed() -> bool:
-    from beam_pipelines.live_sources import LiveRead
+    from beam_pipelines.io.live_sources import LiveRead
 
     return (_REGISTRY.get(LiveRead) is _RootReadEvaluator
             and _REGISTRY.get(_StreamingGroupAlsoByWindow) is _GroupAlsoByWindowEvaluator

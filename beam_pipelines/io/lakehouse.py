@@ -21,6 +21,11 @@ from schemas.core import RecordSchema
 CATALOG = "lakehouse.duckdb"
 
 
+def holds_batches(name: str, batches) -> bool:
+    """``batches``: True (every table holds Arrow tables), False, or the names that do."""
+    return name in batches if isinstance(batches, (set, frozenset)) else bool(batches)
+
+
 def table_dir(output_dir: str, schema: RecordSchema) -> str:
     return os.path.join(output_dir, schema.layer, schema.name)
 
@@ -187,7 +192,6 @@ def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False
     """Every table of a medallion's output dict to its place in the lakehouse
     (``batches``: True if its PCollections hold Arrow tables, not rows, or the names of
     those that do)."""
-    from beam_pipelines.sinks import holds_batches
 
     by_name = {schema.name: schema for schema in schemas}
     for name, rows in tables.items():

@@ -1,10 +1,10 @@
 """Local stand-ins for cloud services, for development, tests and benchmarks.
 
-``python -m beam_pipelines.local_services pubsub`` runs the official Pub/Sub emulator on
+``python -m beam_pipelines.ops.local_services pubsub`` runs the official Pub/Sub emulator on
 127.0.0.1:8085 until interrupted; export ``PUBSUB_EMULATOR_HOST=127.0.0.1:8085`` in the
 shells that publish or run pipelines.
 
-``python -m beam_pipelines.local_services bigquery`` runs bqemulator (the BigQuery REST API
+``python -m beam_pipelines.ops.local_services bigquery`` runs bqemulator (the BigQuery REST API
 on DuckDB, from its own virtualenv: ``make bqemulator``) on 127.0.0.1:9050; export
 ``BIGQUERY_EMULATOR_HOST=http://127.0.0.1:9050`` for ``python -m beam_pipelines.bigquery``.
 """
@@ -94,7 +94,8 @@ class PubSubEmulator(_LocalService):
 
 #: Where ``make bqemulator`` puts the emulator's virtualenv (override: BQEMULATOR_VENV).
 BQ_VENV = os.environ.get("BQEMULATOR_VENV") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-bqemulator")
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    ".venv-bqemulator")
 
 
 class BigQueryEmulator(_LocalService):
@@ -135,7 +136,7 @@ class BigQueryEmulator(_LocalService):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] not in (["pubsub"], ["bigquery"]):
-        print("usage: python -m beam_pipelines.local_services pubsub|bigquery [--port N]",
+        print("usage: python -m beam_pipelines.ops.local_services pubsub|bigquery [--port N]",
               file=sys.stderr)
         return 2
     try:

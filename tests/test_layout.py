@@ -1,0 +1,44 @@
+"""The packages import one way only: the worker-path edges (``beam_pipelines.io``), the
+runners and the transforms never import the pipelines, the CLI or the operations tooling;
+the transforms never import ``beam_pipelines`` at all; and no record kind's package
+imports another's."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: package → the prefixes it must not import.
+FORBIDDEN = {
+    "transforms": ("beam_pipelines", "generators", "bench"),
+    "schemas": ("beam_pipelines", "transforms", "generators", "bench"),
+    "beam_pipelines/io": ("beam_pipelines.ops", "beam_pipelines.runs",
+                          "beam_pipelines.server_metrics", "beam_pipelines.web_logs",
+                          "beam_pipelines.cli", "beam_pipelines.kinds", "generators"),
+    "beam_pipelines/runners": ("beam_pipelines.ops", "beam_pipelines.runs",
+                               "beam_pipelines.server_metrics", "beam_pipelines.web_logs",
+                               "beam_pipelines.cli"),
+    "transforms/server_metrics": ("transforms.web_logs",),
+    "transforms/web_logs": ("transforms.server_metrics",),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_package_imports_against_the_flow(package):
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, package
+    wrong = [(str(f.relative_to(ROOT)), name) for f in files for name in _imports(f)
+             if name.startswith(FORBIDDEN[package])]
+    assert not wrong, wrong
