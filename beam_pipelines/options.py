@@ -134,6 +134,11 @@ class WebLogsOptions(CommonOptions, PipelineOptions):
               help="paths kept per window in web_top_paths (default 20)")
         _flag(parser, "sample-rate", type=float, default=5.0,
               help="requests per second in the generated sample (default 5)")
+        _flag(parser, "dedupe-identical-lines", action=argparse.BooleanOptionalAction,
+              default=False,
+              help="drop a line identical to one already read as a copy (duplicate_event), "
+                   "for sources known to ship a log twice; off by default, since real logs "
+                   "repeat lines that are requests (health checks, range requests)")
 
 
 def add_arguments(options_class, parser) -> None:

@@ -121,8 +121,10 @@ def _sample_config(opts: WebLogsOptions, **kwargs):
     from generators.weblogs import WebLogConfig
 
     try:
+        # Copies of lines only where the run drops them: otherwise they are requests.
         return WebLogConfig(rate_per_s=opts.sample_rate, seed=opts.seed, malformed_rate=0.01,
-                            duplicate_rate=0.005, late_rate=0.005, **kwargs)
+                            duplicate_rate=0.005 if opts.dedupe_identical_lines else 0.0,
+                            late_rate=0.005, **kwargs)
     except ValueError as exc:
         raise UserError(f"sample: {exc}") from None
 
@@ -149,7 +151,8 @@ def _check_options(opts: WebLogsOptions) -> None:
 
 def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatchMedallion:
     return WebLogsBatchMedallion(policy_from(opts), database or opts.geo_database,
-                                 _window_seconds(opts.windows), opts.top_paths)
+                                 _window_seconds(opts.windows), opts.top_paths,
+                                 dedupe_identical_lines=opts.dedupe_identical_lines)
 
 
 def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
@@ -160,7 +163,8 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
     return WebLogsStreamingMedallion(policy_from(opts), database or opts.geo_database,
                                      _window_seconds(opts.windows), opts.top_paths,
                                      streaming=streaming, drop_redeliveries=drop_redeliveries,
-                                     redelivery_shards=shards)
+                                     redelivery_shards=shards,
+                                     dedupe_identical_lines=opts.dedupe_identical_lines)
 
 
 def run_streaming(options: PipelineOptions) -> dict:

@@ -85,15 +85,17 @@ def _generated(tmp_path, name="access.log", **overrides) -> str:
     return str(path)
 
 
-def _both(paths: list[str], windows=(60, 3600), top_n: int = 5) -> tuple[dict, dict]:
+def _both(paths: list[str], windows=(60, 3600), top_n: int = 5,
+          dedupe: bool = True) -> tuple[dict, dict]:
     files = {"jsonl": paths}
     rows = run_and_collect(lambda p: p | ReadServerMetricFiles(files) | WebLogsMedallion(
-        POLICY, window_seconds=windows, top_n=top_n, clock=fixed_clock))
+        POLICY, window_seconds=windows, top_n=top_n, clock=fixed_clock,
+        dedupe_identical_lines=dedupe))
 
     def batched(p):
         tables = (p | ReadServerMetricBatches(files, batch_lines=700, range_bytes=100_000)
                   | WebLogsBatchMedallion(POLICY, window_seconds=windows, top_n=top_n,
-                                          clock=fixed_clock))
+                                          clock=fixed_clock, dedupe_identical_lines=dedupe))
         return {name: pcoll | f"{name}Rows" >> BatchesToRows()
                 for name, pcoll in tables.items()}
 
@@ -132,15 +134,17 @@ def test_lines_of_the_usual_shape_never_take_the_row_level_path(monkeypatch):
     assert out.records.num_rows == 3_000 and taken == []
 
 
-def test_batch_and_row_level_medallions_agree_on_generated_logs_with_faults(tmp_path):
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_batch_and_row_level_medallions_agree_on_generated_logs_with_faults(tmp_path, dedupe):
     paths = [_generated(tmp_path), _generated(tmp_path, "second.log", seed=12, count=2_000)]
     (tmp_path / "awkward.log").write_bytes(b"\n".join(_awkward_bytes()) + b"\n")
-    rows, batches = _both(paths + [str(tmp_path / "awkward.log")])
+    rows, batches = _both(paths + [str(tmp_path / "awkward.log")], dedupe=dedupe)
     # The row-level medallion is the reference: the batch one must equal it.
     assert_tables_equal(rows, batches)
     dead = batches["dead_letters"]
-    assert {d["reason"] for d in dead} >= {"duplicate_event", "out_of_range",
-                                           "unparseable_log_line", "wrong_type"}
+    reasons = {d["reason"] for d in dead}
+    assert reasons >= {"out_of_range", "unparseable_log_line", "wrong_type"}
+    assert ("duplicate_event" in reasons) is dedupe
     # Accounting: every line in exactly one place.
     lines = sum(open(p, "rb").read().count(b"\n") for p in paths) + len(_awkward_bytes())
     bronze_dead = sum(1 for d in dead if d["layer"] == "bronze")
@@ -178,7 +182,7 @@ def test_unique_visitors_are_the_sketch_estimate_exactly_past_its_exact_range():
 def test_batch_and_row_level_agree_on_real_logs(name):
     path = os.path.join(CORPUS, name)
     assert os.path.exists(path), f"the external corpus is missing {path}"
-    rows, batches = _both([path])
+    rows, batches = _both([path], dedupe=False)
     assert_tables_equal(rows, batches)
 
 

@@ -163,7 +163,7 @@ def test_web_logs_batch_and_streaming_give_identical_gold_tables(tmp_path):
 
     def medallion(streaming=None):
         return WebLogsMedallion(policy, str(database), (60, 3600), top_n=3, clock=fixed_clock,
-                                streaming=streaming)
+                                streaming=streaming, dedupe_identical_lines=True)
 
     def batch(p):
         return p | beam.Create([RawRecord(t, "in") for _, t in lines + late]) | medallion()

@@ -49,7 +49,7 @@ def test_logs_from_files_with_hashed_addresses(tmp_path):
         'garbage\n')
     out = tmp_path / "lakehouse"
     proc = run("--input", str(log), "--output-dir", str(out), "--ip-privacy", "hash",
-               "--ip-salt", "s3cret", "--windows", "1h")
+               "--ip-salt", "s3cret", "--windows", "1h", "--dedupe-identical-lines")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
         assert con.execute("select reason from dead_letters order by 1").fetchall() == [
@@ -105,7 +105,8 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
     out = tmp_path / "lakehouse"
     proc = subprocess.run(
         [sys.executable, "-m", "run", "logs", "--streaming", "--subscription", subscription,
-         "--duration", "20s", "--output-dir", str(out)], cwd=ROOT, capture_output=True,
+         "--duration", "20s", "--output-dir", str(out), "--dedupe-identical-lines"],
+        cwd=ROOT, capture_output=True,
         text=True, timeout=300, env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
@@ -125,7 +126,7 @@ def test_raw_addresses_stay_in_bronze(tmp_path):
     line = ('81.2.69.160 - - [05/Jan/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 10 "-" "x"\n')
     log.write_text(line + line + line.replace(" 200 ", " 999 "))
     out = tmp_path / "lakehouse"
-    proc = run("--input", str(log), "--output-dir", str(out))
+    proc = run("--input", str(log), "--output-dir", str(out), "--dedupe-identical-lines")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
         silver_dead = con.execute("select reason, payload from dead_letters "
@@ -136,3 +137,27 @@ def test_raw_addresses_stay_in_bronze(tmp_path):
             rows = con.execute(f"select * from {table}").fetchall()
             assert "81.2.69.160" not in repr(rows), table
         assert "81.2.69.160" in repr(con.execute("select * from web_logs_bronze").fetchall())
+
+
+def test_identical_lines_are_requests_unless_asked_otherwise(tmp_path):
+    """A load balancer's health check polled many times a second writes identical lines:
+    every one is a request in gold; --dedupe-identical-lines keeps one of each."""
+    check = ('10.0.0.5 - - [05/Jan/2026:10:00:01 +0000] "GET /healthz HTTP/1.1" 200 2 "-" '
+             '"ELB-HealthChecker/2.0"\n')
+    log = tmp_path / "access.log"
+    log.write_text(check * 66 + check.replace(":01 ", ":02 ") * 66)
+    counts = {}
+    for flag in ("--no-dedupe-identical-lines", "--dedupe-identical-lines"):
+        out = tmp_path / flag
+        proc = run("--input", str(log), "--input", str(tmp_path / "*.log"), "--output-dir",
+                   str(out), flag)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+            counts[flag] = (
+                con.execute("select sum(requests) from web_traffic_by_status "
+                            "where granularity = 'minute'").fetchone()[0],
+                con.execute("select count(*) from dead_letters").fetchone()[0])
+    # the same file named twice is read once
+    assert counts == {"--no-dedupe-identical-lines": (132, 0),
+                      "--dedupe-identical-lines": (2, 130)}
+

@@ -61,7 +61,7 @@ def _latest_only(tables: dict) -> dict:
             for name, rows in tables.items()}
 
 
-def run_both(rounds, streaming, windows=(60, 3600), top_n=3):
+def run_both(rounds, streaming, windows=(60, 3600), top_n=3, dedupe=True):
     rows_stream, batch_stream = TestStream(), TestStream()
     advanced = None
     for chunk, watermark in rounds:
@@ -80,10 +80,10 @@ def run_both(rounds, streaming, windows=(60, 3600), top_n=3):
     batch_stream = batch_stream.advance_watermark_to_infinity()
     row_level = run_and_collect(lambda p: p | rows_stream | WebLogsMedallion(
         POLICY, window_seconds=windows, top_n=top_n, clock=fixed_clock, streaming=streaming,
-        drop_redeliveries=True), streaming=True)
+        drop_redeliveries=True, dedupe_identical_lines=dedupe), streaming=True)
     batched = run_and_collect(lambda p: _as_rows(p | batch_stream | WebLogsStreamingMedallion(
         POLICY, window_seconds=windows, top_n=top_n, streaming=streaming, clock=fixed_clock,
-        drop_redeliveries=True)), streaming=True)
+        drop_redeliveries=True, dedupe_identical_lines=dedupe)), streaming=True)
     return row_level, batched
 
 
@@ -116,6 +116,14 @@ def test_copies_across_polls_are_caught_and_other_windows_agree():
     row_level, batched = run_both(rounds, StreamingConfig(allowed_lateness_s=120),
                                   windows=(30, 300), top_n=2)
     assert_tables_equal(_latest_only(row_level), _latest_only(batched))
+
+
+def test_by_default_identical_lines_are_requests_and_only_redeliveries_go():
+    row_level, batched = run_both(_rounds(count=500, seed=33), StreamingConfig(
+        allowed_lateness_s=30), dedupe=False)
+    assert_tables_equal(_latest_only(row_level), _latest_only(batched))
+    reasons = Counter(d["reason"] for d in batched["dead_letters"])
+    assert "duplicate_event" not in reasons and reasons["redelivered"] > 0
 
 
 def test_line_hashes_tell_absent_from_empty_and_none():

@@ -54,8 +54,10 @@ class WebLogsMedallion(beam.PTransform):
 
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
-                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False):
+                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False,
+                 dedupe_identical_lines: bool = False):
         super().__init__()
+        self._dedupe = dedupe_identical_lines
         self._streaming = streaming
         self._drop_redeliveries = drop_redeliveries
         self._policy = policy
@@ -75,7 +77,8 @@ class WebLogsMedallion(beam.PTransform):
             clock=self._clock, drop_redeliveries=self._drop_redeliveries,
             allowed_lateness_s=streaming.allowed_lateness_s if streaming else None)
         silver = bronze["records"] | "Silver" >> CleanWebLogs(
-            self._policy, self._geo_database, streaming=streaming)
+            self._policy, self._geo_database, streaming=streaming,
+            dedupe_identical_lines=self._dedupe)
         gold = silver["records"] | "Gold" >> WebLogsGold(self._window_seconds, streaming,
                                                          top_n=self._top_n)
         dead = ((bronze["dead_letters"], silver["dead_letters"])

@@ -183,9 +183,10 @@ class _KeepFirstFn(beam.DoFn):
 
 
 class DeduplicateRequests(beam.PTransform):
-    """One row per identical log line (a log shipped twice, a file read twice); the other
-    copies are ``duplicate_event`` dead letters. Two real requests in the same second
-    differ in something (the log's resolution is a second), so only true copies go.
+    """Opt-in (``--dedupe-identical-lines``), for sources known to ship a log twice: one
+    row per identical log line; the other copies are ``duplicate_event`` dead letters. Off
+    by default: real logs repeat lines (a client fetching parts of a file, a health check
+    polled several times a second), and those are requests.
 
     Batch groups the copies; streaming remembers each line in Beam state for as long as it
     could still arrive (its minute plus the allowed lateness: later ones are dead-lettered
@@ -222,27 +223,34 @@ class DeduplicateRequests(beam.PTransform):
 
 
 class CleanWebLogs(beam.PTransform):
-    """Silver of the web logs: dedupe, geolocate, then range checks, agents and privacy:
+    """Silver of the web logs: dedupe (``dedupe_identical_lines`` only: by default two
+    identical lines are two requests), geolocate, then range checks, agents and privacy:
     ``{'records': silver rows, 'dead_letters': …}``."""
 
     def __init__(self, policy: PrivacyPolicy, geo_database: str | None = None,
-                 pipeline: str = "web_logs", streaming=None):
+                 pipeline: str = "web_logs", streaming=None,
+                 dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
         self._pipeline = pipeline
         self._streaming = streaming
+        self._dedupe = dedupe_identical_lines
 
     def expand(self, bronze):
         from transforms.geo import Geolocate
 
-        unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(
-            self._pipeline, self._streaming, self._policy)
-        cleaned = (unique["records"]
+        dead = []
+        if self._dedupe:
+            unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(
+                self._pipeline, self._streaming, self._policy)
+            bronze = unique["records"]
+            dead.append(unique["dead_letters"])
+        # Otherwise identical lines are distinct requests (a log's resolution is a second).
+        cleaned = (bronze
                    | "Geolocate" >> Geolocate(self._geo_database)
                    | "CleanWebLog" >> beam.ParDo(CleanWebLogFn(
                        self._policy, self._pipeline)).with_outputs(DEAD_LETTER,
                                                                    main="records"))
-        dead = ((unique["dead_letters"], cleaned[DEAD_LETTER])
-                | "SilverDeadLetters" >> beam.Flatten())
+        dead = ((*dead, cleaned[DEAD_LETTER]) | "SilverDeadLetters" >> beam.Flatten())
         return {"records": cleaned.records, "dead_letters": dead}

@@ -61,6 +61,8 @@ def resolve_inputs(patterns: list[str], input_format: str = "auto",
         if not files:
             raise UserError(f"--input {pattern}: no file matches")
         for path in files:
+            if any(path in group for group in grouped.values()):
+                continue  # matched by two patterns: read once, or its records count twice
             fmt = input_format if input_format != "auto" else format_of(path)
             if fmt is None:
                 raise UserError(f"cannot tell the format of {path} from its name: "

@@ -66,6 +66,8 @@ def _by_name() -> dict[str, str]:
 
 
 def _regex(dest: str, action: argparse.Action, by_name: dict[str, str]) -> str:
+    if action.nargs == 0:  # a switch: the launcher turns true/false into the flag
+        return "^(true|false)$"
     if action.choices:
         return "^(" + "|".join(action.choices) + ")$"
     if action.type is duration_arg:
@@ -129,16 +131,35 @@ def metadata() -> dict:
     }
 
 
+def _switches(pipeline: str) -> set[str]:
+    """The ``--on/--no-on`` flags of a kind, under the template's underscore spelling."""
+    kind = KINDS.get(pipeline)
+    if kind is None:
+        return set()  # the CLI says the kind is unknown
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(kind.options, parser)
+    return {s for a in parser._actions if isinstance(a, argparse.BooleanOptionalAction)
+            for s in a.option_strings if not s.startswith("--no-")}
+
+
 def launch_argv(argv: list[str]) -> list[str]:
     """The launcher's ``--name=value`` arguments → ``python -m run``'s."""
     pipeline, rest = DEFAULT, []
     streaming = False
+    pairs = []
     for arg in argv:
         key, _, value = arg.partition("=")
         if key == "--pipeline":
             pipeline = value
         elif key == "--streaming":
             streaming = value.lower() in ("", "true", "1", "yes")
+        else:
+            pairs.append((arg, key, value))
+    switches = _switches(pipeline)
+    for arg, key, value in pairs:
+        if key in switches:  # a template passes --name=true|false; the CLI wants the flag
+            on = value.lower() in ("", "true", "1", "yes")
+            rest.append(key if on else f"--no-{key[2:]}")
         else:
             rest.append(arg)
     keys = {a.partition("=")[0] for a in rest}

@@ -107,11 +107,12 @@ class SilverSpanFn(beam.DoFn):
     letters."""
 
     def __init__(self, policy, geo_database: str | None, pipeline: str = "web_logs",
-                 clock=None):
+                 clock=None, dedupe_identical_lines: bool = False):
         self._policy = policy
         self._geo_database = geo_database
         self._pipeline = pipeline
         self._clock = clock
+        self._dedupe = dedupe_identical_lines
 
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
@@ -127,7 +128,8 @@ class SilverSpanFn(beam.DoFn):
         bronze = concat(list(fragments), WEB_LOGS_BRONZE)
         self._elements.inc()
         self._records.inc(bronze.num_rows)
-        out = web_silver_batch(bronze, self._policy, self._db, self._now(), self._pipeline)
+        out = web_silver_batch(bronze, self._policy, self._db, self._now(), self._pipeline,
+                               self._dedupe)
         for status, count in out.geo_statuses.items():
             self._geo[status].inc(count)
         if out.dead_letters:
@@ -175,13 +177,14 @@ class WebSilverBySpan(beam.PTransform):
     deduplicated, geolocated, private rows (``records``) and ``dead_letters``."""
 
     def __init__(self, policy, geo_database: str | None, span_s: int, pipeline: str,
-                 clock=None):
+                 clock=None, dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
         self._span_s = span_s
         self._pipeline = pipeline
         self._clock = clock
+        self._dedupe = dedupe_identical_lines
 
     def expand(self, bronze):
         return (bronze
@@ -189,8 +192,8 @@ class WebSilverBySpan(beam.PTransform):
                                                ).with_output_types(keyed_tables(int))
                 | "SilverBySpan" >> beam.GroupByKey()
                 | "CleanSpan" >> beam.ParDo(SilverSpanFn(
-                    self._policy, self._geo_database, self._pipeline, self._clock)
-                ).with_outputs(DEAD, main="records"))
+                    self._policy, self._geo_database, self._pipeline, self._clock,
+                    self._dedupe)).with_outputs(DEAD, main="records"))
 
 
 class WebLogsBatchMedallion(beam.PTransform):
@@ -199,8 +202,9 @@ class WebLogsBatchMedallion(beam.PTransform):
 
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
-                 pipeline: str = "web_logs"):
+                 pipeline: str = "web_logs", dedupe_identical_lines: bool = False):
         super().__init__()
+        self._dedupe = dedupe_identical_lines
         self._policy = policy
         self._geo_database = geo_database
         self._windows = tuple(window_seconds)
@@ -213,7 +217,8 @@ class WebLogsBatchMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(self._clock, self._pipeline)
                                               ).with_outputs(DEAD, main="records")
         silver = bronze.records | "Silver" >> WebSilverBySpan(
-            self._policy, self._geo_database, self._span_s, self._pipeline, self._clock)
+            self._policy, self._geo_database, self._span_s, self._pipeline, self._clock,
+            self._dedupe)
         gold = silver.records | "Gold" >> beam.ParDo(GoldSpanFn(
             self._windows, self._top_n)).with_outputs(*_GOLD)
         dead = (tables(bronze[DEAD], silver[DEAD]) | "AllDeadLetters" >> beam.Flatten())

@@ -137,10 +137,14 @@ def _per_distinct(column, fn, type_) -> pa.Array:
 
 
 def web_silver_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
-                     now: datetime, pipeline: str = "web_logs") -> WebSilverBatch:
-    """A span's bronze rows (all copies of a line in one span) → silver."""
+                     now: datetime, pipeline: str = "web_logs",
+                     dedupe_identical_lines: bool = False) -> WebSilverBatch:
+    """A span's bronze rows (all copies of a line in one span) → silver; identical lines
+    are dropped as copies only when ``dedupe_identical_lines``."""
     bronze = bronze.combine_chunks()
     dead: list[dict] = []
+    if not dedupe_identical_lines:
+        return clean_batch(bronze, policy, database, now, pipeline)
     dups, kept = duplicate_positions(bronze)
     if len(dups):
         dead += _dedupe_dead_letters(bronze, dups, kept, policy, pipeline, now)

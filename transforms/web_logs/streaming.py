@@ -6,7 +6,8 @@ Records travel as batch fragments, never one element per record:
 * ``Bronze``: redeliveries dropped per (delivery-id shard, minute) fragment
   (:mod:`transforms.live_bronze`, shared with server metrics), then the batch parse,
   which also dead-letters a line whose minute had closed when its batch arrived;
-* ``Silver``: fragments per minute of the request's time; ``FirstCopy`` keeps, per minute,
+* ``Silver``: with ``dedupe_identical_lines``, fragments per minute of the request's time;
+  ``FirstCopy`` keeps, per minute,
   a 64-bit hash of every line already accepted, so a copy in a later poll is caught, and
   forgets them once no copy can pass bronze any more; then geolocation, agents and privacy
   on the fragment, as in batch;
@@ -186,26 +187,32 @@ class StreamingWebSilver(beam.PTransform):
     """Bronze batches → {"records": deduplicated silver fragments, "dead_letters": […]}."""
 
     def __init__(self, policy, geo_database: str | None, streaming: StreamingConfig,
-                 pipeline: str, clock=None):
+                 pipeline: str, clock=None, dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
         self._streaming = streaming
         self._pipeline = pipeline
         self._clock = clock
+        self._dedupe = dedupe_identical_lines
 
     def expand(self, bronze):
-        unique = (bronze
-                  | "SilverByMinute" >> beam.ParDo(MinuteFragmentsFn()).with_output_types(
-                      keyed_tables(int))
-                  | "FirstCopy" >> beam.ParDo(FirstCopyFn(
-                      self._policy, self._streaming.allowed_lateness_s, self._pipeline)
-                  ).with_outputs(DEAD, main="records"))
-        clean = unique.records | "Clean" >> beam.ParDo(CleanFn(
+        dead = []
+        if self._dedupe:
+            unique = (bronze
+                      | "SilverByMinute" >> beam.ParDo(MinuteFragmentsFn()).with_output_types(
+                          keyed_tables(int))
+                      | "FirstCopy" >> beam.ParDo(FirstCopyFn(
+                          self._policy, self._streaming.allowed_lateness_s, self._pipeline)
+                      ).with_outputs(DEAD, main="records"))
+            tables(unique.records)
+            bronze = unique.records
+            dead.append(unique[DEAD])
+        clean = bronze | "Clean" >> beam.ParDo(CleanFn(
             self._policy, self._geo_database, self._pipeline, self._clock)).with_outputs(
             DEAD, main="records")
-        tables(unique.records, clean.records)
-        return {"records": clean.records, "dead_letters": [unique[DEAD], clean[DEAD]]}
+        tables(clean.records)
+        return {"records": clean.records, "dead_letters": dead + [clean[DEAD]]}
 
 
 class StreamingWebGold(beam.PTransform):
@@ -236,8 +243,9 @@ class WebLogsStreamingMedallion(beam.PTransform):
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20,
                  streaming: StreamingConfig | None = None, clock=None,
                  drop_redeliveries: bool = False, pipeline: str = "web_logs",
-                 redelivery_shards: int = 1):
+                 redelivery_shards: int = 1, dedupe_identical_lines: bool = False):
         super().__init__()
+        self._dedupe = dedupe_identical_lines
         self._policy = policy
         self._geo_database = geo_database
         self._windows = tuple(window_seconds)
@@ -255,7 +263,7 @@ class WebLogsStreamingMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> StreamingBronze(
             "ParseAccessLogs", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingWebSilver(
-            self._policy, self._geo_database, streaming, pipeline, self._clock)
+            self._policy, self._geo_database, streaming, pipeline, self._clock, self._dedupe)
         gold = silver["records"] | "Gold" >> StreamingWebGold(self._windows, streaming,
                                                               self._top_n)
         dead = (tables(*bronze["dead_letters"], *silver["dead_letters"])
