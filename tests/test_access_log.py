@@ -51,7 +51,8 @@ ACCEPTED = [
      dict(query='x="1"', user_agent='Bot "quoted" \\ end')),
     # TLS handshake bytes sent to a plain-HTTP port: Apache escapes them, status 400
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "\\x16\\x03\\x01\\x00\\xa5\\x01" 400 226 '
-     '"-" "-"', dict(method=None, path=None, status=400, request="\x16\x03\x01\x00\xa5\x01")),
+     '"-" "-"', dict(method=None, path=None, status=400,
+                     request="\\x16\\x03\\x01\\x00\\xa5\\x01")),  # not UTF-8: as logged
     # request line '-' (a connection closed before the request: 408)
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "-" 408 - "-" "-"',
      dict(method=None, path=None, request="-", status=408, user_agent=None)),
@@ -139,11 +140,26 @@ def test_unreadable_lines_get_a_reason(line, reason):
     assert err.value.reason == reason and err.value.message
 
 
-def test_bytes_that_are_not_utf8_read_like_apache_escapes():
+def test_bytes_that_are_not_utf8_read_like_apache_escapes_and_stay_as_written():
     line = b'1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1 "-" "caf\xe9"'
     escaped = b'1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1 "-" "caf\\xe9"'
-    assert to_web_log_bronze(RawRecord(line), NOW)["user_agent"] == "caf\xe9" == \
+    assert to_web_log_bronze(RawRecord(line), NOW)["user_agent"] == "caf\\xe9" == \
         to_web_log_bronze(RawRecord(escaped), NOW)["user_agent"]
+
+
+@pytest.mark.parametrize("logged", [
+    '"GET /caf\\xC3\\xA9?q=\\xE2\\x82\\xAC HTTP/1.1"',   # nginx escapes UTF-8 bytes
+    '"GET /café?q=€ HTTP/1.1"',                            # Apache writes them raw
+])
+def test_both_spellings_of_a_utf8_path_end_equal(logged):
+    record = parse_access_log(f'1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] {logged} 200 1')
+    assert (record["path"], record["query"]) == ("/café", "q=€")
+
+
+def test_escapes_that_are_not_utf8_are_kept_as_written():
+    record = parse_access_log('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] '
+                              '"GET /caf\\xe9\\x41\\\\x41 HTTP/1.1" 200 1')
+    assert record["path"] == "/caf\\xe9\\x41\\x41"  # a run is decoded whole, or kept
 
 
 def test_the_request_line_is_kept_verbatim():

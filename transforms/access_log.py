@@ -5,9 +5,9 @@ Common Log Format; ``-`` for bytes, user, referrer or agent; IPv4 and IPv6 clien
 without brackets, IPv4-mapped, with a zone); Apache's escapes inside quoted fields (``\\"``,
 ``\\\\``, ``\\xhh``); request lines that are not requests (``-``, TLS bytes sent to a
 plain-HTTP port, HTTP/0.9 without a protocol), kept verbatim with null method and path;
-extra fields after the user agent (e.g. a response time), ignored. A byte that is not UTF-8
-is read as the ``\\xhh`` escape Apache itself would log, then unescaped like one (as
-Latin-1), so the request is not lost.
+extra fields after the user agent (e.g. a response time), ignored. ``\\xhh`` escapes are
+read as bytes and decoded as UTF-8 when they are, else kept as written; a byte that is not
+UTF-8 is read as the ``\\xhh`` escape Apache itself would log, so the request is not lost.
 
 What cannot be read is a dead letter with a reason: the line does not have the format's
 shape, the client is not an IP address, the time or status is not what the format says.
@@ -38,21 +38,29 @@ _LINE = re.compile(
     + r"(?: " + _QUOTED.replace("(", "(?P<agent>", 1) + r")?)?"
     + r"(?P<rest>(?: .*)?)$")
 MAX_INT64 = 2 ** 63 - 1
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.)")
+#: A run of ``\\xHH`` escapes (one UTF-8 character may take several), or one other escape.
+_ESCAPE = re.compile(r"(?:\\x[0-9a-fA-F]{2})+|\\.")
 _METHOD = re.compile(r"^[A-Z][A-Z_-]{0,19}$")
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
 
 def _unescape(text: str) -> str:
+    """Apache's escapes undone: ``\\"``, ``\\\\``, ``\\n`` …, and each run of ``\\xHH``
+    read as bytes, decoded as UTF-8 when they are (nginx logs ``/café`` as
+    ``/caf\\xC3\\xA9``: the same path as a raw UTF-8 line), kept verbatim otherwise (a
+    byte of another encoding or TLS bytes stay visible, not mojibake)."""
     if "\\" not in text:
         return text
 
     def one(match):
-        code = match.group(1)
-        if code[0] == "x" and len(code) == 3:
-            return chr(int(code[1:], 16))
-        return {"n": "\n", "t": "\t", "r": "\r"}.get(code, code)
+        escape = match.group(0)
+        if escape[1] == "x" and len(escape) >= 4:
+            try:
+                return bytes.fromhex(escape.replace("\\x", "")).decode("utf-8")
+            except UnicodeDecodeError:
+                return escape
+        return {"n": "\n", "t": "\t", "r": "\r"}.get(escape[1], escape[1])
 
     return _ESCAPE.sub(one, text)
 
