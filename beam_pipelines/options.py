@@ -122,8 +122,12 @@ class WebLogsOptions(CommonOptions, PipelineOptions):
               help="what silver keeps of a client address: its network (default) or a "
                    "salted hash")
         _flag(parser, "ip-salt", default=None,
-              help="secret salt of hashed addresses and visitor ids (default: a new one "
-                   "each run, so ids cannot be linked across runs)")
+              help="secret salt of hashed addresses and visitor ids (default: "
+                   "$WEB_LOGS_IP_SALT, else a new one each run, so ids cannot be linked "
+                   "across runs); --ip-salt-file or the variable keep it out of process "
+                   "lists and job options")
+        _flag(parser, "ip-salt-file", default=None,
+              help="read the salt from this file (local or gs://; one line)")
         _flag(parser, "ipv4-prefix", type=int, default=24,
               help="network kept of an IPv4 address (default /24)")
         _flag(parser, "ipv6-prefix", type=int, default=48,

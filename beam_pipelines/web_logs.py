@@ -52,10 +52,33 @@ def _window_seconds(text: str) -> tuple[int, ...]:
     return seconds
 
 
+#: The environment variable a salt may come from, instead of the command line.
+SALT_VARIABLE = "WEB_LOGS_IP_SALT"
+
+
+def ip_salt(opts: WebLogsOptions) -> bytes:
+    """The secret salt: ``--ip-salt``, ``--ip-salt-file`` or ``$WEB_LOGS_IP_SALT`` (empty:
+    the run draws its own)."""
+    if opts.ip_salt and opts.ip_salt_file:
+        raise UserError("--ip-salt and --ip-salt-file: give one")
+    if opts.ip_salt_file:
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            with FileSystems.open(opts.ip_salt_file) as fh:
+                salt = fh.read().rstrip(b"\r\n")
+        except Exception as exc:  # noqa: BLE001 - the file system's own words
+            raise UserError(f"--ip-salt-file {opts.ip_salt_file}: {exc}") from None
+        if not salt:
+            raise UserError(f"--ip-salt-file {opts.ip_salt_file} is empty")
+        return salt
+    return (opts.ip_salt or os.environ.get(SALT_VARIABLE, "")).encode()
+
+
 def policy_from(opts: WebLogsOptions) -> PrivacyPolicy:
+    salt = ip_salt(opts)
     try:
-        return PrivacyPolicy(opts.ip_privacy, opts.ipv4_prefix, opts.ipv6_prefix,
-                             (opts.ip_salt or "").encode())
+        return PrivacyPolicy(opts.ip_privacy, opts.ipv4_prefix, opts.ipv6_prefix, salt)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

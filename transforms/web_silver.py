@@ -26,6 +26,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from schemas.web_logs import MAX_RESPONSE_BYTES
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+from transforms.geo import embedded_ipv4
 
 _SCRIPTS = {"curl", "Wget", "Python Requests", "Python-urllib", "Go-http-client", "okhttp",
             "Apache-HttpClient", "Java", "libwww-perl", "PostmanRuntime"}
@@ -65,9 +66,7 @@ class PrivacyPolicy:
         """The address reduced as the policy says: ``81.2.69.0/24`` or a salted hash."""
         if self.mode == "hash":
             return self.digest(ip)
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = embedded_ipv4(ipaddress.ip_address(ip.split("%", 1)[0]))
         prefix = self.ipv4_prefix if address.version == 4 else self.ipv6_prefix
         return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 

@@ -57,6 +57,7 @@ def _by_name() -> dict[str, str]:
         "alerts_topic": _TOPIC.pattern,
         "geo_database": _GS,
         "ip_salt": r"^.+$",
+        "ip_salt_file": r"^\S+$",
         "windows": r"^[0-9]+(ms|s|min|m|h|d)?(,[0-9]+(ms|s|min|m|h|d)?)*$",
         "bq_project": warehouse._PROJECT.pattern,
         "bq_dataset_prefix": r"^[A-Za-z0-9_]{1,1000}$",
