@@ -255,3 +255,28 @@ def test_elements_are_batches_on_every_stage_of_the_hot_path(tmp_path):
                    for s in ("bronze_in", "silver_fragments", "server_days")}
     assert per_element["bronze_in"] >= 4000  # one raw batch for a file under 10,000 lines
     assert per_element["silver_fragments"] >= 900 and per_element["server_days"] >= 900
+
+
+def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_record(tmp_path):
+    """Editors on Windows start UTF-8 files with a BOM: JSON lines, CSV and access logs
+    alike; the first record is accepted, exactly as without it."""
+    from beam_pipelines.io.sources import read_csv_batches
+    from tests.conftest import NOW
+    from transforms.web_logs.bronze import web_bronze_batch
+
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "m.jsonl").write_bytes(bom + line().encode() + b"\n" + line().encode())
+    (tmp_path / "m.csv").write_bytes(bom + b"server_id,timestamp,cpu_usage\ns,2026-01-05T10:"
+                                     b"00:00Z,5\n")
+    log = b'1.2.3.4 - - [05/Jan/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5'
+    (tmp_path / "a.log").write_bytes(bom + log + b"\n")
+    for name in ("m.jsonl", "a.log"):
+        path = str(tmp_path / name)
+        (batch,) = read_line_range((path, 0, None))
+        assert not batch.column("payload")[0].as_py().startswith(bom)
+    (jsonl,) = read_line_range((str(tmp_path / "m.jsonl"), 0, None))
+    assert bronze_batch(jsonl, NOW).records.num_rows == 2
+    (csv,) = read_csv_batches(str(tmp_path / "m.csv"))
+    assert bronze_batch(csv, NOW).records.num_rows == 1
+    (logs,) = read_line_range((str(tmp_path / "a.log"), 0, None))
+    assert web_bronze_batch(logs, NOW).records.num_rows == 1

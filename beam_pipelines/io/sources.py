@@ -8,14 +8,14 @@ a wrong path is one clear error, not a failed job.
 """
 from __future__ import annotations
 
+import codecs
 import os
 
 import apache_beam as beam
-from apache_beam.coders import BytesCoder
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.errors import UserError
-from transforms.batches import CSV, raw_lines, raw_rows
+from transforms.batches import CSV, raw_lines, raw_records, raw_rows
 from transforms.bronze import RawRecord
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -107,12 +107,12 @@ class ReadServerMetricFiles(beam.PTransform):
 
     def expand(self, pbegin):
         parts = []
-        for i, path in enumerate(self._files.get("jsonl", ())):
+        if self._files.get("jsonl"):
+            # The lines exactly as the batch source frames them, one record each.
             parts.append(
                 pbegin
-                | f"ReadJsonLines{i}" >> beam.io.ReadFromTextWithFilename(
-                    path, coder=BytesCoder(), validate=False)  # resolve_inputs matched it
-                | f"JsonToRaw{i}" >> beam.MapTuple(lambda name, line: RawRecord(line, name)))
+                | "ReadJsonLines" >> ReadServerMetricBatches({"jsonl": self._files["jsonl"]})
+                | "JsonToRaw" >> beam.FlatMap(raw_records))
         if self._files.get("csv"):
             parts.append(
                 pbegin
@@ -169,6 +169,8 @@ def read_line_range(path_range, batch_lines: int = BATCH_LINES):
                 data += fh.readline()
     if not data:
         return
+    if start == 0 and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]  # an editor's mark, not part of the first line
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
