@@ -47,6 +47,8 @@ REASONS: dict[str, str] = {
     "non_finite_number": "A numeric field is NaN or infinite.",
     "invalid_timestamp": "The timestamp cannot be parsed.",
     "timestamp_out_of_range": "The timestamp is before 2000-01-01 or after 2100-01-01.",
+    "nested_too_deep": "An unknown field nests arrays or objects deeper than its JSON text can "
+                       "be kept (254 levels).",
     "no_measurements": "The record carries no measurement at all.",
     "unmappable_record": "A regional record (seed 001's India, USA or Germany shape) has a "
                          "value its declared conversion cannot take.",

@@ -23,9 +23,13 @@ IDENTITY_FIELDS = (
 MEASUREMENT_FIELDS = (
     Field("cpu_usage", F, "CPU utilisation", unit="%", minimum=0, maximum=100),
     Field("memory_usage", F, "Memory utilisation", unit="%", minimum=0, maximum=100),
-    Field("disk_io", F, "Disk I/O rate", unit="IOPS", minimum=0),
-    Field("network_in", F, "Inbound network throughput", unit="kB/s", minimum=0),
-    Field("network_out", F, "Outbound network throughput", unit="kB/s", minimum=0),
+    # Maxima far above any hardware (10M IOPS, 1 TB/s), so that no value a sensor can send
+    # is refused, and no sum of a day's values can overflow to infinity in gold.
+    Field("disk_io", F, "Disk I/O rate", unit="IOPS", minimum=0, maximum=10_000_000),
+    Field("network_in", F, "Inbound network throughput", unit="kB/s", minimum=0,
+          maximum=1_000_000_000),
+    Field("network_out", F, "Outbound network throughput", unit="kB/s", minimum=0,
+          maximum=1_000_000_000),
     Field("temperature_c", F, "CPU package temperature", unit="°C", minimum=-40, maximum=150),
     Field("power_watts", F, "Power draw at the PSU", unit="W", minimum=0, maximum=5000),
     Field("voltage_v", F, "Supply voltage (seed 001's USA sensors)", unit="V", minimum=0,

@@ -28,6 +28,13 @@ from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.bronze import _row_level, bronze_batch
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
 
+def _deep(levels: int):
+    value = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 #: Inputs the vectorised checks must hand to the row-level path, one per line.
 AWKWARD = [
     line(), line(cpu_usage=True), line(memory_usage=False), line(cpu_usage="42.5"),
@@ -54,6 +61,7 @@ AWKWARD = [
     json.dumps({"instance_id": "US-1", "time_utc": "2026-01-05T10:00:00Z",
                 "temp_fahrenheit": "hot", "load_fraction": 0.5}),
     json.dumps({"node_name": "DE-1", "epoch_time": 1767607200, "temp_kelvin": 300.15}),
+    line(firmware=_deep(600)), line(network_in=1e308), line(disk_io=1e308, cpu_usage=1.0),
 ]
 
 
@@ -280,3 +288,22 @@ def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_recor
     assert bronze_batch(csv, NOW).records.num_rows == 1
     (logs,) = read_line_range((str(tmp_path / "a.log"), 0, None))
     assert web_bronze_batch(logs, NOW).records.num_rows == 1
+
+
+def test_deep_unknown_fields_and_values_that_overflow_sums_are_dead_letters():
+    """An unknown field nested past what JSON text can keep is a dead letter (it crashed
+    the batch); a finite value so large that sums overflow is out of range, so no gold
+    aggregate is ever infinite."""
+    from tests.conftest import NOW
+    from transforms.server_metrics.silver import silver_batch
+
+    raw = raw_lines([line(firmware=_deep(600)).encode(), line(network_in=1e308).encode(),
+                     line(network_in=1e9).encode()], "f.jsonl")
+    bronze = bronze_batch(raw, NOW)
+    assert [d["reason"] for d in bronze.dead_letters] == ["nested_too_deep"]
+    silver = silver_batch(bronze.records, ServerMetricsRules())
+    assert [(d["reason"], d["message"]) for d in silver.dead_letters] == [
+        ("out_of_range", silver.dead_letters[0]["message"])]
+    assert "network_in" in silver.dead_letters[0]["message"]
+    assert silver.records.column("network_in").to_pylist() == [1e9]
+

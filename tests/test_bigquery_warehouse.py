@@ -216,9 +216,9 @@ def test_silver_sql_checks_the_declared_ranges():
     sql = (admin.SQL_DIR / "ops" / "server_metrics_checked.sql").read_text()
     for f in MEASUREMENT_FIELDS:
         if f.minimum is not None and f.maximum is not None:
-            rule = f"b.{f.name} NOT BETWEEN {f.minimum:g} AND {f.maximum:g}"
+            rule = f"b.{f.name} NOT BETWEEN {f.minimum:.15g} AND {f.maximum:.15g}"
         else:
-            rule = f"b.{f.name} < {f.minimum:g}"
+            rule = f"b.{f.name} < {f.minimum:.15g}"
         assert f"WHEN {rule} THEN '{f.name}'" in sql, f.name
     from transforms.silver import SERVER_TYPE_ALIASES
 

@@ -258,8 +258,18 @@ def to_bronze(raw: RawRecord, now: datetime) -> dict:
     record, extra = SERVER_METRIC_VALIDATOR.coerce(to_canonical(decode_payload(raw)))
     record["ingest_timestamp"] = now
     record["source"] = raw.source
-    record["extra_fields"] = orjson.dumps(extra, default=str).decode() if extra else None
+    record["extra_fields"] = encode_extra_fields(extra) if extra else None
     return record
+
+
+def encode_extra_fields(extra: dict) -> str:
+    """Unknown fields as the JSON text bronze keeps; a value nested deeper than JSON text can
+    be written back (orjson's 254 levels: no telemetry does that) is a dead letter."""
+    try:
+        return orjson.dumps(extra, default=str).decode()
+    except TypeError as exc:  # orjson's "Recursion limit reached"
+        raise RecordRejected("nested_too_deep", f"unknown field(s) {', '.join(sorted(extra))} "
+                             f"cannot be kept: {exc} (more than 254 levels)") from None
 
 
 def event_time(ts: datetime) -> Timestamp:

@@ -24,9 +24,9 @@ WITH canonical AS (
     CASE
       WHEN b.cpu_usage NOT BETWEEN 0 AND 100 THEN 'cpu_usage'
       WHEN b.memory_usage NOT BETWEEN 0 AND 100 THEN 'memory_usage'
-      WHEN b.disk_io < 0 THEN 'disk_io'
-      WHEN b.network_in < 0 THEN 'network_in'
-      WHEN b.network_out < 0 THEN 'network_out'
+      WHEN b.disk_io NOT BETWEEN 0 AND 10000000 THEN 'disk_io'
+      WHEN b.network_in NOT BETWEEN 0 AND 1000000000 THEN 'network_in'
+      WHEN b.network_out NOT BETWEEN 0 AND 1000000000 THEN 'network_out'
       WHEN b.temperature_c NOT BETWEEN -40 AND 150 THEN 'temperature_c'
       WHEN b.power_watts NOT BETWEEN 0 AND 5000 THEN 'power_watts'
       WHEN b.voltage_v NOT BETWEEN 0 AND 1000 THEN 'voltage_v'

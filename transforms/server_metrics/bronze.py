@@ -170,14 +170,20 @@ def _coerce(struct: pa.StructArray) -> tuple[dict[str, pa.Array], np.ndarray]:
     return cols, slow
 
 
-def _extra_fields(objs: list[dict]) -> pa.Array:
+def _extra_fields(objs: list[dict]) -> tuple[pa.Array, list[int]]:
+    """The unknown fields of each record as JSON text, and the positions whose fields
+    cannot be written back (the row-level path words their dead letters)."""
     known = _KNOWN
-    values = [None] * len(objs)
+    values: list[str | None] = [None] * len(objs)
+    refused = []
     for j, o in enumerate(objs):
         if not known.issuperset(o):
             extra = {k: v for k, v in o.items() if k not in known}
-            values[j] = orjson.dumps(extra, default=str).decode()
-    return pa.array(values, pa.string())
+            try:
+                values[j] = orjson.dumps(extra, default=str).decode()
+            except TypeError:  # nested past orjson's limit
+                refused.append(j)
+    return pa.array(values, pa.string()), refused
 
 
 class BronzeBatch:
@@ -250,10 +256,19 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
                 objs = [objs[j] for j in keep]
                 fast = np.asarray(fast)[keep].tolist()
     if objs:
+        extra_fields, refused = _extra_fields(objs)
+        if refused:
+            slow.extend(fast[j] for j in refused)
+            keep = np.setdiff1d(np.arange(len(objs)), refused)
+            cols = {k: v.take(pa.array(keep)) for k, v in cols.items()}
+            extra_fields = extra_fields.take(pa.array(keep))
+            objs = [objs[j] for j in keep]
+            fast = [fast[j] for j in keep]
+    if objs:
         n = len(objs)
         cols["ingest_timestamp"] = pa.repeat(pa.scalar(now, _TS), n)
         cols["source"] = raw.column("source").take(pa.array(fast, pa.int64())).combine_chunks()
-        cols["extra_fields"] = _extra_fields(objs)
+        cols["extra_fields"] = extra_fields
         extra = n - cols["extra_fields"].null_count
         tables.append(conform(pa.table(cols), SERVER_METRICS_BRONZE))
     if not slow:
