@@ -83,6 +83,9 @@ class CommonOptions(PipelineOptions):
               help="event time the generated sample covers (default 6h)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
+        _flag(parser, "max-future", type=_duration, default=300.0,
+              help="a record dated further ahead of the processing time is a dead letter "
+                   "'future_event', never a gold row or a watermark move (default 5m)")
         _streaming_flags(parser)
         _sink_flags(parser)
 

@@ -170,12 +170,13 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
             pubsub.check_subscription_exists(opts.subscription)
         source = live_sources.read_pubsub(opts.subscription, stop_at,
                                           opts.max_out_of_orderness, dataflow=dataflow,
-                                          batches=batches)
+                                          batches=batches, max_future_s=opts.max_future)
         what = opts.subscription
     else:
         generator, settings, what = live_generator()
         source = live_sources.generate_live(generator, settings, stop_at,
-                                            opts.max_out_of_orderness, batches=batches)
+                                            opts.max_out_of_orderness, batches=batches,
+                                            max_future_s=opts.max_future)
     catalog = None
     if sink.name == "lakehouse" and is_local(output_dir):
         clear_tables(output_dir, tables)

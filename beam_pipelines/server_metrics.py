@@ -45,10 +45,12 @@ TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTI
 
 def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
                    rules: ServerMetricsRules, clock=None,
-                   alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
+                   alerts_topic: str | None = None,
+                   max_future_s: float | None = None) -> dict[str, beam.PCollection]:
     """``sink``: a sink of :mod:`beam_pipelines.io.sinks`, or a lakehouse directory."""
     raw = p | "ReadServerMetrics" >> ReadServerMetricBatches(files)
-    tables = raw | "ServerMetrics" >> ServerMetricsBatchMedallion(rules, clock=clock)
+    tables = raw | "ServerMetrics" >> ServerMetricsBatchMedallion(rules, clock=clock,
+                                                                 max_future_s=max_future_s)
     as_sink(sink).write(tables, TABLES, batches=True)
     if alerts_topic:
         _publish_alerts(as_rows({ALERT_EVENTS.name: tables[ALERT_EVENTS.name]}),
@@ -59,7 +61,8 @@ def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
 def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
                              rules: ServerMetricsRules, streaming: StreamingConfig,
                              drop_redeliveries: bool,
-                             alerts_topic: str | None = None) -> dict[str, beam.PCollection]:
+                             alerts_topic: str | None = None,
+                             max_future_s: float | None = None) -> dict[str, beam.PCollection]:
     """``source``: a live source emitting live raw batches (``batches=True``)."""
     raw = p | "ReadLive" >> source
     runner = p.options.view_as(StandardOptions).runner or ""
@@ -67,7 +70,8 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
     # a few, so no minute is one hot key.
     shards = 1 if is_local_streaming(runner) else 8
     tables = raw | "ServerMetrics" >> ServerMetricsStreamingMedallion(
-        rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards)
+        rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards,
+        max_future_s=max_future_s)
     as_sink(sink).write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
     _publish_alerts(tables, alerts_topic, streaming=True)
     return tables
@@ -132,7 +136,8 @@ def run(options: PipelineOptions) -> dict:
 
     outcome = runs.batch(options, opts, "server-metrics", TABLES, inputs,
                          lambda p, files, sink: build_pipeline(
-                             p, files, sink, rules, alerts_topic=opts.alerts_topic),
+                             p, files, sink, rules, alerts_topic=opts.alerts_topic,
+                             max_future_s=opts.max_future),
                          pipeline_name="server_metrics")
     return {**outcome, "summary_args": _summary_args(rules)}
 
@@ -155,7 +160,7 @@ def run_streaming(options: PipelineOptions) -> dict:
 
     def build(pipeline, source, streaming, drop_redeliveries, sink):
         build_streaming_pipeline(pipeline, source, sink, rules, streaming, drop_redeliveries,
-                                 alerts_topic=opts.alerts_topic)
+                                 alerts_topic=opts.alerts_topic, max_future_s=opts.max_future)
 
     outcome = runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
                              peek="server_metrics_minutely", pipeline_name="server_metrics",

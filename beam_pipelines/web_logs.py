@@ -175,7 +175,8 @@ def _check_options(opts: WebLogsOptions) -> None:
 def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatchMedallion:
     return WebLogsBatchMedallion(policy_from(opts), database or opts.geo_database,
                                  _window_seconds(opts.windows), opts.top_paths,
-                                 dedupe_identical_lines=opts.dedupe_identical_lines)
+                                 dedupe_identical_lines=opts.dedupe_identical_lines,
+                                 max_future_s=opts.max_future)
 
 
 def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
@@ -187,7 +188,8 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
                                      _window_seconds(opts.windows), opts.top_paths,
                                      streaming=streaming, drop_redeliveries=drop_redeliveries,
                                      redelivery_shards=shards,
-                                     dedupe_identical_lines=opts.dedupe_identical_lines)
+                                     dedupe_identical_lines=opts.dedupe_identical_lines,
+                                     max_future_s=opts.max_future)
 
 
 def run_streaming(options: PipelineOptions) -> dict:

@@ -49,6 +49,8 @@ REASONS: dict[str, str] = {
     "timestamp_out_of_range": "The timestamp is before 2000-01-01 or after 2100-01-01.",
     "nested_too_deep": "An unknown field nests arrays or objects deeper than its JSON text can "
                        "be kept (254 levels).",
+    "future_event": "The event time is further ahead of the processing time than --max-future "
+                    "allows (5 minutes by default).",
     "no_measurements": "The record carries no measurement at all.",
     "unmappable_record": "A regional record (seed 001's India, USA or Germany shape) has a "
                          "value its declared conversion cannot take.",

@@ -28,6 +28,7 @@ from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.bronze import _row_level, bronze_batch
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
 
+
 def _deep(levels: int):
     value = []
     for _ in range(levels - 1):

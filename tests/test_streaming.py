@@ -276,3 +276,49 @@ def test_live_source_watermark_trails_the_newest_event_and_drains():
     _, watermark, _ = read.read(T0 + 40)                         # idle for 8 s
     assert watermark == Timestamp(T0 + 30)                       # wall clock minus 10 s
     assert read.read(T0 + 100) == ([], MAX_TIMESTAMP, True) and poller.closed
+
+
+@pytest.mark.parametrize("batches", [False, True])
+def test_an_event_far_in_the_future_never_moves_the_watermark(batches):
+    """One record dated 2099 in a live feed: without the guard the watermark jumps to it
+    and every later record of today is late; with --max-future it stays with the feed."""
+    from apache_beam.utils.timestamp import Timestamp
+
+    from beam_pipelines.io.live_sources import LiveRead
+
+    def item(second):
+        return int((T0 + second) * 1e6), RawRecord("{}", f"s#{second}")
+
+    year_2099 = (int(4_070_908_800 * 1e6), RawRecord("{}", "s#2099"))
+    for guard, expected in ((300.0, Timestamp(T0 + 20)), (None, None)):
+        poller = _FakePoller([[item(10), year_2099, item(30)]])
+        read = LiveRead(poller, stop_at=T0 + 100, max_out_of_orderness_s=10, pause_s=0,
+                        batches=batches, max_future_s=guard)
+        out, watermark, _ = read.read(T0 + 31)
+        assert len(out) == (1 if batches else 3)  # the record still goes to bronze
+        if expected is not None:
+            assert watermark == expected
+        else:
+            assert watermark == Timestamp(T0 + 31)  # capped by the wall clock, far ahead
+
+
+def test_bronze_dead_letters_an_event_beyond_max_future_in_both_engines():
+    from datetime import timedelta
+
+    from tests.conftest import NOW, line
+    from transforms.batches import raw_lines
+    from transforms.bronze import ParseServerMetricFn
+    from transforms.server_metrics.bronze import bronze_batch
+
+    soon = (NOW + timedelta(minutes=4)).isoformat()
+    later = (NOW + timedelta(minutes=6)).isoformat()
+    raw = raw_lines([line(timestamp=soon).encode(), line(timestamp=later).encode()], "f")
+    out = bronze_batch(raw, NOW, max_future_s=300)
+    assert out.records.num_rows == 1
+    (dead,) = out.dead_letters
+    assert dead["reason"] == "future_event" and "--max-future" in dead["message"]
+    fn = ParseServerMetricFn(clock=lambda: NOW, max_future_s=300)
+    fn.setup()
+    (row_level,) = list(fn.process(RawRecord(line(timestamp=later).encode(), "f")))
+    assert row_level.value["message"] == dead["message"]
+    assert bronze_batch(raw, NOW).records.num_rows == 2  # no limit unless one is given

@@ -203,3 +203,17 @@ def test_bronze_splits_into_one_fragment_per_span():
     spans = dict(split_by_span(bronze, 3600))
     assert sorted(t.num_rows for t in spans.values()) == [1, 2]
     assert all(isinstance(t, pa.Table) for t in spans.values())
+
+
+def test_a_line_dated_beyond_max_future_is_a_dead_letter_as_in_the_row_level_parser():
+    from datetime import timedelta
+
+    stamp = lambda minutes: (NOW + timedelta(minutes=minutes)).strftime(  # noqa: E731
+        "%d/%b/%Y:%H:%M:%S +0000")
+    lines = [f'1.2.3.4 - - [{stamp(m)}] "GET / HTTP/1.1" 200 5'.encode() for m in (4, 6)]
+    raw = raw_lines(lines, "future.log")
+    fast, slow = (web_bronze_batch(raw, NOW, max_future_s=300),
+                  row_level(raw, NOW, max_future_s=300))
+    assert fast.records.num_rows == slow.records.num_rows == 1
+    assert [d["reason"] for d in fast.dead_letters] == ["future_event"]
+    assert fast.dead_letters == slow.dead_letters

@@ -196,8 +196,8 @@ class ParseAccessLogFn(ParseRawFn):
     counters = ("log_lines_accepted", "log_lines_rejected")
 
     def __init__(self, pipeline: str = "web_logs", clock=None,
-                 allowed_lateness_s: int | None = None):
-        super().__init__(pipeline, "ParseAccessLog", clock, allowed_lateness_s)
+                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
+        super().__init__(pipeline, "ParseAccessLog", clock, allowed_lateness_s, max_future_s)
 
     def parse(self, raw, now):
         return to_web_log_bronze(raw, now)

@@ -291,6 +291,20 @@ def check_arrival(record: dict, watermark_micros: int, allowed_lateness_s: int) 
             f"{allowed_lateness_s}s after its end", record["timestamp"])
 
 
+def check_future(record: dict, now: datetime, max_future_s: float | None) -> None:
+    """Reject a record dated further ahead of the processing time than ``max_future_s``
+    (a clock gone wrong, a typo'd year): it would be a gold row of its own, and in
+    streaming it would carry the watermark with it."""
+    if max_future_s is None:
+        return
+    ahead = (record["timestamp"] - now).total_seconds()
+    if ahead > max_future_s:
+        raise RecordRejected(
+            "future_event", f"event time {record['timestamp']:%Y-%m-%d %H:%M:%S} is "
+            f"{ahead:,.0f}s ahead of the processing time {now:%Y-%m-%d %H:%M:%S} (at most "
+            f"{max_future_s:g}s: --max-future)", record["timestamp"])
+
+
 class ParseRawFn(beam.DoFn):
     """RawRecord → bronze row stamped with its event time, or a dead letter. Subclasses
     say how a payload becomes a row (``parse``); lateness at arrival (streaming) is judged
@@ -299,11 +313,12 @@ class ParseRawFn(beam.DoFn):
     counters = ("records_accepted", "records_rejected")
 
     def __init__(self, pipeline: str, step: str, clock=None,
-                 allowed_lateness_s: int | None = None):
+                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
         self._pipeline = pipeline
         self._step = step
         self._clock = clock
         self._lateness = allowed_lateness_s
+        self._max_future = max_future_s
 
     def parse(self, raw: RawRecord, now: datetime) -> dict:
         raise NotImplementedError
@@ -321,6 +336,7 @@ class ParseRawFn(beam.DoFn):
             raw = RawRecord(raw)
         try:
             record = self.parse(raw, now)
+            check_future(record, now, self._max_future)
             if self._lateness is not None and raw.watermark is not None:
                 check_arrival(record, raw.watermark, self._lateness)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
@@ -340,8 +356,9 @@ class ParseServerMetricFn(ParseRawFn):
     """A server metric: JSON, a CSV line or a typed row (see :func:`to_bronze`)."""
 
     def __init__(self, pipeline: str = "server_metrics", step: str = "ParseServerMetric",
-                 clock=None, allowed_lateness_s: int | None = None):
-        super().__init__(pipeline, step, clock, allowed_lateness_s)
+                 clock=None, allowed_lateness_s: int | None = None,
+                 max_future_s: float | None = None):
+        super().__init__(pipeline, step, clock, allowed_lateness_s, max_future_s)
 
     def setup(self):
         super().setup()
@@ -389,12 +406,13 @@ class Bronze(beam.PTransform):
     step: str
 
     def __init__(self, pipeline: str, clock=None, drop_redeliveries: bool = False,
-                 allowed_lateness_s: int | None = None):
+                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
         super().__init__()
         self._pipeline = pipeline
         self._clock = clock
         self._drop_redeliveries = drop_redeliveries
         self._lateness = allowed_lateness_s
+        self._max_future = max_future_s
 
     def expand(self, raw):
         rejected = []
@@ -402,7 +420,8 @@ class Bronze(beam.PTransform):
             first = raw | "DropRedeliveries" >> DropRedeliveries(pipeline=self._pipeline)
             raw, rejected = first["records"], [first["dead_letters"]]
         out = raw | self.step >> beam.ParDo(self.fn_class(
-            self._pipeline, clock=self._clock, allowed_lateness_s=self._lateness)
+            self._pipeline, clock=self._clock, allowed_lateness_s=self._lateness,
+            max_future_s=self._max_future)
         ).with_outputs(DEAD_LETTER, main="records")
         if not rejected:
             return {"records": out.records, "dead_letters": out[DEAD_LETTER]}

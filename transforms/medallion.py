@@ -20,8 +20,10 @@ from transforms.windowing import StreamingConfig
 
 class ServerMetricsMedallion(beam.PTransform):
     def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
-                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False):
+                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False,
+                 max_future_s: float | None = None):
         super().__init__()
+        self._max_future = max_future_s
         self._drop_redeliveries = drop_redeliveries
         self._rules = rules or ServerMetricsRules()
         self._clock = clock
@@ -31,7 +33,8 @@ class ServerMetricsMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> ValidateServerMetrics(
             clock=self._clock, drop_redeliveries=self._drop_redeliveries,
             allowed_lateness_s=(self._streaming.allowed_lateness_s
-                                if self._streaming is not None else None))
+                                if self._streaming is not None else None),
+            max_future_s=self._max_future)
         silver = bronze["records"] | "Silver" >> CleanServerMetrics(
             self._rules, streaming=self._streaming)
         gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules, self._streaming)
@@ -55,8 +58,9 @@ class WebLogsMedallion(beam.PTransform):
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
                  streaming: StreamingConfig | None = None, drop_redeliveries: bool = False,
-                 dedupe_identical_lines: bool = False):
+                 dedupe_identical_lines: bool = False, max_future_s: float | None = None):
         super().__init__()
+        self._max_future = max_future_s
         self._dedupe = dedupe_identical_lines
         self._streaming = streaming
         self._drop_redeliveries = drop_redeliveries
@@ -75,7 +79,8 @@ class WebLogsMedallion(beam.PTransform):
         streaming = self._streaming
         bronze = raw | "Bronze" >> ParseAccessLogs(
             clock=self._clock, drop_redeliveries=self._drop_redeliveries,
-            allowed_lateness_s=streaming.allowed_lateness_s if streaming else None)
+            allowed_lateness_s=streaming.allowed_lateness_s if streaming else None,
+            max_future_s=self._max_future)
         silver = bronze["records"] | "Silver" >> CleanWebLogs(
             self._policy, self._geo_database, streaming=streaming,
             dedupe_identical_lines=self._dedupe)

@@ -76,12 +76,18 @@ class LiveRead(beam.PTransform):
     they arrived under.
 
     With ``batches``, each poll is one element instead: a live raw batch
-    (:func:`transforms.batches.live_batch`) timestamped with its oldest event time."""
+    (:func:`transforms.batches.live_batch`) timestamped with its oldest event time.
+
+    With ``max_future_s``, a record dated further ahead of the wall clock does not move the
+    watermark (bronze dead-letters it ``future_event``): one record dated 2099 would
+    otherwise make every record after it late."""
 
     def __init__(self, poller, stop_at: float | None = None,
                  max_out_of_orderness_s: float = 10.0, idle_after_s: float = 5.0,
-                 pause_s: float = 0.1, batches: bool = False):
+                 pause_s: float = 0.1, batches: bool = False,
+                 max_future_s: float | None = None):
         super().__init__()
+        self.max_future_s = max_future_s
         self.batches = batches
         self.poller = poller
         self.stop_at = stop_at
@@ -115,17 +121,21 @@ class LiveRead(beam.PTransform):
             out = []
             newest = state["newest"]
             arrival = state["watermark"]  # what these records are judged late against
+            limit = (None if self.max_future_s is None
+                     else round((now + self.max_future_s) * 1_000_000))
             if self.batches:
                 if items:
                     out.append(self._batch(items, arrival))
-                    top = Timestamp(micros=max(micros for micros, _ in items))
-                    newest = top if newest is None or top > newest else newest
+                    top = max((m for m, _ in items if limit is None or m <= limit),
+                              default=None)
+                    if top is not None and (newest is None or top > newest.micros):
+                        newest = Timestamp(micros=top)
             else:
                 for micros, record in items:
                     ts = Timestamp(micros=micros)
                     if arrival is not None:
                         record = record._replace(watermark=arrival.micros)
-                    if newest is None or ts > newest:
+                    if (newest is None or ts > newest) and (limit is None or micros <= limit):
                         newest = ts
                     out.append(GlobalWindows.windowed_value(record, timestamp=ts))
             state["newest"] = newest
@@ -243,13 +253,14 @@ class PubSubPoller:
 
 
 def read_pubsub(subscription: str, stop_at: float | None, max_out_of_orderness_s: float,
-                dataflow: bool = False, batches: bool = False) -> beam.PTransform:
+                dataflow: bool = False, batches: bool = False,
+                max_future_s: float | None = None) -> beam.PTransform:
     """RawRecords from a subscription, timestamped with their ``event_time`` attribute
     (``batches``: live raw batches instead)."""
     if dataflow:
         return _DataflowPubSub(subscription, batches)
     return LiveRead(PubSubPoller(subscription), stop_at, max_out_of_orderness_s,
-                    batches=batches)
+                    batches=batches, max_future_s=max_future_s)
 
 
 class _DataflowPubSub(beam.PTransform):
@@ -337,10 +348,11 @@ class GeneratorPoller:
 
 
 def generate_live(generator, config, stop_at: float | None,
-                  max_out_of_orderness_s: float, batches: bool = False) -> beam.PTransform:
+                  max_out_of_orderness_s: float, batches: bool = False,
+                  max_future_s: float | None = None) -> beam.PTransform:
     """Records of ``generator(config)`` in real time, timestamped with their event time."""
     return LiveRead(GeneratorPoller(generator, config), stop_at, max_out_of_orderness_s,
-                    batches=batches)
+                    batches=batches, max_future_s=max_future_s)
 
 
 def live_start(interval_s: float) -> datetime:

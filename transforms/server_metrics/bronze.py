@@ -10,7 +10,7 @@ message it always had, and every accepted value is the same.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import orjson
@@ -35,6 +35,7 @@ from transforms.bronze import (
     MAX_PAYLOAD_BYTES,
     RawRecord,
     check_arrival,
+    check_future,
     to_bronze,
 )
 from transforms.dead_letters import RecordRejected, dead_letter, internal_error
@@ -199,7 +200,8 @@ class BronzeBatch:
 
 def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
                  step: str = "ParseServerMetric",
-                 allowed_lateness_s: int | None = None) -> BronzeBatch:
+                 allowed_lateness_s: int | None = None,
+                 max_future_s: float | None = None) -> BronzeBatch:
     """A raw batch → bronze rows of :data:`SERVER_METRICS_BRONZE` and dead letters.
 
     With ``allowed_lateness_s`` (streaming), a record whose minute had closed under the
@@ -208,7 +210,8 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
     watermark = raw_watermark(raw) if allowed_lateness_s is not None else None
     if raw_kind(raw) != JSON:
         return _row_level(list(raw_records(raw)), now, pipeline, step,
-                          allowed_lateness_s if watermark is not None else None)
+                          allowed_lateness_s if watermark is not None else None,
+                          max_future_s)
     column = raw.column("payload")
     payloads = column.to_pylist()
     suspect = pc.or_(pc.greater(pc.binary_length(column), MAX_PAYLOAD_BYTES),
@@ -244,6 +247,15 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
             cols = {k: v.take(keep) for k, v in cols.items()}
             objs = [objs[j] for j in keep]
             fast = np.asarray(fast)[keep].tolist()
+        if max_future_s is not None and objs:
+            micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+            ahead = micros > _micros_of(now) + round(max_future_s * _US)
+            if ahead.any():  # a few, by definition: the row-level path words them
+                slow.extend(np.asarray(fast)[ahead].tolist())
+                keep = np.flatnonzero(~ahead)
+                cols = {k: v.take(keep) for k, v in cols.items()}
+                objs = [objs[j] for j in keep]
+                fast = np.asarray(fast)[keep].tolist()
         if watermark is not None and objs:
             micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
             closes = micros - micros % 60_000_000 + 60_000_000 + allowed_lateness_s * _US
@@ -277,7 +289,8 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
     sources = raw.column("source").take(pa.array(slow, pa.int64())).to_pylist()
     rest = _row_level([RawRecord(payloads[i], s, watermark=watermark)
                        for i, s in zip(slow, sources, strict=True)],
-                      now, pipeline, step, allowed_lateness_s if watermark is not None else None)
+                      now, pipeline, step, allowed_lateness_s if watermark is not None else None,
+                      max_future_s)
     tables.append(rest.records)
     return BronzeBatch(concat(tables, SERVER_METRICS_BRONZE), rest.dead_letters,
                        extra + rest.with_extra_fields)
@@ -287,14 +300,20 @@ def _empty() -> pa.Table:
     return SERVER_METRICS_BRONZE.arrow_schema().empty_table()
 
 
+def _micros_of(ts: datetime) -> int:
+    return (ts - EPOCH) // timedelta(microseconds=1)
+
+
 def _row_level(raws: list[RawRecord], now, pipeline, step,
-               allowed_lateness_s: int | None = None) -> BronzeBatch:
+               allowed_lateness_s: int | None = None,
+               max_future_s: float | None = None) -> BronzeBatch:
     """The row-level bronze (``to_bronze``, then ``check_arrival`` in streaming) over
     records, exactly as the per-record DoFn."""
     rows, dead = [], []
     for raw in raws:
         try:
             row = to_bronze(raw, now)
+            check_future(row, now, max_future_s)
             if allowed_lateness_s is not None and raw.watermark is not None:
                 check_arrival(row, raw.watermark, allowed_lateness_s)
             rows.append(row)

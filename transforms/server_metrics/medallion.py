@@ -60,10 +60,11 @@ def _count(namespace: str, step: str):
 
 class BronzeFn(beam.DoFn):
     def __init__(self, clock=None, pipeline: str = "server_metrics",
-                 allowed_lateness_s: int | None = None):
+                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
         self._clock = clock
         self._pipeline = pipeline
         self._lateness = allowed_lateness_s  # streaming: judge arrival (see bronze_batch)
+        self._max_future = max_future_s
 
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
@@ -76,7 +77,7 @@ class BronzeFn(beam.DoFn):
         self._elements.inc()
         self._records.inc(raw.num_rows)
         out = bronze_batch(raw, self._now(), self._pipeline,
-                           allowed_lateness_s=self._lateness)
+                           allowed_lateness_s=self._lateness, max_future_s=self._max_future)
         self._accepted.inc(out.records.num_rows)
         self._rejected.inc(len(out.dead_letters))
         self._extra.inc(out.with_extra_fields)
@@ -243,15 +244,17 @@ class ServerMetricsBatchMedallion(beam.PTransform):
     server-metrics medallion and all dead letters."""
 
     def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
-                 pipeline: str = "server_metrics"):
+                 pipeline: str = "server_metrics", max_future_s: float | None = None):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
         self._clock = clock
         self._pipeline = pipeline
+        self._max_future = max_future_s  # None: no event is too far ahead
 
     def expand(self, raw):
         rules, pipeline = self._rules, self._pipeline
-        bronze = raw | "Bronze" >> beam.ParDo(BronzeFn(self._clock, pipeline)).with_outputs(
+        bronze = raw | "Bronze" >> beam.ParDo(BronzeFn(
+            self._clock, pipeline, max_future_s=self._max_future)).with_outputs(
             DEAD, main="records")
         checked = bronze.records | "Silver" >> beam.ParDo(SilverFn(rules, pipeline)
                                                           ).with_output_types(

@@ -335,8 +335,9 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
     def __init__(self, rules: ServerMetricsRules | None = None,
                  streaming: StreamingConfig | None = None, clock=None,
                  drop_redeliveries: bool = False, pipeline: str = "server_metrics",
-                 redelivery_shards: int = 1):
+                 redelivery_shards: int = 1, max_future_s: float | None = None):
         super().__init__()
+        self._max_future = max_future_s
         self._rules = rules or ServerMetricsRules()
         self._streaming = streaming or StreamingConfig()
         self._clock = clock
@@ -346,8 +347,8 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
 
     def expand(self, raw):
         rules, streaming, pipeline = self._rules, self._streaming, self._pipeline
-        parse = BronzeFn(self._clock, pipeline,
-                         allowed_lateness_s=streaming.allowed_lateness_s)
+        parse = BronzeFn(self._clock, pipeline, allowed_lateness_s=streaming.allowed_lateness_s,
+                         max_future_s=self._max_future)
         bronze = raw | "Bronze" >> StreamingBronze(
             "ParseServerMetrics", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingSilver(rules, streaming, pipeline)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +24,14 @@ import pyarrow.compute as pc
 from schemas.web_logs import WEB_LOGS_BRONZE
 from transforms.access_log import MAX_INT64, to_web_log_bronze
 from transforms.batches import concat, conform, from_rows, raw_records, raw_watermark
-from transforms.bronze import EARLIEST, EPOCH, LATEST, MAX_PAYLOAD_BYTES, check_arrival
+from transforms.bronze import (
+    EARLIEST,
+    EPOCH,
+    LATEST,
+    MAX_PAYLOAD_BYTES,
+    check_arrival,
+    check_future,
+)
 from transforms.dead_letters import RecordRejected, dead_letter, internal_error
 
 STEP = "ParseAccessLog"
@@ -135,7 +142,8 @@ def _quoted(column: pa.Array) -> pa.Array:
 
 
 def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
-                     step: str = STEP, allowed_lateness_s: int | None = None) -> WebBronzeBatch:
+                     step: str = STEP, allowed_lateness_s: int | None = None,
+                     max_future_s: float | None = None) -> WebBronzeBatch:
     """A raw batch of log lines → bronze rows of :data:`WEB_LOGS_BRONZE` and dead letters,
     exactly what the row-level parser gives line by line.
 
@@ -163,6 +171,8 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     clients = [normalised_ip(h) for h in hosts.dictionary.to_pylist()]
     client_of = pa.array(clients, pa.string()).take(hosts.indices)
     ok &= client_of.is_valid().to_numpy(zero_copy_only=False)
+    if max_future_s is not None:  # as few: the row-level path says how far ahead
+        ok &= micros <= (now - EPOCH) // timedelta(microseconds=1) + round(max_future_s * _US)
     if watermark is not None:
         # Late lines are few by definition: the row-level path words their dead letters.
         closes = micros - micros % (60 * _US) + (60 + allowed_lateness_s) * _US
@@ -210,7 +220,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     if not len(slow):
         return WebBronzeBatch(tables[0], [])
     rest = row_level(raw.take(pa.array(slow)), now, pipeline, step,
-                     allowed_lateness_s if watermark is not None else None)
+                     allowed_lateness_s if watermark is not None else None, max_future_s)
     tables.append(rest.records)
     return WebBronzeBatch(concat(tables, WEB_LOGS_BRONZE), rest.dead_letters)
 
@@ -228,13 +238,15 @@ def _empty() -> pa.Table:
 
 
 def row_level(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
-              step: str = STEP, allowed_lateness_s: int | None = None) -> WebBronzeBatch:
+              step: str = STEP, allowed_lateness_s: int | None = None,
+              max_future_s: float | None = None) -> WebBronzeBatch:
     """The row-level bronze over a raw batch, exactly as the per-record DoFn (which, in
     streaming, also judges arrival: ``check_arrival``)."""
     rows, dead = [], []
     for record in raw_records(raw):
         try:
             row = to_web_log_bronze(record, now)
+            check_future(row, now, max_future_s)
             if allowed_lateness_s is not None and record.watermark is not None:
                 check_arrival(row, record.watermark, allowed_lateness_s)
             rows.append(row)

@@ -243,9 +243,11 @@ class WebLogsStreamingMedallion(beam.PTransform):
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20,
                  streaming: StreamingConfig | None = None, clock=None,
                  drop_redeliveries: bool = False, pipeline: str = "web_logs",
-                 redelivery_shards: int = 1, dedupe_identical_lines: bool = False):
+                 redelivery_shards: int = 1, dedupe_identical_lines: bool = False,
+                 max_future_s: float | None = None):
         super().__init__()
         self._dedupe = dedupe_identical_lines
+        self._max_future = max_future_s
         self._policy = policy
         self._geo_database = geo_database
         self._windows = tuple(window_seconds)
@@ -259,7 +261,8 @@ class WebLogsStreamingMedallion(beam.PTransform):
     def expand(self, raw):
         streaming, pipeline = self._streaming, self._pipeline
         parse = WebBronzeFn(self._clock, pipeline,
-                            allowed_lateness_s=streaming.allowed_lateness_s)
+                            allowed_lateness_s=streaming.allowed_lateness_s,
+                            max_future_s=self._max_future)
         bronze = raw | "Bronze" >> StreamingBronze(
             "ParseAccessLogs", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingWebSilver(
