@@ -1,6 +1,7 @@
 """Loading and validating the rules file (``configs/server_metrics.yaml``)."""
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def load_rules(path: str | Path | None = None) -> ServerMetricsRules:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise UserError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {path} is a directory, not a rules file") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config file {path} is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"config file {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) \
             from None
@@ -42,6 +50,8 @@ def load_rules(path: str | Path | None = None) -> ServerMetricsRules:
 def _number(where: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where} must be a number, not {value!r}")
+    if not math.isfinite(value):  # YAML's .inf and .nan
+        raise ValueError(f"{where} must be a finite number, not {value!r}")
     return float(value)
 
 
@@ -52,12 +62,15 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
     if unknown:
         raise ValueError(f"unknown section(s) {', '.join(sorted(unknown))}; "
                          f"expected {', '.join(sorted(_TOP_LEVEL))}")
-    high = doc.get("high_utilization") or {}
-    weights = doc.get("health_score_weights") or {}
+    high = _keys("high_utilization", doc.get("high_utilization") or {},
+                 {"cpu_usage", "memory_usage"})
+    weights = _keys("health_score_weights", doc.get("health_score_weights") or {}, None)
     bad = set(weights) - {"cpu", "memory", "high_utilization"}
     if bad:
         raise ValueError(f"health_score_weights: unknown weight(s) {', '.join(sorted(bad))}")
     rules = []
+    if not isinstance(doc.get("alert_rules") or [], list):
+        raise ValueError("alert_rules must be a list of rules")
     for i, item in enumerate(doc.get("alert_rules", []) or []):
         if not isinstance(item, dict):
             raise ValueError(f"alert_rules[{i}] must be a mapping")
@@ -72,7 +85,7 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
             above=_number(f"alert_rules[{i}].above", item["above"]) if "above" in item else None,
             below=_number(f"alert_rules[{i}].below", item["below"]) if "below" in item else None))
     locations = []
-    for name, place in (doc.get("locations") or {}).items():
+    for name, place in _keys("locations", doc.get("locations") or {}, None).items():
         if not isinstance(place, dict):
             raise ValueError(f"locations.{name} must have latitude and longitude")
         lat = _number(f"locations.{name}.latitude", place.get("latitude"))
@@ -93,10 +106,11 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
     )
 
 
-def _keys(section: str, doc, allowed: set[str]) -> dict:
+def _keys(section: str, doc, allowed: set[str] | None) -> dict:
+    """``doc`` as a mapping with only ``allowed`` keys (None: any key)."""
     if not isinstance(doc, dict):
-        raise ValueError(f"{section} must be a mapping")
-    unknown = set(doc) - allowed
+        raise ValueError(f"{section} must be a mapping, not {type(doc).__name__}")
+    unknown = set(doc) - allowed if allowed is not None else set()
     if unknown:
         raise ValueError(f"{section}: unknown key(s) {', '.join(sorted(unknown))}; expected "
                          f"{', '.join(sorted(allowed))}")

@@ -14,6 +14,7 @@ from beam_pipelines.errors import UserError
 from schemas.durations import duration_arg as _duration
 from schemas.durations import positive_duration_arg as _span
 from schemas.durations import positive_int_arg as _count
+from schemas.durations import positive_rate_arg as _rate
 
 
 def _flag(parser, name: str, **kwargs):
@@ -139,7 +140,7 @@ class WebLogsOptions(CommonOptions, PipelineOptions):
               help="gold window sizes, comma-separated (default 1m,1h)")
         _flag(parser, "top-paths", type=_count, default=20,
               help="paths kept per window in web_top_paths (default 20)")
-        _flag(parser, "sample-rate", type=float, default=5.0,
+        _flag(parser, "sample-rate", type=_rate, default=5.0,
               help="requests per second in the generated sample (default 5)")
         _flag(parser, "dedupe-identical-lines", action=argparse.BooleanOptionalAction,
               default=False,

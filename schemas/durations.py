@@ -47,3 +47,19 @@ def positive_int_arg(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
     return value
+
+
+def positive_rate_arg(text: str) -> float:
+    """argparse ``type=`` for rates: a finite number above zero (``nan``, ``inf`` and 0
+    are refused, as Python's ``float`` would take them)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above zero")
+    return value
+

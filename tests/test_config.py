@@ -59,3 +59,35 @@ def test_file_errors_are_user_errors(tmp_path):
     wrong.write_text("health_score_weights: {cpu: -2}")
     with pytest.raises(UserError, match=str(wrong)):
         load_rules(wrong)
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"alert_matrix:\n  cpu_usage: .inf\n", "alert_matrix.cpu_usage must be a finite number"),
+    (b"anomaly_detection:\n  threshold: .nan\n", "anomaly_detection.threshold must be a finite"),
+    (b"high_utilization: [1, 2]\n", "high_utilization must be a mapping, not list"),
+    (b"health_score_weights: 5\n", "health_score_weights must be a mapping, not int"),
+    (b"locations: [us-east]\n", "locations must be a mapping, not list"),
+    (b"alert_rules: {a: 1}\n", "alert_rules must be a list of rules"),
+    (b"\xff\xfe rules", "is not UTF-8 text"),
+])
+def test_every_malformed_rules_file_is_one_line_naming_the_file_and_key(tmp_path, text,
+                                                                         message):
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(text)
+    with pytest.raises(UserError, match=message) as err:
+        load_rules(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_directory_is_not_a_rules_file(tmp_path):
+    with pytest.raises(UserError, match="is a directory"):
+        load_rules(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "fast"])
+def test_a_sample_rate_that_is_not_a_finite_positive_number_is_one_line(value, capsys):
+    from beam_pipelines import cli
+
+    assert cli.main(["logs", "--sample-rate", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--sample-rate" in err
