@@ -308,3 +308,28 @@ def test_deep_unknown_fields_and_values_that_overflow_sums_are_dead_letters():
     assert "network_in" in silver.dead_letters[0]["message"]
     assert silver.records.column("network_in").to_pylist() == [1e9]
 
+
+
+def test_csv_records_follow_quotes_and_a_file_without_a_header_is_one_line(tmp_path):
+    """A quoted header is a header; a quoted field holding a newline is one record (it was
+    two dead letters); a file whose first row is data is refused before the run, instead
+    of its first record silently becoming the header."""
+    from beam_pipelines.errors import UserError
+    from beam_pipelines.io.sources import count_input_records, read_csv_file
+    from tests.conftest import NOW
+    from transforms.bronze import to_bronze
+
+    good = tmp_path / "quoted.csv"
+    good.write_bytes(b'"server_id","timestamp","cpu_usage","server_name"\r\n'
+                     b's1,2026-01-05T10:00:00Z,5,"web\nserver ""one"""\r\n'
+                     b's2,2026-01-05T10:00:10Z,6,plain\r\n')
+    records = list(read_csv_file(str(good)))
+    assert [r.source.rsplit(":", 1)[1] for r in records] == ["2", "4"]
+    rows = [to_bronze(r, NOW) for r in records]
+    assert [r["server_name"] for r in rows] == ['web\nserver "one"', "plain"]
+    assert count_input_records({"csv": [str(good)]}) == 2
+    assert resolve_inputs([str(good)])  # a header: accepted
+    headless = tmp_path / "headless.csv"
+    headless.write_bytes(b"s1,2026-01-05T10:00:00Z,5\ns2,2026-01-05T10:00:10Z,6\n")
+    with pytest.raises(UserError, match="is not a header"):
+        resolve_inputs([str(headless)])

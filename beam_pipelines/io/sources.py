@@ -72,6 +72,8 @@ def resolve_inputs(patterns: list[str], input_format: str = "auto",
         raise UserError("--input names no file")
     if "parquet" in grouped and match:
         _check_parquet(grouped["parquet"])
+    if "csv" in grouped and match:
+        _check_csv(grouped["csv"])
     return grouped
 
 
@@ -86,16 +88,74 @@ def _check_parquet(paths: list[str]) -> None:
             raise UserError(f"{path} is not a readable Parquet file: {exc}") from None
 
 
+def _csv_records(fh):
+    """(line number, record bytes) of a CSV file: a record is a line, or several when a
+    quoted field holds a newline (RFC 4180: an odd count of quotes means the field is
+    still open); line endings are dropped, a newline inside a field is kept as ``\\n``."""
+    pending: list[bytes] = []
+    start = 0
+    for lineno, line in enumerate(fh, start=1):
+        line = line.rstrip(b"\r\n")
+        if not pending:
+            start = lineno
+        pending.append(line)
+        if sum(part.count(b'"') for part in pending) % 2 == 0:
+            yield start, b"\n".join(pending)
+            pending = []
+    if pending:  # a quote never closed: one record, which bronze rejects with a reason
+        yield start, b"\n".join(pending)
+
+
+def csv_header(record: bytes) -> tuple[str, ...]:
+    """A header record's column names (quotes, as a CSV writer may put them, removed)."""
+    import csv
+
+    try:
+        text = record.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return ()  # every row then fails bronze with a column-count reason
+    try:
+        names = next(csv.reader([text], strict=True), [])
+    except csv.Error:
+        return ()
+    return tuple(name.strip() for name in names)
+
+
 def read_csv_file(path: str):
-    """Every line of a CSV file after its header, with the header and line number."""
+    """Every record of a CSV file after its header, with the header and the line number
+    where the record starts."""
     with FileSystems.open(path) as fh:
-        header_bytes = fh.readline().rstrip(b"\r\n")
-        try:
-            header = tuple(h.strip() for h in header_bytes.decode("utf-8-sig").split(","))
-        except UnicodeDecodeError:
-            header = ()  # every row then fails bronze with a column-count reason
-        for lineno, line in enumerate(fh, start=2):
-            yield RawRecord(line.rstrip(b"\r\n"), f"{path}:{lineno}", header)
+        records = _csv_records(fh)
+        first = next(records, None)
+        if first is None:
+            return
+        header = csv_header(first[1])
+        for lineno, record in records:
+            yield RawRecord(record, f"{path}:{lineno}", header)
+
+
+def _known_columns() -> frozenset[str]:
+    from schemas.regional import SHAPES
+    from schemas.server_metrics import SERVER_METRIC
+
+    return frozenset(SERVER_METRIC.names) | {a.column for s in SHAPES for a in s.aliases}
+
+
+def _check_csv(paths: list[str]) -> None:
+    """A CSV file whose first row names no column we know has no header (its first record
+    would be eaten as one): one line, before anything runs."""
+    known = _known_columns()
+    for path in paths:
+        with FileSystems.open(path) as fh:
+            first = next(_csv_records(fh), None)
+        if first is None:
+            continue
+        header = csv_header(first[1])
+        if header and not known & set(header):
+            shown = ", ".join(header[:4]) + (", …" if len(header) > 4 else "")
+            raise UserError(f"{path}: the first row ({shown}) is not a header: no column is "
+                            "named like server_id, timestamp, cpu_usage, … (a CSV file needs "
+                            "its header row)")
 
 
 class ReadServerMetricFiles(beam.PTransform):
@@ -253,11 +313,27 @@ def count_input_records(files) -> int:
                 with FileSystems.open(path) as fh:
                     total += pq.ParquetFile(fh).metadata.num_rows
                 continue
+            if fmt == "csv":
+                total += _count_csv_records(path)
+                continue
             lines, last = 0, b"\n"
             with FileSystems.open(path) as fh:
                 while chunk := fh.read(8 << 20):
                     lines += chunk.count(b"\n")
                     last = chunk[-1:]
             lines += last != b"\n"  # a last line without its newline
-            total += max(lines - 1, 0) if fmt == "csv" else lines
+            total += lines
     return total
+
+
+def _count_csv_records(path: str) -> int:
+    """Records after the header: lines, less those a quoted field carries on (the quotes
+    counted here afresh, not by the reader)."""
+    records, open_quotes = 0, False
+    with FileSystems.open(path) as fh:
+        for line in fh:
+            if line.count(b'"') % 2:
+                open_quotes = not open_quotes
+            if not open_quotes:
+                records += 1
+    return max(records + open_quotes - 1, 0)
