@@ -333,3 +333,25 @@ def test_csv_records_follow_quotes_and_a_file_without_a_header_is_one_line(tmp_p
     headless.write_bytes(b"s1,2026-01-05T10:00:00Z,5\ns2,2026-01-05T10:00:10Z,6\n")
     with pytest.raises(UserError, match="is not a header"):
         resolve_inputs([str(headless)])
+
+
+def test_a_location_outside_the_rules_file_is_unknown_category_in_both_engines():
+    """Never a gold row for a location named 'us-east; DROP TABLE x': the rules file's
+    locations are the vocabulary (none declared: any location is taken)."""
+    from beam_pipelines.config import load_rules
+    from tests.conftest import NOW
+    from transforms.server_metrics.silver import silver_batch
+    from transforms.silver import to_silver
+
+    rules = load_rules()
+    raw = raw_lines([line(location="US_East").encode(),
+                     line(location="us-east; DROP TABLE x").encode(),
+                     line(location=None).encode()], "f.jsonl")
+    bronze = bronze_batch(raw, NOW).records
+    out = silver_batch(bronze, rules)
+    assert out.records.column("location").to_pylist() == ["us-east", None]
+    (dead,) = out.dead_letters
+    assert dead["reason"] == "unknown_category" and "DROP TABLE" in dead["message"]
+    with pytest.raises(Exception, match="not one of the rules file's locations"):
+        to_silver(bronze.to_pylist()[1], rules)
+    assert silver_batch(bronze, ServerMetricsRules()).records.num_rows == 3  # none declared

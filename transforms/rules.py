@@ -176,6 +176,12 @@ class ServerMetricsRules:
         if len(set(names)) != len(names):
             raise ValueError("alert rule names must be unique")
 
+    @property
+    def location_names(self) -> frozenset[str]:
+        """The locations silver accepts; none declared: any (a documented choice of the
+        rules file, for data whose locations are not known ahead)."""
+        return frozenset(loc.name for loc in self.locations)
+
     def location(self, name: str | None) -> Location | None:
         for loc in self.locations:
             if loc.name == name:

@@ -64,13 +64,19 @@ def to_silver(bronze: dict, rules: ServerMetricsRules) -> dict:
         if server_type not in _SERVER_TYPES:
             raise RecordRejected("unknown_category", f"server_type {bronze['server_type']!r} is "
                                  f"not one of {', '.join(sorted(_SERVER_TYPES))}", ts)
+    location = _canonical_location(bronze["location"])
+    known = rules.location_names
+    if location is not None and known and location not in known:
+        raise RecordRejected("unknown_category", f"location {bronze['location']!r} is not one "
+                             f"of the rules file's locations ({', '.join(sorted(known))})",
+                             ts)
     cpu, memory = bronze["cpu_usage"], bronze["memory_usage"]
     name = bronze["server_name"]
     return {
         "server_id": bronze["server_id"].strip(),
         "server_name": name.strip() if name is not None else None,
         "server_type": server_type,
-        "location": _canonical_location(bronze["location"]),
+        "location": location,
         "timestamp": ts,
         "cpu_usage": cpu,
         "memory_usage": memory,

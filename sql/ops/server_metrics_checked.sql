@@ -33,15 +33,28 @@ WITH canonical AS (
     END AS out_of_range
   FROM `${bronze}.server_metrics_bronze` AS b
 ),
+categorised AS (
+  SELECT
+    *,
+    CASE
+      WHEN canonical_server_type NOT IN ('web', 'database', 'application', 'cache', 'file')
+        THEN 'server_type'
+      -- The rules file's locations (none declared: any location).
+      WHEN canonical_location IS NOT NULL
+        AND EXISTS (SELECT 1 FROM `${ops}.locations`)
+        AND canonical_location NOT IN (SELECT location FROM `${ops}.locations`)
+        THEN 'location'
+    END AS unknown_category
+  FROM canonical
+),
 checked AS (
   SELECT
     *,
     CASE
       WHEN out_of_range IS NOT NULL THEN 'out_of_range'
-      WHEN canonical_server_type NOT IN ('web', 'database', 'application', 'cache', 'file')
-        THEN 'unknown_category'
+      WHEN unknown_category IS NOT NULL THEN 'unknown_category'
     END AS check_reason
-  FROM canonical
+  FROM categorised
 ),
 ranked AS (
   SELECT

@@ -11,7 +11,10 @@ USING (
     reason,
     CASE reason
       WHEN 'out_of_range' THEN CONCAT(out_of_range, ' is outside its declared range')
-      WHEN 'unknown_category' THEN CONCAT('server_type ', server_type, ' is not a known type')
+      WHEN 'unknown_category' THEN IF(
+        unknown_category = 'location',
+        CONCAT('location ', location, ' is not one of the rules file''s locations'),
+        CONCAT('server_type ', server_type, ' is not a known type'))
       ELSE CONCAT('another record of server ', canonical_server_id, ' at ',
                   FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%E6S%Ez', timestamp), ' was kept')
     END AS message,

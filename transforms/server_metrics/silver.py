@@ -88,6 +88,11 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
     known = pc.is_in(server_type, pa.array(sorted(_SERVER_TYPES))).to_numpy(
         zero_copy_only=False)
     flagged |= ~known & server_type.is_valid().to_numpy(zero_copy_only=False)
+    location = _map_distinct(bronze.column("location"), _canonical_location)
+    if rules.location_names:
+        listed = pc.is_in(location, pa.array(sorted(rules.location_names))).to_numpy(
+            zero_copy_only=False)
+        flagged |= ~listed & location.is_valid().to_numpy(zero_copy_only=False)
     cpu, memory = floats(bronze, "cpu_usage"), floats(bronze, "memory_usage")
     ts = bronze.column("timestamp")
     ts_us = ts.cast(pa.int64()).to_numpy()
@@ -98,7 +103,7 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
         server_id=_strip(bronze.column("server_id")),
         server_name=_strip(bronze.column("server_name")),
         server_type=server_type,
-        location=_map_distinct(bronze.column("location"), _canonical_location),
+        location=location,
         is_high_utilization=pa.array((cpu > rules.high_cpu_threshold)
                                      | (memory > rules.high_memory_threshold)),
         metric_date=ts.cast(pa.date32()),
