@@ -51,6 +51,8 @@ REASONS: dict[str, str] = {
                        "be kept (254 levels).",
     "future_event": "The event time is further ahead of the processing time than --max-future "
                     "allows (5 minutes by default).",
+    "unreadable_input": "Part of an input file cannot be read (a Parquet row group whose pages "
+                        "are corrupt): one dead letter per record it held.",
     "no_measurements": "The record carries no measurement at all.",
     "unmappable_record": "A regional record (seed 001's India, USA or Germany shape) has a "
                          "value its declared conversion cannot take.",

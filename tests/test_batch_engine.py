@@ -355,3 +355,27 @@ def test_a_location_outside_the_rules_file_is_unknown_category_in_both_engines()
     with pytest.raises(Exception, match="not one of the rules file's locations"):
         to_silver(bronze.to_pylist()[1], rules)
     assert silver_batch(bronze, ServerMetricsRules()).records.num_rows == 3  # none declared
+
+
+def test_a_parquet_row_group_with_corrupt_pages_is_dead_lettered_row_by_row(tmp_path):
+    """A valid footer over corrupt pages: the readable row groups are read, every row of
+    the unreadable one is an unreadable_input dead letter (the run went down with a
+    traceback), and the input count still adds up."""
+    from beam_pipelines.io.sources import count_input_records, read_parquet_batches
+    from tests.conftest import NOW
+
+    rows = [metric(server_id=f"s{i % 3}", timestamp=f"2026-01-05T10:{i // 60 % 60:02d}:"
+                   f"{i % 60:02d}Z") for i in range(400)]
+    path = tmp_path / "corrupt.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=200)
+    data = bytearray(path.read_bytes())
+    page = pq.ParquetFile(path).metadata.row_group(0).column(0).data_page_offset
+    data[page + 2:page + 40] = bytes(b ^ 0xFF for b in data[page + 2:page + 40])
+    path.write_bytes(bytes(data))
+    outs = [bronze_batch(batch, NOW) for batch in read_parquet_batches(str(path))]
+    accepted = sum(o.records.num_rows for o in outs)
+    dead = [d for o in outs for d in o.dead_letters]
+    assert accepted == 200 and len(dead) == 200
+    assert {d["reason"] for d in dead} == {"unreadable_input"}
+    assert "row group 0" in dead[0]["message"] and "\n" not in dead[0]["message"]
+    assert count_input_records({"parquet": [str(path)]}) == accepted + len(dead)

@@ -32,8 +32,9 @@ from schemas.dead_letter import DEAD_LETTERS
 from transforms.bronze import RawRecord
 
 #: Raw batches: how the records were framed by the source.
-JSON, CSV, ROWS = "json", "csv", "rows"
+JSON, CSV, ROWS, UNREADABLE = "json", "csv", "rows", "unreadable"
 _KIND, _HEADER, _WATERMARK = b"kind", b"header", b"watermark"
+_REASON = b"reason"
 RAW_SCHEMA = pa.schema([pa.field("payload", pa.binary()), pa.field("source", pa.string())])
 #: What a live source polled: each record's event time (µs) as its source declared it
 #: (the Pub/Sub attribute), before any parsing.
@@ -66,6 +67,20 @@ def live_batch(payloads: list, sources: list[str], event_us: list[int],
     return pa.Table.from_arrays(
         [pa.array(payloads, pa.binary()), pa.array(sources, pa.string()),
          pa.array(event_us, pa.int64())], schema=LIVE_SCHEMA.with_metadata(metadata))
+
+
+def unreadable_rows(source: str, rows: int, message: str) -> pa.Table:
+    """Records a source knows are there but cannot read (a Parquet row group whose pages
+    are corrupt): one empty payload per record, so bronze dead-letters each with
+    ``message`` and the input count still adds up."""
+    return pa.Table.from_arrays(
+        [pa.array([b""] * rows, pa.binary()), pa.array([source] * rows, pa.string())],
+        schema=RAW_SCHEMA.with_metadata({_KIND: UNREADABLE.encode(),
+                                         _REASON: message.encode()}))
+
+
+def unreadable_message(batch: pa.Table) -> str:
+    return (batch.schema.metadata or {}).get(_REASON, b"").decode()
 
 
 def raw_watermark(batch: pa.Table) -> int | None:

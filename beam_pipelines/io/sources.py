@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.errors import UserError
-from transforms.batches import CSV, raw_lines, raw_records, raw_rows
+from transforms.batches import CSV, raw_lines, raw_records, raw_rows, unreadable_rows
 from transforms.bronze import RawRecord
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -259,8 +259,18 @@ def read_parquet_batches(path: str, batch_rows: int = BATCH_LINES):
     import pyarrow.parquet as pq
 
     with FileSystems.open(path) as fh:
-        for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
-            yield raw_rows(pa.Table.from_batches([batch]), path)
+        parquet = pq.ParquetFile(fh)
+        for group in range(parquet.num_row_groups):
+            try:
+                table = parquet.read_row_group(group)
+            except Exception as exc:  # noqa: BLE001 - corrupt pages: its rows dead-lettered
+                rows = parquet.metadata.row_group(group).num_rows
+                reason = " ".join(str(exc).split())
+                yield unreadable_rows(f"{path}#row-group-{group}", rows,
+                                      f"row group {group} of {path} cannot be read: {reason}")
+                continue
+            for batch in table.to_batches(max_chunksize=batch_rows):
+                yield raw_rows(pa.Table.from_batches([batch]), path)
 
 
 class ReadServerMetricBatches(beam.PTransform):

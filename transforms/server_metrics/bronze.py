@@ -21,12 +21,14 @@ from schemas.core import FieldType
 from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_BRONZE
 from transforms.batches import (
     JSON,
+    UNREADABLE,
     concat,
     conform,
     from_rows,
     raw_kind,
     raw_records,
     raw_watermark,
+    unreadable_message,
 )
 from transforms.bronze import (
     EARLIEST,
@@ -208,6 +210,12 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
     watermark its batch arrived with is dead-lettered ``late``, as
     :func:`transforms.bronze.check_arrival` says."""
     watermark = raw_watermark(raw) if allowed_lateness_s is not None else None
+    if raw_kind(raw) == UNREADABLE:
+        message = unreadable_message(raw)
+        return BronzeBatch(_empty(), [dead_letter(
+            pipeline=pipeline, layer="bronze", step=step, reason="unreadable_input",
+            message=message, payload=b"", source=source, now=now)
+            for source in raw.column("source").to_pylist()], 0)
     if raw_kind(raw) != JSON:
         return _row_level(list(raw_records(raw)), now, pipeline, step,
                           allowed_lateness_s if watermark is not None else None,
