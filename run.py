@@ -1,5 +1,10 @@
 """``python -m run``: start a pipeline from a checkout (see README)."""
-from beam_pipelines.cli import main
+import sys
 
 if __name__ == "__main__":
+    try:
+        from beam_pipelines.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while Python is still importing
+        print("python -m run: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     raise SystemExit(main())

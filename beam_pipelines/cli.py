@@ -16,9 +16,58 @@ With no PIPELINE, runs '{DEFAULT}'. With no --input, runs on a generated sample.
 """
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, as Python raises it or as Beam re-raises it from a bundle (a RuntimeError
+    whose message or cause is the KeyboardInterrupt)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt) or (
+                isinstance(exc, RuntimeError) and str(exc).startswith("KeyboardInterrupt")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _not_an_interrupt(record: logging.LogRecord) -> bool:
+    """Beam logs the traceback of a bundle that Ctrl-C stopped before re-raising it: the
+    interrupt is one line of ours, not that."""
+    return not (record.exc_info and record.exc_info[0] is not None
+                and issubclass(record.exc_info[0], KeyboardInterrupt))
+
+
+def _clean_after_interrupt(options, ours) -> None:
+    """The temporary files an interrupted batch run leaves in the lakehouse."""
+    if options is None:
+        return
+    from beam_pipelines.io.lakehouse import is_local, remove_temporary_files
+
+    output_dir = getattr(options.view_as(ours), "output_dir", None)
+    if output_dir and is_local(output_dir):
+        remove_temporary_files(output_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every outcome is a return code: 0, 2 for a user's mistake (one line), 130 for
+    Ctrl-C (one line, temporary files removed), whenever it comes."""
+    run: dict = {}
+    try:
+        return _main(argv, run)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        if not _interrupted(exc):
+            raise
+    _clean_after_interrupt(run.get("options"), run.get("ours"))
+    print("python -m run: interrupted", file=sys.stderr)
+    return 130
+
+
+def _main(argv: list[str] | None, run: dict) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_an_interrupt)
     name = DEFAULT
     if argv and not argv[0].startswith("-"):
         name = argv.pop(0)
@@ -36,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         options = opts_module.parse_options(argv, ours, f"python -m run {name}")
+        run.update(options=options, ours=ours)
         outcome = kind.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:
             print(kind.summary(outcome["catalog"], outcome["output_dir"],
@@ -49,7 +99,4 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"python -m run: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("python -m run: interrupted", file=sys.stderr)
-        return 130
     return 0

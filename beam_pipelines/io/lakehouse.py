@@ -240,3 +240,12 @@ def write_catalog(output_dir: str, schemas) -> str:
             else:
                 con.execute(f"CREATE OR REPLACE VIEW {schema.name} AS SELECT * FROM {scan}")
     return path
+
+
+def remove_temporary_files(output_dir: str) -> None:
+    """What an interrupted write leaves: Beam's ``beam-temp-*`` folders under each table."""
+    import shutil
+
+    for path in glob.glob(os.path.join(output_dir, "**", "beam-temp-*"), recursive=True):
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+
