@@ -1,6 +1,7 @@
-"""Ctrl-C in a batch run, whenever it comes (while Python imports, while Beam builds the
+"""Ctrl-C, whenever it comes. A batch run (while Python imports, while Beam builds the
 graph, while bundles read, while the sinks write): one line, exit 130, and no temporary
-files left in the lakehouse."""
+files left in the lakehouse. A streaming run: it drains (every window closes) and ends
+with its checked summary; a second Ctrl-C aborts, in one line."""
 from __future__ import annotations
 
 import glob
@@ -29,3 +30,34 @@ def test_ctrl_c_anywhere_in_a_batch_run_is_one_line_and_exit_130(tmp_path, after
     assert proc.returncode == 130, err[-3000:]
     assert err.strip() == "python -m run: interrupted", err[-3000:]
     assert not glob.glob(str(out / "**" / "beam-temp-*"), recursive=True)
+
+
+def _streaming(out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "run", "--streaming", "--duration", "5m", "--output-dir",
+         str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize("after_s", [4.0, 9.0])
+def test_ctrl_c_in_a_streaming_run_drains_and_prints_the_checked_summary(tmp_path, after_s):
+    proc = _streaming(tmp_path / "lake")
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Draining"), err[-3000:]
+    assert "Records per layer" in out and "MISMATCH" not in out and out.count("✓") == 7
+
+
+def test_ctrl_c_twice_aborts_a_draining_streaming_run_in_one_line(tmp_path):
+    proc = _streaming(tmp_path / "lake")
+    time.sleep(5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "python -m run: interrupted"
+    assert len(err.strip().splitlines()) == 2, err[-3000:]
