@@ -24,12 +24,18 @@ import json
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from schemas.core import RecordSchema
 from schemas.dead_letter import DEAD_LETTERS
 from transforms.bronze import RawRecord
+
+#: Output tag of every batch step's dead-letter batches.
+DEAD = "dead_letters"
 
 #: Raw batches: how the records were framed by the source.
 JSON, CSV, ROWS, UNREADABLE = "json", "csv", "rows", "unreadable"
@@ -168,6 +174,34 @@ class ArrowTableCoder(beam.coders.Coder):
 
 
 beam.coders.registry.register_coder(pa.Table, ArrowTableCoder)
+
+
+def count_batches(step: str, namespace: str = "batches"):
+    """Elements and records through a step (the batching), as two Beam counters."""
+    return (Metrics.counter(namespace, f"{step}_elements"),
+            Metrics.counter(namespace, f"{step}_records"))
+
+
+def declare_tables(*pcolls, element_type=pa.Table):
+    """Declare PCollections of Arrow tables (or of (key, table) pairs) as such, so that
+    where the runner materialises them (a flatten of several stages, a shuffle) they
+    travel with the Arrow coder."""
+    for pcoll in pcolls:
+        pcoll.element_type = element_type
+    return pcolls
+
+
+def dictionary(column) -> pa.DictionaryArray:
+    """A column (chunked or not) dictionary-encoded as one array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return pc.dictionary_encode(column)
+
+
+def dense_codes(column) -> np.ndarray:
+    """Dense int64 codes of a column's values in order of first appearance; null is -1."""
+    return dictionary(column).indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(
+        np.int64)
 
 
 def keyed_tables(key_type):

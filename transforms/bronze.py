@@ -277,11 +277,16 @@ def event_time(ts: datetime) -> Timestamp:
     return Timestamp(micros=(ts - EPOCH) // _ONE_MICRO)
 
 
+def micros_of(ts: datetime) -> int:
+    """An aware datetime as epoch microseconds, exactly."""
+    return (ts - EPOCH) // _ONE_MICRO
+
+
 def check_arrival(record: dict, watermark_micros: int, allowed_lateness_s: int) -> None:
     """Streaming: reject a record whose minute window had closed (its end plus the allowed
     lateness behind the source's watermark) when it arrived. Judged here, at arrival,
     because Beam would drop it silently further on."""
-    micros = (record["timestamp"] - EPOCH) // _ONE_MICRO
+    micros = micros_of(record["timestamp"])
     closes = micros - micros % 60_000_000 + 60_000_000 + allowed_lateness_s * 1_000_000
     if closes <= watermark_micros:
         watermark = EPOCH + timedelta(microseconds=watermark_micros)
@@ -303,6 +308,30 @@ def check_future(record: dict, now: datetime, max_future_s: float | None) -> Non
             "future_event", f"event time {record['timestamp']:%Y-%m-%d %H:%M:%S} is "
             f"{ahead:,.0f}s ahead of the processing time {now:%Y-%m-%d %H:%M:%S} (at most "
             f"{max_future_s:g}s: --max-future)", record["timestamp"])
+
+
+def parse_records(raws, parse, now: datetime, pipeline: str, step: str,
+                  allowed_lateness_s: int | None = None,
+                  max_future_s: float | None = None) -> tuple[list[dict], list[dict]]:
+    """The row-level bronze of every record kind: ``parse(raw, now)`` each record, judge
+    how far ahead it is dated and (streaming, with the watermark it arrived under) how late;
+    (rows, dead letters with the payload as received). The per-record DoFn and the batch
+    engines' fallback both run this."""
+    rows, dead = [], []
+    for raw in raws:
+        try:
+            row = parse(raw, now)
+            check_future(row, now, max_future_s)
+            if allowed_lateness_s is not None and raw.watermark is not None:
+                check_arrival(row, raw.watermark, allowed_lateness_s)
+            rows.append(row)
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
+            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            dead.append(dead_letter(
+                pipeline=pipeline, layer="bronze", step=step, reason=rejection.reason,
+                message=rejection.message, payload=raw.payload, source=raw.source,
+                event_timestamp=rejection.event_timestamp, now=now))
+    return rows, dead
 
 
 class ParseRawFn(beam.DoFn):
@@ -334,19 +363,13 @@ class ParseRawFn(beam.DoFn):
         now = self._now()
         if not isinstance(raw, RawRecord):
             raw = RawRecord(raw)
-        try:
-            record = self.parse(raw, now)
-            check_future(record, now, self._max_future)
-            if self._lateness is not None and raw.watermark is not None:
-                check_arrival(record, raw.watermark, self._lateness)
-        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+        rows, dead = parse_records([raw], self.parse, now, self._pipeline, self._step,
+                                   self._lateness, self._max_future)
+        if dead:
             self._rejected.inc()
-            yield TaggedOutput(DEAD_LETTER, dead_letter(
-                pipeline=self._pipeline, layer="bronze", step=self._step,
-                reason=rejection.reason, message=rejection.message, payload=raw.payload,
-                source=raw.source, event_timestamp=rejection.event_timestamp, now=now))
+            yield TaggedOutput(DEAD_LETTER, dead[0])
             return
+        (record,) = rows
         self._accepted.inc()
         self.accepted(record)
         yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))

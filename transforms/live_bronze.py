@@ -21,13 +21,11 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.batches import dead_letter_batch, keyed_tables
+from transforms.batches import DEAD, dead_letter_batch, keyed_tables
 from transforms.dead_letters import dead_letter
 from transforms.windowing import MINUTE
 
 _US = 1_000_000
-#: Output tag of the dead-letter batches.
-DEAD = "dead_letters"
 
 
 class SplitByDeliveryFn(beam.DoFn):

@@ -119,26 +119,6 @@ class Traffic:
          self.visitors) = state
 
 
-class MergeTraffic(beam.CombineFn):
-    """Partial :class:`Traffic` (a batch fragment's share of a key) → their sum."""
-
-    def create_accumulator(self):
-        return Traffic()
-
-    def add_input(self, traffic, part):
-        traffic.merge(part)
-        return traffic
-
-    def merge_accumulators(self, accumulators):
-        merged = Traffic()
-        for t in accumulators:
-            merged.merge(t)
-        return merged
-
-    def extract_output(self, traffic):
-        return traffic
-
-
 class SummariseTraffic(beam.CombineFn):
     def create_accumulator(self):
         return Traffic()
@@ -155,6 +135,14 @@ class SummariseTraffic(beam.CombineFn):
         return merged
 
     def extract_output(self, traffic):
+        return traffic
+
+
+class MergeTraffic(SummariseTraffic):
+    """Partial :class:`Traffic` (a batch fragment's share of a key) → their sum."""
+
+    def add_input(self, traffic, part):
+        traffic.merge(part)
         return traffic
 
 
@@ -230,7 +218,7 @@ class TrafficBy(beam.PTransform):
                  streaming: StreamingConfig | None = None, top_n: int = 20):
         super().__init__()
         self._table = table
-        self._names, self._key = DIMENSIONS[table]
+        self._key = DIMENSIONS[table][1]
         self._seconds = window_seconds
         self._streaming = streaming
         self._top_n = top_n

@@ -10,7 +10,7 @@ message it always had, and every accepted value is the same.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import orjson
@@ -36,11 +36,11 @@ from transforms.bronze import (
     LATEST,
     MAX_PAYLOAD_BYTES,
     RawRecord,
-    check_arrival,
-    check_future,
+    micros_of,
+    parse_records,
     to_bronze,
 )
-from transforms.dead_letters import RecordRejected, dead_letter, internal_error
+from transforms.dead_letters import dead_letter
 
 _STRINGS = tuple(f.name for f in SERVER_METRIC.fields if f.type is FieldType.STRING)
 _FLOATS = tuple(f.name for f in SERVER_METRIC.fields if f.type is FieldType.FLOAT64)
@@ -257,7 +257,7 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
             fast = np.asarray(fast)[keep].tolist()
         if max_future_s is not None and objs:
             micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
-            ahead = micros > _micros_of(now) + round(max_future_s * _US)
+            ahead = micros > micros_of(now) + round(max_future_s * _US)
             if ahead.any():  # a few, by definition: the row-level path words them
                 slow.extend(np.asarray(fast)[ahead].tolist())
                 keep = np.flatnonzero(~ahead)
@@ -308,29 +308,13 @@ def _empty() -> pa.Table:
     return SERVER_METRICS_BRONZE.arrow_schema().empty_table()
 
 
-def _micros_of(ts: datetime) -> int:
-    return (ts - EPOCH) // timedelta(microseconds=1)
-
-
 def _row_level(raws: list[RawRecord], now, pipeline, step,
                allowed_lateness_s: int | None = None,
                max_future_s: float | None = None) -> BronzeBatch:
     """The row-level bronze (``to_bronze``, then ``check_arrival`` in streaming) over
     records, exactly as the per-record DoFn."""
-    rows, dead = [], []
-    for raw in raws:
-        try:
-            row = to_bronze(raw, now)
-            check_future(row, now, max_future_s)
-            if allowed_lateness_s is not None and raw.watermark is not None:
-                check_arrival(row, raw.watermark, allowed_lateness_s)
-            rows.append(row)
-        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
-            dead.append(dead_letter(
-                pipeline=pipeline, layer="bronze", step=step, reason=rejection.reason,
-                message=rejection.message, payload=raw.payload, source=raw.source,
-                event_timestamp=rejection.event_timestamp, now=now))
+    rows, dead = parse_records(raws, to_bronze, now, pipeline, step, allowed_lateness_s,
+                               max_future_s)
     extra = sum(1 for r in rows if r["extra_fields"] is not None)
     return BronzeBatch(from_rows(rows, SERVER_METRICS_BRONZE) if rows else _empty(), dead,
                        extra)

@@ -39,7 +39,16 @@ from schemas.server_metrics import (
     SERVER_METRICS_SILVER,
 )
 from transforms.analytics import _counters, threshold_events
-from transforms.batches import RowsToBatches, concat, dead_letter_batch, from_rows, keyed_tables
+from transforms.batches import (
+    DEAD,
+    RowsToBatches,
+    concat,
+    count_batches,
+    dead_letter_batch,
+    from_rows,
+    keyed_tables,
+)
+from transforms.batches import declare_tables as tables
 from transforms.gold import FormatLocationRowFn, LocationRollup
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics import gold
@@ -49,15 +58,6 @@ from transforms.server_metrics.silver import deduplicate, silver_batch
 from transforms.windowing import DAY
 
 _US = 1_000_000
-DEAD = "dead_letters"
-
-
-def _count(namespace: str, step: str):
-    """Elements and records through a step: the batching, as Beam metrics."""
-    return (Metrics.counter(namespace, f"{step}_elements"),
-            Metrics.counter(namespace, f"{step}_records"))
-
-
 class BronzeFn(beam.DoFn):
     def __init__(self, clock=None, pipeline: str = "server_metrics",
                  allowed_lateness_s: int | None = None, max_future_s: float | None = None):
@@ -71,7 +71,7 @@ class BronzeFn(beam.DoFn):
         self._accepted = Metrics.counter("bronze", "records_accepted")
         self._rejected = Metrics.counter("bronze", "records_rejected")
         self._extra = Metrics.counter("bronze", "records_with_unknown_fields")
-        self._elements, self._records = _count("batches", "bronze_in")
+        self._elements, self._records = count_batches("bronze_in")
 
     def process(self, raw: pa.Table):
         self._elements.inc()
@@ -118,7 +118,7 @@ class SilverFn(beam.DoFn):
 
     def setup(self):
         self._rejected = Metrics.counter("silver", "records_rejected")
-        self._elements, self._records = _count("batches", "silver_fragments")
+        self._elements, self._records = count_batches("silver_fragments")
 
     def process(self, bronze: pa.Table):
         out = silver_batch(bronze, self._rules, self._pipeline)
@@ -150,7 +150,7 @@ class ServerDaysFn(beam.DoFn):
 
     def setup(self):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
-        self._elements, self._records = _count("batches", "server_days")
+        self._elements, self._records = count_batches("server_days")
 
     def process(self, keyed):
         (server_id, day_start), fragments = keyed
@@ -228,15 +228,6 @@ class ScoreServerSeriesFn(beam.DoFn):
             yield anomalies
         if events.num_rows:
             yield TaggedOutput(ALERT_EVENTS.name, events)
-
-
-def tables(*pcolls, element_type=pa.Table):
-    """Declare PCollections of Arrow tables (or of (key, table) pairs) as such, so that
-    where the runner materialises them (a flatten of several stages, a shuffle) they
-    travel with the Arrow coder."""
-    for pcoll in pcolls:
-        pcoll.element_type = element_type
-    return pcolls
 
 
 class ServerMetricsBatchMedallion(beam.PTransform):

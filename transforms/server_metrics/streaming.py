@@ -56,13 +56,21 @@ from transforms.analytics import (
     schedule_flush,
     score_in_order,
 )
-from transforms.batches import ArrowTableCoder, concat, dead_letter_batch, keyed_tables
+from transforms.batches import (
+    DEAD,
+    ArrowTableCoder,
+    concat,
+    count_batches,
+    dead_letter_batch,
+    keyed_tables,
+)
+from transforms.batches import declare_tables as tables
 from transforms.dead_letters import dead_letter
 from transforms.gold import gold_from_minute_deltas
 from transforms.live_bronze import StreamingBronze
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, identity_codes
-from transforms.server_metrics.medallion import DEAD, BronzeFn, SilverFn, _count, tables
+from transforms.server_metrics.medallion import BronzeFn, SilverFn
 from transforms.server_metrics.silver import deduplicate
 from transforms.windowing import MINUTE, StreamingConfig
 
@@ -91,7 +99,7 @@ class GateAndDeduplicateFn(beam.DoFn):
     def setup(self):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
         self._late = Metrics.counter("silver", "late_rejected")
-        self._elements, self._records = _count("batches", "silver_panes")
+        self._elements, self._records = count_batches("silver_panes")
 
     def process(self, keyed, window=beam.DoFn.WindowParam,
                 seen=beam.DoFn.StateParam(SEEN), closed=beam.DoFn.StateParam(CLOSED),

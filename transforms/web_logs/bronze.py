@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -29,10 +29,9 @@ from transforms.bronze import (
     EPOCH,
     LATEST,
     MAX_PAYLOAD_BYTES,
-    check_arrival,
-    check_future,
+    micros_of,
+    parse_records,
 )
-from transforms.dead_letters import RecordRejected, dead_letter, internal_error
 
 STEP = "ParseAccessLog"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -172,7 +171,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     client_of = pa.array(clients, pa.string()).take(hosts.indices)
     ok &= client_of.is_valid().to_numpy(zero_copy_only=False)
     if max_future_s is not None:  # as few: the row-level path says how far ahead
-        ok &= micros <= (now - EPOCH) // timedelta(microseconds=1) + round(max_future_s * _US)
+        ok &= micros <= micros_of(now) + round(max_future_s * _US)
     if watermark is not None:
         # Late lines are few by definition: the row-level path words their dead letters.
         closes = micros - micros % (60 * _US) + (60 + allowed_lateness_s) * _US
@@ -242,18 +241,6 @@ def row_level(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
               max_future_s: float | None = None) -> WebBronzeBatch:
     """The row-level bronze over a raw batch, exactly as the per-record DoFn (which, in
     streaming, also judges arrival: ``check_arrival``)."""
-    rows, dead = [], []
-    for record in raw_records(raw):
-        try:
-            row = to_web_log_bronze(record, now)
-            check_future(row, now, max_future_s)
-            if allowed_lateness_s is not None and record.watermark is not None:
-                check_arrival(row, record.watermark, allowed_lateness_s)
-            rows.append(row)
-        except Exception as exc:  # noqa: BLE001 - one bad line must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
-            dead.append(dead_letter(
-                pipeline=pipeline, layer="bronze", step=step, reason=rejection.reason,
-                message=rejection.message, payload=record.payload, source=record.source,
-                event_timestamp=rejection.event_timestamp, now=now))
+    rows, dead = parse_records(raw_records(raw), to_web_log_bronze, now, pipeline, step,
+                               allowed_lateness_s, max_future_s)
     return WebBronzeBatch(from_rows(rows, WEB_LOGS_BRONZE) if rows else _empty(), dead)

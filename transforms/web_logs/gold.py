@@ -23,7 +23,7 @@ from schemas.web_logs import (
     WEB_TRAFFIC_BY_COUNTRY,
     WEB_TRAFFIC_BY_STATUS,
 )
-from transforms.batches import conform
+from transforms.batches import conform, dense_codes
 from transforms.web_gold import UNKNOWN_PLACE, DistinctSketch, Traffic
 from transforms.windowing import HOUR, MINUTE
 
@@ -78,13 +78,6 @@ DIMENSIONS = {
 }
 SCHEMAS = {s.name: s for s in (WEB_TRAFFIC_BY_COUNTRY, WEB_TRAFFIC_BY_CITY,
                                WEB_TRAFFIC_BY_STATUS, WEB_TRAFFIC_BY_AGENT, WEB_TOP_PATHS)}
-
-
-def _codes(column) -> np.ndarray:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    return pc.dictionary_encode(column).indices.fill_null(-1).to_numpy(
-        zero_copy_only=False).astype(np.int64)
 
 
 def _groups(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +164,7 @@ def traffic_table(name: str, silver: pa.Table, visitors: np.ndarray,
     if not silver.num_rows:
         return schema.arrow_schema().empty_table()
     dims = DIMENSIONS[name](silver)
-    dim_codes = [_codes(column) for column in dims.values()]
+    dim_codes = [dense_codes(column) for column in dims.values()]
     parts = []
     for seconds in window_seconds:
         w = _Windows(silver, dims, dim_codes, seconds)
@@ -211,7 +204,7 @@ def traffic_parts(name: str, silver: pa.Table, visitors: np.ndarray, seconds: in
     if not silver.num_rows:
         return
     dims = DIMENSIONS[name](silver)
-    w = _Windows(silver, dims, [_codes(column) for column in dims.values()], seconds)
+    w = _Windows(silver, dims, [dense_codes(column) for column in dims.values()], seconds)
     v, starts, counts = _distinct(w.gid, visitors, w.groups)
     k = DistinctSketch.K
     values = list(zip(*(column.to_pylist() for column in w.dims.values()), strict=True))

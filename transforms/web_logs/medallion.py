@@ -26,21 +26,16 @@ from apache_beam.pvalue import TaggedOutput
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.batches import concat, dead_letter_batch, keyed_tables
+from transforms.batches import DEAD, concat, dead_letter_batch, keyed_tables
+from transforms.batches import count_batches as _count
+from transforms.batches import declare_tables as tables
 from transforms.geo import GEO_STATUSES, shared_database
 from transforms.web_logs.bronze import web_bronze_batch
 from transforms.web_logs.gold import gold_tables, group_span
-from transforms.web_logs.silver import web_silver_batch
+from transforms.web_logs.silver import clean_batch, web_silver_batch
 
-DEAD = "dead_letters"
 _US = 1_000_000
 _GOLD = tuple(t.name for t in WEB_GOLD_TABLES)
-
-
-def _count(step: str):
-    """Elements and records through a step: the batching, as Beam metrics."""
-    return (Metrics.counter("batches", f"{step}_elements"),
-            Metrics.counter("batches", f"{step}_records"))
 
 
 class WebBronzeFn(beam.DoFn):
@@ -91,6 +86,9 @@ def split_by_span(table: pa.Table, span_s: int):
 
 
 class SpanFragmentsFn(beam.DoFn):
+    """A bronze batch → (span start µs, fragment) per span of ``span_s`` (in streaming, a
+    minute: the keys of the copies' state)."""
+
     def __init__(self, span_s: int):
         self._span_s = span_s
 
@@ -104,17 +102,16 @@ class SpanFragmentsFn(beam.DoFn):
             yield start, fragment
 
 
-class SilverSpanFn(beam.DoFn):
-    """A span's bronze fragments → its silver rows (one table: the whole span), and dead
-    letters."""
+class CleanFn(beam.DoFn):
+    """Deduplicated bronze rows → silver rows (geolocation, ranges, agents, privacy) and
+    dead letters, counted: a fragment in streaming, a span in batch (``SilverSpanFn``)."""
 
     def __init__(self, policy, geo_database: str | None, pipeline: str = "web_logs",
-                 clock=None, dedupe_identical_lines: bool = False):
+                 clock=None):
         self._policy = policy
         self._geo_database = geo_database
         self._pipeline = pipeline
         self._clock = clock
-        self._dedupe = dedupe_identical_lines
 
     def setup(self):
         self._now = self._clock or (lambda: datetime.now(timezone.utc))
@@ -123,15 +120,12 @@ class SilverSpanFn(beam.DoFn):
         self._rejected = Metrics.counter("silver", "log_lines_rejected")
         self._duplicates = Metrics.counter("silver", "duplicate_log_lines")
         self._bots = Metrics.counter("silver", "bot_requests")
-        self._elements, self._records = _count("spans")
 
-    def process(self, keyed):
-        _, fragments = keyed
-        bronze = concat(list(fragments), WEB_LOGS_BRONZE)
-        self._elements.inc()
-        self._records.inc(bronze.num_rows)
-        out = web_silver_batch(bronze, self._policy, self._db, self._now(), self._pipeline,
-                               self._dedupe)
+    def process(self, fragment: pa.Table):
+        yield from self._emit(clean_batch(fragment, self._policy, self._db, self._now(),
+                                          self._pipeline))
+
+    def _emit(self, out):
         for status, count in out.geo_statuses.items():
             self._geo[status].inc(count)
         if out.dead_letters:
@@ -142,6 +136,28 @@ class SilverSpanFn(beam.DoFn):
         if out.records.num_rows:
             self._bots.inc(pa.compute.sum(out.records.column("is_bot")).as_py() or 0)
             yield out.records
+
+
+class SilverSpanFn(CleanFn):
+    """A span's bronze fragments → its silver rows (one table: the whole span), copies
+    dropped first when asked, and dead letters."""
+
+    def __init__(self, policy, geo_database: str | None, pipeline: str = "web_logs",
+                 clock=None, dedupe_identical_lines: bool = False):
+        super().__init__(policy, geo_database, pipeline, clock)
+        self._dedupe = dedupe_identical_lines
+
+    def setup(self):
+        super().setup()
+        self._elements, self._records = _count("spans")
+
+    def process(self, keyed):
+        _, fragments = keyed
+        bronze = concat(list(fragments), WEB_LOGS_BRONZE)
+        self._elements.inc()
+        self._records.inc(bronze.num_rows)
+        yield from self._emit(web_silver_batch(bronze, self._policy, self._db, self._now(),
+                                               self._pipeline, self._dedupe))
 
 
 def visitor_hashes(silver: pa.Table) -> np.ndarray:
@@ -164,14 +180,6 @@ class GoldSpanFn(beam.DoFn):
         for name, table in tables.items():
             if table.num_rows:
                 yield TaggedOutput(name, table)
-
-
-def tables(*pcolls, element_type=pa.Table):
-    """Declare PCollections of Arrow tables as such, so that where the runner materialises
-    them they travel with the Arrow coder."""
-    for pcoll in pcolls:
-        pcoll.element_type = element_type
-    return pcolls
 
 
 class WebSilverBySpan(beam.PTransform):

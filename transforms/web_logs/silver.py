@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.web_logs import GEO_FIELDS, MAX_RESPONSE_BYTES, WEB_LOGS_SILVER
-from transforms.batches import conform
+from transforms.batches import conform, dense_codes, dictionary
 from transforms.dead_letters import RecordRejected, dead_letter, internal_error
 from transforms.geo import UNKNOWN, GeoDatabase, Place
 from transforms.web_silver import IDENTITY, PrivacyPolicy, describe_agent, to_web_silver
@@ -37,18 +37,6 @@ class WebSilverBatch:
         self.geo_statuses = geo_statuses
 
 
-def _encoded(column) -> pa.DictionaryArray:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    return pc.dictionary_encode(column)
-
-
-def _codes(column) -> np.ndarray:
-    """Dense codes of a column's values, null its own code (-1)."""
-    return _encoded(column).indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(
-        np.int64)
-
-
 def duplicate_positions(bronze: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(positions of the copies to drop, position of the copy each one lost to): lines equal
     in every identity field, the survivor being the copy from the first source (in text
@@ -56,8 +44,8 @@ def duplicate_positions(bronze: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     n = bronze.num_rows
     if n < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    keys = [_codes(bronze.column(name)) for name in IDENTITY]
-    sources = _encoded(pc.fill_null(bronze.column("source"), ""))
+    keys = [dense_codes(bronze.column(name)) for name in IDENTITY]
+    sources = dictionary(pc.fill_null(bronze.column("source"), ""))
     rank = np.empty(len(sources.dictionary), np.int64)
     rank[np.argsort(np.array(sources.dictionary.to_pylist(), dtype=object),
                     kind="stable")] = np.arange(len(sources.dictionary))
@@ -92,7 +80,7 @@ def geolocate(addresses, database: GeoDatabase) -> tuple[dict[str, pa.Array],
                                                       dict[str, int]]:
     """The ``geo_*`` columns of each address (each distinct one looked up once), and how
     many rows each status has."""
-    encoded = _encoded(addresses)
+    encoded = dictionary(addresses)
     places = []
     for ip in encoded.dictionary.to_pylist():
         try:
@@ -131,7 +119,7 @@ def _status_dead_letters(located: pa.Table, bad: np.ndarray, policy: PrivacyPoli
 
 
 def _per_distinct(column, fn, type_) -> pa.Array:
-    encoded = _encoded(column)
+    encoded = dictionary(column)
     values = [fn(v) for v in encoded.dictionary.to_pylist()]
     return pa.array(values, type_).take(encoded.indices)
 
@@ -195,7 +183,7 @@ _AGENT_COLUMNS = (("browser", pa.string()), ("os", pa.string()), ("device", pa.s
 
 
 def _describe(agents) -> dict[str, pa.Array]:
-    encoded = _encoded(agents)
+    encoded = dictionary(agents)
     distinct = [describe_agent(a) for a in encoded.dictionary.to_pylist()]
     indices = encoded.indices
     out = {}

@@ -24,7 +24,6 @@ rows (a handful per window).
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 
 import apache_beam as beam
 import numpy as np
@@ -40,21 +39,14 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.batches import dead_letter_batch, keyed_tables
+from transforms.batches import DEAD, dead_letter_batch, keyed_tables
+from transforms.batches import count_batches as _count
+from transforms.batches import declare_tables as tables
 from transforms.dead_letters import dead_letter
-from transforms.geo import GEO_STATUSES, shared_database
 from transforms.live_bronze import StreamingBronze
 from transforms.web_gold import TrafficFromParts
 from transforms.web_logs.gold import traffic_parts
-from transforms.web_logs.medallion import (
-    DEAD,
-    WebBronzeFn,
-    _count,
-    split_by_span,
-    tables,
-    visitor_hashes,
-)
-from transforms.web_logs.silver import clean_batch
+from transforms.web_logs.medallion import CleanFn, SpanFragmentsFn, WebBronzeFn, visitor_hashes
 from transforms.web_silver import IDENTITY
 from transforms.windowing import MINUTE, StreamingConfig
 
@@ -131,42 +123,6 @@ class FirstCopyFn(beam.DoFn):
         seen.clear()
 
 
-class MinuteFragmentsFn(beam.DoFn):
-    """A bronze batch → (minute start µs, fragment) per minute of the requests' time."""
-
-    def process(self, bronze: pa.Table):
-        yield from split_by_span(bronze, MINUTE)
-
-
-class CleanFn(beam.DoFn):
-    """A deduplicated fragment → its silver rows: geolocation, ranges, agents, privacy."""
-
-    def __init__(self, policy, geo_database: str | None, pipeline: str = "web_logs",
-                 clock=None):
-        self._policy = policy
-        self._geo_database = geo_database
-        self._pipeline = pipeline
-        self._clock = clock
-
-    def setup(self):
-        self._now = self._clock or (lambda: datetime.now(timezone.utc))
-        self._db = shared_database(self._geo_database)
-        self._geo = {s: Metrics.counter("geo", s) for s in GEO_STATUSES}
-        self._rejected = Metrics.counter("silver", "log_lines_rejected")
-        self._bots = Metrics.counter("silver", "bot_requests")
-
-    def process(self, fragment: pa.Table):
-        out = clean_batch(fragment, self._policy, self._db, self._now(), self._pipeline)
-        for status, count in out.geo_statuses.items():
-            self._geo[status].inc(count)
-        if out.dead_letters:
-            self._rejected.inc(len(out.dead_letters))
-            yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
-        if out.records.num_rows:
-            self._bots.inc(pc.sum(out.records.column("is_bot")).as_py() or 0)
-            yield out.records
-
-
 class TrafficPartsFn(beam.DoFn):
     """A silver fragment → per gold table and window size (the output ``table/seconds``)
     its partial traffic per (window, dimension value), timestamped at the window's start."""
@@ -200,7 +156,7 @@ class StreamingWebSilver(beam.PTransform):
         dead = []
         if self._dedupe:
             unique = (bronze
-                      | "SilverByMinute" >> beam.ParDo(MinuteFragmentsFn()).with_output_types(
+                      | "SilverByMinute" >> beam.ParDo(SpanFragmentsFn(MINUTE)).with_output_types(
                           keyed_tables(int))
                       | "FirstCopy" >> beam.ParDo(FirstCopyFn(
                           self._policy, self._streaming.allowed_lateness_s, self._pipeline)
