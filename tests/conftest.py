@@ -5,6 +5,11 @@ import json
 import os
 from datetime import datetime, timezone
 
+# Tests run pipelines in this process (gRPC threads) and also spawn commands. gRPC's
+# fork handlers can abort a forked child before it execs; the documented remedy for a
+# process that only ever fork+execs is to turn them off, before gRPC is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 

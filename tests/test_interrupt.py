@@ -15,16 +15,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The run must see Ctrl-C even when the test process ignores it (a pytest-xdist worker
+# may). A `preexec_fn` would restore it, but forces a plain fork() of a process in which
+# gRPC is already running, and gRPC's fork handlers can abort the child before it execs
+# (seen as SIGABRT under load). A tiny launcher restores the default instead, then execs.
+_LAUNCH = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+           "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
+def _interruptible(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _LAUNCH, *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
 
 @pytest.mark.parametrize("after_s", [0.3, 3.0, 6.0, 9.0])
 def test_ctrl_c_anywhere_in_a_batch_run_is_one_line_and_exit_130(tmp_path, after_s):
     out = tmp_path / "lake"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "run", "--output-dir", str(out), "--sample-duration", "48h"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = _interruptible("-m", "run", "--output-dir", str(out), "--sample-duration", "48h")
     time.sleep(after_s)
-    assert proc.poll() is None, "the run ended before the interrupt: make it longer"
+    if proc.poll() is not None:
+        _, err = proc.communicate()
+        pytest.fail(f"the run ended (exit {proc.returncode}) before the interrupt: {err[-2000:]}")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err[-3000:]
@@ -33,10 +44,8 @@ def test_ctrl_c_anywhere_in_a_batch_run_is_one_line_and_exit_130(tmp_path, after
 
 
 def _streaming(out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "run", "--streaming", "--duration", "5m", "--output-dir",
-         str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return _interruptible("-m", "run", "--streaming", "--duration", "5m", "--output-dir",
+                          str(out))
 
 
 @pytest.mark.parametrize("after_s", [4.0, 9.0])
