@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.errors import UserError
-from beam_pipelines.io import live_sources, sinks
+from beam_pipelines.io import delivery, live_sources, sinks
 from beam_pipelines.io.lakehouse import (
     clear_tables,
     is_local,
@@ -147,6 +147,18 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
             "result": result, "dry_run": plan.offline, "input_records": counted}
 
 
+def _resume(output_dir: str, tables, pipeline_name: str) -> delivery.DeliveryLedger:
+    """A streaming run from a subscription appends to its lakehouse: what earlier runs
+    wrote is kept, and their records are not written twice."""
+    layers = {schema.layer: schema.name for schema in tables}
+    resume = delivery.Resume.load(output_dir, pipeline_name, layers["bronze"],
+                                  layers["silver"])
+    if resume.prior_input:
+        print(f"Resuming: {resume.prior_input:,} record(s) already in {output_dir} are kept; "
+              f"redelivered ones are not written twice", flush=True)
+    return delivery.DeliveryLedger(resume)
+
+
 def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
               peek: str, pipeline_name: str, batches: bool = False) -> dict:
     """``live_generator()`` → (generator class, its config, description);
@@ -178,8 +190,12 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
                                             opts.max_out_of_orderness, batches=batches,
                                             max_future_s=opts.max_future)
     catalog = None
+    ledger = None
     if sink.name == "lakehouse" and is_local(output_dir):
-        clear_tables(output_dir, tables)
+        if opts.subscription and not dataflow:
+            ledger = _resume(output_dir, tables, pipeline_name)
+        else:  # the live generator: a new stream each time
+            clear_tables(output_dir, tables)
         write_empty_tables(output_dir, tables)
         catalog = write_catalog(output_dir, tables)
     until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"
@@ -195,6 +211,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     pipeline = beam.Pipeline(options=options)
     build(pipeline, source, config, bool(opts.subscription), sink)
     live_sources.reset_drain()
+    delivery.start(ledger)
     previous = _drain_on_interrupt()
     try:
         result = pipeline.run()
@@ -203,6 +220,14 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        unacknowledged = delivery.finish(opts.subscription) if ledger else 0
+    if unacknowledged:
+        print(f"{unacknowledged:,} message(s) left unacknowledged: the subscription "
+              f"redelivers them to the next run", flush=True)
     read = live_sources.records_read() if not dataflow else None
+    if ledger is not None and read is not None:
+        # This run's records, plus what earlier runs wrote, minus the bronze rows it did
+        # not write twice: what bronze and its dead letters must hold now.
+        read += ledger.resume.prior_input - ledger.bronze_rewrites_dropped
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
             "result": result, "dry_run": plan.offline, "input_records": read}

@@ -2,7 +2,9 @@
 
 Layout: ``<output-dir>/<layer>/<table>/part-*.parquet`` and ``<output-dir>/lakehouse.duckdb``
 holding one view per table, so ``duckdb <output-dir>/lakehouse.duckdb "select * from
-server_health_summary"`` works. A run replaces the tables of its output directory.
+server_health_summary"`` works. A batch run replaces the tables of its output directory;
+a streaming run from a subscription appends to them (a restart resumes, see
+:mod:`beam_pipelines.io.delivery`).
 """
 from __future__ import annotations
 
@@ -66,12 +68,26 @@ class RowsToArrowFn(beam.DoFn):
              for n, f in zip(self._names, self._arrow, strict=True)], schema=self._arrow)
 
 
+#: What a streaming table's writes mean to the delivery ledger
+#: (:mod:`beam_pipelines.io.delivery`): a *terminal* file completes its records, a
+#: *bronze* file skips the rows an earlier run already wrote.
+TERMINAL, BRONZE = "terminal", "bronze"
+
+
+def delivery_role(schema: RecordSchema) -> str | None:
+    if schema.layer == "silver" or schema.name == "dead_letters":
+        return TERMINAL
+    return BRONZE if schema.layer == "bronze" else None
+
+
 class WriteParquetFileFn(beam.DoFn):
     """One Arrow table → one Parquet file, written under a hidden temporary name and then
-    renamed, so a reader (DuckDB during a streaming run) never sees a partial file."""
+    renamed, so a reader (DuckDB during a streaming run) never sees a partial file. Once
+    renamed, a terminal file's records are reported to the delivery ledger, if any."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, role: str | None = None):
         self._directory = directory
+        self._role = role
 
     def setup(self):
         if not FileSystems.exists(self._directory):
@@ -80,12 +96,27 @@ class WriteParquetFileFn(beam.DoFn):
     def process(self, table):
         import pyarrow.parquet as pq
 
+        from beam_pipelines.io import delivery
+
+        ledger = delivery.current() if self._role else None
+        if ledger is not None and self._role == BRONZE:
+            table = ledger.unwritten_bronze(table)
+            if not table.num_rows:
+                return
         name = f"part-{uuid.uuid4().hex}.parquet"
         final = FileSystems.join(self._directory, name)
         temporary = FileSystems.join(self._directory, f".{name}.inprogress")
-        with FileSystems.create(temporary) as fh:
-            pq.write_table(table, fh)
+        if is_local(temporary):
+            with open(temporary, "wb") as fh:
+                pq.write_table(table, fh)
+                fh.flush()
+                os.fsync(fh.fileno())  # on disk before the rename acknowledges its input
+        else:
+            with FileSystems.create(temporary) as fh:
+                pq.write_table(table, fh)
         FileSystems.rename([temporary], [final])
+        if ledger is not None and self._role == TERMINAL:
+            ledger.written(table.column("source").to_pylist())
         yield final
 
 
@@ -150,7 +181,7 @@ class WriteLakehouseTable(beam.PTransform):
                 | "GroupFlush" >> beam.GroupByKey()
                 | "ToArrow" >> beam.ParDo(_RowsToArrowFn(self._schema, self._batches))
                 | "WriteParquetFile" >> beam.ParDo(WriteParquetFileFn(
-                    table_dir(self._output_dir, self._schema)))
+                    table_dir(self._output_dir, self._schema), delivery_role(self._schema)))
             )
         if self._batches:  # Arrow tables of the schema already (the batch medallion)
             from transforms.batches import CoalesceBatches

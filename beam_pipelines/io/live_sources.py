@@ -188,8 +188,13 @@ def _micros(attributes: dict, publish_time) -> int:
 
 
 class PubSubPoller:
-    """Synchronous pulls of up to ``max_messages``; acknowledged once handed downstream
-    (a crash in between means a redelivery, which the event-id dedupe absorbs)."""
+    """Synchronous pulls of up to ``max_messages``.
+
+    With a :class:`~beam_pipelines.io.delivery.DeliveryLedger` (the local lakehouse), a
+    message is acknowledged once every record it carried is in a terminal table, its ack
+    deadline extended while it waits, and pulling pauses while too many records wait.
+    Without one (another sink), it is acknowledged once handed downstream: a crash in
+    between loses it."""
 
     def __init__(self, subscription: str, max_messages: int = 1000,
                  batch_records: int = 5000, batch_s: float = 0.5):
@@ -199,30 +204,50 @@ class PubSubPoller:
         self.batch_s = batch_s
         self.has_more = False
         self._client = None
+        self._ledger = None
+        self._deadline_s = 10
         self._pending: list[str] = []
 
     def open(self):
         from google.cloud import pubsub_v1
 
+        from beam_pipelines.io import delivery
+
         self._client = pubsub_v1.SubscriberClient()
+        self._ledger = delivery.current()
+        if self._ledger is not None:
+            # A held message keeps the subscription's deadline, renewed at half of it: a
+            # run that dies leaves its messages to be redelivered as soon as usual.
+            self._deadline_s = self._client.get_subscription(
+                subscription=self.subscription).ack_deadline_seconds or 10
 
     def close(self):
-        self._ack()
+        self._settle()
         if self._client is not None:
             self._client.close()
             self._client = None
 
-    def _ack(self):
-        if self._pending and self._client is not None:
-            for i in range(0, len(self._pending), 1000):
-                self._client.acknowledge(subscription=self.subscription,
-                                         ack_ids=self._pending[i:i + 1000])
-            self._pending = []
+    def _settle(self):
+        """Acknowledge what is done, keep what still waits."""
+        from beam_pipelines.io import delivery
+
+        if self._client is None:
+            return
+        if self._ledger is None:
+            done, self._pending = self._pending, []
+            delivery.acknowledge(self._client, self.subscription, done)
+            return
+        delivery.acknowledge(self._client, self.subscription, self._ledger.take_ready())
+        delivery.extend(self._client, self.subscription,
+                        self._ledger.overdue(self._deadline_s / 2), self._deadline_s)
 
     def poll(self, now: float):
         """Pulls until ``batch_records`` records or ``batch_s`` seconds: a pull returns a
         few hundred messages at most, and the local runner's cost is per bundle."""
-        self._ack()  # the previous round's messages are downstream by now
+        self._settle()
+        if self._ledger is not None and self._ledger.saturated():
+            self.has_more = False  # back-pressure: the writers catch up first
+            return []
         items = []
         deadline = time.monotonic() + self.batch_s
         while True:
@@ -246,9 +271,12 @@ class PubSubPoller:
             micros = _micros(attributes, message.publish_time)
             if not attributes.get(EVENT_ID_ATTRIBUTE):  # not from our publisher
                 attributes[EVENT_ID_ATTRIBUTE] = message.message_id
-            for record in raw_records(message.data, attributes, self.subscription):
-                items.append((micros, record))
-            self._pending.append(received.ack_id)
+            records = raw_records(message.data, attributes, self.subscription)
+            if self._ledger is not None:
+                records = self._ledger.admit(received.ack_id, records)
+            else:
+                self._pending.append(received.ack_id)
+            items.extend((micros, record) for record in records)
         return len(response.received_messages)
 
 

@@ -1,0 +1,153 @@
+"""kill -9 and restart, against the official Pub/Sub emulator: a message is acknowledged
+only once its records are in a terminal table (silver or a dead letter), and a restart on
+the same subscription and output directory resumes. Every published event is in bronze
+exactly once and has exactly one outcome, whatever moment the first run died at."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from beam_pipelines.io.delivery import DeliveryLedger, Resume
+from beam_pipelines.ops.pubsub import setup
+from tests.test_pubsub import names, pull_all
+from tests.test_streaming_run import Stream, record
+from transforms.bronze import RawRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = tuple(f"srv-{i:02d}" for i in range(20))
+
+
+# ---- the ledger alone ------------------------------------------------------------------
+def test_a_message_is_ready_only_once_every_record_it_carried_is_written():
+    ledger = DeliveryLedger()
+    kept = ledger.admit("ack-1", [RawRecord(b"{}", "s#1/0"), RawRecord(b"{}", "s#1/1")])
+    assert len(kept) == 2 and ledger.take_ready() == []
+    ledger.written(["s#1/0"])
+    assert ledger.take_ready() == [] and ledger.held_messages() == 1
+    ledger.written(["s#1/1", None])
+    assert ledger.take_ready() == ["ack-1"] and ledger.held_messages() == 0
+
+
+def test_what_an_earlier_run_finished_is_acknowledged_without_being_processed_again():
+    import pyarrow as pa
+
+    ledger = DeliveryLedger(Resume(bronze=frozenset({"s#1", "s#2"}), terminal=frozenset({"s#1"})))
+    assert ledger.admit("ack-1", [RawRecord(b"{}", "s#1")]) == []
+    assert ledger.take_ready() == ["ack-1"] and ledger.skipped == 1
+    # In bronze but with no outcome yet: processed on, its bronze row not written twice.
+    assert len(ledger.admit("ack-2", [RawRecord(b"{}", "s#2")])) == 1
+    bronze = pa.table({"source": ["s#2", "s#3"], "x": [1, 2]})
+    assert ledger.unwritten_bronze(bronze).column("source").to_pylist() == ["s#3"]
+    assert ledger.bronze_rewrites_dropped == 1
+
+
+def test_held_messages_are_extended_and_pulling_pauses_when_too_many_wait():
+    ledger = DeliveryLedger(max_held_records=2)
+    ledger.admit("a", [RawRecord(b"{}", "s#1")])
+    assert not ledger.saturated() and ledger.overdue(60) == []
+    assert ledger.overdue(0) == ["a"]
+    ledger.admit("b", [RawRecord(b"{}", "s#2")])
+    assert ledger.saturated()
+    ledger.written(["s#1", "s#2"])
+    assert not ledger.saturated() and sorted(ledger.take_ready()) == ["a", "b"]
+
+
+# ---- kill -9 and restart, end to end ----------------------------------------------------
+def _run(subscription: str, out: Path, duration: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "run", "--streaming", "--subscription", subscription,
+         "--duration", duration, "--output-dir", str(out), "--early-firing", "1s",
+         "--max-out-of-orderness", "600s", "--allowed-lateness", "600s"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ})
+
+
+def _wait_for(proc, condition, what: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the run ended before {what}: {out[-1500:]} {err[-1500:]}")
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s}s"
+        time.sleep(0.1)
+
+
+def _count(out: Path, layer: str, table: str) -> int:
+    """Rows in the files renamed into place so far (what a kill leaves)."""
+    files = list((out / layer / table).glob("part-*.parquet"))
+    if not files:
+        return 0
+    with duckdb.connect() as con:
+        return con.execute("select count(*) from read_parquet(?)",
+                           [[str(f) for f in files]]).fetchone()[0]
+
+
+@pytest.mark.parametrize("moment", ["before_any_flush", "mid_flush", "after_silver"])
+def test_kill_9_and_restart_loses_nothing_and_writes_nothing_twice(pubsub_emulator, tmp_path,
+                                                                  moment):
+    topic, subscription = names()
+    setup(topic, subscription, ack_deadline_s=10)  # a killed run's messages come back soon
+    stream = Stream(topic)
+    t0 = datetime.now(timezone.utc).replace(microsecond=0)
+    ids = []
+    for second in range(150):
+        at = t0 - timedelta(seconds=149 - second)
+        for server in SERVERS:
+            ids.append(stream.send(record(server, at), at))
+    bad = [stream.send(b"{not json", t0) for _ in range(7)]
+    stream.flush()
+    published = len(ids) + len(bad)
+
+    out = tmp_path / "lake"
+    first = _run(subscription, out, "120s")
+    try:
+        if moment == "before_any_flush":
+            _wait_for(first, lambda: (out / "lakehouse.duckdb").exists(), "the catalog")
+        elif moment == "mid_flush":
+            _wait_for(first, lambda: _count(out, "bronze", "server_metrics_bronze") > 0,
+                      "a bronze file")
+        else:
+            _wait_for(first, lambda: _count(out, "silver", "server_metrics_silver") >= 1000,
+                      "1,000 silver rows")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    written_before = _count(out, "bronze", "server_metrics_bronze")
+
+    second = _run(subscription, out, "35s")
+    stdout, stderr = second.communicate(timeout=240)
+    assert second.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    if written_before:
+        assert "Resuming:" in stdout, stdout
+    # This run's input, plus what the first one wrote, is what bronze accounts for.
+    input_line = next(line for line in stdout.splitlines() if line.strip().startswith("bronze"))
+    assert "✓" in input_line, stdout
+    silver_line = next(line for line in stdout.splitlines() if line.strip().startswith("silver"))
+    assert "✓" in silver_line, stdout
+
+    con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
+    q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    event = "split_part(source, '#', 2)"
+    in_bronze = dict(q(f"select {event}, count(*) from server_metrics_bronze group by 1"))
+    assert set(in_bronze) == set(ids) and set(in_bronze.values()) == {1}
+    # Exactly one outcome each: a silver row, or a dead letter (a redelivery's dead letter
+    # is the outcome of that delivery, not of the event).
+    outcomes = dict(q(f"""
+        select e, count(*) from (
+            select {event} e from server_metrics_silver
+            union all
+            select {event} e from dead_letters where reason <> 'redelivered')
+        group by 1"""))
+    assert set(outcomes) == set(ids) | set(bad) and set(outcomes.values()) == {1}
+    assert len(outcomes) == published
+    con.close()
+    assert pull_all(subscription, idle_s=2.0) == [], "messages left unacknowledged"
