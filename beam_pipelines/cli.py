@@ -96,6 +96,8 @@ def _main(argv: list[str] | None, run: dict) -> int:
         elif outcome["sink"].name == "bigquery":
             print(f"Done: the tables are in {outcome['sink'].describe()}; Looker Studio "
                   "reads the views of the _reporting dataset.")
+        if outcome.get("failure"):  # the source gave up; what was read is written
+            raise UserError(outcome["failure"])
     except UserError as exc:
         print(f"python -m run: error: {exc}", file=sys.stderr)
         return 2

@@ -43,6 +43,9 @@ def _streaming_flags(parser) -> None:
     _flag(parser, "max-out-of-orderness", type=_duration, default=10.0,
           help="--streaming: the watermark trails the newest event time by this much; "
                "records further behind are late (default 10s)")
+    _flag(parser, "max-source-outage", type=_span, default=300.0,
+          help="--streaming --subscription: how long Pub/Sub may stay unreachable, or the "
+               "subscription missing, before the run drains and exits 2 (default 5m)")
 
 
 def _sink_flags(parser) -> None:

@@ -182,7 +182,8 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
             pubsub.check_subscription_exists(opts.subscription)
         source = live_sources.read_pubsub(opts.subscription, stop_at,
                                           opts.max_out_of_orderness, dataflow=dataflow,
-                                          batches=batches, max_future_s=opts.max_future)
+                                          batches=batches, max_future_s=opts.max_future,
+                                          max_outage_s=opts.max_source_outage)
         what = opts.subscription
     else:
         generator, settings, what = live_generator()
@@ -230,4 +231,5 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         # not write twice: what bronze and its dead letters must hold now.
         read += ledger.resume.prior_input - ledger.bronze_rewrites_dropped
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
-            "result": result, "dry_run": plan.offline, "input_records": read}
+            "result": result, "dry_run": plan.offline, "input_records": read,
+            "failure": live_sources.source_failure() if not dataflow else None}

@@ -114,6 +114,11 @@ class DeliveryLedger:
             ready, self._ready = self._ready, []
         return ready
 
+    def requeue(self, ack_ids: list[str]) -> None:
+        """Acknowledgements that failed: tried again next round."""
+        with self._lock:
+            self._ready[:0] = ack_ids
+
     def overdue(self, age_s: float) -> list[str]:
         """Held messages not extended for ``age_s``: their deadline is extended now."""
         now = time.monotonic()
@@ -189,20 +194,34 @@ def finish(subscription: str) -> int:
     if ready:
         from google.cloud import pubsub_v1
 
+        from google.api_core import exceptions
+
         client = pubsub_v1.SubscriberClient()
         try:
-            acknowledge(client, subscription, ready)
+            for attempt in range(3):
+                try:
+                    acknowledge(client, subscription, ready)
+                    break
+                except exceptions.ServiceUnavailable:
+                    if attempt == 2:
+                        raise
+                    time.sleep(1.0)
+        except (exceptions.GoogleAPICallError, exceptions.RetryError):
+            return ledger.held_messages() + len(ready)
         finally:
             client.close()
     return ledger.held_messages()
 
 
+# One attempt each, a few seconds at most: the source's round must not block for the
+# client's default minute of retries while the service is away; what fails is retried.
 def acknowledge(client, subscription: str, ack_ids: list[str]) -> None:
     for i in range(0, len(ack_ids), 1000):
-        client.acknowledge(subscription=subscription, ack_ids=ack_ids[i:i + 1000])
+        client.acknowledge(subscription=subscription, ack_ids=ack_ids[i:i + 1000],
+                           retry=None, timeout=5.0)
 
 
 def extend(client, subscription: str, ack_ids: list[str], deadline_s: int) -> None:
     for i in range(0, len(ack_ids), 1000):
         client.modify_ack_deadline(subscription=subscription, ack_ids=ack_ids[i:i + 1000],
-                                   ack_deadline_seconds=deadline_s)
+                                   ack_deadline_seconds=deadline_s, retry=None, timeout=5.0)

@@ -24,6 +24,7 @@ On Dataflow the native Pub/Sub source (with ``id_label``) is used instead, see
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -59,6 +60,21 @@ def drain_requested() -> bool:
 def reset_drain() -> None:
     _DRAIN.clear()
     _READ[0] = 0
+    _FAILURE[0] = None
+
+
+#: Why a live source gave up (an outage longer than allowed), which ends the run with
+#: exit 2 once it has drained; None while all is well.
+_FAILURE: list = [None]
+
+
+def source_failure() -> str | None:
+    return _FAILURE[0]
+
+
+def _give_up(reason: str) -> None:
+    _FAILURE[0] = reason
+    request_drain()
 
 
 #: Records every live source of this process handed to the pipeline since the last
@@ -197,7 +213,8 @@ class PubSubPoller:
     between loses it."""
 
     def __init__(self, subscription: str, max_messages: int = 1000,
-                 batch_records: int = 5000, batch_s: float = 0.5):
+                 batch_records: int = 5000, batch_s: float = 0.5,
+                 max_outage_s: float = 300.0):
         self.subscription = subscription
         self.max_messages = max_messages
         self.batch_records = batch_records
@@ -207,6 +224,7 @@ class PubSubPoller:
         self._ledger = None
         self._deadline_s = 10
         self._pending: list[str] = []
+        self._health = ServiceHealth(f"Pub/Sub {subscription}", max_outage_s)
 
     def open(self):
         from google.cloud import pubsub_v1
@@ -218,8 +236,12 @@ class PubSubPoller:
         if self._ledger is not None:
             # A held message keeps the subscription's deadline, renewed at half of it: a
             # run that dies leaves its messages to be redelivered as soon as usual.
-            self._deadline_s = self._client.get_subscription(
-                subscription=self.subscription).ack_deadline_seconds or 10
+            try:
+                self._deadline_s = self._client.get_subscription(
+                    subscription=self.subscription, retry=None,
+                    timeout=5.0).ack_deadline_seconds or 10
+            except Exception:  # noqa: BLE001 - the pulls will report the outage
+                self._deadline_s = 10
 
     def close(self):
         self._settle()
@@ -228,18 +250,32 @@ class PubSubPoller:
             self._client = None
 
     def _settle(self):
-        """Acknowledge what is done, keep what still waits."""
+        """Acknowledge what is done, renew what still waits; an acknowledgement that
+        fails is retried next round (or, if its id has lapsed, the message comes back
+        and is recognised as already written)."""
+        from google.api_core import exceptions
+
         from beam_pipelines.io import delivery
 
         if self._client is None:
             return
         if self._ledger is None:
             done, self._pending = self._pending, []
+        else:
+            done = self._ledger.take_ready()
+        try:
             delivery.acknowledge(self._client, self.subscription, done)
-            return
-        delivery.acknowledge(self._client, self.subscription, self._ledger.take_ready())
-        delivery.extend(self._client, self.subscription,
-                        self._ledger.overdue(self._deadline_s / 2), self._deadline_s)
+            if self._ledger is not None:
+                delivery.extend(self._client, self.subscription,
+                                self._ledger.overdue(self._deadline_s / 2), self._deadline_s)
+        except (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded,
+                exceptions.RetryError):
+            if self._ledger is None:
+                self._pending = done + self._pending
+            else:
+                self._ledger.requeue(done)
+        except exceptions.GoogleAPICallError:
+            pass  # ids the service no longer knows (it restarted): nothing left to ack
 
     def poll(self, now: float):
         """Pulls until ``batch_records`` records or ``batch_s`` seconds: a pull returns a
@@ -260,11 +296,30 @@ class PubSubPoller:
     def _pull(self, items: list) -> int:
         from google.api_core import exceptions
 
-        try:
-            response = self._client.pull(subscription=self.subscription,
-                                         max_messages=self.max_messages, timeout=2.0)
-        except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
+        if not self._health.due():
             return 0
+        if self._client is None:  # dropped after a failure: a new channel, no old backoff
+            from google.cloud import pubsub_v1
+
+            self._client = pubsub_v1.SubscriberClient()
+        try:
+            # One attempt: the client's own retries would block this round for a minute;
+            # ServiceHealth retries instead, and says so.
+            response = self._client.pull(subscription=self.subscription,
+                                         max_messages=self.max_messages, timeout=2.0,
+                                         retry=None)
+        except exceptions.DeadlineExceeded:
+            return 0  # nothing to pull within the timeout: not an outage
+        except exceptions.NotFound:
+            self._health.failed("the subscription does not exist")
+            return 0
+        except (exceptions.GoogleAPICallError, exceptions.RetryError) as exc:
+            self._health.failed(f"the service is unreachable ({type(exc).__name__})")
+            # gRPC's channel backs off reconnecting for up to two minutes: start afresh.
+            self._client.close()
+            self._client = None
+            return 0
+        self._health.succeeded()
         for received in response.received_messages:
             message = received.message
             attributes = dict(message.attributes)
@@ -280,14 +335,59 @@ class PubSubPoller:
         return len(response.received_messages)
 
 
+class ServiceHealth:
+    """A source's outages: retried with exponential backoff (0.5 s up to 5 s), one line
+    on stderr at each change of state, and after ``max_outage_s`` the run gives up: it
+    drains, prints its summary and exits 2."""
+
+    def __init__(self, what: str, max_outage_s: float, first_s: float = 0.5,
+                 longest_s: float = 5.0, clock=time.monotonic, say=None):
+        self.what = what
+        self.max_outage_s = max_outage_s
+        self.first_s = first_s
+        self.longest_s = longest_s
+        self._clock = clock
+        self._say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._since = None     # when the outage began
+        self._problem = None   # what is wrong now
+        self._next_try = 0.0
+        self._wait = first_s
+
+    def due(self) -> bool:
+        """Whether to try now (False while backing off)."""
+        return self._since is None or self._clock() >= self._next_try
+
+    def failed(self, problem: str) -> None:
+        now = self._clock()
+        if self._since is None:
+            self._since, self._wait = now, self.first_s
+        if problem != self._problem:
+            self._problem = problem
+            self._say(f"{self.what}: {problem}; retrying with backoff (gives up after "
+                      f"{self.max_outage_s:g}s)")
+        if now - self._since >= self.max_outage_s:
+            _give_up(f"{self.what}: {problem} for {now - self._since:.0f}s "
+                     f"(--max-source-outage {self.max_outage_s:g}s)")
+            return
+        self._next_try = now + self._wait
+        self._wait = min(self._wait * 2, self.longest_s)
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            self._say(f"{self.what}: reading again after {self._clock() - self._since:.0f}s")
+        self._since = self._problem = None
+
+
 def read_pubsub(subscription: str, stop_at: float | None, max_out_of_orderness_s: float,
                 dataflow: bool = False, batches: bool = False,
-                max_future_s: float | None = None) -> beam.PTransform:
+                max_future_s: float | None = None,
+                max_outage_s: float = 300.0) -> beam.PTransform:
     """RawRecords from a subscription, timestamped with their ``event_time`` attribute
     (``batches``: live raw batches instead)."""
     if dataflow:
         return _DataflowPubSub(subscription, batches)
-    return LiveRead(PubSubPoller(subscription), stop_at, max_out_of_orderness_s,
+    return LiveRead(PubSubPoller(subscription, max_outage_s=max_outage_s), stop_at,
+                    max_out_of_orderness_s,
                     batches=batches, max_future_s=max_future_s)
 
 

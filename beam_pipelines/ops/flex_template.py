@@ -37,6 +37,7 @@ LOCAL_ONLY = {
     "summary": "the summary reads the local lakehouse",
     "duration": "a Dataflow streaming job runs until it is drained",
     "wait": "a template launch must return once the job is submitted",
+    "max_source_outage": "Dataflow's own Pub/Sub source retries for as long as the job runs",
 }
 
 _DURATION = r"^[0-9]+(\.[0-9]+)?(ms|s|min|m|h|d)?$"
