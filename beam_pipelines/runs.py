@@ -150,9 +150,7 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
 def _resume(output_dir: str, tables, pipeline_name: str) -> delivery.DeliveryLedger:
     """A streaming run from a subscription appends to its lakehouse: what earlier runs
     wrote is kept, and their records are not written twice."""
-    layers = {schema.layer: schema.name for schema in tables}
-    resume = delivery.Resume.load(output_dir, pipeline_name, layers["bronze"],
-                                  layers["silver"])
+    resume = delivery.Resume.load(output_dir, pipeline_name, tables)
     if resume.prior_input:
         print(f"Resuming: {resume.prior_input:,} record(s) already in {output_dir} are kept; "
               f"redelivered ones are not written twice", flush=True)
@@ -162,7 +160,8 @@ def _resume(output_dir: str, tables, pipeline_name: str) -> delivery.DeliveryLed
 def streaming(options: PipelineOptions, opts, title: str, tables, live_generator, build,
               peek: str, pipeline_name: str, batches: bool = False) -> dict:
     """``live_generator()`` → (generator class, its config, description);
-    ``build(pipeline, source, streaming, drop_redeliveries, sink)`` wires the graph;
+    ``build(pipeline, source, streaming, drop_redeliveries, sink, replay)`` wires the
+    graph (``replay``: None, or a root of the silver rows an earlier run wrote, for gold);
     ``peek`` is the table the start-up message suggests querying; ``batches``: the source
     emits live raw batches (one per poll), not records."""
     output_dir = opts.output_dir
@@ -210,7 +209,9 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
 
         local_runner.install()
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, source, config, bool(opts.subscription), sink)
+    # A resumed run computes gold again from the silver rows earlier runs wrote.
+    replay = delivery.replay_silver(ledger.resume.silver_files) if ledger else None
+    build(pipeline, source, config, bool(opts.subscription), sink, replay)
     live_sources.reset_drain()
     delivery.start(ledger)
     previous = _drain_on_interrupt()

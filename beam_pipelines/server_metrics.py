@@ -62,16 +62,20 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
                              rules: ServerMetricsRules, streaming: StreamingConfig,
                              drop_redeliveries: bool,
                              alerts_topic: str | None = None,
-                             max_future_s: float | None = None) -> dict[str, beam.PCollection]:
-    """``source``: a live source emitting live raw batches (``batches=True``)."""
+                             max_future_s: float | None = None,
+                             replay: beam.PTransform | None = None
+                             ) -> dict[str, beam.PCollection]:
+    """``source``: a live source emitting live raw batches (``batches=True``); ``replay``:
+    a root of silver rows an earlier run wrote, fed to gold again."""
     raw = p | "ReadLive" >> source
+    replayed = p | "ReplaySilver" >> replay if replay is not None else None
     runner = p.options.view_as(StandardOptions).runner or ""
     # One process: one redelivery key per minute; a runner spreading keys over workers:
     # a few, so no minute is one hot key.
     shards = 1 if is_local_streaming(runner) else 8
     tables = raw | "ServerMetrics" >> ServerMetricsStreamingMedallion(
         rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards,
-        max_future_s=max_future_s)
+        max_future_s=max_future_s, replayed_silver=replayed)
     as_sink(sink).write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
     _publish_alerts(tables, alerts_topic, streaming=True)
     return tables
@@ -158,9 +162,10 @@ def run_streaming(options: PipelineOptions) -> dict:
         return MetricsGenerator, config, (f"a live generator ({config.servers} servers "
                                           f"every {interval:g}s, with faults)")
 
-    def build(pipeline, source, streaming, drop_redeliveries, sink):
+    def build(pipeline, source, streaming, drop_redeliveries, sink, replay=None):
         build_streaming_pipeline(pipeline, source, sink, rules, streaming, drop_redeliveries,
-                                 alerts_topic=opts.alerts_topic, max_future_s=opts.max_future)
+                                 alerts_topic=opts.alerts_topic, max_future_s=opts.max_future,
+                                 replay=replay)
 
     outcome = runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
                              peek="server_metrics_minutely", pipeline_name="server_metrics",

@@ -180,7 +180,8 @@ def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatch
 
 
 def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
-                         database: str | None, runner: str) -> WebLogsStreamingMedallion:
+                         database: str | None, runner: str,
+                         replayed_silver=None) -> WebLogsStreamingMedallion:
     # One process: one redelivery key per minute; a runner spreading keys over workers:
     # a few, so no minute is one hot key.
     shards = 1 if is_local_streaming(runner) else 8
@@ -189,7 +190,8 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
                                      streaming=streaming, drop_redeliveries=drop_redeliveries,
                                      redelivery_shards=shards,
                                      dedupe_identical_lines=opts.dedupe_identical_lines,
-                                     max_future_s=opts.max_future)
+                                     max_future_s=opts.max_future,
+                                     replayed_silver=replayed_silver)
 
 
 def run_streaming(options: PipelineOptions) -> dict:
@@ -203,13 +205,14 @@ def run_streaming(options: PipelineOptions) -> dict:
         return (WebLogGenerator, config,
                 f"a live generator ({opts.sample_rate:g} requests/s, with faults)")
 
-    def build(pipeline, source, streaming, drop_redeliveries, sink):
+    def build(pipeline, source, streaming, drop_redeliveries, sink, replay=None):
         # After the preflight: the embedded database is staged for Dataflow only then.
         database = _workers_database(options, opts)
         runner = pipeline.options.view_as(StandardOptions).runner or ""
+        replayed = pipeline | "ReplaySilver" >> replay if replay is not None else None
         tables = (pipeline | "ReadLive" >> source
                   | "WebLogs" >> _streaming_medallion(opts, streaming, drop_redeliveries,
-                                                      database, runner))
+                                                      database, runner, replayed))
         sink.write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
 
     return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,

@@ -28,47 +28,78 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import apache_beam as beam
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Resume:
-    """What the output directory already holds for one pipeline, read at start-up."""
+    """What the output directory already holds for one pipeline, read at start-up.
+
+    Gold is kept in memory by the runner, so what a window had gathered when the earlier
+    run ended is gone; ``silver_files`` are replayed into gold (not into silver again), so
+    every window is computed whole once more. ``pane_offset`` puts the new panes of a
+    keyed gold table above the earlier run's (the catalog shows the highest pane of each
+    key), and ``identity`` keeps rows of append-only tables from being written twice:
+    bronze by source, a gold table without a key by the whole row."""
 
     bronze: frozenset = frozenset()    # sources with a bronze row
     terminal: frozenset = frozenset()  # sources with a silver row or a dead letter
     prior_input: int = 0               # bronze rows + bronze dead letters already written
+    silver_files: tuple = ()           # the silver table's files, replayed into gold
+    pane_offset: dict = field(default_factory=dict)   # keyed gold table -> first pane index
+    written_rows: dict = field(default_factory=dict)  # keyless gold table -> rows (tuples)
 
     @classmethod
-    def load(cls, output_dir: str, pipeline: str, bronze_table: str, silver_table: str,
-             dead_letter_table: str = "dead_letters") -> Resume:
+    def load(cls, output_dir: str, pipeline: str, schemas) -> Resume:
         import duckdb
 
-        def scan(layer: str, table: str) -> str | None:
-            files = os.path.join(output_dir, layer, table, "*.parquet")
-            if not glob.glob(files):
-                return None
-            return f"read_parquet('{files.replace(chr(39), chr(39) * 2)}')"
+        def files(schema) -> list[str]:
+            found = glob.glob(os.path.join(output_dir, schema.layer, schema.name, "*.parquet"))
+            return sorted(f for f in found if not f.endswith("part-0-empty.parquet"))
 
-        bronze = scan("bronze", bronze_table)
-        silver = scan("silver", silver_table)
-        dead = scan("dead_letter", dead_letter_table)
+        by_layer: dict = {}
+        for schema in schemas:
+            by_layer.setdefault(schema.layer, []).append(schema)
+        bronze_files = files(by_layer["bronze"][0])
+        silver_files = files(by_layer["silver"][0])
+        dead_files = files(by_layer["dead_letter"][0])
         with duckdb.connect() as con:
-            def sources(sql: str, *params) -> set:
-                return {s for (s,) in con.execute(sql, list(params)).fetchall()
-                        if s is not None}
+            def query(sql: str, paths: list[str], *params):
+                return con.execute(sql.replace("FILES", "read_parquet(?)"),
+                                   [paths, *params]).fetchall()
 
-            def count(sql: str, *params) -> int:
-                return con.execute(sql, list(params)).fetchone()[0]
+            def sources(sql: str, paths: list[str], *params) -> set:
+                return {s for (s,) in query(sql, paths, *params) if s is not None}
 
-            in_bronze = sources(f"select source from {bronze}") if bronze else set()
-            terminal = sources(f"select source from {silver}") if silver else set()
-            prior = count(f"select count(*) from {bronze}") if bronze else 0
-            if dead:
-                terminal |= sources(f"select source from {dead} where pipeline = ?", pipeline)
-                prior += count(f"select count(*) from {dead} where layer = 'bronze' and "
-                               f"pipeline = ?", pipeline)
-        return cls(frozenset(in_bronze), frozenset(terminal), prior)
+            in_bronze = sources("select source from FILES", bronze_files) if bronze_files \
+                else set()
+            terminal = sources("select source from FILES", silver_files) if silver_files \
+                else set()
+            prior = len(query("select 1 from FILES", bronze_files)) if bronze_files else 0
+            if dead_files:
+                terminal |= sources("select source from FILES where pipeline = ?", dead_files,
+                                    pipeline)
+                prior += query("select count(*) from FILES where layer = 'bronze' and "
+                               "pipeline = ?", dead_files, pipeline)[0][0]
+            offsets, rows = {}, {}
+            for schema in by_layer.get("gold", ()):
+                paths = files(schema)
+                if not paths:
+                    continue
+                if schema.key:
+                    offsets[schema.name] = query("select coalesce(max(pane_index) + 1, 0) "
+                                                 "from FILES", paths)[0][0]
+                else:  # read as the writer will compare them: Arrow's Python values
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+
+                    table = pa.concat_tables([pq.read_table(p) for p in paths])
+                    rows[schema.name] = frozenset(
+                        tuple(r[n] for n in schema.names) for r in table.to_pylist())
+        return cls(frozenset(in_bronze), frozenset(terminal), prior, tuple(silver_files),
+                   offsets, rows)
 
 
 @dataclass
@@ -171,6 +202,25 @@ class DeliveryLedger:
             self.bronze_rewrites_dropped += dropped
         return table.filter(pa.array(keep))
 
+    def resumed_gold(self, name: str, table):
+        """A gold Arrow table as a resumed run writes it: panes numbered after the earlier
+        run's, rows of a table without a key that the earlier run wrote left out (the
+        replay computes them again)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        offset = self.resume.pane_offset.get(name)
+        if offset:
+            i = table.schema.get_field_index("pane_index")
+            table = table.set_column(i, "pane_index",
+                                     pc.add(table.column(i), pa.scalar(offset, pa.int64())))
+        written = self.resume.written_rows.get(name)
+        if written:
+            names = table.column_names
+            keep = [tuple(r[n] for n in names) not in written for r in table.to_pylist()]
+            table = table.filter(pa.array(keep, pa.bool_()))
+        return table
+
 
 _CURRENT: list[DeliveryLedger | None] = [None]
 
@@ -192,9 +242,8 @@ def finish(subscription: str) -> int:
         return 0
     ready = ledger.take_ready()
     if ready:
-        from google.cloud import pubsub_v1
-
         from google.api_core import exceptions
+        from google.cloud import pubsub_v1
 
         client = pubsub_v1.SubscriberClient()
         try:
@@ -225,3 +274,34 @@ def extend(client, subscription: str, ack_ids: list[str], deadline_s: int) -> No
     for i in range(0, len(ack_ids), 1000):
         client.modify_ack_deadline(subscription=subscription, ack_ids=ack_ids[i:i + 1000],
                                    ack_deadline_seconds=deadline_s, retry=None, timeout=5.0)
+
+
+def replay_silver(files) -> beam.PTransform | None:
+    """The root that reads an earlier run's silver files again, for gold (None: nothing
+    to replay)."""
+    return _ReplaySilver(tuple(files)) if files else None
+
+
+class _ReplaySilver(beam.PTransform):
+    """Silver files → their Arrow tables, a row group at a time."""
+
+    def __init__(self, files: tuple):
+        super().__init__()
+        self._files = files
+
+    def expand(self, pbegin):
+        from transforms.batches import declare_tables
+
+        tables = (pbegin
+                  | "SilverFiles" >> beam.Create(self._files)
+                  | "ReadSilver" >> beam.FlatMap(_row_groups))
+        declare_tables(tables)
+        return tables
+
+
+def _row_groups(path: str):
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    for i in range(parquet.num_row_groups):
+        yield parquet.read_row_group(i)

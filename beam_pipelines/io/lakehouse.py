@@ -70,14 +70,15 @@ class RowsToArrowFn(beam.DoFn):
 
 #: What a streaming table's writes mean to the delivery ledger
 #: (:mod:`beam_pipelines.io.delivery`): a *terminal* file completes its records, a
-#: *bronze* file skips the rows an earlier run already wrote.
-TERMINAL, BRONZE = "terminal", "bronze"
+#: *bronze* file skips the rows an earlier run already wrote, a *gold* file of a resumed
+#: run numbers its panes after the earlier run's.
+TERMINAL, BRONZE, GOLD = "terminal", "bronze", "gold"
 
 
 def delivery_role(schema: RecordSchema) -> str | None:
     if schema.layer == "silver" or schema.name == "dead_letters":
         return TERMINAL
-    return BRONZE if schema.layer == "bronze" else None
+    return {"bronze": BRONZE, "gold": GOLD}.get(schema.layer)
 
 
 class WriteParquetFileFn(beam.DoFn):
@@ -85,9 +86,10 @@ class WriteParquetFileFn(beam.DoFn):
     renamed, so a reader (DuckDB during a streaming run) never sees a partial file. Once
     renamed, a terminal file's records are reported to the delivery ledger, if any."""
 
-    def __init__(self, directory: str, role: str | None = None):
+    def __init__(self, directory: str, role: str | None = None, table: str | None = None):
         self._directory = directory
         self._role = role
+        self._table = table
 
     def setup(self):
         if not FileSystems.exists(self._directory):
@@ -99,8 +101,9 @@ class WriteParquetFileFn(beam.DoFn):
         from beam_pipelines.io import delivery
 
         ledger = delivery.current() if self._role else None
-        if ledger is not None and self._role == BRONZE:
-            table = ledger.unwritten_bronze(table)
+        if ledger is not None and self._role in (BRONZE, GOLD):
+            table = (ledger.unwritten_bronze(table) if self._role == BRONZE
+                     else ledger.resumed_gold(self._table, table))
             if not table.num_rows:
                 return
         name = f"part-{uuid.uuid4().hex}.parquet"
@@ -181,7 +184,8 @@ class WriteLakehouseTable(beam.PTransform):
                 | "GroupFlush" >> beam.GroupByKey()
                 | "ToArrow" >> beam.ParDo(_RowsToArrowFn(self._schema, self._batches))
                 | "WriteParquetFile" >> beam.ParDo(WriteParquetFileFn(
-                    table_dir(self._output_dir, self._schema), delivery_role(self._schema)))
+                    table_dir(self._output_dir, self._schema), delivery_role(self._schema),
+                    self._schema.name))
             )
         if self._batches:  # Arrow tables of the schema already (the batch medallion)
             from transforms.batches import CoalesceBatches

@@ -59,6 +59,7 @@ from transforms.analytics import (
 from transforms.batches import (
     DEAD,
     ArrowTableCoder,
+    ReplayedSilverFn,
     concat,
     count_batches,
     dead_letter_batch,
@@ -338,13 +339,16 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
 
     ``redelivery_shards``: keys per minute of the redelivery state. Each splits a poll's
     batch once more before bronze; one suits a single process, a runner spreading keys
-    over many workers wants a few."""
+    over many workers wants a few. ``replayed_silver``: Arrow tables of silver rows an
+    earlier run wrote, fed to gold (not to silver) so a resumed run's windows are whole."""
 
     def __init__(self, rules: ServerMetricsRules | None = None,
                  streaming: StreamingConfig | None = None, clock=None,
                  drop_redeliveries: bool = False, pipeline: str = "server_metrics",
-                 redelivery_shards: int = 1, max_future_s: float | None = None):
+                 redelivery_shards: int = 1, max_future_s: float | None = None,
+                 replayed_silver: beam.PCollection | None = None):
         super().__init__()
+        self._replayed = replayed_silver
         self._max_future = max_future_s
         self._rules = rules or ServerMetricsRules()
         self._streaming = streaming or StreamingConfig()
@@ -360,7 +364,14 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> StreamingBronze(
             "ParseServerMetrics", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingSilver(rules, streaming, pipeline)
-        gold = silver["records"] | "Gold" >> StreamingGold(rules, streaming)
+        to_gold = silver["records"]
+        if self._replayed is not None:
+            replayed = (self._replayed
+                        | "ReplayByMinute" >> beam.ParDo(ReplayedSilverFn())
+                        | "ReplayMinuteWindows" >> streaming.windows(MINUTE, accumulate=False))
+            to_gold = (to_gold, tables(replayed)[0]) | "WithReplay" >> beam.Flatten()
+            tables(to_gold)
+        gold = to_gold | "Gold" >> StreamingGold(rules, streaming)
         silver_rows = silver["records"] | "SilverToGlobal" >> beam.WindowInto(GlobalWindows())
         dead = (tables(*bronze["dead_letters"], *silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())

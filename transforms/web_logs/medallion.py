@@ -26,7 +26,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.batches import DEAD, concat, dead_letter_batch, keyed_tables
+from transforms.batches import DEAD, concat, dead_letter_batch, keyed_tables, split_by_span
 from transforms.batches import count_batches as _count
 from transforms.batches import declare_tables as tables
 from transforms.geo import GEO_STATUSES, shared_database
@@ -66,23 +66,6 @@ class WebBronzeFn(beam.DoFn):
             yield out.records
         if out.dead_letters:
             yield TaggedOutput(DEAD, dead_letter_batch(out.dead_letters))
-
-
-def split_by_span(table: pa.Table, span_s: int):
-    """A bronze batch → (span start in µs, fragment) per span its rows fall in."""
-    if not table.num_rows:
-        return
-    micros = table.column("timestamp").cast(pa.int64()).to_numpy()
-    span = micros - micros % (span_s * _US)
-    starts, inverse = np.unique(span, return_inverse=True)
-    if len(starts) == 1:
-        yield int(starts[0]), table
-        return
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(starts) + 1))
-    for j, start in enumerate(starts.tolist()):
-        # A copy, not a slice: a slice carries its parent's whole buffers.
-        yield start, table.take(pa.array(order[bounds[j]:bounds[j + 1]]))
 
 
 class SpanFragmentsFn(beam.DoFn):

@@ -200,8 +200,10 @@ class WebLogsStreamingMedallion(beam.PTransform):
                  streaming: StreamingConfig | None = None, clock=None,
                  drop_redeliveries: bool = False, pipeline: str = "web_logs",
                  redelivery_shards: int = 1, dedupe_identical_lines: bool = False,
-                 max_future_s: float | None = None):
+                 max_future_s: float | None = None,
+                 replayed_silver: beam.PCollection | None = None):
         super().__init__()
+        self._replayed = replayed_silver  # an earlier run's silver, for gold only
         self._dedupe = dedupe_identical_lines
         self._max_future = max_future_s
         self._policy = policy
@@ -223,8 +225,11 @@ class WebLogsStreamingMedallion(beam.PTransform):
             "ParseAccessLogs", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingWebSilver(
             self._policy, self._geo_database, streaming, pipeline, self._clock, self._dedupe)
-        gold = silver["records"] | "Gold" >> StreamingWebGold(self._windows, streaming,
-                                                              self._top_n)
+        to_gold = silver["records"]
+        if self._replayed is not None:
+            to_gold = (to_gold, self._replayed) | "WithReplay" >> beam.Flatten()
+            tables(to_gold)
+        gold = to_gold | "Gold" >> StreamingWebGold(self._windows, streaming, self._top_n)
         dead = (tables(*bronze["dead_letters"], *silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())
         tables(bronze["records"], dead)
