@@ -6,6 +6,7 @@ live generator), prepare the lakehouse so it can be queried during the run, and 
 Ctrl-C into a drain."""
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
@@ -49,6 +50,9 @@ def _drain_on_interrupt():
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
+_REGION = re.compile(r"[a-z]+(-[a-z]+)+[0-9]+")
+
+
 def _is_dataflow(runner: str) -> bool:
     return runner.split(".")[-1].lower().startswith("dataflow")
 
@@ -63,12 +67,22 @@ def _check_dataflow(options: PipelineOptions, opts, streaming: bool) -> None:
     """What would make a Dataflow job fail late, each as one line, before submitting."""
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+    from beam_pipelines.bigquery.warehouse import check_project
+
     gcp = options.view_as(GoogleCloudOptions)
     problems = []
     if not gcp.project:
         problems.append("--project is required on Dataflow")
+    else:
+        try:
+            check_project(gcp.project, "--project")
+        except UserError as exc:
+            problems.append(str(exc))
     if not gcp.region:
         problems.append("--region is required on Dataflow (e.g. europe-west1)")
+    elif not _REGION.fullmatch(gcp.region):
+        problems.append(f"--region {gcp.region!r} is not a Google Cloud region (e.g. "
+                        f"europe-west1)")
     if not (gcp.temp_location or "").startswith("gs://"):
         problems.append("--temp_location must be a gs:// path on Dataflow")
     if gcp.staging_location and not gcp.staging_location.startswith("gs://"):
@@ -123,7 +137,7 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     ``match=False``: the patterns unexpanded); ``build(pipeline, files, sink)`` wires the
     graph."""
     output_dir = opts.output_dir
-    prepare_output_dir(output_dir)
+    prepare_output_dir(output_dir, tables)
     for flag in ("subscription", "duration"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag} needs --streaming")
@@ -165,7 +179,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     ``peek`` is the table the start-up message suggests querying; ``batches``: the source
     emits live raw batches (one per poll), not records."""
     output_dir = opts.output_dir
-    prepare_output_dir(output_dir)
+    prepare_output_dir(output_dir, tables)
     if opts.input:
         raise UserError("--input reads files in batch; --streaming reads --subscription "
                         "or the live generator")

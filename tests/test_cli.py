@@ -232,3 +232,39 @@ def test_a_demo_routes_each_flag_to_the_kinds_that_declare_it():
     assert for_kind(argv, "logs") == ["--sample-duration", "20m", "--windows=1m",
                                       "--no-summary", "--sample-rate", "2", "--runner",
                                       "FnApiRunner"]
+
+
+@pytest.mark.parametrize("pipeline,table", [("metrics", "bronze/server_metrics_bronze"),
+                                            ("logs", "gold/web_traffic_by_country")])
+def test_an_output_dir_whose_tables_this_user_may_not_replace_is_one_line(pipeline, table):
+    """Tables another user wrote: refused before anything is changed, one line, exit 2.
+    As root (where permissions do not apply) the run is made as `nobody`."""
+    import tempfile
+
+    prefix = []
+    if os.geteuid() == 0:
+        prefix = [shutil.which("setpriv") or pytest.fail("setpriv (util-linux) is needed"),
+                  "--reuid=65534", "--regid=65534", "--clear-groups"]
+    top = tempfile.mkdtemp(prefix="lake-perm-")
+    try:
+        out = Path(top) / "lake"
+        theirs = out / table
+        theirs.mkdir(parents=True)
+        (theirs / "part-0.parquet").write_bytes(b"theirs")
+        os.chmod(top, 0o777)
+        os.chmod(out, 0o777)  # the directory is open to all; the table is not
+        os.chmod(theirs, 0o755 if prefix else 0o555)
+        proc = subprocess.run([*prefix, sys.executable, "-m", "run", pipeline,
+                               "--output-dir", str(out)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip() == (
+            f"python -m run: error: --output-dir {out}: {theirs} may not be replaced by this "
+            f"user (permission denied); choose another --output-dir"), proc.stderr
+        assert (theirs / "part-0.parquet").read_bytes() == b"theirs"
+    finally:
+        os.chmod(top, 0o700)
+        for path in Path(top).rglob("*"):
+            if path.is_dir():
+                os.chmod(path, 0o755)
+        shutil.rmtree(top)

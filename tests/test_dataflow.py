@@ -101,6 +101,12 @@ def test_the_pubsub_read_deduplicates_by_event_id_on_dataflow():
      "cannot write a local --output-dir"),
     (DATAFLOW, "--input gs://"),
     (DATAFLOW + ["--streaming"], "read a --subscription"),
+    (["--runner", "DataflowRunner", "--dry_run=True", "--input", "gs://b/x.jsonl",
+      "--output-dir", "gs://b/lake", "--project", "fake-project\n", "--region",
+      "us-central1", "--temp_location", "gs://b/t"], "is not a Google Cloud project id"),
+    (["--runner", "DataflowRunner", "--dry_run=True", "--input", "gs://b/x.jsonl",
+      "--output-dir", "gs://b/lake", "--project", "fake-project", "--region",
+      "us-central1\n", "--temp_location", "gs://b/t"], "is not a Google Cloud region"),
 ])
 def test_preflight_reports_what_would_fail_late_in_one_line(argv, problem, capsys):
     assert main(argv) == 2

@@ -278,6 +278,28 @@ def test_live_source_watermark_trails_the_newest_event_and_drains():
     assert read.read(T0 + 100) == ([], MAX_TIMESTAMP, True) and poller.closed
 
 
+def test_a_source_that_is_quiet_but_not_caught_up_holds_its_watermark():
+    """An outage, or pulls held back while the writers catch up, is not idleness: a
+    backlog may wait behind it, and the wall clock would make all of it late."""
+    from apache_beam.utils.timestamp import Timestamp
+
+    from beam_pipelines.io.live_sources import LiveRead
+
+    poller = _FakePoller([[(int((T0 + 10) * 1e6), RawRecord("{}", "s#1"))]])
+    read = LiveRead(poller, stop_at=T0 + 100, max_out_of_orderness_s=5, idle_after_s=5,
+                    pause_s=0)
+    _, watermark, _ = read.read(T0 + 11)
+    assert watermark == Timestamp(T0 + 5)
+    poller.caught_up = False
+    for second in (20, 30, 40):
+        _, watermark, _ = read.read(T0 + second)
+        assert watermark == Timestamp(T0 + 5)
+    poller.caught_up = True                                        # drained, for 5 s now
+    read.read(T0 + 41)
+    _, watermark, _ = read.read(T0 + 46)
+    assert watermark == Timestamp(T0 + 41)
+
+
 @pytest.mark.parametrize("batches", [False, True])
 def test_an_event_far_in_the_future_never_moves_the_watermark(batches):
     """One record dated 2099 in a live feed: without the guard the watermark jumps to it

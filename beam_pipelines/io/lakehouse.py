@@ -211,15 +211,40 @@ def is_local(path: str) -> bool:
     return "://" not in path
 
 
-def prepare_output_dir(output_dir: str) -> None:
-    """A local output directory exists and is writable, or the run stops with one line."""
-    if is_local(output_dir):
-        try:
-            os.makedirs(output_dir, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--output-dir {output_dir}: {exc.strerror}") from None
-        if not os.access(output_dir, os.W_OK):
-            raise UserError(f"--output-dir {output_dir} is not writable")
+def prepare_output_dir(output_dir: str, schemas=()) -> None:
+    """A local output directory exists and is writable, and so is every place of it a run
+    replaces (the tables of ``schemas``, the catalog, the sample), or the run stops with
+    one line before it has changed anything."""
+    if not is_local(output_dir):
+        return
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output-dir {output_dir}: {exc.strerror}") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise UserError(f"--output-dir {output_dir} is not writable")
+    places = [os.path.join(output_dir, CATALOG), os.path.join(output_dir, "_sample")]
+    places += [table_dir(output_dir, schema) for schema in schemas]
+    for place in places:
+        blocked = _not_replaceable(place)
+        if blocked:
+            raise UserError(f"--output-dir {output_dir}: {blocked} may not be replaced by "
+                            f"this user (permission denied); choose another --output-dir")
+
+
+def _not_replaceable(path: str) -> str | None:
+    """The first thing in the way of replacing ``path`` (its files, if a directory), or
+    None."""
+    if os.path.isdir(path):
+        if not os.access(path, os.W_OK | os.X_OK):
+            return path
+        return None
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            return path
+        return _not_replaceable(os.path.dirname(path))
+    parent = os.path.dirname(path)
+    return _not_replaceable(parent) if parent and parent != path else None
 
 
 def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False,

@@ -158,6 +158,12 @@ class LiveRead(beam.PTransform):
             if items:
                 state["last_data"] = now
             wall = Timestamp.of(now)
+            # Idle means caught up, not merely quiet: a source that cannot reach its
+            # service, or that holds back while its writers catch up, may have a backlog
+            # behind it, which moving to the wall clock would make late.
+            caught_up = getattr(self.poller, "caught_up", True)
+            if not caught_up:
+                state["last_data"] = now
             if now - state["last_data"] >= self.idle_after_s:
                 target = wall - self.lag
             elif newest is not None:
@@ -225,6 +231,8 @@ class PubSubPoller:
         self._deadline_s = 10
         self._pending: list[str] = []
         self._health = ServiceHealth(f"Pub/Sub {subscription}", max_outage_s)
+        #: The last pull succeeded and found nothing: the subscription is drained for now.
+        self.caught_up = False
 
     def open(self):
         from google.cloud import pubsub_v1
@@ -282,7 +290,7 @@ class PubSubPoller:
         few hundred messages at most, and the local runner's cost is per bundle."""
         self._settle()
         if self._ledger is not None and self._ledger.saturated():
-            self.has_more = False  # back-pressure: the writers catch up first
+            self.has_more = self.caught_up = False  # back-pressure: writers catch up first
             return []
         items = []
         deadline = time.monotonic() + self.batch_s
@@ -296,6 +304,7 @@ class PubSubPoller:
     def _pull(self, items: list) -> int:
         from google.api_core import exceptions
 
+        self.caught_up = False
         if not self._health.due():
             return 0
         if self._client is None:  # dropped after a failure: a new channel, no old backoff
@@ -309,6 +318,7 @@ class PubSubPoller:
                                          max_messages=self.max_messages, timeout=2.0,
                                          retry=None)
         except exceptions.DeadlineExceeded:
+            self.caught_up = True
             return 0  # nothing to pull within the timeout: not an outage
         except exceptions.NotFound:
             self._health.failed("the subscription does not exist")
@@ -320,6 +330,7 @@ class PubSubPoller:
             self._client = None
             return 0
         self._health.succeeded()
+        self.caught_up = not response.received_messages
         for received in response.received_messages:
             message = received.message
             attributes = dict(message.attributes)
