@@ -164,7 +164,7 @@ def _fake_ipv6(rng: np.random.Generator) -> str:
 class WebLogGenerator:
     """Iterate :meth:`render` for log lines or :meth:`render_timed` for a paced publisher."""
 
-    malformed_kinds = ("truncated", "garbage", "bad_time", "hostname_client")
+    malformed_kinds = ("truncated", "garbage", "bad_time", "bad_client")
 
     def __init__(self, config: WebLogConfig):
         self.config = config
@@ -280,8 +280,8 @@ class WebLogGenerator:
             iso = datetime.fromtimestamp(fields[1] / 1000, timezone.utc).isoformat()
             head, _, rest = line.partition("[")
             return head + "[" + iso + rest.partition("]")[1] + rest.partition("]")[2]
-        return "client-" + line.split(" ", 1)[0].replace(":", "-").replace(".", "-") \
-            + ".example.net " + line.split(" ", 1)[1]
+        # No client at all: what some proxies log when they have none.
+        return "- " + line.split(" ", 1)[1]
 
     def render_timed(self):
         """``(emitted_at_ms, event_ms, line)``, as :meth:`MetricsGenerator.render_timed`."""

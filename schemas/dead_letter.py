@@ -58,7 +58,7 @@ REASONS: dict[str, str] = {
                          "value its declared conversion cannot take.",
     "unparseable_log_line": "An access-log line has neither the Combined nor the Common Log "
                             "Format's shape.",
-    "invalid_ip": "An access-log client is not an IPv4 or IPv6 address (e.g. a host name).",
+    "invalid_ip": "An access-log client is neither an IPv4 or IPv6 address nor a host name.",
     # silver: is the record plausible, and new?
     "out_of_range": "A measurement lies outside its declared valid range.",
     "unknown_category": "A categorical field has a value outside its vocabulary.",

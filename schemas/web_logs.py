@@ -20,8 +20,10 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CON
 MAX_RESPONSE_BYTES = 10 ** 15
 
 ACCESS_LOG_FIELDS = (
-    Field("client_ip", S, "Client address, IPv4 or IPv6, as logged (personal data)",
-          required=True),
+    Field("client_ip", S, "Client address, IPv4 or IPv6, as logged (personal data); null "
+          "when the server logged a host name"),
+    Field("client_host", S, "Client host name, when the server logged one instead of an "
+          "address (%h with HostnameLookups on); never resolved here (personal data)"),
     Field("ident", S, "RFC 1413 identity (almost always absent: '-' in the log)"),
     Field("auth_user", S, "Authenticated user name ('-' in the log when none)"),
     Field("timestamp", TS, "When the server received the request (UTC)", required=True),
@@ -49,8 +51,9 @@ WEB_LOGS_BRONZE = RecordSchema(
 )
 
 GEO_FIELDS = (
-    Field("geo_status", S, "located, or why not: private, reserved, unknown", required=True,
-          choices=("located", "private", "reserved", "unknown")),
+    Field("geo_status", S, "located, or why not: private, reserved, unknown, or hostname "
+          "(the log holds a host name, which is not looked up)", required=True,
+          choices=("located", "private", "reserved", "unknown", "hostname")),
     Field("geo_country_code", S, "ISO 3166-1 alpha-2 country code"),
     Field("geo_country", S, "Country name (English)"),
     Field("geo_region", S, "Most specific subdivision (state, province, county)"),
@@ -79,11 +82,12 @@ WEB_LOGS_SILVER = RecordSchema(
                 "truncated (or hashed with a secret salt) after geolocation: no raw IP here.",
     fields=(
         Field("client_network", S, "The client address truncated to its network (default "
-              "/24 for IPv4, /48 for IPv6) or, in hash mode, its salted hash", required=True),
+              "/24 for IPv4, /48 for IPv6; a host name without its first label, "
+              "*.example.net) or, in hash mode, its salted hash", required=True),
         Field("visitor_id", S, "Salted hash of address and user agent: counts unique "
               "visitors without keeping who they are", required=True),
     )
-    + tuple(f for f in ACCESS_LOG_FIELDS if f.name != "client_ip")
+    + tuple(f for f in ACCESS_LOG_FIELDS if f.name not in ("client_ip", "client_host"))
     + INGEST_FIELDS + GEO_FIELDS + AGENT_FIELDS
     + (
         Field("status_class", S, "1xx … 5xx", required=True,

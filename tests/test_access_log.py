@@ -99,6 +99,12 @@ ACCEPTED = [
     # a user name with an escaped character
     ('1.2.3.4 - j\\x20doe [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1',
      dict(auth_user="j doe")),
+    # NASA, July 1995: a host name where the address goes (HostnameLookups on), and a
+    # time before 2000.
+    ('unicomp6.unicomp.net - - [01/Jul/1995:00:00:06 -0400] "GET /shuttle/countdown/ '
+     'HTTP/1.0" 200 3985', dict(client_ip=None, client_host="unicomp6.unicomp.net",
+                                timestamp=datetime(1995, 7, 1, 4, 0, 6, tzinfo=timezone.utc),
+                                log_format="common")),
 ]
 
 REJECTED = [
@@ -108,13 +114,14 @@ REJECTED = [
     ('{"json": "is not a log line"}', "unparseable_log_line"),
     ('1.2.3.4 - - 10/Oct/2000:20:55:36 +0000 "GET / HTTP/1.1" 200 1', "unparseable_log_line"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1 200 1', "unparseable_log_line"),
-    ('www.example.com - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1', "invalid_ip"),
+    ('www.exa!mple.com - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1', "invalid_ip"),
+    ('[www.example.com] - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1', "invalid_ip"),
     ('999.1.1.1 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1', "invalid_ip"),
     ('1.2.3.4 - - [32/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
     ('1.2.3.4 - - [10/Okt/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
     ('1.2.3.4 - - [2000-10-10T20:55:36Z] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
-    ('1.2.3.4 - - [10/Oct/1999:20:55:36 +0000] "GET / HTTP/1.1" 200 1',
+    ('1.2.3.4 - - [10/Oct/1989:20:55:36 +0000] "GET / HTTP/1.1" 200 1',
      "timestamp_out_of_range"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" OK 1', "wrong_type"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 20 1', "wrong_type"),

@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import run_and_collect
 from transforms.geo import (
+    HOSTNAME,
     LOCATED,
     PRIVATE,
     RESERVED,
@@ -77,8 +78,12 @@ def test_private_reserved_and_unknown_addresses_keep_null_geography(database, ip
 def test_classification_follows_the_registries():
     assert classify("::ffff:10.0.0.1") == (PRIVATE, "10.0.0.1")
     assert classify("81.2.69.160") == (LOCATED, "81.2.69.160")
-    with pytest.raises(ValueError):
-        classify("not-an-ip")
+    # A host name the server logged is never resolved here.
+    assert classify("unicomp6.unicomp.net") == (HOSTNAME, "unicomp6.unicomp.net")
+    for bad in ("not an ip", "999.1.1.1", "-leading.example", "bad!host.example",
+                "a..b"):
+        with pytest.raises(ValueError):
+            classify(bad)
 
 
 def test_the_cache_answers_repeats_without_the_reader(database):

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from beam_pipelines.io.sources import ReadServerMetricBatches, ReadServerMetricFiles
@@ -217,3 +218,60 @@ def test_a_line_dated_beyond_max_future_is_a_dead_letter_as_in_the_row_level_par
     assert fast.records.num_rows == slow.records.num_rows == 1
     assert [d["reason"] for d in fast.dead_letters] == ["future_event"]
     assert fast.dead_letters == slow.dead_letters
+
+
+def _corpus_lines(name: str) -> list[bytes]:
+    path = os.path.join(CORPUS, name)
+    assert os.path.exists(path), f"the external corpus is missing {path}"
+    with open(path, "rb") as fh:
+        return fh.read().splitlines()
+
+
+def test_nasas_1995_log_parses_whole_host_names_and_all():
+    """NASA KSC, July 1995: Common Log Format, mostly host names (reverse DNS, some with
+    underscores), dates before 2000. Every line is a request."""
+    import ipaddress
+
+    lines = _corpus_lines("nasa_jul95_head.log")
+    out = web_bronze_batch(raw_lines(lines, "nasa"), NOW)
+    assert out.dead_letters == [] and out.records.num_rows == len(lines) == 4000
+
+    def is_ip(token: bytes) -> bool:
+        try:
+            ipaddress.ip_address(token.decode())
+            return True
+        except ValueError:
+            return False
+
+    hosts = sum(not is_ip(line.split(b" ", 1)[0]) for line in lines)
+    assert out.records.column("client_host").null_count == len(lines) - hosts
+    assert out.records.column("client_ip").null_count == hosts > 3000
+    assert pc.min(out.records.column("timestamp")).as_py().year == 1995
+
+
+@pytest.mark.parametrize("name", ["elastic_apache_logs.log", "zanbil_shop_1000.log"])
+def test_the_other_real_logs_parse_whole(name):
+    lines = _corpus_lines(name)
+    out = web_bronze_batch(raw_lines(lines, name), NOW)
+    assert out.dead_letters == [] and out.records.num_rows == len(lines)
+
+
+def test_the_whole_corpus_through_the_pipeline_accounts_for_every_line(tmp_path):
+    import subprocess
+    import sys
+
+    files = [os.path.join(CORPUS, n) for n in ("elastic_apache_logs.log",
+                                              "nasa_jul95_head.log", "zanbil_shop_1000.log")]
+    out = tmp_path / "lake"
+    proc = subprocess.run([sys.executable, "-m", "run", "logs", "--output-dir", str(out),
+                           "--input", ",".join(files)], capture_output=True, text=True,
+                          timeout=600, cwd=os.path.join(os.path.dirname(__file__), ".."))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+    assert "input       15,000" in proc.stdout, proc.stdout
+    import duckdb
+
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        statuses = dict(con.execute("select geo_status, count(*) from web_logs_silver "
+                                    "group by 1").fetchall())
+    assert statuses["hostname"] > 3000 and sum(statuses.values()) == 15_000

@@ -53,6 +53,10 @@ def test_user_agents_are_classed(agent, expected):
     ("2002:5102:45a0::1", PrivacyPolicy(salt=b"s"), "81.2.69.0/24"),
     ("2002:5102:45a0:ffff::1", PrivacyPolicy(ipv4_prefix=16, salt=b"s"), "81.2.0.0/16"),
     ("2001:0:4136:e378:8000:63bf:aefd:965f", PrivacyPolicy(salt=b"s"), "81.2.105.0/24"),
+    # A host name the server logged: its first label (the client's own) dropped
+    ("unicomp6.unicomp.net", PrivacyPolicy(salt=b"s"), "*.unicomp.net"),
+    ("PM4_23.Digital.NET.", PrivacyPolicy(salt=b"s"), "*.digital.net"),
+    ("localhost", PrivacyPolicy(salt=b"s"), "*"),
 ])
 def test_addresses_are_truncated_to_their_network(ip, policy, expected):
     assert policy.network(ip) == expected
@@ -65,6 +69,19 @@ def test_hash_mode_is_stable_for_a_salt_and_differs_across_salts():
     assert one.network("81.2.69.160") != other.network("81.2.69.160")
     assert "81.2" not in one.network("81.2.69.160") and len(one.network("1.1.1.1")) == 16
     assert PrivacyPolicy().salt != PrivacyPolicy().salt  # no salt given: a run of its own
+
+
+def test_a_host_name_client_reaches_silver_reduced_and_is_never_looked_up():
+    line = ('unicomp6.unicomp.net - - [01/Jul/1995:00:00:06 -0400] "GET / HTTP/1.0" 200 '
+            '3985')
+    bronze = to_web_log_bronze(RawRecord(line, "nasa:2"), NOW)
+    assert (bronze["client_ip"], bronze["client_host"]) == (None, "unicomp6.unicomp.net")
+    row = to_web_silver({**bronze, **geo_fields(Place("hostname"))}, SALT)
+    assert row["client_network"] == "*.unicomp.net" and "client_host" not in row
+    assert row["geo_status"] == "hostname" and "unicomp6" not in repr(row)
+    assert SALT.redact(bronze)["client_host"] == "*.unicomp.net"
+    hashed = PrivacyPolicy("hash", salt=b"a")
+    assert "unicomp" not in hashed.network("unicomp6.unicomp.net")
 
 
 def test_the_silver_row_has_no_raw_address_and_its_derived_columns():

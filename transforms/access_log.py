@@ -20,7 +20,6 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from transforms.bronze import (
-    EARLIEST,
     LATEST,
     MAX_PAYLOAD_BYTES,
     Bronze,
@@ -28,6 +27,7 @@ from transforms.bronze import (
     RawRecord,
 )
 from transforms.dead_letters import RecordRejected
+from transforms.geo import is_host_name
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(
@@ -38,6 +38,9 @@ _LINE = re.compile(
     + r"(?: " + _QUOTED.replace("(", "(?P<agent>", 1) + r")?)?"
     + r"(?P<rest>(?: .*)?)$")
 MAX_INT64 = 2 ** 63 - 1
+#: Access logs go back further than telemetry: archives from the 1990s (NASA's 1995 logs)
+#: are read as they are.
+LOG_EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
 #: A run of ``\\xHH`` escapes (one UTF-8 character may take several), or one other escape.
 _ESCAPE = re.compile(r"(?:\\x[0-9a-fA-F]{2})+|\\.")
 _METHOD = re.compile(r"^[A-Z][A-Z_-]{0,19}$")
@@ -93,19 +96,23 @@ def parse_log_time(text: str) -> datetime:
         raise RecordRejected("invalid_timestamp", f"time [{text}] is not "
                              "dd/Mon/yyyy:HH:MM:SS ±zzzz") from None
     ts = local.astimezone(timezone.utc)
-    if not EARLIEST <= ts < LATEST:
+    if not LOG_EARLIEST <= ts < LATEST:
         raise RecordRejected("timestamp_out_of_range", f"time [{text}] is outside "
-                             "[2000-01-01, 2100-01-01)", ts)
+                             f"[{LOG_EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d})", ts)
     return ts
 
 
-def _client(host: str) -> str:
+def _client(host: str) -> tuple[str | None, str | None]:
+    """``%h`` → (address, None), or (None, host name) when the server resolved it (never
+    resolved back here)."""
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        return str(ipaddress.ip_address(text))
+        return str(ipaddress.ip_address(text)), None
     except ValueError:
-        raise RecordRejected("invalid_ip", f"client {host!r} is not an IPv4 or IPv6 address "
-                             "(a host name? log %a rather than %h)") from None
+        if text is host and is_host_name(host):
+            return None, host
+        raise RecordRejected("invalid_ip", f"client {host!r} is neither an IPv4 or IPv6 "
+                             "address nor a host name") from None
 
 
 def split_request(request: str) -> tuple[str | None, str | None, str | None, str | None]:
@@ -147,8 +154,10 @@ def parse_access_log(line: str) -> dict:
     request = _unescape(g["request"])
     method, path, query, protocol = split_request(request)
     combined = g["referrer"] is not None
+    ip, host = _client(g["host"])
     return {
-        "client_ip": _client(g["host"]),
+        "client_ip": ip,
+        "client_host": host,
         "ident": _dash(g["ident"]),
         "auth_user": _dash(_unescape(g["user"])),
         "timestamp": parse_log_time(g["time"]),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import shutil
 import tempfile
 from typing import NamedTuple
@@ -25,7 +26,17 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 LOCATED, PRIVATE, RESERVED, UNKNOWN = "located", "private", "reserved", "unknown"
-GEO_STATUSES = (LOCATED, PRIVATE, RESERVED, UNKNOWN)
+HOSTNAME = "hostname"
+GEO_STATUSES = (LOCATED, PRIVATE, RESERVED, UNKNOWN, HOSTNAME)
+#: Host names as reverse DNS gives them: dot-separated labels of letters, digits, inner
+#: hyphens and underscores (``pm4_23.digital.net``: not RFC 1123, but in DNS and in real
+#: logs), the last one not all digits (so ``999.1.2.3`` is a bad address, not a host).
+_HOST_NAME = re.compile(r"(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                        r"[A-Za-z0-9_-]*[A-Za-z][A-Za-z0-9_-]*\.?")
+
+
+def is_host_name(text: str) -> bool:
+    return bool(_HOST_NAME.fullmatch(text)) and not text.startswith("-") and "--." not in text
 
 
 class Place(NamedTuple):
@@ -64,8 +75,13 @@ def embedded_ipv4(address):
 def classify(ip: str) -> tuple[str, str]:
     """(status before any lookup, the address to look up). IPv6 forms that carry a whole
     IPv4 address (mapped, 6to4, Teredo) are looked up as that IPv4; a zone (``%eth0``) is
-    link-local by nature."""
-    address = embedded_ipv4(ipaddress.ip_address(ip))
+    link-local by nature. A host name is never resolved: its status is ``hostname``."""
+    try:
+        address = embedded_ipv4(ipaddress.ip_address(ip))
+    except ValueError:
+        if is_host_name(ip):
+            return HOSTNAME, ip
+        raise
     if address.is_private or address.is_loopback or address.is_link_local:
         return PRIVATE, str(address)
     if (address.is_multicast or address.is_reserved or address.is_unspecified
@@ -132,9 +148,10 @@ class GeolocateFn(beam.DoFn):
     """Adds ``geo_*`` fields to each record from its ``ip_field``; counts every status."""
 
     def __init__(self, database_path: str | None = None, ip_field: str = "client_ip",
-                 cache_size: int = 100_000):
+                 cache_size: int = 100_000, host_field: str = "client_host"):
         self._path = database_path
         self._ip_field = ip_field
+        self._host_field = host_field
         self._cache_size = cache_size
 
     def setup(self):
@@ -143,7 +160,9 @@ class GeolocateFn(beam.DoFn):
 
     def process(self, record):
         try:
-            place = self._db.lookup(record[self._ip_field])
+            client = record[self._ip_field]
+            place = self._db.lookup(client if client is not None
+                                    else record.get(self._host_field))
         except ValueError:  # not an address: bronze validates, so this is defensive
             place = Place(UNKNOWN)
         self._counters[place.status].inc()

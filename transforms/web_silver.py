@@ -26,7 +26,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from schemas.web_logs import MAX_RESPONSE_BYTES
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
-from transforms.geo import embedded_ipv4
+from transforms.geo import embedded_ipv4, is_host_name
 
 _SCRIPTS = {"curl", "Wget", "Python Requests", "Python-urllib", "Go-http-client", "okhttp",
             "Apache-HttpClient", "Java", "libwww-perl", "PostmanRuntime"}
@@ -54,19 +54,30 @@ class PrivacyPolicy:
         return hmac.new(self.salt, text.encode(), hashlib.sha256).hexdigest()[:16]
 
     def redact(self, row: dict) -> dict:
-        """A row as silver's dead letters may keep it: the address reduced like silver's."""
-        if not isinstance(row, dict) or "client_ip" not in row:
+        """A row as silver's dead letters may keep it: the client reduced like silver's."""
+        if not isinstance(row, dict):
             return row
-        try:
-            return {**row, "client_ip": self.network(row["client_ip"])}
-        except ValueError:
-            return {**row, "client_ip": None}
+        out = dict(row)
+        for field in ("client_ip", "client_host"):
+            if out.get(field) is not None:
+                try:
+                    out[field] = self.network(out[field])
+                except ValueError:
+                    out[field] = None
+        return out
 
-    def network(self, ip: str) -> str:
-        """The address reduced as the policy says: ``81.2.69.0/24`` or a salted hash."""
+    def network(self, client: str) -> str:
+        """The client reduced as the policy says: ``81.2.69.0/24`` (a host name:
+        ``*.example.net``, without its first label) or a salted hash."""
         if self.mode == "hash":
-            return self.digest(ip)
-        address = embedded_ipv4(ipaddress.ip_address(ip.split("%", 1)[0]))
+            return self.digest(client)
+        try:
+            address = embedded_ipv4(ipaddress.ip_address(client.split("%", 1)[0]))
+        except ValueError:
+            if not is_host_name(client):
+                raise
+            _, _, rest = client.rstrip(".").lower().partition(".")
+            return f"*.{rest}" if rest else "*"
         prefix = self.ipv4_prefix if address.version == 4 else self.ipv6_prefix
         return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
@@ -108,6 +119,8 @@ def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
                              f"{MAX_RESPONSE_BYTES}]", record["timestamp"])
     row = dict(record)
     ip = row.pop("client_ip")
+    host = row.pop("client_host", None)
+    ip = ip if ip is not None else host  # a host name stands for the client
     browser, system, device, kind, bot = describe_agent(row["user_agent"])
     ts = row["timestamp"]
     row.update(
@@ -150,13 +163,13 @@ class CleanWebLogFn(beam.DoFn):
 
 
 #: What makes two log lines the same request: everything the line says.
-IDENTITY = ("client_ip", "timestamp", "request", "status", "bytes", "referrer", "user_agent",
-            "auth_user")
+IDENTITY = ("client_ip", "client_host", "timestamp", "request", "status", "bytes", "referrer",
+            "user_agent", "auth_user")
 
 
 def _identity(row: dict) -> str:
     # repr: an absent referrer (None) is not the referrer "None".
-    return "\x1f".join(repr(row[k]) for k in IDENTITY)
+    return "\x1f".join(repr(row.get(k)) for k in IDENTITY)
 
 
 class _KeepFirstFn(beam.DoFn):

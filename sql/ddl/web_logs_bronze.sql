@@ -1,6 +1,7 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
 CREATE TABLE IF NOT EXISTS `${bronze}.web_logs_bronze` (
-  client_ip STRING NOT NULL OPTIONS(description="Client address, IPv4 or IPv6, as logged (personal data)"),
+  client_ip STRING OPTIONS(description="Client address, IPv4 or IPv6, as logged (personal data); null when the server logged a host name"),
+  client_host STRING OPTIONS(description="Client host name, when the server logged one instead of an address (%h with HostnameLookups on); never resolved here (personal data)"),
   ident STRING OPTIONS(description="RFC 1413 identity (almost always absent: '-' in the log)"),
   auth_user STRING OPTIONS(description="Authenticated user name ('-' in the log when none)"),
   timestamp TIMESTAMP NOT NULL OPTIONS(description="When the server received the request (UTC)"),

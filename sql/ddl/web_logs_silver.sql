@@ -1,6 +1,6 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
 CREATE TABLE IF NOT EXISTS `${silver}.web_logs_silver` (
-  client_network STRING NOT NULL OPTIONS(description="The client address truncated to its network (default /24 for IPv4, /48 for IPv6) or, in hash mode, its salted hash"),
+  client_network STRING NOT NULL OPTIONS(description="The client address truncated to its network (default /24 for IPv4, /48 for IPv6; a host name without its first label, *.example.net) or, in hash mode, its salted hash"),
   visitor_id STRING NOT NULL OPTIONS(description="Salted hash of address and user agent: counts unique visitors without keeping who they are"),
   ident STRING OPTIONS(description="RFC 1413 identity (almost always absent: '-' in the log)"),
   auth_user STRING OPTIONS(description="Authenticated user name ('-' in the log when none)"),
@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS `${silver}.web_logs_silver` (
   log_format STRING OPTIONS(description="Which format the line matched"),
   ingest_timestamp TIMESTAMP NOT NULL OPTIONS(description="When bronze accepted the record (processing time, UTC)"),
   source STRING OPTIONS(description="Where the record came from: file path or subscription"),
-  geo_status STRING NOT NULL OPTIONS(description="located, or why not: private, reserved, unknown"),
+  geo_status STRING NOT NULL OPTIONS(description="located, or why not: private, reserved, unknown, or hostname (the log holds a host name, which is not looked up)"),
   geo_country_code STRING OPTIONS(description="ISO 3166-1 alpha-2 country code"),
   geo_country STRING OPTIONS(description="Country name (English)"),
   geo_region STRING OPTIONS(description="Most specific subdivision (state, province, county)"),

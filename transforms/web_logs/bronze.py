@@ -22,10 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.web_logs import WEB_LOGS_BRONZE
-from transforms.access_log import MAX_INT64, to_web_log_bronze
+from transforms.access_log import LOG_EARLIEST, MAX_INT64, to_web_log_bronze
 from transforms.batches import concat, conform, from_rows, raw_records, raw_watermark
 from transforms.bronze import (
-    EARLIEST,
     EPOCH,
     LATEST,
     MAX_PAYLOAD_BYTES,
@@ -51,7 +50,7 @@ _LINE = (
 )
 #: ``transforms.access_log.split_request``: METHOD target [HTTP/x].
 _REQUEST = r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<target>[^ ]+)(?: (?P<protocol>HTTP/[^ ]*))?$"
-_EARLIEST_US = (EARLIEST - EPOCH).days * 86_400_000_000
+_EARLIEST_US = (LOG_EARLIEST - EPOCH).days * 86_400_000_000
 _LATEST_US = (LATEST - EPOCH).days * 86_400_000_000
 _TS = pa.timestamp("us", tz="UTC")
 _US = 1_000_000
@@ -197,6 +196,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
                                   pa.int64()))
         cols = {
             "client_ip": client_of.take(take),
+            "client_host": pa.nulls(len(fast), pa.string()),  # host names: row-level path
             "ident": _dash(p.field("ident")),
             "auth_user": _dash(p.field("user")),
             "timestamp": pa.array(micros[fast], pa.int64()).cast(_TS),

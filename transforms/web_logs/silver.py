@@ -76,6 +76,13 @@ def _dedupe_dead_letters(bronze: pa.Table, dups: np.ndarray, kept: np.ndarray,
         now=now) for row, src in zip(rows, kept_sources, strict=True)]
 
 
+def _client(bronze: pa.Table):
+    """The client: its address, or the host name the server logged instead."""
+    if "client_host" not in bronze.column_names:
+        return bronze.column("client_ip")
+    return pc.coalesce(bronze.column("client_ip"), bronze.column("client_host"))
+
+
 def geolocate(addresses, database: GeoDatabase) -> tuple[dict[str, pa.Array],
                                                       dict[str, int]]:
     """The ``geo_*`` columns of each address (each distinct one looked up once), and how
@@ -148,7 +155,7 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
                 now: datetime, pipeline: str = "web_logs") -> WebSilverBatch:
     """Deduplicated bronze rows → silver: geolocation, ranges, agents, privacy."""
     dead: list[dict] = []
-    geo, statuses = geolocate(bronze.column("client_ip"), database)
+    geo, statuses = geolocate(_client(bronze), database)
     located = bronze
     for name, column in geo.items():
         located = located.append_column(name, column)
@@ -159,14 +166,15 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
         dead += _status_dead_letters(located, np.flatnonzero(bad), policy, pipeline, now)
         located = located.filter(pa.array(~bad))
         status = status[~bad]
-    ip = located.column("client_ip")
+    ip = _client(located)
     agent = located.column("user_agent")
     described = _describe(agent)
     pair = pc.binary_join_element_wise(ip, pc.fill_null(agent, ""), "|")
     visitor_text = _per_distinct(pair, policy.digest, pa.string())
     micros = located.column("timestamp").cast(pa.int64()).to_numpy()
     days = micros // (86_400 * _US)
-    cols = {name: located.column(name) for name in located.column_names if name != "client_ip"}
+    cols = {name: located.column(name) for name in located.column_names
+            if name not in ("client_ip", "client_host")}
     cols.update(
         client_network=_per_distinct(ip, policy.network, pa.string()),
         visitor_id=visitor_text,
