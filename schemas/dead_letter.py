@@ -56,6 +56,8 @@ REASONS: dict[str, str] = {
     "no_measurements": "The record carries no measurement at all.",
     "unmappable_record": "A regional record (seed 001's India, USA or Germany shape) has a "
                          "value its declared conversion cannot take.",
+    "unclosed_quote": "A quoted field of an access-log line never closes: the line was cut, "
+                      "or a quote inside a field was not escaped (Apache writes \\\").",
     "unparseable_log_line": "An access-log line has neither the Combined nor the Common Log "
                             "Format's shape.",
     "invalid_ip": "An access-log client is neither an IPv4 or IPv6 address nor a host name.",

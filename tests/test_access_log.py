@@ -99,6 +99,11 @@ ACCEPTED = [
     # a user name with an escaped character
     ('1.2.3.4 - j\\x20doe [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1',
      dict(auth_user="j doe")),
+    # Apache's escaped quotes inside a field, and closed extra fields after the agent.
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua \\"q\\" x"',
+     dict(user_agent='ua "q" x')),
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua" '
+     '"1.2.3.4, 5.6.7.8" 0.123', dict(user_agent="ua", log_format="combined")),
     # NASA, July 1995: a host name where the address goes (HostnameLookups on), and a
     # time before 2000.
     ('unicomp6.unicomp.net - - [01/Jul/1995:00:00:06 -0400] "GET /shuttle/countdown/ '
@@ -127,6 +132,17 @@ REJECTED = [
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 20 1', "wrong_type"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 -5', "wrong_type"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1.5k', "wrong_type"),
+    # Strict where a field would otherwise be emptied or lost in silence: a quote left
+    # open (a cut line, an unescaped quote inside a field) is never read as "no agent".
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 5 "http://exa',
+     "unclosed_quote"),
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "Mozilla/5.0 '
+     '(compatible; Googlebot/2.1; +http://www.google.com/bot.html', "unclosed_quote"),
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" '
+     '"Mozilla/5.0 "quoted" thing"', "unclosed_quote"),
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua" "1.2.3.4',
+     "unclosed_quote"),
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000 "GET / HTTP/1.1" 200 5', "unparseable_log_line"),
 ]
 
 

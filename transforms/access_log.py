@@ -37,6 +37,10 @@ _LINE = re.compile(
     + r"(?: " + _QUOTED.replace("(", "(?P<referrer>", 1)
     + r"(?: " + _QUOTED.replace("(", "(?P<agent>", 1) + r")?)?"
     + r"(?P<rest>(?: .*)?)$")
+#: What may follow the user agent (a response time, nginx's "$http_x_forwarded_for"):
+#: whole tokens, quoted ones closed. A quote left open means the line was cut (or a quote
+#: in a field was not escaped), and its fields cannot be trusted.
+_REST = re.compile(r'(?: +(?:"(?:[^"\\]|\\.)*"|[^ "]+))* *')
 MAX_INT64 = 2 ** 63 - 1
 #: Access logs go back further than telemetry: archives from the 1990s (NASA's 1995 logs)
 #: are read as they are.
@@ -139,6 +143,11 @@ def parse_access_log(line: str) -> dict:
                              "line: expected 'ip ident user [time] \"request\" status bytes' "
                              "and optionally '\"referrer\" \"user agent\"'")
     g = match.groupdict()
+    if not _REST.fullmatch(g["rest"]):
+        field = ("the user agent" if g["referrer"] is not None and g["agent"] is None
+                 else "the referrer" if g["referrer"] is None else "a field after the agent")
+        raise RecordRejected("unclosed_quote", f"a quote opened in {field} never closes: the "
+                             "line is cut, or a quote inside a field is not escaped")
     status_text, bytes_text = g["status"], g["bytes"]
     if not (status_text.isascii() and status_text.isdigit() and len(status_text) == 3):
         raise RecordRejected("wrong_type", f"status {status_text!r} is not a 3-digit code")

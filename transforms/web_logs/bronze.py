@@ -46,7 +46,9 @@ _LINE = (
     r'"(?P<request>[^"\\]*)" (?P<status>[0-9]{3}) (?P<bytes>-|[0-9]{1,19})'
     # Optional groups capture their leading space and quotes: an absent field is "" and a
     # present empty one ' ""', which the row-level parser tells apart too.
-    rf"(?P<referrer>(?: {_QUOTED})?)(?P<agent>(?: {_QUOTED})?)(?: [^\\\r]*)?$"
+    # What follows: whole tokens, quoted ones closed (the row-level path words the dead
+    # letter of a quote left open, or reads the escapes).
+    rf'(?P<referrer>(?: {_QUOTED})?)(?P<agent>(?: {_QUOTED})?)(?: +(?:{_QUOTED}|[^ "\\\r]+))* *$'
 )
 #: ``transforms.access_log.split_request``: METHOD target [HTTP/x].
 _REQUEST = r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<target>[^ ]+)(?: (?P<protocol>HTTP/[^ ]*))?$"
