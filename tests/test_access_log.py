@@ -126,6 +126,8 @@ REJECTED = [
     ('1.2.3.4 - - [10/Okt/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
     ('1.2.3.4 - - [2000-10-10T20:55:36Z] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0099] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +2400] "GET / HTTP/1.1" 200 1', "invalid_timestamp"),
     ('1.2.3.4 - - [10/Oct/1989:20:55:36 +0000] "GET / HTTP/1.1" 200 1',
      "timestamp_out_of_range"),
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" OK 1', "wrong_type"),

@@ -65,8 +65,11 @@ def test_known_addresses_get_their_place(database, ip, expected):
 @pytest.mark.parametrize("ip, status", [
     ("10.1.2.3", PRIVATE), ("192.168.0.10", PRIVATE), ("172.16.5.4", PRIVATE),
     ("127.0.0.1", PRIVATE), ("::1", PRIVATE), ("fe80::1", PRIVATE), ("fd12:3456::1", PRIVATE),
-    ("169.254.1.1", PRIVATE), ("224.0.0.1", RESERVED), ("0.0.0.0", PRIVATE),
-    ("100.64.1.1", RESERVED), ("240.0.0.1", PRIVATE), ("203.0.113.9", PRIVATE),
+    ("169.254.1.1", PRIVATE), ("224.0.0.1", RESERVED), ("100.64.1.1", RESERVED),
+    # No private network holds these, whatever Python's is_private says: reserved.
+    ("0.0.0.0", RESERVED), ("0.1.2.3", RESERVED), ("240.0.0.1", RESERVED),
+    ("192.0.2.5", RESERVED), ("198.51.100.7", RESERVED), ("203.0.113.9", RESERVED),
+    ("2001:db8::1", RESERVED), ("::", RESERVED),
     ("8.8.8.8", UNKNOWN), ("2001:4860::8888", UNKNOWN),
 ])
 def test_private_reserved_and_unknown_addresses_keep_null_geography(database, ip, status):

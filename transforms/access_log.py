@@ -91,8 +91,8 @@ def parse_log_time(text: str) -> datetime:
             fraction = int((digits + "000000")[:6])
             rest = " " + rest
         sign, zh, zm = rest[1], int(rest[2:4]), int(rest[4:6])
-        if rest[0] != " " or sign not in "+-" or len(rest) != 6:
-            raise ValueError
+        if rest[0] != " " or sign not in "+-" or len(rest) != 6 or zh > 23 or zm > 59:
+            raise ValueError  # +0099 is no zone
         offset = timedelta(hours=zh, minutes=zm) * (1 if sign == "+" else -1)
         local = datetime(year, month, day, hour, minute, second, fraction,
                          tzinfo=timezone(offset))

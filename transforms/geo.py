@@ -35,6 +35,11 @@ _HOST_NAME = re.compile(r"(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[
                         r"[A-Za-z0-9_-]*[A-Za-z][A-Za-z0-9_-]*\.?")
 
 
+#: "This network" and the documentation ranges (RFC 1122, 5737, 3849): reserved, not private.
+_NOT_PRIVATE = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+
+
 def is_host_name(text: str) -> bool:
     return bool(_HOST_NAME.fullmatch(text)) and not text.startswith("-") and "--." not in text
 
@@ -82,10 +87,16 @@ def classify(ip: str) -> tuple[str, str]:
         if is_host_name(ip):
             return HOSTNAME, ip
         raise
+    if address.is_loopback:  # ::1 is also in IPv6's reserved ::/8
+        return PRIVATE, str(address)
+    # Before "private": Python counts 0.0.0.0/8 and the documentation ranges as private,
+    # but no private network holds them.
+    if (address.is_unspecified or address.is_multicast or address.is_reserved
+            or any(address in net for net in _NOT_PRIVATE if net.version == address.version)):
+        return RESERVED, str(address)
     if address.is_private or address.is_loopback or address.is_link_local:
         return PRIVATE, str(address)
-    if (address.is_multicast or address.is_reserved or address.is_unspecified
-            or not address.is_global):
+    if not address.is_global:
         return RESERVED, str(address)
     return LOCATED, str(address)
 
