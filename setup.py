@@ -57,6 +57,7 @@ DEV = [
     "pytest-xdist==3.8.0",
     "execnet==2.1.2",       # pytest-xdist's process channel, pinned with it
     "ruff==0.17.6",
+    "sqlglot==30.30.0",     # every SQL file parsed as BigQuery reads it (the emulator is lenient)
 ]
 
 _PINS = {"--no-deps-pins": NO_DEPS, "--bqemulator-pins": BQEMULATOR}

@@ -10,7 +10,9 @@ SELECT
   requests, bytes, errors_4xx, errors_5xx, error_rate, bot_requests, unique_visitors
 FROM `${gold}.web_traffic_by_city`
 WHERE granularity = 'hour'
+-- BigQuery refuses to partition a window by FLOAT64: the point, as text, stands in for
+-- the coordinates of the key.
 QUALIFY ROW_NUMBER() OVER (
-  PARTITION BY window_start, country_code, country, geo_status, region, city, latitude,
-    longitude
+  PARTITION BY window_start, country_code, country, geo_status, region, city,
+    CAST(latitude AS STRING), CAST(longitude AS STRING)
   ORDER BY pane_index DESC) = 1;

@@ -13,7 +13,7 @@ USING (
       WHEN 'out_of_range' THEN CONCAT(out_of_range, ' is outside its declared range')
       WHEN 'unknown_category' THEN IF(
         unknown_category = 'location',
-        CONCAT('location ', location, ' is not one of the rules file''s locations'),
+        CONCAT('location ', location, " is not one of the rules file's locations"),
         CONCAT('server_type ', server_type, ' is not a known type'))
       ELSE CONCAT('another record of server ', canonical_server_id, ' at ',
                   FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%E6S%Ez', timestamp), ' was kept')
