@@ -55,3 +55,33 @@ def test_the_float64_check_can_fail():
     assert [p.name for p in parts if isinstance(p, exp.Column)] == ["latitude"]
     with pytest.raises(sqlglot.errors.ParseError):
         sqlglot.parse("SELECT 'the rules file''s'", read="bigquery")
+
+
+def _merges():
+    by_name = {schema.name: schema for schema in WAREHOUSE_TABLES}
+    for path in FILES:
+        for statement in _parse(path):
+            if isinstance(statement, exp.Merge):
+                target = statement.this
+                table = target.find(exp.Table) if not isinstance(target, exp.Table) else target
+                yield path, statement, by_name[table.name], target.alias_or_name
+
+
+def test_every_merge_that_deletes_prunes_the_targets_partitions():
+    """A scheduled MERGE runs every 15 minutes: its DELETE must filter on the column the
+    target is partitioned by, or each run scans the table's whole history."""
+    merges = list(_merges())
+    assert len(merges) >= 8
+    missing = []
+    for path, merge, schema, alias in merges:
+        for when in merge.args["whens"].expressions:
+            if not isinstance(when.args.get("then"), exp.Var) or \
+                    when.args["then"].name.upper() != "DELETE":
+                continue
+            condition = when.args.get("condition")
+            columns = {(c.table, c.name) for c in condition.find_all(exp.Column)} \
+                if condition else set()
+            if (alias, schema.partition_field) not in columns:
+                missing.append(f"{os.path.relpath(path, ROOT)}: DELETE without "
+                               f"{alias}.{schema.partition_field}")
+    assert not missing, missing

@@ -35,7 +35,10 @@ USING (
 ) AS fresh
 ON FALSE
 WHEN NOT MATCHED BY SOURCE
-  AND target.metric_date BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY) AND DATE(@run_time)
+  -- On the partition column itself (DATE(window_start)): metric_date holds the same date
+  -- but a filter on it prunes nothing.
+  AND DATE(target.window_start) BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY)
+    AND DATE(@run_time)
   THEN DELETE
 WHEN NOT MATCHED THEN INSERT (
   window_start, window_end, metric_date, pane_index, pane_timing, server_id, server_name,

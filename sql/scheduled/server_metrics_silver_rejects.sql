@@ -35,6 +35,10 @@ WHEN NOT MATCHED BY SOURCE
   AND target.step = 'ScheduledSilver'
   AND DATE(target.event_timestamp) BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY)
     AND DATE(@run_time)
+  -- The table's partitions: this step wrote those rows on or after their event date and
+  -- at latest today, so this prunes the scan to three days without missing one.
+  AND DATE(target.processing_timestamp) BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY)
+    AND DATE(@run_time)
   THEN DELETE
 WHEN NOT MATCHED THEN INSERT (
   pipeline, layer, step, reason, message, payload, payload_encoding, source,
