@@ -352,3 +352,22 @@ def test_the_one_command_local_bigquery_demo(capsys):
     worst = out.split("Worst servers")[1].split("Top countries")[0].strip().splitlines()[1:]
     assert len(worst) == 3 and all("health" in line for line in worst)
     assert "United States" in out.split("Top countries")[1]
+
+
+def test_the_rule_tables_are_replaced_each_in_one_statement(emulator_env):
+    """New rules replace the old ones whole, fewer rows and none included."""
+    import dataclasses
+
+    w = Warehouse(PROJECT, "rules_m")
+    admin.setup(w, load_rules())
+    rules = load_rules()
+    assert rules.locations and len(rules.alert_rules) > 1
+    ops = w.identifiers()["ops"]
+    assert _count(f"{ops.split('.', 1)[1]}.locations") == len(rules.locations)
+    fewer = dataclasses.replace(rules, alert_rules=rules.alert_rules[:1], locations=())
+    done = admin.load_rules(_client(), w, fewer)
+    assert all(line.endswith("in one statement") for line in done)
+    dataset = ops.split(".", 1)[1]
+    assert _count(f"{dataset}.locations") == 0
+    assert [r["name"] for r in _rows(f"{ops}.alert_rules")] == [rules.alert_rules[0].name]
+    assert _count(f"{dataset}.pipeline_settings") == 1

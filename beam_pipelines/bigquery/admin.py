@@ -110,8 +110,12 @@ def _p(name: str, kind: str, value):
 
 
 def load_rules(client, warehouse: Warehouse, rules: ServerMetricsRules) -> list[str]:
-    """Replace the rule tables' rows with the rules file's (small tables: one
-    parameterised INSERT per row, after a TRUNCATE)."""
+    """Replace the rule tables' rows with the rules file's, each table in one MERGE: a
+    scheduled query that reads it meanwhile sees the old rules or the new ones, never an
+    empty table (a TRUNCATE then INSERTs left a moment in which the alerts MERGE deleted
+    three days of alerts)."""
+    from google.cloud import bigquery
+
     ops = warehouse.identifiers()["ops"]
     w = rules.health_weights
     rows = {
@@ -131,13 +135,21 @@ def load_rules(client, warehouse: Warehouse, rules: ServerMetricsRules) -> list[
     done = []
     for schema, params_per_row in rows.items():
         table = f"`{ops}.{schema.name}`"
-        _query(client, f"TRUNCATE TABLE {table}")
+        params, selects = [], []
+        for i, row in enumerate(params_per_row):
+            params += [bigquery.ScalarQueryParameter(f"{p.name}_{i}", p.type_, p.value)
+                       for p in row]
+            selects.append("SELECT " + ", ".join(f"@{n}_{i} AS {n}" for n in schema.names))
+        if not selects:  # no rows: the table empties, in the same one statement
+            selects.append("SELECT " + ", ".join(
+                f"CAST(NULL AS {f.type.value}) AS {f.name}" for f in schema.fields)
+                + " LIMIT 0")
         columns = ", ".join(schema.names)
-        values = ", ".join(f"@{n}" for n in schema.names)
-        for params in params_per_row:
-            _query(client, f"INSERT INTO {table} ({columns}) VALUES ({values})", params)
+        _query(client, f"MERGE {table} AS target USING ({' UNION ALL '.join(selects)}) "
+                       f"AS fresh ON FALSE WHEN NOT MATCHED BY SOURCE THEN DELETE "
+                       f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({columns})", params)
         done.append(f"replaced rows  {ops}.{schema.name}: {len(params_per_row)} from the "
-                    "rules file")
+                    "rules file, in one statement")
     return done
 
 
