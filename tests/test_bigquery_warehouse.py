@@ -237,15 +237,16 @@ def test_schedule_dry_run_prints_exactly_the_transfer_configs(capsys, monkeypatc
     assert code == 0
     plan = json.loads(out)
     assert plan["parent"] == "projects/my-project/locations/us"
-    configs = plan["transfer_configs"]
-    assert [c["display_name"] for c in configs] == [
-        f"acme: {p.stem}" for p in scheduled.query_files()]
-    for config in configs:
-        assert config["data_source_id"] == "scheduled_query"
-        assert config["schedule"] == "every 15 minutes"
-        query = config["params"]["query"]
-        assert "${" not in query and "`my-project.acme_" in query
-        assert "@run_time" in query
+    (config,) = plan["transfer_configs"]  # one script: silver, then gold, in order
+    assert config["display_name"] == "acme: medallion cycle"
+    assert config["data_source_id"] == "scheduled_query"
+    assert config["schedule"] == "every 15 minutes"
+    query = config["params"]["query"]
+    assert "${" not in query and "`my-project.acme_" in query and "@run_time" in query
+    starts = [query.index(f"-- {p.stem} ") for p in scheduled.query_files()]
+    assert starts == sorted(starts) and len(starts) >= 12
+    assert query.index("-- server_metrics_silver ") < query.index("-- server_metrics_minutely ")
+    assert query.count("MERGE ") == len(starts)
 
 
 def test_schedule_rejects_a_bad_prefix_before_any_call(capsys):
@@ -298,21 +299,32 @@ class _FakeTransferClient:
         self.calls.append(("update", transfer_config.name, tuple(update_mask.paths)))
         self.configs[transfer_config.display_name] = transfer_config
 
+    def delete_transfer_config(self, name):
+        self.calls.append(("delete", name))
+        self.configs = {k: v for k, v in self.configs.items() if v.name != name}
+
 
 def test_schedule_creates_then_updates_the_same_configs():
     client = _FakeTransferClient()
     w = Warehouse("my-project", "acme", "EU")
+    # A project scheduled by an earlier version: one query per file, racing each other.
+    from google.cloud import bigquery_datatransfer
+
+    old = bigquery_datatransfer.TransferConfig(display_name="acme: alerts",
+                                               name="projects/p/transferConfigs/old")
+    client.configs["acme: alerts"] = old
     first = scheduled.schedule(w, client=client, service_account="sq@my-project.iam")
-    assert len(first) == len(scheduled.query_files())
-    assert all(line.startswith("created scheduled query 'acme: ") for line in first)
+    assert first == ["removed scheduled query 'acme: alerts' (now in the cycle)",
+                     "created scheduled query 'acme: medallion cycle' (every 15 minutes)"]
     assert client.calls[0] == ("list", "projects/my-project/locations/eu")
-    config = client.configs["acme: hourly_server_metrics"]
+    assert ("delete", "projects/p/transferConfigs/old") in client.calls
+    assert list(client.configs) == ["acme: medallion cycle"]
+    config = client.configs["acme: medallion cycle"]
     assert config.data_source_id == "scheduled_query"
     assert config.schedule == "every 15 minutes"
     assert "`my-project.acme_gold.hourly_server_metrics`" in config.params["query"]
-    assert ("create", "acme: alerts", "sq@my-project.iam") in client.calls
-    again = scheduled.schedule(w, client=client, schedule="every 30 minutes", only="gold")
-    assert all(line.startswith("updated scheduled query") for line in again)
-    assert len(again) == len(scheduled.query_files("gold"))
-    assert client.configs["acme: alerts"].schedule == "every 30 minutes"
+    assert ("create", "acme: medallion cycle", "sq@my-project.iam") in client.calls
+    again = scheduled.schedule(w, client=client, schedule="every 30 minutes")
+    assert again == ["updated scheduled query 'acme: medallion cycle' (every 30 minutes)"]
+    assert client.configs["acme: medallion cycle"].schedule == "every 30 minutes"
     assert all(c[2] == ("params", "schedule") for c in client.calls if c[0] == "update")

@@ -85,3 +85,15 @@ def test_every_merge_that_deletes_prunes_the_targets_partitions():
                 missing.append(f"{os.path.relpath(path, ROOT)}: DELETE without "
                                f"{alias}.{schema.partition_field}")
     assert not missing, missing
+
+
+def test_the_scheduled_cycle_is_one_bigquery_script_silver_first():
+    from beam_pipelines.bigquery import scheduled
+    from beam_pipelines.bigquery.warehouse import Warehouse
+
+    script = scheduled.cycle_script(Warehouse("my-project", "acme"))
+    statements = [s for s in sqlglot.parse(script, read="bigquery") if s is not None]
+    targets = [s.this.find(exp.Table).name if not isinstance(s.this, exp.Table)
+               else s.this.name for s in statements]
+    assert len(statements) == len(scheduled.query_files())
+    assert targets[:2] == ["server_metrics_silver", "dead_letters"]

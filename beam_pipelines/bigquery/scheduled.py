@@ -2,9 +2,12 @@
 
 Each file is one idempotent MERGE that rebuilds a table's partitions of the last three
 event dates from the layer below, parameterised by ``@run_time`` (the schedule's time).
-Dataset names are the only substitution (validated identifiers); ``schedule`` creates or
-updates one transfer config per file, ``--dry-run`` prints them without any API call, and
-``run`` executes them once now (on BigQuery or the emulator).
+Dataset names are the only substitution (validated identifiers). ``schedule`` creates or
+updates one transfer config holding every file as one script, silver first, so gold never
+reads a silver its own cycle has not finished (separate queries on the same schedule race
+each other); it removes the per-file configs of earlier versions. ``--dry-run`` prints the
+config without any API call, and ``run`` executes the statements once now, in the same
+order (on BigQuery or the emulator).
 """
 from __future__ import annotations
 
@@ -54,12 +57,20 @@ class ScheduledQuery:
         return config
 
 
+def cycle_script(warehouse: Warehouse, only: str | None = None) -> str:
+    """Every scheduled statement, in order, as one BigQuery script."""
+    ids = warehouse.identifiers()
+    parts = []
+    for path in query_files(only):
+        sql = render_sql(path.read_text(encoding="utf-8"), ids).strip().rstrip(";")
+        parts.append(f"-- {path.stem} → {target_table(path)}\n{sql};")
+    return "\n\n".join(parts) + "\n"
+
+
 def scheduled_queries(warehouse: Warehouse, only: str | None = None,
                       schedule: str = SCHEDULE) -> list[ScheduledQuery]:
-    ids = warehouse.identifiers()
-    return [ScheduledQuery(f"{warehouse.prefix}: {path.stem}", schedule,
-                           render_sql(path.read_text(encoding="utf-8"), ids))
-            for path in query_files(only)]
+    name = f"{warehouse.prefix}: {only or 'medallion'} cycle"
+    return [ScheduledQuery(name, schedule, cycle_script(warehouse, only))]
 
 
 def dry_run(warehouse: Warehouse, only: str | None = None, schedule: str = SCHEDULE,
@@ -83,6 +94,12 @@ def schedule(warehouse: Warehouse, only: str | None = None, schedule: str = SCHE
     done = []
     try:
         existing = {c.display_name: c for c in client.list_transfer_configs(parent=parent)}
+        # Earlier versions scheduled one query per file: superseded by the cycle.
+        for path in query_files():
+            old = existing.pop(f"{warehouse.prefix}: {path.stem}", None)
+            if old is not None:
+                client.delete_transfer_config(name=old.name)
+                done.append(f"removed scheduled query {old.display_name!r} (now in the cycle)")
         for q in scheduled_queries(warehouse, only, schedule):
             params = struct_pb2.Struct()
             params.update({"query": q.query})
