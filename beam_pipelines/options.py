@@ -11,6 +11,7 @@ import difflib
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from beam_pipelines.errors import UserError
+from schemas.durations import date_arg
 from schemas.durations import duration_arg as _duration
 from schemas.durations import positive_duration_arg as _span
 from schemas.durations import positive_int_arg as _count
@@ -145,6 +146,10 @@ class WebLogsOptions(CommonOptions, PipelineOptions):
               help="paths kept per window in web_top_paths (default 20)")
         _flag(parser, "sample-rate", type=_rate, default=5.0,
               help="requests per second in the generated sample (default 5)")
+        _flag(parser, "earliest-event", type=date_arg, default="1990-01-01",
+              help="lines dated before this UTC date are dead letters "
+                   "'timestamp_out_of_range' (default 1990-01-01: archives from the 1990s "
+                   "read as they are)")
         _flag(parser, "dedupe-identical-lines", action=argparse.BooleanOptionalAction,
               default=False,
               help="drop a line identical to one already read as a copy (duplicate_event), "

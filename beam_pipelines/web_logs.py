@@ -176,7 +176,8 @@ def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatch
     return WebLogsBatchMedallion(policy_from(opts), database or opts.geo_database,
                                  _window_seconds(opts.windows), opts.top_paths,
                                  dedupe_identical_lines=opts.dedupe_identical_lines,
-                                 max_future_s=opts.max_future)
+                                 max_future_s=opts.max_future,
+                                 earliest=opts.earliest_event)
 
 
 def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
@@ -191,6 +192,7 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
                                      redelivery_shards=shards,
                                      dedupe_identical_lines=opts.dedupe_identical_lines,
                                      max_future_s=opts.max_future,
+                                     earliest=opts.earliest_event,
                                      replayed_silver=replayed_silver)
 
 

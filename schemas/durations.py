@@ -63,3 +63,17 @@ def positive_rate_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above zero")
     return value
 
+
+
+def date_arg(text: str):
+    """argparse ``type=`` for a UTC date, ``YYYY-MM-DD``: midnight UTC of that day."""
+    import argparse
+    import re
+    from datetime import datetime, timezone
+
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text or ""):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None

@@ -268,3 +268,10 @@ def test_an_output_dir_whose_tables_this_user_may_not_replace_is_one_line(pipeli
             if path.is_dir():
                 os.chmod(path, 0o755)
         shutil.rmtree(top)
+
+
+def test_a_bad_earliest_event_is_one_line():
+    proc = run_cli("logs", "--earliest-event", "1990-02-30", "--output-dir", "x")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "'1990-02-30' is not a date YYYY-MM-DD"), proc.stderr

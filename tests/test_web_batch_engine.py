@@ -286,3 +286,20 @@ def test_the_whole_corpus_through_the_pipeline_accounts_for_every_line(tmp_path)
         statuses = dict(con.execute("select geo_status, count(*) from web_logs_silver "
                                     "group by 1").fetchall())
     assert statuses["hostname"] > 3000 and sum(statuses.values()) == 14_999
+
+
+def test_the_earliest_event_is_an_option_in_both_engines():
+    from datetime import datetime, timezone
+
+    lines = [b'1.2.3.4 - - [01/Jul/1995:00:00:01 -0400] "GET / HTTP/1.0" 200 5',
+             b'1.2.3.4 - - [31/Dec/1989:23:59:59 +0000] "GET / HTTP/1.0" 200 5',
+             b'1.2.3.4 - - [01/Jan/2001:00:00:00 +0000] "GET / HTTP/1.0" 200 5']
+    raw = raw_lines(lines, "old.log")
+    default = web_bronze_batch(raw, NOW)
+    assert default.records.num_rows == 2
+    assert [d["reason"] for d in default.dead_letters] == ["timestamp_out_of_range"]
+    y2k = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    fast, slow = web_bronze_batch(raw, NOW, earliest=y2k), row_level(raw, NOW, earliest=y2k)
+    assert fast.records.num_rows == slow.records.num_rows == 1
+    assert fast.dead_letters == slow.dead_letters and len(fast.dead_letters) == 2
+    assert "outside [2000-01-01, 2100-01-01)" in fast.dead_letters[0]["message"]

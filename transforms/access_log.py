@@ -76,7 +76,7 @@ def _dash(text: str | None) -> str | None:
     return None if text is None or text in ("-", "") else text
 
 
-def parse_log_time(text: str) -> datetime:
+def parse_log_time(text: str, earliest: datetime = LOG_EARLIEST) -> datetime:
     """``10/Oct/2000:13:55:36 -0700`` → aware UTC datetime (by hand: strptime is ~10×
     slower, and its month names follow the locale)."""
     try:
@@ -100,9 +100,9 @@ def parse_log_time(text: str) -> datetime:
         raise RecordRejected("invalid_timestamp", f"time [{text}] is not "
                              "dd/Mon/yyyy:HH:MM:SS ±zzzz") from None
     ts = local.astimezone(timezone.utc)
-    if not LOG_EARLIEST <= ts < LATEST:
+    if not earliest <= ts < LATEST:
         raise RecordRejected("timestamp_out_of_range", f"time [{text}] is outside "
-                             f"[{LOG_EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d})", ts)
+                             f"[{earliest:%Y-%m-%d}, {LATEST:%Y-%m-%d})", ts)
     return ts
 
 
@@ -135,8 +135,9 @@ def split_request(request: str) -> tuple[str | None, str | None, str | None, str
     return method, path, (query if sep else None), protocol
 
 
-def parse_access_log(line: str) -> dict:
-    """One log line → the bronze fields (without ingest metadata); raises RecordRejected."""
+def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
+    """One log line → the bronze fields (without ingest metadata); raises RecordRejected.
+    ``earliest``: the oldest time accepted (``--earliest-event``)."""
     match = _LINE.match(line)
     if match is None:
         raise RecordRejected("unparseable_log_line", "not a Combined or Common Log Format "
@@ -169,7 +170,7 @@ def parse_access_log(line: str) -> dict:
         "client_host": host,
         "ident": _dash(g["ident"]),
         "auth_user": _dash(_unescape(g["user"])),
-        "timestamp": parse_log_time(g["time"]),
+        "timestamp": parse_log_time(g["time"], earliest),
         "method": method,
         "path": path,
         "query": query,
@@ -201,8 +202,9 @@ def decode_line(payload) -> str:
     return line
 
 
-def to_web_log_bronze(raw: RawRecord, now: datetime) -> dict:
-    record = parse_access_log(decode_line(raw.payload))
+def to_web_log_bronze(raw: RawRecord, now: datetime,
+                      earliest: datetime = LOG_EARLIEST) -> dict:
+    record = parse_access_log(decode_line(raw.payload), earliest)
     record["ingest_timestamp"] = now
     record["source"] = raw.source
     return record

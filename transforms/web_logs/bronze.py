@@ -72,7 +72,8 @@ def _ints(column: pa.Array) -> np.ndarray:
     return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
 
 
-def _epoch_micros(parts: pa.StructArray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _epoch_micros(parts: pa.StructArray, ok: np.ndarray,
+                  earliest_us: int = _EARLIEST_US) -> tuple[np.ndarray, np.ndarray]:
     """Epoch microseconds of the matched times, and which of them are real dates inside
     bronze's accepted range (the others take the row-level path)."""
     n = len(parts)
@@ -96,7 +97,7 @@ def _epoch_micros(parts: pa.StructArray, ok: np.ndarray) -> tuple[np.ndarray, np
     offset = safe("zh", "00") * 3600 + safe("zm", "00") * 60
     west = pc.equal(parts.field("sign"), "-").fill_null(False).to_numpy(zero_copy_only=False)
     micros = (seconds - np.where(west, -offset, offset)) * _US
-    inside = (micros >= _EARLIEST_US) & (micros < _LATEST_US)
+    inside = (micros >= earliest_us) & (micros < _LATEST_US)
     return micros, (ok & real & inside) if n else ok
 
 
@@ -143,7 +144,8 @@ def _quoted(column: pa.Array) -> pa.Array:
 
 def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
                      step: str = STEP, allowed_lateness_s: int | None = None,
-                     max_future_s: float | None = None) -> WebBronzeBatch:
+                     max_future_s: float | None = None,
+                     earliest: datetime = LOG_EARLIEST) -> WebBronzeBatch:
     """A raw batch of log lines → bronze rows of :data:`WEB_LOGS_BRONZE` and dead letters,
     exactly what the row-level parser gives line by line.
 
@@ -161,7 +163,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     too_long = pc.greater(pc.binary_length(payload), MAX_PAYLOAD_BYTES).to_numpy(
         zero_copy_only=False)
     ok &= ~too_long
-    micros, ok = _epoch_micros(parts, ok)
+    micros, ok = _epoch_micros(parts, ok, micros_of(earliest))
     bytes_text = parts.field("bytes")
     # Nineteen digits can exceed 2^63 - 1: those go the row-level way (a dead letter).
     huge = pc.and_(pc.equal(pc.utf8_length(bytes_text), 19),
@@ -221,7 +223,8 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     if not len(slow):
         return WebBronzeBatch(tables[0], [])
     rest = row_level(raw.take(pa.array(slow)), now, pipeline, step,
-                     allowed_lateness_s if watermark is not None else None, max_future_s)
+                     allowed_lateness_s if watermark is not None else None, max_future_s,
+                     earliest)
     tables.append(rest.records)
     return WebBronzeBatch(concat(tables, WEB_LOGS_BRONZE), rest.dead_letters)
 
@@ -240,9 +243,12 @@ def _empty() -> pa.Table:
 
 def row_level(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
               step: str = STEP, allowed_lateness_s: int | None = None,
-              max_future_s: float | None = None) -> WebBronzeBatch:
+              max_future_s: float | None = None,
+              earliest: datetime = LOG_EARLIEST) -> WebBronzeBatch:
     """The row-level bronze over a raw batch, exactly as the per-record DoFn (which, in
     streaming, also judges arrival: ``check_arrival``)."""
-    rows, dead = parse_records(raw_records(raw), to_web_log_bronze, now, pipeline, step,
+    parse = (to_web_log_bronze if earliest == LOG_EARLIEST
+             else functools.partial(to_web_log_bronze, earliest=earliest))
+    rows, dead = parse_records(raw_records(raw), parse, now, pipeline, step,
                                allowed_lateness_s, max_future_s)
     return WebBronzeBatch(from_rows(rows, WEB_LOGS_BRONZE) if rows else _empty(), dead)

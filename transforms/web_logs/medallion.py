@@ -42,7 +42,9 @@ class WebBronzeFn(beam.DoFn):
     """A raw batch of lines → a bronze batch, and a dead-letter batch."""
 
     def __init__(self, clock=None, pipeline: str = "web_logs",
-                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
+                 allowed_lateness_s: int | None = None, max_future_s: float | None = None,
+                 earliest: datetime | None = None):
+        self._earliest = earliest  # None: the parser's default (LOG_EARLIEST)
         self._clock = clock
         self._pipeline = pipeline
         self._lateness = allowed_lateness_s  # streaming: judge arrival (web_bronze_batch)
@@ -59,7 +61,8 @@ class WebBronzeFn(beam.DoFn):
         self._records.inc(raw.num_rows)
         out = web_bronze_batch(raw, self._now(), self._pipeline,
                                allowed_lateness_s=self._lateness,
-                               max_future_s=self._max_future)
+                               max_future_s=self._max_future,
+                               **({"earliest": self._earliest} if self._earliest else {}))
         self._accepted.inc(out.records.num_rows)
         self._rejected.inc(len(out.dead_letters))
         if out.records.num_rows:
@@ -196,8 +199,9 @@ class WebLogsBatchMedallion(beam.PTransform):
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
                  pipeline: str = "web_logs", dedupe_identical_lines: bool = False,
-                 max_future_s: float | None = None):
+                 max_future_s: float | None = None, earliest: datetime | None = None):
         super().__init__()
+        self._earliest = earliest  # the oldest event time accepted (None: the default)
         self._dedupe = dedupe_identical_lines
         self._max_future = max_future_s  # None: no event is too far ahead
         self._policy = policy
@@ -209,9 +213,9 @@ class WebLogsBatchMedallion(beam.PTransform):
         self._pipeline = pipeline
 
     def expand(self, raw):
-        bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(self._clock, self._pipeline,
-                                                          max_future_s=self._max_future)
-                                              ).with_outputs(DEAD, main="records")
+        bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(
+            self._clock, self._pipeline, max_future_s=self._max_future,
+            earliest=self._earliest)).with_outputs(DEAD, main="records")
         silver = bronze.records | "Silver" >> WebSilverBySpan(
             self._policy, self._geo_database, self._span_s, self._pipeline, self._clock,
             self._dedupe)

@@ -201,8 +201,10 @@ class WebLogsStreamingMedallion(beam.PTransform):
                  drop_redeliveries: bool = False, pipeline: str = "web_logs",
                  redelivery_shards: int = 1, dedupe_identical_lines: bool = False,
                  max_future_s: float | None = None,
-                 replayed_silver: beam.PCollection | None = None):
+                 replayed_silver: beam.PCollection | None = None,
+                 earliest=None):
         super().__init__()
+        self._earliest = earliest  # the oldest event time accepted (None: the default)
         self._replayed = replayed_silver  # an earlier run's silver, for gold only
         self._dedupe = dedupe_identical_lines
         self._max_future = max_future_s
@@ -220,7 +222,7 @@ class WebLogsStreamingMedallion(beam.PTransform):
         streaming, pipeline = self._streaming, self._pipeline
         parse = WebBronzeFn(self._clock, pipeline,
                             allowed_lateness_s=streaming.allowed_lateness_s,
-                            max_future_s=self._max_future)
+                            max_future_s=self._max_future, earliest=self._earliest)
         bronze = raw | "Bronze" >> StreamingBronze(
             "ParseAccessLogs", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingWebSilver(
