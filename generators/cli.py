@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "and day, scaled by each server's proneness (default 4)")
     m.add_argument("--format", choices=FORMATS, default=None,
                    help="output format (default: from the file name, else jsonl)")
+    m.add_argument("--ground-truth", default=None, metavar="FILE",
+                   help="also write one JSON line per injected fault that reached the "
+                        "output (kind: spike, cpu_saturation, memory_leak, overheating; "
+                        "server_id; start; end), to score alerts against")
     _common(m, "records")
     g = sub.add_parser("logs", help="web access logs (Combined Log Format)",
                        description="Access-log lines of a seeded site: popular and rare "
@@ -190,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.kind == "logs"
     generator = WebLogGenerator(config) if logs else MetricsGenerator(config)
     if args.to == "pubsub":
-        return _publish(generator, args)
+        code = _publish(generator, args)
+        return _write_ground_truth(generator, args) or code
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = None
     if show:
@@ -217,7 +222,30 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
     if args.output != "-":
         print(f"wrote {generator.stats.line()} to {args.output}", file=sys.stderr)
+    return _write_ground_truth(generator, args)
+
+
+def _write_ground_truth(generator, args) -> int:
+    path = getattr(args, "ground_truth", None)
+    if not path:
+        return 0
+    try:
+        write_ground_truth(generator.faults, path)
+    except OSError as exc:
+        print(f"python -m generators: error: --ground-truth {path}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    print(f"wrote {len(generator.faults):,} injected faults to {path}", file=sys.stderr)
     return 0
+
+
+def write_ground_truth(faults: list[dict], path: str) -> None:
+    """One JSON line per injected fault."""
+    import json
+
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for fault in faults:
+            fh.write(json.dumps(fault, separators=(",", ":")) + "\n")
 
 
 def _publish(generator, args) -> int:

@@ -117,6 +117,12 @@ class MetricsGenerator:
         self._offset_h = np.array([s.region.utc_offset_hours for s in fleet])
         self._incidents: list[list[_Incident]] = [[] for _ in fleet]
         self._proneness = np.array([s.incident_proneness for s in fleet])
+        #: The ground truth: one dict per injected fault that reached an emitted record
+        #: (``kind``, ``server_id``, ``start``, ``end``), in the order they began; the
+        #: stats count exactly these.
+        self.faults: list[dict] = []
+        self._reported: set[tuple] = set()  # incidents already in ``faults``
+        self._spikes = None  # the last block's spike mask (ticks × servers)
 
     # ---- clean values ---------------------------------------------------------------------
     def _block_ticks(self) -> int:
@@ -134,7 +140,6 @@ class MetricsGenerator:
                 kind = INCIDENT_KINDS[int(self._rng.integers(len(INCIDENT_KINDS)))]
                 self._incidents[i].append(
                     _Incident(kind, start, start + length, float(self._rng.uniform(0.8, 1.2))))
-                self.stats.incidents += 1
 
     def _values(self, t: np.ndarray) -> np.ndarray:
         """Values for ticks ``t`` (seconds since start) × servers: shape (T, N, 7)."""
@@ -171,11 +176,11 @@ class MetricsGenerator:
                     heat[m, i] += 38 * inc.magnitude
             self._incidents[i] = live
         spikes = rng.random((len(t), n)) < self.config.anomaly_rate
+        self._spikes = spikes
         if spikes.any():
             k = int(spikes.sum())
             cpu[spikes] = rng.uniform(95, 100, k)
             mem[spikes] = rng.uniform(95, 100, k)
-            self.stats.anomalies += k
         cpu = np.clip(cpu, 0, 100)
         mem = np.clip(mem, 0, 100)
         temp = 36.0 + 0.42 * cpu + heat + 1.2 * noise[..., 5]
@@ -198,6 +203,9 @@ class MetricsGenerator:
             t = ticks * (cfg.interval_ms / 1000.0)
             self._schedule_incidents(float(t[0]), float(t[-1]) + cfg.interval_ms / 1000.0)
             values = self._values(t).tolist()
+            limit = len(ticks) * len(fleet) if total is None else min(
+                len(ticks) * len(fleet), total - emitted)
+            self._record_faults(t, start_ms, limit)
             for row, k in zip(values, ticks.tolist(), strict=True):
                 epoch_ms = start_ms + k * cfg.interval_ms
                 iso = iso_ms(epoch_ms)
@@ -207,6 +215,39 @@ class MetricsGenerator:
                     emitted += 1
                     yield server, epoch_ms, iso, vals
             tick += block
+
+    def _record_faults(self, t: np.ndarray, start_ms: int, limit: int) -> None:
+        """The faults of this block that reach one of its first ``limit`` records (those
+        emitted, tick by tick, server by server): spikes, and incidents at their first
+        affected record."""
+        n = len(self.fleet)
+        found = []
+        if self._spikes is not None:
+            for flat in np.flatnonzero(self._spikes.reshape(-1)).tolist():
+                if flat < limit:
+                    j, i = divmod(flat, n)
+                    at = start_ms + round(float(t[j]) * 1000)
+                    found.append((flat, {"kind": "spike", "server_id": self.fleet[i].server_id,
+                                         "start": iso_ms(at), "end": iso_ms(at)}))
+        for i, incidents in enumerate(self._incidents):
+            for inc in incidents:
+                key = (i, inc.kind, inc.start_s)
+                if key in self._reported:
+                    continue
+                hit = np.flatnonzero((t >= inc.start_s) & (t < inc.end_s))
+                if not len(hit) or int(hit[0]) * n + i >= limit:
+                    continue
+                self._reported.add(key)
+                found.append((int(hit[0]) * n + i, {
+                    "kind": inc.kind, "server_id": self.fleet[i].server_id,
+                    "start": iso_ms(start_ms + round(inc.start_s * 1000)),
+                    "end": iso_ms(start_ms + round(inc.end_s * 1000))}))
+        for _, fault in sorted(found, key=lambda f: f[0]):
+            self.faults.append(fault)
+            if fault["kind"] == "spike":
+                self.stats.anomalies += 1
+            else:
+                self.stats.incidents += 1
 
     # ---- output with faults ---------------------------------------------------------------
     def render(self, renderer: Renderer):

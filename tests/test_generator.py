@@ -157,3 +157,38 @@ def test_progress_bar_on_request(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "100%" in proc.stderr and "20.0k/20.0k" in proc.stderr
+
+
+def test_the_ground_truth_lists_exactly_the_faults_that_reached_the_output(tmp_path):
+    """One line per injected fault in the records written (never one of the part of a
+    block generated past the end), and the printed counts are that file's."""
+    out, truth = tmp_path / "m.jsonl", tmp_path / "truth.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "generators", "metrics", "--servers", "8", "--interval", "10s",
+         "--duration", "3h", "--seed", "5", "--incidents-per-day", "24",
+         "--output", str(out), "--ground-truth", str(truth)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    faults = [json.loads(line) for line in truth.read_text().splitlines()]
+    kinds = Counter(f["kind"] for f in faults)
+    assert f"{kinds['spike']:,} spikes" in proc.stderr
+    assert f"{sum(v for k, v in kinds.items() if k != 'spike'):,} incidents" in proc.stderr
+    assert kinds["spike"] > 10 and set(kinds) - {"spike"}, kinds
+    records = {(r["server_id"], r["timestamp"]): r
+               for r in map(json.loads, out.read_text().splitlines())}
+    for fault in faults:
+        assert fault["start"] <= fault["end"]
+        if fault["kind"] == "spike":  # a record of that server at that time, 95–100 %
+            record = records[fault["server_id"], fault["start"]]
+            assert record["cpu_usage"] >= 95 and record["memory_usage"] >= 95, fault
+        else:  # an incident begins within the records written
+            assert fault["start"] <= max(t for _, t in records)
+
+
+def test_a_single_record_counts_no_fault_it_does_not_carry(tmp_path):
+    from generators.metrics import GeneratorConfig, MetricsGenerator
+
+    generator = MetricsGenerator(GeneratorConfig(servers=10, count=1, seed=1,
+                                                 anomaly_rate=0.5))
+    assert len(list(generator.events())) == 1
+    assert generator.stats.anomalies == len(generator.faults) <= 1
