@@ -97,15 +97,27 @@ def _run(subscription: str, out: Path, *extra: str) -> subprocess.Popen:
         env={**os.environ})
 
 
-def test_an_emulator_restart_is_waited_for_and_reading_resumes(own_emulator, tmp_path):
+def _running(out: Path, seconds: int, *flags: str):
+    """A subscription with ``seconds`` × servers records, and a run reading it that has
+    brought them all to silver: (topic, subscription, ids, the process)."""
     topic, subscription = names()
     setup(topic, subscription)
-    before = _publish(topic, range(20, 0, -1), "before")
-    out = tmp_path / "lake"
-    proc = _run(subscription, out, "--duration", "45s", "--max-out-of-orderness", "120s")
+    ids = _publish(topic, range(seconds, 0, -1), "before")
+    proc = _run(subscription, out, *flags)
     try:
-        _wait_for(proc, lambda: _count(out, "silver", "server_metrics_silver") >= len(before),
-                  "the first records in silver")
+        _wait_for(proc, lambda: _count(out, "silver", "server_metrics_silver") >= len(ids),
+                  "the records in silver")
+    except BaseException:
+        proc.kill()
+        raise
+    return topic, subscription, ids, proc
+
+
+def test_an_emulator_restart_is_waited_for_and_reading_resumes(own_emulator, tmp_path):
+    out = tmp_path / "lake"
+    topic, subscription, before, proc = _running(
+        out, 20, "--duration", "45s", "--max-out-of-orderness", "120s")
+    try:
         port = own_emulator["emulator"].port
         own_emulator["emulator"].stop()
         time.sleep(4)
@@ -135,14 +147,10 @@ def test_a_subscription_missing_past_the_limit_ends_the_run_with_its_summary(own
                                                                              tmp_path):
     from google.cloud import pubsub_v1
 
-    topic, subscription = names()
-    setup(topic, subscription)
-    before = _publish(topic, range(10, 0, -1), "before")
     out = tmp_path / "lake"
-    proc = _run(subscription, out, "--duration", "120s", "--max-source-outage", "5s")
+    _, subscription, _, proc = _running(out, 10, "--duration", "120s",
+                                        "--max-source-outage", "5s")
     try:
-        _wait_for(proc, lambda: _count(out, "silver", "server_metrics_silver") >= len(before),
-                  "the records in silver")
         with pubsub_v1.SubscriberClient() as client:
             client.delete_subscription(subscription=subscription)
         stdout, stderr = proc.communicate(timeout=120)
