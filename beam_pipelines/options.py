@@ -44,6 +44,9 @@ def _streaming_flags(parser) -> None:
     _flag(parser, "max-out-of-orderness", type=_duration, default=10.0,
           help="--streaming: the watermark trails the newest event time by this much; "
                "records further behind are late (default 10s)")
+    _flag(parser, "heartbeat", type=_duration, default=30.0,
+          help="--streaming: print a line this often with the records read, their rate "
+               "and the watermark's lag (default 30s; 0: none)")
     _flag(parser, "max-source-outage", type=_span, default=300.0,
           help="--streaming --subscription: how long Pub/Sub may stay unreachable, or the "
                "subscription missing, before the run drains and exits 2 (default 5m)")

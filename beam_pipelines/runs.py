@@ -227,6 +227,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     replay = delivery.replay_silver(ledger.resume.silver_files) if ledger else None
     build(pipeline, source, config, bool(opts.subscription), sink, replay)
     live_sources.reset_drain()
+    live_sources.set_heartbeat(opts.heartbeat)
     delivery.start(ledger)
     previous = _drain_on_interrupt()
     try:

@@ -278,6 +278,28 @@ def test_live_source_watermark_trails_the_newest_event_and_drains():
     assert read.read(T0 + 100) == ([], MAX_TIMESTAMP, True) and poller.closed
 
 
+def test_a_live_source_says_how_it_is_doing_every_heartbeat(capsys):
+    from beam_pipelines.io import live_sources
+    from beam_pipelines.io.live_sources import LiveRead
+
+    live_sources.reset_drain()
+    live_sources.set_heartbeat(10)
+    try:
+        items = [(int((T0 + s) * 1e6), RawRecord("{}", f"s#{s}")) for s in range(30)]
+        poller = _FakePoller([items[:10], items[10:]])
+        read = LiveRead(poller, stop_at=T0 + 100, max_out_of_orderness_s=5, pause_s=0)
+        read.read(T0 + 10)
+        read.read(T0 + 15)
+        assert capsys.readouterr().out == ""           # not yet
+        read.read(T0 + 31)
+        line = capsys.readouterr().out.strip()
+        assert line == ("… 30 records read (1/s over the last 21s), watermark 5s behind the "
+                        "wall clock"), line
+    finally:
+        live_sources.set_heartbeat(0)
+        live_sources.reset_drain()
+
+
 def test_a_source_that_is_quiet_but_not_caught_up_holds_its_watermark():
     """An outage, or pulls held back while the writers catch up, is not idleness: a
     backlog may wait behind it, and the wall clock would make all of it late."""

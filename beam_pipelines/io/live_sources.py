@@ -72,6 +72,28 @@ def source_failure() -> str | None:
     return _FAILURE[0]
 
 
+#: Seconds between two heartbeat lines of a live source (0: none).
+_HEARTBEAT = [0.0]
+
+
+def set_heartbeat(seconds: float) -> None:
+    _HEARTBEAT[0] = max(0.0, seconds)
+
+
+def heartbeat_line(read: int, since_read: int, seconds: float, watermark, now: float) -> str:
+    """One line: what the source read, how fast, and how far its watermark trails."""
+    lag = "no watermark yet" if watermark is None else \
+        f"watermark {max(0.0, now - watermark.micros / 1e6):,.0f}s behind the wall clock"
+    line = (f"… {read:,} records read ({since_read / max(seconds, 1e-9):,.0f}/s over the "
+            f"last {seconds:.0f}s), {lag}")
+    from beam_pipelines.io import delivery
+
+    ledger = delivery.current()
+    if ledger is not None:
+        line += f", {ledger.held_messages():,} messages awaiting their writes"
+    return line
+
+
 def _give_up(reason: str) -> None:
     _FAILURE[0] = reason
     request_drain()
@@ -173,9 +195,22 @@ class LiveRead(beam.PTransform):
             current = state["watermark"]
             if target is not None and (current is None or target > current):
                 state["watermark"] = current = target
+            self._beat(state, now, current)
             if not items and not self.poller.has_more:
                 time.sleep(self.pause_s)  # nothing due: do not spin
             return out, current, False
+
+    @staticmethod
+    def _beat(state: dict, now: float, watermark) -> None:
+        """Every ``set_heartbeat`` seconds, a line on stdout: a long run is not silent."""
+        every = _HEARTBEAT[0]
+        if not every:
+            return
+        last = state.setdefault("beat", (now, _READ[0]))
+        if now - last[0] >= every:
+            print(heartbeat_line(_READ[0], _READ[0] - last[1], now - last[0], watermark, now),
+                  flush=True)
+            state["beat"] = (now, _READ[0])
 
     @staticmethod
     def _batch(items, arrival):

@@ -38,6 +38,7 @@ LOCAL_ONLY = {
     "duration": "a Dataflow streaming job runs until it is drained",
     "wait": "a template launch must return once the job is submitted",
     "max_source_outage": "Dataflow's own Pub/Sub source retries for as long as the job runs",
+    "heartbeat": "a Dataflow job's progress is in its console and metrics",
 }
 
 _DURATION = r"^[0-9]+(\.[0-9]+)?(ms|s|min|m|h|d)?$"
