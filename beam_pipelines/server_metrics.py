@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import datetime
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -23,8 +24,9 @@ from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import ServerMetricsOptions
 from beam_pipelines.runners import is_local_streaming
 from generators.metrics import GeneratorConfig, MetricsGenerator
-from generators.writers import write_metrics
+from generators.writers import write_ground_truth, write_metrics
 from schemas.dead_letter import DEAD_LETTERS
+from schemas.ops import INJECTED_FAULTS
 from schemas.server_metrics import (
     ALERT_EVENTS,
     ANALYTICS_TABLES,
@@ -40,7 +42,7 @@ from transforms.windowing import StreamingConfig
 log = logging.getLogger(__name__)
 
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
-          + (DEAD_LETTERS,))
+          + (DEAD_LETTERS, INJECTED_FAULTS))
 
 
 def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
@@ -120,9 +122,40 @@ def generate_sample(output_dir: str, opts: ServerMetricsOptions) -> str:
     generator = MetricsGenerator(_generator_config(
         opts, interval_ms=round(interval * 1000), duration_s=opts.sample_duration))
     write_metrics(generator, path, "jsonl")
+    write_ground_truth(generator.faults, os.path.join(output_dir, "_sample", GROUND_TRUTH))
     log.info("generated sample: %s", generator.stats.line())
     print(f"Generated sample: {generator.stats.line()}\n  → {path}")
     return path
+
+
+#: The sample's ground truth, beside it; loaded into the lakehouse as ``injected_faults``.
+GROUND_TRUTH = "injected_faults.jsonl"
+
+
+def load_ground_truth(output_dir: str) -> int:
+    """The sample's injected faults → the lakehouse table ``injected_faults``; their
+    number."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from beam_pipelines.io.lakehouse import table_dir
+    from transforms.batches import from_rows
+
+    source = os.path.join(output_dir, "_sample", GROUND_TRUTH)
+    with open(source, encoding="utf-8") as fh:
+        faults = [json.loads(line) for line in fh if line.strip()]
+    for fault in faults:
+        for edge in ("start", "end"):
+            fault[edge] = datetime.fromisoformat(fault[edge].replace("Z", "+00:00"))
+    table = (from_rows(faults, INJECTED_FAULTS) if faults
+             else INJECTED_FAULTS.arrow_schema().empty_table())
+    directory = table_dir(output_dir, INJECTED_FAULTS)
+    os.makedirs(directory, exist_ok=True)
+    pq.write_table(pa.Table.from_batches(table.to_batches(), INJECTED_FAULTS.arrow_schema()),
+                   os.path.join(directory, "part-ground-truth.parquet"))
+    return len(faults)
 
 
 def run(options: PipelineOptions) -> dict:
@@ -143,6 +176,8 @@ def run(options: PipelineOptions) -> dict:
                              p, files, sink, rules, alerts_topic=opts.alerts_topic,
                              max_future_s=opts.max_future),
                          pipeline_name="server_metrics")
+    if outcome["catalog"] and not opts.input:
+        load_ground_truth(opts.output_dir)
     return {**outcome, "summary_args": _summary_args(rules)}
 
 

@@ -229,6 +229,8 @@ def _write_ground_truth(generator, args) -> int:
     path = getattr(args, "ground_truth", None)
     if not path:
         return 0
+    from generators.writers import write_ground_truth
+
     try:
         write_ground_truth(generator.faults, path)
     except OSError as exc:
@@ -238,14 +240,6 @@ def _write_ground_truth(generator, args) -> int:
     print(f"wrote {len(generator.faults):,} injected faults to {path}", file=sys.stderr)
     return 0
 
-
-def write_ground_truth(faults: list[dict], path: str) -> None:
-    """One JSON line per injected fault."""
-    import json
-
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        for fault in faults:
-            fh.write(json.dumps(fault, separators=(",", ":")) + "\n")
 
 
 def _publish(generator, args) -> int:

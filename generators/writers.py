@@ -97,3 +97,12 @@ def _write_parquet(generator, rows, path, progress) -> None:
                 flush()
         if batch:
             flush()
+
+
+def write_ground_truth(faults: list[dict], path: str) -> None:
+    """One JSON line per injected fault (``MetricsGenerator.faults``)."""
+    import json
+
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for fault in faults:
+            fh.write(json.dumps(fault, separators=(",", ":")) + "\n")

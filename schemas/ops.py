@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from schemas.core import Field, FieldType, RecordSchema
 
-S, F = FieldType.STRING, FieldType.FLOAT64
+S, F, TS = FieldType.STRING, FieldType.FLOAT64, FieldType.TIMESTAMP
 
 PIPELINE_SETTINGS = RecordSchema(
     name="pipeline_settings",
@@ -53,3 +53,19 @@ LOCATIONS = RecordSchema(
 )
 
 OPS_TABLES = (PIPELINE_SETTINGS, ALERT_RULES, LOCATIONS)
+
+INJECTED_FAULTS = RecordSchema(
+    name="injected_faults",
+    layer="ops",
+    description="The generator's ground truth: each fault injected into the records it "
+                "wrote (python -m generators metrics --ground-truth, and the sample of "
+                "python -m run), to score alerts against. Empty for real input.",
+    fields=(
+        Field("kind", S, "spike, cpu_saturation, memory_leak or overheating", required=True,
+              choices=("spike", "cpu_saturation", "memory_leak", "overheating")),
+        Field("server_id", S, "Server the fault was injected into", required=True),
+        Field("start", TS, "When the fault began (a spike: the record's time)",
+              required=True),
+        Field("end", TS, "When it ended (a spike: the record's time)", required=True),
+    ),
+)

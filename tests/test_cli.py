@@ -46,6 +46,21 @@ def test_default_run_writes_every_table_with_its_declared_schema(sample_run):
         assert [f.nullable for f in written] == [f.nullable for f in declared], schema.name
 
 
+def test_the_samples_ground_truth_is_a_table_and_matches_the_printed_counts(sample_run):
+    import re
+
+    out, stdout = sample_run
+    spikes, incidents = map(lambda s: int(s.replace(",", "")), re.search(
+        r"([\d,]+) spikes, ([\d,]+) incidents", stdout).groups())
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        kinds = dict(con.execute("select kind, count(*) from injected_faults "
+                                 "group by 1").fetchall())
+        servers = con.execute("select count(*) from injected_faults where server_id not in "
+                              "(select server_id from server_metrics_silver)").fetchone()[0]
+    assert kinds.pop("spike", 0) == spikes and sum(kinds.values()) == incidents
+    assert spikes + incidents > 0 and servers == 0
+
+
 def test_summary_shows_layers_reasons_worst_servers_and_where(sample_run):
     out, stdout = sample_run
     assert "Records per layer" in stdout and "✗" not in stdout

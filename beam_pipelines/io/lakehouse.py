@@ -267,12 +267,15 @@ def clear_tables(output_dir: str, schemas) -> None:
             os.remove(path)
 
 
-def write_empty_tables(output_dir: str, schemas) -> None:
-    """One empty file per table, so the catalog's views work before the first rows land."""
+def write_empty_tables(output_dir: str, schemas, only_missing: bool = False) -> None:
+    """One empty file per table (``only_missing``: per table without any file), so the
+    catalog's views work before the first rows land."""
     import pyarrow.parquet as pq
 
     for schema in schemas:
         directory = table_dir(output_dir, schema)
+        if only_missing and glob.glob(os.path.join(directory, "*.parquet")):
+            continue
         os.makedirs(directory, exist_ok=True)
         pq.write_table(schema.arrow_schema().empty_table(),
                        os.path.join(directory, "part-0-empty.parquet"))
