@@ -155,8 +155,6 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     result = pipeline.run()
     if opts.wait or not plan.dataflow:
         result.wait_until_finish()
-    if lakehouse:  # a table no step wrote (e.g. the ground truth of real input) is empty
-        write_empty_tables(output_dir, tables, only_missing=True)
     catalog = write_catalog(output_dir, tables) if lakehouse else None
     counted = count_input_records(files) if catalog else None
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,

@@ -15,7 +15,7 @@ from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import WebLogsOptions
 from beam_pipelines.runners import is_local_streaming
 from schemas.dead_letter import DEAD_LETTERS
-from schemas.durations import parse_duration
+from schemas.durations import parse_duration, utc_midnight
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 from transforms.web_logs.gold import group_span
 from transforms.web_logs.medallion import WebLogsBatchMedallion
@@ -177,7 +177,7 @@ def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatch
                                  _window_seconds(opts.windows), opts.top_paths,
                                  dedupe_identical_lines=opts.dedupe_identical_lines,
                                  max_future_s=opts.max_future,
-                                 earliest=opts.earliest_event)
+                                 earliest=utc_midnight(opts.earliest_event))
 
 
 def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
@@ -192,7 +192,7 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
                                      redelivery_shards=shards,
                                      dedupe_identical_lines=opts.dedupe_identical_lines,
                                      max_future_s=opts.max_future,
-                                     earliest=opts.earliest_event,
+                                     earliest=utc_midnight(opts.earliest_event),
                                      replayed_silver=replayed_silver)
 
 

@@ -65,15 +65,26 @@ def positive_rate_arg(text: str) -> float:
 
 
 
-def date_arg(text: str):
-    """argparse ``type=`` for a UTC date, ``YYYY-MM-DD``: midnight UTC of that day."""
-    import argparse
+def utc_midnight(text: str):
+    """``YYYY-MM-DD`` → midnight UTC of that day (ValueError otherwise)."""
     import re
     from datetime import datetime, timezone
 
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text or ""):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
+        raise ValueError(f"{text!r} is not a date YYYY-MM-DD")
     try:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+        raise ValueError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def date_arg(text: str) -> str:
+    """argparse ``type=`` for a UTC date, ``YYYY-MM-DD``: checked, and kept as text (a
+    pipeline option travels to the runner as JSON; :func:`utc_midnight` reads it)."""
+    import argparse
+
+    try:
+        utc_midnight(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

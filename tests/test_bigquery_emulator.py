@@ -354,9 +354,12 @@ def test_the_one_command_local_bigquery_demo(capsys):
     assert "United States" in out.split("Top countries")[1]
 
 
-def test_the_rule_tables_are_replaced_each_in_one_statement(emulator_env):
+def test_the_rule_tables_are_replaced_each_in_one_statement(emulator_env, monkeypatch):
     """New rules replace the old ones whole, fewer rows and none included."""
     import dataclasses
+
+    # An earlier test's own demo may have pointed this process elsewhere.
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", emulator_env.url)
 
     w = Warehouse(PROJECT, "rules_m")
     admin.setup(w, load_rules())

@@ -289,6 +289,7 @@ def write_catalog(output_dir: str, schemas) -> str:
     """
     import duckdb
 
+    write_empty_tables(output_dir, schemas, only_missing=True)  # a view needs a file
     path = os.path.join(output_dir, CATALOG)
     with duckdb.connect(path) as con:
         for schema in schemas:
