@@ -77,7 +77,8 @@ class Resume:
                 else set()
             terminal = sources("select source from FILES", silver_files) if silver_files \
                 else set()
-            prior = len(query("select 1 from FILES", bronze_files)) if bronze_files else 0
+            prior = query("select count(*) from FILES", bronze_files)[0][0] if bronze_files \
+                else 0
             if dead_files:
                 terminal |= sources("select source from FILES where pipeline = ?", dead_files,
                                     pipeline)
@@ -118,9 +119,10 @@ class DeliveryLedger:
         self._lock = threading.Lock()
         self._waiting: dict[str, set] = {}        # ack id -> sources not yet written
         self._by_source: dict[str, set] = {}      # source -> ack ids waiting for it
-        self._since: dict[str, float] = {}        # ack id -> when held (or last extended)
+        # ack id -> when held or last extended; insertion order is that order (an extended
+        # id moves to the end), so the due ones are a prefix.
+        self._since: dict[str, float] = {}
         self._ready: list[str] = []
-        self._written: set = set()                # terminal sources written in this run
 
     # ---- the poller's side -----------------------------------------------------------
     def admit(self, ack_id: str, records: list) -> list:
@@ -130,7 +132,9 @@ class DeliveryLedger:
         keep = [r for r in records if r.source not in self.resume.terminal]
         with self._lock:
             self.skipped += len(records) - len(keep)
-            waiting = {r.source for r in keep} - self._written
+            # A copy of a record already written here is dead-lettered as a redelivery,
+            # which is itself a terminal write: waiting for it is enough.
+            waiting = {r.source for r in keep}
             if not waiting:
                 self._ready.append(ack_id)
                 return keep
@@ -153,9 +157,14 @@ class DeliveryLedger:
     def overdue(self, age_s: float) -> list[str]:
         """Held messages not extended for ``age_s``: their deadline is extended now."""
         now = time.monotonic()
+        due = []
         with self._lock:
-            due = [a for a, t in self._since.items() if now - t >= age_s]
+            for ack_id, since in self._since.items():
+                if now - since < age_s:
+                    break  # the rest were held or extended later
+                due.append(ack_id)
             for ack_id in due:
+                del self._since[ack_id]
                 self._since[ack_id] = now
         return due
 
@@ -177,7 +186,6 @@ class DeliveryLedger:
             for source in sources:
                 if source is None:
                     continue
-                self._written.add(source)
                 for ack_id in self._by_source.pop(source, ()):
                     waiting = self._waiting.get(ack_id)
                     if waiting is None:
