@@ -144,7 +144,7 @@ def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
                              "line: expected 'ip ident user [time] \"request\" status bytes' "
                              "and optionally '\"referrer\" \"user agent\"'")
     g = match.groupdict()
-    if not _REST.fullmatch(g["rest"]):
+    if g["rest"] and not _REST.fullmatch(g["rest"]):  # most lines end at the agent
         field = ("the user agent" if g["referrer"] is not None and g["agent"] is None
                  else "the referrer" if g["referrer"] is None else "a field after the agent")
         raise RecordRejected("unclosed_quote", f"a quote opened in {field} never closes: the "
