@@ -166,6 +166,11 @@ class ArrowTableCoder(beam.coders.Coder):
     def decode(self, encoded: bytes) -> pa.Table:
         return pa.ipc.open_stream(encoded).read_all()
 
+    def estimate_size(self, table: pa.Table) -> int:
+        # Runners sample element sizes (every one of the first ten per PCollection): the
+        # default estimate encodes the whole table to measure it.
+        return table.nbytes
+
     def is_deterministic(self) -> bool:
         return False
 
@@ -247,43 +252,8 @@ class RowsToBatches(beam.PTransform):
         self._size = rows_per_batch
 
     def expand(self, rows):
-        return rows | "ToBatches" >> beam.ParDo(_RowsToBatchesFn(self._schema, self._size))
-
-
-class _CoalesceFn(beam.DoFn):
-    """Small batches of one bundle → batches of at least ``min_rows`` (the last one
-    smaller): one Parquet row group per batch is efficient only when batches are large."""
-
-    def __init__(self, min_rows: int):
-        self._min_rows = min_rows
-
-    def start_bundle(self):
-        self._pending, self._rows = [], 0
-
-    def process(self, table):
-        if not table.num_rows:
-            return
-        self._pending.append(table)
-        self._rows += table.num_rows
-        if self._rows >= self._min_rows:
-            yield self._flush()
-
-    def finish_bundle(self):
-        if self._pending:
-            yield GlobalWindows.windowed_value_at_end_of_window(self._flush())
-
-    def _flush(self):
-        pending, self._pending, self._rows = self._pending, [], 0
-        return pa.concat_tables(pending).combine_chunks() if len(pending) > 1 else pending[0]
-
-
-class CoalesceBatches(beam.PTransform):
-    def __init__(self, min_rows: int = 50_000):
-        super().__init__()
-        self._min_rows = min_rows
-
-    def expand(self, batches):
-        return batches | "Coalesce" >> beam.ParDo(_CoalesceFn(self._min_rows))
+        return rows | "ToBatches" >> beam.ParDo(_RowsToBatchesFn(self._schema, self._size)
+                                                 ).with_output_types(pa.Table)
 
 
 def split_by_span(table: pa.Table, span_s: int):

@@ -12,6 +12,7 @@ import codecs
 import os
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.errors import UserError
@@ -190,9 +191,10 @@ class ReadServerMetricFiles(beam.PTransform):
 
 
 # ---- raw batches ------------------------------------------------------------------------
-#: Lines per raw batch: large enough that per-element costs vanish, small enough that a
-#: batch of typical records stays a few MiB.
-BATCH_LINES = 10_000
+#: Lines per raw batch: large enough that per-element costs vanish (and that a batch holds
+#: few fragments per server and day: 10,000 gave 5× the fragments, 10 % slower), small
+#: enough that a batch of typical records stays some 15 MiB.
+BATCH_LINES = 50_000
 #: Uncompressed files are read in ranges of this size, so large files spread over workers.
 RANGE_BYTES = 32 << 20
 _COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".zlib", ".lzma", ".xz")
@@ -273,6 +275,10 @@ def read_parquet_batches(path: str, batch_rows: int = BATCH_LINES):
                 yield raw_rows(pa.Table.from_batches([batch]), path)
 
 
+#: Declared, so that the runner samples and moves raw batches with the Arrow coder.
+_TABLE = pa.Table
+
+
 class ReadServerMetricBatches(beam.PTransform):
     """Files grouped by format (see :func:`resolve_inputs`) → raw batches."""
 
@@ -292,17 +298,20 @@ class ReadServerMetricBatches(beam.PTransform):
                 | "JsonFiles" >> beam.Create(self._files["jsonl"])
                 | "SplitRanges" >> beam.FlatMap(split_ranges, self._range_bytes)
                 | "SpreadRanges" >> beam.Reshuffle()
-                | "ReadJsonBatches" >> beam.FlatMap(read_line_range, size))
+                | "ReadJsonBatches" >> beam.FlatMap(read_line_range, size)
+                .with_output_types(_TABLE))
         if self._files.get("csv"):
             parts.append(
                 pbegin
                 | "CsvFiles" >> beam.Create(self._files["csv"])
-                | "ReadCsvBatches" >> beam.FlatMap(read_csv_batches, size))
+                | "ReadCsvBatches" >> beam.FlatMap(read_csv_batches, size)
+                .with_output_types(_TABLE))
         if self._files.get("parquet"):
             parts.append(
                 pbegin
                 | "ParquetFiles" >> beam.Create(self._files["parquet"])
-                | "ReadParquetBatches" >> beam.FlatMap(read_parquet_batches, size))
+                | "ReadParquetBatches" >> beam.FlatMap(read_parquet_batches, size)
+                .with_output_types(_TABLE))
         if len(parts) == 1:
             return parts[0]
         return tuple(parts) | "AllInputs" >> beam.Flatten()

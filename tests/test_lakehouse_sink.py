@@ -1,0 +1,100 @@
+"""The batch lakehouse sink: bundles write into a staging folder, and only the files of
+bundles that completed are published, once every table is written."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.io.lakehouse import (
+    WriteTableFilesFn,
+    _PublishFn,
+    staging_dir,
+    table_dir,
+    write_tables,
+)
+from schemas.dead_letter import DEAD_LETTERS
+from transforms.batches import from_rows
+from transforms.dead_letters import dead_letter
+
+
+def _dead_letters(n: int, tag: str) -> pa.Table:
+    return from_rows([dead_letter(pipeline="test", layer="bronze", step="Parse",
+                                  reason="invalid_json", message=tag, payload=b"{",
+                                  source=f"{tag}-{i}") for i in range(n)], DEAD_LETTERS)
+
+
+def _bundle(fn: WriteTableFilesFn, tables: list[pa.Table]) -> list[tuple[str, str]]:
+    fn.start_bundle()
+    for t in tables:
+        assert list(fn.process(t) or []) == []
+    return [wv.value for wv in fn.finish_bundle() or []]
+
+
+def test_a_bundle_writes_one_file_of_large_row_groups_into_staging(tmp_path):
+    staging = staging_dir(str(tmp_path))
+    fn = WriteTableFilesFn(staging, table_dir(str(tmp_path), DEAD_LETTERS), DEAD_LETTERS,
+                           row_group_rows=5)
+    fn.setup()
+    [(staged, final)] = _bundle(fn, [_dead_letters(3, "a"), _dead_letters(3, "b"),
+                                     _dead_letters(2, "c")])
+    assert staged.startswith(staging) and os.path.exists(staged)
+    assert not os.path.exists(final)  # nothing is in place before the publish step
+    meta = pq.ParquetFile(staged).metadata
+    assert (meta.num_rows, meta.num_row_groups) == (8, 2)  # 3+3 rows, then the last 2
+    assert os.path.dirname(final) == table_dir(str(tmp_path), DEAD_LETTERS)
+
+
+def test_only_completed_bundles_are_published_and_staging_is_removed(tmp_path):
+    staging = staging_dir(str(tmp_path))
+    fn = WriteTableFilesFn(staging, table_dir(str(tmp_path), DEAD_LETTERS), DEAD_LETTERS)
+    fn.setup()
+    done = _bundle(fn, [_dead_letters(4, "kept")])
+    _bundle(fn, [_dead_letters(5, "failed")])  # a bundle whose result never committed
+    assert list(_PublishFn(staging).process(None, done)) == [1]
+    table = pq.read_table(table_dir(str(tmp_path), DEAD_LETTERS))
+    assert table.num_rows == 4 and set(table.column("message").to_pylist()) == {"kept"}
+    assert not os.path.exists(staging)
+
+
+def test_an_empty_bundle_writes_no_file(tmp_path):
+    fn = WriteTableFilesFn(staging_dir(str(tmp_path)), str(tmp_path / "t"), DEAD_LETTERS)
+    fn.setup()
+    assert _bundle(fn, [DEAD_LETTERS.arrow_schema().empty_table()]) == []
+
+
+class _Explode(beam.DoFn):
+    def process(self, table):
+        raise RuntimeError("the pipeline fails after the other table was written")
+
+
+def test_a_failed_run_publishes_nothing(tmp_path):
+    """One table completes, another step fails: no table of the run is touched."""
+    out = str(tmp_path)
+    p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
+    good = p | "Good" >> beam.Create([_dead_letters(3, "good")]).with_output_types(pa.Table)
+    bad = (p | "Bad" >> beam.Create([_dead_letters(1, "bad")]).with_output_types(pa.Table)
+           | "Explode" >> beam.ParDo(_Explode()).with_output_types(pa.Table))
+    other = dataclasses.replace(DEAD_LETTERS, name="other_letters")
+    write_tables({DEAD_LETTERS.name: good, other.name: bad}, [DEAD_LETTERS, other], out,
+                 batches=True)
+    with pytest.raises(Exception, match="the pipeline fails"):
+        p.run().wait_until_finish()
+    assert not os.path.exists(table_dir(out, DEAD_LETTERS))
+    assert not os.path.exists(table_dir(out, other))
+
+
+def test_a_run_publishes_every_table(tmp_path):
+    out = str(tmp_path)
+    p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
+    tables = (p | beam.Create([_dead_letters(3, "x"), _dead_letters(2, "y")])
+              .with_output_types(pa.Table))
+    write_tables({DEAD_LETTERS.name: tables}, [DEAD_LETTERS], out, batches=True)
+    p.run().wait_until_finish()
+    assert pq.read_table(table_dir(out, DEAD_LETTERS)).num_rows == 5
+    assert [f for f in os.listdir(out) if f.startswith(".staging")] == []
