@@ -224,7 +224,8 @@ class PublishFiles(beam.PTransform):
         return (staged.pipeline
                 | "Once" >> beam.Create([None])
                 | "Publish" >> beam.ParDo(_PublishFn(self._staging),
-                                          staged=beam.pvalue.AsList(staged)))
+                                          staged=beam.pvalue.AsList(staged)
+                                          ).with_output_types(int))
 
 
 class _RowsToArrowFn(RowsToArrowFn):
@@ -300,7 +301,8 @@ class WriteLakehouseTable(beam.PTransform):
         else:
             tables = rows | "ToArrow" >> beam.ParDo(RowsToArrowFn(self._schema))
         return tables | "WriteFiles" >> beam.ParDo(WriteTableFilesFn(
-            self._staging, table_dir(self._output_dir, self._schema), self._schema))
+            self._staging, table_dir(self._output_dir, self._schema), self._schema)
+        ).with_output_types(beam.typehints.Tuple[str, str])
 
     def _key_by_table(self):
         key = beam.Map(lambda row: (0, row))

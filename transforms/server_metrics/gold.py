@@ -161,10 +161,12 @@ def _fmt(values: list) -> list[str]:
     return ["n/a" if v is None else f"{v:.2f}" for v in values]
 
 
-def _seconds(column, pattern: str) -> list[str]:
-    # Arrow's %S prints the fraction of a microsecond timestamp: format whole seconds.
-    return pc.strftime(column.cast(pa.timestamp("s", tz="UTC"), safe=False), pattern
-                       ).to_pylist()
+def _seconds(column, time_only: bool = False) -> list[str]:
+    """UTC timestamps as ``YYYY-MM-DD HH:MM:SS`` (or ``HH:MM:SS``), whole seconds: numpy's
+    ISO formatting, a third of the cost of Arrow's strftime."""
+    micros = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    text = np.datetime_as_string((micros // _US).astype("datetime64[s]")).tolist()
+    return [t[11:] for t in text] if time_only else [t.replace("T", " ") for t in text]
 
 
 def matrix_event_table(table: pa.Table, matrix: AlertMatrix) -> pa.Table:
@@ -172,9 +174,9 @@ def matrix_event_table(table: pa.Table, matrix: AlertMatrix) -> pa.Table:
     parts = []
     for label, rule, metric, observed, text in (
             ("cpu_memory_alert", "cpu_memory", "cpu_usage,memory_usage", "avg_cpu_usage",
-             "{label} on {who}: avg cpu {a} %, avg memory {b} %, {span}"),
+             "%s on %s: avg cpu %s %%, avg memory %s %%, %s–%s UTC"),
             ("network_disk_alert", "network_disk", "network_in,disk_io", "max_network_in",
-             "{label} on {who}: max network_in {a} kB/s, max disk_io {b} IOPS, {span}")):
+             "%s on %s: max network_in %s kB/s, max disk_io %s IOPS, %s–%s UTC")):
         sub = table.filter(table.column(label).is_valid())
         n = sub.num_rows
         if not n:
@@ -183,9 +185,10 @@ def matrix_event_table(table: pa.Table, matrix: AlertMatrix) -> pa.Table:
                 else ("max_network_in", "max_disk_io"))
         names = sub.column("server_name").to_pylist()
         ids = sub.column("server_id").to_pylist()
-        starts = _seconds(sub.column("window_start"), "%Y-%m-%d %H:%M:%S")
-        ends = _seconds(sub.column("window_end"), "%H:%M:%S")
-        messages = [text.format(label=lab, who=name or sid, a=x, b=y, span=f"{s}–{e} UTC")
+        starts = _seconds(sub.column("window_start"))
+        ends = _seconds(sub.column("window_end"), time_only=True)
+        # One tuple formatting per row: a third of the cost of str.format with names.
+        messages = [text % (lab, name or sid, x, y, s, e)
                     for lab, name, sid, x, y, s, e in zip(
                         sub.column(label).to_pylist(), names, ids,
                         _fmt(sub.column(a).to_pylist()), _fmt(sub.column(b).to_pylist()),
@@ -342,7 +345,7 @@ def anomaly_event_table(anomalies: pa.Table) -> pa.Table:
                 for metric, value, name, sid, score, expected, std, at in zip(
                     col("metric").to_pylist(), col("value").to_pylist(), names, ids,
                     col("score").to_pylist(), col("expected").to_pylist(),
-                    col("std").to_pylist(), _seconds(col("timestamp"), "%Y-%m-%d %H:%M:%S"),
+                    col("std").to_pylist(), _seconds(col("timestamp")),
                     strict=True)]
     metric = col("metric")
     cols = {"window_start": col("timestamp"), "window_end": col("timestamp"),

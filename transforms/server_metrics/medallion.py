@@ -252,7 +252,8 @@ class ServerMetricsBatchMedallion(beam.PTransform):
             keyed_tables(beam.typehints.Tuple[str, int])).with_outputs(DEAD, main="fragments")
         days = (checked.fragments
                 | "SilverByServerDay" >> beam.GroupByKey()
-                | "GoldServerDays" >> beam.ParDo(ServerDaysFn(rules, pipeline)).with_outputs(
+                | "GoldServerDays" >> beam.ParDo(ServerDaysFn(rules, pipeline)).with_output_types(
+                    pa.Table).with_outputs(
                     *_DAY_OUTPUTS, main="silver"))
         locations = (days.location_parts
                      | "GoldLocationDays" >> beam.CombinePerKey(LocationRollup())
