@@ -7,4 +7,10 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # Ctrl-C while Python is still importing
         print("python -m run: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    raise SystemExit(main())
+    try:
+        code = main()
+    except BrokenPipeError:  # `python -m run --help | head`
+        from beam_pipelines.errors import quiet_broken_pipe
+
+        code = quiet_broken_pipe()
+    raise SystemExit(code)

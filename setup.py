@@ -73,6 +73,9 @@ setup(
     packages=find_packages(include=["beam_pipelines*", "generators*", "transforms*",
                                     "schemas*", "configs*"]),
     package_data={"configs": ["*.yaml"]},
+    # `python -m run` from any directory, and every command under one name
+    py_modules=["run"],
+    entry_points={"console_scripts": ["telemetry=beam_pipelines.console:main"]},
     install_requires=RUNTIME,
     extras_require={"dev": DEV},
 )

@@ -7,12 +7,12 @@ import sys
 from beam_pipelines.errors import UserError
 from beam_pipelines.kinds import DEFAULT, KINDS
 
-USAGE = """usage: python -m run [PIPELINE] [options]
+USAGE = """usage: {prog} [PIPELINE] [options]
 
 Pipelines:
 """ + "".join(f"  {k.name:<9} {k.description}\n" for k in KINDS.values()) + f"""
 With no PIPELINE, runs '{DEFAULT}'. With no --input, runs on a generated sample.
-'python -m run {DEFAULT} --help' lists the options.
+'{{prog}} {DEFAULT} --help' lists the options.
 """
 
 
@@ -47,23 +47,23 @@ def _clean_after_interrupt(options, ours) -> None:
         remove_temporary_files(output_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m run") -> int:
     """Every outcome is a return code: 0, 2 for a user's mistake (one line), 130 for
     Ctrl-C (one line, temporary files removed), whenever it comes."""
     run: dict = {}
     try:
-        return _main(argv, run)
+        return _main(argv, run, prog)
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:
         if not _interrupted(exc):
             raise
     _clean_after_interrupt(run.get("options"), run.get("ours"))
-    print("python -m run: interrupted", file=sys.stderr)
+    print(f"{prog}: interrupted", file=sys.stderr)
     return 130
 
 
-def _main(argv: list[str] | None, run: dict) -> int:
+def _main(argv: list[str] | None, run: dict, prog: str) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
@@ -71,20 +71,23 @@ def _main(argv: list[str] | None, run: dict) -> int:
     name = DEFAULT
     if argv and not argv[0].startswith("-"):
         name = argv.pop(0)
+    asked_help = name == "help" or "-h" in argv or "--help" in argv
+    if name == "help":  # python -m run help [PIPELINE]
+        name = argv.pop(0) if argv and not argv[0].startswith("-") else DEFAULT
     if name not in KINDS:
-        print(f"python -m run: error: unknown pipeline {name!r} "
+        print(f"{prog}: error: unknown pipeline {name!r} "
               f"(one of {', '.join(KINDS)})", file=sys.stderr)
         return 2
     from beam_pipelines import options as opts_module
 
     kind = KINDS[name]
     ours = kind.options
-    if argv in (["-h"], ["--help"]) or (not argv and name == "help"):
-        print(USAGE)
-        print(opts_module.help_text(ours, f"python -m run {name}", kind.description))
+    if asked_help:  # anywhere on the line: the help, not a run
+        print(USAGE.format(prog=prog))
+        print(opts_module.help_text(ours, f"{prog} {name}", kind.description))
         return 0
     try:
-        options = opts_module.parse_options(argv, ours, f"python -m run {name}")
+        options = opts_module.parse_options(argv, ours, f"{prog} {name}")
         run.update(options=options, ours=ours)
         outcome = kind.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:
@@ -99,6 +102,6 @@ def _main(argv: list[str] | None, run: dict) -> int:
         if outcome.get("failure"):  # the source gave up; what was read is written
             raise UserError(outcome["failure"])
     except UserError as exc:
-        print(f"python -m run: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,2 +1,37 @@
+"""How every command reports a user's mistake: one line on stderr and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
 class UserError(Exception):
     """A mistake in what the user asked for: reported as one line, never a traceback."""
+
+
+#: The exit status of every usage error, in every command.
+USAGE_ERROR = 2
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``… --help | head``): not an error of ours, and no
+    traceback at exit either (Python flushes stdout again then)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse for every command: a usage error is one line (``PROG: error: …``) and exit
+    status 2, never a usage dump; ``--help`` anywhere prints the help and exits 0; no
+    abbreviated flags (a prefix that happens to match is a typo, not a choice)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)

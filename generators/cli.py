@@ -7,16 +7,14 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from beam_pipelines.errors import CommandParser
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.weblogs import WebLogConfig, WebLogGenerator
 from generators.writers import FORMATS, format_from_path, write_lines, write_metrics
 from schemas.durations import duration_arg as _duration
 from schemas.durations import positive_int_arg as _positive_int
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clear line, no usage dump
-        raise SystemExit(f"{self.prog}: error: {message}")
+_Parser = CommandParser
 
 
 def _start(text: str) -> datetime:
@@ -81,8 +79,8 @@ def _common(p, what: str) -> None:
     p.add_argument("--output", "-o", default="-", help="file to write, or - for stdout")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m generators",
+def build_parser(prog: str = "python -m generators") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog,
                      description="Seeded, realistic telemetry for the pipelines.")
     sub = parser.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     m = sub.add_parser("metrics", help="server metrics (JSON lines, CSV or Parquet)",
@@ -182,8 +180,8 @@ def _regional(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m generators") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.kind == "regional":
         return _regional(args)
     try:

@@ -23,8 +23,8 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m beam_pipelines.bigquery",
+def _parser(prog: str = "python -m beam_pipelines.bigquery") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog,
                      description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -73,9 +73,10 @@ def _run_time(text: str | None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,
+         prog: str = "python -m beam_pipelines.bigquery") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
+    parser = _parser(prog)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             lines = [f"{TITLES.get(view, view)}: {url}"
                      for view, url in report_urls(warehouse, args.template_report_id).items()]
     except UserError as exc:
-        print(f"python -m beam_pipelines.bigquery: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(lines))
     return 0

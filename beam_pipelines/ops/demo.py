@@ -120,13 +120,16 @@ def bigquery_demo(argv: list[str]) -> int:
         emulator.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m beam_pipelines.ops.demo") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"], ["help"]) or ("-h" in argv or "--help" in argv):
+        print(f"usage: {prog} pubsub|bigquery [options]\n\n{__doc__}")
+        return 0
     if argv[:1] == ["bigquery"]:
         return bigquery_demo(argv[1:])
     if argv[:1] != ["pubsub"]:
-        print("usage: python -m beam_pipelines.ops.demo pubsub|bigquery [options]",
-              file=sys.stderr)
+        what = f"unknown demo {argv[0]!r}" if argv else "which demo?"
+        print(f"{prog}: error: {what} (pubsub or bigquery)", file=sys.stderr)
         return 2
     argv = argv[1:]
     duration = _take(argv, "--duration", "2m")

@@ -175,14 +175,18 @@ def launch_argv(argv: list[str]) -> list[str]:
     return [pipeline, *(["--streaming"] if streaming else []), *rest, "--no-wait"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,
+         prog: str = "python -m beam_pipelines.ops.flex_template") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"], ["help"]):
+        print(f"usage: {prog} metadata | PIPELINE [options]\n\n{__doc__}")
+        return 0
     if argv[:1] == ["metadata"]:
         print(json.dumps(metadata(), indent=2))
         return 0
     from beam_pipelines.cli import main as run_main
 
-    return run_main(launch_argv(argv))
+    return run_main(launch_argv(argv), prog=prog)
 
 
 if __name__ == "__main__":

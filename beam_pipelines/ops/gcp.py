@@ -265,8 +265,8 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m beam_pipelines.ops.gcp",
+def main(argv: list[str] | None = None, prog: str = "python -m beam_pipelines.ops.gcp") -> int:
+    parser = _Parser(prog=prog,
                      description="Create (setup) or remove (teardown) the Pub/Sub topics and "
                                  "subscriptions and the BigQuery warehouse of the pipelines.")
     parser.add_argument("action", choices=("setup", "teardown"))
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                             "messages) and every table: add --yes")
         lines = (setup if args.action == "setup" else teardown)(resources, args.only)
     except UserError as exc:
-        print(f"python -m beam_pipelines.ops.gcp: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(lines))
     return 0

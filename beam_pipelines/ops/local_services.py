@@ -133,32 +133,41 @@ class BigQueryEmulator(_LocalService):
             return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] not in (["pubsub"], ["bigquery"]):
-        print("usage: python -m beam_pipelines.ops.local_services pubsub|bigquery [--port N]",
-              file=sys.stderr)
-        return 2
-    try:
-        port = int(argv[argv.index("--port") + 1]) if "--port" in argv else None
-    except (IndexError, ValueError):
-        print("error: --port takes a number", file=sys.stderr)
-        return 2
-    if argv[0] == "pubsub":
-        emulator = PubSubEmulator(port or 8085)
+def main(argv: list[str] | None = None,
+         prog: str = "python -m beam_pipelines.ops.local_services") -> int:
+    import signal
+
+    from beam_pipelines.errors import CommandParser
+
+    parser = CommandParser(prog=prog, description="Run a local emulator until interrupted "
+                                                  "(Ctrl-C or SIGTERM stop it and its "
+                                                  "children).")
+    parser.add_argument("service", choices=("pubsub", "bigquery"),
+                        help="pubsub: the official Pub/Sub emulator (needs gcloud and Java); "
+                             "bigquery: the BigQuery emulator on DuckDB")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port on 127.0.0.1 (default 8085 for pubsub, 9050 for bigquery)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.service == "pubsub":
+        emulator = PubSubEmulator(args.port or 8085)
     else:
-        emulator = BigQueryEmulator(port or 9050)
+        emulator = BigQueryEmulator(args.port or 9050)
     try:
         emulator.start()
     except (FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    if argv[0] == "pubsub":
+    if args.service == "pubsub":
         print(f"Pub/Sub emulator on {emulator.host}: export PUBSUB_EMULATOR_HOST="
               f"{emulator.host}  (Ctrl-C stops it)", flush=True)
     else:
         print(f"BigQuery emulator on {emulator.url} (project {emulator.project}): export "
               f"BIGQUERY_EMULATOR_HOST={emulator.url}  (Ctrl-C stops it)", flush=True)
+
+    def terminate(*_):
+        raise KeyboardInterrupt  # a service manager's stop: the same clean-up as Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         emulator.process.wait()
     except KeyboardInterrupt:

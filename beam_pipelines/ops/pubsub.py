@@ -6,12 +6,11 @@ removes them. With ``PUBSUB_EMULATOR_HOST`` set, everything talks to the emulato
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
 
-from beam_pipelines.errors import UserError
+from beam_pipelines.errors import CommandParser, UserError
 
 _NAME = r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
 _TOPIC = re.compile(rf"^projects/([a-z][a-z0-9\-]{{4,28}}[a-z0-9])/topics/({_NAME})$")
@@ -174,8 +173,9 @@ def teardown(topic: str, subscription: str | None = None) -> list[str]:
     return done
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m beam_pipelines.ops.pubsub",
+def main(argv: list[str] | None = None,
+         prog: str = "python -m beam_pipelines.ops.pubsub") -> int:
+    parser = CommandParser(prog=prog,
                                      description="Create or remove a topic and subscription.")
     parser.add_argument("action", choices=("setup", "teardown"))
     parser.add_argument("--topic", required=True, help="projects/PROJECT/topics/NAME")
@@ -186,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                      args.subscription):
             print(line)
     except UserError as exc:
-        print(f"python -m beam_pipelines.ops.pubsub: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the service's own words, on one line
-        print(f"python -m beam_pipelines.ops.pubsub: error: {type(exc).__name__}: "
+        print(f"{prog}: error: {type(exc).__name__}: "
               f"{str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 1
     return 0
