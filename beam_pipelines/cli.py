@@ -88,6 +88,7 @@ def _main(argv: list[str] | None, run: dict, prog: str) -> int:
         return 0
     try:
         options = opts_module.parse_options(argv, ours, f"{prog} {name}")
+        logging.getLogger().setLevel(options.view_as(ours).log_level.upper())
         run.update(options=options, ours=ours)
         outcome = kind.run(options)
         if outcome["catalog"] and options.view_as(ours).summary:

@@ -91,6 +91,12 @@ class CommonOptions(PipelineOptions):
               help="event time the generated sample covers (default 6h)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
+        _flag(parser, "log-level", default="warning",
+              choices=("debug", "info", "warning", "error"),
+              help="what the run logs besides its own lines (default warning; info shows "
+                   "Beam's, such as a Dataflow job's progress)")
+        parser.add_argument("-v", dest="log_level", action="store_const", const="info",
+                            help="the same as --log-level info")
         _flag(parser, "max-future", type=_duration, default=300.0,
               help="a record dated further ahead of the processing time is a dead letter "
                    "'future_event', never a gold row or a watermark move (default 5m)")

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from beam_pipelines.errors import UserError
 from beam_pipelines.io import delivery, live_sources, sinks
@@ -51,6 +51,24 @@ def _drain_on_interrupt():
 
 
 _REGION = re.compile(r"[a-z]+(-[a-z]+)+[0-9]+")
+
+
+def dataflow_console_url(project: str, region: str, job_id: str) -> str:
+    return (f"https://console.cloud.google.com/dataflow/jobs/{region}/{job_id}"
+            f"?project={project}")
+
+
+def announce_dataflow_job(result, options: PipelineOptions) -> str | None:
+    """Print the submitted job's id and console link (Beam says it only at INFO level);
+    a dry run has no job."""
+    job_id = getattr(result, "job_id", None)
+    job_id = job_id() if callable(job_id) else job_id
+    if not job_id:
+        return None
+    cloud = options.view_as(GoogleCloudOptions)
+    url = dataflow_console_url(cloud.project, cloud.region, job_id)
+    print(f"Dataflow job {job_id}: {url}", flush=True)
+    return url
 
 
 def _is_dataflow(runner: str) -> bool:
@@ -153,6 +171,8 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     pipeline = beam.Pipeline(options=options)
     build(pipeline, files, sink)
     result = pipeline.run()
+    if plan.dataflow:
+        announce_dataflow_job(result, options)
     if opts.wait or not plan.dataflow:
         result.wait_until_finish()
     catalog = write_catalog(output_dir, tables) if lakehouse else None
@@ -232,6 +252,8 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     previous = _drain_on_interrupt()
     try:
         result = pipeline.run()
+        if dataflow:
+            announce_dataflow_job(result, options)
         if not dataflow:
             result.wait_until_finish()  # a Dataflow job runs on until drained or cancelled
     finally:

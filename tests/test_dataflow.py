@@ -319,3 +319,46 @@ def test_the_template_targets_register_the_metadata_and_launch_with_the_image():
     launched = make_n("template-run", "PIPELINE=logs", "PARAMS=streaming=true")
     assert f"pipeline=logs,sdk_container_image={image}" in launched
     assert "--template-file-gcs-location gs://b/templates/telemetry-medallion.json" in launched
+
+
+def test_a_submitted_job_prints_its_id_and_console_link(capsys):
+    """Beam tells the job's console link only at INFO level: the run prints it always (the
+    job itself is Dataflow's, faked here as the submission's result)."""
+    from beam_pipelines.runs import announce_dataflow_job
+
+    class Submitted:
+        def job_id(self):
+            return "2026-12-06_01_02_03-123"
+
+    options = parse_options(DATAFLOW + JOBS["metrics"][0], ServerMetricsOptions)
+    url = announce_dataflow_job(Submitted(), options)
+    assert url == ("https://console.cloud.google.com/dataflow/jobs/europe-west1/"
+                   "2026-12-06_01_02_03-123?project=fake-project")
+    assert capsys.readouterr().out == f"Dataflow job 2026-12-06_01_02_03-123: {url}\n"
+    assert announce_dataflow_job(object(), options) is None  # a dry run has no job
+
+
+@pytest.mark.parametrize("argv, level", [([], "WARNING"), (["-v"], "INFO"),
+                                         (["--log-level", "debug"], "DEBUG"),
+                                         (["--log-level=error"], "ERROR")])
+def test_the_log_level_is_an_option(argv, level, monkeypatch):
+    import logging
+
+    from beam_pipelines import cli, kinds
+
+    seen = []
+    monkeypatch.setitem(kinds.KINDS, "metrics", kinds.PipelineKind(
+        "metrics", "probe", "probe", kinds.KINDS["metrics"].options_ref,
+        "tests.test_dataflow:_probe_run", "beam_pipelines.summary:render_logs"))
+    monkeypatch.setattr(f"{__name__}._probe_run", lambda options: seen.append(
+        logging.getLogger().level) or {"catalog": None, "dry_run": True})
+    before = logging.getLogger().level
+    try:
+        assert cli.main(["metrics", *argv]) == 0
+    finally:
+        logging.getLogger().setLevel(before)
+    assert seen == [getattr(logging, level)]
+
+
+def _probe_run(options):  # replaced by the test above
+    raise AssertionError("not patched")
