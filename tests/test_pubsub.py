@@ -205,3 +205,52 @@ def test_what_the_publisher_sends_the_source_reads_back_event_by_event(envelope)
     assert [r.payload.decode() for r in read] == lines
     assert len({r.source for r in read}) == len(lines)  # each event its own delivery id
     assert all(_micros(attributes, None) > 0 for _, attributes in recording.sent)
+
+
+def _session_members(sid: int) -> dict[int, str]:
+    """Processes of session ``sid``: pid → command line."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":  # session id; zombies are gone
+            found[int(entry)] = cmdline.decode(errors="replace")
+    return found
+
+
+def test_sigterm_stops_the_emulator_with_its_children_and_removes_its_files():
+    """A service manager's stop of ``local_services pubsub``: gcloud and its Java child
+    end, and the emulator's data folder and log are removed."""
+    from beam_pipelines.ops.local_services import free_port
+
+    cli = subprocess.Popen([sys.executable, "-m", "beam_pipelines.ops.local_services",
+                            "pubsub", "--port", str(free_port())],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert "Pub/Sub emulator on" in cli.stdout.readline()
+        gcloud = next(pid for pid, cmd in _session_members_of_children(cli.pid).items()
+                      if "emulators pubsub start" in cmd)
+        members = _session_members(gcloud)  # the service's own session
+        assert any("java" in cmd for cmd in members.values()), members
+        data_dir = re.search(r"--data-dir=(\S+)", members[gcloud]).group(1)
+        assert os.path.isdir(data_dir)
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(timeout=60) == 0
+        assert _session_members(gcloud) == {}
+        assert not os.path.exists(data_dir)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+
+
+def _session_members_of_children(parent: int) -> dict[int, str]:
+    """Direct children of ``parent``: pid → command line."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {int(c): Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            for c in children}

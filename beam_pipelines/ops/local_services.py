@@ -36,6 +36,8 @@ class _LocalService:
         self.process = None
         self.log = tempfile.NamedTemporaryFile(prefix=f"{type(self).__name__.lower()}-",
                                                suffix=".log", delete=False)
+        #: Removed when the service stops: its log, its data folder.
+        self.temporary = [self.log.name]
 
     def _spawn(self, argv: list[str], timeout: float, env: dict | None = None):
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
@@ -43,12 +45,15 @@ class _LocalService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self._tail()}")
+                tail = self._tail()
+                self.stop()
+                raise RuntimeError(f"{self.name} exited: {tail}")
             if self._ready():
                 return self
             time.sleep(0.2)
+        tail = self._tail()
         self.stop()
-        raise RuntimeError(f"{self.name} did not start in {timeout:.0f}s: {self._tail()}")
+        raise RuntimeError(f"{self.name} did not start in {timeout:.0f}s: {tail}")
 
     def _ready(self) -> bool:
         raise NotImplementedError
@@ -58,6 +63,7 @@ class _LocalService:
             return fh.read()[-1500:]
 
     def stop(self) -> None:
+        """Stop the service and every process of its session, then remove its files."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)  # gcloud starts a Java child
             try:
@@ -65,6 +71,17 @@ class _LocalService:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.process:
+            try:  # a child that outlived its parent in the session
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+        for path in self.temporary:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.exists(path):
+                os.remove(path)
 
 
 class PubSubEmulator(_LocalService):
@@ -82,7 +99,11 @@ class PubSubEmulator(_LocalService):
         if not gcloud:
             raise FileNotFoundError("the Pub/Sub emulator needs the Google Cloud CLI (gcloud) "
                                     "with its pubsub-emulator component")
+        if not shutil.which("java"):
+            raise FileNotFoundError("the Pub/Sub emulator needs Java (a JRE 11 or later on "
+                                    "PATH)")
         data_dir = tempfile.mkdtemp(prefix="pubsub-emulator-")
+        self.temporary.append(data_dir)
         return self._spawn([gcloud, "beta", "emulators", "pubsub", "start",
                             f"--host-port={self.host}", f"--data-dir={data_dir}", "--quiet"],
                            timeout)
