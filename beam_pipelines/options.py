@@ -91,6 +91,9 @@ class CommonOptions(PipelineOptions):
               help="event time the generated sample covers (default 6h)")
         _flag(parser, "summary", action=argparse.BooleanOptionalAction, default=True,
               help="print the run summary (default on)")
+        _flag(parser, "progress", type=_duration, default=10.0,
+              help="batch on the local runner: print a line this often with the input "
+                   "read so far, records/s and the time left (default 10s; 0: none)")
         _flag(parser, "log-level", default="warning",
               choices=("debug", "info", "warning", "error"),
               help="what the run logs besides its own lines (default warning; info shows "

@@ -6,6 +6,7 @@ live generator), prepare the lakehouse so it can be queried during the run, and 
 Ctrl-C into a drain."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -24,7 +25,8 @@ from beam_pipelines.io.lakehouse import (
     write_catalog,
     write_empty_tables,
 )
-from beam_pipelines.io.sources import count_input_records
+from beam_pipelines.io.progress import ProgressReporter
+from beam_pipelines.io.sources import COMPRESSED, count_input_records
 from beam_pipelines.ops import pubsub
 from beam_pipelines.runners import choose_runner, is_local_streaming
 from transforms.windowing import StreamingConfig
@@ -51,6 +53,15 @@ def _drain_on_interrupt():
 
 
 _REGION = re.compile(r"[a-z]+(-[a-z]+)+[0-9]+")
+
+
+def _line_file_bytes(files) -> int | None:
+    """Bytes of the uncompressed local line files among the inputs (what the progress line
+    measures its share of), or None."""
+    paths = files.get("jsonl", []) if isinstance(files, dict) else files
+    sizes = [os.path.getsize(p) for p in paths
+             if is_local(p) and not p.lower().endswith(COMPRESSED) and os.path.isfile(p)]
+    return sum(sizes) or None
 
 
 def dataflow_console_url(project: str, region: str, job_id: str) -> str:
@@ -170,11 +181,13 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
           f"{sink.describe()}…", flush=True)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, files, sink)
-    result = pipeline.run()
-    if plan.dataflow:
-        announce_dataflow_job(result, options)
-    if opts.wait or not plan.dataflow:
-        result.wait_until_finish()
+    every = 0.0 if plan.dataflow else opts.progress
+    with ProgressReporter(every, _line_file_bytes(files)):
+        result = pipeline.run()  # the local batch runner runs the whole job in here
+        if plan.dataflow:
+            announce_dataflow_job(result, options)
+        if opts.wait or not plan.dataflow:
+            result.wait_until_finish()
     catalog = write_catalog(output_dir, tables) if lakehouse else None
     counted = count_input_records(files) if catalog else None
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,

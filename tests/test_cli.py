@@ -311,3 +311,44 @@ def test_a_bad_earliest_event_is_one_line():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith(
         "'1990-02-30' is not a date YYYY-MM-DD"), proc.stderr
+
+
+def test_a_long_batch_run_prints_its_progress(tmp_path):
+    """The progress line: the input read so far (its share of the bytes, non-decreasing),
+    then once it is all read, exactly as many records as the file holds."""
+    import re
+
+    data = tmp_path / "m.jsonl"
+    gen = MetricsGenerator(GeneratorConfig(servers=20, interval_ms=10_000, count=60_000,
+                                           seed=3, malformed_rate=0.01))
+    write_metrics(gen, str(data), "jsonl")
+    lines = data.read_bytes().count(b"\n")
+    proc = run_cli("--input", str(data), "--output-dir", str(tmp_path / "out"), "--progress",
+                "0.1s", "--no-summary")
+    assert proc.returncode == 0, proc.stderr
+    progress = [ln for ln in proc.stdout.splitlines() if ln.startswith("Progress: ")]
+    shares = [int(m.group(1)) for ln in progress if (m := re.search(r"\((\d+)%\)", ln))]
+    assert shares == sorted(shares) and all(0 < s <= 100 for s in shares), progress
+    finished = [ln for ln in progress if ln.startswith("Progress: input read (")]
+    assert finished and f"({lines:,} records in" in finished[-1], progress
+    quiet = run_cli("--input", str(data), "--output-dir", str(tmp_path / "out2"), "--progress",
+                 "0", "--no-summary")
+    assert quiet.returncode == 0 and "Progress:" not in quiet.stdout
+
+
+def test_the_progress_reporter_reads_this_process_counters():
+    import io
+    import time
+
+    from beam_pipelines.io import progress
+
+    out = io.StringIO()
+    with progress.ProgressReporter(0.05, total_bytes=1000, out=out) as reporter:
+        progress.add(10, 250)
+        time.sleep(0.12)
+        progress.add(30, 750)
+        time.sleep(0.12)
+    assert reporter.lines[0].startswith("Progress: 0 of 0 MiB read (25%), 10 records")
+    assert "all read in about" in reporter.lines[0]
+    assert reporter.lines[-1].startswith("Progress: input read (40 records in")
+    assert out.getvalue().splitlines() == reporter.lines

@@ -16,6 +16,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.errors import UserError
+from beam_pipelines.io import progress
 from transforms.batches import CSV, raw_lines, raw_records, raw_rows, unreadable_rows
 from transforms.bronze import RawRecord
 
@@ -197,12 +198,12 @@ class ReadServerMetricFiles(beam.PTransform):
 BATCH_LINES = 50_000
 #: Uncompressed files are read in ranges of this size, so large files spread over workers.
 RANGE_BYTES = 32 << 20
-_COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".zlib", ".lzma", ".xz")
+COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".zlib", ".lzma", ".xz")
 
 
 def split_ranges(path: str, range_bytes: int = RANGE_BYTES):
     """A file → (path, start, end) byte ranges; a compressed file is one range."""
-    if path.lower().endswith(_COMPRESSED):
+    if path.lower().endswith(COMPRESSED):
         yield path, 0, None
         return
     size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
@@ -236,10 +237,13 @@ def read_line_range(path_range, batch_lines: int = BATCH_LINES):
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
+    progress.add(0, len(data) if end is not None else 0)  # a compressed file's size differs
     if b"\r" in data:
         lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
     for i in range(0, len(lines), batch_lines):
-        yield raw_lines(lines[i:i + batch_lines], path)
+        batch = raw_lines(lines[i:i + batch_lines], path)
+        progress.add(batch.num_rows)
+        yield batch
 
 
 def read_csv_batches(path: str, batch_lines: int = BATCH_LINES):
@@ -250,9 +254,11 @@ def read_csv_batches(path: str, batch_lines: int = BATCH_LINES):
         payloads.append(raw.payload)
         sources.append(raw.source)
         if len(payloads) >= batch_lines:
+            progress.add(len(payloads))
             yield raw_lines(payloads, sources, CSV, header)
             payloads, sources = [], []
     if payloads:
+        progress.add(len(payloads))
         yield raw_lines(payloads, sources, CSV, header)
 
 
@@ -272,6 +278,7 @@ def read_parquet_batches(path: str, batch_rows: int = BATCH_LINES):
                                       f"row group {group} of {path} cannot be read: {reason}")
                 continue
             for batch in table.to_batches(max_chunksize=batch_rows):
+                progress.add(batch.num_rows)
                 yield raw_rows(pa.Table.from_batches([batch]), path)
 
 

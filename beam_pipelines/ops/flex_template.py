@@ -30,6 +30,7 @@ SETUP_FILE = Path(__file__).resolve().parents[2] / "setup.py"
 #: of the template (a launch that passes one gets Dataflow's "unknown parameter").
 LOCAL_ONLY = {
     "seed": "seeds the generated sample, which exists on the local runner only",
+    "progress": "the progress line is the local runner's; Dataflow's console shows a job's",
     "sample_servers": "the generated sample is local",
     "sample_duration": "the generated sample is local",
     "sample_interval": "the generated sample is local",
