@@ -15,6 +15,7 @@ from transforms.rules import (
     AlertRule,
     AnomalyDetection,
     HealthWeights,
+    Incidents,
     Location,
     ServerMetricsRules,
 )
@@ -22,7 +23,7 @@ from transforms.rules import (
 # Shipped inside the package ``configs`` so that an installed copy finds it too.
 DEFAULT_CONFIG = resources.files("configs") / "server_metrics.yaml"
 _TOP_LEVEL = {"high_utilization", "health_score_weights", "alert_rules", "locations",
-              "alert_matrix", "anomaly_detection"}
+              "alert_matrix", "anomaly_detection", "incidents"}
 
 
 def load_rules(path: str | Path | None = None) -> ServerMetricsRules:
@@ -96,6 +97,7 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
     return ServerMetricsRules(
         alert_matrix=_alert_matrix(doc.get("alert_matrix") or {}),
         anomaly_detection=_anomaly_detection(doc.get("anomaly_detection") or {}),
+        incidents=_incidents(doc.get("incidents") or {}),
         high_cpu_threshold=_number("high_utilization.cpu_usage", high.get("cpu_usage", 90)),
         high_memory_threshold=_number("high_utilization.memory_usage",
                                       high.get("memory_usage", 90)),
@@ -136,6 +138,21 @@ def _alert_matrix(doc) -> AlertMatrix:
     if "severity" in doc:
         kwargs["severity"] = str(doc["severity"])
     return AlertMatrix(**kwargs)
+
+
+def _incidents(doc) -> Incidents:
+    doc = _keys("incidents", doc, {"for", "keep_firing_for", "fire_at_once", "flush_every"})
+    kwargs = {}
+    for key, name in (("for", "for_s"), ("keep_firing_for", "keep_firing_for_s"),
+                      ("flush_every", "flush_every_s")):
+        if key in doc:
+            kwargs[name] = _seconds(f"incidents.{key}", doc[key])
+    if "fire_at_once" in doc:
+        value = doc["fire_at_once"]
+        if not isinstance(value, list):
+            raise ValueError("incidents.fire_at_once must be a list of severities")
+        kwargs["fire_at_once"] = tuple(str(v) for v in value)
+    return Incidents(**kwargs)
 
 
 def _anomaly_detection(doc) -> AnomalyDetection:

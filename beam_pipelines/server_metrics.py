@@ -31,6 +31,7 @@ from schemas.server_metrics import (
     ALERT_EVENTS,
     ANALYTICS_TABLES,
     GOLD_TABLES,
+    INCIDENT_TABLES,
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
 )
@@ -42,7 +43,7 @@ from transforms.windowing import StreamingConfig
 log = logging.getLogger(__name__)
 
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
-          + (DEAD_LETTERS, INJECTED_FAULTS))
+          + INCIDENT_TABLES + (DEAD_LETTERS, INJECTED_FAULTS))
 
 
 def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,

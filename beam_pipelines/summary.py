@@ -91,9 +91,23 @@ def render(catalog: str, output_dir: str, matrix_copies: int = 3,
         feed = con.execute("select family, rule, severity, count(*), count(distinct server_id) "
                            "from alert_events group by all order by 1, 4 desc").fetchall()
         out.append("")
-        out.append("Alert feed, every rule (alert_events)" + ("" if feed else ": none"))
+        out.append("Alert signals, every rule (alert_events)" + ("" if feed else ": none"))
         if feed:
-            out.append(_fmt_rows(feed, ("family", "rule", "severity", "alerts", "servers")))
+            out.append(_fmt_rows(feed, ("family", "rule", "severity", "signals", "servers")))
+        paged = con.execute("""
+            select i.severity, count(*), count(distinct i.server_id),
+                   sum(i.signal_count), count(*) filter (where i.resolved_at is null),
+                   (select count(*) from alert_notifications n
+                    where n.severity = i.severity) as notified
+            from alert_incidents i group by all order by 1""").fetchall()
+        signals = sum(r[3] for r in feed)
+        incidents = sum(r[1] for r in paged)
+        out.append("")
+        out.append(f"Incidents (alert_incidents): {incidents:,} from {signals:,} signals"
+                   + ("" if paged else ": none"))
+        if paged:
+            out.append(_fmt_rows(paged, ("severity", "incidents", "servers", "signals",
+                                         "open", "notifications")))
     out.append("")
     out.append(f"Output: {output_dir}  (Parquet per table)")
     out.append(f"Query:  duckdb {catalog} \"select * from server_health_summary\"")

@@ -181,4 +181,22 @@ def _analytics(kept, rules, alerts):
     events = ([e for a in alerts for e in threshold_events(a)]
               + [e for row in matrix for e in matrix_events(row, m)]
               + [e for row in anomalies for e in anomaly_events(row)])
-    return {"server_alert_matrix": matrix, "anomalies": anomalies, "alert_events": events}
+    from transforms.server_metrics.incidents import (
+        END_OF_TIME,
+        IncidentTracker,
+        latest_rows,
+        signal_of_row,
+    )
+
+    by_server: dict[str, list] = defaultdict(list)
+    for e in events:
+        by_server[e["server_id"]].append(signal_of_row(e))
+    incidents, notifications = [], []
+    for signals in by_server.values():
+        tracker = IncidentTracker(rules.incidents)
+        tracker.feed(sorted(signals))
+        tracker.advance(END_OF_TIME)
+        incidents += latest_rows(tracker.incidents)
+        notifications += tracker.notifications
+    return {"server_alert_matrix": matrix, "anomalies": anomalies, "alert_events": events,
+            "alert_incidents": incidents, "alert_notifications": notifications}

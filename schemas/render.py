@@ -14,6 +14,7 @@ from schemas.ops import INJECTED_FAULTS, OPS_TABLES
 from schemas.server_metrics import (
     ANALYTICS_TABLES,
     GOLD_TABLES,
+    INCIDENT_TABLES,
     SERVER_METRIC,
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
@@ -22,8 +23,8 @@ from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
-          + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,) + OPS_TABLES
-          + (INJECTED_FAULTS,))
+          + INCIDENT_TABLES + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES
+          + (DEAD_LETTERS,) + OPS_TABLES + (INJECTED_FAULTS,))
 #: Dataset (``${...}`` in the SQL of sql/) of each layer; see beam_pipelines/bigquery.
 DATASET_OF_LAYER = {"bronze": "bronze", "silver": "silver", "gold": "gold",
                     "dead_letter": "ops", "ops": "ops"}

@@ -289,4 +289,58 @@ ALERT_EVENTS = RecordSchema(
 #: Gold tables of the reference analytics (alert matrix, EWMA detector, the alert feed):
 #: built by the pipeline only (a sliding window and a sequential detector are not
 #: scheduled SQL).
+ALERT_INCIDENTS = RecordSchema(
+    name="alert_incidents",
+    layer="gold",
+    description="Incidents: per server, the alert signals (alert_events) that kept coming "
+                "within the rules' keep_firing_for of each other, once they fired (see "
+                "the rules' incidents section); one row per incident, its latest state.",
+    fields=(
+        Field("incident_id", S, "server_id/started_at: the incident's key in notifications",
+              required=True),
+        Field("started_at", TS, "Start of its first signal's window", required=True),
+        Field("fired_at", TS, "When it started paging: the end of the signal that made it "
+              "fire", required=True),
+        Field("resolved_at", TS, "keep_firing_for after its last signal's end; null while "
+              "open"),
+        Field("metric_date", D, "UTC date of started_at", required=True),
+        Field("pane_index", INT, "How many times this incident's row was written before "
+              "(streaming updates it when it fires, escalates and resolves; 0 in batch)",
+              required=True),
+    ) + SERVER_DIMENSIONS + (
+        Field("severity", S, "The highest severity of its signals", required=True,
+              choices=("info", "warning", "critical")),
+        Field("families", S, "Families of its signals, comma-separated (threshold, matrix, "
+              "ewma)", required=True),
+        Field("rules", S, "Rules of its signals, comma-separated", required=True),
+        Field("signal_count", INT, "Signals grouped in it", required=True),
+        Field("last_signal_at", TS, "End of its last signal's window", required=True),
+    ),
+    partition_field="metric_date",
+    clustering=("server_id",),
+    key=("server_id", "started_at"),
+)
+
+ALERT_NOTIFICATIONS = RecordSchema(
+    name="alert_notifications",
+    layer="gold",
+    description="What a pager sends: each incident's state changes (firing, escalated, "
+                "resolved), each once.",
+    fields=(
+        Field("incident_id", S, "The incident (alert_incidents.incident_id)", required=True),
+        Field("state", S, "firing, escalated or resolved", required=True,
+              choices=("firing", "escalated", "resolved")),
+        Field("changed_at", TS, "Event time of the change", required=True),
+        Field("metric_date", D, "UTC date of changed_at", required=True),
+    ) + SERVER_DIMENSIONS + (
+        Field("severity", S, "The incident's severity after the change", required=True,
+              choices=("info", "warning", "critical")),
+        Field("message", S, "Human-readable notification", required=True),
+    ),
+    partition_field="metric_date",
+    clustering=("server_id",),
+)
+
 ANALYTICS_TABLES = (SERVER_ALERT_MATRIX, ANOMALIES, ALERT_EVENTS)
+#: What the alert signals become for a pager (``transforms.server_metrics.incidents``).
+INCIDENT_TABLES = (ALERT_INCIDENTS, ALERT_NOTIFICATIONS)

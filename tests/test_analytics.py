@@ -280,3 +280,26 @@ def test_the_defaults_are_the_seeds_values():
     assert rules.anomaly_detection.alpha == 0.2 and rules.anomaly_detection.threshold == 3.0
     assert set(rules.anomaly_detection.metrics) == {"cpu_usage", "memory_usage",
                                                     "temperature_c", "network_in"}
+
+
+def test_an_anomaly_in_the_last_flush_before_a_drain_is_kept():
+    """The detector buffers values until a flush timer; at a drain the watermark jumps to
+    the end of time and that last flush still emits (its output held at its timer)."""
+    from transforms.analytics import DetectAnomalies
+
+    t0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()
+
+    def record(i, cpu):
+        return {"server_id": "a", "server_name": "n", "server_type": "web", "location": "x",
+                "timestamp": datetime.fromtimestamp(t0 + i, timezone.utc),
+                "cpu_usage": cpu, "memory_usage": 50.0, "temperature_c": 40.0,
+                "network_in": 100.0}
+
+    stream = TestStream()
+    for i in range(60):
+        stream = stream.add_elements([TimestampedValue(
+            record(i, 99.0 if i == 59 else 50.0 + (i % 3) * 0.5), t0 + i)])
+    stream = stream.advance_watermark_to_infinity()
+    found = run_and_collect(lambda p: {"anomalies": p | stream | DetectAnomalies(
+        AnomalyDetection(), streaming=True)}, streaming=True)["anomalies"]
+    assert [(r["metric"], r["value"]) for r in found] == [("cpu_usage", 99.0)]

@@ -12,7 +12,7 @@ from bench.loop import run_loop
 from bench.worker import run_beam
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
-from schemas.server_metrics import ANALYTICS_TABLES, GOLD_TABLES
+from schemas.server_metrics import ANALYTICS_TABLES, GOLD_TABLES, INCIDENT_TABLES
 
 
 def _same(a, b) -> bool:
@@ -31,7 +31,7 @@ def test_the_reference_loop_writes_the_pipelines_tables(tmp_path):
     run_beam(data, str(tmp_path / "beam"))
     loop_db = write_catalog(str(tmp_path / "loop"), TABLES)
     beam_db = write_catalog(str(tmp_path / "beam"), TABLES)
-    for schema in GOLD_TABLES + ANALYTICS_TABLES:
+    for schema in GOLD_TABLES + ANALYTICS_TABLES + INCIDENT_TABLES:
         columns = ", ".join(n for n in schema.names if n not in ("pane_index", "pane_timing"))
         query = f"select {columns} from {schema.name} order by all"
         with duckdb.connect(loop_db, read_only=True) as con:
@@ -43,3 +43,4 @@ def test_the_reference_loop_writes_the_pipelines_tables(tmp_path):
             assert all(_same(a, b) for a, b in zip(mine, theirs, strict=True)), \
                 (schema.name, mine, theirs)
     assert counts["anomalies"] > 0 and counts["server_alert_matrix"] > 0
+    assert counts["alert_incidents"] > 0 and counts["alert_notifications"] > 0

@@ -6,8 +6,12 @@ from datetime import datetime, timezone
 
 import apache_beam as beam
 import pytest
+from apache_beam.coders import PickleCoder
 from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
 from schemas.server_metrics import GOLD_TABLES
 from tests.conftest import NOW, fixed_clock, line, run_and_collect
@@ -366,3 +370,39 @@ def test_bronze_dead_letters_an_event_beyond_max_future_in_both_engines():
     (row_level,) = list(fn.process(RawRecord(line(timestamp=later).encode(), "f")))
     assert row_level.value["message"] == dead["message"]
     assert bronze_batch(raw, NOW).records.num_rows == 2  # no limit unless one is given
+
+
+class _TimerChainFn(beam.DoFn):
+    """Sets a timer at 20 s; each firing emits and sets the next, 10 s later, three times."""
+
+    HOLD_OUTPUT_AT_TIMERS = True
+    TIMER = TimerSpec("t", TimeDomain.WATERMARK)
+    COUNT = ReadModifyWriteStateSpec("n", PickleCoder())
+
+    def process(self, keyed, timer=beam.DoFn.TimerParam(TIMER)):
+        timer.set(Timestamp(20))
+
+    @on_timer(TIMER)
+    def fire(self, ts=beam.DoFn.TimestampParam, timer=beam.DoFn.TimerParam(TIMER),
+             count=beam.DoFn.StateParam(COUNT)):
+        n = (count.read() or 0) + 1
+        count.write(n)
+        yield float(ts)
+        if n < 3:
+            timer.set(Timestamp(float(ts) + 10))
+
+
+@pytest.mark.parametrize("advances", [[], [15], [25], [25, 35, 45]])
+def test_what_timers_emit_when_the_watermark_jumps_is_not_dropped(advances):
+    """A drain (or the end of a test stream) jumps the watermark to the end of time: a
+    stateful step's timers still fire, and what they emit must reach a global window
+    downstream. The local runner holds the output watermark of a step that asks for it at
+    its earliest timer (fix 5 of beam_pipelines.runners.local); without it these are
+    dropped as late."""
+    stream = TestStream().add_elements([TimestampedValue(("k", 1), 10)])
+    for watermark in advances:
+        stream = stream.advance_watermark_to(watermark)
+    stream = stream.advance_watermark_to_infinity()
+    out = run_and_collect(lambda p: {"fired": p | stream | beam.ParDo(_TimerChainFn())},
+                          streaming=True)
+    assert sorted(out["fired"]) == [20.0, 30.0, 40.0]

@@ -11,7 +11,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from generators.metrics import GeneratorConfig, MetricsGenerator
-from schemas.server_metrics import GOLD_TABLES, SERVER_ALERT_MATRIX
+from schemas.server_metrics import ALERT_INCIDENTS, GOLD_TABLES, SERVER_ALERT_MATRIX
 from tests.conftest import fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal
 from tests.test_streaming import _events, _late_events, latest
@@ -42,7 +42,7 @@ def _as_rows(tables: dict) -> dict:
 
 def _latest_only(tables: dict) -> dict:
     """Windowed tables reduced to their latest pane per key, pane columns dropped."""
-    keyed = {s.name: s for s in GOLD_TABLES + (SERVER_ALERT_MATRIX,)}
+    keyed = {s.name: s for s in GOLD_TABLES + (SERVER_ALERT_MATRIX, ALERT_INCIDENTS)}
     out = {}
     for name, rows in tables.items():
         if name in keyed:

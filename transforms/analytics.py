@@ -28,8 +28,15 @@ from apache_beam.transforms.userstate import (
 from apache_beam.transforms.window import GlobalWindows, SlidingWindows
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.server_metrics import ALERT_EVENTS, ANOMALIES, SERVER_ALERT_MATRIX
+from schemas.server_metrics import (
+    ALERT_EVENTS,
+    ALERT_INCIDENTS,
+    ALERT_NOTIFICATIONS,
+    ANOMALIES,
+    SERVER_ALERT_MATRIX,
+)
 from transforms.rules import AlertMatrix, AnomalyDetection
+from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.windowing import StreamingConfig, bucket, pane_columns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -275,6 +282,8 @@ class EwmaDetectorFn(beam.DoFn):
     older than what was already scored cannot be put in order: it is counted
     (``anomalies/out_of_order``) and left unscored, not guessed at."""
 
+    #: What its flush emits at a drain must not fall behind the watermark downstream.
+    HOLD_OUTPUT_AT_TIMERS = True
     PENDING = BagStateSpec("pending", PickleCoder())
     MODEL = ReadModifyWriteStateSpec("model", PickleCoder())
     FLUSH_AT = ReadModifyWriteStateSpec("flush_at", PickleCoder())
@@ -485,5 +494,8 @@ class ServerMetricsAnalytics(beam.PTransform):
             self._rules.anomaly_detection, streaming=self._streaming is not None)
         events = (alerts, matrix, anomalies) | "AlertEvents" >> AlertEvents(
             self._rules.alert_matrix)
+        paged = events | "Incidents" >> IncidentsFromSignals(
+            self._rules, streaming=self._streaming is not None)
         return {SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
-                ALERT_EVENTS.name: events}
+                ALERT_EVENTS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
+                ALERT_NOTIFICATIONS.name: paged["notifications"]}

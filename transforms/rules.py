@@ -162,6 +162,39 @@ class AnomalyDetection:
 
 
 @dataclass(frozen=True)
+class Incidents:
+    """How alert signals (the rows of ``alert_events``) become incidents a pager sends.
+
+    Per server, signals are grouped into one incident while each starts within
+    ``keep_firing_for_s`` of the end of the ones before it. An incident is *pending* until
+    its signals span ``for_s`` (or one of them has a severity in ``fire_at_once``), then
+    *firing*; it is *resolved* ``keep_firing_for_s`` after its last signal's end, once
+    event time has passed that (the watermark in streaming; the end of a bounded input in
+    batch, as Beam's watermark does). One that resolves while pending never pages. In
+    streaming only on-time panes count: an early one may still change, and late ones
+    arrive in an order no other run reproduces."""
+
+    for_s: int = 60
+    keep_firing_for_s: int = 300
+    fire_at_once: tuple[str, ...] = ("critical",)
+    #: Streaming: how much event time signals wait, then are taken in order.
+    flush_every_s: int = 10
+
+    def __post_init__(self):
+        if self.for_s < 0 or self.keep_firing_for_s < 1 or self.flush_every_s < 1:
+            raise ValueError("incidents: for >= 0s, keep_firing_for >= 1s and flush_every "
+                             ">= 1s")
+        unknown = set(self.fire_at_once) - set(SEVERITIES)
+        if unknown:
+            raise ValueError(f"incidents.fire_at_once: unknown severity "
+                             f"{', '.join(sorted(unknown))} (info, warning or critical)")
+
+
+#: Severities, lowest first.
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
 class ServerMetricsRules:
     high_cpu_threshold: float = 90.0
     high_memory_threshold: float = 90.0
@@ -170,6 +203,7 @@ class ServerMetricsRules:
     locations: tuple[Location, ...] = ()
     alert_matrix: AlertMatrix = field(default_factory=AlertMatrix)
     anomaly_detection: AnomalyDetection = field(default_factory=AnomalyDetection)
+    incidents: Incidents = field(default_factory=Incidents)
 
     def __post_init__(self):
         names = [r.name for r in self.alert_rules]

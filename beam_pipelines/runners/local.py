@@ -27,6 +27,14 @@ it; a pipeline that does not pickle fails at submission anyway); (4) every bundl
 re-derives the DoFn's state and timer specs from its method signatures, several times:
 here they are derived once per DoFn object.
 
+And (5): the runner does not hold a stateful DoFn's output watermark at the timers it has
+still to fire, so when the input watermark jumps (a drain, the end of a test stream) what
+those timers emit lands behind the watermark downstream and a global window drops it (an
+incident's resolution). Here, as in the Java runners, the earliest event-time timer of a
+stateful DoFn that declares ``HOLD_OUTPUT_AT_TIMERS`` holds its output watermark (and the
+step's watermarks are refreshed once its state, where a fired timer is cleared, is
+committed).
+
 All are covered by the streaming tests. They are tied to the pinned Beam version
 (``setup.py``): :func:`install` refuses another one, and this module fails loudly at import
 if the internals moved.
@@ -38,7 +46,9 @@ import weakref
 
 import apache_beam
 from apache_beam import pvalue
+from apache_beam.runners.direct import evaluation_context as _ec
 from apache_beam.runners.direct import transform_evaluator as _te
+from apache_beam.runners.direct import watermark_manager as _wm
 from apache_beam.runners.direct.direct_runner import _StreamingGroupAlsoByWindow
 from apache_beam.runners.direct.util import TransformResult
 from apache_beam.transforms import userstate
@@ -73,6 +83,67 @@ class _RootReadEvaluator(_te._TransformEvaluator):
             self._evaluation_context.create_bundle(pvalue.PBegin(transform.pipeline))]
         hold = watermark if watermark is not None else MIN_TIMESTAMP
         return TransformResult(self, bundles, again, None, {None: hold})
+
+
+_TransformWatermarks = _wm._TransformWatermarks
+_ORIGINAL_WATERMARKS_INIT = _TransformWatermarks.__init__
+
+
+def _watermarks_init(self, clock, keyed_states, transform):
+    _ORIGINAL_WATERMARKS_INIT(self, clock, keyed_states, transform)
+    # Fix (5): the timers of a stateful DoFn that asks for it (``HOLD_OUTPUT_AT_TIMERS``)
+    # hold its output. Not every one: a garbage-collection timer an allowed lateness away
+    # would hold everything downstream back by that much.
+    self._timers_hold = (isinstance(transform.transform, apache_beam.ParDo)
+                         and getattr(transform.transform.dofn, "HOLD_OUTPUT_AT_TIMERS", False)
+                         and userstate.is_stateful_dofn(transform.transform.dofn))
+    self._held_at = _wm.WatermarkManager.WATERMARK_NEG_INF
+
+
+def _earliest_timer(self):
+    """The earliest event-time timer of this step set and not yet done (a fired timer stays
+    in its key's state until its firing is processed)."""
+    earliest = _wm.WatermarkManager.WATERMARK_POS_INF
+    for state in list(self._keyed_states.values()):
+        for timers in list(getattr(state, "timers", {}).values()):
+            for (_, domain, _), timestamp in list(timers.items()):
+                if domain == TimeDomain.WATERMARK and timestamp < earliest:
+                    earliest = timestamp
+    return earliest
+
+
+def _watermarks_refresh(self) -> bool:
+    """Beam's ``_TransformWatermarks.refresh``, with fix (5): a stateful DoFn's output
+    watermark is held at its earliest event-time timer, as in the Java runners. Without it
+    the output watermark of such a step runs ahead of the timers it still has to fire: when
+    the input watermark jumps (a drain, the end of a test stream), what a timer then emits
+    is behind the watermark downstream, and a global window drops it as late."""
+    advanced = _ORIGINAL_REFRESH(self)
+    if not getattr(self, "_timers_hold", False):
+        return advanced
+    with self._lock:
+        hold = _earliest_timer(self)
+        if hold < self._output_watermark:
+            self._output_watermark = max(hold, self._held_at)
+        self._held_at = self._output_watermark
+    return advanced
+
+
+_ORIGINAL_REFRESH = _TransformWatermarks.refresh
+_ORIGINAL_HANDLE_RESULT = _ec.EvaluationContext.handle_result
+
+
+def _handle_result(self, completed_bundle, completed_timers, result):
+    """Beam's ``handle_result``, then, for a step whose timers hold its output: refresh its
+    watermarks once more, since Beam commits the step's keyed state (where a fired timer
+    is cleared) only after it refreshed them."""
+    committed = _ORIGINAL_HANDLE_RESULT(self, completed_bundle, completed_timers, result)
+    manager = self._watermark_manager
+    if getattr(manager.get_watermarks(result.transform), "_timers_hold", False):
+        with self._lock:
+            self._pending_unblocked_tasks.extend(manager._refresh_watermarks(
+                result.transform, self._side_inputs_container))
+    return committed
 
 
 class _GroupAlsoByWindowEvaluator(_te._StreamingGroupAlsoByWindowEvaluator):
@@ -135,6 +206,9 @@ def install() -> None:
     _REGISTRY[_StreamingGroupAlsoByWindow] = _GroupAlsoByWindowEvaluator
     _REGISTRY[apache_beam.ParDo] = _ParDoEvaluator
     userstate.get_dofn_specs = _te.get_dofn_specs = _dofn_specs
+    _TransformWatermarks.__init__ = _watermarks_init
+    _TransformWatermarks.refresh = _watermarks_refresh
+    _ec.EvaluationContext.handle_result = _handle_result
 
 
 def installed() -> bool:
@@ -143,4 +217,6 @@ def installed() -> bool:
     return (_REGISTRY.get(LiveRead) is _RootReadEvaluator
             and _REGISTRY.get(_StreamingGroupAlsoByWindow) is _GroupAlsoByWindowEvaluator
             and _REGISTRY.get(apache_beam.ParDo) is _ParDoEvaluator
-            and userstate.get_dofn_specs is _dofn_specs)
+            and userstate.get_dofn_specs is _dofn_specs
+            and _TransformWatermarks.refresh is _watermarks_refresh
+            and _ec.EvaluationContext.handle_result is _handle_result)

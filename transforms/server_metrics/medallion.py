@@ -11,7 +11,8 @@ Steps and the elements they move:
   threshold alerts, complete alert-matrix windows, and small partial results;
 * ``GoldLocationDays``, ``GoldMatrixAcrossMidnight``, ``GoldDetectAnomalies``: what needs
   several groups, from those partial results (a handful of elements per server and day);
-* ``GoldAlertEvents``: the one alert feed.
+* ``GoldAlertEvents``: the one alert feed (the signals);
+* ``GoldIncidents``: each server's signals → incidents and their notifications.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from apache_beam.utils.timestamp import Timestamp
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import (
     ALERT_EVENTS,
+    ALERT_INCIDENTS,
+    ALERT_NOTIFICATIONS,
     ALERTS,
     ANOMALIES,
     HOURLY_SERVER_METRICS,
@@ -51,7 +54,7 @@ from transforms.batches import (
 from transforms.batches import declare_tables as tables
 from transforms.gold import FormatLocationRowFn, LocationRollup
 from transforms.rules import ServerMetricsRules
-from transforms.server_metrics import gold
+from transforms.server_metrics import gold, incidents
 from transforms.server_metrics.aggregate import Segments
 from transforms.server_metrics.bronze import bronze_batch
 from transforms.server_metrics.silver import deduplicate, silver_batch
@@ -230,6 +233,46 @@ class ScoreServerSeriesFn(beam.DoFn):
             yield TaggedOutput(ALERT_EVENTS.name, events)
 
 
+def split_by_server(table: pa.Table, columns=None):
+    """A batch → (server_id, its rows) per server (``columns``: only those)."""
+    if columns is not None:
+        table = table.select(list(columns))
+    if not table.num_rows:
+        return
+    encoded = table.column("server_id").combine_chunks().dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(encoded.dictionary) + 1))
+    for j, server_id in enumerate(encoded.dictionary.to_pylist()):
+        yield server_id, table.take(pa.array(order[bounds[j]:bounds[j + 1]]))
+
+
+class SignalsByServerFn(beam.DoFn):
+    """Alert signals (``alert_events`` batches) → (server_id, that server's signals)."""
+
+    def process(self, events: pa.Table):
+        yield from split_by_server(events, incidents.SIGNAL_FIELDS)
+
+
+class IncidentsFn(beam.DoFn):
+    """A server's signals of the whole run → its incidents (each once, its final state)
+    and notifications. A bounded input ends with the watermark at the end of time, so
+    every incident has resolved by then, as in streaming after a drain."""
+
+    def __init__(self, rules: ServerMetricsRules):
+        self._rules = rules.incidents
+
+    def process(self, keyed):
+        _, parts = keyed
+        tracker = incidents.IncidentTracker(self._rules)
+        tracker.feed(incidents.signal_tuples(pa.concat_tables(list(parts))))
+        tracker.advance(incidents.END_OF_TIME)
+        if tracker.incidents:
+            yield from_rows(incidents.latest_rows(tracker.incidents), ALERT_INCIDENTS)
+            yield TaggedOutput(ALERT_NOTIFICATIONS.name,
+                               from_rows(tracker.notifications, ALERT_NOTIFICATIONS))
+
+
 class ServerMetricsBatchMedallion(beam.PTransform):
     """Raw batches → {table name: PCollection of Arrow tables}, every table of the
     server-metrics medallion and all dead letters."""
@@ -270,6 +313,13 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                          ALERT_EVENTS.name, main="rows"))
         events = (tables(days[ALERT_EVENTS.name], midnight[ALERT_EVENTS.name],
                          anomalies[ALERT_EVENTS.name]) | "GoldAlertEvents" >> beam.Flatten())
+        tables(events)
+        paged = (events
+                 | "GoldSignalsByServer" >> beam.ParDo(SignalsByServerFn()).with_output_types(
+                     keyed_tables(str))
+                 | "GoldGroupSignals" >> beam.GroupByKey()
+                 | "GoldIncidents" >> beam.ParDo(IncidentsFn(rules)).with_output_types(
+                     pa.Table).with_outputs(ALERT_NOTIFICATIONS.name, main="incidents"))
         matrix = (tables(days[SERVER_ALERT_MATRIX.name], midnight.rows)
                   | "GoldAlertMatrix" >> beam.Flatten())
         dead = (tables(bronze[DEAD], checked[DEAD], days[DEAD])
@@ -287,5 +337,7 @@ class ServerMetricsBatchMedallion(beam.PTransform):
             SERVER_ALERT_MATRIX.name: matrix,
             ANOMALIES.name: anomalies.rows,
             ALERT_EVENTS.name: events,
+            ALERT_INCIDENTS.name: paged.incidents,
+            ALERT_NOTIFICATIONS.name: paged[ALERT_NOTIFICATIONS.name],
             DEAD_LETTERS.name: dead,
         }

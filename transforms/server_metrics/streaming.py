@@ -43,6 +43,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import (
     ALERT_EVENTS,
+    ALERT_INCIDENTS,
+    ALERT_NOTIFICATIONS,
     ALERTS,
     ANOMALIES,
     SERVER_ALERT_MATRIX,
@@ -71,6 +73,7 @@ from transforms.gold import gold_from_minute_deltas
 from transforms.live_bronze import StreamingBronze
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, identity_codes
+from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.server_metrics.medallion import BronzeFn, SilverFn
 from transforms.server_metrics.silver import deduplicate
 from transforms.windowing import MINUTE, StreamingConfig
@@ -238,6 +241,8 @@ class EwmaBatchDetectorFn(beam.DoFn):
     form of :class:`transforms.analytics.EwmaDetectorFn`, with the same state, timer and
     scoring (``score_in_order``), so the same answers."""
 
+    #: What its flush emits at a drain must not fall behind the watermark downstream.
+    HOLD_OUTPUT_AT_TIMERS = True
     PENDING = BagStateSpec("pending", ArrowTableCoder())
     MODEL = ReadModifyWriteStateSpec("model", PickleCoder())
     FLUSH_AT = ReadModifyWriteStateSpec("flush_at", PickleCoder())
@@ -329,8 +334,10 @@ class StreamingGold(beam.PTransform):
                      | "DetectAnomalies" >> beam.ParDo(EwmaBatchDetectorFn(rules)))
         events = ((gold[ALERTS.name], matrix, anomalies)
                   | "AlertEvents" >> AlertEvents(rules.alert_matrix))
+        paged = events | "Incidents" >> IncidentsFromSignals(rules, streaming=True)
         return {**gold, SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
-                ALERT_EVENTS.name: events}
+                ALERT_EVENTS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
+                ALERT_NOTIFICATIONS.name: paged["notifications"]}
 
 
 class ServerMetricsStreamingMedallion(beam.PTransform):

@@ -1,0 +1,21 @@
+-- Generated from schemas/ by `make schema-docs`; do not edit by hand.
+CREATE TABLE IF NOT EXISTS `${gold}.alert_incidents` (
+  incident_id STRING NOT NULL OPTIONS(description="server_id/started_at: the incident's key in notifications"),
+  started_at TIMESTAMP NOT NULL OPTIONS(description="Start of its first signal's window"),
+  fired_at TIMESTAMP NOT NULL OPTIONS(description="When it started paging: the end of the signal that made it fire"),
+  resolved_at TIMESTAMP OPTIONS(description="keep_firing_for after its last signal's end; null while open"),
+  metric_date DATE NOT NULL OPTIONS(description="UTC date of started_at"),
+  pane_index INT64 NOT NULL OPTIONS(description="How many times this incident's row was written before (streaming updates it when it fires, escalates and resolves; 0 in batch)"),
+  server_id STRING NOT NULL OPTIONS(description="Stable identifier of the server"),
+  server_name STRING OPTIONS(description="Human-readable server name, e.g. web-server-003"),
+  server_type STRING OPTIONS(description="Role of the server"),
+  location STRING OPTIONS(description="Data-centre region, e.g. us-east"),
+  severity STRING NOT NULL OPTIONS(description="The highest severity of its signals"),
+  families STRING NOT NULL OPTIONS(description="Families of its signals, comma-separated (threshold, matrix, ewma)"),
+  rules STRING NOT NULL OPTIONS(description="Rules of its signals, comma-separated"),
+  signal_count INT64 NOT NULL OPTIONS(description="Signals grouped in it"),
+  last_signal_at TIMESTAMP NOT NULL OPTIONS(description="End of its last signal's window")
+)
+PARTITION BY metric_date
+CLUSTER BY server_id
+OPTIONS(description="Incidents: per server, the alert signals (alert_events) that kept coming within the rules' keep_firing_for of each other, once they fired (see the rules' incidents section); one row per incident, its latest state.");

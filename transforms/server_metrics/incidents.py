@@ -1,0 +1,336 @@
+"""Alert signals → incidents and the notifications a pager sends.
+
+The rows of ``alert_events`` are *signals*: a threshold minute, a labelled matrix window,
+an EWMA anomaly, each with its exact semantics. An operator wants *incidents*: per server,
+one while signals keep coming (each starts within ``keep_firing_for`` of the end of the
+ones before), pending until its signals span ``for`` (or one has a severity that fires at
+once), then firing, escalated when a signal of a higher severity joins, resolved
+``keep_firing_for`` after its last signal once event time has passed that. One that
+resolves while pending never pages.
+
+:class:`IncidentTracker` is that lifecycle for one server, fed signals in event-time order
+in as many chunks as come: the batch path feeds a server's whole run at once and then the
+end of time (a bounded input's watermark), the streaming path feeds what each advance of
+the watermark releases and carries the open incident in Beam state. Same code, so the
+same incidents.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
+
+from transforms.rules import SEVERITIES, Incidents
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = 1_000_000
+#: The end of time, as a bounded input's watermark reaches it.
+END_OF_TIME = 2 ** 62
+RANK = {name: i for i, name in enumerate(SEVERITIES)}
+#: What a signal is to the tracker, in this order (``signal_tuples`` builds them).
+SIGNAL_FIELDS = ("window_start", "window_end", "family", "rule", "severity", "server_id",
+                 "server_name", "server_type", "location")
+
+
+def _utc(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(micros))
+
+
+@dataclass
+class OpenIncident:
+    """The state of a server's open incident (what streaming keeps between flushes)."""
+
+    identity: tuple
+    started_us: int
+    last_end_us: int
+    rank: int
+    fired_us: int | None = None
+    notified_rank: int = -1
+    count: int = 0
+    families: set = field(default_factory=set)
+    rules: set = field(default_factory=set)
+    writes: int = 0
+
+
+class IncidentTracker:
+    """One server's incidents, from its signals in event-time order."""
+
+    def __init__(self, rules: Incidents, state: OpenIncident | None = None):
+        self.rules = rules
+        self.open = state
+        self.incidents: list[dict] = []
+        self.notifications: list[dict] = []
+        self._for_us = rules.for_s * _US
+        self._keep_us = rules.keep_firing_for_s * _US
+        self._at_once = {RANK[s] for s in rules.fire_at_once}
+
+    def feed(self, signals) -> None:
+        """Signals as tuples of :data:`SIGNAL_FIELDS` (micros for the times), sorted."""
+        for start, end, family, rule, severity, *identity in signals:
+            self.advance(start)
+            rank = RANK[severity]
+            inc = self.open
+            if inc is None:
+                inc = self.open = OpenIncident(tuple(identity), start, end, rank)
+            else:
+                inc.last_end_us = max(inc.last_end_us, end)
+                inc.rank = max(inc.rank, rank)
+            inc.count += 1
+            inc.families.add(family)
+            inc.rules.add(rule)
+            if inc.fired_us is None:
+                if inc.last_end_us - inc.started_us >= self._for_us or rank in self._at_once:
+                    inc.fired_us = end
+                    inc.notified_rank = inc.rank
+                    self._row(inc)
+                    self._notify(inc, "firing", end)
+            elif inc.rank > inc.notified_rank:
+                inc.notified_rank = inc.rank
+                self._row(inc)
+                self._notify(inc, "escalated", end)
+
+    def advance(self, now_us: int) -> None:
+        """Event time has reached ``now_us`` (a signal's start, or the watermark): the open
+        incident resolves if it has been quiet for ``keep_firing_for`` by then."""
+        inc = self.open
+        if inc is not None and now_us > inc.last_end_us + self._keep_us:
+            self.open = None
+            if inc.fired_us is not None:
+                resolved = inc.last_end_us + self._keep_us
+                self._row(inc, resolved)
+                self._notify(inc, "resolved", resolved)
+
+    # ---- rows --------------------------------------------------------------------------
+    def _id(self, inc: OpenIncident) -> str:
+        return f"{inc.identity[0]}/{_utc(inc.started_us).isoformat()}"
+
+    def _row(self, inc: OpenIncident, resolved_us: int | None = None) -> None:
+        started = _utc(inc.started_us)
+        server_id, name, server_type, location = inc.identity
+        self.incidents.append({
+            "incident_id": self._id(inc), "started_at": started,
+            "fired_at": _utc(inc.fired_us),
+            "resolved_at": None if resolved_us is None else _utc(resolved_us),
+            "metric_date": started.date(), "pane_index": inc.writes,
+            "server_id": server_id, "server_name": name, "server_type": server_type,
+            "location": location, "severity": SEVERITIES[inc.rank],
+            "families": ",".join(sorted(inc.families)), "rules": ",".join(sorted(inc.rules)),
+            "signal_count": inc.count, "last_signal_at": _utc(inc.last_end_us)})
+        inc.writes += 1
+
+    def _notify(self, inc: OpenIncident, state: str, at_us: int) -> None:
+        server_id, name, server_type, location = inc.identity
+        who, at = name or server_id, _utc(at_us)
+        severity = SEVERITIES[inc.rank]
+        rules = ", ".join(sorted(inc.rules))
+        started = f"{_utc(inc.started_us):%Y-%m-%d %H:%M:%S}"
+        if state == "resolved":
+            lasted = timedelta(microseconds=at_us - inc.started_us)
+            text = (f"{who}: resolved at {at:%H:%M:%S} UTC, no signal for "
+                    f"{self.rules.keep_firing_for_s}s; it started {started} UTC, lasted "
+                    f"{lasted}, {inc.count} signal(s): {rules}")
+        elif state == "escalated":
+            text = f"{who}: escalated to {severity} at {at:%H:%M:%S} UTC: {rules}"
+        else:
+            text = (f"{who}: {severity} incident since {started} UTC, {inc.count} "
+                    f"signal(s): {rules}")
+        self.notifications.append({
+            "incident_id": self._id(inc), "state": state, "changed_at": at,
+            "metric_date": at.date(), "server_id": server_id, "server_name": name,
+            "server_type": server_type, "location": location, "severity": severity,
+            "message": text})
+
+
+def latest_rows(incidents: list[dict]) -> list[dict]:
+    """The last row written of each incident (batch writes an incident's final state
+    once, as pane 0)."""
+    last = {}
+    for row in incidents:
+        last[row["incident_id"]] = row
+    return [{**row, "pane_index": 0} for row in last.values()]
+
+
+def signal_tuples(table) -> list[tuple]:
+    """An ``alert_events`` table (or part) → the tracker's signals, sorted in event-time
+    order (ties in a fixed order, so every run feeds them alike)."""
+    import pyarrow as pa
+
+    cols = [table.column(n) for n in SIGNAL_FIELDS]
+    cols[0] = cols[0].cast(pa.int64())
+    cols[1] = cols[1].cast(pa.int64())
+    return sorted(zip(*(c.to_pylist() for c in cols), strict=True))
+
+
+# ---- streaming -------------------------------------------------------------------------
+def _micros(value) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def signal_of_row(row: dict) -> tuple:
+    """An ``alert_events`` row (streaming's element) → the tracker's signal tuple."""
+    return (_micros(row["window_start"]), _micros(row["window_end"]),
+            *(row[name] for name in SIGNAL_FIELDS[2:]))
+
+
+class IncidentTrackerFn(beam.DoFn):
+    """Streaming: ``(server_id, signal)`` → incident rows (a row each time an
+    incident fires, escalates and resolves, ``pane_index`` counting them) and, tagged
+    ``notifications``, the notifications.
+
+    A signal waits in a bag until no signal that starts before it can still come: the
+    watermark past its start by ``hold_s`` (the longest a signal's window takes to
+    fire). Then the waiting ones are fed to the tracker in order from the server's
+    state, and event time is advanced to the watermark less ``hold_s``, so the same
+    signals in the same order give the same incidents as batch. A signal older than
+    what was already taken cannot be placed in order: counted
+    (``incidents/out_of_order``), not guessed at. Only on-time panes count: an early pane
+    may still change, and late panes arrive in an order no other run reproduces; both are
+    counted (``incidents/unsettled_panes``) and stay in ``alert_events``."""
+
+    #: What its timers emit must not fall behind the watermark downstream (a resolution at
+    #: a drain): the local runner holds the step's output at its timers for this.
+    HOLD_OUTPUT_AT_TIMERS = True
+
+    PENDING = BagStateSpec("pending", PickleCoder())
+    OPEN = ReadModifyWriteStateSpec("open", PickleCoder())
+    TAKEN = ReadModifyWriteStateSpec("taken_until", PickleCoder())
+    FLUSH_AT = ReadModifyWriteStateSpec("flush_at", PickleCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+    #: The end of the global window: a drain takes everything left and resolves the open
+    #: incident (set with the first signal, so a drain's jump of the watermark finds it).
+    FINAL = TimerSpec("final", TimeDomain.WATERMARK)
+
+    def __init__(self, rules: Incidents, hold_s: int):
+        self._rules = rules
+        self._every = rules.flush_every_s * _US
+        self._hold = hold_s * _US
+
+    def setup(self):
+        self._out_of_order = Metrics.counter("incidents", "out_of_order")
+        self._unsettled = Metrics.counter("incidents", "unsettled_panes")
+
+    def _schedule(self, micros: int, flush_at, flush) -> None:
+        target = Timestamp(micros=(micros // self._every + 1) * self._every)
+        current = flush_at.read()
+        if current is None or target < current:
+            flush.set(target)
+            flush_at.write(target)
+
+    def process(self, keyed, pending=beam.DoFn.StateParam(PENDING),
+                taken=beam.DoFn.StateParam(TAKEN),
+                flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH),
+                final=beam.DoFn.TimerParam(FINAL)):
+        _, row = keyed
+        final.set(GlobalWindow().max_timestamp())
+        if row["pane_timing"] != "ON_TIME":
+            # An early pane may still change; a late one arrives in an order no run can
+            # reproduce (the watermark is past it): the signal table keeps both, the
+            # incidents take neither, so every run pages alike.
+            self._unsettled.inc()
+            return
+        signal = signal_of_row(row)
+        until = taken.read()
+        if until is not None and signal[0] < until:
+            self._out_of_order.inc()
+            return
+        pending.add(signal)
+        self._schedule(signal[0] + self._hold, flush_at, flush)
+
+    @on_timer(FLUSH)
+    def on_flush(self, fired=beam.DoFn.TimestampParam,
+                 pending=beam.DoFn.StateParam(PENDING), state=beam.DoFn.StateParam(OPEN),
+                 taken=beam.DoFn.StateParam(TAKEN),
+                 flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH)):
+        yield from self._take(fired.micros - self._hold, pending, state, taken, flush_at,
+                              flush)
+
+    @on_timer(FINAL)
+    def on_final(self, pending=beam.DoFn.StateParam(PENDING), state=beam.DoFn.StateParam(OPEN),
+                 taken=beam.DoFn.StateParam(TAKEN), flush_at=beam.DoFn.StateParam(FLUSH_AT),
+                 flush=beam.DoFn.TimerParam(FLUSH)):
+        yield from self._take(END_OF_TIME, pending, state, taken, flush_at, flush)
+
+    def _take(self, horizon, pending, state, taken, flush_at, flush):
+        """Feed the signals starting before ``horizon`` (every one that will come), in
+        order, and advance event time to it."""
+        waiting = sorted(pending.read())
+        ready = [s for s in waiting if s[0] < horizon]
+        later = waiting[len(ready):]
+        pending.clear()
+        flush_at.clear()
+        for s in later:
+            pending.add(s)
+        tracker = IncidentTracker(self._rules, state.read())
+        tracker.feed(ready)
+        tracker.advance(horizon)
+        taken.write(horizon)
+        state.write(tracker.open)
+        if later:
+            self._schedule(later[0][0] + self._hold, flush_at, flush)
+        if tracker.open is not None and horizon < END_OF_TIME:
+            # its resolution, if no signal comes first
+            self._schedule(tracker.open.last_end_us + self._rules.keep_firing_for_s * _US
+                           + self._hold, flush_at, flush)
+        yield from tracker.incidents
+        for note in tracker.notifications:
+            yield beam.pvalue.TaggedOutput("notifications", note)
+
+
+class _RowsIncidentsFn(beam.DoFn):
+    """Batch, on rows: a server's signal rows of the whole run → its incidents (final
+    state) and, tagged ``notifications``, their notifications."""
+
+    def __init__(self, rules: Incidents):
+        self._rules = rules
+
+    def process(self, keyed):
+        _, rows = keyed
+        tracker = IncidentTracker(self._rules)
+        tracker.feed(sorted(signal_of_row(r) for r in rows))
+        tracker.advance(END_OF_TIME)
+        yield from latest_rows(tracker.incidents)
+        for note in tracker.notifications:
+            yield beam.pvalue.TaggedOutput("notifications", note)
+
+
+def signal_hold_s(rules) -> int:
+    """The longest a signal's window takes to fire after its start (a threshold minute or
+    a matrix window), plus the detector's buffering: how long streaming holds signals."""
+    return max(60, rules.alert_matrix.window_s) + rules.anomaly_detection.flush_every_s
+
+
+class IncidentsFromSignals(beam.PTransform):
+    """``alert_events`` rows → {"incidents": rows, "notifications": rows}; batch or
+    streaming (``IncidentTrackerFn``), the same lifecycle."""
+
+    def __init__(self, rules, streaming: bool):
+        super().__init__()
+        self._rules = rules
+        self._streaming = streaming
+
+    def expand(self, signals):
+        keyed = signals | "ByServer" >> beam.Map(
+            lambda row: (row["server_id"], row)).with_output_types(
+            beam.typehints.KV[str, beam.typehints.Any])
+        if self._streaming:
+            out = keyed | "Track" >> beam.ParDo(IncidentTrackerFn(
+                self._rules.incidents, signal_hold_s(self._rules))).with_outputs(
+                "notifications", main="incidents")
+        else:
+            out = (keyed
+                   | "GroupByServer" >> beam.GroupByKey()
+                   | "Track" >> beam.ParDo(_RowsIncidentsFn(self._rules.incidents))
+                   .with_outputs("notifications", main="incidents"))
+        return {"incidents": out.incidents, "notifications": out.notifications}
