@@ -125,7 +125,8 @@ class ServerMetricsOptions(CommonOptions, PipelineOptions):
               help="time between a server's reports in the sample (default 10s; 1s for the "
                    "live generator of --streaming)")
         _flag(parser, "alerts-topic", default=None,
-              help="also publish every alert of alert_events, once each, to this Pub/Sub "
+              help="also publish every notification of alert_notifications (an incident "
+                   "firing, escalated, resolved), once each, to this Pub/Sub "
                    "topic (projects/P/topics/T), for chat and paging integrations")
 
 

@@ -28,7 +28,7 @@ from generators.writers import write_ground_truth, write_metrics
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.ops import INJECTED_FAULTS
 from schemas.server_metrics import (
-    ALERT_EVENTS,
+    ALERT_NOTIFICATIONS,
     ANALYTICS_TABLES,
     GOLD_TABLES,
     INCIDENT_TABLES,
@@ -56,8 +56,8 @@ def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
                                                                  max_future_s=max_future_s)
     as_sink(sink).write(tables, TABLES, batches=True)
     if alerts_topic:
-        _publish_alerts(as_rows({ALERT_EVENTS.name: tables[ALERT_EVENTS.name]}),
-                        alerts_topic, streaming=False)
+        _publish_alerts(as_rows({ALERT_NOTIFICATIONS.name: tables[ALERT_NOTIFICATIONS.name]}),
+                        alerts_topic)
     return tables
 
 
@@ -80,15 +80,16 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
         rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards,
         max_future_s=max_future_s, replayed_silver=replayed)
     as_sink(sink).write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
-    _publish_alerts(tables, alerts_topic, streaming=True)
+    _publish_alerts(tables, alerts_topic)
     return tables
 
 
-def _publish_alerts(tables, topic: str | None, streaming: bool) -> None:
+def _publish_alerts(tables, topic: str | None) -> None:
+    """What a pager sends (incidents firing, escalated, resolved), not every signal."""
     if topic:
         from beam_pipelines.io.alerts import PublishAlerts
 
-        tables[ALERT_EVENTS.name] | "PublishAlerts" >> PublishAlerts(topic, streaming)
+        tables[ALERT_NOTIFICATIONS.name] | "PublishAlerts" >> PublishAlerts(topic)
 
 
 def _check_alerts_topic(options: PipelineOptions, opts: ServerMetricsOptions) -> None:

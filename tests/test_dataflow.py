@@ -270,7 +270,7 @@ def test_the_embedded_database_is_uploaded_once(tmp_path, monkeypatch):
         os.path.getsize(default_database())
 
 
-def test_the_alert_feed_is_published_from_the_dataflow_job_too():
+def test_incident_notifications_are_published_from_the_dataflow_job_too():
     from beam_pipelines import server_metrics
 
     args = JOBS["metrics-streaming"][0] + ["--alerts-topic",
@@ -278,7 +278,8 @@ def test_the_alert_feed_is_published_from_the_dataflow_job_too():
     outcome = server_metrics.run(parse_options(DATAFLOW + args, ServerMetricsOptions))
     names = [t.unique_name for t in
              outcome["result"].job.proto_pipeline.components.transforms.values()]
-    assert any(n.startswith("PublishAlerts/FirstPane") for n in names)
+    assert any(n.startswith("PublishAlerts/Publish") for n in names)
+    assert any(n.startswith("ServerMetrics/Gold/Incidents/Track") for n in names)
     assert any(n.startswith("ServerMetrics/Gold/DetectAnomalies") for n in names)
 
 
