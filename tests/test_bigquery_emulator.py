@@ -133,6 +133,14 @@ def test_metrics_tables_land_in_bigquery_with_every_record_accounted_for(metrics
     assert _count("beam_m_gold.alert_events", "family = 'ewma'") == \
         _count("beam_m_gold.anomalies")
     assert _count("beam_m_reporting.alert_events_feed") == _count("beam_m_gold.alert_events")
+    # Incidents: one row per incident in the feed; a batch run ends every one.
+    incidents = list(_client().query(
+        f"SELECT COUNT(DISTINCT incident_id) AS n FROM `{PROJECT}.beam_m_gold.alert_incidents`"
+    ).result())[0]["n"]
+    assert incidents > 0 and _count("beam_m_reporting.incidents_feed") == incidents
+    assert _count("beam_m_reporting.incidents_feed", "status = 'resolved'") == incidents
+    assert _count("beam_m_reporting.open_incidents") == 0
+    assert _count("beam_m_gold.alert_notifications", "state = 'firing'") == incidents
     # Partitioning and clustering as declared.
     table = _client().get_table(f"{PROJECT}.beam_m_silver.server_metrics_silver")
     assert table.time_partitioning.field == "timestamp"

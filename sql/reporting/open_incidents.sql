@@ -1,0 +1,12 @@
+-- Looker Studio: the incidents still firing (no resolution yet), oldest first: what an
+-- operator on call looks at.
+CREATE OR REPLACE VIEW `${reporting}.open_incidents`
+OPTIONS(description="Incidents still open: server, severity, since, rules, signals") AS
+SELECT
+  incident_id, started_at, fired_at, metric_date AS day,
+  COALESCE(server_name, server_id) AS server,
+  server_id, location, severity, families, rules, signal_count, last_signal_at
+FROM `${gold}.alert_incidents`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY server_id, started_at ORDER BY pane_index DESC) = 1
+  AND resolved_at IS NULL;
