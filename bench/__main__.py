@@ -184,6 +184,8 @@ def main(argv=None) -> int:
                         help="only the publisher and streaming benchmarks")
     parser.add_argument("--only-logs", action="store_true",
                         help="only the web-log benchmarks (generator, parser, pipeline)")
+    parser.add_argument("--only-quality", action="store_true",
+                        help="only the alert quality against the injected faults")
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     data = os.path.join(args.workdir, "server_metrics.jsonl")
@@ -199,13 +201,21 @@ def main(argv=None) -> int:
           f"one core)", flush=True)
 
     loop_rate = None
-    if args.only_logs:
+    if args.only_quality:
+        from bench.quality import bench_incident_quality
+
+        results.update(bench_incident_quality(args.workdir))
+        args.skip_pubsub = True
+    elif args.only_logs:
         results.update(bench_logs(args.log_lines, results["generator_records_per_s"],
                                   args.workdir))
     elif not args.only_pubsub:
         results.update(bench_logs(args.log_lines, results["generator_records_per_s"],
                                   args.workdir))
         results.update(bench_detector())
+        from bench.quality import bench_incident_quality
+
+        results.update(bench_incident_quality(args.workdir))
         results.update(bench_metrics(args.workdir, args.records, args.sweep_records,
                                      args.servers, not args.skip_multiprocess))
         loop_rate = results[f"10s_{args.records}_loop_records_per_s"]
