@@ -357,6 +357,8 @@ def test_the_one_command_local_bigquery_demo(capsys):
 
     assert demo(["bigquery", "--sample-duration", "20m", "--sample-servers", "3"]) == 0
     out = capsys.readouterr().out
+    steps = [line.split(":")[0] for line in out.splitlines() if line.startswith("Step ")]
+    assert steps == [f"Step {i} of 4" for i in range(1, 5)]  # it says what it is doing
     worst = out.split("Worst servers")[1].split("Top countries")[0].strip().splitlines()[1:]
     assert len(worst) == 3 and all("health" in line for line in worst)
     assert "United States" in out.split("Top countries")[1]

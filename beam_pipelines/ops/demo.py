@@ -78,12 +78,16 @@ def bigquery_demo(argv: list[str]) -> int:
     sink = ["--sink", "bigquery", "--bq-project", project, "--bq-dataset-prefix", prefix]
     try:
         print(f"BigQuery emulator on {emulator.url}", flush=True)
-        for command in (
-                [sys.executable, "-m", "beam_pipelines.bigquery", "setup", *where],
-                [sys.executable, "-m", "run", "metrics", *sink, "--no-summary",
-                 *for_kind(argv, "metrics")],
-                [sys.executable, "-m", "run", "logs", *sink, "--no-summary",
-                 *for_kind(argv, "logs")]):
+        for step, (what, command) in enumerate((
+                ("the warehouse: datasets, tables, views and rule tables",
+                 [sys.executable, "-m", "beam_pipelines.bigquery", "setup", *where]),
+                ("the server-metrics pipeline into BigQuery (a generated sample)",
+                 [sys.executable, "-m", "run", "metrics", *sink, "--no-summary",
+                  *for_kind(argv, "metrics")]),
+                ("the web-log pipeline into BigQuery (a generated sample)",
+                 [sys.executable, "-m", "run", "logs", *sink, "--no-summary",
+                  *for_kind(argv, "logs")])), start=1):
+            print(f"Step {step} of 4: {what}…", flush=True)
             subprocess.run(command, env=env, check=True)
         os.environ["BIGQUERY_EMULATOR_HOST"] = emulator.url
         from beam_pipelines.bigquery.emulator import client
@@ -92,7 +96,8 @@ def bigquery_demo(argv: list[str]) -> int:
         # The scheduler's run_time is "now"; the sample's events are older: run as of them.
         newest = list(bq.query(f"SELECT MAX(timestamp) AS t FROM "
                                f"`{project}.{prefix}_silver.server_metrics_silver`").result())
-        print("Rebuilding gold with the scheduled SQL, as of the newest event:", flush=True)
+        print("Step 4 of 4: gold rebuilt by the scheduled SQL, as of the newest event…",
+              flush=True)
         subprocess.run([sys.executable, "-m", "beam_pipelines.bigquery", "run-scheduled",
                         *where, "--only", "gold", "--run-time", newest[0]["t"].isoformat()],
                        env=env, check=True)
