@@ -329,3 +329,19 @@ def test_schedule_creates_then_updates_the_same_configs():
     assert again == ["updated scheduled query 'acme: medallion cycle' (every 30 minutes)"]
     assert client.configs["acme: medallion cycle"].schedule == "every 30 minutes"
     assert all(c[2] == ("params", "schedule") for c in client.calls if c[0] == "update")
+
+
+def test_the_warehouse_commands_take_the_names_run_gives_the_same_ideas(capsys, monkeypatch):
+    """``--bq-project``, ``--bq-dataset-prefix`` and ``--bq-location`` (what ``run --sink
+    bigquery`` calls them) mean in ``bigquery`` what ``--project``, ``--dataset-prefix`` and
+    ``--location`` do."""
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    plans = []
+    for argv in (["--project", "my-project", "--dataset-prefix", "acme", "--location", "EU"],
+                 ["--bq-project", "my-project", "--bq-dataset-prefix", "acme",
+                  "--bq-location", "EU"]):
+        assert bq_main(["schedule", *argv, "--dry-run"]) == 0
+        plans.append(json.loads(capsys.readouterr().out))
+    assert plans[0] == plans[1] and plans[0]["parent"] == "projects/my-project/locations/eu"

@@ -31,11 +31,16 @@ def _parser(prog: str = "python -m beam_pipelines.bigquery") -> argparse.Argumen
 
     def command(name, help_text):
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--project", required=True, help="Google Cloud project id")
-        sub.add_argument("--dataset-prefix", default="telemetry",
+        # Also under the names `run --sink bigquery` gives them, so one spelling works in
+        # every command.
+        sub.add_argument("--project", "--bq-project", dest="project", required=True,
+                         help="Google Cloud project id")
+        sub.add_argument("--dataset-prefix", "--bq-dataset-prefix", dest="dataset_prefix",
+                         default="telemetry",
                          help="datasets are PREFIX_bronze, _silver, _gold, _ops, _reporting "
                               "(default telemetry)")
-        sub.add_argument("--location", default="US", help="dataset location (default US)")
+        sub.add_argument("--location", "--bq-location", dest="location", default="US",
+                         help="dataset location (default US)")
         return sub
 
     setup = command("setup", "create datasets, tables, rule tables and reporting views")
