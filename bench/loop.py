@@ -181,22 +181,15 @@ def _analytics(kept, rules, alerts):
     events = ([e for a in alerts for e in threshold_events(a)]
               + [e for row in matrix for e in matrix_events(row, m)]
               + [e for row in anomalies for e in anomaly_events(row)])
-    from transforms.server_metrics.incidents import (
-        END_OF_TIME,
-        IncidentTracker,
-        latest_rows,
-        signal_of_row,
-    )
+    from transforms.server_metrics.incidents import incidents_of_server, signal_of_row
 
     by_server: dict[str, list] = defaultdict(list)
     for e in events:
         by_server[e["server_id"]].append(signal_of_row(e))
     incidents, notifications = [], []
     for signals in by_server.values():
-        tracker = IncidentTracker(rules.incidents)
-        tracker.feed(sorted(signals))
-        tracker.advance(END_OF_TIME)
-        incidents += latest_rows(tracker.incidents)
-        notifications += tracker.notifications
+        found, notes = incidents_of_server(rules.incidents, signals)
+        incidents += found
+        notifications += notes
     return {"server_alert_matrix": matrix, "anomalies": anomalies, "alert_events": events,
             "alert_incidents": incidents, "alert_notifications": notifications}

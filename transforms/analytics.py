@@ -26,7 +26,6 @@ from apache_beam.transforms.userstate import (
     on_timer,
 )
 from apache_beam.transforms.window import GlobalWindows, SlidingWindows
-from apache_beam.utils.timestamp import Timestamp
 
 from schemas.server_metrics import (
     ALERT_EVENTS,
@@ -37,7 +36,7 @@ from schemas.server_metrics import (
 )
 from transforms.rules import AlertMatrix, AnomalyDetection
 from transforms.server_metrics.incidents import IncidentsFromSignals
-from transforms.windowing import StreamingConfig, bucket, pane_columns
+from transforms.windowing import StreamingConfig, bucket, pane_columns, schedule_flush
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROS = 1_000_000
@@ -318,16 +317,6 @@ class EwmaDetectorFn(beam.DoFn):
         rows, state = score_in_order(self._rules, key, ready, model.read(), self._counters)
         model.write(state)
         yield from rows
-
-
-def schedule_flush(micros: int, every_us: int, flush_at, flush) -> None:
-    """Have the flush timer fire at the ``every_us`` boundary after ``micros``, unless it
-    already fires sooner (the detectors' one rule for when waiting values are scored)."""
-    target = Timestamp(micros=(micros // every_us + 1) * every_us)
-    current = flush_at.read()
-    if current is None or target < current:
-        flush.set(target)
-        flush_at.write(target)
 
 
 def score_in_order(rules: AnomalyDetection, key, values, state, counters):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.transforms import trigger
 from apache_beam.transforms.window import FixedWindows, GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -70,3 +71,14 @@ def pane_columns(window, pane) -> tuple[int, str]:
     timing = {PaneInfoTiming.EARLY: "EARLY",
               PaneInfoTiming.LATE: "LATE"}.get(pane.timing, "ON_TIME")
     return pane.index, timing
+
+
+def schedule_flush(micros: int, every_us: int, flush_at, flush) -> None:
+    """Have the flush timer fire at the ``every_us`` boundary after ``micros``, unless it
+    already fires sooner: the one rule of the stateful steps that buffer event time (the
+    detectors, the incident tracker)."""
+    target = Timestamp(micros=(micros // every_us + 1) * every_us)
+    current = flush_at.read()
+    if current is None or target < current:
+        flush.set(target)
+        flush_at.write(target)

@@ -17,7 +17,7 @@ same incidents.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -30,22 +30,20 @@ from apache_beam.transforms.userstate import (
     on_timer,
 )
 from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import Timestamp
 
+from transforms.bronze import micros_of
 from transforms.rules import SEVERITIES, Incidents
+from transforms.server_metrics.aggregate import utc as _utc
+from transforms.windowing import MINUTE, schedule_flush
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = 1_000_000
 #: The end of time, as a bounded input's watermark reaches it.
 END_OF_TIME = 2 ** 62
+_END_OF_GLOBAL_WINDOW = GlobalWindow().max_timestamp()
 RANK = {name: i for i, name in enumerate(SEVERITIES)}
 #: What a signal is to the tracker, in this order (``signal_tuples`` builds them).
 SIGNAL_FIELDS = ("window_start", "window_end", "family", "rule", "severity", "server_id",
                  "server_name", "server_type", "location")
-
-
-def _utc(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(micros))
 
 
 @dataclass
@@ -173,14 +171,20 @@ def signal_tuples(table) -> list[tuple]:
     return sorted(zip(*(c.to_pylist() for c in cols), strict=True))
 
 
+def incidents_of_server(rules: Incidents, signals) -> tuple[list[dict], list[dict]]:
+    """A server's signals of a whole bounded run (any order) → (its incidents, each once in
+    its final state, and its notifications): the batch engines' and the reference loop's
+    one call."""
+    tracker = IncidentTracker(rules)
+    tracker.feed(sorted(signals))
+    tracker.advance(END_OF_TIME)
+    return latest_rows(tracker.incidents), tracker.notifications
+
+
 # ---- streaming -------------------------------------------------------------------------
-def _micros(value) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
 def signal_of_row(row: dict) -> tuple:
     """An ``alert_events`` row (streaming's element) → the tracker's signal tuple."""
-    return (_micros(row["window_start"]), _micros(row["window_end"]),
+    return (micros_of(row["window_start"]), micros_of(row["window_end"]),
             *(row[name] for name in SIGNAL_FIELDS[2:]))
 
 
@@ -221,19 +225,12 @@ class IncidentTrackerFn(beam.DoFn):
         self._out_of_order = Metrics.counter("incidents", "out_of_order")
         self._unsettled = Metrics.counter("incidents", "unsettled_panes")
 
-    def _schedule(self, micros: int, flush_at, flush) -> None:
-        target = Timestamp(micros=(micros // self._every + 1) * self._every)
-        current = flush_at.read()
-        if current is None or target < current:
-            flush.set(target)
-            flush_at.write(target)
-
     def process(self, keyed, pending=beam.DoFn.StateParam(PENDING),
                 taken=beam.DoFn.StateParam(TAKEN),
                 flush_at=beam.DoFn.StateParam(FLUSH_AT), flush=beam.DoFn.TimerParam(FLUSH),
                 final=beam.DoFn.TimerParam(FINAL)):
         _, row = keyed
-        final.set(GlobalWindow().max_timestamp())
+        final.set(_END_OF_GLOBAL_WINDOW)
         if row["pane_timing"] != "ON_TIME":
             # An early pane may still change; a late one arrives in an order no run can
             # reproduce (the watermark is past it): the signal table keeps both, the
@@ -246,7 +243,7 @@ class IncidentTrackerFn(beam.DoFn):
             self._out_of_order.inc()
             return
         pending.add(signal)
-        self._schedule(signal[0] + self._hold, flush_at, flush)
+        schedule_flush(signal[0] + self._hold, self._every, flush_at, flush)
 
     @on_timer(FLUSH)
     def on_flush(self, fired=beam.DoFn.TimestampParam,
@@ -278,11 +275,11 @@ class IncidentTrackerFn(beam.DoFn):
         taken.write(horizon)
         state.write(tracker.open)
         if later:
-            self._schedule(later[0][0] + self._hold, flush_at, flush)
+            schedule_flush(later[0][0] + self._hold, self._every, flush_at, flush)
         if tracker.open is not None and horizon < END_OF_TIME:
             # its resolution, if no signal comes first
-            self._schedule(tracker.open.last_end_us + self._rules.keep_firing_for_s * _US
-                           + self._hold, flush_at, flush)
+            schedule_flush(tracker.open.last_end_us + self._rules.keep_firing_for_s * _US
+                           + self._hold, self._every, flush_at, flush)
         yield from tracker.incidents
         for note in tracker.notifications:
             yield beam.pvalue.TaggedOutput("notifications", note)
@@ -297,18 +294,16 @@ class _RowsIncidentsFn(beam.DoFn):
 
     def process(self, keyed):
         _, rows = keyed
-        tracker = IncidentTracker(self._rules)
-        tracker.feed(sorted(signal_of_row(r) for r in rows))
-        tracker.advance(END_OF_TIME)
-        yield from latest_rows(tracker.incidents)
-        for note in tracker.notifications:
+        incidents, notifications = incidents_of_server(self._rules, map(signal_of_row, rows))
+        yield from incidents
+        for note in notifications:
             yield beam.pvalue.TaggedOutput("notifications", note)
 
 
 def signal_hold_s(rules) -> int:
     """The longest a signal's window takes to fire after its start (a threshold minute or
     a matrix window), plus the detector's buffering: how long streaming holds signals."""
-    return max(60, rules.alert_matrix.window_s) + rules.anomaly_detection.flush_every_s
+    return max(MINUTE, rules.alert_matrix.window_s) + rules.anomaly_detection.flush_every_s
 
 
 class IncidentsFromSignals(beam.PTransform):

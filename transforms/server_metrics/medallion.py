@@ -264,13 +264,12 @@ class IncidentsFn(beam.DoFn):
 
     def process(self, keyed):
         _, parts = keyed
-        tracker = incidents.IncidentTracker(self._rules)
-        tracker.feed(incidents.signal_tuples(pa.concat_tables(list(parts))))
-        tracker.advance(incidents.END_OF_TIME)
-        if tracker.incidents:
-            yield from_rows(incidents.latest_rows(tracker.incidents), ALERT_INCIDENTS)
+        found, notifications = incidents.incidents_of_server(
+            self._rules, incidents.signal_tuples(pa.concat_tables(list(parts))))
+        if found:
+            yield from_rows(found, ALERT_INCIDENTS)
             yield TaggedOutput(ALERT_NOTIFICATIONS.name,
-                               from_rows(tracker.notifications, ALERT_NOTIFICATIONS))
+                               from_rows(notifications, ALERT_NOTIFICATIONS))
 
 
 class ServerMetricsBatchMedallion(beam.PTransform):

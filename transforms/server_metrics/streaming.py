@@ -55,7 +55,6 @@ from transforms.analytics import (
     AlertEvents,
     MatrixFromParts,
     _counters,
-    schedule_flush,
     score_in_order,
 )
 from transforms.batches import (
@@ -76,7 +75,7 @@ from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, id
 from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.server_metrics.medallion import BronzeFn, SilverFn
 from transforms.server_metrics.silver import deduplicate
-from transforms.windowing import MINUTE, StreamingConfig
+from transforms.windowing import MINUTE, StreamingConfig, schedule_flush
 
 _US = 1_000_000
 #: Tables that leave this medallion as Arrow batches (the others as rows).
