@@ -175,7 +175,7 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     files = inputs(not plan.offline)
     lakehouse = sink.name == "lakehouse" and is_local(output_dir)
     if lakehouse:
-        clear_tables(output_dir, tables)
+        clear_tables(output_dir, tables, pipeline_name)
     count = sum(len(v) for v in files.values()) if isinstance(files, dict) else len(files)
     print(f"Running the {title} medallion on {plan.runner} over {count} file(s) into "
           f"{sink.describe()}…", flush=True)
@@ -242,7 +242,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         if opts.subscription and not dataflow:
             ledger = _resume(output_dir, tables, pipeline_name)
         else:  # the live generator: a new stream each time
-            clear_tables(output_dir, tables)
+            clear_tables(output_dir, tables, pipeline_name)
         write_empty_tables(output_dir, tables)
         catalog = write_catalog(output_dir, tables)
     until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"

@@ -103,6 +103,25 @@ def test_a_second_run_replaces_the_tables(sample_run, tmp_path):
                            ).fetchone()[0] == 2
 
 
+def test_both_pipelines_share_a_lakehouse_without_losing_each_others_dead_letters(tmp_path):
+    """The dead-letter table is written by every pipeline: a run replaces its own files
+    there, never another pipeline's."""
+    def dead_letters() -> dict:
+        with duckdb.connect(str(tmp_path / "lakehouse.duckdb"), read_only=True) as con:
+            return dict(con.execute("select pipeline, count(*) from dead_letters "
+                                    "group by pipeline").fetchall())
+
+    metrics = ("--output-dir", str(tmp_path), "--sample-servers", "3",
+               "--sample-duration", "10m", "--no-summary")
+    assert run_cli(*metrics).returncode == 0
+    assert run_cli("logs", "--output-dir", str(tmp_path), "--sample-duration", "2m",
+                   "--no-summary").returncode == 0
+    both = dead_letters()
+    assert both.get("server_metrics", 0) > 0 and both.get("web_logs", 0) > 0, both
+    assert run_cli(*metrics).returncode == 0  # replaces its own, not doubled
+    assert dead_letters() == both
+
+
 def test_explicit_inputs_in_several_formats(tmp_path):
     data = tmp_path / "in"
     data.mkdir()

@@ -368,11 +368,25 @@ def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False
         tuple(written) | "PublishTables" >> PublishFiles(staging)
 
 
-def clear_tables(output_dir: str, schemas) -> None:
-    """Remove the previous run's files of these tables (and nothing else)."""
+def clear_tables(output_dir: str, schemas, pipeline: str | None = None) -> None:
+    """Remove the previous run's files of these tables (and nothing else).
+
+    A table every pipeline writes (one with a ``pipeline`` column: the dead letters) keeps
+    the files of the other pipelines: running the web-log pipeline after the metrics one
+    into the same lakehouse must not delete the metrics' dead letters."""
     for schema in schemas:
+        shared = pipeline is not None and "pipeline" in schema.names
         for path in glob.glob(os.path.join(table_dir(output_dir, schema), "part-*.parquet")):
-            os.remove(path)
+            if not shared or _only_rows_of(path, pipeline):
+                os.remove(path)
+
+
+def _only_rows_of(path: str, pipeline: str) -> bool:
+    """The file holds rows of this pipeline only (or none): a run writes its own files."""
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_table(path, columns=["pipeline"]).column(0).unique().to_pylist())
+    return names <= {pipeline}
 
 
 def write_empty_tables(output_dir: str, schemas, only_missing: bool = False) -> None:
