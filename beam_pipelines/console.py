@@ -24,6 +24,8 @@ COMMANDS = {
             "create or remove the cloud resources of configs/gcp.yaml"),
     "services": ("beam_pipelines.ops.local_services",
                  "run a local emulator (pubsub or bigquery) until interrupted"),
+    "dashboard": ("beam_pipelines.dashboard.__main__",
+                  "the dashboard over the lakehouse or BigQuery, in a browser"),
     "demo": ("beam_pipelines.ops.demo",
              "a whole path on this machine in one command (pubsub or bigquery)"),
     "template": ("beam_pipelines.ops.flex_template",

@@ -21,6 +21,7 @@ HELP_LATE = {
     "services": ["pubsub", "--port", "1", "--help"],
     "demo": ["pubsub", "--duration", "1m", "--help"],
     "template": ["--help"],
+    "dashboard": ["--lakehouse", "nowhere", "--help"],
 }
 #: A usage mistake for each command.
 MISTAKE = {
@@ -32,6 +33,7 @@ MISTAKE = {
     "services": ["kafka"],
     "demo": ["no-such-demo"],
     "template": ["no-such-pipeline"],
+    "dashboard": ["--refresh", "0"],
 }
 
 

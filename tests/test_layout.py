@@ -1,5 +1,6 @@
 """The packages import one way only: the worker-path edges (``beam_pipelines.io``), the
-runners and the transforms never import the pipelines, the CLI or the operations tooling;
+runners and the transforms never import the pipelines, the CLI, the operations tooling or
+the dashboard; the dashboard reads tables and never imports the transforms or Beam;
 the transforms never import ``beam_pipelines`` at all; and no record kind's package
 imports another's."""
 from __future__ import annotations
@@ -16,10 +17,16 @@ FORBIDDEN = {
     "schemas": ("beam_pipelines", "transforms", "generators", "bench"),
     "beam_pipelines/io": ("beam_pipelines.ops", "beam_pipelines.runs",
                           "beam_pipelines.server_metrics", "beam_pipelines.web_logs",
-                          "beam_pipelines.cli", "beam_pipelines.kinds", "generators"),
+                          "beam_pipelines.cli", "beam_pipelines.kinds", "generators",
+                          "beam_pipelines.dashboard"),
     "beam_pipelines/runners": ("beam_pipelines.ops", "beam_pipelines.runs",
                                "beam_pipelines.server_metrics", "beam_pipelines.web_logs",
-                               "beam_pipelines.cli"),
+                               "beam_pipelines.cli", "beam_pipelines.dashboard"),
+    # The dashboard reads the tables only: never the transforms, the pipelines or Beam.
+    "beam_pipelines/dashboard": ("transforms", "generators", "apache_beam",
+                                 "beam_pipelines.io", "beam_pipelines.runs",
+                                 "beam_pipelines.runners", "beam_pipelines.server_metrics",
+                                 "beam_pipelines.web_logs", "beam_pipelines.cli"),
     "transforms/server_metrics": ("transforms.web_logs",),
     "transforms/web_logs": ("transforms.server_metrics",),
 }
