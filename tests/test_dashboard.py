@@ -140,6 +140,7 @@ def test_the_accounting_check_holds_and_can_fail(source, lakehouse, tmp_path):
     books = q.accounting(source).set_index("pipeline")
     assert books.loc["server_metrics", "silver_identity_holds"]
     assert books.loc["web_logs", "silver_identity_holds"]
+    assert list(books["gold_mismatches"]) == ["", ""]
     assert books.loc["server_metrics", "silver_dead_letters"] > 0  # duplicates, ranges
     # A lakehouse that lost the silver dead letters: the check says so.
     import shutil
@@ -149,8 +150,14 @@ def test_the_accounting_check_holds_and_can_fail(source, lakehouse, tmp_path):
     with duckdb.connect(str(broken / "lakehouse.duckdb")) as con:
         con.execute("CREATE OR REPLACE VIEW dead_letters AS SELECT * FROM read_parquet("
                     f"'{broken}/dead_letter/dead_letters/*.parquet') WHERE layer <> 'silver'")
-    assert not q.accounting(LakehouseSource(str(broken))).set_index("pipeline").loc[
-        "server_metrics", "silver_identity_holds"]
+        # and a gold table that lost a server-day
+        con.execute("CREATE OR REPLACE VIEW server_health_summary AS SELECT * FROM "
+                    f"read_parquet('{broken}/gold/server_health_summary/*.parquet') "
+                    "QUALIFY row_number() OVER (ORDER BY server_id) > 1")
+    books = q.accounting(LakehouseSource(str(broken))).set_index("pipeline")
+    assert not books.loc["server_metrics", "silver_identity_holds"]
+    assert books.loc["server_metrics", "gold_mismatches"].startswith("server_health_daily ")
+    assert books.loc["web_logs", "gold_mismatches"] == ""
 
 
 def test_dead_letter_samples_carry_the_payload(source):
@@ -244,7 +251,7 @@ def test_bigquery_mode_shows_what_the_lakehouse_shows(bigquery_emulator, lakehou
     same(lambda s: q.incidents(s, first, last)[["incident_id", "severity", "families"]],
          ["incident_id"])
     books = q.accounting(warehouse).set_index("pipeline")
-    assert books["silver_identity_holds"].all()
+    assert books["silver_identity_holds"].all() and (books["gold_mismatches"] == "").all()
     assert books.drop(columns="silver_identity_holds").equals(
         q.accounting(local).set_index("pipeline").drop(columns="silver_identity_holds"))
 

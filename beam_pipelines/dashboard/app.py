@@ -309,10 +309,15 @@ def pipeline_health() -> None:
     if books.empty:
         st.info(f"No pipeline output in {SOURCE.label} yet: run `python -m run` first.")
     else:
-        books = books.assign(check=books["silver_identity_holds"].map(
-            {True: "✓ bronze = silver + silver dead letters",
-             False: "✗ bronze ≠ silver + silver dead letters"}))
-        _table(books.drop(columns="silver_identity_holds"), key="accounting")
+        books = books.assign(
+            silver_check=books["silver_identity_holds"].map(
+                {True: "✓ bronze = silver + silver dead letters",
+                 False: "✗ bronze ≠ silver + silver dead letters"}),
+            gold_check=books["gold_mismatches"].map(
+                lambda wrong: f"✗ not silver: {wrong}" if wrong
+                else "✓ every gold view counts silver"))
+        _table(books.drop(columns=["silver_identity_holds", "gold_mismatches"]),
+               key="accounting")
     st.subheader("Dead letters by day and reason")
     daily = q.dead_letters_daily(SOURCE)
     if daily.empty:

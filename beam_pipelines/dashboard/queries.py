@@ -23,6 +23,13 @@ WEB_TABLES = ("web_logs_silver", "web_traffic_by_city", "web_traffic_by_country"
 #: The medallion's pipelines, their bronze and silver tables (the accounting identities).
 PIPELINES = {"server_metrics": ("server_metrics_bronze", "server_metrics_silver"),
              "web_logs": ("web_logs_bronze", "web_logs_silver")}
+#: Per pipeline, reporting views whose counts each add up to silver (every silver record
+#: in exactly one row of each).
+GOLD_COUNTS = {"server_metrics": (("server_health_daily", "records"),
+                                  ("server_hourly", "records"),
+                                  ("location_daily", "records")),
+               "web_logs": (("web_requests_by_country", "requests"),
+                            ("web_status_codes", "requests"))}
 
 
 @dataclass(frozen=True)
@@ -281,8 +288,10 @@ def traffic_per_hour(source, start: dt.date, end: dt.date) -> pd.DataFrame:
 # --- Pipeline health -------------------------------------------------------------------
 
 def accounting(source) -> pd.DataFrame:
-    """Per pipeline: records per layer and the two identities every run must keep:
-    read = bronze + bronze dead letters, and bronze = silver + silver dead letters."""
+    """Per pipeline: records per layer and the identities every run must keep:
+    bronze = silver + silver dead letters, and silver = the records each gold view counts
+    (read = bronze + bronze dead letters by construction: the input itself is not
+    stored)."""
     rows = []
     dead = source.query("SELECT pipeline, layer, COUNT(*) AS records "
                         "FROM `${ops}.dead_letters` GROUP BY pipeline, layer")
@@ -292,14 +301,18 @@ def accounting(source) -> pd.DataFrame:
         counts = source.query(
             f"SELECT (SELECT COUNT(*) FROM `${{bronze}}.{bronze}`) AS bronze, "
             f"(SELECT COUNT(*) FROM `${{silver}}.{silver}`) AS silver").iloc[0]
+        n_bronze, n_silver = int(counts["bronze"]), int(counts["silver"])
         mine = dead[dead["pipeline"] == pipeline].set_index("layer")["records"]
-        dead_bronze = int(mine.get("bronze", 0))
-        dead_silver = int(mine.get("silver", 0))
-        rows.append({"pipeline": pipeline, "read": int(counts["bronze"]) + dead_bronze,
-                     "bronze": int(counts["bronze"]), "bronze_dead_letters": dead_bronze,
-                     "silver": int(counts["silver"]), "silver_dead_letters": dead_silver,
-                     "silver_identity_holds":
-                         int(counts["bronze"]) == int(counts["silver"]) + dead_silver})
+        dead_bronze, dead_silver = int(mine.get("bronze", 0)), int(mine.get("silver", 0))
+        gold = {view: int(source.query(f"SELECT COALESCE(SUM({column}), 0) AS n "
+                                       f"FROM `${{reporting}}.{view}`").iloc[0]["n"])
+                for view, column in GOLD_COUNTS[pipeline]}
+        rows.append({"pipeline": pipeline, "read": n_bronze + dead_bronze,
+                     "bronze": n_bronze, "bronze_dead_letters": dead_bronze,
+                     "silver": n_silver, "silver_dead_letters": dead_silver,
+                     "silver_identity_holds": n_bronze == n_silver + dead_silver,
+                     "gold_mismatches": ", ".join(f"{view} {n:,}" for view, n in gold.items()
+                                                  if n != n_silver)})
     return pd.DataFrame(rows)
 
 
