@@ -259,25 +259,73 @@ def test_schedule_rejects_a_bad_prefix_before_any_call(capsys):
 
 
 # ---- Looker Studio ----------------------------------------------------------------------
-def test_looker_prints_one_linking_api_url_per_report_view(capsys):
+def _query(line: str) -> tuple:
     from urllib.parse import parse_qs, urlparse
 
+    url = urlparse(line[line.index("https://"):])
+    query = parse_qs(url.query)
+    assert all(len(v) == 1 for v in query.values()), "a parameter given twice"
+    return url, {k: v[0] for k, v in query.items()}
+
+
+def test_looker_per_view_prints_one_linking_api_url_per_report_view(capsys):
     from beam_pipelines.bigquery.__main__ import main as bq_main
 
-    assert bq_main(["looker", "--project", "my-project", "--dataset-prefix", "acme"]) == 0
+    assert bq_main(["looker", "--project", "my-project", "--dataset-prefix", "acme",
+                    "--per-view"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "https://" in line]
     views = [p.stem for p in admin.view_files()]
     assert len(lines) == len(views)
     for line, view in zip(lines, views, strict=True):
-        url = urlparse(line[line.index("https://"):])
+        url, query = _query(line)
         assert url.netloc == "lookerstudio.google.com"
         assert url.path == "/reporting/create"
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert "c.reportId" not in query
         assert query["ds.ds0.connector"] == "bigQuery"
         assert query["ds.ds0.type"] == "TABLE"
         assert query["ds.ds0.projectId"] == "my-project"
         assert query["ds.ds0.datasetId"] == "acme_reporting"
         assert query["ds.ds0.tableId"] == view
+
+
+def test_one_looker_report_for_the_whole_warehouse(capsys):
+    """One link: the template report, with one data source per reporting view (its alias
+    is the view's name), every one on this project's reporting dataset."""
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    assert bq_main(["looker", "--project", "my-project", "--dataset-prefix", "acme",
+                    "--template-report-id", "1a2b3c4d-5e6f-7a8b-9c0d"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "https://" in line]
+    assert len(lines) == 1
+    url, query = _query(lines[0])
+    assert (url.netloc, url.path) == ("lookerstudio.google.com", "/reporting/create")
+    assert query["c.reportId"] == "1a2b3c4d-5e6f-7a8b-9c0d"
+    assert query["r.reportName"] == "acme: telemetry"
+    aliases = {key.split(".")[1] for key in query if key.startswith("ds.")}
+    views = {p.stem for p in admin.view_files()}
+    assert aliases == views and len(views) >= 14
+    for view in views:
+        assert query[f"ds.{view}.connector"] == "bigQuery"
+        assert query[f"ds.{view}.type"] == "TABLE"
+        assert query[f"ds.{view}.projectId"] == "my-project"
+        assert query[f"ds.{view}.datasetId"] == "acme_reporting"
+        assert query[f"ds.{view}.tableId"] == view
+    # every page of docs/LOOKER.md names views that are data sources of the report
+    doc = (admin.SQL_DIR.parent / "docs" / "LOOKER.md").read_text()
+    named = set(re.findall(r"`([a-z_]+)`", doc)) & views
+    assert named == views, views - named
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--template-report-id", "no spaces allowed"], "is not a Looker Studio report id"),
+    ([], "one of the arguments --template-report-id --per-view is required"),
+])
+def test_looker_mistakes_are_one_line(argv, message, capsys):
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    assert bq_main(["looker", "--project", "my-project", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
 
 
 class _FakeTransferClient:

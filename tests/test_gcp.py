@@ -51,6 +51,11 @@ def test_mistakes_in_the_file_are_one_line_naming_the_key(tmp_path, feeds, messa
         gcp.load(_config(tmp_path, feeds))
 
 
+def test_a_bad_looker_template_id_is_one_line_naming_it(tmp_path):
+    with pytest.raises(UserError, match="template report id 'not an id'"):
+        gcp.load(_config(tmp_path, bigquery="  looker_template_report_id: not an id\n"))
+
+
 def test_setup_creates_updates_and_teardown_removes_pubsub(pubsub_emulator, tmp_path):
     from google.cloud import pubsub_v1
 
@@ -129,11 +134,16 @@ def test_the_command_sets_up_both_services_and_says_so(pubsub_emulator, bigquery
                                                       tmp_path, capsys):
     name = f"cli-{uuid.uuid4().hex[:8]}"
     prefix = f"gcp_{uuid.uuid4().hex[:6]}"
-    config = _config(tmp_path, _feed(name), f"  dataset_prefix: {prefix}\n  location: US\n")
+    config = _config(tmp_path, _feed(name), f"  dataset_prefix: {prefix}\n  location: US\n"
+                     "  looker_template_report_id: tmpl-12345678\n")
     assert gcp.main(["setup", "--config", config]) == 0
     out = capsys.readouterr().out
     assert f"created subscription projects/{PROJECT}/subscriptions/{name}" in out
     assert f"created dataset {prefix}_gold" in out and "replaced view" in out
+    report = out.strip().splitlines()[-1]  # last: where to look next
+    assert report.startswith("Looker Studio report: https://lookerstudio.google.com/"
+                             "reporting/create?c.reportId=tmpl-12345678&")
+    assert f"ds.server_health_daily.datasetId={prefix}_reporting" in report
     assert gcp.main(["setup", "--config", config]) == 0
     assert "created" not in capsys.readouterr().out
     assert gcp.main(["teardown", "--config", config]) == 2

@@ -4,7 +4,7 @@
   teardown       delete the warehouse's datasets and everything in them
   schedule       create or update the scheduled queries (--dry-run prints them)
   run-scheduled  run the scheduled queries once now (as the scheduler would)
-  looker         print a Looker Studio link per reporting view
+  looker         print the Looker Studio report's link (or one per reporting view)
 
 BIGQUERY_EMULATOR_HOST=http://host:port points every command but schedule at a local
 emulator (``python -m beam_pipelines.ops.local_services bigquery``).
@@ -62,9 +62,13 @@ def _parser(prog: str = "python -m beam_pipelines.bigquery") -> argparse.Argumen
     run.add_argument("--only", choices=("silver", "gold"), default=None)
     run.add_argument("--run-time", default=None,
                      help="@run_time, ISO 8601 (default: now)")
-    looker = command("looker", "print a Looker Studio link per reporting view")
-    looker.add_argument("--template-report-id", default=None,
-                        help="a Looker Studio report to copy (see docs/LOOKER.md)")
+    looker = command("looker", "print the Looker Studio report's link (or one per view)")
+    which = looker.add_mutually_exclusive_group(required=True)
+    which.add_argument("--template-report-id", default=None,
+                       help="the template report of docs/LOOKER.md: one link opens a copy "
+                            "with every reporting view as its data sources")
+    which.add_argument("--per-view", action="store_true",
+                       help="a blank report per reporting view instead (no template)")
     return parser
 
 
@@ -123,10 +127,18 @@ def main(argv: list[str] | None = None,
             emulator.require_credentials()
             lines = scheduled.run_now(warehouse, _run_time(args.run_time), args.only)
         else:
-            from beam_pipelines.bigquery.looker import TITLES, report_urls
+            from beam_pipelines.bigquery.looker import (
+                TITLES,
+                report_urls,
+                warehouse_report_url,
+            )
 
-            lines = [f"{TITLES.get(view, view)}: {url}"
-                     for view, url in report_urls(warehouse, args.template_report_id).items()]
+            if args.per_view:
+                lines = [f"{TITLES.get(view, view)}: {url}"
+                         for view, url in report_urls(warehouse).items()]
+            else:
+                lines = [f"Looker Studio report: "
+                         f"{warehouse_report_url(warehouse, args.template_report_id)}"]
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -67,6 +67,7 @@ class Resources:
     dataset_prefix: str = "telemetry"
     location: str = "US"
     rules: str | None = None       # the rules file loaded into the _ops tables
+    looker_template_report_id: str | None = None  # the report of docs/LOOKER.md
 
     def topic_path(self, name: str) -> str:
         return f"projects/{self.project}/topics/{name}"
@@ -134,11 +135,18 @@ def load(path: str | Path | None = None, project: str | None = None) -> Resource
                              "project, pubsub, bigquery")
         feeds = tuple(_feed(i, item) for i, item in enumerate(doc.get("pubsub") or []))
         bq = doc.get("bigquery") or {}
-        if set(bq) - {"dataset_prefix", "location", "rules"}:
-            raise ValueError("bigquery takes dataset_prefix, location and rules")
+        if set(bq) - {"dataset_prefix", "location", "rules", "looker_template_report_id"}:
+            raise ValueError("bigquery takes dataset_prefix, location, rules and "
+                             "looker_template_report_id")
+        template = bq.get("looker_template_report_id") or None
+        if template is not None:
+            from beam_pipelines.bigquery.looker import check_template_report_id
+
+            check_template_report_id(str(template))
         resources = Resources(project=project or doc.get("project"), feeds=feeds,
                               dataset_prefix=str(bq.get("dataset_prefix", "telemetry")),
-                              location=str(bq.get("location", "US")), rules=bq.get("rules"))
+                              location=str(bq.get("location", "US")), rules=bq.get("rules"),
+                              looker_template_report_id=template)
     except (TypeError, ValueError) as exc:
         raise UserError(f"config file {path}: {exc}") from None
     if not resources.project:
@@ -236,7 +244,19 @@ def setup(resources: Resources, only: str | None = None) -> list[str]:
         rules = load_rules(resources.rules)
         emulator.require_credentials()
         done += admin.setup(resources.warehouse(), rules)
+        done.append(_report_line(resources))
     return done
+
+
+def _report_line(resources: Resources) -> str:
+    """Where to look next: the report, once its template is named in the config file."""
+    if not resources.looker_template_report_id:
+        return ("Looker Studio: name the template report (docs/LOOKER.md) as "
+                "bigquery.looker_template_report_id for a link to the whole report")
+    from beam_pipelines.bigquery.looker import warehouse_report_url
+
+    return ("Looker Studio report: " + warehouse_report_url(
+        resources.warehouse(), resources.looker_template_report_id))
 
 
 def teardown(resources: Resources, only: str | None = None) -> list[str]:
