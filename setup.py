@@ -20,6 +20,8 @@ RUNTIME = [
     "maxminddb==3.2.0",     # geoip2's reader, pinned with it
     "numpy==2.4.6",         # vectorised, seeded value generation
     "orjson==3.13.0",       # JSON parsing on the hot path of bronze
+    # the PostgreSQL hot tables (--postgres-dsn); the binary wheel bundles libpq
+    "psycopg[binary]==3.3.9",
     "pyarrow==25.0.1",      # Parquet schemas and files
     "pyyaml==6.0.3",        # rules files in configs/
     "tqdm==4.70.1",         # progress bars of the generators

@@ -73,6 +73,15 @@ def _sink_flags(parser) -> None:
     _flag(parser, "bq-layers", default="bronze,silver,gold",
           help="--sink bigquery: the layers the pipeline writes (dead letters always); "
                "'bronze' leaves silver and gold to the scheduled queries of sql/scheduled")
+    _flag(parser, "postgres-dsn", default=None,
+          help="also keep PostgreSQL hot tables (minute summaries, health, alerts, "
+               "incidents, web traffic) up to date by upserts, e.g. "
+               "postgresql://user@host:5432/db")
+    _flag(parser, "postgres-schema", default="telemetry",
+          help="--postgres-dsn: the schema of the hot tables (default telemetry)")
+    _flag(parser, "postgres-retention", type=_duration, default=7 * 86400.0,
+          help="--postgres-dsn: keep rows within this span of each table's newest row "
+               "(default 7d; 0 keeps everything)")
 
 
 class CommonOptions(PipelineOptions):

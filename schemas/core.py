@@ -28,6 +28,16 @@ _BQ_LEGACY = {
 }
 
 
+_POSTGRES = {
+    FieldType.STRING: "text",
+    FieldType.INT64: "bigint",
+    FieldType.FLOAT64: "double precision",
+    FieldType.BOOL: "boolean",
+    FieldType.TIMESTAMP: "timestamptz",
+    FieldType.DATE: "date",
+}
+
+
 @dataclass(frozen=True)
 class Field:
     """One column. ``minimum``/``maximum`` are inclusive valid ranges (silver rejects
@@ -160,6 +170,23 @@ class RecordSchema:
         if self.clustering:
             ddl += f"\nCLUSTER BY {', '.join(self.clustering)}"
         ddl += f"\nOPTIONS(description={_sql_string(self.description)});\n"
+        return ddl
+
+    def postgres_ddl(self, schema: str = "telemetry") -> str:
+        """PostgreSQL DDL (15+): the table, a unique key (NULLS NOT DISTINCT: key columns
+        may be null, and upserts must still meet the same row) and an index on the
+        partition field for the retention window."""
+        cols = ",\n".join(f"  {f.name} {_POSTGRES[f.type]}{' NOT NULL' if f.required else ''}"
+                           for f in self.fields)
+        table = f"{schema}.{self.name}"
+        ddl = f"CREATE TABLE IF NOT EXISTS {table} (\n{cols}\n);\n"
+        if self.key:
+            ddl += (f"CREATE UNIQUE INDEX IF NOT EXISTS {self.name}_key ON {table} "
+                    f"({', '.join(self.key)}) NULLS NOT DISTINCT;\n")
+        if self.partition_field:
+            ddl += (f"CREATE INDEX IF NOT EXISTS {self.name}_{self.partition_field} "
+                    f"ON {table} ({self.partition_field});\n")
+        ddl += f"COMMENT ON TABLE {table} IS '{self.description.replace(chr(39), chr(39) * 2)}';\n"
         return ddl
 
     # ---- Documentation ------------------------------------------------------------------

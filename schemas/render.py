@@ -1,7 +1,8 @@
 """Render every artefact derived from the declarations: ``python -m schemas.render``.
 
 Writes ``docs/SCHEMAS.md`` (field tables, reason codes), ``sql/bigquery/<table>.json``
-(BigQuery JSON schemas) and ``sql/ddl/<table>.sql`` (BigQuery DDL). A test fails when the
+(BigQuery JSON schemas), ``sql/ddl/<table>.sql`` (BigQuery DDL) and
+``sql/postgres/<table>.sql`` (PostgreSQL DDL of the hot tables). A test fails when the
 committed files differ from what this would write, so they cannot drift.
 """
 from __future__ import annotations
@@ -25,6 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
           + INCIDENT_TABLES + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES
           + (DEAD_LETTERS,) + OPS_TABLES + (INJECTED_FAULTS,))
+#: The hot tables ``--postgres-dsn`` keeps up to date (upserted by key) for dashboards:
+#: minute summaries, daily health, alerts and incidents, and the web traffic by status and
+#: country. Each needs a key.
+POSTGRES_TABLES = tuple(t for t in TABLES if t.name in (
+    "server_metrics_minutely", "server_health_summary", "alerts", "alert_incidents",
+    "web_traffic_by_status", "web_traffic_by_country"))
 #: Dataset (``${...}`` in the SQL of sql/) of each layer; see beam_pipelines/bigquery.
 DATASET_OF_LAYER = {"bronze": "bronze", "silver": "silver", "gold": "gold",
                     "dead_letter": "ops", "ops": "ops"}
@@ -58,6 +65,11 @@ def artefacts() -> dict[Path, str]:
         files[ROOT / "sql" / "ddl" / f"{table.name}.sql"] = (
             "-- Generated from schemas/ by `make schema-docs`; do not edit by hand.\n"
             + table.bigquery_ddl("${" + DATASET_OF_LAYER[table.layer] + "}"))
+    for table in POSTGRES_TABLES:
+        files[ROOT / "sql" / "postgres" / f"{table.name}.sql"] = (
+            "-- Generated from schemas/ by `make schema-docs`; do not edit by hand.\n"
+            "-- The PostgreSQL hot table of --postgres-dsn (schema: --postgres-schema).\n"
+            + table.postgres_ddl())
     return files
 
 

@@ -130,6 +130,22 @@ def bigquery_emulator():
         emulator.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL 15 server (Debian's binaries) on a free port; without them
+    these tests fail, never skip."""
+    from beam_pipelines.ops.local_services import PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def bigquery_env(bigquery_emulator, monkeypatch):
     """BIGQUERY_EMULATOR_HOST points this test's clients (and Beam's) at the emulator."""

@@ -1,7 +1,9 @@
 """Where a pipeline's tables go, chosen by ``--sink``: the local lakehouse (Parquet files
-and a DuckDB catalog) or BigQuery. The graph up to the sink is the same for both."""
+and a DuckDB catalog) or BigQuery; with ``--postgres-dsn``, PostgreSQL hot tables beside
+either. The graph up to the sink is the same for all."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from beam_pipelines.bigquery.warehouse import LAYERS
@@ -53,24 +55,66 @@ class BigQuerySink:
         return f"BigQuery ({w.project}: {datasets}; {self.method})"
 
 
-def as_rows(tables: dict, batches=True) -> dict:
-    """The tables that hold Arrow batches as rows, for what writes rows."""
+def as_rows(tables: dict, batches=True, prefix: str = "") -> dict:
+    """The tables that hold Arrow batches as rows, for what writes rows (``prefix``: of
+    the step labels, when two sinks convert the same table)."""
     from transforms.batches import BatchesToRows
 
-    return {name: (pcoll | f"{name}AsRows" >> BatchesToRows())
+    return {name: (pcoll | f"{prefix}{name}AsRows" >> BatchesToRows())
             if holds_batches(name, batches) else pcoll for name, pcoll in tables.items()}
 
 
-def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink:
+@dataclass(frozen=True)
+class WithHotTables:
+    """The main sink, plus the PostgreSQL hot tables (``--postgres-dsn``)."""
+
+    main: LakehouseSink | BigQuerySink
+    hot: object  # beam_pipelines.io.postgres.PostgresHotTables
+
+    @property
+    def name(self) -> str:
+        return self.main.name
+
+    def write(self, tables: dict, schemas, streaming: bool = False,
+              batches: bool | frozenset = False) -> None:
+        self.main.write(tables, schemas, streaming=streaming, batches=batches)
+        self.hot.write(tables, schemas, batches=batches)
+
+    def describe(self) -> str:
+        return f"{self.main.describe()}, and {self.hot.describe()}"
+
+
+def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink | WithHotTables:
     if isinstance(sink_or_output_dir, str):
         return LakehouseSink(sink_or_output_dir)
     return sink_or_output_dir
 
 
+_PG_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
 def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool,
                  offline: bool = False):
-    """The sink the flags ask for, checked: names, write method, credentials, datasets
-    (``offline``: a job only built, so nothing that needs credentials)."""
+    """The sink the flags ask for, checked: names, write method, credentials, datasets,
+    the PostgreSQL server (``offline``: a job only built, so nothing is contacted)."""
+    main = _main_sink(options, opts, pipeline, streaming, dataflow, offline)
+    if not opts.postgres_dsn:
+        return main
+    from beam_pipelines.io.postgres import PostgresHotTables
+    from schemas.render import POSTGRES_TABLES
+
+    if not _PG_SCHEMA.fullmatch(opts.postgres_schema):
+        raise UserError(f"--postgres-schema {opts.postgres_schema!r}: lowercase letters, "
+                        "digits and underscores, starting with a letter or underscore")
+    hot = PostgresHotTables(opts.postgres_dsn, opts.postgres_schema,
+                            opts.postgres_retention or None)
+    if not offline:
+        hot.check(POSTGRES_TABLES)
+    return WithHotTables(main, hot)
+
+
+def _main_sink(options, opts, pipeline: str, streaming: bool, dataflow: bool,
+               offline: bool):
     if opts.sink == "lakehouse":
         return LakehouseSink(opts.output_dir)
     from apache_beam.options.pipeline_options import GoogleCloudOptions

@@ -67,6 +67,8 @@ def _by_name() -> dict[str, str]:
         "bq_dataset_prefix": r"^[A-Za-z0-9_]{1,1000}$",
         "bq_location": warehouse._LOCATION.pattern,
         "bq_layers": rf"^{layer}(,{layer})*$",
+        "postgres_dsn": r"^(postgres(ql)?://\S+|\S+=\S+( \S+=\S+)*)$",
+        "postgres_schema": r"^[a-z_][a-z0-9_]{0,62}$",
     }
 
 

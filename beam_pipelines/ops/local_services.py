@@ -1,5 +1,8 @@
 """Local stand-ins for cloud services, for development, tests and benchmarks.
 
+``python -m beam_pipelines.ops.local_services postgres`` runs a throwaway PostgreSQL server
+(the hot tables of ``--postgres-dsn``) on 127.0.0.1:5433 until interrupted.
+
 ``python -m beam_pipelines.ops.local_services pubsub`` runs the official Pub/Sub emulator on
 127.0.0.1:8085 until interrupted; export ``PUBSUB_EMULATOR_HOST=127.0.0.1:8085`` in the
 shells that publish or run pipelines.
@@ -154,6 +157,59 @@ class BigQueryEmulator(_LocalService):
             return False
 
 
+#: Debian's PostgreSQL server binaries (override: POSTGRES_BIN).
+POSTGRES_BIN = os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class PostgresServer(_LocalService):
+    """A throwaway PostgreSQL server: a new cluster in a temporary folder, trust
+    authentication on 127.0.0.1 only, user ``telemetry``. PostgreSQL refuses to run as
+    root, so under root it runs as the ``postgres`` system user."""
+
+    name = "PostgreSQL"
+    user = "telemetry"
+
+    def __init__(self, port: int | None = None, bin_dir: str = POSTGRES_BIN):
+        super().__init__()
+        self.port = port or free_port()
+        self.bin_dir = bin_dir
+        self.dsn = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    def _as_server_user(self, argv: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return argv
+        runuser = shutil.which("runuser")
+        if not runuser:
+            raise FileNotFoundError("PostgreSQL cannot run as root and runuser is missing")
+        return [runuser, "-u", "postgres", "--", *argv]
+
+    def start(self, timeout: float = 60.0) -> PostgresServer:
+        initdb, postgres = (os.path.join(self.bin_dir, b) for b in ("initdb", "postgres"))
+        if not os.path.exists(initdb):
+            raise FileNotFoundError(f"no PostgreSQL server at {self.bin_dir} (Debian: "
+                                    "apt-get install postgresql-15; or set POSTGRES_BIN)")
+        root = tempfile.mkdtemp(prefix="postgres-")
+        self.temporary.append(root)
+        data, sockets = os.path.join(root, "data"), os.path.join(root, "sockets")
+        os.makedirs(sockets)
+        if os.geteuid() == 0:
+            import pwd
+
+            server = pwd.getpwnam("postgres")
+            for path in (root, sockets):
+                os.chown(path, server.pw_uid, server.pw_gid)
+        subprocess.run(self._as_server_user(
+            [initdb, "-D", data, "-U", self.user, "--auth=trust", "-E", "UTF8",
+             "--no-sync"]), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return self._spawn(self._as_server_user(
+            [postgres, "-D", data, "-p", str(self.port), "-k", sockets,
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]), timeout)
+
+    def _ready(self) -> bool:
+        with open(self.log.name, errors="replace") as fh:
+            return "ready to accept connections" in fh.read()
+
+
 def main(argv: list[str] | None = None,
          prog: str = "python -m beam_pipelines.ops.local_services") -> int:
     import signal
@@ -163,22 +219,29 @@ def main(argv: list[str] | None = None,
     parser = CommandParser(prog=prog, description="Run a local emulator until interrupted "
                                                   "(Ctrl-C or SIGTERM stop it and its "
                                                   "children).")
-    parser.add_argument("service", choices=("pubsub", "bigquery"),
+    parser.add_argument("service", choices=("pubsub", "bigquery", "postgres"),
                         help="pubsub: the official Pub/Sub emulator (needs gcloud and Java); "
-                             "bigquery: the BigQuery emulator on DuckDB")
+                             "bigquery: the BigQuery emulator on DuckDB; postgres: a "
+                             "throwaway PostgreSQL server (Debian's, version 15)")
     parser.add_argument("--port", type=int, default=None,
-                        help="port on 127.0.0.1 (default 8085 for pubsub, 9050 for bigquery)")
+                        help="port on 127.0.0.1 (default 8085 for pubsub, 9050 for "
+                             "bigquery, 5433 for postgres)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.service == "pubsub":
         emulator = PubSubEmulator(args.port or 8085)
-    else:
+    elif args.service == "bigquery":
         emulator = BigQueryEmulator(args.port or 9050)
+    else:
+        emulator = PostgresServer(args.port or 5433)
     try:
         emulator.start()
-    except (FileNotFoundError, RuntimeError) as exc:
+    except (FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    if args.service == "pubsub":
+    if args.service == "postgres":
+        print(f"PostgreSQL on 127.0.0.1:{emulator.port}: --postgres-dsn {emulator.dsn}  "
+              "(Ctrl-C stops it and deletes its data)", flush=True)
+    elif args.service == "pubsub":
         print(f"Pub/Sub emulator on {emulator.host}: export PUBSUB_EMULATOR_HOST="
               f"{emulator.host}  (Ctrl-C stops it)", flush=True)
     else:
