@@ -16,7 +16,7 @@ COMMANDS = {
     "run": ("beam_pipelines.cli",
             "run a pipeline (metrics or logs), batch or --streaming, locally or on Dataflow"),
     "generate": ("generators.cli",
-                 "write server metrics, web logs or regional records to files or Pub/Sub"),
+                 "write server metrics, web logs or regional records to files, Pub/Sub or TCP"),
     "pubsub": ("beam_pipelines.ops.pubsub", "create or remove a topic and its subscription"),
     "bigquery": ("beam_pipelines.bigquery.__main__",
                  "the warehouse: datasets, views, scheduled queries, Looker links"),

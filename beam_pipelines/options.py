@@ -32,6 +32,13 @@ def _streaming_flags(parser) -> None:
     _flag(parser, "subscription", default=None,
           help="--streaming: read projects/P/subscriptions/S (default: a live generator "
                "of the sample's records in the pipeline itself)")
+    _flag(parser, "tcp-listen", default=None, metavar="HOST:PORT",
+          help="--streaming: read lines (JSON records or log lines) from every sender that "
+               "connects here, e.g. 127.0.0.1:9988 (local runs; TCP has no "
+               "acknowledgement: see the README)")
+    _flag(parser, "tcp-connect", default=None, metavar="HOST:PORT",
+          help="--streaming: read the lines a server streams at HOST:PORT, reconnecting "
+               "when it goes away (seed 001's live stream; local runs)")
     _flag(parser, "duration", type=_span, default=None,
           help="--streaming: stop reading after this long, close every window and exit "
                "with the summary (default: run until Ctrl-C, which does the same)")

@@ -119,7 +119,10 @@ def _check_dataflow(options: PipelineOptions, opts, streaming: bool) -> None:
     if opts.sink == "lakehouse" and is_local(opts.output_dir):
         problems.append("Dataflow workers cannot write a local --output-dir: use --sink "
                         "bigquery (or a gs:// --output-dir)")
-    if streaming and not opts.subscription:
+    if streaming and (opts.tcp_listen or opts.tcp_connect):
+        problems.append("TCP sources run on the local runner only; on Dataflow read a "
+                        "--subscription")
+    elif streaming and not opts.subscription:
         problems.append("the live generator runs on the local runner only; on Dataflow "
                         "read a --subscription")
     if not streaming and not opts.input:
@@ -167,9 +170,9 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     graph."""
     output_dir = opts.output_dir
     prepare_output_dir(output_dir, tables)
-    for flag in ("subscription", "duration"):
+    for flag in ("subscription", "duration", "tcp_listen", "tcp_connect"):
         if getattr(opts, flag) is not None:
-            raise UserError(f"--{flag} needs --streaming")
+            raise UserError(f"--{flag.replace('_', '-')} needs --streaming")
     plan = _plan(options, opts, pipeline_name, streaming=False)
     sink = plan.sink
     files = inputs(not plan.offline)
@@ -220,7 +223,21 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     plan = _plan(options, opts, pipeline_name, streaming=True)
     runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink
     stop_at = time.time() + opts.duration if opts.duration else None
-    if opts.subscription:
+    tcp = [f for f in ("tcp_listen", "tcp_connect", "subscription") if getattr(opts, f)]
+    if len(tcp) > 1:
+        raise UserError(f"read one source: {' or '.join('--' + f.replace('_', '-') for f in tcp)}")
+    if opts.tcp_listen or opts.tcp_connect:
+        from beam_pipelines.io import tcp as tcp_source
+
+        listen = bool(opts.tcp_listen)
+        flag = "--tcp-listen" if listen else "--tcp-connect"
+        address = tcp_source.parse_address(opts.tcp_listen or opts.tcp_connect, flag)
+        if listen:
+            tcp_source.check_listen(address)
+        source = tcp_source.read_tcp(address, listen, stop_at, opts.max_out_of_orderness,
+                                     batches=batches, max_future_s=opts.max_future)
+        what = f"tcp://{address[0]}:{address[1]}" + (" (listening)" if listen else "")
+    elif opts.subscription:
         pubsub.check_subscription(opts.subscription)
         if not plan.offline:
             pubsub.require_credentials()
@@ -239,7 +256,8 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     catalog = None
     ledger = None
     if sink.name == "lakehouse" and is_local(output_dir):
-        if opts.subscription and not dataflow:
+        if (opts.subscription or opts.tcp_listen or opts.tcp_connect) and not dataflow:
+            # a real feed appends to what earlier runs wrote; the live generator does not
             ledger = _resume(output_dir, tables, pipeline_name)
         else:  # the live generator: a new stream each time
             clear_tables(output_dir, tables, pipeline_name)

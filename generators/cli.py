@@ -41,14 +41,21 @@ def _start_and_seed(p) -> None:
     p.add_argument("--start", type=_start, default=None,
                    help="event time of the first record, ISO 8601 or 'now' (default: "
                         "2026-01-05T00:00:00Z for files, fixed so runs are reproducible; "
-                        "now for Pub/Sub)")
+                        "now for Pub/Sub and TCP)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
 
 
 def _publishing(p, what: str, file_help: str) -> None:
     """Where the records go: a file (or files), or Pub/Sub."""
-    p.add_argument("--to", choices=("file", "pubsub"), default="file",
-                   help=f"{file_help} (default), or publish to Pub/Sub")
+    p.add_argument("--to", choices=("file", "pubsub", "tcp"), default="file",
+                   help=f"{file_help} (default), publish to Pub/Sub, or send lines over "
+                        "TCP")
+    p.add_argument("--tcp-connect", metavar="HOST:PORT",
+                   help="--to tcp: send to a pipeline listening there (python -m run "
+                        "--streaming --tcp-listen HOST:PORT)")
+    p.add_argument("--tcp-listen", metavar="HOST:PORT",
+                   help="--to tcp: serve the stream to every client that connects (seed "
+                        "001's server on port 9988); starts when the first client connects")
     p.add_argument("--topic", help="Pub/Sub topic, projects/PROJECT/topics/NAME (with --to "
                                    "pubsub; the emulator is used when PUBSUB_EMULATOR_HOST is set)")
     p.add_argument("--envelope", type=_positive_int, default=1,
@@ -141,8 +148,8 @@ def config_from_args(args):
     duration = args.duration if args.duration is not None or args.count is not None else 60.0
     start = args.start
     if start is None:
-        start = (datetime.now(timezone.utc).replace(microsecond=0) if args.to == "pubsub"
-                 else GeneratorConfig.start)
+        start = (datetime.now(timezone.utc).replace(microsecond=0)
+                 if args.to in ("pubsub", "tcp") else GeneratorConfig.start)
     if args.kind == "logs":
         return WebLogConfig(
             visitors=args.visitors, rate_per_s=args.rate, pages=args.pages,
@@ -194,6 +201,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m generators") -> i
     if args.to == "pubsub":
         code = _publish(generator, args)
         return _write_ground_truth(generator, args) or code
+    if args.to == "tcp":
+        code = _send_tcp(generator, args)
+        return _write_ground_truth(generator, args) or code
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = None
     if show:
@@ -238,6 +248,42 @@ def _write_ground_truth(generator, args) -> int:
     print(f"wrote {len(generator.faults):,} injected faults to {path}", file=sys.stderr)
     return 0
 
+
+
+def _send_tcp(generator, args) -> int:
+    import signal
+    import threading
+
+    from beam_pipelines.errors import UserError
+    from beam_pipelines.io.tcp import parse_address
+    from generators.tcp import stream_lines
+
+    try:
+        if bool(args.tcp_connect) == bool(args.tcp_listen):
+            raise UserError("--to tcp needs one of --tcp-connect HOST:PORT or "
+                            "--tcp-listen HOST:PORT")
+        listen = bool(args.tcp_listen)
+        flag = "--tcp-listen" if listen else "--tcp-connect"
+        address = parse_address(args.tcp_listen or args.tcp_connect, flag)
+    except UserError as exc:
+        print(f"python -m generators: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        stats = stream_lines(generator, address, listen, pace=args.pace, stop=stop,
+                             on_listening=lambda port: print(
+                                 f"serving on {address[0]}:{port}; starting when a client "
+                                 "connects", file=sys.stderr, flush=True))
+    except OSError as exc:
+        print(f"python -m generators: error: {flag} {address[0]}:{address[1]}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"{stats.line()} in {time.monotonic() - started:.1f}s; generator: "
+          f"{generator.stats.line()}", file=sys.stderr)
+    return 0
 
 
 def _publish(generator, args) -> int:

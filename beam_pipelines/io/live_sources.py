@@ -147,10 +147,20 @@ class LiveRead(beam.PTransform):
                                                     "lock": threading.Lock()})
         with state["lock"]:
             if _DRAIN.is_set() or (self.stop_at is not None and now >= self.stop_at):
-                if state["open"]:
-                    self.poller.close()
-                    state["open"] = False
-                return [], MAX_TIMESTAMP, True
+                # A poller that holds what it received (TCP) stops reading, then hands the
+                # rest over before the run ends.
+                if state["open"] and hasattr(self.poller, "stop_reading"):
+                    if not state.get("draining"):
+                        self.poller.stop_reading()
+                        state["draining"] = True
+                    holding = self.poller.pending()
+                else:
+                    holding = False
+                if not holding:
+                    if state["open"]:
+                        self.poller.close()
+                        state["open"] = False
+                    return [], MAX_TIMESTAMP, True
             if not state["open"]:
                 self.poller.open()
                 state["open"] = True

@@ -40,6 +40,8 @@ LOCAL_ONLY = {
     "wait": "a template launch must return once the job is submitted",
     "max_source_outage": "Dataflow's own Pub/Sub source retries for as long as the job runs",
     "heartbeat": "a Dataflow job's progress is in its console and metrics",
+    "tcp_listen": "TCP sources run on the local runner only",
+    "tcp_connect": "TCP sources run on the local runner only",
 }
 
 _DURATION = r"^[0-9]+(\.[0-9]+)?(ms|s|min|m|h|d)?$"
