@@ -5,8 +5,13 @@ if __name__ == "__main__":
     try:
         from beam_pipelines.cli import main
     except KeyboardInterrupt:  # Ctrl-C while Python is still importing
-        print("python -m run: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        print("python -m run: interrupted", file=sys.stderr, flush=True)
+        # Nothing is written yet. A plain exit would run the interpreter's shutdown over
+        # half-imported modules, where a pending interrupt can surface again (seen as
+        # death by SIGINT instead of status 130 under load): leave at once.
+        import os
+
+        os._exit(130)
     try:
         code = main()
     except BrokenPipeError:  # `python -m run --help | head`
