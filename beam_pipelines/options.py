@@ -39,6 +39,13 @@ def _streaming_flags(parser) -> None:
     _flag(parser, "tcp-connect", default=None, metavar="HOST:PORT",
           help="--streaming: read the lines a server streams at HOST:PORT, reconnecting "
                "when it goes away (seed 001's live stream; local runs)")
+    _flag(parser, "kafka-bootstrap", default=None, metavar="HOST:PORT",
+          help="--streaming: read Kafka at HOST:PORT[,HOST:PORT] (with --kafka-topic)")
+    _flag(parser, "kafka-topic", default=None, metavar="T[,T...]",
+          help="--streaming: the Kafka topic(s) to read")
+    _flag(parser, "kafka-group", default=None, metavar="GROUP",
+          help="--kafka-topic: the consumer group whose committed offsets a run starts "
+               "from and moves on (default telemetry-PIPELINE)")
     _flag(parser, "duration", type=_span, default=None,
           help="--streaming: stop reading after this long, close every window and exit "
                "with the summary (default: run until Ctrl-C, which does the same)")

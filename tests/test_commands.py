@@ -30,7 +30,7 @@ MISTAKE = {
     "pubsub": ["setup", "--no-such-flag"],
     "bigquery": ["setup", "--no-such-flag"],
     "gcp": ["setup", "--no-such-flag"],
-    "services": ["kafka"],
+    "services": ["zookeeper"],
     "demo": ["no-such-demo"],
     "template": ["no-such-pipeline"],
     "dashboard": ["--refresh", "0"],

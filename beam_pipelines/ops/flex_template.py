@@ -71,6 +71,9 @@ def _by_name() -> dict[str, str]:
         "bq_layers": rf"^{layer}(,{layer})*$",
         "postgres_dsn": r"^(postgres(ql)?://\S+|\S+=\S+( \S+=\S+)*)$",
         "postgres_schema": r"^[a-z_][a-z0-9_]{0,62}$",
+        "kafka_bootstrap": r"^[^,\s]+:[0-9]+(,[^,\s]+:[0-9]+)*$",
+        "kafka_topic": r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$",
+        "kafka_group": r"^[A-Za-z0-9._-]+$",
     }
 
 

