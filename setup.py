@@ -24,6 +24,7 @@ RUNTIME = [
     "psycopg[binary]==3.3.9",
     # Kafka (--kafka-topic) on the local runner: librdkafka's official Python client
     "confluent-kafka==2.16.2",
+    "psutil==7.2.2",        # python -m generators host: this machine's real metrics
     "pyarrow==25.0.1",      # Parquet schemas and files
     "pyyaml==6.0.3",        # rules files in configs/
     "tqdm==4.70.1",         # progress bars of the generators

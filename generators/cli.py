@@ -128,6 +128,19 @@ def build_parser(prog: str = "python -m generators") -> argparse.ArgumentParser:
     g.add_argument("--bot-share", type=_rate, default=0.08,
                    help="fraction of visitors that are bots (default 0.08)")
     _common(g, "lines")
+    h = sub.add_parser("host", help="this machine's real metrics, in seed 003's shape",
+                       description="Samples this machine with psutil every --interval, in "
+                                   "seed 003's record shape (host, cpu, memory, load1/5/15, "
+                                   "disk, network rates, os, arch).")
+    h.add_argument("--interval", type=_duration, default=5.0,
+                   help="time between two samples (default 5s)")
+    size = h.add_mutually_exclusive_group()
+    size.add_argument("--duration", type=_duration, default=None,
+                      help="how long to sample (default 1m)")
+    size.add_argument("--count", type=_positive_int, default=None,
+                      help="number of samples instead")
+    _publishing(h, "samples", "write to a file or stdout")
+    h.add_argument("--output", "-o", default="-", help="file to write, or - for stdout")
     r = sub.add_parser("regional", help="seed 001's India CSV, USA JSON lines, Germany Parquet",
                        description="Three files in the regional shapes of seed 001 (their own "
                                    "column names, units and time conventions), from one "
@@ -195,6 +208,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m generators") -> i
     args = build_parser(prog).parse_args(argv)
     if args.kind == "regional":
         return _regional(args)
+    if args.kind == "host":
+        return _host(args)
     try:
         config = config_from_args(args)
     except ValueError as exc:
@@ -238,6 +253,40 @@ def main(argv: list[str] | None = None, prog: str = "python -m generators") -> i
     if args.output != "-":
         print(f"wrote {generator.stats.line()} to {args.output}", file=sys.stderr)
     return _write_ground_truth(generator, args)
+
+
+def _host(args) -> int:
+    from generators.host import HostConfig, HostSampler
+
+    duration = args.duration if args.duration is not None or args.count is not None else 60.0
+    sampler = HostSampler(HostConfig(interval_s=args.interval, count=args.count,
+                                     duration_s=duration))
+    if args.to == "pubsub":
+        return _publish(sampler, args)
+    if args.to == "tcp":
+        return _send_tcp(sampler, args)
+    if args.to == "kafka":
+        return _produce_kafka(sampler, args)
+    try:  # a line as soon as it is sampled, not in blocks
+        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+        with out if out is not sys.stdout else _nullcontext():
+            for line in sampler.render():
+                out.write(line + "\n")
+                out.flush()
+    except OSError as exc:
+        print(f"python -m generators: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass  # the samples so far are written
+    if args.output != "-":
+        print(f"wrote {sampler.stats.line()} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _write_ground_truth(generator, args) -> int:

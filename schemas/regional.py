@@ -29,14 +29,19 @@ class Alias:
 
 @dataclass(frozen=True)
 class RegionalShape:
-    region: str
+    region: str | None               # what silver's region says (None: not a region)
     format: str                      # how the region ships it (documentation)
     identity: str                    # the column that tells the shape apart
     aliases: tuple[Alias, ...]
+    name: str = ""                   # in messages (default: the region)
 
     def __post_init__(self):
         if self.identity not in {a.column for a in self.aliases}:
-            raise ValueError(f"{self.region}: the identity column must be mapped")
+            raise ValueError(f"{self.label}: the identity column must be mapped")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.region or self.identity
 
 
 #: name → what it does; the functions are in transforms/regional.py.
@@ -50,6 +55,7 @@ CONVERSIONS = {
                   "zone is kept",
     "utc": "ISO 8601 in UTC (…Z)",
     "epoch_seconds": "seconds since 1970-01-01 UTC",
+    "kilobits_to_kilobytes": "kB/s = kbit/s ÷ 8",
 }
 
 INDIA = RegionalShape(
@@ -74,4 +80,16 @@ GERMANY = RegionalShape(
              Alias("temp_kelvin", "temperature_c", "kelvin_to_celsius"),
              Alias("power_watts", "power_watts", "number")))
 
-SHAPES = (INDIA, USA, GERMANY)
+#: Seed 003's record: a real host read with psutil (``python -m generators host``). Not a
+#: region: silver's region stays null. Load averages, disk usage, os and arch have no
+#: canonical field yet and are kept in ``extra_fields``.
+HOST = RegionalShape(
+    region=None, name="host (seed 003)", format="JSON lines", identity="host",
+    aliases=(Alias("host", "server_id"),
+             Alias("timestamp", "timestamp", "epoch_seconds"),
+             Alias("cpu", "cpu_usage", "number"),
+             Alias("memory", "memory_usage", "number"),
+             Alias("net_rx_kbps", "network_in", "kilobits_to_kilobytes"),
+             Alias("net_tx_kbps", "network_out", "kilobits_to_kilobytes")))
+
+SHAPES = (INDIA, USA, GERMANY, HOST)

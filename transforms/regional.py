@@ -72,6 +72,10 @@ def _epoch_seconds(value):
     return datetime.fromtimestamp(_number(value), timezone.utc)
 
 
+def _kilobits_to_kilobytes(value):
+    return round(_number(value) / 8.0, 3)
+
+
 CONVERT = {
     "as_is": lambda value: value,
     "number": _number,
@@ -81,6 +85,7 @@ CONVERT = {
     "ist_to_utc": _ist_to_utc,
     "utc": _utc,
     "epoch_seconds": _epoch_seconds,
+    "kilobits_to_kilobytes": _kilobits_to_kilobytes,
 }
 
 
@@ -98,7 +103,7 @@ def to_canonical(obj: dict) -> dict:
     shape = shape_of(obj)
     if shape is None:
         return obj
-    out = {"region": shape.region}
+    out = {"region": shape.region} if shape.region else {}
     mapped = set()
     for alias in shape.aliases:
         mapped.add(alias.column)
@@ -109,7 +114,7 @@ def to_canonical(obj: dict) -> dict:
             out[alias.field] = CONVERT[alias.conversion](value)
         except (TypeError, ValueError, OverflowError, OSError) as exc:
             raise RecordRejected("unmappable_record",
-                                 f"{shape.region}: {alias.column} {value!r} cannot be "
+                                 f"{shape.label}: {alias.column} {value!r} cannot be "
                                  f"converted ({alias.conversion}): {exc}") from None
     # Columns the shape does not declare are unknown fields, as for any producer.
     out.update({k: v for k, v in obj.items() if k not in mapped})
