@@ -306,10 +306,19 @@ def _write_ground_truth(generator, args) -> int:
 
 
 
-def _produce_kafka(generator, args) -> int:
+def _stop_on_signals():
+    """An event Ctrl-C or SIGTERM sets: the sender stops after the record in hand and
+    reports what it sent."""
     import signal
     import threading
 
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _produce_kafka(generator, args) -> int:
     from beam_pipelines.errors import UserError
     from beam_pipelines.io.kafka import parse_topics
     from generators.kafka import produce
@@ -325,9 +334,7 @@ def _produce_kafka(generator, args) -> int:
     except UserError as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals()
     started = time.monotonic()
     try:
         stats = produce(generator, args.kafka_bootstrap, topic, pace=args.pace, stop=stop)
@@ -342,9 +349,6 @@ def _produce_kafka(generator, args) -> int:
 
 
 def _send_tcp(generator, args) -> int:
-    import signal
-    import threading
-
     from beam_pipelines.errors import UserError
     from beam_pipelines.io.tcp import parse_address
     from generators.tcp import stream_lines
@@ -359,9 +363,7 @@ def _send_tcp(generator, args) -> int:
     except UserError as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals()
     started = time.monotonic()
     try:
         stats = stream_lines(generator, address, listen, pace=args.pace, stop=stop,

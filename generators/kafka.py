@@ -5,8 +5,9 @@ the Pub/Sub publisher."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
+
+from generators.pacing import paced
 
 
 @dataclass
@@ -64,19 +65,8 @@ def produce(generator, bootstrap: str, topic: str, pace: bool = True,
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
                          "enable.idempotence": False, "acks": "all"})
-    wall0, first_ms = time.monotonic(), None
     try:
-        for emit_ms, event_ms, line in generator.render_timed():
-            if stop.is_set():
-                break
-            if first_ms is None:
-                first_ms = emit_ms
-                if pace and abs(time.time() - emit_ms / 1000.0) < 60.0:
-                    wall0 = time.monotonic() - (time.time() - emit_ms / 1000.0)
-            if pace:
-                delay = (emit_ms - first_ms) / 1000.0 - (time.monotonic() - wall0)
-                if delay > 0 and stop.wait(delay):
-                    break
+        for _, event_ms, line in paced(generator.render_timed(), pace, stop):
             text = line.decode() if isinstance(line, bytes) else line
             while True:
                 try:

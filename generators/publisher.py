@@ -16,11 +16,9 @@ import time
 from dataclasses import dataclass
 
 from generators.metrics import MetricsGenerator, iso_ms
+from generators.pacing import paced
 from generators.weblogs import WebLogGenerator
 from schemas.messages import message_attributes
-
-#: A first record due within this of now starts a live fleet (see ``publish``).
-_LIVE_WITHIN_S = 60.0
 
 
 @dataclass
@@ -87,7 +85,6 @@ def publish(generator: MetricsGenerator | WebLogGenerator, topic: str, *, envelo
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     wall0 = time.monotonic()
-    first_ms = None
     seq = 0
     sent = 0
     last_report = wall0
@@ -107,22 +104,15 @@ def publish(generator: MetricsGenerator | WebLogGenerator, topic: str, *, envelo
         seq += 1
         sent += 1
 
+    def flush_partial():  # do not hold a partial envelope across a wait
+        nonlocal batch, batch_event_ms
+        if batch:
+            send(batch, batch_event_ms)
+            batch, batch_event_ms = [], None
+
     try:
-        for emit_ms, event_ms, line in generator.render_timed():
-            if stop.is_set():
-                break
-            if first_ms is None:
-                first_ms = emit_ms
-                if pace and abs(time.time() - emit_ms / 1000.0) < _LIVE_WITHIN_S:
-                    wall0 = time.monotonic() - (time.time() - emit_ms / 1000.0)
-            if pace:
-                delay = (emit_ms - first_ms) / 1000.0 - (time.monotonic() - wall0)
-                if delay > 0:
-                    if batch:  # do not hold a partial envelope across a wait
-                        send(batch, batch_event_ms)
-                        batch, batch_event_ms = [], None
-                    if stop.wait(delay):
-                        break
+        for _, event_ms, line in paced(generator.render_timed(), pace, stop,
+                                       before_wait=flush_partial):
             batch.append(line)
             batch_event_ms = event_ms if batch_event_ms is None else min(batch_event_ms,
                                                                           event_ms)

@@ -13,6 +13,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from generators.pacing import paced
+
 
 @dataclass
 class TcpStats:
@@ -66,18 +68,7 @@ def stream_lines(generator, address: tuple[str, int], listen: bool, pace: bool =
                 if time.monotonic() > deadline or stop.wait(0.2):
                     raise
     try:
-        wall0, first_ms = time.monotonic(), None
-        for emit_ms, _event_ms, line in generator.render_timed():
-            if stop.is_set():
-                break
-            if first_ms is None:
-                first_ms = emit_ms
-                if pace and abs(time.time() - emit_ms / 1000.0) < 60.0:
-                    wall0 = time.monotonic() - (time.time() - emit_ms / 1000.0)
-            if pace:
-                delay = (emit_ms - first_ms) / 1000.0 - (time.monotonic() - wall0)
-                if delay > 0 and stop.wait(delay):
-                    break
+        for _, _, line in paced(generator.render_timed(), pace, stop):
             data = (line if isinstance(line, bytes) else line.encode()) + b"\n"
             with lock:
                 for conn in list(clients):

@@ -33,7 +33,7 @@ MISTAKE = {
     "services": ["zookeeper"],
     "demo": ["no-such-demo"],
     "template": ["no-such-pipeline"],
-    "dashboard": ["--refresh", "0"],
+    "dashboard": ["--refresh", "0.5"],
 }
 
 

@@ -201,8 +201,8 @@ def test_the_lakehouse_is_read_while_a_run_holds_its_catalog(lakehouse):
 
 @pytest.mark.parametrize("args, message", [
     (["--lakehouse", "/nonexistent/lakehouse"], "no lakehouse at /nonexistent/lakehouse"),
-    (["--refresh", "0"], "--refresh must be between 1 and 3600 seconds"),
-    (["--refresh", "soon"], "'soon' is not a number of seconds"),
+    (["--refresh", "0.5"], "--refresh must be between 1 and 3600 seconds"),
+    (["--refresh", "soon"], "'soon' is not a duration"),
     (["--bigquery-project", "Not_A_Project"], "is not a Google Cloud project id"),
 ])
 def test_a_mistake_is_one_line_and_exit_2(args, message):

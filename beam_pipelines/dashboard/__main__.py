@@ -38,10 +38,9 @@ def parser(prog: str = "python -m beam_pipelines.dashboard") -> CommandParser:
 def _seconds(text: str) -> float:
     import argparse
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    from schemas.durations import positive_duration_arg
+
+    value = positive_duration_arg(text)  # 5, 5s, 1m
     if not 1 <= value <= 3600:
         raise argparse.ArgumentTypeError("--refresh must be between 1 and 3600 seconds")
     return value

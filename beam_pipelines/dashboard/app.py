@@ -70,15 +70,20 @@ def _fleet_filter() -> q.FleetFilter | None:
     choices = q.fleet_choices(SOURCE)
     with st.sidebar:
         st.subheader("Filters")
-        picked = st.date_input("Dates", (first, last), min_value=first, max_value=last,
-                               key="dates")
+        start, end = _dates("dates", first, last)
         types = st.multiselect("Server type", choices["server_type"], key="types")
         places = st.multiselect("Location", choices["location"], key="locations")
         st.caption("Region: regional records carry one in silver (see the live page); "
                    "the gold tables are per location.")
-    start, end = (picked if isinstance(picked, (tuple, list)) and len(picked) == 2
-                  else (first, last))
     return q.FleetFilter(start, end, tuple(types), tuple(places))
+
+
+def _dates(key: str, first, last) -> tuple:
+    """A date range picker (in the sidebar); while only its first day is picked, the
+    whole range."""
+    picked = st.date_input("Dates", (first, last), min_value=first, max_value=last, key=key)
+    return tuple(picked) if isinstance(picked, (tuple, list)) and len(picked) == 2 \
+        else (first, last)
 
 
 # --- pages -----------------------------------------------------------------------------
@@ -245,10 +250,7 @@ def web_traffic() -> None:
         st.info("The web-log tables are empty.")
         return
     with st.sidebar:
-        picked = st.date_input("Dates", (first, last), min_value=first, max_value=last,
-                               key="web_dates")
-    start, end = picked if isinstance(picked, (tuple, list)) and len(picked) == 2 \
-        else (first, last)
+        start, end = _dates("web_dates", first, last)
     cities = q.cities(SOURCE, start, end)
     if not cities.empty:
         radius = 20_000 + 200_000 * (cities["requests"] / cities["requests"].max()) ** 0.5
