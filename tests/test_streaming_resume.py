@@ -124,7 +124,7 @@ def test_kill_9_and_restart_loses_nothing_and_writes_nothing_twice(pubsub_emulat
         first.communicate()
     written_before = _count(out, "bronze", "server_metrics_bronze")
 
-    second = _run(subscription, out, "35s")
+    second = _run(subscription, out, "25s")
     stdout, stderr = second.communicate(timeout=240)
     assert second.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
