@@ -87,6 +87,21 @@ def test_fleet_filters_keep_only_what_they_name(source):
     assert nothing.empty
 
 
+def test_the_region_filter_keeps_the_servers_located_in_a_region():
+    frame = pd.DataFrame({"server_id": ["a", "b", "c"], "server_type": [None, None, "web"],
+                          "location": ["india", "germany", "us-east"]})
+    day = dt.date(2026, 1, 5)
+    assert list(q.FleetFilter(day, day, regions=("india",)).apply(frame)["server_id"]) == \
+        ["a"]
+    assert list(q.FleetFilter(day, day, regions=("india", "germany"), server_types=("web",))
+                .apply(frame)["server_id"]) == []
+    assert len(q.FleetFilter(day, day).apply(frame)) == 3
+
+
+def test_the_region_choices_are_the_regions_in_silver(source):
+    assert q.fleet_choices(source)["region"] == []  # the sample has no regional source
+
+
 def test_every_location_on_the_map_has_a_point_and_its_servers(source, lakehouse):
     first, last = q.fleet_days(source)
     places = q.locations(source, q.FleetFilter(first, last))

@@ -83,6 +83,8 @@ def test_units_names_and_regions_map_onto_the_canonical_record():
     i = to_bronze(RawRecord("IN-1,2026-01-05 15:30:00,45.5,71.2", "i", INDIA_HEADER), NOW)
     assert (i["server_id"], i["region"], i["temperature_c"], i["cpu_usage"]) == \
         ("IN-1", "india", 45.5, 71.2)
+    # a regional server is located in its region (gold groups by location)
+    assert (u["location"], g["location"], i["location"]) == ("usa", "germany", "india")
 
 
 def test_missing_sensors_are_null_never_zero():
@@ -169,6 +171,12 @@ def test_a_mixed_regional_input_in_one_run_adds_up(regional_dir, tmp_path, capsy
                                                            "germany"}
     assert silver == sum(regions.values()) and nulls == 0
     assert [r for r, _ in per_region_sources] == ["germany", "india", "usa"]
+    # gold by location has a row per region, with its point for the map
+    with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
+        places = con.execute("select location, bool_and(latitude is not null) from "
+                             "location_performance where location in ('india', 'usa', "
+                             "'germany') group by 1 order by 1").fetchall()
+    assert places == [("germany", True), ("india", True), ("usa", True)]
 
 
 def test_regional_records_stream_like_they_batch():

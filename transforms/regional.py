@@ -103,7 +103,9 @@ def to_canonical(obj: dict) -> dict:
     shape = shape_of(obj)
     if shape is None:
         return obj
-    out = {"region": shape.region} if shape.region else {}
+    # A regional server is located in its region unless it says otherwise: gold groups
+    # by location, and a null location made every regional server one unnamed place.
+    out = {"region": shape.region, "location": shape.region} if shape.region else {}
     mapped = set()
     for alias in shape.aliases:
         mapped.add(alias.column)

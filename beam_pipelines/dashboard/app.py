@@ -73,9 +73,10 @@ def _fleet_filter() -> q.FleetFilter | None:
         start, end = _dates("dates", first, last)
         types = st.multiselect("Server type", choices["server_type"], key="types")
         places = st.multiselect("Location", choices["location"], key="locations")
-        st.caption("Region: regional records carry one in silver (see the live page); "
-                   "the gold tables are per location.")
-    return q.FleetFilter(start, end, tuple(types), tuple(places))
+        regions = st.multiselect("Region", choices["region"], key="regions",
+                                 help="seed 001's regional sources; a regional server is "
+                                      "located in its region")
+    return q.FleetFilter(start, end, tuple(types), tuple(places), tuple(regions))
 
 
 def _dates(key: str, first, last) -> tuple:

@@ -38,6 +38,9 @@ class FleetFilter:
     end: dt.date
     server_types: tuple = field(default=())   # empty: all
     locations: tuple = field(default=())
+    #: seed 001's regions; a regional server's location is its region, so this keeps the
+    #: rows located there (the others have a data-centre location, never a region name)
+    regions: tuple = field(default=())
 
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
         keep = pd.Series(True, index=frame.index)
@@ -45,6 +48,8 @@ class FleetFilter:
             keep &= frame["server_type"].isin(self.server_types)
         if self.locations and "location" in frame:
             keep &= frame["location"].isin(self.locations)
+        if self.regions and "location" in frame:
+            keep &= frame["location"].isin(self.regions)
         return frame[keep]
 
 
@@ -66,8 +71,11 @@ def fleet_days(source) -> tuple[dt.date | None, dt.date | None]:
 def fleet_choices(source) -> dict[str, list[str]]:
     frame = source.query("SELECT DISTINCT server_type, location "
                          "FROM `${reporting}.server_health_daily`")
+    regions = source.query("SELECT DISTINCT region FROM `${silver}.server_metrics_silver` "
+                           "WHERE region IS NOT NULL")
     return {"server_type": sorted(frame["server_type"].dropna().unique()),
-            "location": sorted(frame["location"].dropna().unique())}
+            "location": sorted(frame["location"].dropna().unique()),
+            "region": sorted(regions["region"])}
 
 
 def server_health(source, where: FleetFilter) -> pd.DataFrame:
