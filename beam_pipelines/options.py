@@ -240,6 +240,8 @@ def parse_options(argv: list[str], ours=ServerMetricsOptions, prog="python -m ru
         flag = unknown[0].split("=", 1)[0]
         known = [s for a in own._actions + beam_parser._actions for s in a.option_strings]
         close = difflib.get_close_matches(flag, known, n=1)
+        if close and close[0].replace("_", "-") in known:
+            close = [close[0].replace("_", "-")]  # the spelling the help shows
         hint = f" (did you mean {close[0]}?)" if close else ""
         what = "unknown option" if flag.startswith("-") else "unexpected argument"
         raise UserError(f"{what} {flag}{hint}")

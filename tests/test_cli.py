@@ -141,6 +141,8 @@ def test_explicit_inputs_in_several_formats(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--outptu-dir", "x"], "unknown option --outptu-dir (did you mean --output-dir?)"),
+    # the hyphen spelling the help shows, not Beam's underscore twin
+    (["--output", "x"], "unknown option --output (did you mean --output-dir?)"),
     (["--input", "/no/such/file.jsonl"], "no file matches"),
     (["--input", "setup.cfg"], "cannot tell the format"),
     (["--input-format", "xml"], "invalid choice"),
