@@ -105,6 +105,24 @@ def test_a_drain_hands_over_what_was_received_before_it_ends():
     assert sorted(v.value.payload for v in got) == sorted(b"line-%d" % i for i in range(50))
 
 
+def test_a_drain_with_a_full_queue_keeps_every_line():
+    """The pipeline is behind (the queue is full) when the run ends: the readers keep what
+    they received instead of dropping it, and the drain hands it all over."""
+    poller = TcpLinePoller(("127.0.0.1", 0), listen=True, max_queued=10)
+    read = LiveRead(poller, stop_at=None, batches=False)
+    read.read(time.time())
+    with socket.create_connection(("127.0.0.1", poller.bound_port())) as conn:
+        conn.sendall(b"".join(b"row-%d\n" % i for i in range(40)))
+        time.sleep(0.5)  # 10 queued, the reader waits with the 11th
+        read.stop_at = time.time() - 1
+        got, finished = [], False
+        while not finished:
+            out, _, finished = read.read(time.time())
+            got += out
+    # the reader had all 40 lines in hand (one read over loopback): none is dropped
+    assert [v.value.payload for v in got] == [b"row-%d" % i for i in range(40)]
+
+
 def _run(*args, timeout=300, **kwargs):
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)

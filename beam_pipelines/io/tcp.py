@@ -76,6 +76,7 @@ class TcpLinePoller:
         self._threads: list[threading.Thread] = []
         self._server = None
         self._connections: set = set()
+        self._overflow: list = []
         self._lock = threading.Lock()
         self._received = 0
 
@@ -158,13 +159,19 @@ class TcpLinePoller:
         line = line.rstrip(b"\r")
         if not line.strip():
             return number
-        record = RawRecord(line, f"{origin}#{number}")
-        while not self._stop.is_set():
+        item = (line, RawRecord(line, f"{origin}#{number}"))
+        while True:
             try:
-                self._queue.put((line, record), timeout=0.2)
+                if self._stop.is_set():
+                    self._queue.put_nowait(item)
+                else:  # the pipeline is behind: stop reading, TCP slows the sender
+                    self._queue.put(item, timeout=0.2)
                 break
             except queue.Full:
-                continue  # the pipeline is behind: stop reading, TCP slows the sender
+                if self._stop.is_set():  # a drain: keep what was received, never drop it
+                    with self._lock:
+                        self._overflow.append(item)
+                    break
         return number + 1
 
     def poll(self, now: float):
@@ -174,10 +181,13 @@ class TcpLinePoller:
             try:
                 line, record = self._queue.get_nowait()
             except queue.Empty:
-                break
+                with self._lock:  # what a drain kept while the queue was full
+                    if not self._overflow:
+                        break
+                    line, record = self._overflow.pop(0)
             items.append((_event_micros(line, arrival), record))
         self._received += len(items)
-        self.has_more = not self._queue.empty()
+        self.has_more = self.pending()
         return items
 
     def stop_reading(self):
@@ -196,7 +206,8 @@ class TcpLinePoller:
             thread.join(timeout=5)
 
     def pending(self) -> bool:
-        return not self._queue.empty()
+        with self._lock:
+            return not self._queue.empty() or bool(self._overflow)
 
     def close(self):
         self.stop_reading()
