@@ -226,6 +226,8 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     stop_at = time.time() + opts.duration if opts.duration else None
     if bool(opts.kafka_bootstrap) != bool(opts.kafka_topic):
         raise UserError("--kafka-bootstrap and --kafka-topic go together")
+    # a real feed, as opposed to the live generator: a run appends to what earlier ones
+    # wrote, and settles its messages once written
     feeds = [f for f in ("tcp_listen", "tcp_connect", "subscription", "kafka_topic")
              if getattr(opts, f)]
     if len(feeds) > 1:
@@ -272,9 +274,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     catalog = None
     ledger = None
     if sink.name == "lakehouse" and is_local(output_dir):
-        if (opts.subscription or opts.tcp_listen or opts.tcp_connect or opts.kafka_topic) \
-                and not dataflow:
-            # a real feed appends to what earlier runs wrote; the live generator does not
+        if feeds and not dataflow:
             ledger = _resume(output_dir, tables, pipeline_name)
         else:  # the live generator: a new stream each time
             clear_tables(output_dir, tables, pipeline_name)
@@ -307,19 +307,10 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        uncommitted = 0
-        if opts.kafka_topic and not dataflow:
-            from beam_pipelines.io import kafka
-
-            uncommitted = kafka.finish()  # takes what the ledger has ready
-        held = delivery.finish(opts.subscription) if ledger else 0
-        unacknowledged = held if opts.subscription else 0
-    if unacknowledged:
-        print(f"{unacknowledged:,} message(s) left unacknowledged: the subscription "
-              f"redelivers them to the next run", flush=True)
-    if uncommitted:
-        print(f"{uncommitted:,} Kafka message(s) left uncommitted: the next run with the "
-              f"same group reads them again", flush=True)
+        unsettled = delivery.finish() if ledger else 0
+    if unsettled:
+        print(f"{unsettled:,} message(s) left unacknowledged: the next run reads them "
+              f"again", flush=True)
     read = live_sources.records_read() if not dataflow else None
     if ledger is not None and read is not None:
         # This run's records, plus what earlier runs wrote, minus the bronze rows it did

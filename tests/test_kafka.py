@@ -138,7 +138,7 @@ def test_offsets_move_only_past_what_is_written(kafka_broker):
         assert _committed(bootstrap, topic, "ledgered") == 4  # up to the first unwritten
         poller.close()
     finally:
-        delivery.finish(None)
+        delivery.finish()
     again = KafkaPoller(bootstrap, (topic,), "ledgered")
     again.open()
     try:

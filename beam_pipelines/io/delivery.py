@@ -238,18 +238,36 @@ def current() -> DeliveryLedger | None:
     return _CURRENT[0]
 
 
+#: How the source settles what is ready once the runner has written everything (Pub/Sub
+#: acknowledges, Kafka commits): ``settle(ready_ids)`` → how many it could not settle.
+_SETTLE: list = [None]
+
+
 def start(ledger: DeliveryLedger | None) -> None:
     _CURRENT[0] = ledger
+    _SETTLE[0] = None
 
 
-def finish(subscription: str) -> int:
-    """After the pipeline finished: acknowledge what is ready; returns how many messages
-    stay unacknowledged (to be redelivered to the next run)."""
+def settle_at_finish(settle) -> None:
+    """The source's way of settling the last ready messages (set when it opens)."""
+    _SETTLE[0] = settle
+
+
+def finish() -> int:
+    """After the pipeline finished: settle what is ready; returns how many messages stay
+    unsettled (read again by the next run)."""
     ledger, _CURRENT[0] = _CURRENT[0], None
+    settle, _SETTLE[0] = _SETTLE[0], None
     if ledger is None:
         return 0
     ready = ledger.take_ready()
-    if ready:
+    failed = settle(ready) if ready and settle is not None else 0
+    return ledger.held_messages() + failed
+
+
+def acknowledger(subscription: str):
+    """Pub/Sub's settle: acknowledge with a client of its own (the source's is closed)."""
+    def settle(ready: list[str]) -> int:
         from google.api_core import exceptions
         from google.cloud import pubsub_v1
 
@@ -258,16 +276,17 @@ def finish(subscription: str) -> int:
             for attempt in range(3):
                 try:
                     acknowledge(client, subscription, ready)
-                    break
+                    return 0
                 except exceptions.ServiceUnavailable:
                     if attempt == 2:
                         raise
                     time.sleep(1.0)
         except (exceptions.GoogleAPICallError, exceptions.RetryError):
-            return ledger.held_messages() + len(ready)
+            return len(ready)
         finally:
             client.close()
-    return ledger.held_messages()
+        return 0
+    return settle
 
 
 # One attempt each, a few seconds at most: the source's round must not block for the

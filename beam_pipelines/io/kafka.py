@@ -21,6 +21,7 @@ import time
 import apache_beam as beam
 
 from beam_pipelines.errors import UserError
+from beam_pipelines.io.live_sources import LiveRead, Poller
 from transforms.bronze import RawRecord
 
 
@@ -80,12 +81,7 @@ def parse_ack_id(text: str) -> tuple[str, int, int]:
     return topic, int(partition), int(offset)
 
 
-#: The offsets of this process's Kafka run: the final commit reads them after the runner
-#: has written everything (the poller itself is closed earlier, at the drain).
-_CURRENT: list[tuple[str, str, Offsets] | None] = [None]
-
-
-class KafkaPoller:
+class KafkaPoller(Poller):
     def __init__(self, bootstrap: str, topics: tuple[str, ...], group: str,
                  max_messages: int = 5000, poll_s: float = 0.2, commit_every_s: float = 1.0):
         self.bootstrap = bootstrap
@@ -116,7 +112,8 @@ class KafkaPoller:
                 raise RuntimeError(f"Kafka topic {topic!r} does not exist at {self.bootstrap}")
             assignment += [TopicPartition(topic, p, OFFSET_STORED) for p in meta.partitions]
         self._consumer.assign(assignment)
-        _CURRENT[0] = (self.bootstrap, self.group, self.offsets)
+        if self._ledger is not None:
+            delivery.settle_at_finish(self._commit_at_finish)
 
     def poll(self, now: float):
         self._settle(now)
@@ -145,6 +142,19 @@ class KafkaPoller:
             self._last_commit = now
             self._committed = commit(self._consumer, self.offsets, self._committed)
 
+    def _commit_at_finish(self, ready: list[str]) -> int:
+        """After the runner has written everything (the consumer is closed by then):
+        commit the rest with a consumer of the same group."""
+        from confluent_kafka import Consumer
+
+        self.offsets.written(ready)
+        consumer = Consumer(consumer_config(self.bootstrap, self.group))
+        try:
+            done = commit(consumer, self.offsets, {})
+        finally:
+            consumer.close()
+        return 0 if done or not self.offsets.committable() else len(ready)
+
     def close(self):
         if self._consumer is not None:
             self._settle(time.time(), force=True)
@@ -167,35 +177,11 @@ def commit(consumer, offsets: Offsets, already: dict) -> dict:
     return {**already, **due}
 
 
-def finish() -> int:
-    """After the runner has written everything: commit the rest; returns how many
-    messages stay uncommitted (read again by the next run)."""
-    from confluent_kafka import Consumer
-
-    from beam_pipelines.io import delivery
-
-    state, _CURRENT[0] = _CURRENT[0], None
-    if state is None:
-        return 0
-    bootstrap, group, offsets = state
-    ledger = delivery.current()
-    if ledger is not None:
-        offsets.written(ledger.take_ready())
-    consumer = Consumer(consumer_config(bootstrap, group))
-    try:
-        commit(consumer, offsets, {})
-    finally:
-        consumer.close()
-    return offsets.unwritten()
-
-
 def read_kafka(bootstrap: str, topics: tuple[str, ...], group: str, stop_at: float | None,
                max_out_of_orderness_s: float, dataflow: bool = False, batches: bool = False,
                max_future_s: float | None = None):
     if dataflow:
         return _DataflowKafka(bootstrap, topics, group, batches)
-    from beam_pipelines.io.live_sources import LiveRead
-
     return LiveRead(KafkaPoller(bootstrap, topics, group), stop_at, max_out_of_orderness_s,
                     batches=batches, max_future_s=max_future_s)
 

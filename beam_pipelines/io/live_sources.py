@@ -108,6 +108,22 @@ def records_read() -> int:
     return _READ[0]
 
 
+class Poller:
+    """What :class:`LiveRead` asks of a source: ``open``, ``poll(now)`` → ``[(micros,
+    RawRecord)]`` and ``close``; ``has_more`` (poll again at once) and ``caught_up`` (no
+    backlog behind); at the end, ``stop_reading`` then ``pending`` until it holds nothing
+    more. A source that holds nothing of its own keeps these defaults."""
+
+    has_more = False
+    caught_up = True
+
+    def stop_reading(self) -> None:
+        pass
+
+    def pending(self) -> bool:
+        return False
+
+
 class LiveRead(beam.PTransform):
     """Root transform: the RawRecords ``poller.poll(now)`` returns, as ``(event_time_micros,
     record)`` pairs, timestamped with their event time and stamped with the watermark
@@ -147,16 +163,12 @@ class LiveRead(beam.PTransform):
                                                     "lock": threading.Lock()})
         with state["lock"]:
             if _DRAIN.is_set() or (self.stop_at is not None and now >= self.stop_at):
-                # A poller that holds what it received (TCP) stops reading, then hands the
-                # rest over before the run ends.
-                if state["open"] and hasattr(self.poller, "stop_reading"):
-                    if not state.get("draining"):
-                        self.poller.stop_reading()
-                        state["draining"] = True
-                    holding = self.poller.pending()
-                else:
-                    holding = False
-                if not holding:
+                # The poller stops reading, then hands over what it still holds (TCP's
+                # queue) before the run ends.
+                if state["open"] and not state.get("draining"):
+                    self.poller.stop_reading()
+                    state["draining"] = True
+                if not (state["open"] and self.poller.pending()):
                     if state["open"]:
                         self.poller.close()
                         state["open"] = False
@@ -193,7 +205,7 @@ class LiveRead(beam.PTransform):
             # Idle means caught up, not merely quiet: a source that cannot reach its
             # service, or that holds back while its writers catch up, may have a backlog
             # behind it, which moving to the wall clock would make late.
-            caught_up = getattr(self.poller, "caught_up", True)
+            caught_up = self.poller.caught_up
             if not caught_up:
                 state["last_data"] = now
             if now - state["last_data"] >= self.idle_after_s:
@@ -254,7 +266,7 @@ def _micros(attributes: dict, publish_time) -> int:
     return Timestamp.from_utc_datetime(publish_time.astimezone(timezone.utc)).micros
 
 
-class PubSubPoller:
+class PubSubPoller(Poller):
     """Synchronous pulls of up to ``max_messages``.
 
     With a :class:`~beam_pipelines.io.delivery.DeliveryLedger` (the local lakehouse), a
@@ -287,6 +299,7 @@ class PubSubPoller:
         self._client = pubsub_v1.SubscriberClient()
         self._ledger = delivery.current()
         if self._ledger is not None:
+            delivery.settle_at_finish(delivery.acknowledger(self.subscription))
             # A held message keeps the subscription's deadline, renewed at half of it: a
             # run that dies leaves its messages to be redelivered as soon as usual.
             try:
@@ -494,7 +507,7 @@ class BatchRecordsFn(beam.DoFn):
 
 
 # ---- the generator ------------------------------------------------------------------------
-class GeneratorPoller:
+class GeneratorPoller(Poller):
     """A generator (``generator(config)``: metrics or web logs) paced by the wall clock:
     ``poll`` returns every record due by ``now`` (late ones carry their older event
     time)."""
