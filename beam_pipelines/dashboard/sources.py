@@ -16,6 +16,7 @@ folders with a glob, so every query sees the files a streaming run has written s
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import time
 from pathlib import Path
@@ -43,7 +44,9 @@ def _render(sql: str, identifiers: dict[str, str]) -> str:
         raise ValueError(f"the query names an unknown dataset ${{{exc.args[0]}}}") from None
 
 
+@functools.lru_cache(maxsize=512)
 def _bigquery_to_duckdb(sql: str) -> str:
+    """BigQuery SQL in DuckDB's dialect (cached: the live page asks again and again)."""
     import sqlglot
 
     # OPTIONS(description=...) has no DuckDB counterpart: dropped, as intended.

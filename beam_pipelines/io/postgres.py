@@ -13,12 +13,16 @@ of old data keeps its last days instead of deleting everything.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import apache_beam as beam
 
 from beam_pipelines.errors import UserError
 from schemas.core import RecordSchema
+
+#: How often a writer applies the retention window (its first bundle always does).
+RETENTION_EVERY_S = 60.0
 
 
 def connect(dsn: str):
@@ -91,6 +95,7 @@ class UpsertRowsFn(beam.DoFn):
         self._retain = retention_sql(self._pg_schema, self._schema) \
             if self._retention_s else None
         self._fields = _names(self._schema)
+        self._trimmed = float("-inf")
 
     def start_bundle(self):
         self._rows = []
@@ -104,8 +109,12 @@ class UpsertRowsFn(beam.DoFn):
         rows, self._rows = self._rows, []
         with self._con.transaction(), self._con.cursor() as cur:
             cur.executemany(self._upsert, rows)
-            if self._retain:
+            # a streaming run writes a bundle every few seconds: trimming once a minute
+            # is as good and spares a scan of the table's newest row each time
+            now = time.monotonic()
+            if self._retain and now - self._trimmed >= RETENTION_EVERY_S:
                 cur.execute(self._retain, (self._retention_s,))
+                self._trimmed = now
         beam.metrics.Metrics.counter("postgres", f"{self._schema.name}_rows").inc(len(rows))
 
     def teardown(self):

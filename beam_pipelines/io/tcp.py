@@ -18,12 +18,14 @@ way.
 from __future__ import annotations
 
 import queue
+import re
 import socket
 import threading
 import time
 from datetime import datetime, timezone
 
 from beam_pipelines.errors import UserError
+from beam_pipelines.io.live_sources import LiveRead, Poller
 from transforms.bronze import RawRecord
 
 #: A line longer than this is cut off there (and fails bronze's parsing, as a dead letter).
@@ -37,18 +39,20 @@ def parse_address(text: str, flag: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _event_micros(line: bytes, arrival: int) -> int:
-    if line[:1] == b"{" and b'"timestamp"' in line:
-        import orjson
+#: A canonical record's own time, found without decoding the whole line (bronze decodes it
+#: once, later); on every line, so kept to one search.
+_TIMESTAMP = re.compile(rb'"timestamp"\s*:\s*"([^"]{10,40})"')
 
+
+def _event_micros(line: bytes, arrival: int) -> int:
+    found = _TIMESTAMP.search(line) if line[:1] == b"{" else None
+    if found:
         try:
-            value = orjson.loads(line).get("timestamp")
-            if isinstance(value, str):
-                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=timezone.utc)
-                return int(when.timestamp() * 1_000_000)
-        except (ValueError, AttributeError):
+            when = datetime.fromisoformat(found.group(1).decode().replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            return int(when.timestamp() * 1_000_000)
+        except ValueError:
             pass  # bronze dead-letters what it cannot read
     return arrival
 
@@ -60,7 +64,7 @@ def _origin(host: str, port: int) -> str:
     return f"tcp://{host}:{port}@{time.time_ns() // 1_000_000}"
 
 
-class TcpLinePoller:
+class TcpLinePoller(Poller):
     """The lines of one or more TCP connections, in arrival order per connection."""
 
     def __init__(self, address: tuple[str, int], listen: bool, max_records: int = 5000,
@@ -69,8 +73,6 @@ class TcpLinePoller:
         self.listen = listen
         self.max_records = max_records
         self.retry_s = retry_s
-        self.has_more = False
-        self.caught_up = True
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -78,12 +80,6 @@ class TcpLinePoller:
         self._connections: set = set()
         self._overflow: list = []
         self._lock = threading.Lock()
-        self._received = 0
-
-    @property
-    def what(self) -> str:
-        host, port = self.address
-        return f"{'listening on' if self.listen else 'reading'} tcp://{host}:{port}"
 
     def open(self):
         if self._threads:
@@ -186,7 +182,6 @@ class TcpLinePoller:
                         break
                     line, record = self._overflow.pop(0)
             items.append((_event_micros(line, arrival), record))
-        self._received += len(items)
         self.has_more = self.pending()
         return items
 
@@ -216,8 +211,6 @@ class TcpLinePoller:
 def read_tcp(address: tuple[str, int], listen: bool, stop_at: float | None,
              max_out_of_orderness_s: float, batches: bool = False,
              max_future_s: float | None = None):
-    from beam_pipelines.io.live_sources import LiveRead
-
     return LiveRead(TcpLinePoller(address, listen), stop_at, max_out_of_orderness_s,
                     batches=batches, max_future_s=max_future_s)
 
