@@ -217,14 +217,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m generators") -> i
         return 2
     logs = args.kind == "logs"
     generator = WebLogGenerator(config) if logs else MetricsGenerator(config)
-    if args.to == "pubsub":
-        code = _publish(generator, args)
-        return _write_ground_truth(generator, args) or code
-    if args.to == "tcp":
-        code = _send_tcp(generator, args)
-        return _write_ground_truth(generator, args) or code
-    if args.to == "kafka":
-        code = _produce_kafka(generator, args)
+    if args.to in _SENDERS:
+        code = _SENDERS[args.to](generator, args)
         return _write_ground_truth(generator, args) or code
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = None
@@ -261,12 +255,8 @@ def _host(args) -> int:
     duration = args.duration if args.duration is not None or args.count is not None else 60.0
     sampler = HostSampler(HostConfig(interval_s=args.interval, count=args.count,
                                      duration_s=duration))
-    if args.to == "pubsub":
-        return _publish(sampler, args)
-    if args.to == "tcp":
-        return _send_tcp(sampler, args)
-    if args.to == "kafka":
-        return _produce_kafka(sampler, args)
+    if args.to in _SENDERS:
+        return _SENDERS[args.to](sampler, args)
     try:  # a line as soon as it is sampled, not in blocks
         out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
         with out if out is not sys.stdout else _nullcontext():
@@ -401,3 +391,7 @@ def _publish(generator, args) -> int:
           f"({stats.messages / max(seconds, 1e-9):,.0f} msg/s); generator: "
           f"{generator.stats.line()}", file=sys.stderr)
     return 1 if stats.failed else 0
+
+
+#: ``--to`` (other than a file) → the function that sends a generator's records there.
+_SENDERS = {"pubsub": _publish, "tcp": _send_tcp, "kafka": _produce_kafka}

