@@ -192,6 +192,16 @@ def test_the_live_window_ends_at_the_newest_record(source, lakehouse):
     assert per_region["records"].sum() == len(window)
 
 
+def test_freshness_says_how_long_ago_each_pipeline_last_ingested(source, lakehouse):
+    fresh = q.freshness(source).set_index("pipeline")
+    assert set(fresh.index) == {"server_metrics", "web_logs"}
+    (newest,) = _catalog(lakehouse, "SELECT MAX(ingest_timestamp) FROM "
+                                    "server_metrics_silver")[0]
+    lag = fresh.loc["server_metrics", "seconds_since_newest_ingest"]
+    expected = (pd.Timestamp.now(tz="UTC") - pd.Timestamp(newest)).total_seconds()
+    assert 0 <= lag <= expected + 1
+
+
 def test_the_base_map_is_land_and_borders_in_degrees():
     land, borders = basemap.land(), basemap.borders()
     assert len(land) > 500 and len(borders) > 300
@@ -306,6 +316,8 @@ def test_every_page_loads_and_draws_with_no_error(browser_page):
         assert charts.count() > 0 or path == "map", title  # the map page: deck.gl only
         for i in range(charts.count()):  # drawn: marks in the SVG, not an empty frame
             assert charts.nth(i).locator("svg .mark-group").count() > 0, (title, i)
+        if path == "web":  # the geolocation database's licence asks for it
+            assert page.get_by_text("IP geolocation by").count() == 1
         if path in ("map", "web"):
             deck = page.locator(f"{browser.DECK} canvas")
             assert deck.count() >= 1, title
