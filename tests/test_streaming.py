@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 import apache_beam as beam
 import pytest
+
+from beam_pipelines.io.live_sources import Poller
 from apache_beam.coders import PickleCoder
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.timeutil import TimeDomain
@@ -240,9 +242,10 @@ def test_arrival_after_the_minute_closed_is_late(watermark_s, late):
         assert out.value["server_id"] == "a"
 
 
-class _FakePoller:
+class _FakePoller(Poller):
+    """A source as LiveRead sees it (the Poller protocol), polled round by round."""
+
     name = "fake"
-    has_more = False
 
     def __init__(self, rounds):
         self.rounds = list(rounds)
