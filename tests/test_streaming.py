@@ -6,8 +6,6 @@ from datetime import datetime, timezone
 
 import apache_beam as beam
 import pytest
-
-from beam_pipelines.io.live_sources import Poller
 from apache_beam.coders import PickleCoder
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.timeutil import TimeDomain
@@ -15,6 +13,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from beam_pipelines.io.live_sources import Poller
 from schemas.server_metrics import GOLD_TABLES
 from tests.conftest import NOW, fixed_clock, line, run_and_collect
 from transforms.bronze import RawRecord, event_time, to_bronze
