@@ -51,7 +51,7 @@ def _generate(bootstrap: str, topic: str, seconds: int) -> int:
 def _run(bootstrap: str, topic: str, group: str, out: Path) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", bootstrap,
-         "--kafka-topic", topic, "--kafka-group", group, "--duration", "8s",
+         "--kafka-topic", topic, "--kafka-group", group, "--duration", "6s",
          "--output-dir", str(out), "--heartbeat", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -126,7 +126,7 @@ def test_both_pipelines_keep_the_hot_tables_equal_to_the_lakehouse(postgres_serv
     dsn, schema = postgres_server.dsn, fresh_schema()
     hot = ("--postgres-dsn", dsn, "--postgres-schema", schema, "--postgres-retention", "0",
            "--output-dir", str(tmp_path), "--no-summary")
-    runs = [("--sample-servers", "4", "--sample-duration", "2h"),
+    runs = [("--sample-servers", "4", "--sample-duration", "1h"),
             ("logs", "--sample-duration", "5m")]
     for args in runs:
         proc = run_cli(*args, *hot)
