@@ -11,6 +11,9 @@ USAGE = """usage: {prog} [PIPELINE] [options]
 
 Pipelines:
 """ + "".join(f"  {k.name:<9} {k.description}\n" for k in KINDS.values()) + f"""
+Commands:
+  replay    a raw archive or dead letters through a pipeline again ('{{prog}} replay --help')
+
 With no PIPELINE, runs '{DEFAULT}'. With no --input, runs on a generated sample.
 '{{prog}} {DEFAULT} --help' lists the options.
 """
@@ -74,6 +77,14 @@ def _main(argv: list[str] | None, run: dict, prog: str) -> int:
     asked_help = name == "help" or "-h" in argv or "--help" in argv
     if name == "help":  # python -m run help [PIPELINE]
         name = argv.pop(0) if argv and not argv[0].startswith("-") else DEFAULT
+    if name == "replay":  # python -m run replay [PIPELINE] ...: not a kind of its own
+        from beam_pipelines import replay
+
+        try:
+            return replay.main(argv, prog)
+        except UserError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
     if name not in KINDS:
         print(f"{prog}: error: unknown pipeline {name!r} "
               f"(one of {', '.join(KINDS)})", file=sys.stderr)

@@ -46,6 +46,10 @@ def _streaming_flags(parser) -> None:
     _flag(parser, "kafka-group", default=None, metavar="GROUP",
           help="--kafka-topic: the consumer group whose committed offsets a run starts "
                "from and moves on (default telemetry-PIPELINE)")
+    _flag(parser, "archive", default=None, metavar="DIR",
+          help="--streaming: also keep every record received, as received, in DIR (or "
+               "gs://…) by hour: dt=YYYY-MM-DD/hour=HH/*.jsonl.gz with the message "
+               "attributes, for audit and 'python -m run replay --from-archive DIR'")
     _flag(parser, "duration", type=_span, default=None,
           help="--streaming: stop reading after this long, close every window and exit "
                "with the summary (default: run until Ctrl-C, which does the same)")

@@ -125,6 +125,8 @@ def _check_dataflow(options: PipelineOptions, opts, streaming: bool) -> None:
     elif streaming and not (opts.subscription or opts.kafka_bootstrap):
         problems.append("the live generator runs on the local runner only; on Dataflow "
                         "read a --subscription or --kafka-topic")
+    if streaming and opts.archive and is_local(opts.archive):
+        problems.append("Dataflow workers cannot write a local --archive: give a gs:// path")
     if not streaming and not opts.input:
         problems.append("on Dataflow the workers read --input gs://BUCKET/path/*.jsonl "
                         "(the generated sample is local)")
@@ -147,7 +149,7 @@ class _Plan:
     sink: object
 
 
-def _plan(options: PipelineOptions, opts, pipeline_name: str, streaming: bool) -> _Plan:
+def plan_run(options: PipelineOptions, opts, pipeline_name: str, streaming: bool) -> _Plan:
     from apache_beam.options.pipeline_options import TestOptions
 
     runner = choose_runner(options, streaming=streaming)
@@ -171,10 +173,10 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     output_dir = opts.output_dir
     prepare_output_dir(output_dir, tables)
     for flag in ("subscription", "duration", "tcp_listen", "tcp_connect", "kafka_bootstrap",
-                 "kafka_topic"):
+                 "kafka_topic", "archive"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag.replace('_', '-')} needs --streaming")
-    plan = _plan(options, opts, pipeline_name, streaming=False)
+    plan = plan_run(options, opts, pipeline_name, streaming=False)
     sink = plan.sink
     files = inputs(not plan.offline)
     lakehouse = sink.name == "lakehouse" and is_local(output_dir)
@@ -221,7 +223,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         raise UserError("--input reads files in batch; --streaming reads --subscription "
                         "or the live generator")
     config = streaming_config(opts)
-    plan = _plan(options, opts, pipeline_name, streaming=True)
+    plan = plan_run(options, opts, pipeline_name, streaming=True)
     runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink
     stop_at = time.time() + opts.duration if opts.duration else None
     if bool(opts.kafka_bootstrap) != bool(opts.kafka_topic):
@@ -271,6 +273,9 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         source = live_sources.generate_live(generator, settings, stop_at,
                                             opts.max_out_of_orderness, batches=batches,
                                             max_future_s=opts.max_future)
+    if opts.archive:
+        source = live_sources.with_archive(source, opts.archive)
+        what += f", archived in {opts.archive}"
     catalog = None
     ledger = None
     if sink.name == "lakehouse" and is_local(output_dir):

@@ -208,3 +208,21 @@ def run_streaming(options: PipelineOptions) -> dict:
                              peek="server_metrics_minutely", pipeline_name="server_metrics",
                              batches=True)
     return {**outcome, "summary_args": _summary_args(rules)}
+
+
+
+def replay(options: PipelineOptions, selection) -> dict:
+    """``python -m run replay metrics``: the selected records through the batch medallion,
+    appended to the lakehouse (see :mod:`beam_pipelines.replay`)."""
+    from beam_pipelines import replay as replaying
+
+    opts = options.view_as(ServerMetricsOptions)
+    rules = load_rules(opts.config)
+    outcome = replaying.into_lakehouse(
+        options, opts, selection, "server_metrics",
+        tuple(t for t in TABLES if t is not INJECTED_FAULTS), SERVER_METRICS_BRONZE,
+        SERVER_METRICS_SILVER,
+        lambda prior, rechecked: ServerMetricsBatchMedallion(
+            rules, max_future_s=opts.max_future, prior_silver=prior,
+            rechecked_bronze=rechecked))
+    return {**outcome, "tables": TABLES, "summary_args": _summary_args(rules)}

@@ -172,12 +172,14 @@ def _check_options(opts: WebLogsOptions) -> None:
     _window_seconds(opts.windows)
 
 
-def _batch_medallion(opts: WebLogsOptions, database: str | None) -> WebLogsBatchMedallion:
+def _batch_medallion(opts: WebLogsOptions, database: str | None,
+                     **replay) -> WebLogsBatchMedallion:
+    """``replay``: the replay's ``prior_silver`` and ``rechecked_bronze``."""
     return WebLogsBatchMedallion(policy_from(opts), database or opts.geo_database,
                                  _window_seconds(opts.windows), opts.top_paths,
                                  dedupe_identical_lines=opts.dedupe_identical_lines,
                                  max_future_s=opts.max_future,
-                                 earliest=utc_midnight(opts.earliest_event))
+                                 earliest=utc_midnight(opts.earliest_event), **replay)
 
 
 def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
@@ -240,3 +242,18 @@ def run(options: PipelineOptions) -> dict:
                           p, paths, sink, _batch_medallion(opts, _workers_database(
                               options, opts))),
                       pipeline_name="web_logs")
+
+
+def replay(options: PipelineOptions, selection) -> dict:
+    """``python -m run replay logs``: the selected lines through the batch medallion,
+    appended to the lakehouse (see :mod:`beam_pipelines.replay`). Give the salt of the
+    earlier runs (``--ip-salt-file`` or ``$WEB_LOGS_IP_SALT``), or the new rows' visitor
+    ids cannot match the earlier ones."""
+    from beam_pipelines import replay as replaying
+
+    opts = options.view_as(WebLogsOptions)
+    _check_options(opts)
+    return replaying.into_lakehouse(
+        options, opts, selection, "web_logs", TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
+        lambda prior, rechecked: _batch_medallion(opts, None, prior_silver=prior,
+                                                  rechecked_bronze=rechecked))

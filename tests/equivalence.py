@@ -57,3 +57,20 @@ def _without_ingest(row: tuple) -> tuple:
         payload.pop("processing_delay_ms", None)
         fields["payload"] = json.dumps(payload, sort_keys=True)
     return tuple(sorted(fields.items()))
+
+
+def table_rows(lakehouse, names) -> dict:
+    """The rows of these views of a lakehouse's catalog, normalised (see above)."""
+    import os
+
+    import duckdb
+
+    with duckdb.connect(os.path.join(str(lakehouse), "lakehouse.duckdb"),
+                        read_only=True) as con:
+        out = {}
+        for name in names:
+            cursor = con.execute(f"select * from {name}")
+            columns = [d[0] for d in cursor.description]
+            out[name] = normalised([dict(zip(columns, r, strict=True))
+                                    for r in cursor.fetchall()])
+        return out

@@ -18,7 +18,8 @@ DATAFLOW = ["--runner", "DataflowRunner", "--dry_run=True", "--project", "fake-p
 JOBS = {
     "metrics": (["--input", "gs://fake-bucket/metrics/*.jsonl"], ServerMetricsOptions),
     "metrics-streaming": (["--streaming", "--subscription",
-                           "projects/fake-project/subscriptions/server-metrics"],
+                           "projects/fake-project/subscriptions/server-metrics",
+                           "--archive", "gs://fake-bucket/archive"],
                           ServerMetricsOptions),
     "logs": (["--input", "gs://fake-bucket/logs/*.log"], WebLogsOptions),
     "logs-streaming": (["--streaming", "--subscription",
@@ -62,6 +63,9 @@ def test_each_pipeline_builds_a_valid_dataflow_job(name):
         reads = [t for t in job.proto_pipeline.components.transforms.values()
                  if "ReadFromPubSub" in t.unique_name]
         assert reads, "no Pub/Sub read"
+        # the raw archive: a step beside the records, fused with the read
+        assert any(n.endswith("ArchiveRaw/WriteArchive") for n in names) == (
+            name == "metrics-streaming"), [n for n in names if "Archive" in n]
 
 
 def test_the_pubsub_read_deduplicates_by_event_id_on_dataflow():
@@ -101,6 +105,8 @@ def test_the_pubsub_read_deduplicates_by_event_id_on_dataflow():
      "cannot write a local --output-dir"),
     (DATAFLOW, "--input gs://"),
     (DATAFLOW + ["--streaming"], "read a --subscription"),
+    (DATAFLOW + ["--streaming", "--subscription", "projects/fake-project/subscriptions/s",
+                 "--archive", "archive"], "cannot write a local --archive"),
     (["--runner", "DataflowRunner", "--dry_run=True", "--input", "gs://b/x.jsonl",
       "--output-dir", "gs://b/lake", "--project", "fake-project\n", "--region",
       "us-central1", "--temp_location", "gs://b/t"], "is not a Google Cloud project id"),

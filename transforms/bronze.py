@@ -47,6 +47,9 @@ class RawRecord(NamedTuple):
     #: Live sources: their watermark (epoch µs) when the record arrived, against which
     #: streaming judges whether it came too late.
     watermark: int | None = None
+    #: Live sources: the attributes of the message that carried it (the raw archive
+    #: keeps them).
+    attributes: dict | None = None
 
 
 # ---- decoding -----------------------------------------------------------------------------

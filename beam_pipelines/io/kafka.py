@@ -126,7 +126,8 @@ class KafkaPoller(Poller):
             value = message.value() or b""
             kind, stamp = message.timestamp()
             micros = stamp * 1000 if kind and stamp > 0 else round(now * 1_000_000)
-            records = [RawRecord(value, f"kafka://{topic}/{partition}@{offset}")]
+            records = [RawRecord(value, f"kafka://{topic}/{partition}@{offset}",
+                                 attributes=attributes_of(message.key(), message.headers()))]
             if self._ledger is not None:
                 records = self._ledger.admit(ack_id(topic, partition, offset), records)
             self.offsets.consumed(topic, partition, offset, written=self._ledger is None)
@@ -211,11 +212,12 @@ class _DataflowKafka(beam.PTransform):
         super().__init__()
         self._bootstrap, self._topics, self._group = bootstrap, topics, group
         self._batches = batches
+        self.archive_dir: str | None = None  # --archive (see live_sources.with_archive)
 
     def expand(self, begin):
         from apache_beam.io.kafka import ReadFromKafka
 
-        from beam_pipelines.io.live_sources import BatchRecordsFn
+        from beam_pipelines.io.live_sources import BatchRecordsFn, archive_beside
 
         read = ReadFromKafka(
             consumer_config={"bootstrap.servers": self._bootstrap, "group.id": self._group,
@@ -232,6 +234,7 @@ class _DataflowKafka(beam.PTransform):
                 "built by an expansion service that Beam downloads from Maven Central (it "
                 "needs Java and that network then); it could not be fetched here") from None
         records = messages | "ToRawRecords" >> beam.Map(_raw_record_of)
+        archive_beside(records, self.archive_dir)
         if not self._batches:
             return records
         return records | "BatchRecords" >> beam.ParDo(BatchRecordsFn())
@@ -239,4 +242,22 @@ class _DataflowKafka(beam.PTransform):
 
 def _raw_record_of(message) -> RawRecord:
     return RawRecord(message.value or b"",
-                     f"kafka://{message.topic}/{message.partition}@{message.offset}")
+                     f"kafka://{message.topic}/{message.partition}@{message.offset}",
+                     attributes=attributes_of(message.key, message.headers))
+
+
+def attributes_of(key, headers) -> dict | None:
+    """A Kafka message's key and headers, as the raw archive keeps them (text; bytes
+    that are not UTF-8 in their repr)."""
+    def text(value) -> str:
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return repr(value)
+        return str(value)
+
+    attributes = {f"header.{name}": text(value) for name, value in headers or ()}
+    if key is not None:
+        attributes["key"] = text(key)
+    return attributes or None

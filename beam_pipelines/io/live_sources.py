@@ -148,6 +148,8 @@ class LiveRead(beam.PTransform):
         self.lag = Duration(seconds=max_out_of_orderness_s)
         self.idle_after_s = idle_after_s
         self.pause_s = pause_s
+        #: an :class:`~beam_pipelines.io.archive.ArchiveWriter`, or None
+        self.archive = None
 
     def expand(self, pbegin):
         return pvalue.PCollection(pbegin.pipeline, is_bounded=False)
@@ -177,6 +179,8 @@ class LiveRead(beam.PTransform):
                 self.poller.open()
                 state["open"] = True
             items = self.poller.poll(now)
+            if self.archive is not None:
+                self.archive.write(items)  # durably, before anything is handed on
             _READ[0] += len(items)
             out = []
             newest = state["newest"]
@@ -251,9 +255,9 @@ def raw_records(data: bytes, attributes: dict | None, origin: str) -> list[RawRe
     attributes = attributes or {}
     source = f"{origin}#{attributes.get(EVENT_ID_ATTRIBUTE, '')}"
     if attributes.get(ENVELOPE_ATTRIBUTE) == ENVELOPE_NDJSON:
-        return [RawRecord(event, f"{source}/{i}") for i, event in
+        return [RawRecord(event, f"{source}/{i}", attributes=attributes) for i, event in
                 split_envelope(data, attributes)]
-    return [RawRecord(data, source)]
+    return [RawRecord(data, source, attributes=attributes)]
 
 
 def _micros(attributes: dict, publish_time) -> int:
@@ -469,6 +473,7 @@ class _DataflowPubSub(beam.PTransform):
         super().__init__()
         self._subscription = subscription
         self._batches = batches
+        self.archive_dir: str | None = None  # --archive (see with_archive)
 
     def expand(self, begin):
         subscription = self._subscription
@@ -478,9 +483,31 @@ class _DataflowPubSub(beam.PTransform):
                        timestamp_attribute=EVENT_TIME_ATTRIBUTE, id_label=EVENT_ID_ATTRIBUTE)
                    | "SplitEnvelopes" >> beam.FlatMap(
                        lambda m: raw_records(m.data, m.attributes, subscription)))
+        archive_beside(records, self.archive_dir)
         if not self._batches:
             return records
         return records | "BatchRecords" >> beam.ParDo(BatchRecordsFn())
+
+
+def archive_beside(records, directory: str | None) -> None:
+    """Dataflow: the raw archive as a step beside the records, fused with the read."""
+    if directory:
+        from beam_pipelines.io.archive import ArchiveRecords
+
+        records | "ArchiveRaw" >> ArchiveRecords(directory)
+
+
+def with_archive(source: beam.PTransform, directory: str | None) -> beam.PTransform:
+    """A live source that also keeps every record it reads in the raw archive."""
+    if not directory:
+        return source
+    if isinstance(source, LiveRead):
+        from beam_pipelines.io.archive import ArchiveWriter
+
+        source.archive = ArchiveWriter(directory)
+    else:  # Dataflow's sources: a step of the graph
+        source.archive_dir = directory
+    return source
 
 
 class BatchRecordsFn(beam.DoFn):

@@ -74,6 +74,7 @@ def _by_name() -> dict[str, str]:
         "kafka_bootstrap": r"^[^,\s]+:[0-9]+(,[^,\s]+:[0-9]+)*$",
         "kafka_topic": r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$",
         "kafka_group": r"^[A-Za-z0-9._-]+$",
+        "archive": r"^gs://\S+$",  # workers cannot write a local one
     }
 
 

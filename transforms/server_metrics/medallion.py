@@ -157,15 +157,27 @@ class ServerDaysFn(beam.DoFn):
 
     def process(self, keyed):
         (server_id, day_start), fragments = keyed
+        prior = None
+        if isinstance(fragments, dict):  # a replay: {"new": [...], "prior": [...]}
+            prior = concat(list(fragments["prior"]), SERVER_METRICS_SILVER)
+            fragments = fragments["new"]
         silver = concat(list(fragments), SERVER_METRICS_SILVER)
         self._elements.inc()
         self._records.inc(silver.num_rows)
-        unique = deduplicate(silver, self._pipeline)
+        # A replayed record at a time an earlier run already has is a copy of it.
+        known = (set(prior.column("timestamp").cast(pa.int64()).to_pylist())
+                 if prior is not None and prior.num_rows else None)
+        unique = deduplicate(silver, self._pipeline, known)
         if unique.dead_letters:
             self._duplicates.inc(len(unique.dead_letters))
             yield TaggedOutput(DEAD, dead_letter_batch(unique.dead_letters))
-        yield unique.records
-        day = gold.ServerDay(unique.records, self._rules, day_start)
+        if unique.records.num_rows:
+            yield unique.records
+        whole = unique.records
+        if known:  # gold is computed over the day's every record, earlier and new
+            whole = concat([prior, unique.records], SERVER_METRICS_SILVER).sort_by(
+                "timestamp")
+        day = gold.ServerDay(whole, self._rules, day_start)
         tables, threshold = day.tables()
         for name, table in tables.items():
             if table.num_rows:
@@ -277,8 +289,16 @@ class ServerMetricsBatchMedallion(beam.PTransform):
     server-metrics medallion and all dead letters."""
 
     def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
-                 pipeline: str = "server_metrics", max_future_s: float | None = None):
+                 pipeline: str = "server_metrics", max_future_s: float | None = None,
+                 prior_silver: beam.PCollection | None = None,
+                 rechecked_bronze: beam.PCollection | None = None):
         super().__init__()
+        #: a replay of silver's dead letters: their bronze rows (already in bronze), which
+        #: re-enter at silver
+        self._rechecked = rechecked_bronze
+        #: a replay: silver tables an earlier run wrote, which gold is computed over
+        #: together with the new records (silver itself is then only the new rows)
+        self._prior = prior_silver
         self._rules = rules or ServerMetricsRules()
         self._clock = clock
         self._pipeline = pipeline
@@ -289,11 +309,22 @@ class ServerMetricsBatchMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> beam.ParDo(BronzeFn(
             self._clock, pipeline, max_future_s=self._max_future)).with_outputs(
             DEAD, main="records")
-        checked = bronze.records | "Silver" >> beam.ParDo(SilverFn(rules, pipeline)
+        to_silver = bronze.records
+        if self._rechecked is not None:
+            to_silver = (tables(bronze.records, self._rechecked)
+                         | "WithRecheckedBronze" >> beam.Flatten())
+        checked = to_silver | "Silver" >> beam.ParDo(SilverFn(rules, pipeline)
                                                           ).with_output_types(
             keyed_tables(beam.typehints.Tuple[str, int])).with_outputs(DEAD, main="fragments")
-        days = (checked.fragments
-                | "SilverByServerDay" >> beam.GroupByKey()
+        if self._prior is None:
+            grouped = checked.fragments | "SilverByServerDay" >> beam.GroupByKey()
+        else:
+            prior = self._prior | "PriorByServerDay" >> beam.FlatMap(
+                split_by_server_day).with_output_types(keyed_tables(
+                    beam.typehints.Tuple[str, int]))
+            grouped = ({"new": checked.fragments, "prior": prior}
+                       | "SilverByServerDay" >> beam.CoGroupByKey())
+        days = (grouped
                 | "GoldServerDays" >> beam.ParDo(ServerDaysFn(rules, pipeline)).with_output_types(
                     pa.Table).with_outputs(
                     *_DAY_OUTPUTS, main="silver"))

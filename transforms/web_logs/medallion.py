@@ -192,6 +192,10 @@ class WebSilverBySpan(beam.PTransform):
                     self._dedupe)).with_outputs(DEAD, main="records"))
 
 
+def _whole_span(_, parts) -> pa.Table:
+    return concat([*parts["prior"], *parts["new"]], WEB_LOGS_SILVER)
+
+
 class WebLogsBatchMedallion(beam.PTransform):
     """Raw batches of log lines → {table name: PCollection of Arrow tables}: bronze,
     silver, every gold table and all dead letters."""
@@ -199,8 +203,14 @@ class WebLogsBatchMedallion(beam.PTransform):
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
                  pipeline: str = "web_logs", dedupe_identical_lines: bool = False,
-                 max_future_s: float | None = None, earliest: datetime | None = None):
+                 max_future_s: float | None = None, earliest: datetime | None = None,
+                 prior_silver: beam.PCollection | None = None,
+                 rechecked_bronze: beam.PCollection | None = None):
         super().__init__()
+        #: a replay: silver tables an earlier run wrote (gold is computed over them and
+        #: the new rows), and silver's dead letters' bronze rows, which re-enter at silver
+        self._prior = prior_silver
+        self._rechecked = rechecked_bronze
         self._earliest = earliest  # the oldest event time accepted (None: the default)
         self._dedupe = dedupe_identical_lines
         self._max_future = max_future_s  # None: no event is too far ahead
@@ -216,10 +226,22 @@ class WebLogsBatchMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(
             self._clock, self._pipeline, max_future_s=self._max_future,
             earliest=self._earliest)).with_outputs(DEAD, main="records")
-        silver = bronze.records | "Silver" >> WebSilverBySpan(
+        to_silver = bronze.records
+        if self._rechecked is not None:
+            to_silver = (tables(bronze.records, self._rechecked)
+                         | "WithRecheckedBronze" >> beam.Flatten())
+        silver = to_silver | "Silver" >> WebSilverBySpan(
             self._policy, self._geo_database, self._span_s, self._pipeline, self._clock,
             self._dedupe)
-        gold = silver.records | "Gold" >> beam.ParDo(GoldSpanFn(
+        to_gold = silver.records
+        if self._prior is not None:  # each span whole: its earlier rows and its new ones
+            spans = {name: rows | f"{name.title()}Spans" >> beam.ParDo(SpanFragmentsFn(
+                self._span_s)).with_output_types(keyed_tables(int))
+                for name, rows in (("new", silver.records), ("prior", self._prior))}
+            to_gold = (spans
+                       | "SilverWithPrior" >> beam.CoGroupByKey()
+                       | "WholeSpans" >> beam.MapTuple(_whole_span).with_output_types(pa.Table))
+        gold = to_gold | "Gold" >> beam.ParDo(GoldSpanFn(
             self._windows, self._top_n)).with_outputs(*_GOLD)
         dead = (tables(bronze[DEAD], silver[DEAD]) | "AllDeadLetters" >> beam.Flatten())
         tables(bronze.records, silver.records, *(gold[name] for name in _GOLD))

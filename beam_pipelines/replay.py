@@ -1,0 +1,448 @@
+"""``python -m run replay [PIPELINE]``: records received once, taken through the medallion
+again.
+
+* ``--from-archive DIR [--start T] [--end T]``: the raw archive a streaming run kept
+  (``--archive``), records received within [start, end);
+* ``--dead-letters [--reason R[,R]] [--since T]``: the pipeline's dead letters in the
+  lakehouse, e.g. after a rule was corrected.
+
+By default into the lakehouse (``--output-dir``), in batch, *appended* to what it holds:
+
+* every record keeps its original ``source`` (the delivery id), so a record the lakehouse
+  already has in silver or as a dead letter is skipped (from the archive), and bronze
+  never gets a row twice;
+* a replayed dead letter is *superseded*: its old row is removed once the replay wrote the
+  record's new outcome (silver, or a dead letter again, with today's reason), so every
+  record still ends in exactly one place;
+* gold, analytics and incidents are computed again over all of silver, earlier rows and
+  new, and replace the old tables.
+
+So replaying twice changes no gold table. ``--to-topic projects/P/topics/T`` publishes the
+records instead, with their attributes, for a streaming run to take in (a copy of a record
+it already has becomes a ``duplicate_event`` or ``late`` dead letter there, never a second
+gold row).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from beam_pipelines.errors import UserError
+
+USAGE = """usage: {prog} replay [PIPELINE] --from-archive DIR [--start T] [--end T] [options]
+       {prog} replay [PIPELINE] --dead-letters [--reason R[,R...]] [--since T] [options]
+
+Takes records through the medallion of PIPELINE (metrics, the default, or logs) again,
+appended to the lakehouse in --output-dir: records it already holds are skipped, a replayed
+dead letter is replaced by the record's new outcome, gold is computed again over all of
+silver. Replaying twice changes nothing.
+
+  --from-archive DIR   the raw archive of a streaming run (its --archive DIR)
+  --start T, --end T   received within [T, T) (UTC, e.g. 2026-12-06T10:00Z; default: all)
+  --dead-letters       the pipeline's dead letters in --output-dir
+  --reason R[,R...]    only these reasons (see docs/SCHEMAS.md)
+  --since T            only those dead-lettered at T or later
+  --to-topic TOPIC     publish the records to projects/P/topics/T instead, for a streaming
+                       run to take in
+Every option of '{prog} PIPELINE' is accepted too (--output-dir, --config, ...).
+"""
+
+
+@dataclass
+class Selection:
+    """The records to replay: payloads with their original sources and attributes."""
+
+    what: str
+    payloads: list = field(default_factory=list)
+    sources: list = field(default_factory=list)
+    attributes: list = field(default_factory=list)
+    #: the layer each record re-enters at: bronze (a raw record), or silver (a dead
+    #: letter of silver's, whose payload is its bronze row, which bronze already holds)
+    layers: list = field(default_factory=list)
+    #: dead letters being replayed, as (source, payload as stored): the rows their
+    #: records' new outcomes supersede
+    superseded: set = field(default_factory=set)
+
+    @property
+    def from_dead_letters(self) -> bool:
+        return bool(self.superseded)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(message)
+
+
+def _parse(argv: list[str], prog: str):
+    from beam_pipelines.kinds import DEFAULT, KINDS
+
+    argv = list(argv)
+    name = argv.pop(0) if argv and not argv[0].startswith("-") else DEFAULT
+    if name not in KINDS:
+        raise UserError(f"unknown pipeline {name!r} (one of {', '.join(KINDS)})")
+    parser = _Parser(prog=f"{prog} replay", add_help=False, allow_abbrev=False)
+    parser.add_argument("--from-archive", "--from_archive", dest="from_archive")
+    parser.add_argument("--dead-letters", "--dead_letters", dest="dead_letters",
+                        action="store_true")
+    parser.add_argument("--start")
+    parser.add_argument("--end")
+    parser.add_argument("--reason")
+    parser.add_argument("--since")
+    parser.add_argument("--to-topic", "--to_topic", dest="to_topic")
+    args, rest = parser.parse_known_args(argv)
+    if bool(args.from_archive) == bool(args.dead_letters):
+        raise UserError("replay what: --from-archive DIR or --dead-letters (one of them)")
+    if args.dead_letters and (args.start or args.end):
+        raise UserError("--start and --end choose from an archive; dead letters are "
+                        "chosen by --since and --reason")
+    if args.from_archive and (args.reason or args.since):
+        raise UserError("--reason and --since choose dead letters; an archive is chosen "
+                        "by --start and --end")
+    return KINDS[name], args, rest
+
+
+def main(argv: list[str], prog: str = "python -m run") -> int:
+    if "-h" in argv or "--help" in argv:
+        print(USAGE.format(prog=prog))
+        return 0
+    from beam_pipelines import options as opts_module
+
+    kind, args, rest = _parse(argv, prog)
+    options = opts_module.parse_options(rest, kind.options, f"{prog} replay {kind.name}")
+    opts = options.view_as(kind.options)
+    pipeline = _PIPELINES[kind.name]
+    selection = (select_archive(args.from_archive, args.start, args.end, opts.output_dir,
+                                pipeline)
+                 if args.from_archive else
+                 select_dead_letters(opts.output_dir, pipeline, args.reason, args.since))
+    if args.to_topic:
+        published = publish(selection, args.to_topic)
+        print(f"Published {published:,} record(s) ({selection.what}) to {args.to_topic}")
+        return 0
+    if not len(selection):
+        print(f"Nothing to replay: {selection.what} holds no record.")
+        return 0
+    outcome = _RUNS[kind.name](options, selection)
+    if outcome["catalog"] and opts.summary:
+        print(kind.summary(outcome["catalog"], outcome["output_dir"],
+                           input_records=outcome.get("input_records"),
+                           **outcome.get("summary_args", {})))
+    return 0
+
+
+#: The pipeline column's value of each kind.
+_PIPELINES = {"metrics": "server_metrics", "logs": "web_logs"}
+
+
+def _replay_metrics(options, selection):
+    from beam_pipelines import server_metrics
+
+    return server_metrics.replay(options, selection)
+
+
+def _replay_logs(options, selection):
+    from beam_pipelines import web_logs
+
+    return web_logs.replay(options, selection)
+
+
+_RUNS = {"metrics": _replay_metrics, "logs": _replay_logs}
+
+
+# ---- choosing the records -----------------------------------------------------------------
+def _time(text: str | None, flag: str) -> datetime | None:
+    from beam_pipelines.io.archive import parse_time
+
+    return parse_time(text, flag) if text else None
+
+
+def select_archive(directory: str, start: str | None, end: str | None, output_dir: str,
+                   pipeline: str) -> Selection:
+    from beam_pipelines.io.archive import archive_files, payload_of, read_archive_file
+
+    low, high = _time(start, "--start"), _time(end, "--end")
+    if low and high and high <= low:
+        raise UserError(f"--end {end} is not after --start {start}")
+    if "://" not in directory and not os.path.isdir(directory):
+        raise UserError(f"--from-archive {directory}: no such directory")
+    files = archive_files(directory, low, high)
+    window = (f" received {'from ' + low.isoformat() if low else ''}"
+              f"{' until ' + high.isoformat() if high else ''}") if low or high else ""
+    what = f"the archive {directory}{window}"
+    if not files:
+        raise UserError(f"{what}: no archived record")
+    selection = Selection(what)
+    for path in files:
+        for entry in read_archive_file(path, low, high):
+            selection.payloads.append(payload_of(entry))
+            selection.sources.append(entry.get("source"))
+            selection.attributes.append(entry.get("attributes") or {})
+            selection.layers.append("bronze")
+    return selection
+
+
+def select_dead_letters(output_dir: str, pipeline: str, reasons: str | None,
+                        since: str | None) -> Selection:
+    import duckdb
+
+    from schemas.dead_letter import DEAD_LETTERS, REASONS
+
+    wanted = [r.strip() for r in (reasons or "").split(",") if r.strip()]
+    unknown = [r for r in wanted if r not in REASONS]
+    if unknown:
+        raise UserError(f"--reason {', '.join(unknown)}: not a dead-letter reason (one of "
+                        f"{', '.join(sorted(REASONS))})")
+    after = _time(since, "--since")
+    files = _files(os.path.join(output_dir, DEAD_LETTERS.layer, DEAD_LETTERS.name))
+    what = f"the dead letters of {pipeline} in {output_dir}" + (
+        f" ({', '.join(wanted)})" if wanted else "") + (
+        f" since {after.isoformat()}" if after else "")
+    selection = Selection(what)
+    if not files:
+        return selection
+    sql = ("select payload, payload_encoding, source, reason, layer from read_parquet(?) "
+           "where pipeline = ?")
+    params: list = [files, pipeline]
+    if wanted:
+        sql += " and reason in (select unnest(?))"
+        params.append(wanted)
+    if after:
+        sql += " and processing_timestamp >= ?"
+        params.append(after)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = con.execute(sql + " order by source", params).fetchall()
+    for payload, encoding, source, reason, layer in rows:
+        selection.payloads.append(base64.b64decode(payload) if encoding == "base64"
+                                  else payload.encode("utf-8"))
+        selection.sources.append(source)
+        selection.attributes.append({"replay_of": source or "", "dead_letter_reason": reason})
+        selection.layers.append("silver" if layer == "silver" and _is_row(payload)
+                                else "bronze")
+        selection.superseded.add((source, payload))
+    return selection
+
+
+def _is_row(payload: str) -> bool:
+    """A silver dead letter's payload is its bronze row as JSON (else it re-enters at
+    bronze, which says what is wrong with it)."""
+    import json
+
+    try:
+        return isinstance(json.loads(payload), dict)
+    except ValueError:
+        return False
+
+
+def _files(directory: str) -> list[str]:
+    return sorted(f for f in glob.glob(os.path.join(directory, "part-*.parquet"))
+                  if not f.endswith("part-0-empty.parquet"))
+
+
+# ---- publishing ---------------------------------------------------------------------------
+def publish(selection: Selection, topic: str) -> int:
+    """The records to a topic, each a message with its attributes, an ``event_id`` of its
+    own (``replay:`` + its source: a redelivered copy is dropped by the source) and
+    ``replay_of``."""
+    from beam_pipelines.ops import pubsub
+    from schemas.messages import ENVELOPE_ATTRIBUTE, EVENT_ID_ATTRIBUTE
+
+    pubsub.check_topic(topic)
+    pubsub.require_credentials()
+    pubsub.check_topic_exists(topic)
+    from google.cloud import pubsub_v1
+
+    client = pubsub_v1.PublisherClient()
+    futures = []
+    for payload, source, attributes in zip(selection.payloads, selection.sources,
+                                           selection.attributes, strict=True):
+        attributes = {k: str(v) for k, v in attributes.items()
+                      if k not in (ENVELOPE_ATTRIBUTE, EVENT_ID_ATTRIBUTE)}
+        attributes["replay_of"] = source or ""
+        attributes[EVENT_ID_ATTRIBUTE] = f"replay:{source}"
+        futures.append(client.publish(topic, payload, **attributes))
+    for future in futures:
+        future.result(timeout=60)
+    return len(futures)
+
+
+# ---- into the lakehouse -------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """What a replay run reads and, once it has written, replaces."""
+
+    input_path: str             # the selected records, staged as Parquet
+    resume: object              # delivery.Resume: what the lakehouse holds
+    new_records: int            # selected records the lakehouse does not hold yet
+    replaced: list              # files of the recomputed tables, removed after the run
+    dead_letter_files: list     # the dead letters' files before the run
+    skipped: int                # selected records the lakehouse already holds
+    staging: str
+
+
+def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
+            appended: tuple[str, ...]) -> Prepared:
+    """Stage the selected records the lakehouse lacks (or superseded dead letters) and
+    note the files a successful replay replaces: every table's but those ``appended``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from beam_pipelines.io import delivery
+    from beam_pipelines.io.lakehouse import table_dir
+    from schemas.dead_letter import DEAD_LETTERS
+
+    resume = delivery.Resume.load(output_dir, pipeline, tables)
+    keep = [i for i, s in enumerate(selection.sources)
+            if selection.from_dead_letters or s not in resume.terminal]
+    staging = os.path.join(output_dir, f".replay-{uuid.uuid4().hex[:12]}")
+    os.makedirs(staging)
+    path = os.path.join(staging, "input.parquet")
+    pq.write_table(pa.table({
+        "payload": pa.array([selection.payloads[i] for i in keep], pa.binary()),
+        "source": pa.array([selection.sources[i] for i in keep], pa.string()),
+        "layer": pa.array([selection.layers[i] for i in keep], pa.string())}), path)
+    replaced = [f for schema in tables if schema.name not in appended
+                for f in _files(table_dir(output_dir, schema))]
+    new = 0 if selection.from_dead_letters else len(keep)
+    dead = _files(table_dir(output_dir, DEAD_LETTERS))
+    return Prepared(path, resume, new, replaced, dead, len(selection) - len(keep), staging)
+
+
+def read_staged(path: str, layer: str = "bronze", batch_rows: int = 50_000):
+    """The staged records that re-enter at ``layer`` → raw batches that keep each
+    record's original source."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from transforms.batches import raw_lines
+
+    table = pq.read_table(path)
+    table = table.filter(pc.equal(table.column("layer"), layer))
+    for start in range(0, table.num_rows, batch_rows):
+        part = table.slice(start, batch_rows)
+        yield raw_lines(part.column("payload").to_pylist(), part.column("source"))
+
+
+def rows_of_payloads(batch, schema):
+    """Silver's dead letters (raw batches of their payloads: the bronze rows as JSON) →
+    that layer's rows again, as an Arrow table of ``schema``."""
+    import json
+
+    from transforms.batches import from_rows
+
+    rows = []
+    for payload in batch.column("payload").to_pylist():
+        row = json.loads(payload)
+        for f in schema.fields:
+            value = row.get(f.name)
+            if value is not None and f.type.name == "TIMESTAMP":
+                row[f.name] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        rows.append({f.name: row.get(f.name) for f in schema.fields})
+    return from_rows(rows, schema)
+
+
+def without_sources(table, sources: frozenset):
+    """An Arrow table without the rows of these sources (bronze rows already written)."""
+    if not sources or not table.num_rows:
+        return table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return table.filter(pc.invert(pc.is_in(table.column("source"),
+                                           value_set=pa.array(list(sources), pa.string()))))
+
+
+def finish(output_dir: str, pipeline: str, prepared: Prepared, selection: Selection) -> None:
+    """After the replay wrote its files: the recomputed tables' old files go, and so do the
+    replayed dead letters' old rows (their records' new outcomes are written)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in prepared.replaced:
+        os.remove(path)
+    for path in prepared.dead_letter_files if selection.superseded else ():
+        table = pq.read_table(path)
+        mine = [p == pipeline and (s, d) in selection.superseded for p, s, d in
+                zip(table.column("pipeline").to_pylist(), table.column("source").to_pylist(),
+                    table.column("payload").to_pylist(), strict=True)]
+        if not any(mine):
+            continue
+        rest = table.filter(pa.array([not m for m in mine]))
+        if rest.num_rows:
+            temporary = path + ".replay-tmp"
+            pq.write_table(rest, temporary)
+            os.replace(temporary, path)
+        else:
+            os.remove(path)
+    shutil.rmtree(prepared.staging, ignore_errors=True)
+
+
+def announce(selection: Selection, prepared: Prepared) -> None:
+    parts = [f"{prepared.new_records:,} new record(s)"]
+    if selection.superseded:
+        parts.append(f"{len(selection):,} dead letter(s) taken again")
+    if prepared.skipped:
+        parts.append(f"{prepared.skipped:,} already in the lakehouse, skipped")
+    print(f"Replaying {selection.what}: {', '.join(parts)}", flush=True)
+
+
+def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
+                   bronze_schema, silver_schema, medallion) -> dict:
+    """The replay run of a pipeline: ``medallion(prior_silver, rechecked_bronze)`` → its
+    batch medallion over the staged records, with the earlier silver rows for gold and
+    silver's dead letters' bronze rows for silver; bronze, silver and dead letters are
+    appended to, every other table of ``tables`` replaced."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from beam_pipelines import runs
+    from beam_pipelines.io import delivery
+    from beam_pipelines.io.lakehouse import is_local, prepare_output_dir, write_catalog
+    from beam_pipelines.io.sinks import as_sink
+    from schemas.dead_letter import DEAD_LETTERS
+
+    if options.view_as(StandardOptions).streaming:
+        raise UserError("replay runs in batch (without --streaming); --to-topic feeds a "
+                        "streaming run")
+    if opts.input:
+        raise UserError("replay reads --from-archive or --dead-letters, not --input")
+    output_dir = opts.output_dir
+    prepare_output_dir(output_dir, tables)
+    plan = runs.plan_run(options, opts, pipeline, streaming=False)
+    if plan.sink.name != "lakehouse" or not is_local(output_dir) or plan.dataflow:
+        raise UserError("replay appends to a local lakehouse (--output-dir) on the local "
+                        "runner; --to-topic feeds a streaming run anywhere")
+    prepared = prepare(output_dir, pipeline, tables, selection,
+                       appended=(bronze_schema.name, silver_schema.name, DEAD_LETTERS.name))
+    announce(selection, prepared)
+    p = beam.Pipeline(options=options)
+    staged = p | "ReplayedRecords" >> beam.Create([prepared.input_path])
+    raw = staged | "ReadReplayed" >> beam.FlatMap(read_staged, "bronze").with_output_types(
+        pa.Table)
+    rechecked = (staged
+                 | "ReadReplayedSilver" >> beam.FlatMap(read_staged, "silver")
+                 | "BronzeRowsAgain" >> beam.Map(rows_of_payloads, bronze_schema
+                                                 ).with_output_types(pa.Table))
+    earlier = delivery.replay_silver(prepared.resume.silver_files)
+    prior = p | "EarlierSilver" >> earlier if earlier is not None else None
+    out = raw | "Replay" >> medallion(prior, rechecked)
+    if not selection.from_dead_letters:  # a record half-written by a stream: bronze once
+        out[bronze_schema.name] = out[bronze_schema.name] | "NewBronzeRows" >> beam.Map(
+            without_sources, prepared.resume.bronze).with_output_types(pa.Table)
+    as_sink(plan.sink).write(out, tables, batches=True)
+    result = p.run()
+    result.wait_until_finish()
+    finish(output_dir, pipeline, prepared, selection)
+    return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
+            "tables": tables, "sink": plan.sink, "result": result,
+            "input_records": prepared.resume.prior_input + prepared.new_records}
