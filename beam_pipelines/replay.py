@@ -119,6 +119,13 @@ def main(argv: list[str], prog: str = "python -m run") -> int:
     kind, args, rest = _parse(argv, prog)
     options = opts_module.parse_options(rest, kind.options, f"{prog} replay {kind.name}")
     opts = options.view_as(kind.options)
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    if options.view_as(StandardOptions).streaming:
+        raise UserError("replay runs in batch (without --streaming); --to-topic feeds a "
+                        "streaming run")
+    if opts.input:
+        raise UserError("replay reads --from-archive or --dead-letters, not --input")
     pipeline = _PIPELINES[kind.name]
     selection = (select_archive(args.from_archive, args.start, args.end, opts.output_dir,
                                 pipeline)
@@ -403,7 +410,6 @@ def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
     appended to, every other table of ``tables`` replaced."""
     import apache_beam as beam
     import pyarrow as pa
-    from apache_beam.options.pipeline_options import StandardOptions
 
     from beam_pipelines import runs
     from beam_pipelines.io import delivery
@@ -411,11 +417,6 @@ def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
     from beam_pipelines.io.sinks import as_sink
     from schemas.dead_letter import DEAD_LETTERS
 
-    if options.view_as(StandardOptions).streaming:
-        raise UserError("replay runs in batch (without --streaming); --to-topic feeds a "
-                        "streaming run")
-    if opts.input:
-        raise UserError("replay reads --from-archive or --dead-letters, not --input")
     output_dir = opts.output_dir
     prepare_output_dir(output_dir, tables)
     plan = runs.plan_run(options, opts, pipeline, streaming=False)

@@ -19,7 +19,7 @@ from beam_pipelines.ops.pubsub import check_subscription, check_topic, setup, te
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.publisher import publish
 from tests.conftest import NOW
-from transforms.bronze import to_bronze
+from transforms.bronze import RawRecord, to_bronze
 from transforms.dead_letters import RecordRejected
 from transforms.rules import ServerMetricsRules
 from transforms.silver import to_silver
@@ -254,3 +254,29 @@ def _session_members_of_children(parent: int) -> dict[int, str]:
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     return {int(c): Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             for c in children}
+
+
+def test_a_replay_to_a_topic_publishes_each_record_with_its_attributes(pubsub_emulator,
+                                                                       tmp_path, capsys):
+    """``replay --to-topic``: every archived record becomes a message again, its event time
+    kept, its event id ``replay:`` + its source (a second replay is a redelivery to the
+    source), ``replay_of`` its source; the envelope attribute is not (a record is one)."""
+    from beam_pipelines.cli import main
+    from beam_pipelines.io.archive import ArchiveWriter
+
+    topic, subscription = names()
+    setup(topic, subscription)
+    writer = ArchiveWriter(str(tmp_path / "archive"))
+    writer.write([(1, RawRecord(b'{"a": 1}', "projects/p/subscriptions/s#e1/0", attributes={
+        "event_id": "e1", "event_time": "2026-12-06T10:00:00.000+00:00",
+        "envelope": "ndjson"})), (2, RawRecord(b"\xff", "projects/p/subscriptions/s#e2"))])
+    assert main(["replay", "--from-archive", str(tmp_path / "archive"),
+                 "--to-topic", topic]) == 0
+    assert "Published 2 record(s)" in capsys.readouterr().out
+    got = sorted(pull_all(subscription, idle_s=1.0), key=lambda m: m.data)
+    assert [m.data for m in got] == [b'{"a": 1}', b"\xff"]
+    assert dict(got[0].attributes) == {
+        "event_id": "replay:projects/p/subscriptions/s#e1/0",
+        "event_time": "2026-12-06T10:00:00.000+00:00",
+        "replay_of": "projects/p/subscriptions/s#e1/0"}
+    assert got[1].attributes["replay_of"] == "projects/p/subscriptions/s#e2"
