@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -59,17 +60,27 @@ def _run(argv: list[str], capsys) -> str:
 
 @pytest.fixture(scope="module")
 def metrics_run(emulator_env, tmp_path_factory):
-    """The metrics pipeline's sample into warehouse ``beam_m`` by streaming inserts; then
-    the scheduled SQL from beam_m's silver into warehouse ``sql_m``."""
+    """The metrics pipeline's sample, and seed 001's USA servers (no memory sensor: their
+    health is over CPU alone), into warehouse ``beam_m`` by streaming inserts; then the
+    scheduled SQL from beam_m's silver into warehouse ``sql_m``."""
+    from beam_pipelines.options import ServerMetricsOptions, parse_options
+    from beam_pipelines.server_metrics import generate_sample
+    from generators.cli import main as generate
+
     out = tmp_path_factory.mktemp("metrics")
     beam_w, sql_w = Warehouse(PROJECT, "beam_m"), Warehouse(PROJECT, "sql_m")
     admin.setup(beam_w, load_rules())
     admin.setup(sql_w, load_rules())
+    sample = generate_sample(str(out), parse_options(
+        ["--sample-servers", "4", "--sample-duration", "2h"]).view_as(ServerMetricsOptions))
+    assert generate(["regional", "--servers", "3", "--duration", "2h", "--malformed-rate",
+                     "0", "--out-dir", str(out / "regional")]) == 0
+    inputs = [Path(sample), out / "regional" / "usa.jsonl"]
     code = main(["metrics", "--sink", "bigquery", "--bq-project", PROJECT,
                  "--bq-dataset-prefix", "beam_m", "--bq-write-method", "STREAMING_INSERTS",
-                 "--sample-servers", "4", "--sample-duration", "2h", "--output-dir", str(out)])
+                 "--output-dir", str(out)] + [a for p in inputs for a in ("--input", str(p))])
     assert code == 0
-    return {"beam": beam_w, "sql": sql_w, "input": out / "_sample" / "server_metrics.jsonl"}
+    return {"beam": beam_w, "sql": sql_w, "input": inputs}
 
 
 def _gold_by_sql(beam_w: Warehouse, sql_w: Warehouse, silver_table: str) -> datetime:
@@ -110,7 +121,7 @@ def _assert_same_numbers(schema, beam_rows: list[dict], sql_rows: list[dict],
 
 def test_metrics_tables_land_in_bigquery_with_every_record_accounted_for(metrics_run):
     w = metrics_run["beam"]
-    records = _lines(metrics_run["input"])
+    records = sum(_lines(p) for p in metrics_run["input"])
     bronze = _count("beam_m_bronze.server_metrics_bronze")
     silver = _count("beam_m_silver.server_metrics_silver")
     dead_bronze = _count("beam_m_ops.dead_letters", "layer = 'bronze'")
@@ -226,6 +237,10 @@ def test_reporting_views_read_the_gold_tables(metrics_run):
     health = _rows(f"{PROJECT}.{w.dataset('reporting')}.server_health_daily")
     assert len(health) == _count("beam_m_gold.server_health_summary")
     assert all(0 <= r["health_score_points"] <= 100 for r in health)
+    # seed 001's servers report no memory: scored all the same, over what they report
+    regional = _count("beam_m_gold.server_health_summary",
+                      "avg_memory_usage IS NULL AND server_health_score IS NOT NULL")
+    assert regional == 1  # the USA's one server of three
     places = _rows(f"{PROJECT}.{w.dataset('reporting')}.location_daily")
     assert places and all(r["location_point"] for r in places)
     dead = _rows(f"{PROJECT}.{w.dataset('reporting')}.dead_letters_daily")

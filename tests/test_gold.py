@@ -116,7 +116,8 @@ def test_health_score_by_hand(gold):
 
 def test_health_weights_are_configurable_and_the_score_clamped():
     assert HealthWeights(cpu=1, memory=1, high_utilization=1).score(90, 90, 100) == 0.0
-    assert HealthWeights(cpu=0, memory=0, high_utilization=0).score(90, 90, 100) == 100.0
+    with pytest.raises(ValueError, match="not all be 0"):
+        HealthWeights(cpu=0, memory=0, high_utilization=0)
     rules = ServerMetricsRules(health_weights=HealthWeights(cpu=1.0, memory=0.0,
                                                             high_utilization=0.0))
     found = run_gold(ROWS[-1:], rules)
@@ -145,3 +146,24 @@ def test_every_gold_table_accounts_for_every_silver_record(gold):
     for table in ("server_metrics_minutely", "hourly_server_metrics",
                   "server_health_summary", "location_performance"):
         assert sum(r["record_count"] for r in gold[table]) == len(ROWS), table
+
+
+def test_health_is_scored_over_the_metrics_a_server_reports():
+    """Seed 001's regions report no memory: the other weights take its share, so a
+    server's score keeps its range instead of becoming null; the vectorised gold and the
+    row-level score agree."""
+    import pyarrow as pa
+
+    from transforms.server_metrics.gold import health_scores
+
+    w = HealthWeights()  # 0.4, 0.4, 0.2
+    assert w.score(50.0, None, 10.0) == pytest.approx(100 - (50 * .4 + 10 * .2) * 1.0 / .6)
+    assert w.score(None, None, 0.0) is None  # nothing reported: no score, not 100
+    assert w.score(50.0, 70.0, None) == pytest.approx(100 - (50 * .4 + 70 * .4) / .8)
+    cpu = pa.array([50.0, None, 50.0, 46.25])
+    mem = pa.array([None, None, 70.0, 51.25])
+    pct = pa.array([10.0, 0.0, None, 50.0])
+    scores = health_scores(w, cpu, mem, pct)
+    expected = [w.score(*(c.as_py() for c in row)) for row in zip(cpu, mem, pct)]
+    assert [None if s != s else pytest.approx(s) for s in scores] == [
+        None if e is None else pytest.approx(e) for e in expected]

@@ -42,7 +42,12 @@ class AlertRule:
 @dataclass(frozen=True)
 class HealthWeights:
     """Weights of the health score: 100 − (avg_cpu·cpu + avg_memory·memory
-    + high_util_pct·high_utilization), clamped to [0, 100]."""
+    + high_util_pct·high_utilization), clamped to [0, 100].
+
+    A metric a server does not report (seed 001's regions have no memory) leaves its
+    weight to the others: the weighted sum is over the present metrics, scaled by all
+    weights / present weights, so the score keeps its range. ``high_util_pct`` is present
+    when CPU or memory is; with none of them the score is null."""
 
     cpu: float = 0.4
     memory: float = 0.4
@@ -52,12 +57,20 @@ class HealthWeights:
         for name in ("cpu", "memory", "high_utilization"):
             if getattr(self, name) < 0:
                 raise ValueError(f"health weight {name} must not be negative")
+        if not self.cpu + self.memory + self.high_utilization:
+            raise ValueError("health weights must not all be 0 (the score would say nothing)")
 
     def score(self, avg_cpu, avg_memory, high_util_pct):
-        if avg_cpu is None or avg_memory is None or high_util_pct is None:
+        if avg_cpu is None and avg_memory is None:
+            high_util_pct = None  # counted over metrics the server does not report
+        present = [(v, w) for v, w in ((avg_cpu, self.cpu), (avg_memory, self.memory),
+                                       (high_util_pct, self.high_utilization))
+                   if v is not None]
+        weight = sum(w for _, w in present)
+        if not weight:
             return None
-        raw = 100.0 - (avg_cpu * self.cpu + avg_memory * self.memory
-                       + high_util_pct * self.high_utilization)
+        total = self.cpu + self.memory + self.high_utilization
+        raw = 100.0 - sum(v * w for v, w in present) * total / weight
         return min(100.0, max(0.0, raw))
 
 

@@ -1,6 +1,9 @@
 -- server_health_summary: per server and day (seed 000), with the health score
 -- 100 - (avg_cpu*w_cpu + avg_memory*w_memory + high_util_pct*w_high), clamped to [0, 100];
 -- the weights come from ${ops}.pipeline_settings (loaded from the rules file by setup).
+-- A metric a server does not report leaves its weight to the others: the sum is over the
+-- present metrics, scaled by all weights / present weights (high_util_pct is present
+-- when CPU or memory is); with none, the score is null.
 -- Scheduled every 15 minutes; replaces DATE(run_time) - 2 days … DATE(run_time).
 MERGE `${gold}.server_health_summary` AS target
 USING (
@@ -23,10 +26,17 @@ USING (
   )
   SELECT
     stats.*,
-    GREATEST(0, LEAST(100, 100 - (
-      stats.avg_cpu_usage * settings.weight_cpu
-      + stats.avg_memory_usage * settings.weight_memory
-      + stats.high_utilization_pct * settings.weight_high_utilization))) AS server_health_score
+    GREATEST(0, LEAST(100, 100 - SAFE_DIVIDE(
+      IFNULL(stats.avg_cpu_usage * settings.weight_cpu, 0)
+      + IFNULL(stats.avg_memory_usage * settings.weight_memory, 0)
+      + IF(stats.avg_cpu_usage IS NULL AND stats.avg_memory_usage IS NULL, 0,
+           IFNULL(stats.high_utilization_pct * settings.weight_high_utilization, 0)),
+      IF(stats.avg_cpu_usage IS NULL, 0, settings.weight_cpu)
+      + IF(stats.avg_memory_usage IS NULL, 0, settings.weight_memory)
+      + IF((stats.avg_cpu_usage IS NULL AND stats.avg_memory_usage IS NULL)
+           OR stats.high_utilization_pct IS NULL, 0, settings.weight_high_utilization))
+      * (settings.weight_cpu + settings.weight_memory + settings.weight_high_utilization)
+    )) AS server_health_score
   FROM (
   SELECT
     window_start,

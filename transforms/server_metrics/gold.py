@@ -56,13 +56,29 @@ def server_table(measures: Measures, codes, seconds: int, schema, quantiles: boo
     cols.update(identity_columns(measures.table, seg.first))
     cols.update(measures.columns(seg, quantiles))
     if health is not None:
-        cpu = cols["avg_cpu_usage"].to_numpy(zero_copy_only=False)
-        mem = cols["avg_memory_usage"].to_numpy(zero_copy_only=False)
-        pct = cols["high_utilization_pct"].to_numpy(zero_copy_only=False)
-        raw = 100.0 - (cpu * health.cpu + mem * health.memory + pct * health.high_utilization)
-        score = np.minimum(100.0, np.maximum(0.0, raw))
+        score = health_scores(health, cols["avg_cpu_usage"], cols["avg_memory_usage"],
+                              cols["high_utilization_pct"])
         cols["server_health_score"] = pa.array(score, pa.float64(), mask=np.isnan(score))
     return conform(pa.table({n: cols[n] for n in schema.names}), schema)
+
+
+def health_scores(health, avg_cpu, avg_memory, high_util_pct) -> np.ndarray:
+    """:meth:`HealthWeights.score` over columns (NaN where it is null): the weighted sum
+    over the metrics present, scaled to all the weights."""
+    cpu, mem, pct = (np.asarray(c.to_numpy(zero_copy_only=False), dtype=np.float64)
+                     for c in (avg_cpu, avg_memory, high_util_pct))
+    pct = np.where(np.isnan(cpu) & np.isnan(mem), np.nan, pct)
+    weighted = np.zeros(len(cpu))
+    weight = np.zeros(len(cpu))
+    for values, w in ((cpu, health.cpu), (mem, health.memory),
+                      (pct, health.high_utilization)):
+        present = ~np.isnan(values)
+        weighted += np.where(present, values * w, 0.0)
+        weight += np.where(present, w, 0.0)
+    total = health.cpu + health.memory + health.high_utilization
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw = 100.0 - weighted * total / np.where(weight > 0, weight, np.nan)
+    return np.minimum(100.0, np.maximum(0.0, raw))
 
 
 def alert_rows(measures: Measures, codes, rules: ServerMetricsRules) -> list[dict]:
