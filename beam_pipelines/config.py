@@ -178,3 +178,62 @@ def _anomaly_detection(doc) -> AnomalyDetection:
     if "flush_every" in doc:
         kwargs["flush_every_s"] = _seconds("anomaly_detection.flush_every", doc["flush_every"])
     return AnomalyDetection(**kwargs)
+
+
+#: An inventory's columns (and the short names also accepted).
+_INVENTORY_COLUMNS = {"server_id": "server_id", "server_name": "server_name",
+                      "name": "server_name", "server_type": "server_type",
+                      "type": "server_type", "location": "location"}
+
+
+def load_inventory(path: str | Path | None):
+    """``--inventory FILE``: a CSV file with a header (server_id, server_name, server_type,
+    location; name and type also do) or a YAML file (a list of such mappings, or a
+    mapping of server_id → the others) → :class:`transforms.rules.Inventory`."""
+    import csv
+
+    from transforms.rules import Inventory, InventoryEntry
+
+    if not path:
+        return Inventory()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserError(f"--inventory {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--inventory {path}: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    try:
+        if path.suffix.lower() == ".csv":
+            rows = list(csv.DictReader(text.splitlines()))
+        else:
+            doc = yaml.safe_load(text) or []
+            if isinstance(doc, dict):
+                doc = doc.get("servers", doc)
+            if isinstance(doc, dict):  # server_id → its fields
+                rows = [{"server_id": k, **(v or {})} for k, v in doc.items()]
+            elif isinstance(doc, list):
+                rows = doc
+            else:
+                raise ValueError("expected a list of servers or a mapping of server_id to "
+                                 "name, type and location")
+        entries = []
+        for i, row in enumerate(rows, start=1):
+            if not isinstance(row, dict):
+                raise ValueError(f"server {i} is not a mapping")
+            unknown = set(row) - set(_INVENTORY_COLUMNS)
+            if unknown:
+                raise ValueError(f"unknown column(s) {', '.join(sorted(map(str, unknown)))}; "
+                                 f"expected server_id, server_name, server_type, location")
+            fields = {_INVENTORY_COLUMNS[k]: (str(v).strip() or None) if v is not None
+                      else None for k, v in row.items()}
+            if not fields.get("server_id"):
+                raise ValueError(f"server {i} has no server_id")
+            entries.append(InventoryEntry(**fields))
+        return Inventory(tuple(entries))
+    except yaml.YAMLError as exc:
+        raise UserError(f"--inventory {path} is not valid YAML: {exc}".replace("\n", " ")) \
+            from None
+    except (ValueError, csv.Error) as exc:
+        raise UserError(f"--inventory {path}: {exc}") from None

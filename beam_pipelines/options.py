@@ -146,6 +146,10 @@ class ServerMetricsOptions(CommonOptions, PipelineOptions):
         _flag(parser, "config", default=None,
               help="rules file: thresholds, health weights, alert rules, locations "
                    "(default: configs/server_metrics.yaml)")
+        _flag(parser, "inventory", default=None, metavar="FILE",
+              help="server inventory, CSV or YAML (server_id, server_name, server_type, "
+                   "location): fills what records do not say, and gives a regional "
+                   "server (seed 001) its location instead of its region")
         _flag(parser, "sample-servers", type=_count, default=20,
               help="servers in the generated sample (default 20)")
         _flag(parser, "sample-interval", type=_span, default=None,

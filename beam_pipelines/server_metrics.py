@@ -107,6 +107,17 @@ def _check_alerts_topic(options: PipelineOptions, opts: ServerMetricsOptions) ->
     pubsub.check_topic_exists(opts.alerts_topic)
 
 
+def _rules(opts: ServerMetricsOptions) -> ServerMetricsRules:
+    """The rules file's rules, with the server inventory when one is given."""
+    import dataclasses
+
+    from beam_pipelines.config import load_inventory
+
+    rules = load_rules(opts.config)
+    inventory = load_inventory(opts.inventory)
+    return dataclasses.replace(rules, inventory=inventory) if inventory else rules
+
+
 def _generator_config(opts: ServerMetricsOptions, **kwargs) -> GeneratorConfig:
     try:
         return GeneratorConfig(
@@ -164,7 +175,7 @@ def run(options: PipelineOptions) -> dict:
     if options.view_as(StandardOptions).streaming:
         return run_streaming(options)
     opts = options.view_as(ServerMetricsOptions)
-    rules = load_rules(opts.config)
+    rules = _rules(opts)
     _check_alerts_topic(options, opts)
 
     def inputs(match=True):
@@ -189,7 +200,7 @@ def _summary_args(rules) -> dict:
 
 def run_streaming(options: PipelineOptions) -> dict:
     opts = options.view_as(ServerMetricsOptions)
-    rules = load_rules(opts.config)
+    rules = _rules(opts)
     _check_alerts_topic(options, opts)
 
     def live_generator():
@@ -217,7 +228,7 @@ def replay(options: PipelineOptions, selection) -> dict:
     from beam_pipelines import replay as replaying
 
     opts = options.view_as(ServerMetricsOptions)
-    rules = load_rules(opts.config)
+    rules = _rules(opts)
     outcome = replaying.into_lakehouse(
         options, opts, selection, "server_metrics",
         tuple(t for t in TABLES if t is not INJECTED_FAULTS), SERVER_METRICS_BRONZE,

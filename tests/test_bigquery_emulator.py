@@ -241,6 +241,13 @@ def test_reporting_views_read_the_gold_tables(metrics_run):
     regional = _count("beam_m_gold.server_health_summary",
                       "avg_memory_usage IS NULL AND server_health_score IS NOT NULL")
     assert regional == 1  # the USA's one server of three
+    # seed 001's dashboard per region and minute, read from silver
+    usa = _rows(f"{PROJECT}.{w.dataset('reporting')}.region_minutely")
+    usa = [r for r in usa if r["region"] == "usa"]
+    assert sum(r["records"] for r in usa) == _count("beam_m_silver.server_metrics_silver",
+                                                   "region = 'usa'") > 0
+    assert all(r["records"] == r["temperature_below_40c"] + r["temperature_40_to_60c"]
+               + r["temperature_60_to_80c"] + r["temperature_80c_and_above"] for r in usa)
     places = _rows(f"{PROJECT}.{w.dataset('reporting')}.location_daily")
     assert places and all(r["location_point"] for r in places)
     dead = _rows(f"{PROJECT}.{w.dataset('reporting')}.dead_letters_daily")

@@ -164,6 +164,6 @@ def test_health_is_scored_over_the_metrics_a_server_reports():
     mem = pa.array([None, None, 70.0, 51.25])
     pct = pa.array([10.0, 0.0, None, 50.0])
     scores = health_scores(w, cpu, mem, pct)
-    expected = [w.score(*(c.as_py() for c in row)) for row in zip(cpu, mem, pct)]
+    expected = [w.score(*(c.as_py() for c in row)) for row in zip(cpu, mem, pct, strict=True)]
     assert [None if s != s else pytest.approx(s) for s in scores] == [
         None if e is None else pytest.approx(e) for e in expected]

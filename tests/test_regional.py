@@ -150,7 +150,13 @@ def regional_dir(tmp_path_factory):
 def test_a_mixed_regional_input_in_one_run_adds_up(regional_dir, tmp_path, capsys):
     out, paths, stats = regional_dir
     lake = tmp_path / "lake"
-    assert main(["--input", str(out), "--output-dir", str(lake)]) == 0
+    # The inventory names one USA server: its name, type and location (not its region).
+    named = json.loads((out / "usa.jsonl").read_text().splitlines()[0])["instance_id"]
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(f"{named}: {{name: usa-web-01, type: web, location: us-east}}\n"
+                         "i-not-reporting: {name: spare}\n")
+    assert main(["--input", str(out), "--output-dir", str(lake),
+                 "--inventory", str(inventory)]) == 0
     printed = capsys.readouterr().out
     assert "✗" not in printed
     with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
@@ -177,6 +183,21 @@ def test_a_mixed_regional_input_in_one_run_adds_up(regional_dir, tmp_path, capsy
                              "location_performance where location in ('india', 'usa', "
                              "'germany') group by 1 order by 1").fetchall()
     assert places == [("germany", True), ("india", True), ("usa", True)]
+    with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
+        identities = con.execute(
+            "select distinct server_name, server_type, location, region from "
+            "server_metrics_silver where server_id = ?", [named]).fetchall()
+        usa_places = con.execute("select distinct location from server_metrics_silver "
+                                 "where region = 'usa' order by 1").fetchall()
+        # health over the metrics each region reports: null only where none is (germany
+        # reports neither CPU nor memory)
+        unscored = con.execute(
+            "select distinct s.region from server_health_summary h join (select distinct "
+            "server_id, region from server_metrics_silver) s using (server_id) "
+            "where h.server_health_score is null").fetchall()
+    assert identities == [("usa-web-01", "web", "us-east", "usa")]
+    assert usa_places == [("us-east",), ("usa",)]
+    assert unscored == [("germany",)]
 
 
 def test_regional_records_stream_like_they_batch():
@@ -263,3 +284,56 @@ def test_the_generator_command_writes_the_three_files(tmp_path, capsys):
         "node_name", "epoch_time", "temp_kelvin", "power_watts"]
     assert generate(["regional"]) == 2
     assert "--out-dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, text", [
+    ("inventory.csv", "server_id,name,type,location\ns-1,db-01,database,europe\n"
+                      "s-2,,web,\n"),
+    ("inventory.yaml", "servers:\n  - {server_id: s-1, server_name: db-01, "
+                       "server_type: database, location: europe}\n  - {server_id: s-2, "
+                       "server_type: web}\n"),
+])
+def test_an_inventory_is_csv_or_yaml(name, text, tmp_path):
+    from beam_pipelines.config import load_inventory
+
+    path = tmp_path / name
+    path.write_text(text)
+    servers = {s.server_id: s for s in load_inventory(path).servers}
+    assert (servers["s-1"].server_name, servers["s-1"].server_type,
+            servers["s-1"].location) == ("db-01", "database", "europe")
+    assert (servers["s-2"].server_name, servers["s-2"].location) == (None, None)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("server_id,owner\ns-1,ops\n", "unknown column(s) owner"),
+    ("server_id,name\ns-1,a\ns-1,b\n", "server 's-1' is listed twice"),
+    ("name\nx\n", "server 1 has no server_id"),
+])
+def test_inventory_mistakes_are_one_line(text, message, tmp_path, capsys):
+    path = tmp_path / "inventory.csv"
+    path.write_text(text)
+    assert main(["--inventory", str(path), "--output-dir", str(tmp_path / "l")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_the_inventory_fills_only_what_a_record_does_not_say():
+    import pyarrow as pa
+
+    from transforms.rules import Inventory, InventoryEntry
+    from transforms.server_metrics.silver import with_inventory
+
+    bronze = pa.table({
+        "server_id": ["a", " a ", "b", "c"],
+        "server_name": ["own-name", None, None, None],
+        "server_type": [None, None, "web", None],
+        "location": ["europe", "usa", None, None],
+        "region": [None, "usa", None, None]})
+    inventory = Inventory((InventoryEntry("a", "inv-a", "database", "us-east"),
+                           InventoryEntry("b", None, "cache", "asia")))
+    out = with_inventory(bronze, inventory).to_pylist()
+    assert [(r["server_name"], r["server_type"], r["location"]) for r in out] == [
+        ("own-name", "database", "europe"),   # its own name and location win
+        ("inv-a", "database", "us-east"),     # a region gives way to the inventory
+        (None, "web", "asia"),                # its own type wins; the location filled
+        (None, None, None)]                   # not in the inventory

@@ -208,6 +208,34 @@ SEVERITIES = ("info", "warning", "critical")
 
 
 @dataclass(frozen=True)
+class InventoryEntry:
+    server_id: str
+    server_name: str | None = None
+    server_type: str | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a server inventory (``--inventory``) says of each server: silver fills a
+    record's missing name, type and location from it, and a regional record's location
+    (its region by default) becomes the inventory's."""
+
+    servers: tuple[InventoryEntry, ...] = ()
+
+    def __post_init__(self):
+        ids = [s.server_id for s in self.servers]
+        seen = set()
+        for server_id in ids:
+            if server_id in seen:
+                raise ValueError(f"server {server_id!r} is listed twice")
+            seen.add(server_id)
+
+    def __bool__(self) -> bool:
+        return bool(self.servers)
+
+
+@dataclass(frozen=True)
 class ServerMetricsRules:
     high_cpu_threshold: float = 90.0
     high_memory_threshold: float = 90.0
@@ -217,6 +245,7 @@ class ServerMetricsRules:
     alert_matrix: AlertMatrix = field(default_factory=AlertMatrix)
     anomaly_detection: AnomalyDetection = field(default_factory=AnomalyDetection)
     incidents: Incidents = field(default_factory=Incidents)
+    inventory: Inventory = field(default_factory=Inventory)
 
     def __post_init__(self):
         names = [r.name for r in self.alert_rules]

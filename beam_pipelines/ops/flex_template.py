@@ -75,6 +75,7 @@ def _by_name() -> dict[str, str]:
         "kafka_topic": r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$",
         "kafka_group": r"^[A-Za-z0-9._-]+$",
         "archive": r"^gs://\S+$",  # workers cannot write a local one
+        "inventory": r"^\S+\.(csv|ya?ml)$",
     }
 
 

@@ -70,6 +70,28 @@ class SilverBatch:
         self.dead_letters = dead_letters
 
 
+def with_inventory(bronze: pa.Table, inventory) -> pa.Table:
+    """Bronze rows with what the inventory says of their servers: a missing name, type or
+    location filled in, and a regional record's location (its region, by default)
+    replaced by the inventory's. The checks that follow apply to these values."""
+    ids = pa.array([s.server_id for s in inventory.servers], pa.string())
+    index = pc.index_in(pc.utf8_trim_whitespace(bronze.column("server_id")), value_set=ids)
+    listed = pc.is_valid(index)
+    if not pc.any(listed).as_py():
+        return bronze
+    for name in ("server_name", "server_type", "location"):
+        known = pa.array([getattr(s, name) for s in inventory.servers], pa.string())
+        given = known.take(index)
+        current = bronze.column(name)
+        replace = pc.and_(pc.is_valid(given), pc.is_null(current))
+        if name == "location":  # a region stands in for a location only until one is known
+            defaulted = pc.fill_null(pc.equal(current, bronze.column("region")), False)
+            replace = pc.or_(replace, pc.and_(pc.is_valid(given), defaulted))
+        bronze = bronze.set_column(bronze.schema.get_field_index(name), name,
+                                   pc.if_else(replace, given, current))
+    return bronze
+
+
 def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
                  pipeline: str = "server_metrics") -> SilverBatch:
     """Range-checked, canonical rows of :data:`SERVER_METRICS_SILVER` (not yet
@@ -77,6 +99,8 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
     n = bronze.num_rows
     if not n:
         return SilverBatch(SERVER_METRICS_SILVER.arrow_schema().empty_table(), [])
+    if rules.inventory:
+        bronze = with_inventory(bronze, rules.inventory)
     flagged = np.zeros(n, dtype=bool)
     for name, lo, hi, _ in _RANGES:
         v = floats(bronze, name)
