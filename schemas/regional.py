@@ -90,6 +90,13 @@ HOST = RegionalShape(
              Alias("cpu", "cpu_usage", "number"),
              Alias("memory", "memory_usage", "number"),
              Alias("net_rx_kbps", "network_in", "kilobits_to_kilobytes"),
-             Alias("net_tx_kbps", "network_out", "kilobits_to_kilobytes")))
+             Alias("net_tx_kbps", "network_out", "kilobits_to_kilobytes"),
+             Alias("load1", "load_1m", "number"),
+             Alias("load5", "load_5m", "number"),
+             Alias("load15", "load_15m", "number"),
+             Alias("disk_used_gb", "disk_used_gb", "number"),
+             Alias("disk_used_pct", "disk_used_pct", "number"),
+             Alias("os", "os"),
+             Alias("arch", "arch")))
 
 SHAPES = (INDIA, USA, GERMANY, HOST)

@@ -34,11 +34,28 @@ MEASUREMENT_FIELDS = (
     Field("power_watts", F, "Power draw at the PSU", unit="W", minimum=0, maximum=5000),
     Field("voltage_v", F, "Supply voltage (seed 001's USA sensors)", unit="V", minimum=0,
           maximum=1000),
+    # Seed 003's real hosts (psutil): what a VM or bare-metal agent reports.
+    Field("load_1m", F, "Load average over 1 minute", unit="processes", minimum=0,
+          maximum=1_000_000),
+    Field("load_5m", F, "Load average over 5 minutes", unit="processes", minimum=0,
+          maximum=1_000_000),
+    Field("load_15m", F, "Load average over 15 minutes", unit="processes", minimum=0,
+          maximum=1_000_000),
+    Field("disk_used_gb", F, "Disk space used on the root file system", unit="GB", minimum=0,
+          maximum=1_000_000_000),
+    Field("disk_used_pct", F, "Disk space used on the root file system", unit="%",
+          minimum=0, maximum=100),
 )
 
 #: Seed 001's regional sources (schemas/regional.py); null for the canonical producers.
 REGION_FIELD = Field("region", S, "Regional source the record was mapped from (india, usa, "
                      "germany); null when the producer sent the canonical record")
+
+#: Seed 003's host agent: what the host runs on; null for the other producers.
+HOST_FIELDS = (
+    Field("os", S, "Operating system the host runs, e.g. Linux"),
+    Field("arch", S, "Processor architecture, e.g. x86_64"),
+)
 
 #: The record a producer sends. Bronze validates incoming payloads against this.
 SERVER_METRIC = RecordSchema(
@@ -47,7 +64,7 @@ SERVER_METRIC = RecordSchema(
     description="One measurement of one server at one instant, as producers send it.",
     fields=IDENTITY_FIELDS[:4]
     + (Field("timestamp", TS, "Event time of the measurement (UTC)", required=True),)
-    + MEASUREMENT_FIELDS + (REGION_FIELD,),
+    + MEASUREMENT_FIELDS + (REGION_FIELD,) + HOST_FIELDS,
 )
 
 MEASUREMENTS = tuple(f.name for f in MEASUREMENT_FIELDS)

@@ -45,8 +45,11 @@ def test_bronze_maps_the_host_shape_onto_the_canonical_record():
     assert (record["network_in"], record["network_out"]) == (100.0, 10.0)  # kbit/s → kB/s
     assert record["timestamp"].isoformat() == "2026-01-05T10:00:00.500000+00:00"
     assert "region" not in record  # a host is not a region
-    # the rest have no canonical field yet: bronze keeps them in extra_fields
-    assert {"load1", "disk_used_pct", "os", "arch"} <= set(record)
+    # seed 003's other fields are declared: typed columns, not unknown fields
+    assert (record["load_1m"], record["load_5m"], record["load_15m"]) == (0.5, 0.4, 0.3)
+    assert (record["disk_used_gb"], record["disk_used_pct"]) == (12.0, 40.0)
+    assert (record["os"], record["arch"]) == ("Linux", "x86_64")
+    assert not {"load1", "disk_used_pct_", "net_rx_kbps"} & set(record)
 
 
 def test_the_pipeline_and_its_detector_run_on_real_samples(tmp_path):
@@ -66,8 +69,11 @@ def test_the_pipeline_and_its_detector_run_on_real_samples(tmp_path):
         assert con.execute("SELECT count(*), count(DISTINCT server_id), min(memory_usage) > 0 "
                            "FROM server_metrics_silver").fetchone() == (40, 1, True)
         assert con.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
-        extra = con.execute("SELECT extra_fields FROM server_metrics_bronze LIMIT 1"
-                            ).fetchone()[0]
-        assert {"load1", "load5", "load15", "os", "arch"} <= set(json.loads(extra))
+        assert con.execute("SELECT count(*) FROM server_metrics_bronze WHERE extra_fields "
+                           "IS NOT NULL").fetchone()[0] == 0
+        assert con.execute(
+            "SELECT bool_and(load_1m >= 0 AND load_15m >= 0 AND disk_used_pct BETWEEN 0 AND "
+            "100 AND os = ? AND arch = ?) FROM server_metrics_silver",
+            [platform.system(), platform.machine()]).fetchone()[0] is True
         # gold over the host's own series: one server, one day
         assert con.execute("SELECT count(*) FROM server_health_summary").fetchone()[0] == 1

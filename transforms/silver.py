@@ -73,28 +73,25 @@ def to_silver(bronze: dict, rules: ServerMetricsRules) -> dict:
     cpu, memory = bronze["cpu_usage"], bronze["memory_usage"]
     name = bronze["server_name"]
     return {
+        **{name: bronze.get(name) for name in _AS_RECEIVED},
         "server_id": bronze["server_id"].strip(),
         "server_name": name.strip() if name is not None else None,
         "server_type": server_type,
         "location": location,
         "timestamp": ts,
-        "cpu_usage": cpu,
-        "memory_usage": memory,
-        "disk_io": bronze["disk_io"],
-        "network_in": bronze["network_in"],
-        "network_out": bronze["network_out"],
-        "temperature_c": bronze["temperature_c"],
-        "power_watts": bronze["power_watts"],
-        "voltage_v": bronze["voltage_v"],
-        "region": bronze["region"],
         "ingest_timestamp": bronze["ingest_timestamp"],
-        "source": bronze["source"],
         "is_high_utilization": bool((cpu is not None and cpu > rules.high_cpu_threshold) or
                                     (memory is not None and memory > rules.high_memory_threshold)),
         "metric_date": ts.date(),
         "hour_of_day": ts.hour,
         "processing_delay_ms": (bronze["ingest_timestamp"] - ts) // _ONE_MS,
     }
+
+
+#: Silver's columns that are bronze's as they are (the measurements, region, host fields,
+#: source); the others are canonicalised or derived above.
+_AS_RECEIVED = tuple(n for n in SERVER_METRIC.names + ("source",)
+                     if n in SERVER_METRICS_SILVER.names)
 
 
 class CheckServerMetricFn(beam.DoFn):
@@ -123,8 +120,9 @@ def _copy_rank(record: dict):
     # (sql/ops/server_metrics_checked.sql ranks them alike).
     return (tuple("" if record[k] is None else repr(record[k]) for k in
                  ("source", "cpu_usage", "memory_usage", "disk_io", "network_in",
-                  "network_out", "temperature_c", "power_watts", "voltage_v",
-                  "server_name", "server_type", "location", "region"))
+                  "network_out", "temperature_c", "power_watts", "voltage_v", "load_1m",
+                  "load_5m", "load_15m", "disk_used_gb", "disk_used_pct",
+                  "server_name", "server_type", "location", "region", "os", "arch"))
             + (record["ingest_timestamp"],))
 
 

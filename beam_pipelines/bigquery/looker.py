@@ -22,6 +22,7 @@ TITLES = {
     "server_health_daily": "Server health",
     "server_hourly": "Servers by hour",
     "location_daily": "Locations",
+    "region_minutely": "Regions, live",
     "alerts_feed": "Alerts",
     "alert_events_feed": "Alert signals (threshold, matrix, EWMA)",
     "incidents_feed": "Incidents",

@@ -30,6 +30,11 @@ WITH canonical AS (
       WHEN b.temperature_c NOT BETWEEN -40 AND 150 THEN 'temperature_c'
       WHEN b.power_watts NOT BETWEEN 0 AND 5000 THEN 'power_watts'
       WHEN b.voltage_v NOT BETWEEN 0 AND 1000 THEN 'voltage_v'
+      WHEN b.load_1m NOT BETWEEN 0 AND 1000000 THEN 'load_1m'
+      WHEN b.load_5m NOT BETWEEN 0 AND 1000000 THEN 'load_5m'
+      WHEN b.load_15m NOT BETWEEN 0 AND 1000000 THEN 'load_15m'
+      WHEN b.disk_used_gb NOT BETWEEN 0 AND 1000000000 THEN 'disk_used_gb'
+      WHEN b.disk_used_pct NOT BETWEEN 0 AND 100 THEN 'disk_used_pct'
     END AS out_of_range
   FROM `${bronze}.server_metrics_bronze` AS b
 ),
@@ -66,9 +71,11 @@ ranked AS (
         IFNULL(CAST(memory_usage AS STRING), ''), IFNULL(CAST(disk_io AS STRING), ''),
         IFNULL(CAST(network_in AS STRING), ''), IFNULL(CAST(network_out AS STRING), ''),
         IFNULL(CAST(temperature_c AS STRING), ''), IFNULL(CAST(power_watts AS STRING), ''),
-        IFNULL(CAST(voltage_v AS STRING), ''),
+        IFNULL(CAST(voltage_v AS STRING), ''), IFNULL(CAST(load_1m AS STRING), ''),
+        IFNULL(CAST(load_5m AS STRING), ''), IFNULL(CAST(load_15m AS STRING), ''),
+        IFNULL(CAST(disk_used_gb AS STRING), ''), IFNULL(CAST(disk_used_pct AS STRING), ''),
         IFNULL(server_name, ''), IFNULL(server_type, ''), IFNULL(location, ''),
-        IFNULL(region, ''), ingest_timestamp) AS copy
+        IFNULL(region, ''), IFNULL(os, ''), IFNULL(arch, ''), ingest_timestamp) AS copy
   FROM checked
 )
 SELECT

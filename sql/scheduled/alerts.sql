@@ -26,6 +26,12 @@ USING (
         WHEN 'network_out' THEN m.network_out
         WHEN 'temperature_c' THEN m.temperature_c
         WHEN 'power_watts' THEN m.power_watts
+        WHEN 'voltage_v' THEN m.voltage_v
+        WHEN 'load_1m' THEN m.load_1m
+        WHEN 'load_5m' THEN m.load_5m
+        WHEN 'load_15m' THEN m.load_15m
+        WHEN 'disk_used_gb' THEN m.disk_used_gb
+        WHEN 'disk_used_pct' THEN m.disk_used_pct
       END AS value
     FROM minute AS m
     CROSS JOIN `${ops}.alert_rules` AS r

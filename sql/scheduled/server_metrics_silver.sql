@@ -11,7 +11,8 @@ USING (
     canonical_server_type AS server_type,
     canonical_location AS location,
     timestamp, cpu_usage, memory_usage, disk_io, network_in, network_out, temperature_c,
-    power_watts, voltage_v, region, ingest_timestamp, source, is_high_utilization,
+    power_watts, voltage_v, load_1m, load_5m, load_15m, disk_used_gb, disk_used_pct,
+    region, os, arch, ingest_timestamp, source, is_high_utilization,
     DATE(timestamp) AS metric_date,
     EXTRACT(HOUR FROM timestamp) AS hour_of_day,
     TIMESTAMP_DIFF(ingest_timestamp, timestamp, MILLISECOND) AS processing_delay_ms
@@ -26,12 +27,14 @@ WHEN NOT MATCHED BY SOURCE
   THEN DELETE
 WHEN NOT MATCHED THEN INSERT (
   server_id, server_name, server_type, location, timestamp, cpu_usage, memory_usage,
-  disk_io, network_in, network_out, temperature_c, power_watts, voltage_v, region,
+  disk_io, network_in, network_out, temperature_c, power_watts, voltage_v, load_1m,
+  load_5m, load_15m, disk_used_gb, disk_used_pct, region, os, arch,
   ingest_timestamp, source, is_high_utilization, metric_date, hour_of_day,
   processing_delay_ms
 ) VALUES (
   server_id, server_name, server_type, location, timestamp, cpu_usage, memory_usage,
-  disk_io, network_in, network_out, temperature_c, power_watts, voltage_v, region,
+  disk_io, network_in, network_out, temperature_c, power_watts, voltage_v, load_1m,
+  load_5m, load_15m, disk_used_gb, disk_used_pct, region, os, arch,
   ingest_timestamp, source, is_high_utilization, metric_date, hour_of_day,
   processing_delay_ms
 );
