@@ -50,6 +50,13 @@ def _streaming_flags(parser) -> None:
           help="--streaming: also keep every record received, as received, in DIR (or "
                "gs://…) by hour: dt=YYYY-MM-DD/hour=HH/*.jsonl.gz with the message "
                "attributes, for audit and 'python -m run replay --from-archive DIR'")
+    _flag(parser, "kafka-join", action="store_true", default=False,
+          help="--kafka-topic: the topics carry seed 002's parts of each record, one topic "
+               "per metric family (python -m generators metrics --to kafka "
+               "--topic-per-family): join them back per server and timestamp")
+    _flag(parser, "kafka-join-wait", type=_span, default=30.0,
+          help="--kafka-join: how long a record waits for its missing parts before it goes "
+               "on as an 'incomplete_join' dead letter (default 30s)")
     _flag(parser, "duration", type=_span, default=None,
           help="--streaming: stop reading after this long, close every window and exit "
                "with the summary (default: run until Ctrl-C, which does the same)")

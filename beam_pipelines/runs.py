@@ -176,6 +176,8 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
                  "kafka_topic", "archive"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag.replace('_', '-')} needs --streaming")
+    if opts.kafka_join:
+        raise UserError("--kafka-join needs --streaming")
     plan = plan_run(options, opts, pipeline_name, streaming=False)
     sink = plan.sink
     files = inputs(not plan.offline)
@@ -239,12 +241,17 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         from beam_pipelines.io import kafka
 
         topics = kafka.parse_topics(opts.kafka_topic)
+        if opts.kafka_join and (pipeline_name != "server_metrics" or len(topics) < 2):
+            raise UserError("--kafka-join joins server metrics split over two or more "
+                            "--kafka-topic topics (one per metric family)")
         group = opts.kafka_group or f"telemetry-{pipeline_name}"
         if not dataflow and not plan.offline:
             kafka.check(opts.kafka_bootstrap, topics)
         source = kafka.read_kafka(opts.kafka_bootstrap, topics, group, stop_at,
                                   opts.max_out_of_orderness, dataflow=dataflow,
-                                  batches=batches, max_future_s=opts.max_future)
+                                  batches=batches, max_future_s=opts.max_future,
+                                  join_wait_s=opts.kafka_join_wait if opts.kafka_join
+                                  else None)
         what = f"Kafka {','.join(topics)} at {opts.kafka_bootstrap} (group {group})"
     elif opts.tcp_listen or opts.tcp_connect:
         from beam_pipelines.io import tcp as tcp_source

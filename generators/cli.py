@@ -54,6 +54,10 @@ def _publishing(p, what: str, file_help: str) -> None:
                    help="--to kafka: the broker(s)")
     p.add_argument("--kafka-topic", metavar="TOPIC",
                    help="--to kafka: the topic (created, 3 partitions, when missing)")
+    p.add_argument("--topic-per-family", action="store_true",
+                   help="--to kafka, server metrics: split each record over one topic per "
+                        "metric family, TOPIC-cpu, -mem, -net and -disk, as seed 002 did "
+                        "(read with python -m run --streaming --kafka-join)")
     p.add_argument("--tcp-connect", metavar="HOST:PORT",
                    help="--to tcp: send to a pipeline listening there (python -m run "
                         "--streaming --tcp-listen HOST:PORT)")
@@ -321,19 +325,23 @@ def _produce_kafka(generator, args) -> int:
         if len(topics) != 1:
             raise UserError("--to kafka writes one --kafka-topic")
         topic = topics[0]
+        if args.topic_per_family and args.kind != "metrics":
+            raise UserError("--topic-per-family splits server metrics (generators metrics)")
     except UserError as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)
         return 2
     stop = _stop_on_signals()
     started = time.monotonic()
     try:
-        stats = produce(generator, args.kafka_bootstrap, topic, pace=args.pace, stop=stop)
+        stats = produce(generator, args.kafka_bootstrap, topic, pace=args.pace, stop=stop,
+                        per_family=args.topic_per_family)
     except Exception as exc:  # noqa: BLE001 - the client's own words, on one line
         print(f"python -m generators: error: Kafka {args.kafka_bootstrap}: "
               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
               file=sys.stderr)
         return 1
-    print(f"{stats.line()} to {topic} in {time.monotonic() - started:.1f}s; generator: "
+    where = f"{topic}-{{cpu,mem,net,disk}}" if args.topic_per_family else topic
+    print(f"{stats.line()} to {where} in {time.monotonic() - started:.1f}s; generator: "
           f"{generator.stats.line()}", file=sys.stderr)
     return 1 if stats.failed else 0
 

@@ -49,12 +49,37 @@ def _key(line: str) -> bytes | None:
     return line.split(" ", 1)[0].encode() or None  # an access log: the client
 
 
+def by_family(text: str, prefix: str) -> list[tuple[str, str]]:
+    """A record → (topic, part) per metric family (``schemas/families.py``); a line that
+    is not a record goes whole to the first family's topic, where the source reads it as
+    a record of its own (and bronze says what is wrong with it)."""
+    import orjson
+
+    from schemas.families import family_topics, split
+
+    topics = family_topics(prefix)
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict) or obj.get("server_id") is None or obj.get("timestamp") is None:
+        return [(next(iter(topics.values())), text)]
+    return [(topics[family], orjson.dumps(part).decode())
+            for family, part in split(obj).items()]
+
+
 def produce(generator, bootstrap: str, topic: str, pace: bool = True,
-            stop: threading.Event | None = None, partitions: int = 3) -> KafkaStats:
+            stop: threading.Event | None = None, partitions: int = 3,
+            per_family: bool = False) -> KafkaStats:
+    """``per_family``: seed 002's topics, ``topic``-cpu, -mem, -net, -disk, a part of each
+    record on each."""
     from confluent_kafka import Producer
 
+    from schemas.families import family_topics
+
     stop = stop or threading.Event()
-    ensure_topic(bootstrap, topic, partitions)
+    for name in (family_topics(topic).values() if per_family else (topic,)):
+        ensure_topic(bootstrap, name, partitions)
     stats = KafkaStats()
 
     def delivered(error, _message):
@@ -68,13 +93,15 @@ def produce(generator, bootstrap: str, topic: str, pace: bool = True,
     try:
         for _, event_ms, line in paced(generator.render_timed(), pace, stop):
             text = line.decode() if isinstance(line, bytes) else line
-            while True:
-                try:
-                    producer.produce(topic, value=text.encode(), key=_key(text),
-                                     timestamp=int(event_ms), on_delivery=delivered)
-                    break
-                except BufferError:  # the local queue is full: let it drain
-                    producer.poll(0.1)
+            key = _key(text)
+            for name, value in by_family(text, topic) if per_family else ((topic, text),):
+                while True:
+                    try:
+                        producer.produce(name, value=value.encode(), key=key,
+                                         timestamp=int(event_ms), on_delivery=delivered)
+                        break
+                    except BufferError:  # the local queue is full: let it drain
+                        producer.poll(0.1)
             producer.poll(0)
     finally:
         producer.flush(30)

@@ -54,6 +54,9 @@ REASONS: dict[str, str] = {
     "unreadable_input": "Part of an input file cannot be read (a Parquet row group whose pages "
                         "are corrupt): one dead letter per record it held.",
     "no_measurements": "The record carries no measurement at all.",
+    "incomplete_join": "A record split over one Kafka topic per metric family (seed 002) "
+                       "lacked some family's part when the join stopped waiting "
+                       "(--kafka-join-wait); the parts that came are the payload.",
     "unmappable_record": "A regional record (seed 001's India, USA or Germany shape) has a "
                          "value its declared conversion cannot take.",
     "unclosed_quote": "A quoted field of an access-log line never closes: the line was cut, "

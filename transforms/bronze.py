@@ -21,6 +21,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.core import FieldType, RecordSchema
+from schemas.families import MISSING_PARTS
 from schemas.server_metrics import MEASUREMENTS, SERVER_METRIC
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.dedupe import FirstSeenFn
@@ -258,7 +259,12 @@ SERVER_METRIC_VALIDATOR = RecordValidator(SERVER_METRIC, "timestamp", MEASUREMEN
 def to_bronze(raw: RawRecord, now: datetime) -> dict:
     """Pure function behind bronze: a valid bronze row or :class:`RecordRejected`."""
     # Seed 001's regional shapes become the canonical record first (schemas/regional.py).
-    record, extra = SERVER_METRIC_VALIDATOR.coerce(to_canonical(decode_payload(raw)))
+    obj = decode_payload(raw)
+    if MISSING_PARTS in obj:
+        missing = obj[MISSING_PARTS]
+        raise RecordRejected("incomplete_join", f"no part from {', '.join(map(str, missing))}"
+                             " arrived within the join's wait (--kafka-join-wait)")
+    record, extra = SERVER_METRIC_VALIDATOR.coerce(to_canonical(obj))
     record["ingest_timestamp"] = now
     record["source"] = raw.source
     record["extra_fields"] = encode_extra_fields(extra) if extra else None

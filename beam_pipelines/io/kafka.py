@@ -81,9 +81,83 @@ def parse_ack_id(text: str) -> tuple[str, int, int]:
     return topic, int(partition), int(offset)
 
 
+class FamilyJoin:
+    """Seed 002's parts of one record, one per topic (``schemas/families.py``), joined per
+    (server_id, timestamp): complete once a part of every topic is in; after ``wait_s``
+    (or at a drain) what came is handed on marked incomplete, and bronze dead-letters it
+    ``incomplete_join``, so no part is ever dropped."""
+
+    def __init__(self, topics: tuple[str, ...], wait_s: float = 30.0):
+        self.topics = topics
+        self.wait_s = wait_s
+        self._open: dict[tuple, dict] = {}   # key → {"since", "micros", "parts": {topic: obj}}
+
+    @staticmethod
+    def key_of(value: bytes):
+        """(server_id, timestamp) of a part, or None when it cannot be joined (it is then
+        a record of its own, which bronze judges)."""
+        import orjson
+
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None, None
+        if not isinstance(obj, dict) or obj.get("server_id") is None or \
+                obj.get("timestamp") is None:
+            return None, obj
+        return (str(obj["server_id"]), str(obj["timestamp"])), obj
+
+    @staticmethod
+    def source_of(key: tuple) -> str:
+        return f"kafka-join://{key[0]}@{key[1]}"
+
+    def offer(self, key: tuple, topic: str, obj: dict, micros: int, part: str, now: float):
+        """A part → the whole record ``(micros, payload, parts)`` when it completes one;
+        None while parts are missing, or when this topic's part is in already (the copy is
+        then returned as a record of its own: ``(micros, payload, None)``)."""
+        entry = self._open.setdefault(key, {"since": now, "micros": micros, "parts": {},
+                                            "ids": []})
+        if topic in entry["parts"]:
+            import orjson
+
+            return micros, orjson.dumps(obj), None
+        entry["parts"][topic] = obj
+        entry["ids"].append(part)
+        entry["micros"] = min(entry["micros"], micros)
+        if len(entry["parts"]) < len(self.topics):
+            return None
+        del self._open[key]
+        return self._whole(entry)
+
+    def due(self, now: float, everything: bool = False) -> list[tuple]:
+        """Records whose parts stopped coming (``everything``: all, at a drain) →
+        ``(key, (micros, payload, parts))``, marked with what is missing."""
+        keys = [k for k, e in self._open.items() if everything or now - e["since"] >= self.wait_s]
+        return [(k, self._whole(self._open.pop(k))) for k in keys]
+
+    def _whole(self, entry: dict):
+        import orjson
+
+        from schemas.families import MISSING_PARTS
+
+        merged: dict = {}
+        for topic in reversed(self.topics):  # the first topic's value wins a shared field
+            merged.update(entry["parts"].get(topic, {}))
+        missing = [t for t in self.topics if t not in entry["parts"]]
+        if missing:
+            merged[MISSING_PARTS] = missing
+        return entry["micros"], orjson.dumps(merged), ",".join(entry["ids"])
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 class KafkaPoller(Poller):
     def __init__(self, bootstrap: str, topics: tuple[str, ...], group: str,
-                 max_messages: int = 5000, poll_s: float = 0.2, commit_every_s: float = 1.0):
+                 max_messages: int = 5000, poll_s: float = 0.2, commit_every_s: float = 1.0,
+                 join: FamilyJoin | None = None):
+        self.join = join
+        self._stopped = False
         self.bootstrap = bootstrap
         self.topics = topics
         self.group = group
@@ -117,6 +191,8 @@ class KafkaPoller(Poller):
 
     def poll(self, now: float):
         self._settle(now)
+        if self._stopped:  # a drain: the parts still waiting go on, marked incomplete
+            return self._joined(self.join.due(now, everything=True)) if self.join else []
         messages = self._consumer.consume(self.max_messages, self.poll_s)
         items = []
         for message in messages:
@@ -126,15 +202,55 @@ class KafkaPoller(Poller):
             value = message.value() or b""
             kind, stamp = message.timestamp()
             micros = stamp * 1000 if kind and stamp > 0 else round(now * 1_000_000)
+            if self.join is not None and self._join_part(topic, partition, offset, value,
+                                                         micros, now, items):
+                continue
             records = [RawRecord(value, f"kafka://{topic}/{partition}@{offset}",
                                  attributes=attributes_of(message.key(), message.headers()))]
             if self._ledger is not None:
                 records = self._ledger.admit(ack_id(topic, partition, offset), records)
             self.offsets.consumed(topic, partition, offset, written=self._ledger is None)
             items += [(micros, r) for r in records]
+        if self.join is not None:
+            items += self._joined(self.join.due(now))
         self.has_more = len(messages) >= self.max_messages
         self.caught_up = not messages
         return items
+
+    def _join_part(self, topic, partition, offset, value, micros, now, items) -> bool:
+        """A part of a record split by family: held (its message waits for the whole
+        record's write) and joined; False when it cannot be joined (a record of its own)."""
+        key, obj = self.join.key_of(value)
+        if key is None:
+            return False
+        source = self.join.source_of(key)
+        written = self._ledger is None
+        if self._ledger is not None and not self._ledger.admit(
+                ack_id(topic, partition, offset), [RawRecord(b"", source)]):
+            written = True  # an earlier run wrote the whole record: nothing to join
+        self.offsets.consumed(topic, partition, offset, written=self._ledger is None)
+        if written and self._ledger is not None:
+            return True
+        whole = self.join.offer(key, topic, obj, micros, f"{topic}/{partition}@{offset}", now)
+        if whole is not None:
+            items += self._joined([(key, whole)])
+        return True
+
+    def _joined(self, done) -> list:
+        items = []
+        for key, (micros, payload, parts) in done:
+            if parts is None:  # a second part of one topic: a copy, judged on its own
+                items.append((micros, RawRecord(payload, self.join.source_of(key) + "#copy")))
+                continue
+            items.append((micros, RawRecord(payload, self.join.source_of(key),
+                                            attributes={"parts": parts})))
+        return items
+
+    def stop_reading(self) -> None:
+        self._stopped = True
+
+    def pending(self) -> bool:
+        return self.join is not None and len(self.join) > 0
 
     def _settle(self, now: float, force: bool = False) -> None:
         if self._ledger is not None:
@@ -180,11 +296,17 @@ def commit(consumer, offsets: Offsets, already: dict) -> dict:
 
 def read_kafka(bootstrap: str, topics: tuple[str, ...], group: str, stop_at: float | None,
                max_out_of_orderness_s: float, dataflow: bool = False, batches: bool = False,
-               max_future_s: float | None = None):
+               max_future_s: float | None = None, join_wait_s: float | None = None):
+    """``join_wait_s``: the topics carry seed 002's parts of each record (one topic per
+    family), joined back per (server, timestamp), waiting this long for a missing part."""
     if dataflow:
+        if join_wait_s is not None:
+            raise UserError("--kafka-join runs on the local runner only (on Dataflow, "
+                            "publish whole records)")
         return _DataflowKafka(bootstrap, topics, group, batches)
-    return LiveRead(KafkaPoller(bootstrap, topics, group), stop_at, max_out_of_orderness_s,
-                    batches=batches, max_future_s=max_future_s)
+    join = FamilyJoin(topics, join_wait_s) if join_wait_s is not None else None
+    return LiveRead(KafkaPoller(bootstrap, topics, group, join=join), stop_at,
+                    max_out_of_orderness_s, batches=batches, max_future_s=max_future_s)
 
 
 def check(bootstrap: str, topics: tuple[str, ...]) -> None:
@@ -243,7 +365,8 @@ class _DataflowKafka(beam.PTransform):
 def _raw_record_of(message) -> RawRecord:
     return RawRecord(message.value or b"",
                      f"kafka://{message.topic}/{message.partition}@{message.offset}",
-                     attributes=attributes_of(message.key, message.headers))
+                     attributes=attributes_of(getattr(message, "key", None),
+                                              getattr(message, "headers", None)))
 
 
 def attributes_of(key, headers) -> dict | None:

@@ -37,6 +37,8 @@ LOCAL_ONLY = {
     "sample_rate": "the generated sample is local",
     "summary": "the summary reads the local lakehouse",
     "duration": "a Dataflow streaming job runs until it is drained",
+    "kafka_join": "the family join is the local Kafka source's (Dataflow reads whole records)",
+    "kafka_join_wait": "the family join is the local Kafka source's",
     "wait": "a template launch must return once the job is submitted",
     "max_source_outage": "Dataflow's own Pub/Sub source retries for as long as the job runs",
     "heartbeat": "a Dataflow job's progress is in its console and metrics",

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.core import FieldType
+from schemas.families import MISSING_PARTS
 from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_BRONZE
 from transforms.batches import (
     JSON,
@@ -236,7 +237,8 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
         except orjson.JSONDecodeError:
             slow.append(i)
             continue
-        if type(o) is dict and "server_id" in o:  # canonical (not a regional shape)
+        # canonical (not a regional shape, nor an incomplete join of family parts)
+        if type(o) is dict and "server_id" in o and MISSING_PARTS not in o:
             objs.append(o)
             fast.append(i)
         else:
