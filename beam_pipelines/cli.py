@@ -108,6 +108,11 @@ def _main(argv: list[str] | None, run: dict, prog: str) -> int:
                                **outcome.get("summary_args", {})))
         elif outcome.get("dry_run"):
             print("Dry run: the Dataflow job was built and checked, not submitted.")
+        elif outcome["sink"].name == "postgres" and not outcome.get("dry_run"):
+            pipeline = {"metrics": "server_metrics", "logs": "web_logs"}[name]
+            if options.view_as(ours).summary and outcome.get("input_records") is not None:
+                print(outcome["sink"].accounting(pipeline, outcome.get("input_records")))
+            print(f"Done: the tables are in {outcome['sink'].describe()}.")
         elif outcome["sink"].name == "bigquery":
             print(f"Done: the tables are in {outcome['sink'].describe()}; Looker Studio "
                   "reads the views of the _reporting dataset.")

@@ -79,8 +79,9 @@ def _streaming_flags(parser) -> None:
 
 def _sink_flags(parser) -> None:
     """Where the tables go, alike in every pipeline."""
-    _flag(parser, "sink", default="lakehouse", choices=("lakehouse", "bigquery"),
-          help="write the tables to the local lakehouse (default) or to BigQuery")
+    _flag(parser, "sink", default="lakehouse", choices=("lakehouse", "bigquery", "postgres"),
+          help="write the tables to the local lakehouse (default), to BigQuery, or all "
+               "of them to PostgreSQL (with --postgres-dsn)")
     _flag(parser, "bq-project", default=None,
           help="--sink bigquery: project of the datasets (default: --project)")
     _flag(parser, "bq-dataset-prefix", default="telemetry",

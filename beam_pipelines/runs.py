@@ -184,6 +184,8 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     lakehouse = sink.name == "lakehouse" and is_local(output_dir)
     if lakehouse:
         clear_tables(output_dir, tables, pipeline_name)
+    elif sink.name == "postgres" and not plan.offline:
+        sink.clear(tables, pipeline_name)
     count = sum(len(v) for v in files.values()) if isinstance(files, dict) else len(files)
     print(f"Running the {title} medallion on {plan.runner} over {count} file(s) into "
           f"{sink.describe()}…", flush=True)
@@ -197,7 +199,8 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
         if opts.wait or not plan.dataflow:
             result.wait_until_finish()
     catalog = write_catalog(output_dir, tables) if lakehouse else None
-    counted = count_input_records(files) if catalog else None
+    counted = count_input_records(files) if catalog or (
+        sink.name == "postgres" and not plan.dataflow) else None
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
             "result": result, "dry_run": plan.offline, "input_records": counted}
 
@@ -292,6 +295,8 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
             clear_tables(output_dir, tables, pipeline_name)
         write_empty_tables(output_dir, tables)
         catalog = write_catalog(output_dir, tables)
+    elif sink.name == "postgres" and not feeds and not plan.offline:
+        sink.clear(tables, pipeline_name)  # the live generator: a new stream each time
     until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"
     print(f"Streaming the {title} medallion on {runner} from {what} {until} into "
           f"{sink.describe()}…", flush=True)
@@ -328,6 +333,8 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         # This run's records, plus what earlier runs wrote, minus the bronze rows it did
         # not write twice: what bronze and its dead letters must hold now.
         read += ledger.resume.prior_input - ledger.bronze_rewrites_dropped
+    elif sink.name == "postgres" and feeds:
+        read = None  # appended to earlier runs' rows, which this run did not count
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
             "result": result, "dry_run": plan.offline, "input_records": read,
             "failure": live_sources.source_failure() if not dataflow else None}

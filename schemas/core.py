@@ -176,16 +176,17 @@ class RecordSchema:
         """PostgreSQL DDL (15+): the table, a unique key (NULLS NOT DISTINCT: key columns
         may be null, and upserts must still meet the same row) and an index on the
         partition field for the retention window."""
-        cols = ",\n".join(f"  {f.name} {_POSTGRES[f.type]}{' NOT NULL' if f.required else ''}"
-                           for f in self.fields)
+        # Quoted: a field may be a reserved word there (injected_faults' "end").
+        cols = ",\n".join(f'  "{f.name}" {_POSTGRES[f.type]}'
+                           f"{' NOT NULL' if f.required else ''}" for f in self.fields)
         table = f"{schema}.{self.name}"
         ddl = f"CREATE TABLE IF NOT EXISTS {table} (\n{cols}\n);\n"
         if self.key:
             ddl += (f"CREATE UNIQUE INDEX IF NOT EXISTS {self.name}_key ON {table} "
-                    f"({', '.join(self.key)}) NULLS NOT DISTINCT;\n")
+                    f"({', '.join(map(_quoted, self.key))}) NULLS NOT DISTINCT;\n")
         if self.partition_field:
             ddl += (f"CREATE INDEX IF NOT EXISTS {self.name}_{self.partition_field} "
-                    f"ON {table} ({self.partition_field});\n")
+                    f"ON {table} ({_quoted(self.partition_field)});\n")
         ddl += f"COMMENT ON TABLE {table} IS '{self.description.replace(chr(39), chr(39) * 2)}';\n"
         return ddl
 
@@ -200,6 +201,10 @@ class RecordSchema:
                 f"| {f.range_text()} | {f.description} |"
             )
         return head + "\n".join(rows) + "\n"
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
 
 
 def _describe(f: Field) -> str:

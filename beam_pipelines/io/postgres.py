@@ -47,15 +47,20 @@ def _names(schema: RecordSchema) -> tuple[str, ...]:
     return tuple(f.name for f in schema.fields)
 
 
+def _q(name: str) -> str:
+    """A column name quoted (a field may be a reserved word: injected_faults' "end")."""
+    return f'"{name}"'
+
+
 def upsert_sql(pg_schema: str, schema: RecordSchema) -> str:
     names = _names(schema)
     table = f"{pg_schema}.{schema.name}"
     values = ", ".join(["%s"] * len(names))
-    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({values})"
+    sql = f"INSERT INTO {table} ({', '.join(map(_q, names))}) VALUES ({values})"
     if not schema.key:
         return sql
-    update = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in schema.key)
-    sql += f" ON CONFLICT ({', '.join(schema.key)}) DO UPDATE SET {update}"
+    update = ", ".join(f"{_q(n)} = EXCLUDED.{_q(n)}" for n in names if n not in schema.key)
+    sql += f" ON CONFLICT ({', '.join(map(_q, schema.key))}) DO UPDATE SET {update}"
     if "pane_index" in names:  # the latest pane wins; the same pane again is a no-op
         sql += f" WHERE {table}.pane_index <= EXCLUDED.pane_index"
     return sql
@@ -66,8 +71,8 @@ def retention_sql(pg_schema: str, schema: RecordSchema) -> str | None:
     if not field:
         return None
     table = f"{pg_schema}.{schema.name}"
-    return (f"DELETE FROM {table} WHERE {field} < "
-            f"(SELECT max({field}) FROM {table}) - make_interval(secs => %s)")
+    return (f"DELETE FROM {table} WHERE {_q(field)} < "
+            f"(SELECT max({_q(field)}) FROM {table}) - make_interval(secs => %s)")
 
 
 def ensure_tables(dsn: str, pg_schema: str, schemas) -> None:
@@ -152,3 +157,82 @@ class PostgresHotTables:
 
     def describe(self) -> str:
         return f"hot tables in {where(self.dsn)} (schema {self.pg_schema})"
+
+
+#: The layer tables of each pipeline, whose identities a run into PostgreSQL checks.
+_LAYERS = {"server_metrics": ("server_metrics_bronze", "server_metrics_silver"),
+           "web_logs": ("web_logs_bronze", "web_logs_silver")}
+
+
+@dataclass(frozen=True)
+class PostgresSink:
+    """``--sink postgres``: every table of the pipeline in PostgreSQL, for deployments whose
+    dashboards (seeds 001 and 003) read nothing else. Keyed tables are upserted (the latest
+    pane wins, a replay changes nothing), the others appended; a batch run replaces its
+    pipeline's rows, as it replaces its tables in the lakehouse; the retention window
+    applies to the hot tables only (records and dead letters are kept)."""
+
+    dsn: str
+    pg_schema: str = "telemetry"
+    retention_s: float | None = 7 * 86400
+
+    name = "postgres"
+
+    def check(self) -> None:
+        from schemas.render import TABLES
+
+        PostgresHotTables(self.dsn, self.pg_schema).check(TABLES)
+
+    def clear(self, schemas, pipeline: str) -> None:
+        """Before a batch run: the pipeline's rows of earlier runs go (the dead letters of
+        the other pipeline stay)."""
+        with connect(self.dsn) as con:
+            for schema in schemas:
+                table = f"{self.pg_schema}.{schema.name}"
+                if "pipeline" in schema.names:
+                    con.execute(f"DELETE FROM {table} WHERE pipeline = %s", (pipeline,))
+                else:
+                    con.execute(f"TRUNCATE {table}")
+
+    def write(self, tables: dict, schemas, streaming: bool = False,
+              batches: bool | frozenset = False) -> None:
+        from beam_pipelines.io.sinks import as_rows
+        from schemas.render import POSTGRES_TABLES
+
+        by_name = {s.name: s for s in schemas}
+        hot = {s.name for s in POSTGRES_TABLES}
+        for name, pcoll in as_rows(tables, batches, prefix="Postgres").items():
+            schema = by_name[name]
+            pcoll | f"Postgres{schema.label}" >> beam.ParDo(UpsertRowsFn(
+                self.dsn, self.pg_schema, schema,
+                self.retention_s if name in hot else None))
+
+    def describe(self) -> str:
+        return f"{where(self.dsn)} (schema {self.pg_schema})"
+
+    def accounting(self, pipeline: str, input_records: int | None) -> str:
+        """The run's identities, read back from PostgreSQL: input = bronze + its dead
+        letters, bronze = silver + its dead letters (✓ or ✗)."""
+        bronze_table, silver_table = _LAYERS[pipeline]
+        with connect(self.dsn) as con:
+            def count(sql: str, *params) -> int:
+                return con.execute(sql.replace("T.", f"{self.pg_schema}."), params
+                                   ).fetchone()[0]
+
+            bronze = count(f"SELECT count(*) FROM T.{bronze_table}")
+            silver = count(f"SELECT count(*) FROM T.{silver_table}")
+            dead = {layer: count("SELECT count(*) FROM T.dead_letters WHERE pipeline = %s "
+                                 "AND layer = %s", pipeline, layer)
+                    for layer in ("bronze", "silver")}
+        mark = lambda ok: "✓" if ok else "✗ MISMATCH"  # noqa: E731
+        lines = ["", f"Records per layer (in {self.describe()})"]
+        if input_records is not None:
+            lines.append(f"  input   {input_records:>10,}")
+            lines.append(f"  bronze  {bronze:>10,} accepted  + {dead['bronze']:>7,} dead "
+                         f"letters   {mark(input_records == bronze + dead['bronze'])}")
+        else:
+            lines.append(f"  bronze  {bronze:>10,} accepted  + {dead['bronze']:>7,} dead "
+                         "letters")
+        lines.append(f"  silver  {silver:>10,} accepted  + {dead['silver']:>7,} dead "
+                     f"letters   {mark(bronze == silver + dead['silver'])}")
+        return "\n".join(lines)

@@ -84,7 +84,7 @@ class WithHotTables:
         return f"{self.main.describe()}, and {self.hot.describe()}"
 
 
-def as_sink(sink_or_output_dir) -> LakehouseSink | BigQuerySink | WithHotTables:
+def as_sink(sink_or_output_dir):
     if isinstance(sink_or_output_dir, str):
         return LakehouseSink(sink_or_output_dir)
     return sink_or_output_dir
@@ -97,15 +97,27 @@ def from_options(options, opts, pipeline: str, streaming: bool, dataflow: bool,
                  offline: bool = False):
     """The sink the flags ask for, checked: names, write method, credentials, datasets,
     the PostgreSQL server (``offline``: a job only built, so nothing is contacted)."""
+    if opts.sink == "postgres" or opts.postgres_dsn:
+        if not _PG_SCHEMA.fullmatch(opts.postgres_schema):
+            raise UserError(f"--postgres-schema {opts.postgres_schema!r}: lowercase letters, "
+                            "digits and underscores, starting with a letter or underscore")
+    if opts.sink == "postgres":
+        from beam_pipelines.io.postgres import PostgresSink
+
+        if not opts.postgres_dsn:
+            raise UserError("--sink postgres needs --postgres-dsn (a libpq URL or "
+                            "connection string)")
+        sink = PostgresSink(opts.postgres_dsn, opts.postgres_schema,
+                            opts.postgres_retention or None)
+        if not offline:
+            sink.check()
+        return sink
     main = _main_sink(options, opts, pipeline, streaming, dataflow, offline)
     if not opts.postgres_dsn:
         return main
     from beam_pipelines.io.postgres import PostgresHotTables
     from schemas.render import POSTGRES_TABLES
 
-    if not _PG_SCHEMA.fullmatch(opts.postgres_schema):
-        raise UserError(f"--postgres-schema {opts.postgres_schema!r}: lowercase letters, "
-                        "digits and underscores, starting with a letter or underscore")
     hot = PostgresHotTables(opts.postgres_dsn, opts.postgres_schema,
                             opts.postgres_retention or None)
     if not offline:
