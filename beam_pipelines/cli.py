@@ -13,6 +13,7 @@ Pipelines:
 """ + "".join(f"  {k.name:<9} {k.description}\n" for k in KINDS.values()) + f"""
 Commands:
   replay    a raw archive or dead letters through a pipeline again ('{{prog}} replay --help')
+  compact   each table of a lakehouse into one file ('{{prog}} compact --help')
 
 With no PIPELINE, runs '{DEFAULT}'. With no --input, runs on a generated sample.
 '{{prog}} {DEFAULT} --help' lists the options.
@@ -50,6 +51,31 @@ def _clean_after_interrupt(options, ours) -> None:
         remove_temporary_files(output_dir)
 
 
+def _compact(argv: list[str], prog: str) -> int:
+    """Each table of a lakehouse into one file (see ``lakehouse.compact``)."""
+    import argparse
+    import os
+
+    from beam_pipelines.io.lakehouse import CATALOG, compact
+    from schemas.render import TABLES
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UserError(message)
+
+    parser = Parser(prog=f"{prog} compact", allow_abbrev=False,
+                    description="Rewrite each table of a lakehouse as one file (a streaming "
+                                "run writes one every few seconds); run it when no run "
+                                "writes there.")
+    parser.add_argument("--output-dir", "--output_dir", default="lakehouse",
+                        help="the lakehouse (default: ./lakehouse)")
+    args = parser.parse_args(argv)
+    if not os.path.exists(os.path.join(args.output_dir, CATALOG)):
+        raise UserError(f"--output-dir {args.output_dir} is not a lakehouse (no {CATALOG})")
+    print(compact(args.output_dir, TABLES).line())
+    return 0
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m run") -> int:
     """Every outcome is a return code: 0, 2 for a user's mistake (one line), 130 for
     Ctrl-C (one line, temporary files removed), whenever it comes."""
@@ -77,6 +103,12 @@ def _main(argv: list[str] | None, run: dict, prog: str) -> int:
     asked_help = name == "help" or "-h" in argv or "--help" in argv
     if name == "help":  # python -m run help [PIPELINE]
         name = argv.pop(0) if argv and not argv[0].startswith("-") else DEFAULT
+    if name == "compact":  # python -m run compact [--output-dir DIR]
+        try:
+            return _compact(argv, prog)
+        except UserError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
     if name == "replay":  # python -m run replay [PIPELINE] ...: not a kind of its own
         from beam_pipelines import replay
 

@@ -328,6 +328,10 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     if unsettled:
         print(f"{unsettled:,} message(s) left unacknowledged: the next run reads them "
               f"again", flush=True)
+    if catalog and not dataflow:  # a file every few seconds per table: one each now
+        from beam_pipelines.io.lakehouse import compact
+
+        print(compact(output_dir, tables).line(), flush=True)
     read = live_sources.records_read() if not dataflow else None
     if ledger is not None and read is not None:
         # This run's records, plus what earlier runs wrote, minus the bronze rows it did

@@ -98,3 +98,81 @@ def test_a_run_publishes_every_table(tmp_path):
     p.run().wait_until_finish()
     assert pq.read_table(table_dir(out, DEAD_LETTERS)).num_rows == 5
     assert [f for f in os.listdir(out) if f.startswith(".staging")] == []
+
+
+# ---- compaction ----------------------------------------------------------------------------
+def _minute_rows(n: int, pane: int) -> list[dict]:
+    from datetime import datetime, timedelta, timezone
+
+    from schemas.server_metrics import SERVER_METRICS_MINUTELY
+
+    start = datetime(2026, 12, 6, 10, tzinfo=timezone.utc)
+    rows = []
+    for i in range(n):
+        row = {f.name: None for f in SERVER_METRICS_MINUTELY.fields}
+        row.update(window_start=start + timedelta(minutes=i),
+                   window_end=start + timedelta(minutes=i + 1), metric_date=start.date(),
+                   server_id=f"s{i % 3}", pane_index=pane, pane_timing="EARLY",
+                   record_count=i + 1, high_utilization_count=0, avg_power_watts=50.0 + i)
+        rows.append(row)
+    return rows
+
+
+def test_compaction_makes_a_file_per_table_and_keeps_every_row_and_pane(tmp_path):
+    import duckdb
+
+    from beam_pipelines.io.lakehouse import compact, table_dir, write_catalog
+    from schemas.server_metrics import SERVER_METRICS_MINUTELY
+
+    out = str(tmp_path)
+    minutely = table_dir(out, SERVER_METRICS_MINUTELY)
+    os.makedirs(minutely)
+    for pane in range(4):  # a streaming run: a file per flush
+        table = from_rows(_minute_rows(5, pane), SERVER_METRICS_MINUTELY)
+        if pane == 0:  # written before a column was declared: null in the compacted file
+            table = table.drop_columns(["avg_power_watts"])
+        pq.write_table(table, os.path.join(minutely, f"part-{pane}.parquet"))
+    catalog = write_catalog(out, [SERVER_METRICS_MINUTELY])
+
+    def read():
+        with duckdb.connect(catalog, read_only=True) as con:
+            return (sorted(con.execute("select * exclude (avg_power_watts) from "
+                                       "server_metrics_minutely_panes").fetchall(), key=repr),
+                    con.execute("select count(*), max(pane_index) from "
+                                "server_metrics_minutely").fetchone())
+
+    with pytest.raises(duckdb.Error):  # mixed schemas: the view cannot read them as one
+        read()
+    with duckdb.connect() as con:
+        before = sorted(con.execute(
+            "select * exclude (avg_power_watts) from read_parquet(?, union_by_name=true)",
+            [os.path.join(minutely, "*.parquet")]).fetchall(), key=repr)
+    done = compact(out, [SERVER_METRICS_MINUTELY, DEAD_LETTERS])
+    assert (done.tables, done.files_before, done.files_after) == (1, 4, 1)
+    assert "Compacted 1 table(s): 4 files" in done.line()
+    files = [f for f in os.listdir(minutely) if not f.endswith("part-0-empty.parquet")]
+    assert len(files) == 1 and files[0].startswith("part-compacted-")
+    panes, latest = read()
+    assert panes == before and latest == (5, 3)
+    assert compact(out, [SERVER_METRICS_MINUTELY]).tables == 0  # one file already
+
+
+def test_compact_is_a_command_and_its_mistakes_are_one_line(tmp_path, capsys):
+    from beam_pipelines.cli import main
+    from beam_pipelines.io.lakehouse import table_dir, write_catalog
+    from schemas.server_metrics import SERVER_METRICS_MINUTELY
+
+    assert main(["compact", "--output-dir", str(tmp_path / "none")]) == 2
+    assert "is not a lakehouse" in capsys.readouterr().err
+    out = str(tmp_path / "lake")
+    minutely = table_dir(out, SERVER_METRICS_MINUTELY)
+    os.makedirs(minutely)
+    table = from_rows(_minute_rows(2, 0), SERVER_METRICS_MINUTELY)
+    pq.write_table(table, os.path.join(minutely, "part-a.parquet"))
+    pq.write_table(table.append_column("retired", pa.array([1, 2])),
+                   os.path.join(minutely, "part-b.parquet"))
+    write_catalog(out, [SERVER_METRICS_MINUTELY])
+    assert main(["compact", "--output-dir", out]) == 2
+    err = capsys.readouterr().err
+    assert "column(s) retired the schema no longer declares" in err and err.count("\n") == 1
+    assert sorted(os.listdir(minutely)) == ["part-a.parquet", "part-b.parquet"]  # as it was

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import uuid
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -435,3 +436,134 @@ def remove_temporary_files(output_dir: str) -> None:
     for path in glob.glob(os.path.join(output_dir, "**", "beam-temp-*"), recursive=True):
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
+
+
+@dataclass
+class Compaction:
+    tables: int = 0
+    files_before: int = 0
+    files_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+    def line(self) -> str:
+        if not self.tables:
+            return "Compaction: every table is one file already."
+        return (f"Compacted {self.tables} table(s): {self.files_before:,} files "
+                f"({self.bytes_before / 2**20:.1f} MiB) into {self.files_after:,} "
+                f"({self.bytes_after / 2**20:.1f} MiB)")
+
+
+class _CompactedFiles:
+    """The compacted file of a table, or one per pipeline (``add(table, owner)``): row
+    groups of ``rows``, under a temporary name (not *.parquet: no view reads it half
+    written) until ``publish``."""
+
+    def __init__(self, directory: str, arrow, rows: int):
+        self._directory, self._arrow, self._rows = directory, arrow, rows
+        self._files: dict = {}  # owner → [temporary path, writer, pending tables]
+
+    def add(self, table, owner=None) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if owner not in self._files:
+            name = f"part-compacted-{uuid.uuid4().hex}.parquet.tmp"
+            path = os.path.join(self._directory, name)
+            self._files[owner] = [path, pq.ParquetWriter(path, self._arrow), []]
+        entry = self._files[owner]
+        entry[2].append(table)
+        if sum(t.num_rows for t in entry[2]) >= self._rows:
+            entry[1].write_table(pa.concat_tables(entry[2]))
+            entry[2] = []
+
+    def close(self) -> None:
+        import pyarrow as pa
+
+        for path, writer, pending in self._files.values():
+            if pending:
+                writer.write_table(pa.concat_tables(pending))
+            writer.close()
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+
+    def abort(self) -> None:
+        for path, writer, _ in self._files.values():
+            writer.close()
+            os.remove(path)
+
+    def publish(self) -> int:
+        """Renamed into place; their bytes."""
+        size = 0
+        for path, _, _ in self._files.values():
+            os.rename(path, path[: -len(".tmp")])
+            size += os.path.getsize(path[: -len(".tmp")])
+        return size
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def compact(output_dir: str, schemas, row_group_rows: int = 131_072) -> Compaction:
+    """Each table's files → one file (a streaming run writes one every few seconds per
+    table; a replay adds some): the rows, panes and order kept, read and written a row
+    group at a time so memory stays bounded. A table every pipeline writes (the dead
+    letters) gets a file per pipeline, so a batch run still replaces only its own. The new
+    files are complete and in place before the old ones go, so a crash loses nothing (at
+    worst rows are there twice until the old files are removed by hand); run it when
+    nothing writes the lakehouse (a streaming run does at its end)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    done = Compaction()
+    for schema in schemas:
+        directory = table_dir(output_dir, schema)
+        files = sorted(f for f in glob.glob(os.path.join(directory, "part-*.parquet"))
+                       if not f.endswith("part-0-empty.parquet"))
+        if len(files) < 2:
+            continue
+        arrow = schema.arrow_schema()
+        shared = "pipeline" in schema.names
+        out = _CompactedFiles(directory, arrow, row_group_rows)
+        try:
+            for path in files:
+                parquet = pq.ParquetFile(path)
+                for group in range(parquet.num_row_groups):
+                    table = _conformed(parquet.read_row_group(group), arrow, path)
+                    if not shared:
+                        out.add(table)
+                        continue
+                    owners = table.column("pipeline")
+                    for owner in owners.unique().to_pylist():
+                        out.add(table.filter(pc.equal(owners, owner) if owner is not None
+                                             else pc.is_null(owners)), owner)
+            out.close()
+        except (ValueError, pa.ArrowInvalid) as exc:
+            out.abort()
+            raise UserError(f"{directory}: cannot compact: {exc}") from None
+        done.bytes_before += sum(os.path.getsize(f) for f in files)
+        done.bytes_after += out.publish()
+        for path in files:
+            os.remove(path)
+        done.tables += 1
+        done.files_before += len(files)
+        done.files_after += len(out)
+    return done
+
+
+def _conformed(table, arrow, path: str):
+    """A file's rows in the table's declared schema: a column declared since it was
+    written is null in it; one it has that is no longer declared stops the compaction
+    (its values would be lost)."""
+    import pyarrow as pa
+
+    if table.schema.equals(arrow):
+        return table
+    gone = set(table.column_names) - set(arrow.names)
+    if gone:
+        raise ValueError(f"{path} has column(s) {', '.join(sorted(gone))} the schema no "
+                         "longer declares")
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in arrow]
+    return pa.Table.from_arrays(columns, schema=arrow)
