@@ -176,3 +176,24 @@ def test_compact_is_a_command_and_its_mistakes_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "column(s) retired the schema no longer declares" in err and err.count("\n") == 1
     assert sorted(os.listdir(minutely)) == ["part-a.parquet", "part-b.parquet"]  # as it was
+
+
+def test_compacted_dead_letters_keep_a_file_per_pipeline(tmp_path):
+    """A batch run replaces only its own pipeline's dead letters, file by file: compaction
+    must not mix the pipelines in one file."""
+    from beam_pipelines.io.lakehouse import clear_tables, compact, table_dir
+
+    out = str(tmp_path)
+    directory = table_dir(out, DEAD_LETTERS)
+    os.makedirs(directory)
+    for i, pipeline in enumerate(["server_metrics", "web_logs", "server_metrics"]):
+        letter = dead_letter(pipeline=pipeline, layer="bronze", step="Parse",
+                             reason="invalid_json", message="x", payload=f"p{i}",
+                             source=f"s{i}")
+        pq.write_table(from_rows([letter], DEAD_LETTERS), os.path.join(directory,
+                                                                       f"part-{i}.parquet"))
+    done = compact(out, [DEAD_LETTERS])
+    assert (done.files_before, done.files_after) == (3, 2)
+    clear_tables(out, [DEAD_LETTERS], "server_metrics")  # the metrics pipeline runs again
+    left = pq.read_table(directory).column("pipeline").to_pylist()
+    assert left == ["web_logs"]
