@@ -402,6 +402,45 @@ def announce(selection: Selection, prepared: Prepared) -> None:
     print(f"Replaying {selection.what}: {', '.join(parts)}", flush=True)
 
 
+def _local_lakehouse(options, opts, pipeline: str, tables, what: str):
+    """The checked plan of a run that appends to a local lakehouse."""
+    from beam_pipelines import runs
+    from beam_pipelines.io.lakehouse import is_local, prepare_output_dir
+
+    prepare_output_dir(opts.output_dir, tables)
+    plan = runs.plan_run(options, opts, pipeline, streaming=False)
+    if plan.sink.name != "lakehouse" or not is_local(opts.output_dir) or plan.dataflow:
+        raise UserError(f"{what} appends to a local lakehouse (--output-dir) on the local "
+                        "runner")
+    return plan
+
+
+def _appending_run(options, plan, tables, bronze_schema, medallion, resume, raw_of,
+                   rechecked_of=None, bronze_known: frozenset | None = None):
+    """The batch medallion ``medallion(prior_silver, rechecked_bronze)`` over ``raw_of(p)``
+    (and ``rechecked_of(p)``: bronze rows re-entering at silver), with the lakehouse's
+    silver for gold; bronze rows of ``bronze_known`` sources are not written again."""
+    import apache_beam as beam
+    import pyarrow as pa
+
+    from beam_pipelines.io import delivery
+    from beam_pipelines.io.sinks import as_sink
+
+    p = beam.Pipeline(options=options)
+    raw = raw_of(p)
+    rechecked = rechecked_of(p) if rechecked_of is not None else None
+    earlier = delivery.replay_silver(resume.silver_files)
+    prior = p | "EarlierSilver" >> earlier if earlier is not None else None
+    out = raw | "Replay" >> medallion(prior, rechecked)
+    if bronze_known:
+        out[bronze_schema.name] = out[bronze_schema.name] | "NewBronzeRows" >> beam.Map(
+            without_sources, bronze_known).with_output_types(pa.Table)
+    as_sink(plan.sink).write(out, tables, batches=True)
+    result = p.run()
+    result.wait_until_finish()
+    return result
+
+
 def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
                    bronze_schema, silver_schema, medallion) -> dict:
     """The replay run of a pipeline: ``medallion(prior_silver, rechecked_bronze)`` → its
@@ -411,39 +450,85 @@ def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
     import apache_beam as beam
     import pyarrow as pa
 
-    from beam_pipelines import runs
-    from beam_pipelines.io import delivery
-    from beam_pipelines.io.lakehouse import is_local, prepare_output_dir, write_catalog
-    from beam_pipelines.io.sinks import as_sink
+    from beam_pipelines.io.lakehouse import write_catalog
     from schemas.dead_letter import DEAD_LETTERS
 
     output_dir = opts.output_dir
-    prepare_output_dir(output_dir, tables)
-    plan = runs.plan_run(options, opts, pipeline, streaming=False)
-    if plan.sink.name != "lakehouse" or not is_local(output_dir) or plan.dataflow:
-        raise UserError("replay appends to a local lakehouse (--output-dir) on the local "
-                        "runner; --to-topic feeds a streaming run anywhere")
+    plan = _local_lakehouse(options, opts, pipeline, tables, "replay")
     prepared = prepare(output_dir, pipeline, tables, selection,
                        appended=(bronze_schema.name, silver_schema.name, DEAD_LETTERS.name))
     announce(selection, prepared)
-    p = beam.Pipeline(options=options)
-    staged = p | "ReplayedRecords" >> beam.Create([prepared.input_path])
-    raw = staged | "ReadReplayed" >> beam.FlatMap(read_staged, "bronze").with_output_types(
-        pa.Table)
-    rechecked = (staged
-                 | "ReadReplayedSilver" >> beam.FlatMap(read_staged, "silver")
-                 | "BronzeRowsAgain" >> beam.Map(rows_of_payloads, bronze_schema
-                                                 ).with_output_types(pa.Table))
-    earlier = delivery.replay_silver(prepared.resume.silver_files)
-    prior = p | "EarlierSilver" >> earlier if earlier is not None else None
-    out = raw | "Replay" >> medallion(prior, rechecked)
-    if not selection.from_dead_letters:  # a record half-written by a stream: bronze once
-        out[bronze_schema.name] = out[bronze_schema.name] | "NewBronzeRows" >> beam.Map(
-            without_sources, prepared.resume.bronze).with_output_types(pa.Table)
-    as_sink(plan.sink).write(out, tables, batches=True)
-    result = p.run()
-    result.wait_until_finish()
+
+    def staged(p, layer):
+        return (p
+                | f"Replayed{layer.title()}" >> beam.Create([prepared.input_path])
+                | f"Read{layer.title()}" >> beam.FlatMap(read_staged, layer
+                                                         ).with_output_types(pa.Table))
+
+    result = _appending_run(
+        options, plan, tables, bronze_schema, medallion, prepared.resume,
+        lambda p: staged(p, "bronze"),
+        lambda p: staged(p, "silver") | "BronzeRowsAgain" >> beam.Map(
+            rows_of_payloads, bronze_schema).with_output_types(pa.Table),
+        # a record a stream half wrote (bronze, not yet silver): bronze once
+        None if selection.from_dead_letters else prepared.resume.bronze)
     finish(output_dir, pipeline, prepared, selection)
     return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
             "tables": tables, "sink": plan.sink, "result": result,
             "input_records": prepared.resume.prior_input + prepared.new_records}
+
+
+def ingested_files(resume) -> frozenset:
+    """The input files an earlier run read (the ``source`` of their records: a file's
+    path, or ``path:line`` for CSV)."""
+    def path(source: str) -> str:
+        head, _, tail = source.rpartition(":")
+        return head if head and tail.isdigit() else source
+
+    return frozenset(path(s) for s in resume.bronze | resume.terminal)
+
+
+def append_files(options, opts, files, pipeline: str, tables, bronze_schema, silver_schema,
+                 medallion, read_raw) -> dict:
+    """``--mode append``: input files through the batch medallion, appended to the
+    lakehouse like a replay: a file an earlier run read is skipped (so running twice over
+    the same files changes nothing), and gold is computed again over all of silver.
+    ``files``: paths grouped by format; ``read_raw(files)``: the source transform."""
+    from beam_pipelines.io import delivery
+    from beam_pipelines.io.lakehouse import table_dir, write_catalog
+    from beam_pipelines.io.sources import count_input_records
+    from schemas.dead_letter import DEAD_LETTERS
+
+    output_dir = opts.output_dir
+    plan = _local_lakehouse(options, opts, pipeline, tables, "--mode append")
+    resume = delivery.Resume.load(output_dir, pipeline, tables)
+    seen = ingested_files(resume)
+    grouped = files if isinstance(files, dict) else {"jsonl": files}
+    new = {fmt: [f for f in paths if f not in seen] for fmt, paths in grouped.items()}
+    new = {fmt: paths for fmt, paths in new.items() if paths}
+    skipped = sum(len(v) for v in grouped.values()) - sum(len(v) for v in new.values())
+    print(f"Appending to {output_dir}: {sum(len(v) for v in new.values())} new file(s)"
+          + (f", {skipped} read before, skipped" if skipped else ""), flush=True)
+    appended = (bronze_schema.name, silver_schema.name, DEAD_LETTERS.name)
+    replaced = [f for schema in tables if schema.name not in appended
+                for f in _files(table_dir(output_dir, schema))]
+    if new:
+        source = read_raw(new if isinstance(files, dict) else new["jsonl"])
+        result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
+                                lambda p: p | "ReadNewFiles" >> source)
+    else:  # nothing new: gold is computed again all the same, from silver alone
+        result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
+                                lambda p: _no_raw(p))
+    for path in replaced:
+        os.remove(path)
+    counted = count_input_records(new) if new else 0
+    return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
+            "tables": tables, "sink": plan.sink, "result": result,
+            "input_records": resume.prior_input + counted}
+
+
+def _no_raw(p):
+    import apache_beam as beam
+    import pyarrow as pa
+
+    return p | "NoNewRecords" >> beam.Create([]).with_output_types(pa.Table)

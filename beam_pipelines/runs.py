@@ -227,6 +227,9 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     if opts.input:
         raise UserError("--input reads files in batch; --streaming reads --subscription "
                         "or the live generator")
+    if opts.mode == "append":
+        raise UserError("--mode append is for batch runs (a stream from a subscription, "
+                        "Kafka or TCP appends to its lakehouse already)")
     config = streaming_config(opts)
     plan = plan_run(options, opts, pipeline_name, streaming=True)
     runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink

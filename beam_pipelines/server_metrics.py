@@ -184,6 +184,18 @@ def run(options: PipelineOptions) -> dict:
                                   opts.input_format, match)
         return {"jsonl": [generate_sample(opts.output_dir, opts)]}
 
+    if opts.mode == "append":
+        from beam_pipelines import replay as replaying
+
+        outcome = replaying.append_files(
+            options, opts, inputs(), "server_metrics",
+            tuple(t for t in TABLES if t is not INJECTED_FAULTS), SERVER_METRICS_BRONZE,
+            SERVER_METRICS_SILVER,
+            lambda prior, rechecked: ServerMetricsBatchMedallion(
+                rules, max_future_s=opts.max_future, prior_silver=prior,
+                rechecked_bronze=rechecked),
+            ReadServerMetricBatches)
+        return {**outcome, "tables": TABLES, "summary_args": _summary_args(rules)}
     outcome = runs.batch(options, opts, "server-metrics", TABLES, inputs,
                          lambda p, files, sink: build_pipeline(
                              p, files, sink, rules, alerts_topic=opts.alerts_topic,

@@ -237,6 +237,14 @@ def run(options: PipelineOptions) -> dict:
                     for p in files]
         return [generate_sample(opts.output_dir, opts)]
 
+    if opts.mode == "append":
+        from beam_pipelines import replay as replaying
+
+        return replaying.append_files(
+            options, opts, inputs(), "web_logs", TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
+            lambda prior, rechecked: _batch_medallion(opts, None, prior_silver=prior,
+                                                      rechecked_bronze=rechecked),
+            lambda paths: ReadServerMetricBatches({"jsonl": paths}))
     return runs.batch(options, opts, "web-log", TABLES, inputs,
                       lambda p, paths, sink: build_pipeline(
                           p, paths, sink, _batch_medallion(opts, _workers_database(

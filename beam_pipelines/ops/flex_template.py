@@ -37,6 +37,7 @@ LOCAL_ONLY = {
     "sample_rate": "the generated sample is local",
     "summary": "the summary reads the local lakehouse",
     "duration": "a Dataflow streaming job runs until it is drained",
+    "mode": "appending is to the local lakehouse; BigQuery's scheduled MERGEs replace days",
     "kafka_join": "the family join is the local Kafka source's (Dataflow reads whole records)",
     "kafka_join_wait": "the family join is the local Kafka source's",
     "wait": "a template launch must return once the job is submitted",
