@@ -56,7 +56,7 @@ def _compact(argv: list[str], prog: str) -> int:
     import argparse
     import os
 
-    from beam_pipelines.io.lakehouse import CATALOG, compact
+    from beam_pipelines.io.lakehouse import CATALOG, compact, table_dir, write_catalog
     from schemas.render import TABLES
 
     class Parser(argparse.ArgumentParser):
@@ -65,14 +65,16 @@ def _compact(argv: list[str], prog: str) -> int:
 
     parser = Parser(prog=f"{prog} compact", allow_abbrev=False,
                     description="Rewrite each table of a lakehouse as one file (a streaming "
-                                "run writes one every few seconds); run it when no run "
-                                "writes there.")
+                                "run writes one every few seconds), and its catalog (after "
+                                "the folder moved); run it when no run writes there.")
     parser.add_argument("--output-dir", "--output_dir", default="lakehouse",
                         help="the lakehouse (default: ./lakehouse)")
     args = parser.parse_args(argv)
     if not os.path.exists(os.path.join(args.output_dir, CATALOG)):
         raise UserError(f"--output-dir {args.output_dir} is not a lakehouse (no {CATALOG})")
-    print(compact(args.output_dir, TABLES).line())
+    present = [t for t in TABLES if os.path.isdir(table_dir(args.output_dir, t))]
+    print(compact(args.output_dir, present).line())
+    write_catalog(args.output_dir, present)  # its views again: the folder may have moved
     return 0
 
 
@@ -101,8 +103,10 @@ def _main(argv: list[str] | None, run: dict, prog: str) -> int:
     if argv and not argv[0].startswith("-"):
         name = argv.pop(0)
     asked_help = name == "help" or "-h" in argv or "--help" in argv
-    if name == "help":  # python -m run help [PIPELINE]
+    if name == "help":  # python -m run help [PIPELINE|COMMAND]
         name = argv.pop(0) if argv and not argv[0].startswith("-") else DEFAULT
+        if name in ("replay", "compact"):
+            argv = ["--help"]
     if name == "compact":  # python -m run compact [--output-dir DIR]
         try:
             return _compact(argv, prog)

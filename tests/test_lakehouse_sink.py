@@ -164,6 +164,25 @@ def test_compact_is_a_command_and_its_mistakes_are_one_line(tmp_path, capsys):
 
     assert main(["compact", "--output-dir", str(tmp_path / "none")]) == 2
     assert "is not a lakehouse" in capsys.readouterr().err
+    # a lakehouse moved elsewhere: its views point at the old place until compact rewrites
+    import shutil
+
+    import duckdb
+
+    from schemas.server_metrics import SERVER_METRICS_BRONZE
+
+    old = str(tmp_path / "old")
+    os.makedirs(table_dir(old, SERVER_METRICS_BRONZE))
+    write_catalog(old, [SERVER_METRICS_BRONZE])
+    moved = str(tmp_path / "moved")
+    shutil.move(old, moved)
+    with pytest.raises(duckdb.IOException), duckdb.connect(
+            os.path.join(moved, "lakehouse.duckdb"), read_only=True) as con:
+        con.execute("select count(*) from server_metrics_bronze").fetchone()
+    assert main(["compact", "--output-dir", moved]) == 0
+    with duckdb.connect(os.path.join(moved, "lakehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from server_metrics_bronze").fetchone() == (0,)
+    assert not os.path.exists(table_dir(moved, DEAD_LETTERS))  # no table made up
     out = str(tmp_path / "lake")
     minutely = table_dir(out, SERVER_METRICS_MINUTELY)
     os.makedirs(minutely)
