@@ -141,8 +141,19 @@ def _alert_matrix(doc) -> AlertMatrix:
 
 
 def _incidents(doc) -> Incidents:
-    doc = _keys("incidents", doc, {"for", "keep_firing_for", "fire_at_once", "flush_every"})
+    doc = _keys("incidents", doc, {"for", "keep_firing_for", "fire_at_once", "flush_every",
+                                   "min_signals", "families"})
     kwargs = {}
+    if "families" in doc:
+        value = doc["families"]
+        if not isinstance(value, list):
+            raise ValueError("incidents.families must be a list (threshold, matrix, ewma)")
+        kwargs["families"] = tuple(str(v) for v in value)
+    if "min_signals" in doc:
+        value = doc["min_signals"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("incidents.min_signals must be a whole number of signals")
+        kwargs["min_signals"] = value
     for key, name in (("for", "for_s"), ("keep_firing_for", "keep_firing_for_s"),
                       ("flush_every", "flush_every_s")):
         if key in doc:
@@ -157,7 +168,8 @@ def _incidents(doc) -> Incidents:
 
 def _anomaly_detection(doc) -> AnomalyDetection:
     doc = _keys("anomaly_detection", doc, {"metrics", "alpha", "variance_alpha", "threshold",
-                                           "warmup", "min_std", "severity", "flush_every"})
+                                           "warmup", "min_std", "severity", "flush_every",
+                                           "log_scale"})
     kwargs = {k: _number(f"anomaly_detection.{k}", doc[k])
               for k in ("alpha", "variance_alpha", "threshold") if k in doc}
     if "metrics" in doc:
@@ -177,6 +189,12 @@ def _anomaly_detection(doc) -> AnomalyDetection:
         kwargs["severity"] = str(doc["severity"])
     if "flush_every" in doc:
         kwargs["flush_every_s"] = _seconds("anomaly_detection.flush_every", doc["flush_every"])
+    if "log_scale" in doc:
+        scale = doc["log_scale"] or []
+        if not isinstance(scale, list) or set(map(str, scale)) - set(MEASUREMENTS):
+            raise ValueError("anomaly_detection.log_scale must be a list of metric names "
+                             f"(of {', '.join(MEASUREMENTS)})")
+        kwargs["log_scale"] = tuple(str(m) for m in scale)
     return AnomalyDetection(**kwargs)
 
 

@@ -154,6 +154,31 @@ def test_false_positives_on_stationary_gaussian_noise_are_at_most_half_a_percent
     assert _seed_003_false_positive_rate(values[:30_000]) > 0.015
 
 
+def test_throughput_is_scored_on_a_log_scale_so_its_long_tail_does_not_alarm():
+    """Log-normal noise (throughput varies by ratios): a raw 3σ rule fires on its upper
+    tail far above the nominal 0.27 %; on ln(1 + v) it is back near nominal. The anomaly
+    row still speaks the metric's unit: the expected value near the median, and the width
+    of one σ above it."""
+    from transforms.analytics import score_in_order
+
+    rng = random.Random(5)
+    values = [rng.lognormvariate(math.log(3000.0), 0.4) for _ in range(40_000)]
+    series = [(i * 10_000_000, "s", "web", "us-east", v) for i, v in enumerate(values)]
+    counters = {n: type("C", (), {"inc": lambda self, k=1: None})()
+                for n in ("values_scored", "out_of_order", "anomalies")}
+
+    def rate(log_scale):
+        rules = AnomalyDetection(log_scale=log_scale, min_std=(("network_in", 0.05),))
+        rows, _ = score_in_order(rules, ("s", "network_in"), series, None, counters)
+        return len(rows) / len(values), rows
+
+    raw, _ = rate(())
+    logged, rows = rate(("network_in",))
+    assert raw > 0.008 and logged < 0.005, (raw, logged)
+    median = sorted(values)[len(values) // 2]
+    assert all(0.5 * median < r["expected"] < 2 * median and r["std"] > 0 for r in rows)
+
+
 def test_recall_on_injected_spikes_is_at_least_99_percent():
     rng = random.Random(11)
     values, spikes = [], set()
@@ -265,6 +290,9 @@ def test_batch_and_streaming_give_identical_analytics_tables():
     ({"anomaly_detection": {"metrics": ["cpu"]}}, "unknown metric(s) cpu"),
     ({"anomaly_detection": {"min_std": {"cpu_usage": 0}}}, "min_std values must be positive"),
     ({"anomaly_detection": {"warmup": 1.5}}, "whole number of samples"),
+    ({"anomaly_detection": {"log_scale": ["net"]}}, "log_scale must be a list of metric"),
+    ({"incidents": {"min_signals": 0}}, "min_signals must be at least 1"),
+    ({"incidents": {"families": ["pages"]}}, "one or more of threshold, matrix, ewma"),
 ])
 def test_the_rules_file_sections_are_validated(doc, message):
     with pytest.raises(ValueError) as err:

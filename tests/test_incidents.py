@@ -80,6 +80,24 @@ def test_a_critical_signal_fires_at_once_and_an_escalation_is_sent_once():
     assert [n["state"] for n in critical.notifications] == ["firing", "resolved"]
 
 
+def test_a_lone_pair_of_signals_pages_only_when_min_signals_allows():
+    """Noise gives a 3σ value now and one a minute later; a fault, a burst. With
+    ``min_signals`` 4 the pair stays pending (then resolves unpaged), the burst pages."""
+    rules = Incidents(for_s=60, keep_firing_for_s=300, min_signals=4)
+    assert track([sig(0, 10, family="ewma"), sig(70, 10, family="ewma")], rules).incidents \
+        == []
+    burst = [sig(0, 10, family="ewma", rule=r) for r in ("a", "b", "c")] + [sig(65)]
+    (incident,) = latest_rows(track(burst, rules).incidents)
+    assert incident["signal_count"] == 4 and incident["fired_at"] == T0 + timedelta(seconds=125)
+
+
+def test_signals_of_a_family_left_out_stay_signals():
+    rules = Incidents(for_s=60, keep_firing_for_s=300, families=("threshold", "ewma"))
+    tracker = track([sig(0, 30, family="matrix", rule="network_disk")] * 5, rules)
+    assert tracker.incidents == [] and tracker.notifications == []
+    assert latest_rows(track([sig(0), sig(60)], rules).incidents)
+
+
 def test_servers_have_incidents_of_their_own():
     tracker = IncidentTracker(RULES)
     tracker.feed(sorted([sig(0, server="a"), sig(30, server="a"), sig(10, server="b")]))

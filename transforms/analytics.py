@@ -333,10 +333,12 @@ def score_in_order(rules: AnomalyDetection, key, values, state, counters):
             continue
         last = micros
         scored += 1
-        outcome = detector.score(value)
+        outcome = detector.score(float(rules.scaled(metric, [value])[0])
+                                 if metric in rules.log_scale else value)
         if outcome is None or outcome[2] < rules.threshold:
             continue
         expected, std, score = outcome
+        expected, std = rules.in_unit(metric, expected, std)
         when = _utc(micros)
         rows.append({"timestamp": when, "metric_date": when.date(), "server_id": server_id,
                      "server_name": server_name, "server_type": server_type,

@@ -5,6 +5,7 @@ the transforms, so a worker never reads a config file.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from schemas.server_metrics import MEASUREMENTS
@@ -148,7 +149,11 @@ class AnomalyDetection:
     warmup: int = 30
     min_std: tuple[tuple[str, float], ...] = (
         ("cpu_usage", 0.5), ("memory_usage", 0.5), ("temperature_c", 0.25),
-        ("network_in", 5.0))
+        ("network_in", 0.05))
+    #: Metrics scored on a log scale, ln(1 + v): throughput varies by ratios (log-normal
+    #: noise), so a raw 3σ rule fires on its long upper tail; their ``min_std`` is then in
+    #: natural-log units (0.05 ≈ 5 %).
+    log_scale: tuple[str, ...] = ("network_in", "network_out", "disk_io")
     severity: str = "warning"
     #: Streaming: how much event time is buffered before it is scored in order.
     flush_every_s: int = 10
@@ -173,6 +178,23 @@ class AnomalyDetection:
     def floor(self, metric: str) -> float:
         return dict(self.min_std).get(metric, 1e-9)
 
+    def scaled(self, metric: str, values):
+        """The values the detector scores: ln(1 + v) for a log-scale metric (a negative
+        value, which silver never passes, counts as 0)."""
+        if metric not in self.log_scale:
+            return values
+        import numpy as np
+
+        return np.log1p(np.maximum(np.asarray(values, dtype=np.float64), 0.0))
+
+    def in_unit(self, metric: str, expected: float, std: float) -> tuple[float, float]:
+        """(expected, std) back in the metric's unit: for a log-scale metric the expected
+        value, and the width of one σ above it."""
+        if metric not in self.log_scale:
+            return expected, std
+        centre = math.expm1(expected)
+        return centre, math.expm1(expected + std) - centre
+
 
 @dataclass(frozen=True)
 class Incidents:
@@ -181,7 +203,7 @@ class Incidents:
     Per server, signals are grouped into one incident while each starts within
     ``keep_firing_for_s`` of the end of the ones before it. An incident is *pending* until
     its signals span ``for_s`` (or one of them has a severity in ``fire_at_once``), then
-    *firing*; it is *resolved* ``keep_firing_for_s`` after its last signal's end, once
+    *firing* (with at least ``min_signals`` signals); it is *resolved* ``keep_firing_for_s`` after its last signal's end, once
     event time has passed that (the watermark in streaming; the end of a bounded input in
     batch, as Beam's watermark does). One that resolves while pending never pages. In
     streaming only on-time panes count: an early one may still change, and late ones
@@ -190,10 +212,21 @@ class Incidents:
     for_s: int = 60
     keep_firing_for_s: int = 300
     fire_at_once: tuple[str, ...] = ("critical",)
+    #: Signals an incident needs besides spanning ``for``: noise gives the odd lone 3σ
+    #: value a minute apart, a fault a burst.
+    min_signals: int = 1
+    #: The signal families that open and feed incidents (the others stay signals, in
+    #: ``alert_events``): seed 002's matrix labels, on its absolute thresholds, mark
+    #: normal file and cache servers all day, so the shipped rules page on the others.
+    families: tuple[str, ...] = ("threshold", "matrix", "ewma")
     #: Streaming: how much event time signals wait, then are taken in order.
     flush_every_s: int = 10
 
     def __post_init__(self):
+        if set(self.families) - {"threshold", "matrix", "ewma"} or not self.families:
+            raise ValueError("incidents.families: one or more of threshold, matrix, ewma")
+        if self.min_signals < 1:
+            raise ValueError("incidents: min_signals must be at least 1")
         if self.for_s < 0 or self.keep_firing_for_s < 1 or self.flush_every_s < 1:
             raise ValueError("incidents: for >= 0s, keep_firing_for >= 1s and flush_every "
                              ">= 1s")

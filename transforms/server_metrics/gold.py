@@ -325,9 +325,12 @@ def anomaly_tables(series: pa.Table, server_id: str, rules, counters) -> tuple[p
         present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
         values = column.to_numpy()[present]  # a missing sensor is not a zero
         scored += len(values)
-        hits, _ = scan_series(detection, metric, values.tolist())
+        hits, _ = scan_series(detection, metric,
+                              np.asarray(detection.scaled(metric, values)).tolist())
         if not hits:
             continue
+        hits = [(i, *detection.in_unit(metric, expected, std), score)
+                for i, expected, std, score in hits]
         found = np.array([h[0] for h in hits])
         at = pa.array(present[found])
         n = len(hits)

@@ -73,10 +73,13 @@ class IncidentTracker:
         self._for_us = rules.for_s * _US
         self._keep_us = rules.keep_firing_for_s * _US
         self._at_once = {RANK[s] for s in rules.fire_at_once}
+        self._families = frozenset(rules.families)
 
     def feed(self, signals) -> None:
         """Signals as tuples of :data:`SIGNAL_FIELDS` (micros for the times), sorted."""
         for start, end, family, rule, severity, *identity in signals:
+            if family not in self._families:
+                continue  # a signal, not a page
             self.advance(start)
             rank = RANK[severity]
             inc = self.open
@@ -89,7 +92,8 @@ class IncidentTracker:
             inc.families.add(family)
             inc.rules.add(rule)
             if inc.fired_us is None:
-                if inc.last_end_us - inc.started_us >= self._for_us or rank in self._at_once:
+                if rank in self._at_once or (inc.last_end_us - inc.started_us >= self._for_us
+                                             and inc.count >= self.rules.min_signals):
                     inc.fired_us = end
                     inc.notified_rank = inc.rank
                     self._row(inc)
