@@ -9,7 +9,7 @@ import yaml
 
 from beam_pipelines.errors import UserError
 from schemas.durations import parse_duration
-from schemas.server_metrics import MEASUREMENTS
+from schemas.server_metrics import MEASUREMENTS, SERVER_TYPES
 from transforms.rules import (
     AlertMatrix,
     AlertRule,
@@ -75,16 +75,24 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
     for i, item in enumerate(doc.get("alert_rules", []) or []):
         if not isinstance(item, dict):
             raise ValueError(f"alert_rules[{i}] must be a mapping")
-        extra = set(item) - {"name", "metric", "above", "below", "severity"}
+        extra = set(item) - {"name", "metric", "above", "below", "severity", "by_type",
+                             "by_server"}
         if extra:
             raise ValueError(f"alert_rules[{i}]: unknown key(s) {', '.join(sorted(extra))}")
         if "name" not in item or "metric" not in item:
             raise ValueError(f"alert_rules[{i}] needs a name and a metric")
+        by_type = _keys(f"alert_rules[{i}].by_type", item.get("by_type") or {},
+                        set(SERVER_TYPES))
+        by_server = _keys(f"alert_rules[{i}].by_server", item.get("by_server") or {}, None)
         rules.append(AlertRule(
             name=str(item["name"]), metric=str(item["metric"]),
             severity=str(item.get("severity", "warning")),
             above=_number(f"alert_rules[{i}].above", item["above"]) if "above" in item else None,
-            below=_number(f"alert_rules[{i}].below", item["below"]) if "below" in item else None))
+            below=_number(f"alert_rules[{i}].below", item["below"]) if "below" in item else None,
+            by_type=tuple((str(k), _number(f"alert_rules[{i}].by_type.{k}", v))
+                          for k, v in by_type.items()),
+            by_server=tuple((str(k), _number(f"alert_rules[{i}].by_server.{k}", v))
+                            for k, v in by_server.items())))
     locations = []
     for name, place in _keys("locations", doc.get("locations") or {}, None).items():
         if not isinstance(place, dict):

@@ -30,7 +30,9 @@ PIPELINE_SETTINGS = RecordSchema(
 ALERT_RULES = RecordSchema(
     name="alert_rules",
     layer="ops",
-    description="The alert rules: one row per rule, exactly one of above or below.",
+    description="The alert rules: a row per rule, exactly one of above or below, and a row "
+                "per threshold of its own a server type or a server has (the most "
+                "specific row applies).",
     fields=(
         Field("name", S, "Rule name", required=True),
         Field("metric", S, "Silver column the rule watches", required=True),
@@ -38,6 +40,10 @@ ALERT_RULES = RecordSchema(
               choices=("info", "warning", "critical")),
         Field("above", F, "Fires when the metric is above this"),
         Field("below", F, "Fires when the metric is below this"),
+        Field("server_type", S, "This row's threshold is for servers of this type (null: "
+                                "every type)"),
+        Field("server_id", S, "This row's threshold is for this server (null: every "
+                              "server)"),
     ),
 )
 

@@ -292,6 +292,10 @@ def test_batch_and_streaming_give_identical_analytics_tables():
     ({"anomaly_detection": {"warmup": 1.5}}, "whole number of samples"),
     ({"anomaly_detection": {"log_scale": ["net"]}}, "log_scale must be a list of metric"),
     ({"incidents": {"min_signals": 0}}, "min_signals must be at least 1"),
+    ({"alert_rules": [{"name": "x", "metric": "cpu_usage", "above": 1,
+                       "by_type": {"mainframe": 2}}]}, "unknown key(s) mainframe"),
+    ({"alert_rules": [{"name": "x", "metric": "cpu_usage", "above": 1,
+                       "by_server": {"s1": "high"}}]}, "by_server.s1 must be a number"),
     ({"incidents": {"families": ["pages"]}}, "one or more of threshold, matrix, ewma"),
 ])
 def test_the_rules_file_sections_are_validated(doc, message):

@@ -20,6 +20,7 @@ from beam_pipelines.config import load_rules
 from schemas.server_metrics import GOLD_TABLES
 from schemas.web_logs import WEB_GOLD_TABLES
 
+ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "local-project"
 QUANTILES = {f"p{q}_{m}" for q in (50, 95, 99) for m in ("cpu_usage", "memory_usage")}
 
@@ -68,9 +69,16 @@ def metrics_run(emulator_env, tmp_path_factory):
     from generators.cli import main as generate
 
     out = tmp_path_factory.mktemp("metrics")
+    # Web servers get a CPU threshold of their own: SQL and Beam must both apply it.
+    config = out / "rules.yaml"
+    shipped = (ROOT / "configs" / "server_metrics.yaml").read_text()
+    high_cpu = "above: 90, severity: warning}   # seeds 000, 001"
+    assert high_cpu in shipped
+    config.write_text(shipped.replace(high_cpu, "above: 90, severity: warning, "
+                                                "by_type: {web: 60}}"))
     beam_w, sql_w = Warehouse(PROJECT, "beam_m"), Warehouse(PROJECT, "sql_m")
-    admin.setup(beam_w, load_rules())
-    admin.setup(sql_w, load_rules())
+    admin.setup(beam_w, load_rules(config))
+    admin.setup(sql_w, load_rules(config))
     sample = generate_sample(str(out), parse_options(
         ["--sample-servers", "4", "--sample-duration", "2h"]).view_as(ServerMetricsOptions))
     assert generate(["regional", "--servers", "3", "--duration", "2h", "--malformed-rate",
@@ -78,7 +86,8 @@ def metrics_run(emulator_env, tmp_path_factory):
     inputs = [Path(sample), out / "regional" / "usa.jsonl"]
     code = main(["metrics", "--sink", "bigquery", "--bq-project", PROJECT,
                  "--bq-dataset-prefix", "beam_m", "--bq-write-method", "STREAMING_INSERTS",
-                 "--output-dir", str(out)] + [a for p in inputs for a in ("--input", str(p))])
+                 "--output-dir", str(out), "--config", str(config)]
+                + [a for p in inputs for a in ("--input", str(p))])
     assert code == 0
     return {"beam": beam_w, "sql": sql_w, "input": inputs}
 
@@ -165,6 +174,11 @@ def test_the_scheduled_sql_computes_the_same_gold_as_beam(metrics_run):
     for schema in GOLD_TABLES:
         _assert_same_numbers(schema, _rows(beam_w.table_id(schema)),
                              _rows(sql_w.table_id(schema)))
+    # the web servers' own CPU threshold fired, in both engines alike (compared above)
+    alerts = next(t for t in GOLD_TABLES if t.name == "alerts")
+    web = [r for r in _rows(beam_w.table_id(alerts)) if r["rule"] == "high_cpu"
+           and r["threshold"] == 60]
+    assert web and {r["server_type"] for r in web} == {"web"}
 
 
 def test_the_scheduled_sql_is_idempotent(metrics_run):
@@ -336,8 +350,11 @@ def test_setup_is_idempotent_and_adds_new_columns(emulator_env):
     assert f"updated table {PROJECT}.setup_t_gold.alerts: added message" in again
     assert _rows(f"{PROJECT}.setup_t_reporting.alerts_feed") == []  # the view reads message
     assert [r["name"] for r in _rows(f"{PROJECT}.setup_t_ops.alert_rules")] != []
-    assert sorted(r["name"] for r in _rows(f"{PROJECT}.setup_t_ops.alert_rules")) == sorted(
+    rows = _rows(f"{PROJECT}.setup_t_ops.alert_rules")
+    assert sorted(r["name"] for r in rows if r["server_type"] is None) == sorted(
         r.name for r in load_rules().alert_rules)
+    assert [(r["name"], r["server_type"], r["above"]) for r in rows
+            if r["server_type"] is not None] == [("high_memory", "cache", 95.0)]
     assert admin.missing_datasets(w) == []
     removed = admin.teardown(w)
     assert len(removed) == 5 and all(line.startswith("deleted") for line in removed)

@@ -167,3 +167,23 @@ def test_health_is_scored_over_the_metrics_a_server_reports():
     expected = [w.score(*(c.as_py() for c in row)) for row in zip(cpu, mem, pct, strict=True)]
     assert [None if s != s else pytest.approx(s) for s in scores] == [
         None if e is None else pytest.approx(e) for e in expected]
+
+
+def test_a_server_type_and_a_server_have_thresholds_of_their_own():
+    """The most specific threshold applies (server, then type, then the rule's), and the
+    alert row says which; the row-level gold and the rule agree."""
+    import dataclasses
+
+    from transforms.rules import AlertRule
+
+    rule = AlertRule("high_cpu", "cpu_usage", above=90.0, by_type=(("web", 25.0),),
+                     by_server=(("b", 15.0),))
+    assert rule.threshold_of("x", "database") == 90.0
+    assert rule.threshold_of("x", "web") == 25.0 and rule.threshold_of("b", "web") == 15.0
+    assert list(rule.thresholds(["x", "a", "b"], ["database", "web", "web"])) == [
+        90.0, 25.0, 15.0]
+    rules = dataclasses.replace(RULES, alert_rules=(rule,))
+    found = run_gold(ROWS, rules)["alerts"]
+    # a: web, cpu 30 and 95 in minute 10:00/10:59 and 50 at 11:00 above 25; b: its own 15
+    assert {(r["server_id"], r["threshold"]) for r in found} == {("a", 25.0), ("b", 15.0)}
+    assert all(f"above {r['threshold']:g}" in r["message"] for r in found)

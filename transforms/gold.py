@@ -167,10 +167,11 @@ class RaiseAlertsFn(beam.DoFn):
             row.update(_server_columns(key))
             direction = "above" if rule.above is not None else "below"
             who = row["server_name"] or row["server_id"]
+            threshold = rule.threshold_of(row["server_id"], row["server_type"])
             row.update(
                 rule=rule.name, severity=rule.severity, metric=rule.metric,
-                threshold=rule.threshold, observed_value=extreme, breach_count=count,
-                message=(f"{rule.metric} {direction} {rule.threshold:g} on {who}: "
+                threshold=threshold, observed_value=extreme, breach_count=count,
+                message=(f"{rule.metric} {direction} {threshold:g} on {who}: "
                          f"{count} of {summary.records} records, most extreme {extreme:g}, "
                          f"{row['window_start']:%Y-%m-%d %H:%M}–{row['window_end']:%H:%M} UTC"))
             yield {n: row[n] for n in ALERTS.names}

@@ -21,6 +21,11 @@ class AlertRule:
     severity: str = "warning"
     above: float | None = None
     below: float | None = None
+    #: Thresholds of their own for server types, and for single servers (a server's wins
+    #: over its type's, which wins over ``above``/``below``): a cache server's normal
+    #: memory is another's saturation.
+    by_type: tuple[tuple[str, float], ...] = ()
+    by_server: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
         if self.metric not in MEASUREMENTS:
@@ -36,8 +41,29 @@ class AlertRule:
     def threshold(self) -> float:
         return self.above if self.above is not None else self.below
 
-    def breached_by(self, value: float) -> bool:
-        return value > self.above if self.above is not None else value < self.below
+    def threshold_of(self, server_id: str | None, server_type: str | None) -> float:
+        """This server's threshold: its own, its type's, or the rule's."""
+        for overrides, key in ((self.by_server, server_id), (self.by_type, server_type)):
+            for name, value in overrides:
+                if name == key:
+                    return value
+        return self.threshold
+
+    def thresholds(self, server_ids, server_types):
+        """:meth:`threshold_of` over columns (Arrow arrays or lists): a NumPy array."""
+        import numpy as np
+
+        ids = server_ids.to_pylist() if hasattr(server_ids, "to_pylist") else server_ids
+        types = server_types.to_pylist() if hasattr(server_types, "to_pylist") else server_types
+        if not (self.by_type or self.by_server):
+            return np.full(len(ids), self.threshold, dtype=np.float64)
+        return np.array([self.threshold_of(i, t) for i, t in zip(ids, types, strict=True)],
+                        dtype=np.float64)
+
+    def breached_by(self, value: float, server_id: str | None = None,
+                    server_type: str | None = None) -> bool:
+        limit = self.threshold_of(server_id, server_type)
+        return value > limit if self.above is not None else value < limit
 
 
 @dataclass(frozen=True)
@@ -202,12 +228,12 @@ class Incidents:
 
     Per server, signals are grouped into one incident while each starts within
     ``keep_firing_for_s`` of the end of the ones before it. An incident is *pending* until
-    its signals span ``for_s`` (or one of them has a severity in ``fire_at_once``), then
-    *firing* (with at least ``min_signals`` signals); it is *resolved* ``keep_firing_for_s`` after its last signal's end, once
-    event time has passed that (the watermark in streaming; the end of a bounded input in
-    batch, as Beam's watermark does). One that resolves while pending never pages. In
-    streaming only on-time panes count: an early one may still change, and late ones
-    arrive in an order no other run reproduces."""
+    its signals span ``for_s`` and number ``min_signals`` (or one of them has a severity
+    in ``fire_at_once``), then *firing*; it is *resolved* ``keep_firing_for_s`` after its
+    last signal's end, once event time has passed that (the watermark in streaming; the
+    end of a bounded input in batch, as Beam's watermark does). One that resolves while
+    pending never pages. In streaming only on-time panes count: an early one may still
+    change, and late ones arrive in an order no other run reproduces."""
 
     for_s: int = 60
     keep_firing_for_s: int = 300

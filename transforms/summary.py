@@ -169,7 +169,7 @@ class ServerMetricsSummary:
             self.high_utilization += 1
         for rule in rules:
             v = r[rule.metric]
-            if v is not None and rule.breached_by(v):
+            if v is not None and rule.breached_by(v, r["server_id"], r["server_type"]):
                 hit = self.breaches.get(rule.name)
                 if hit is None:
                     self.breaches[rule.name] = [1, v, rule.above is not None]

@@ -109,6 +109,22 @@ def _p(name: str, kind: str, value):
     return bigquery.ScalarQueryParameter(name, kind, value)
 
 
+def _rule_rows(rule) -> list[list]:
+    """A rule's rows of ``alert_rules``: the rule's own threshold, then one per server type
+    and per server with a threshold of its own."""
+    above = rule.above is not None
+
+    def row(limit, server_type=None, server_id=None):
+        return [_p("name", "STRING", rule.name), _p("metric", "STRING", rule.metric),
+                _p("severity", "STRING", rule.severity),
+                _p("above", "FLOAT64", limit if above else None),
+                _p("below", "FLOAT64", None if above else limit),
+                _p("server_type", "STRING", server_type), _p("server_id", "STRING", server_id)]
+
+    return ([row(rule.threshold)] + [row(v, server_type=t) for t, v in rule.by_type]
+            + [row(v, server_id=i) for i, v in rule.by_server])
+
+
 def load_rules(client, warehouse: Warehouse, rules: ServerMetricsRules) -> list[str]:
     """Replace the rule tables' rows with the rules file's, each table in one MERGE: a
     scheduled query that reads it meanwhile sees the old rules or the new ones, never an
@@ -124,10 +140,7 @@ def load_rules(client, warehouse: Warehouse, rules: ServerMetricsRules) -> list[
             _p("high_memory_threshold", "FLOAT64", rules.high_memory_threshold),
             _p("weight_cpu", "FLOAT64", w.cpu), _p("weight_memory", "FLOAT64", w.memory),
             _p("weight_high_utilization", "FLOAT64", w.high_utilization)]],
-        ALERT_RULES: [[
-            _p("name", "STRING", r.name), _p("metric", "STRING", r.metric),
-            _p("severity", "STRING", r.severity), _p("above", "FLOAT64", r.above),
-            _p("below", "FLOAT64", r.below)] for r in rules.alert_rules],
+        ALERT_RULES: [row for r in rules.alert_rules for row in _rule_rows(r)],
         LOCATIONS: [[
             _p("location", "STRING", loc.name), _p("latitude", "FLOAT64", loc.latitude),
             _p("longitude", "FLOAT64", loc.longitude)] for loc in rules.locations],

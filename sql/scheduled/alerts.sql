@@ -1,6 +1,7 @@
 -- alerts: one row per server, minute and rule that fired, from silver. The rules come from
 -- ${ops}.alert_rules (loaded from the rules file by setup): a rule fires when its metric is
--- above `above` (or below `below`) in at least one record of the minute.
+-- above `above` (or below `below`) in at least one record of the minute; a server's own
+-- row of the rule, else its type's, else the rule's row, gives the threshold.
 -- Scheduled every 15 minutes; replaces DATE(run_time) - 2 days … DATE(run_time).
 MERGE `${gold}.alerts` AS target
 USING (
@@ -34,7 +35,13 @@ USING (
         WHEN 'disk_used_pct' THEN m.disk_used_pct
       END AS value
     FROM minute AS m
-    CROSS JOIN `${ops}.alert_rules` AS r
+    JOIN `${ops}.alert_rules` AS r
+      ON (r.server_id IS NULL OR r.server_id = m.server_id)
+      AND (r.server_type IS NULL OR r.server_type = m.server_type)
+    WHERE TRUE
+    QUALIFY ROW_NUMBER() OVER (
+      PARTITION BY m.server_id, m.timestamp, r.name
+      ORDER BY r.server_id IS NULL, r.server_type IS NULL) = 1
   ),
   fired AS (
     SELECT

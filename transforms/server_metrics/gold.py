@@ -88,8 +88,9 @@ def alert_rows(measures: Measures, codes, rules: ServerMetricsRules) -> list[dic
     for rule in sorted(rules.alert_rules, key=lambda r: r.name):
         v = table.column(rule.metric).to_numpy()
         above = rule.above is not None
+        limit = rule.thresholds(table.column("server_id"), table.column("server_type"))
         with np.errstate(invalid="ignore"):
-            breach = v > rule.above if above else v < rule.below
+            breach = v > limit if above else v < limit
         counts = seg.count(breach)
         hit = np.flatnonzero(counts)
         if not len(hit):
@@ -103,13 +104,14 @@ def alert_rows(measures: Measures, codes, rules: ServerMetricsRules) -> list[dic
             end = start + timedelta(seconds=MINUTE)
             who = ids["server_name"][j] or ids["server_id"][j]
             count, records, worst = int(counts[s]), int(seg.size[s]), float(extreme[s])
+            threshold = rule.threshold_of(ids["server_id"][j], ids["server_type"][j])
             rows.append({
                 "window_start": start, "window_end": end, "metric_date": start.date(),
                 "pane_index": 0, "pane_timing": "ON_TIME",
                 **{k: ids[k][j] for k in IDENTITY},
                 "rule": rule.name, "severity": rule.severity, "metric": rule.metric,
-                "threshold": rule.threshold, "observed_value": worst, "breach_count": count,
-                "message": (f"{rule.metric} {direction} {rule.threshold:g} on {who}: "
+                "threshold": threshold, "observed_value": worst, "breach_count": count,
+                "message": (f"{rule.metric} {direction} {threshold:g} on {who}: "
                             f"{count} of {records} records, most extreme {worst:g}, "
                             f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC")})
     return rows

@@ -171,8 +171,9 @@ class MinuteDeltasFn(beam.DoFn):
         for rule in self._rules:
             v = table.column(rule.metric).to_numpy()
             above = rule.above is not None
+            limit = rule.thresholds(table.column("server_id"), table.column("server_type"))
             with np.errstate(invalid="ignore"):
-                hit = v > rule.above if above else v < rule.below
+                hit = v > limit if above else v < limit
             breaches.append((rule, above, seg.count(hit),
                              seg.extreme(np.where(hit, v, np.nan), above)))
         for j, (first, size) in enumerate(zip(seg.first.tolist(), seg.size.tolist(),
