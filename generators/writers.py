@@ -1,7 +1,6 @@
 """Writing generated records: JSON lines, CSV, Parquet or log lines, to a file or stdout."""
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import contextmanager
 
@@ -36,8 +35,6 @@ def write_metrics(generator: MetricsGenerator, path: str, fmt: str, progress=Non
     """Write everything ``generator`` renders; ``progress(n)`` is told of every n events."""
     renderer = renderer_for(fmt)
     records = generator.render(renderer)
-    if path != "-" and os.path.dirname(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)  # --output days/day1.jsonl
     if fmt == "parquet":
         if path == "-":
             raise ValueError("Parquet cannot be written to stdout: give --output FILE")

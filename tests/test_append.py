@@ -26,6 +26,7 @@ def run(*args) -> str:
 
 def test_days_appended_one_by_one_make_the_gold_of_all_at_once(tmp_path):
     days = tmp_path / "in"
+    days.mkdir()
     for day, start in ((1, "2026-01-05T00:00:00Z"), (2, "2026-01-05T00:30:00Z")):
         assert generate(["metrics", "--servers", "3", "--interval", "10s", "--duration",
                          "30m", "--malformed-rate", "0.02", "--start", start, "--output",

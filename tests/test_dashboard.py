@@ -328,6 +328,8 @@ def test_every_page_loads_and_draws_with_no_error(browser_page):
 
 @pytest.mark.browser
 def test_a_filter_changes_what_the_table_shows(browser_page):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from beam_pipelines.dashboard import browser
 
     page, problems = browser_page
@@ -342,8 +344,16 @@ def test_a_filter_changes_what_the_table_shows(browser_page):
     browser.settle(page)
     assert labels.all_inner_texts() == [kind]
     table = page.get_by_test_id("stDataFrame").first
-    page.wait_for_function("e => e.querySelectorAll('td').length > 0",
-                           arg=table.element_handle(), timeout=15_000)
+    # the table redraws after the labels: wait until its rows are the filtered ones (or
+    # time out, and the assertion below shows what it holds)
+    try:
+        page.wait_for_function(
+            "([e, kind]) => { const rows = [...e.querySelectorAll('tbody tr')]; "
+            "return rows.length > 0 && rows.every(r => { const c = r.querySelectorAll('td'); "
+            "return c.length > 2 && c[2].innerText === kind; }); }",
+            arg=[table.element_handle(), kind], timeout=15_000)
+    except PlaywrightTimeout:  # the assertion below says more
+        pass
     cells = table.evaluate("e => [...e.querySelectorAll('tbody tr')].map("
                            "r => [...r.querySelectorAll('td')].map(c => c.innerText))")
     types = {row[2] for row in cells if len(row) > 2}
