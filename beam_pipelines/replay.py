@@ -68,10 +68,19 @@ class Selection:
     #: dead letters being replayed, as (source, payload as stored): the rows their
     #: records' new outcomes supersede
     superseded: set = field(default_factory=set)
+    #: an archive's records, read as they are staged or published rather than held:
+    #: () → iterator of (payload, source, attributes, layer)
+    stream: object = None
 
     @property
     def from_dead_letters(self) -> bool:
         return bool(self.superseded)
+
+    def records(self):
+        """(payload, source, attributes, layer) of every chosen record, in order."""
+        if self.stream is not None:
+            return self.stream()
+        return zip(self.payloads, self.sources, self.attributes, self.layers, strict=True)
 
     def __len__(self) -> int:
         return len(self.payloads)
@@ -135,7 +144,7 @@ def main(argv: list[str], prog: str = "python -m run") -> int:
         published = publish(selection, args.to_topic)
         print(f"Published {published:,} record(s) ({selection.what}) to {args.to_topic}")
         return 0
-    if not len(selection):
+    if selection.stream is None and not len(selection):
         print(f"Nothing to replay: {selection.what} holds no record.")
         return 0
     outcome = _RUNS[kind.name](options, selection)
@@ -187,14 +196,13 @@ def select_archive(directory: str, start: str | None, end: str | None, output_di
     what = f"the archive {directory}{window}"
     if not files:
         raise UserError(f"{what}: no archived record")
-    selection = Selection(what)
-    for path in files:
-        for entry in read_archive_file(path, low, high):
-            selection.payloads.append(payload_of(entry))
-            selection.sources.append(entry.get("source"))
-            selection.attributes.append(entry.get("attributes") or {})
-            selection.layers.append("bronze")
-    return selection
+    def stream():
+        for path in files:
+            for entry in read_archive_file(path, low, high):
+                yield (payload_of(entry), entry.get("source"), entry.get("attributes") or {},
+                       "bronze")
+
+    return Selection(what, stream=stream)
 
 
 def select_dead_letters(output_dir: str, pipeline: str, reasons: str | None,
@@ -269,17 +277,24 @@ def publish(selection: Selection, topic: str) -> int:
     from google.cloud import pubsub_v1
 
     client = pubsub_v1.PublisherClient()
-    futures = []
-    for payload, source, attributes in zip(selection.payloads, selection.sources,
-                                           selection.attributes, strict=True):
+    futures, published = [], 0
+    for payload, source, attributes, _ in selection.records():
         attributes = {k: str(v) for k, v in attributes.items()
                       if k not in (ENVELOPE_ATTRIBUTE, EVENT_ID_ATTRIBUTE)}
         attributes["replay_of"] = source or ""
         attributes[EVENT_ID_ATTRIBUTE] = f"replay:{source}"
         futures.append(client.publish(topic, payload, **attributes))
+        if len(futures) >= 10_000:  # bounded memory: wait for a batch at a time
+            published += _settled(futures)
+    return published + _settled(futures)
+
+
+def _settled(futures: list) -> int:
     for future in futures:
         future.result(timeout=60)
-    return len(futures)
+    done = len(futures)
+    futures.clear()
+    return done
 
 
 # ---- into the lakehouse -------------------------------------------------------------------
@@ -294,6 +309,7 @@ class Prepared:
     dead_letter_files: list     # the dead letters' files before the run
     skipped: int                # selected records the lakehouse already holds
     staging: str
+    chosen: int = 0             # records chosen
 
 
 def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
@@ -308,20 +324,39 @@ def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
     from schemas.dead_letter import DEAD_LETTERS
 
     resume = delivery.Resume.load(output_dir, pipeline, tables)
-    keep = [i for i, s in enumerate(selection.sources)
-            if selection.from_dead_letters or s not in resume.terminal]
     staging = os.path.join(output_dir, f".replay-{uuid.uuid4().hex[:12]}")
     os.makedirs(staging)
     path = os.path.join(staging, "input.parquet")
-    pq.write_table(pa.table({
-        "payload": pa.array([selection.payloads[i] for i in keep], pa.binary()),
-        "source": pa.array([selection.sources[i] for i in keep], pa.string()),
-        "layer": pa.array([selection.layers[i] for i in keep], pa.string())}), path)
+    schema = pa.schema([("payload", pa.binary()), ("source", pa.string()),
+                        ("layer", pa.string())])
+    chosen = kept = 0
+    chunk: list = []
+    with pq.ParquetWriter(path, schema) as writer:  # a chunk at a time: bounded memory
+        for payload, source, _, layer in selection.records():
+            chosen += 1
+            if selection.from_dead_letters or source not in resume.terminal:
+                chunk.append((payload, source, layer))
+            if len(chunk) >= 50_000:
+                kept += _write_chunk(writer, schema, chunk)
+        kept += _write_chunk(writer, schema, chunk)
     replaced = [f for schema in tables if schema.name not in appended
                 for f in _files(table_dir(output_dir, schema))]
-    new = 0 if selection.from_dead_letters else len(keep)
+    new = 0 if selection.from_dead_letters else kept
     dead = _files(table_dir(output_dir, DEAD_LETTERS))
-    return Prepared(path, resume, new, replaced, dead, len(selection) - len(keep), staging)
+    return Prepared(path, resume, new, replaced, dead, chosen - kept, staging, chosen)
+
+
+def _write_chunk(writer, schema, chunk: list) -> int:
+    import pyarrow as pa
+
+    if not chunk:
+        return 0
+    payloads, sources, layers = zip(*chunk, strict=True)
+    writer.write_table(pa.table([pa.array(payloads, pa.binary()), pa.array(sources, pa.string()),
+                                 pa.array(layers, pa.string())], schema=schema))
+    done = len(chunk)
+    chunk.clear()
+    return done
 
 
 def read_staged(path: str, layer: str = "bronze", batch_rows: int = 50_000):
@@ -396,7 +431,7 @@ def finish(output_dir: str, pipeline: str, prepared: Prepared, selection: Select
 def announce(selection: Selection, prepared: Prepared) -> None:
     parts = [f"{prepared.new_records:,} new record(s)"]
     if selection.superseded:
-        parts.append(f"{len(selection):,} dead letter(s) taken again")
+        parts.append(f"{prepared.chosen:,} dead letter(s) taken again")
     if prepared.skipped:
         parts.append(f"{prepared.skipped:,} already in the lakehouse, skipped")
     print(f"Replaying {selection.what}: {', '.join(parts)}", flush=True)
