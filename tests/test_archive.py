@@ -106,3 +106,18 @@ def test_a_live_source_archives_a_round_before_handing_it_on(tmp_path):
     entries = list(read_archive_file(archive_files(str(tmp_path))[0]))
     assert [e["source"] for e in entries] == ["p#1", "p#2"]
     assert entries[0]["attributes"] == {"k": "v"}
+
+
+def test_an_archive_file_is_read_a_chunk_at_a_time_across_members(tmp_path):
+    """Members and lines that straddle the reader's chunks come out whole."""
+    from beam_pipelines.io.archive import _members
+
+    writer = ArchiveWriter(str(tmp_path), Clock(T0))
+    for round_ in range(5):
+        writer.write([(i, RawRecord(b'{"n": %d}' % (round_ * 100 + i), f"s#{round_}-{i}"))
+                      for i in range(50)])
+    path = archive_files(str(tmp_path))[0]
+    with open(path, "rb") as fh:
+        members = list(_members(fh, path, chunk_bytes=37))
+    assert len(members) == 5 and all(len(m.splitlines()) == 50 for m in members)
+    assert [payload_of(e) for e in read_archive_file(path)][-1] == b'{"n": 449}'

@@ -174,35 +174,39 @@ def archive_files(directory: str, start: datetime | None = None,
     return chosen
 
 
-def _members(data: bytes, path: str):
-    """The text of each complete gzip member; a truncated last one (a write that a crash
-    cut short) is dropped with a warning."""
-    while data:
-        inflate = zlib.decompressobj(wbits=31)
-        try:
-            text = inflate.decompress(data)
-        except zlib.error as exc:
-            log.warning("%s: unreadable from byte %d on (%s); the rest is skipped", path,
-                        len(data), exc)
-            return
-        if not inflate.eof:
-            log.warning("%s: its last write was cut short; its %d byte(s) are skipped",
-                        path, len(data))
-            return
-        yield text
-        data = inflate.unused_data
+def _members(fh, path: str, chunk_bytes: int = 1 << 20):
+    """The text of each complete gzip member, the file read a chunk at a time (a member is
+    a poll round locally, a bundle on Dataflow); a cut-short last member (a write a crash
+    interrupted) is dropped with a warning."""
+    inflate, text, started = zlib.decompressobj(wbits=31), bytearray(), False
+    while chunk := fh.read(chunk_bytes):
+        data = chunk
+        while data:
+            started = True
+            try:
+                text += inflate.decompress(data)
+            except zlib.error as exc:
+                log.warning("%s: unreadable from here on (%s); the rest is skipped", path,
+                            exc)
+                return
+            if not inflate.eof:
+                break
+            yield bytes(text)
+            data = inflate.unused_data
+            inflate, text, started = zlib.decompressobj(wbits=31), bytearray(), False
+    if started:
+        log.warning("%s: its last write was cut short; what it held is skipped", path)
 
 
 def read_archive_file(path: str, start: datetime | None = None,
                       end: datetime | None = None):
     """An archive file → its entries (dicts) received within [start, end)."""
     with FileSystems.open(path, compression_type="uncompressed") as fh:
-        data = fh.read()
-    for text in _members(data, path):
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            received = datetime.fromisoformat(entry["received_at"].replace("Z", "+00:00"))
-            if (start is None or received >= start) and (end is None or received < end):
-                yield entry
+        for text in _members(fh, path):
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                entry = json.loads(line)
+                received = datetime.fromisoformat(entry["received_at"].replace("Z", "+00:00"))
+                if (start is None or received >= start) and (end is None or received < end):
+                    yield entry
