@@ -333,8 +333,7 @@ def score_in_order(rules: AnomalyDetection, key, values, state, counters):
             continue
         last = micros
         scored += 1
-        outcome = detector.score(float(rules.scaled(metric, [value])[0])
-                                 if metric in rules.log_scale else value)
+        outcome = detector.score(rules.scaled_one(metric, value))
         if outcome is None or outcome[2] < rules.threshold:
             continue
         expected, std, score = outcome

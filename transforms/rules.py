@@ -50,15 +50,26 @@ class AlertRule:
         return self.threshold
 
     def thresholds(self, server_ids, server_types):
-        """:meth:`threshold_of` over columns (Arrow arrays or lists): a NumPy array."""
+        """:meth:`threshold_of` over columns (Arrow arrays or lists): a NumPy array, looked
+        up a column at a time (the batch gold calls it for every rule and server-day)."""
         import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        ids = server_ids.to_pylist() if hasattr(server_ids, "to_pylist") else server_ids
-        types = server_types.to_pylist() if hasattr(server_types, "to_pylist") else server_types
-        if not (self.by_type or self.by_server):
-            return np.full(len(ids), self.threshold, dtype=np.float64)
-        return np.array([self.threshold_of(i, t) for i, t in zip(ids, types, strict=True)],
-                        dtype=np.float64)
+        limit = np.full(len(server_ids), self.threshold, dtype=np.float64)
+        # the type's first, then the server's over it: the most specific wins
+        for overrides, column in ((self.by_type, server_types), (self.by_server, server_ids)):
+            if not overrides:
+                continue
+            keys = pa.array([k for k, _ in overrides], pa.string())
+            values = np.array([v for _, v in overrides], dtype=np.float64)
+            column = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else \
+                pa.array(column, pa.string())
+            at = pc.index_in(column, value_set=keys)
+            found = at.is_valid().to_numpy(zero_copy_only=False)
+            if found.any():
+                limit[found] = values[at.to_numpy(zero_copy_only=False)[found].astype(int)]
+        return limit
 
     def breached_by(self, value: float, server_id: str | None = None,
                     server_type: str | None = None) -> bool:
@@ -212,6 +223,10 @@ class AnomalyDetection:
         import numpy as np
 
         return np.log1p(np.maximum(np.asarray(values, dtype=np.float64), 0.0))
+
+    def scaled_one(self, metric: str, value: float) -> float:
+        """:meth:`scaled` of one value (the streaming detector scores them one by one)."""
+        return math.log1p(max(value, 0.0)) if metric in self.log_scale else value
 
     def in_unit(self, metric: str, expected: float, std: float) -> tuple[float, float]:
         """(expected, std) back in the metric's unit: for a log-scale metric the expected
