@@ -77,11 +77,12 @@ def payload_of(entry: dict) -> bytes:
 class ArchiveWriter:
     """The local runner's archive: one file per hour and run, a gzip member per round."""
 
-    def __init__(self, directory: str, clock=None):
+    def __init__(self, directory: str, clock=None, append: bool | None = None):
         self.directory = directory
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._run = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        self.records = 0
+        #: a local file is appended to; an object store cannot append: a file a round
+        self._append = "://" not in directory if append is None else append
 
     def write(self, items) -> None:
         """``[(event_micros, RawRecord)]`` → archived, durably, before returning."""
@@ -93,10 +94,9 @@ class ArchiveWriter:
         member = gzip.compress(data, compresslevel=6, mtime=0)
         folder = hour_folder(self.directory, received)
         # (LiveRead calls this under its own lock: one round at a time.)
-        if "://" in self.directory:  # an object store cannot append: a file a round
-            name = f"part-{self._run}-{uuid.uuid4().hex[:8]}.jsonl.gz"
-            with FileSystems.create(FileSystems.join(folder, name)) as fh:
-                fh.write(member)
+        if not self._append:
+            _write_file(FileSystems.join(folder, f"part-{self._run}-{uuid.uuid4().hex[:8]}"
+                                                 ".jsonl.gz"), member)
         else:
             os.makedirs(folder, exist_ok=True)
             path = os.path.join(folder, f"part-{self._run}.jsonl.gz")
@@ -104,7 +104,17 @@ class ArchiveWriter:
                 fh.write(member)
                 fh.flush()
                 os.fsync(fh.fileno())
-        self.records += len(items)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """``data`` (gzip already) as the file ``path`` of any file system: not compressed
+    again, as Beam would by the name's .gz."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    if "://" not in path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        fh.write(data)
 
 
 class ArchiveRecordsFn(beam.DoFn):
@@ -125,9 +135,8 @@ class ArchiveRecordsFn(beam.DoFn):
 
     def finish_bundle(self):
         for folder, lines in self._lines.items():
-            path = FileSystems.join(folder, f"part-{uuid.uuid4().hex}.jsonl.gz")
-            with FileSystems.create(path) as fh:
-                fh.write(gzip.compress(b"".join(lines), mtime=0))
+            _write_file(FileSystems.join(folder, f"part-{uuid.uuid4().hex}.jsonl.gz"),
+                        gzip.compress(b"".join(lines), mtime=0))
         self._lines = {}
 
 
