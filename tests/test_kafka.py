@@ -318,3 +318,32 @@ def test_seed_002s_topic_per_family_stream_joins_back_every_record(kafka_broker,
     assert bronze == whole and 4 * (bronze + joined_dead) + sent_whole == messages
     assert sum(_committed(bootstrap, t, "telemetry-server_metrics")
                for t in topics.split(",")) == messages
+
+
+def test_a_joined_records_parts_are_committed_once_it_is_written_and_not_joined_again():
+    """The parts' offsets wait for the whole record's write; after a restart, the parts of
+    a record an earlier run wrote are settled at once and not joined again."""
+    import orjson
+
+    from beam_pipelines.io import delivery
+    from beam_pipelines.io.kafka import FamilyJoin, KafkaPoller
+
+    topics = ("m-cpu", "m-mem")
+    part = {"server_id": "s1", "timestamp": "2026-12-06T10:00:00Z"}
+    written = FamilyJoin.source_of(("s1", "2026-12-06T10:00:00Z"))
+    fresh = dict(part, timestamp="2026-12-06T10:00:10Z")
+
+    poller = KafkaPoller("unused:9", topics, "g", join=FamilyJoin(topics))
+    poller._ledger = delivery.DeliveryLedger(delivery.Resume(terminal=frozenset({written})))
+    items: list = []
+    for offset, (topic, obj) in enumerate([("m-cpu", part), ("m-cpu", fresh),
+                                           ("m-mem", part), ("m-mem", fresh)]):
+        assert poller._join_part(topic, 0, offset, orjson.dumps(obj), 1, 0.0, items)
+    # the written record's parts: settled now, never joined; the new one: joined once
+    assert sorted(poller._ledger.take_ready()) == sorted(
+        [ack_id("m-cpu", 0, 0), ack_id("m-mem", 0, 2)])
+    assert [r.source for _, r in items] == [FamilyJoin.source_of(("s1", fresh["timestamp"]))]
+    assert poller._ledger.take_ready() == []  # held until that record is written
+    poller._ledger.written([items[0][1].source])
+    assert sorted(poller._ledger.take_ready()) == sorted(
+        [ack_id("m-cpu", 0, 1), ack_id("m-mem", 0, 3)])

@@ -19,9 +19,11 @@ import threading
 import time
 
 import apache_beam as beam
+import orjson
 
 from beam_pipelines.errors import UserError
 from beam_pipelines.io.live_sources import LiveRead, Poller
+from schemas.families import MISSING_PARTS
 from transforms.bronze import RawRecord
 
 
@@ -96,8 +98,6 @@ class FamilyJoin:
     def key_of(value: bytes):
         """(server_id, timestamp) of a part, or None when it cannot be joined (it is then
         a record of its own, which bronze judges)."""
-        import orjson
-
         try:
             obj = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -118,8 +118,6 @@ class FamilyJoin:
         entry = self._open.setdefault(key, {"since": now, "micros": micros, "parts": {},
                                             "ids": []})
         if topic in entry["parts"]:
-            import orjson
-
             return micros, orjson.dumps(obj), None
         entry["parts"][topic] = obj
         entry["ids"].append(part)
@@ -132,14 +130,14 @@ class FamilyJoin:
     def due(self, now: float, everything: bool = False) -> list[tuple]:
         """Records whose parts stopped coming (``everything``: all, at a drain) →
         ``(key, (micros, payload, parts))``, marked with what is missing."""
-        keys = [k for k, e in self._open.items() if everything or now - e["since"] >= self.wait_s]
+        keys = []
+        for key, entry in self._open.items():  # in the order they opened: the due first
+            if not everything and now - entry["since"] < self.wait_s:
+                break
+            keys.append(key)
         return [(k, self._whole(self._open.pop(k))) for k in keys]
 
     def _whole(self, entry: dict):
-        import orjson
-
-        from schemas.families import MISSING_PARTS
-
         merged: dict = {}
         for topic in reversed(self.topics):  # the first topic's value wins a shared field
             merged.update(entry["parts"].get(topic, {}))
@@ -223,13 +221,12 @@ class KafkaPoller(Poller):
         key, obj = self.join.key_of(value)
         if key is None:
             return False
-        source = self.join.source_of(key)
-        written = self._ledger is None
-        if self._ledger is not None and not self._ledger.admit(
-                ack_id(topic, partition, offset), [RawRecord(b"", source)]):
-            written = True  # an earlier run wrote the whole record: nothing to join
+        # the part's message waits for the whole record (nothing to wait for when an
+        # earlier run wrote it: then there is nothing to join either)
+        held = self._ledger is None or self._ledger.admit(
+            ack_id(topic, partition, offset), [RawRecord(b"", self.join.source_of(key))])
         self.offsets.consumed(topic, partition, offset, written=self._ledger is None)
-        if written and self._ledger is not None:
+        if not held:
             return True
         whole = self.join.offer(key, topic, obj, micros, f"{topic}/{partition}@{offset}", now)
         if whole is not None:

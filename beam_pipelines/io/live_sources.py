@@ -148,7 +148,9 @@ class LiveRead(beam.PTransform):
         self.lag = Duration(seconds=max_out_of_orderness_s)
         self.idle_after_s = idle_after_s
         self.pause_s = pause_s
-        #: an :class:`~beam_pipelines.io.archive.ArchiveWriter`, or None
+        #: ``--archive`` (see :func:`with_archive`), and the writer made from it at the
+        #: first round
+        self.archive_dir: str | None = None
         self.archive = None
 
     def expand(self, pbegin):
@@ -179,6 +181,10 @@ class LiveRead(beam.PTransform):
                 self.poller.open()
                 state["open"] = True
             items = self.poller.poll(now)
+            if self.archive is None and self.archive_dir:
+                from beam_pipelines.io.archive import ArchiveWriter
+
+                self.archive = ArchiveWriter(self.archive_dir)
             if self.archive is not None:
                 self.archive.write(items)  # durably, before anything is handed on
             _READ[0] += len(items)
@@ -498,15 +504,10 @@ def archive_beside(records, directory: str | None) -> None:
 
 
 def with_archive(source: beam.PTransform, directory: str | None) -> beam.PTransform:
-    """A live source that also keeps every record it reads in the raw archive."""
-    if not directory:
-        return source
-    if isinstance(source, LiveRead):
-        from beam_pipelines.io.archive import ArchiveWriter
-
-        source.archive = ArchiveWriter(directory)
-    else:  # Dataflow's sources: a step of the graph
-        source.archive_dir = directory
+    """A live source that also keeps every record it reads in the raw archive: locally
+    :class:`LiveRead` writes each round before handing it on, on Dataflow the source adds a
+    step beside its records (:func:`archive_beside`)."""
+    source.archive_dir = directory or None
     return source
 
 

@@ -17,6 +17,7 @@ way.
 """
 from __future__ import annotations
 
+import collections
 import queue
 import re
 import socket
@@ -78,7 +79,7 @@ class TcpLinePoller(Poller):
         self._threads: list[threading.Thread] = []
         self._server = None
         self._connections: set = set()
-        self._overflow: list = []
+        self._overflow: collections.deque = collections.deque()
         self._lock = threading.Lock()
 
     def open(self):
@@ -180,7 +181,7 @@ class TcpLinePoller(Poller):
                 with self._lock:  # what a drain kept while the queue was full
                     if not self._overflow:
                         break
-                    line, record = self._overflow.pop(0)
+                    line, record = self._overflow.popleft()
             items.append((_event_micros(line, arrival), record))
         self.has_more = self.pending()
         return items
