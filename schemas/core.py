@@ -183,10 +183,10 @@ class RecordSchema:
         ddl = f"CREATE TABLE IF NOT EXISTS {table} (\n{cols}\n);\n"
         if self.key:
             ddl += (f"CREATE UNIQUE INDEX IF NOT EXISTS {self.name}_key ON {table} "
-                    f"({', '.join(map(_quoted, self.key))}) NULLS NOT DISTINCT;\n")
+                    f"({', '.join(map(quoted, self.key))}) NULLS NOT DISTINCT;\n")
         if self.partition_field:
             ddl += (f"CREATE INDEX IF NOT EXISTS {self.name}_{self.partition_field} "
-                    f"ON {table} ({_quoted(self.partition_field)});\n")
+                    f"ON {table} ({quoted(self.partition_field)});\n")
         ddl += f"COMMENT ON TABLE {table} IS '{self.description.replace(chr(39), chr(39) * 2)}';\n"
         return ddl
 
@@ -203,7 +203,8 @@ class RecordSchema:
         return head + "\n".join(rows) + "\n"
 
 
-def _quoted(name: str) -> str:
+def quoted(name: str) -> str:
+    """A column name as PostgreSQL reads it whatever it is (injected_faults' "end")."""
     return f'"{name}"'
 
 

@@ -20,6 +20,7 @@ import apache_beam as beam
 
 from beam_pipelines.errors import UserError
 from schemas.core import RecordSchema
+from schemas.core import quoted as _q
 
 #: How often a writer applies the retention window (its first bundle always does).
 RETENTION_EVERY_S = 60.0
@@ -45,11 +46,6 @@ def where(dsn: str) -> str:
 
 def _names(schema: RecordSchema) -> tuple[str, ...]:
     return tuple(f.name for f in schema.fields)
-
-
-def _q(name: str) -> str:
-    """A column name quoted (a field may be a reserved word: injected_faults' "end")."""
-    return f'"{name}"'
 
 
 def upsert_sql(pg_schema: str, schema: RecordSchema) -> str:
@@ -128,6 +124,20 @@ class UpsertRowsFn(beam.DoFn):
             con.close()
 
 
+def upsert_tables(tables: dict, schemas, batches, dsn: str, pg_schema: str,
+                  retention_s: float | None) -> None:
+    """``tables`` of these ``schemas`` → their PostgreSQL tables (``UpsertRowsFn``); the
+    retention window applies to the hot tables only (records and dead letters stay)."""
+    from beam_pipelines.io.sinks import as_rows
+    from schemas.render import POSTGRES_TABLES
+
+    hot = {s.name for s in POSTGRES_TABLES}
+    rows = as_rows({s.name: tables[s.name] for s in schemas}, batches, prefix="Postgres")
+    for schema in schemas:
+        rows[schema.name] | f"Postgres{schema.label}" >> beam.ParDo(UpsertRowsFn(
+            dsn, pg_schema, schema, retention_s if schema.name in hot else None))
+
+
 @dataclass(frozen=True)
 class PostgresHotTables:
     dsn: str
@@ -146,14 +156,10 @@ class PostgresHotTables:
 
     def write(self, tables: dict, schemas, batches=False) -> None:
         """The hot tables among ``tables`` (the rest are the main sink's alone)."""
-        from beam_pipelines.io.sinks import as_rows
         from schemas.render import POSTGRES_TABLES
 
-        hot = {s.name: s for s in POSTGRES_TABLES if s.name in tables}
-        rows = as_rows({name: tables[name] for name in hot}, batches, prefix="Postgres")
-        for name, pcoll in rows.items():
-            pcoll | f"Postgres{hot[name].label}" >> beam.ParDo(UpsertRowsFn(
-                self.dsn, self.pg_schema, hot[name], self.retention_s))
+        hot = [s for s in POSTGRES_TABLES if s.name in tables]
+        upsert_tables(tables, hot, batches, self.dsn, self.pg_schema, self.retention_s)
 
     def describe(self) -> str:
         return f"hot tables in {where(self.dsn)} (schema {self.pg_schema})"
@@ -196,16 +202,8 @@ class PostgresSink:
 
     def write(self, tables: dict, schemas, streaming: bool = False,
               batches: bool | frozenset = False) -> None:
-        from beam_pipelines.io.sinks import as_rows
-        from schemas.render import POSTGRES_TABLES
-
-        by_name = {s.name: s for s in schemas}
-        hot = {s.name for s in POSTGRES_TABLES}
-        for name, pcoll in as_rows(tables, batches, prefix="Postgres").items():
-            schema = by_name[name]
-            pcoll | f"Postgres{schema.label}" >> beam.ParDo(UpsertRowsFn(
-                self.dsn, self.pg_schema, schema,
-                self.retention_s if name in hot else None))
+        upsert_tables(tables, [s for s in schemas if s.name in tables], batches, self.dsn,
+                      self.pg_schema, self.retention_s)
 
     def describe(self) -> str:
         return f"{where(self.dsn)} (schema {self.pg_schema})"
