@@ -53,17 +53,13 @@ def _clean_after_interrupt(options, ours) -> None:
 
 def _compact(argv: list[str], prog: str) -> int:
     """Each table of a lakehouse into one file (see ``lakehouse.compact``)."""
-    import argparse
     import os
 
+    from beam_pipelines.errors import RaisingParser
     from beam_pipelines.io.lakehouse import CATALOG, compact, table_dir, write_catalog
     from schemas.render import TABLES
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UserError(message)
-
-    parser = Parser(prog=f"{prog} compact", allow_abbrev=False,
+    parser = RaisingParser(prog=f"{prog} compact",
                     description="Rewrite each table of a lakehouse as one file (a streaming "
                                 "run writes one every few seconds), and its catalog (after "
                                 "the folder moved); run it when no run writes there.")

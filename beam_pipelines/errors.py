@@ -35,3 +35,15 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR)
+
+
+class RaisingParser(argparse.ArgumentParser):
+    """argparse whose usage error is a :class:`UserError`, for a command inside another
+    (``python -m run replay``, ``compact``) whose caller prints the one line and exits 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise UserError(message)

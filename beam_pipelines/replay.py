@@ -24,16 +24,14 @@ gold row).
 """
 from __future__ import annotations
 
-import argparse
 import base64
-import glob
 import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from beam_pipelines.errors import UserError
+from beam_pipelines.errors import RaisingParser, UserError
 
 USAGE = """usage: {prog} replay [PIPELINE] --from-archive DIR [--start T] [--end T] [options]
        {prog} replay [PIPELINE] --dead-letters [--reason R[,R...]] [--since T] [options]
@@ -86,11 +84,6 @@ class Selection:
         return len(self.payloads)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UserError(message)
-
-
 def _parse(argv: list[str], prog: str):
     from beam_pipelines.kinds import DEFAULT, KINDS
 
@@ -98,7 +91,7 @@ def _parse(argv: list[str], prog: str):
     name = argv.pop(0) if argv and not argv[0].startswith("-") else DEFAULT
     if name not in KINDS:
         raise UserError(f"unknown pipeline {name!r} (one of {', '.join(KINDS)})")
-    parser = _Parser(prog=f"{prog} replay", add_help=False, allow_abbrev=False)
+    parser = RaisingParser(prog=f"{prog} replay", add_help=False)
     parser.add_argument("--from-archive", "--from_archive", dest="from_archive")
     parser.add_argument("--dead-letters", "--dead_letters", dest="dead_letters",
                         action="store_true")
@@ -209,6 +202,7 @@ def select_dead_letters(output_dir: str, pipeline: str, reasons: str | None,
                         since: str | None) -> Selection:
     import duckdb
 
+    from beam_pipelines.io.lakehouse import data_files
     from schemas.dead_letter import DEAD_LETTERS, REASONS
 
     wanted = [r.strip() for r in (reasons or "").split(",") if r.strip()]
@@ -217,7 +211,7 @@ def select_dead_letters(output_dir: str, pipeline: str, reasons: str | None,
         raise UserError(f"--reason {', '.join(unknown)}: not a dead-letter reason (one of "
                         f"{', '.join(sorted(REASONS))})")
     after = _time(since, "--since")
-    files = _files(os.path.join(output_dir, DEAD_LETTERS.layer, DEAD_LETTERS.name))
+    files = data_files(os.path.join(output_dir, DEAD_LETTERS.layer, DEAD_LETTERS.name))
     what = f"the dead letters of {pipeline} in {output_dir}" + (
         f" ({', '.join(wanted)})" if wanted else "") + (
         f" since {after.isoformat()}" if after else "")
@@ -256,11 +250,6 @@ def _is_row(payload: str) -> bool:
         return isinstance(json.loads(payload), dict)
     except ValueError:
         return False
-
-
-def _files(directory: str) -> list[str]:
-    return sorted(f for f in glob.glob(os.path.join(directory, "part-*.parquet"))
-                  if not f.endswith("part-0-empty.parquet"))
 
 
 # ---- publishing ---------------------------------------------------------------------------
@@ -304,12 +293,21 @@ class Prepared:
 
     input_path: str             # the selected records, staged as Parquet
     resume: object              # delivery.Resume: what the lakehouse holds
-    new_records: int            # selected records the lakehouse does not hold yet
     replaced: list              # files of the recomputed tables, removed after the run
     dead_letter_files: list     # the dead letters' files before the run
-    skipped: int                # selected records the lakehouse already holds
     staging: str
-    chosen: int = 0             # records chosen
+    chosen: int                 # records chosen
+    kept: int                   # of those, staged (the lakehouse lacks them, or replayed)
+    from_dead_letters: bool
+
+    @property
+    def new_records(self) -> int:
+        """Records the lakehouse did not hold (a replayed dead letter it holds already)."""
+        return 0 if self.from_dead_letters else self.kept
+
+    @property
+    def skipped(self) -> int:
+        return self.chosen - self.kept
 
 
 def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
@@ -320,7 +318,7 @@ def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
     import pyarrow.parquet as pq
 
     from beam_pipelines.io import delivery
-    from beam_pipelines.io.lakehouse import table_dir
+    from beam_pipelines.io.lakehouse import data_files, table_dir
     from schemas.dead_letter import DEAD_LETTERS
 
     resume = delivery.Resume.load(output_dir, pipeline, tables)
@@ -340,10 +338,10 @@ def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
                 kept += _write_chunk(writer, schema, chunk)
         kept += _write_chunk(writer, schema, chunk)
     replaced = [f for schema in tables if schema.name not in appended
-                for f in _files(table_dir(output_dir, schema))]
-    new = 0 if selection.from_dead_letters else kept
-    dead = _files(table_dir(output_dir, DEAD_LETTERS))
-    return Prepared(path, resume, new, replaced, dead, chosen - kept, staging, chosen)
+                for f in data_files(table_dir(output_dir, schema))]
+    dead = data_files(table_dir(output_dir, DEAD_LETTERS))
+    return Prepared(path, resume, replaced, dead, staging, chosen, kept,
+                    selection.from_dead_letters)
 
 
 def _write_chunk(writer, schema, chunk: list) -> int:
@@ -530,7 +528,7 @@ def append_files(options, opts, files, pipeline: str, tables, bronze_schema, sil
     the same files changes nothing), and gold is computed again over all of silver.
     ``files``: paths grouped by format; ``read_raw(files)``: the source transform."""
     from beam_pipelines.io import delivery
-    from beam_pipelines.io.lakehouse import table_dir, write_catalog
+    from beam_pipelines.io.lakehouse import data_files, table_dir, write_catalog
     from beam_pipelines.io.sources import count_input_records
     from schemas.dead_letter import DEAD_LETTERS
 
@@ -546,7 +544,7 @@ def append_files(options, opts, files, pipeline: str, tables, bronze_schema, sil
           + (f", {skipped} read before, skipped" if skipped else ""), flush=True)
     appended = (bronze_schema.name, silver_schema.name, DEAD_LETTERS.name)
     replaced = [f for schema in tables if schema.name not in appended
-                for f in _files(table_dir(output_dir, schema))]
+                for f in data_files(table_dir(output_dir, schema))]
     if new:
         source = read_raw(new if isinstance(files, dict) else new["jsonl"])
         result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,

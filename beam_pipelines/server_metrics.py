@@ -188,12 +188,8 @@ def run(options: PipelineOptions) -> dict:
         from beam_pipelines import replay as replaying
 
         outcome = replaying.append_files(
-            options, opts, inputs(), "server_metrics",
-            tuple(t for t in TABLES if t is not INJECTED_FAULTS), SERVER_METRICS_BRONZE,
-            SERVER_METRICS_SILVER,
-            lambda prior, rechecked: ServerMetricsBatchMedallion(
-                rules, max_future_s=opts.max_future, prior_silver=prior,
-                rechecked_bronze=rechecked),
+            options, opts, inputs(), "server_metrics", _APPENDED_TABLES,
+            SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER, _appending(opts, rules),
             ReadServerMetricBatches)
         return {**outcome, "tables": TABLES, "summary_args": _summary_args(rules)}
     outcome = runs.batch(options, opts, "server-metrics", TABLES, inputs,
@@ -242,10 +238,16 @@ def replay(options: PipelineOptions, selection) -> dict:
     opts = options.view_as(ServerMetricsOptions)
     rules = _rules(opts)
     outcome = replaying.into_lakehouse(
-        options, opts, selection, "server_metrics",
-        tuple(t for t in TABLES if t is not INJECTED_FAULTS), SERVER_METRICS_BRONZE,
-        SERVER_METRICS_SILVER,
-        lambda prior, rechecked: ServerMetricsBatchMedallion(
-            rules, max_future_s=opts.max_future, prior_silver=prior,
-            rechecked_bronze=rechecked))
+        options, opts, selection, "server_metrics", _APPENDED_TABLES, SERVER_METRICS_BRONZE,
+        SERVER_METRICS_SILVER, _appending(opts, rules))
     return {**outcome, "tables": TABLES, "summary_args": _summary_args(rules)}
+
+
+#: What a replay or an appending run writes: every table but the sample's ground truth.
+_APPENDED_TABLES = tuple(t for t in TABLES if t is not INJECTED_FAULTS)
+
+
+def _appending(opts: ServerMetricsOptions, rules):
+    """The medallion of a run that appends: ``(prior_silver, rechecked_bronze)`` → it."""
+    return lambda prior, rechecked: ServerMetricsBatchMedallion(
+        rules, max_future_s=opts.max_future, prior_silver=prior, rechecked_bronze=rechecked)

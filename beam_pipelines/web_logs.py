@@ -242,9 +242,7 @@ def run(options: PipelineOptions) -> dict:
 
         return replaying.append_files(
             options, opts, inputs(), "web_logs", TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
-            lambda prior, rechecked: _batch_medallion(opts, None, prior_silver=prior,
-                                                      rechecked_bronze=rechecked),
-            lambda paths: ReadServerMetricBatches({"jsonl": paths}))
+            _appending(opts), lambda paths: ReadServerMetricBatches({"jsonl": paths}))
     return runs.batch(options, opts, "web-log", TABLES, inputs,
                       lambda p, paths, sink: build_pipeline(
                           p, paths, sink, _batch_medallion(opts, _workers_database(
@@ -261,7 +259,11 @@ def replay(options: PipelineOptions, selection) -> dict:
 
     opts = options.view_as(WebLogsOptions)
     _check_options(opts)
-    return replaying.into_lakehouse(
-        options, opts, selection, "web_logs", TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
-        lambda prior, rechecked: _batch_medallion(opts, None, prior_silver=prior,
-                                                  rechecked_bronze=rechecked))
+    return replaying.into_lakehouse(options, opts, selection, "web_logs", TABLES,
+                                    WEB_LOGS_BRONZE, WEB_LOGS_SILVER, _appending(opts))
+
+
+def _appending(opts: WebLogsOptions):
+    """The medallion of a run that appends: ``(prior_silver, rechecked_bronze)`` → it."""
+    return lambda prior, rechecked: _batch_medallion(opts, None, prior_silver=prior,
+                                                     rechecked_bronze=rechecked)

@@ -67,6 +67,15 @@ def test_web_logs_replayed_from_an_archive_land_once(log_archive, tmp_path, caps
     once = table_rows(out, WEB_GOLD)
     assert main(replay) == 0
     assert table_rows(out, WEB_GOLD) == once
+    capsys.readouterr()
+    # dead letters chosen by time: none since a day to come; the one line since 2000
+    dead = ["replay", "logs", "--dead-letters", "--output-dir", str(out), "--since"]
+    assert main(dead + ["2099-01-01"]) == 0
+    assert "Nothing to replay" in capsys.readouterr().out
+    assert main(dead + ["2000-01-01", "--reason", "unparseable_log_line"]) == 0
+    assert "1 dead letter(s) taken again" in capsys.readouterr().out
+    assert count(out, "select count(*) from dead_letters") == 1  # unparseable still
+    assert table_rows(out, WEB_GOLD) == once
 
 
 @pytest.mark.parametrize("args, message", [

@@ -21,9 +21,7 @@ committed to the job's durable state, and ``id_label`` removes redeliveries.
 """
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,9 +53,10 @@ class Resume:
     def load(cls, output_dir: str, pipeline: str, schemas) -> Resume:
         import duckdb
 
+        from beam_pipelines.io.lakehouse import data_files, table_dir
+
         def files(schema) -> list[str]:
-            found = glob.glob(os.path.join(output_dir, schema.layer, schema.name, "*.parquet"))
-            return sorted(f for f in found if not f.endswith("part-0-empty.parquet"))
+            return data_files(table_dir(output_dir, schema))
 
         by_layer: dict = {}
         for schema in schemas:

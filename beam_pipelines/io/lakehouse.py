@@ -33,6 +33,16 @@ def table_dir(output_dir: str, schema: RecordSchema) -> str:
     return os.path.join(output_dir, schema.layer, schema.name)
 
 
+#: The file every table gets so its view works before the first rows (no rows of its own).
+EMPTY_FILE = "part-0-empty.parquet"
+
+
+def data_files(directory: str) -> list[str]:
+    """A table directory's files that hold rows, in name order."""
+    return sorted(f for f in glob.glob(os.path.join(directory, "part-*.parquet"))
+                  if not f.endswith(EMPTY_FILE))
+
+
 class RowsToArrowFn(beam.DoFn):
     """Buffers row dicts and emits Arrow tables of ``batch_rows`` rows.
 
@@ -401,7 +411,7 @@ def write_empty_tables(output_dir: str, schemas, only_missing: bool = False) -> 
             continue
         os.makedirs(directory, exist_ok=True)
         pq.write_table(schema.arrow_schema().empty_table(),
-                       os.path.join(directory, "part-0-empty.parquet"))
+                       os.path.join(directory, EMPTY_FILE))
 
 
 def write_catalog(output_dir: str, schemas) -> str:
@@ -519,8 +529,7 @@ def compact(output_dir: str, schemas, row_group_rows: int = 131_072) -> Compacti
     done = Compaction()
     for schema in schemas:
         directory = table_dir(output_dir, schema)
-        files = sorted(f for f in glob.glob(os.path.join(directory, "part-*.parquet"))
-                       if not f.endswith("part-0-empty.parquet"))
+        files = data_files(directory)
         if len(files) < 2:
             continue
         arrow = schema.arrow_schema()
