@@ -11,12 +11,16 @@ from beam_pipelines.errors import UserError
 from schemas.durations import parse_duration
 from schemas.server_metrics import MEASUREMENTS, SERVER_TYPES
 from transforms.rules import (
+    SEVERITIES,
+    SIGNAL_LABELS,
     AlertMatrix,
     AlertRule,
     AnomalyDetection,
     HealthWeights,
     Incidents,
+    InhibitRule,
     Location,
+    Matcher,
     ServerMetricsRules,
 )
 
@@ -149,35 +153,72 @@ def _alert_matrix(doc) -> AlertMatrix:
 
 
 def _incidents(doc) -> Incidents:
-    doc = _keys("incidents", doc, {"for", "keep_firing_for", "fire_at_once", "flush_every",
-                                   "min_signals", "families"})
+    doc = _keys("incidents", doc, {"for", "keep_firing_for", "pending_gap", "fire_at_once",
+                                   "flush_every", "min_signals", "families", "group_by",
+                                   "group_wait", "group_interval", "repeat_interval",
+                                   "inhibit_rules"})
     kwargs = {}
-    if "families" in doc:
-        value = doc["families"]
-        if not isinstance(value, list):
-            raise ValueError("incidents.families must be a list (threshold, matrix, ewma)")
-        kwargs["families"] = tuple(str(v) for v in value)
+    for key in ("families", "group_by"):
+        if key in doc:
+            value = doc[key]
+            if not isinstance(value, list):
+                raise ValueError(f"incidents.{key} must be a list")
+            kwargs[key] = tuple(str(v) for v in value)
     if "min_signals" in doc:
         value = doc["min_signals"]
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("incidents.min_signals must be a whole number of signals")
         kwargs["min_signals"] = value
-    for key, name in (("for", "for_s"), ("keep_firing_for", "keep_firing_for_s"),
-                      ("flush_every", "flush_every_s")):
+    for key in ("for", "keep_firing_for", "pending_gap", "flush_every", "group_wait",
+                "group_interval", "repeat_interval"):
         if key in doc:
-            kwargs[name] = _seconds(f"incidents.{key}", doc[key])
+            kwargs[f"{key}_s"] = _seconds(f"incidents.{key}", doc[key])
     if "fire_at_once" in doc:
         value = doc["fire_at_once"]
         if not isinstance(value, list):
-            raise ValueError("incidents.fire_at_once must be a list of severities")
-        kwargs["fire_at_once"] = tuple(str(v) for v in value)
+            raise ValueError("incidents.fire_at_once must be a list of matchers "
+                             "({severity: critical, family: threshold}) or severities")
+        # a bare severity is the matcher {severity: it}, as this key first was
+        kwargs["fire_at_once"] = tuple(
+            _matcher("incidents.fire_at_once", {"severity": v} if isinstance(v, str) else v)
+            for v in value)
+    if "inhibit_rules" in doc:
+        value = doc["inhibit_rules"]
+        if not isinstance(value, list):
+            raise ValueError("incidents.inhibit_rules must be a list of {source, target, "
+                             "equal}")
+        kwargs["inhibit_rules"] = tuple(_inhibit_rule(i, rule) for i, rule in enumerate(value))
     return Incidents(**kwargs)
+
+
+def _matcher(where: str, doc) -> Matcher:
+    doc = _keys(where, doc, set(SIGNAL_LABELS))
+    labels = {}
+    for name, value in doc.items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{where}.{name} must be a name or a list of names")
+        labels[name] = values
+    return Matcher.of(**labels)
+
+
+def _inhibit_rule(i: int, doc) -> InhibitRule:
+    where = f"incidents.inhibit_rules[{i}]"
+    doc = _keys(where, doc, {"source", "target", "equal"})
+    if "source" not in doc or "target" not in doc:
+        raise ValueError(f"{where} needs a source and a target matcher")
+    equal = doc.get("equal", ["server_id"])
+    if not isinstance(equal, list):
+        raise ValueError(f"{where}.equal must be a list of labels")
+    return InhibitRule(_matcher(f"{where}.source", doc["source"]),
+                       _matcher(f"{where}.target", doc["target"]),
+                       tuple(str(v) for v in equal))
 
 
 def _anomaly_detection(doc) -> AnomalyDetection:
     doc = _keys("anomaly_detection", doc, {"metrics", "alpha", "variance_alpha", "threshold",
                                            "warmup", "min_std", "severity", "flush_every",
-                                           "log_scale"})
+                                           "log_scale", "severity_at"})
     kwargs = {k: _number(f"anomaly_detection.{k}", doc[k])
               for k in ("alpha", "variance_alpha", "threshold") if k in doc}
     if "metrics" in doc:
@@ -195,6 +236,12 @@ def _anomaly_detection(doc) -> AnomalyDetection:
                                   for m, v in floors.items())
     if "severity" in doc:
         kwargs["severity"] = str(doc["severity"])
+    if "severity_at" in doc:
+        levels = _keys("anomaly_detection.severity_at", doc["severity_at"] or {},
+                       set(SEVERITIES))
+        kwargs["severity_at"] = tuple(
+            (level, _number(f"anomaly_detection.severity_at.{level}", score))
+            for level, score in levels.items())
     if "flush_every" in doc:
         kwargs["flush_every_s"] = _seconds("anomaly_detection.flush_every", doc["flush_every"])
     if "log_scale" in doc:

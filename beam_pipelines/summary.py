@@ -99,12 +99,15 @@ def render(catalog: str, output_dir: str, matrix_copies: int = 3,
                    sum(i.signal_count), count(*) filter (where i.resolved_at is null),
                    (select count(*) from alert_notifications n
                     where n.severity = i.severity) as notified
-            from alert_incidents i group by all order by 1""").fetchall()
+            from alert_incidents i where i.fired_at is not null
+            group by all order by 1""").fetchall()
+        lapsed = con.execute("select count(*) from alert_incidents "
+                             "where fired_at is null").fetchone()[0]
         signals = sum(r[3] for r in feed)
         incidents = sum(r[1] for r in paged)
         out.append("")
-        out.append(f"Incidents (alert_incidents): {incidents:,} from {signals:,} signals"
-                   + ("" if paged else ": none"))
+        out.append(f"Incidents (alert_incidents): {incidents:,} paged from {signals:,} signals;"
+                   f" {lapsed:,} more lapsed while pending (never paged)")
         if paged:
             out.append(_fmt_rows(paged, ("severity", "incidents", "servers", "signals",
                                          "open", "notifications")))

@@ -3,10 +3,14 @@
 On a lakehouse written by a run over a generated sample, for the incidents and, as the
 baseline, for the raw signals (``alert_events``, what seeds 002 and 003 raised):
 
-* precision: the share of incidents (signals) that overlap an injected fault on their
-  server, within two minutes either side;
-* recall: the share of injected faults an incident (a signal) covers within two minutes of
-  their start: one that fires by then and is still open at the start;
+* recall: the share of injected faults an incident covers within two minutes of their
+  start (one open at the start, or opened by two minutes after it, paged or not: a
+  one-sample spike opens one that lapses while pending, as the rules' ``for`` wants);
+  for signals, one within two minutes of the start;
+* paged recall: the share of the sustained faults (those lasting the rules' ``for`` or
+  more) during which an incident fired (paged);
+* precision: the share of paged incidents (and of signals) that overlap an injected fault
+  on their server, within two minutes either side;
 * pages per server and day: firing notifications (signals) over the servers and days the
   run covers.
 
@@ -22,6 +26,8 @@ import sys
 import duckdb
 
 SLACK = "INTERVAL 2 MINUTE"
+#: Faults lasting this long or more should page (the shipped rules' ``for``).
+SUSTAINED_S = 60
 
 
 def measure(catalog: str) -> dict:
@@ -30,19 +36,26 @@ def measure(catalog: str) -> dict:
         servers, days = q("""select count(distinct server_id),
                                     date_diff('second', min(timestamp), max(timestamp))
                                     / 86400.0 from server_metrics_silver""")
-        faults = q("select count(*) from injected_faults")[0]
-        incidents, caught_by_incident = q(f"""
-            with latest as (select * from alert_incidents qualify row_number() over (
-                              partition by incident_id order by pane_index desc) = 1)
+        latest = """with latest as (select * from alert_incidents qualify row_number() over (
+                      partition by incident_id order by pane_index desc) = 1)"""
+        faults, sustained = q(f"""select count(*), count(*) filter (where
+                                  date_diff('second', start, "end") >= {SUSTAINED_S})
+                                  from injected_faults""")
+        incidents, paged, caught, paged_sustained = q(f"""{latest}
             select (select count(*) from latest),
+                   (select count(*) from latest where fired_at is not null),
                    (select count(*) from injected_faults f where exists (
                       select 1 from latest i where i.server_id = f.server_id
-                        and i.fired_at <= f.start + {SLACK}
+                        and i.started_at <= f.start + {SLACK}
+                        and coalesce(i.resolved_at, 'infinity'::timestamptz) >= f.start)),
+                   (select count(*) from injected_faults f
+                    where date_diff('second', f.start, f."end") >= {SUSTAINED_S}
+                      and exists (
+                      select 1 from latest i where i.server_id = f.server_id
+                        and i.fired_at is not null and i.fired_at <= f."end" + {SLACK}
                         and coalesce(i.resolved_at, 'infinity'::timestamptz) >= f.start))""")
-        true_incidents = q(f"""
-            with latest as (select * from alert_incidents qualify row_number() over (
-                              partition by incident_id order by pane_index desc) = 1)
-            select count(*) from latest i where exists (
+        true_paged = q(f"""{latest}
+            select count(*) from latest i where i.fired_at is not null and exists (
               select 1 from injected_faults f where f.server_id = i.server_id
                 and i.started_at <= f."end" + {SLACK}
                 and coalesce(i.resolved_at, 'infinity'::timestamptz) >= f.start - {SLACK})""")[0]
@@ -59,9 +72,11 @@ def measure(catalog: str) -> dict:
     server_days = max(servers * days, 1e-9)
     return {
         "servers": servers, "days": days, "injected_faults": faults,
-        "incidents": incidents, "signals": signals,
-        "incident_precision": true_incidents / incidents if incidents else None,
-        "incident_recall": caught_by_incident / faults if faults else None,
+        "sustained_faults": sustained, "incidents": incidents, "paged_incidents": paged,
+        "signals": signals,
+        "incident_precision": true_paged / paged if paged else None,
+        "incident_recall": caught / faults if faults else None,
+        "paged_recall": paged_sustained / sustained if sustained else None,
         "pages_per_server_day": pages / server_days,
         "signal_precision": true_signals / signals if signals else None,
         "signal_recall": caught_by_signal / faults if faults else None,
@@ -76,51 +91,72 @@ def _run(args: list[str]) -> None:
         raise RuntimeError(f"python -m run {' '.join(args)}:\n{done.stderr[-2000:]}")
 
 
-def bench_incident_quality(workdir: str) -> dict:
-    """The default sample, and the same fleet with no injected faults."""
-    sample = os.path.join(workdir, "quality_sample")
-    _run(["--output-dir", sample])
-    out = {f"quality_sample_{k}": v for k, v in measure(
-        os.path.join(sample, "lakehouse.duckdb")).items()}
-    quiet_data = os.path.join(workdir, "quality_quiet.jsonl")
+def _pages_without_faults(workdir: str, hours: int, servers: int = 20) -> dict:
+    """The same fleet with no injected fault: every page is a false one."""
+    data = os.path.join(workdir, f"quality_quiet_{hours}h.jsonl")
     done = subprocess.run(
-        [sys.executable, "-m", "generators", "metrics", "--servers", "20", "--interval",
-         "10s", "--duration", "6h", "--anomaly-rate", "0", "--incidents-per-day", "0",
-         "--seed", "42", "--no-progress", "-o", quiet_data], capture_output=True, text=True)
+        [sys.executable, "-m", "generators", "metrics", "--servers", str(servers), "--interval",
+         "10s", "--duration", f"{hours}h", "--anomaly-rate", "0", "--incidents-per-day", "0",
+         "--seed", "42", "--no-progress", "-o", data], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
-    quiet = os.path.join(workdir, "quality_quiet")
-    _run(["--input", quiet_data, "--output-dir", quiet])
-    with duckdb.connect(os.path.join(quiet, "lakehouse.duckdb"), read_only=True) as con:
+    lakehouse = os.path.join(workdir, f"quality_quiet_{hours}h")
+    _run(["--input", data, "--output-dir", lakehouse])
+    with duckdb.connect(os.path.join(lakehouse, "lakehouse.duckdb"), read_only=True) as con:
         servers, days = con.execute(
             "select count(distinct server_id), date_diff('second', min(timestamp), "
             "max(timestamp)) / 86400.0 from server_metrics_silver").fetchone()
         pages = con.execute("select count(*) from alert_notifications "
                             "where state = 'firing'").fetchone()[0]
         signals = con.execute("select count(*) from alert_events").fetchone()[0]
-    out["quality_quiet_pages_per_server_day"] = pages / max(servers * days, 1e-9)
-    out["quality_quiet_signals_per_server_day"] = signals / max(servers * days, 1e-9)
+    return {"pages_per_server_day": pages / max(servers * days, 1e-9),
+            "signals_per_server_day": signals / max(servers * days, 1e-9)}
+
+
+def bench_incident_quality(workdir: str) -> dict:
+    """The default sample (6 hours), a 2-day one, and the same fleet with no injected
+    faults for 2 days."""
+    out, runs = {}, (("sample", "6h"), ("two_days", "48h"))
+    for name, span in runs:
+        lakehouse = os.path.join(workdir, f"quality_{name}")
+        _run(["--output-dir", lakehouse, "--sample-duration", span])
+        out.update({f"quality_{name}_{k}": v for k, v in measure(
+            os.path.join(lakehouse, "lakehouse.duckdb")).items()})
+    out.update({f"quality_quiet_{k}": v for k, v in _pages_without_faults(workdir, 48).items()})
+    mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
+    for name, _ in runs:
+        s = {k.removeprefix(f"quality_{name}_"): v for k, v in out.items()
+             if k.startswith(f"quality_{name}_")}
+        print(f"alert quality, {'default sample' if name == 'sample' else 'a 2-day sample'} "
+              f"({s['servers']} servers, {s['days'] * 24:.0f} h, {s['injected_faults']} "
+              f"injected faults, {s['sustained_faults']} of them ≥ {SUSTAINED_S} s)",
+              flush=True)
+        print(f"  {'':<24} {'precision':>9} {'recall':>7} {'paged recall':>13} "
+              f"{'per server-day':>15}", flush=True)
+        print(f"  {'signals (seeds 002/003)':<24} {s['signal_precision']:>9.0%} "
+              f"{s['signal_recall']:>7.0%} {'':>13} {s['signals_per_server_day']:>15,.0f}",
+              flush=True)
+        print(f"  {'incidents (pages)':<24} {s['incident_precision']:>9.0%} "
+              f"{s['incident_recall']:>7.0%} {s['paged_recall']:>13.0%} "
+              f"{s['pages_per_server_day']:>15,.1f}", flush=True)
+    quiet = out["quality_quiet_pages_per_server_day"]
+    print(f"  2 days without injected faults: {quiet:,.2f} pages per server-day "
+          f"({out['quality_quiet_signals_per_server_day']:,.0f} signals)", flush=True)
     s = {k.removeprefix("quality_sample_"): v for k, v in out.items()
          if k.startswith("quality_sample_")}
-    mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
-    print(f"alert quality on the default sample ({s['servers']} servers, "
-          f"{s['days'] * 24:.1f} h, {s['injected_faults']} injected faults)", flush=True)
-    print(f"  {'':<22} {'precision':>9} {'recall':>7} {'per server-day':>15}", flush=True)
-    print(f"  {'signals (seeds 002/003)':<22} {s['signal_precision']:>9.0%} "
-          f"{s['signal_recall']:>7.0%} {s['signals_per_server_day']:>15,.0f}", flush=True)
-    print(f"  {'incidents (pages)':<22} {s['incident_precision']:>9.0%} "
-          f"{s['incident_recall']:>7.0%} {s['pages_per_server_day']:>15,.1f}", flush=True)
-    quiet_pages = out["quality_quiet_pages_per_server_day"]
-    print(f"  without injected faults: {quiet_pages:,.1f} pages per server-day "
-          f"({out['quality_quiet_signals_per_server_day']:,.0f} signals)", flush=True)
+    two = {k.removeprefix("quality_two_days_"): v for k, v in out.items()
+           if k.startswith("quality_two_days_")}
     for label, ok, value, target in (
-            ("recall", s["incident_recall"] >= 0.95, f"{s['incident_recall']:.0%}", "≥ 95 %"),
-            ("precision", s["incident_precision"] >= 0.90, f"{s['incident_precision']:.0%}",
+            ("recall", min(s["incident_recall"], two["incident_recall"]) >= 0.95,
+             f"{s['incident_recall']:.0%} / {two['incident_recall']:.0%} (2 days)", "≥ 95 %"),
+            ("precision", min(s["incident_precision"], two["incident_precision"]) >= 0.90,
+             f"{s['incident_precision']:.0%} / {two['incident_precision']:.0%} (2 days)",
              "≥ 90 %"),
-            ("pages per server-day", s["pages_per_server_day"] <= 20,
-             f"{s['pages_per_server_day']:.1f}", "≤ 20"),
-            ("pages per server-day, no faults", quiet_pages <= 1, f"{quiet_pages:.1f}",
-             "≤ 1")):
+            ("pages per server-day", max(s["pages_per_server_day"],
+                                         two["pages_per_server_day"]) <= 20,
+             f"{s['pages_per_server_day']:.1f} / {two['pages_per_server_day']:.1f} (2 days)",
+             "≤ 20"),
+            ("pages per server-day, no faults", quiet <= 1, f"{quiet:.2f}", "≤ 1")):
         out[f"target_quality_{label}"] = {"value": value, "target": target, "met": ok}
         print(f"  {mark(ok)} {label}: {value} (target {target})", flush=True)
     return out

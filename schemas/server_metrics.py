@@ -309,15 +309,16 @@ ALERT_EVENTS = RecordSchema(
 ALERT_INCIDENTS = RecordSchema(
     name="alert_incidents",
     layer="gold",
-    description="Incidents: per server, the alert signals (alert_events) that kept coming "
-                "within the rules' keep_firing_for of each other, once they fired (see "
-                "the rules' incidents section); one row per incident, its latest state.",
+    description="Incidents: per server (and the rules' group_by), the alert signals "
+                "(alert_events) that kept coming; those that fired paged, those that lapsed "
+                "while pending did not (fired_at null; see the rules' incidents section). "
+                "One row per incident, its latest state.",
     fields=(
-        Field("incident_id", S, "server_id/started_at: the incident's key in notifications",
-              required=True),
+        Field("incident_id", S, "server_id[/group labels]/started_at: the incident's key in "
+              "notifications", required=True),
         Field("started_at", TS, "Start of its first signal's window", required=True),
-        Field("fired_at", TS, "When it started paging: the end of the signal that made it "
-              "fire", required=True),
+        Field("fired_at", TS, "When it fired (the end of the signal that made it fire); "
+              "null for one that lapsed while pending, which never paged"),
         Field("resolved_at", TS, "keep_firing_for after its last signal's end; null while "
               "open"),
         Field("metric_date", D, "UTC date of started_at", required=True),
@@ -335,7 +336,7 @@ ALERT_INCIDENTS = RecordSchema(
     ),
     partition_field="metric_date",
     clustering=("server_id",),
-    key=("server_id", "started_at"),
+    key=("incident_id",),
 )
 
 ALERT_NOTIFICATIONS = RecordSchema(
@@ -345,8 +346,9 @@ ALERT_NOTIFICATIONS = RecordSchema(
                 "resolved), each once.",
     fields=(
         Field("incident_id", S, "The incident (alert_incidents.incident_id)", required=True),
-        Field("state", S, "firing, escalated or resolved", required=True,
-              choices=("firing", "escalated", "resolved")),
+        Field("state", S, "firing, escalated, repeated (still firing after the rules' "
+              "repeat_interval) or resolved", required=True,
+              choices=("firing", "escalated", "repeated", "resolved")),
         Field("changed_at", TS, "Event time of the change", required=True),
         Field("metric_date", D, "UTC date of changed_at", required=True),
     ) + SERVER_DIMENSIONS + (

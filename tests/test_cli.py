@@ -67,10 +67,12 @@ def test_summary_shows_layers_reasons_worst_servers_and_where(sample_run):
     assert stdout.count("✓") == 7  # bronze, silver, four gold identities and the matrix
     assert "Alert signals, every rule" in stdout
     with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
-        incidents, signals = con.execute(
-            "select (select count(*) from alert_incidents), "
+        incidents, lapsed, signals = con.execute(
+            "select (select count(*) from alert_incidents where fired_at is not null), "
+            "(select count(*) from alert_incidents where fired_at is null), "
             "(select count(*) from alert_events)").fetchone()
-    assert f"Incidents (alert_incidents): {incidents:,} from {signals:,} signals" in stdout
+    assert (f"Incidents (alert_incidents): {incidents:,} paged from {signals:,} signals; "
+            f"{lapsed:,} more lapsed while pending (never paged)") in stdout
     assert "Dead letters by reason" in stdout and "duplicate_event" in stdout
     assert "Five least healthy servers" in stdout
     assert str(out / "lakehouse.duckdb") in stdout

@@ -4,6 +4,7 @@ whole medallion."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
@@ -14,7 +15,7 @@ from apache_beam.transforms.window import TimestampedValue
 from tests.conftest import fixed_clock, run_and_collect
 from transforms.bronze import RawRecord
 from transforms.medallion import ServerMetricsMedallion
-from transforms.rules import Incidents, ServerMetricsRules
+from transforms.rules import Incidents, InhibitRule, Matcher, ServerMetricsRules
 from transforms.server_metrics.incidents import (
     END_OF_TIME,
     IncidentsFromSignals,
@@ -45,49 +46,109 @@ def track(signals, rules=RULES):
     return tracker
 
 
-def test_a_pending_incident_that_never_fires_pages_nothing():
-    """Two 30-second signals 20 s apart span 50 s < for (60 s): pending, then resolved."""
+def paged(tracker) -> list[dict]:
+    return [r for r in latest_rows(tracker.incidents) if r["fired_at"] is not None]
+
+
+def states(tracker) -> list[tuple[str, float]]:
+    return [(n["state"], (n["changed_at"] - T0).total_seconds())
+            for n in tracker.notifications]
+
+
+def test_a_pending_incident_that_never_fires_is_kept_and_pages_nothing():
+    """Two 30-second signals 20 s apart: their starts are 20 s apart, less than for (60
+    s): pending, then it lapses pending_gap (30 s) after the last one ends, unpaged."""
     tracker = track([sig(0, 30, family="matrix", rule="cpu_memory"),
                      sig(20, 30, family="matrix", rule="cpu_memory")])
-    assert tracker.incidents == [] and tracker.notifications == []
+    (incident,) = latest_rows(tracker.incidents)
+    assert incident["fired_at"] is None and tracker.notifications == []
+    assert incident["resolved_at"] == T0 + timedelta(seconds=50 + 30)
+    assert incident["signal_count"] == 2
 
 
 def test_an_incident_fires_after_for_and_resolves_after_keep_firing_for():
     tracker = track([sig(0), sig(60), sig(120 + 299)])  # the third starts 4m59s after 2:00
-    (incident,) = latest_rows(tracker.incidents)
+    (incident,) = paged(tracker)
     assert incident["started_at"] == T0
-    assert incident["fired_at"] == T0 + timedelta(seconds=60)  # the first signal spans 60 s
+    # the second minute starts `for` after the first: it fires when that minute ends
+    assert incident["fired_at"] == T0 + timedelta(seconds=120)
     assert incident["last_signal_at"] == T0 + timedelta(seconds=479)
     assert incident["resolved_at"] == T0 + timedelta(seconds=479 + 300)
     assert incident["signal_count"] == 3 and incident["severity"] == "warning"
-    assert [(n["state"], n["changed_at"]) for n in tracker.notifications] == [
-        ("firing", T0 + timedelta(seconds=60)), ("resolved", T0 + timedelta(seconds=779))]
+    assert states(tracker) == [("firing", 120), ("resolved", 779)]
     # a signal starting after keep_firing_for of quiet opens a new incident
-    assert len(latest_rows(track([sig(0), sig(60 + 300 + 1)]).incidents)) == 2
-    assert len(latest_rows(track([sig(0), sig(60 + 300)]).incidents)) == 1
+    assert len(paged(track([sig(0), sig(60), sig(120 + 300 + 1), sig(480 + 1)]))) == 2
+    assert len(paged(track([sig(0), sig(60), sig(120 + 300), sig(480)]))) == 1
+
+
+def test_a_gap_while_pending_restarts_the_for_clock():
+    """Prometheus resets a pending alert whose condition turns false: a lone spike's minute
+    and another two minutes later are two lapsed incidents, not a page."""
+    tracker = track([sig(0), sig(120)])
+    assert [r["fired_at"] for r in latest_rows(tracker.incidents)] == [None, None]
+    assert tracker.notifications == []
+    # 10-second samples of a sustained anomaly, no gap over 30 s, fire after a minute
+    tracker = track([sig(t, 0, family="ewma", rule="ewma_3sigma_cpu_usage")
+                     for t in range(0, 70, 10)])
+    (incident,) = paged(tracker)
+    assert incident["fired_at"] == T0 + timedelta(seconds=60)
+
+
+def test_a_flapping_condition_is_held_by_keep_firing_for():
+    """Once firing, quiet spells shorter than keep_firing_for do not resolve it: one
+    incident, one page, one resolution."""
+    flapping = [sig(0), sig(60)] + [sig(t) for t in range(300, 3000, 240)]
+    tracker = track(flapping)
+    assert len(paged(tracker)) == 1
+    assert [s for s, _ in states(tracker)] == ["firing", "resolved"]
 
 
 def test_a_critical_signal_fires_at_once_and_an_escalation_is_sent_once():
+    rules = Incidents(for_s=60, keep_firing_for_s=300, group_interval_s=0,
+                      fire_at_once=("critical",))
     tracker = track([sig(0, 10, family="ewma", rule="ewma_3sigma_cpu_usage"),
-                     sig(5, 60), sig(30, 60, "critical", rule="overheating"),
-                     sig(40, 60, "critical", rule="overheating")])
-    assert [n["state"] for n in tracker.notifications] == ["firing", "escalated", "resolved"]
-    (incident,) = latest_rows(tracker.incidents)
+                     sig(5, 60), sig(65, 60), sig(130, 60, "critical", rule="overheating"),
+                     sig(140, 60, "critical", rule="overheating")], rules)
+    assert [s for s, _ in states(tracker)] == ["firing", "escalated", "resolved"]
+    (incident,) = paged(tracker)
     assert incident["severity"] == "critical"
     assert incident["families"] == "ewma,threshold"
     assert incident["rules"] == "ewma_3sigma_cpu_usage,high_cpu,overheating"
-    critical = track([sig(0, 0, "critical", rule="overheating")])
-    assert [n["state"] for n in critical.notifications] == ["firing", "resolved"]
+    critical = track([sig(0, 0, "critical", rule="overheating")], rules)
+    assert [s for s, _ in states(critical)] == ["firing", "resolved"]
+
+
+def test_fire_at_once_matches_labels_not_only_severity():
+    """A 5σ sample is critical but one sample: only the critical threshold pages at once."""
+    rules = Incidents(fire_at_once=(Matcher.of(family="threshold", severity="critical"),))
+    assert not paged(track([sig(0, 0, "critical", family="ewma", rule="ewma_3sigma_cpu_usage")],
+                           rules))
+    assert paged(track([sig(0, 60, "critical", rule="overheating")], rules))
+
+
+def test_alertmanager_timers_shape_the_notifications():
+    """group_wait: the firing notification waits, and what joins meanwhile is in it;
+    group_interval: an escalation waits for it; repeat_interval: a long incident is
+    repeated."""
+    rules = Incidents(for_s=60, keep_firing_for_s=300, group_wait_s=30,
+                      group_interval_s=300, repeat_interval_s=1800)
+    signals = [sig(t) for t in range(0, 3600, 60)]
+    signals += [sig(100, 0, family="ewma", rule="ewma_3sigma_memory_usage"),
+                sig(200, 60, "critical", rule="overheating")]
+    tracker = track(signals, rules)
+    got = states(tracker)
+    assert got[0] == ("firing", 150)  # fired at 120, + group_wait
+    first = tracker.notifications[0]
+    assert "ewma_3sigma_memory_usage" in first["message"]  # joined at 100, in it
+    assert got[1] == ("escalated", 450)  # critical at 260, but the last was sent at 150
+    assert got[2:] == [("repeated", 450 + 1800), ("resolved", 3600 + 300)]
 
 
 def test_a_lone_pair_of_signals_pages_only_when_min_signals_allows():
-    """Noise gives a 3σ value now and one a minute later; a fault, a burst. With
-    ``min_signals`` 4 the pair stays pending (then resolves unpaged), the burst pages."""
-    rules = Incidents(for_s=60, keep_firing_for_s=300, min_signals=4)
-    assert track([sig(0, 10, family="ewma"), sig(70, 10, family="ewma")], rules).incidents \
-        == []
+    rules = Incidents(for_s=60, keep_firing_for_s=300, min_signals=4, pending_gap_s=120)
+    assert not paged(track([sig(0, 10, family="ewma"), sig(70, 10, family="ewma")], rules))
     burst = [sig(0, 10, family="ewma", rule=r) for r in ("a", "b", "c")] + [sig(65)]
-    (incident,) = latest_rows(track(burst, rules).incidents)
+    (incident,) = paged(track(burst, rules))
     assert incident["signal_count"] == 4 and incident["fired_at"] == T0 + timedelta(seconds=125)
 
 
@@ -95,14 +156,83 @@ def test_signals_of_a_family_left_out_stay_signals():
     rules = Incidents(for_s=60, keep_firing_for_s=300, families=("threshold", "ewma"))
     tracker = track([sig(0, 30, family="matrix", rule="network_disk")] * 5, rules)
     assert tracker.incidents == [] and tracker.notifications == []
-    assert latest_rows(track([sig(0), sig(60)], rules).incidents)
+    assert paged(track([sig(0), sig(60)], rules))
+
+
+def test_one_incident_per_server_by_default_or_per_rule_when_grouped_so():
+    """One spike that moves several metrics is one incident; group_by [server_id, rule]
+    gives each rule its own."""
+    signals = [sig(t, 60, rule=r) for t in (0, 60, 120) for r in ("high_cpu", "high_memory")]
+    (one,) = paged(track(signals))
+    assert one["rules"] == "high_cpu,high_memory" and one["signal_count"] == 6
+    by_rule = paged(track(signals, Incidents(group_by=("server_id", "rule"))))
+    assert sorted(r["rules"] for r in by_rule) == ["high_cpu", "high_memory"]
+    assert len({r["incident_id"] for r in by_rule}) == 2
+    assert all("/high_" in r["incident_id"] for r in by_rule)
+
+
+def test_an_overheating_critical_inhibits_ewma_temperature_warnings_on_its_server():
+    rules = Incidents(group_by=("server_id", "rule"), inhibit_rules=(InhibitRule(
+        Matcher.of(rule="overheating"), Matcher.of(rule="ewma_3sigma_temperature_c")),))
+    heat = [sig(t, 60, "critical", rule="overheating") for t in range(0, 600, 60)]
+    temp = [sig(t, 0, family="ewma", rule="ewma_3sigma_temperature_c")
+            for t in range(5, 600, 10)]
+    tracker = track(heat + temp, rules)
+    assert {r["rules"] for r in paged(tracker)} == {"overheating"}
+    assert tracker.inhibited == len(temp)
+    # another server's, or after the source has been quiet for keep_firing_for, is not
+    other = [sig(t, 0, family="ewma", rule="ewma_3sigma_temperature_c", server="s2")
+             for t in range(5, 200, 10)]
+    tracker = IncidentTracker(rules)
+    tracker.feed(sorted(heat + other))
+    assert tracker.inhibited == 0
+    after = [sig(t, 0, family="ewma", rule="ewma_3sigma_temperature_c")
+             for t in range(600 + 301, 1000, 10)]
+    assert track(heat + after, rules).inhibited == 0
+    # without the rule, both page
+    assert len(paged(track(heat + temp, Incidents(group_by=("server_id", "rule"))))) == 2
+
+
+def test_the_rules_file_declares_grouping_inhibition_and_timers(tmp_path):
+    from beam_pipelines.config import load_rules
+    from beam_pipelines.errors import UserError
+
+    rules = load_rules(None).incidents
+    assert rules.group_by == ("server_id",) and rules.group_wait_s == 30
+    assert rules.inhibit_rules[0].source.matches({"rule": "overheating"})
+    assert not rules.fires_at_once({"family": "ewma", "severity": "critical"})
+    assert rules.fires_at_once({"family": "threshold", "severity": "critical"})
+    bad = tmp_path / "r.yaml"
+    for text, message in (
+            ("incidents: {group_by: [rule]}", "server_id among them"),
+            ("incidents: {inhibit_rules: [{source: {rule: a}}]}", "a source and a target"),
+            ("incidents: {inhibit_rules: [{source: {rul: a}, target: {rule: b}}]}",
+             "unknown key(s) rul"),
+            ("incidents: {inhibit_rules: [{source: {rule: a}, target: {rule: b}, "
+             "equal: [rule]}]}", "must include server_id"),
+            ("incidents: {fire_at_once: [fatal]}", "unknown severity fatal"),
+            ("anomaly_detection: {severity_at: {critical: 2}}", "score >= threshold")):
+        bad.write_text(text)
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_rules(str(bad))
+
+
+def test_ewma_severity_follows_the_score():
+    from transforms.rules import AnomalyDetection
+
+    rules = AnomalyDetection()
+    assert [rules.severity_of(s) for s in (3.0, 4.99, 5.0, 40.0)] == [
+        "warning", "warning", "critical", "critical"]
+    assert rules.severities([3.0, 5.0]).to_pylist() == ["warning", "critical"]
+    assert AnomalyDetection(severity_at=()).severity_of(50.0) == "warning"
 
 
 def test_servers_have_incidents_of_their_own():
     tracker = IncidentTracker(RULES)
     tracker.feed(sorted([sig(0, server="a"), sig(30, server="a"), sig(10, server="b")]))
     # the tracker is per server: the caller keys by server, so feed them apart
-    assert tracker.open.identity[0] == "a"
+    (incident,) = tracker.open.values()
+    assert incident.identity[0] == "a"
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -117,16 +247,26 @@ def test_fed_in_chunks_as_streaming_feeds_it_gives_the_same_incidents(seed):
                            rng.choice(["warning"] * 9 + ["critical"]),
                            rule=rng.choice(["high_cpu", "cpu_memory", "overheating"])))
     signals.sort()
-    whole = track(signals)
+    # every timer and option in play: group_wait, group_interval, repeat_interval, grouping
+    # by rule (odd seeds) and an inhibition
+    rules = Incidents(for_s=60, keep_firing_for_s=300, group_wait_s=30, group_interval_s=120,
+                      repeat_interval_s=600, fire_at_once=("critical",),
+                      group_by=("server_id", "rule") if seed % 2 else ("server_id",),
+                      inhibit_rules=(InhibitRule(Matcher.of(rule="overheating"),
+                                                 Matcher.of(rule="high_cpu")),))
+    whole = track(signals, rules)
+    assert {"firing", "escalated", "repeated", "resolved"} <= {
+        n["state"] for n in whole.notifications}
+    assert whole.inhibited
     tracker, state, rows, notes = None, None, [], []
     cuts = sorted(rng.sample(range(len(signals)), 40)) + [len(signals)]
     last = 0
     for cut in cuts:
         horizon = signals[cut][0] if cut < len(signals) else END_OF_TIME
-        tracker = IncidentTracker(RULES, state)
+        tracker = IncidentTracker(rules, state)
         tracker.feed(signals[last:cut])
         tracker.advance(horizon)
-        state, last = tracker.open, cut
+        state, last = tracker.state, cut
         rows += tracker.incidents
         notes += tracker.notifications
     assert latest_rows(rows) == latest_rows(whole.incidents)
@@ -170,7 +310,7 @@ def _latest(rows):
 
 
 def test_streaming_gives_what_the_tracker_gives_as_the_watermark_moves():
-    signals = [sig(0), sig(50), sig(100, 30, family="matrix", rule="cpu_memory"),
+    signals = [sig(0), sig(60), sig(100, 30, family="matrix", rule="cpu_memory"),
                sig(900), sig(950, 0, "critical", rule="overheating"), sig(2000, 10)]
     rounds = [([_row(s) for s in signals[:3]], 200), ([_row(s) for s in signals[3:5]], 1100),
               ([_row(signals[5])], None)]
@@ -200,7 +340,7 @@ def test_a_signal_after_its_time_was_taken_or_of_a_late_pane_changes_nothing(tim
     """A signal whose start the tracker has already passed cannot be put in order, and a
     late pane's arrival order is no run's to reproduce: counted, not applied (the incident
     already resolved stays as it was)."""
-    first = [_row(sig(0)), _row(sig(50))]
+    first = [_row(sig(0)), _row(sig(60))]
     stale = [_row(sig(30, 60, "critical", rule="overheating"), timing)]
     out = _stream([(first, 1000), (stale, None)])
     assert [n["state"] for n in out["notifications"]] == ["firing", "resolved"]
@@ -235,7 +375,8 @@ def test_batch_and_streaming_give_the_same_incidents():
     assert sorted(s["alert_notifications"], key=key) == sorted(b["alert_notifications"],
                                                                key=key)
     # every notification is of an incident; each fired once and resolved once
-    ids = {r["incident_id"] for r in b["alert_incidents"]}
+    ids = {r["incident_id"] for r in b["alert_incidents"] if r["fired_at"] is not None}
+    assert ids, "nothing paged: the test shows nothing"
     assert {n["incident_id"] for n in b["alert_notifications"]} == ids
     states = [n["state"] for n in b["alert_notifications"]]
     assert states.count("firing") == states.count("resolved") == len(ids)

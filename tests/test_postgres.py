@@ -98,8 +98,8 @@ def test_the_retention_window_follows_the_newest_row(postgres_server):
     dsn, schema = postgres_server.dsn, fresh_schema()
     ensure_tables(dsn, schema, POSTGRES_TABLES)
     day = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    incidents = [_incident(0, started=day + timedelta(days=d)) | {"server_id": f"s-{d}"}
-                 for d in range(10)]
+    incidents = [_incident(0, started=day + timedelta(days=d))
+                 | {"server_id": f"s-{d}", "incident_id": f"s-{d}/{d}"} for d in range(10)]
     _upsert(dsn, schema, incidents, retention_s=3 * 86400)
     kept = rows(dsn, f"SELECT metric_date FROM {schema}.alert_incidents ORDER BY 1")
     # metric_date within 3 days of the newest (Jan 10): Jan 7 to Jan 10

@@ -343,7 +343,7 @@ def score_in_order(rules: AnomalyDetection, key, values, state, counters):
                      "server_name": server_name, "server_type": server_type,
                      "location": location, "metric": metric, "value": value,
                      "expected": expected, "std": std, "score": score, "rule": "ewma_3sigma",
-                     "severity": rules.severity})
+                     "severity": rules.severity_of(score)})
     counters["values_scored"].inc(scored)
     counters["out_of_order"].inc(out_of_order)
     counters["anomalies"].inc(len(rows))

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from schemas.server_metrics import MEASUREMENTS
 
+#: Severities, lowest first.
+SEVERITIES = ("info", "warning", "critical")
+
 
 @dataclass(frozen=True)
 class AlertRule:
@@ -192,10 +195,19 @@ class AnomalyDetection:
     #: natural-log units (0.05 ≈ 5 %).
     log_scale: tuple[str, ...] = ("network_in", "network_out", "disk_io")
     severity: str = "warning"
+    #: Severity from score: a score at or above a level's is that severity (the highest
+    #: reached); below them all, ``severity``. A 5σ value is rarer than a 3σ one by a
+    #: factor ~5,000 on Gaussian noise.
+    severity_at: tuple[tuple[str, float], ...] = (("critical", 5.0),)
     #: Streaming: how much event time is buffered before it is scored in order.
     flush_every_s: int = 10
 
     def __post_init__(self):
+        for level, score in self.severity_at:
+            if level not in SEVERITIES or score < self.threshold:
+                raise ValueError(f"anomaly_detection.severity_at: {level}: a severity (info, "
+                                 f"warning or critical) at a score >= threshold "
+                                 f"({self.threshold})")
         unknown = set(self.metrics) - set(MEASUREMENTS)
         if unknown:
             raise ValueError(f"anomaly_detection: unknown metric(s) {', '.join(sorted(unknown))}")
@@ -211,6 +223,25 @@ class AnomalyDetection:
             raise ValueError("anomaly_detection: min_std values must be positive")
         if self.severity not in ("info", "warning", "critical"):
             raise ValueError("anomaly_detection: severity must be info, warning or critical")
+
+    def severity_of(self, score: float) -> str:
+        """The severity of an anomaly of ``score``."""
+        found = self.severity
+        for level, at in sorted(self.severity_at, key=lambda item: item[1]):
+            if score >= at:
+                found = level
+        return found
+
+    def severities(self, scores):
+        """:meth:`severity_of` over an array of scores: an Arrow string array."""
+        import numpy as np
+        import pyarrow as pa
+
+        scores = np.asarray(scores, dtype=np.float64)
+        out = np.full(len(scores), self.severity, dtype=object)
+        for level, at in sorted(self.severity_at, key=lambda item: item[1]):
+            out[scores >= at] = level
+        return pa.array(out, pa.string())
 
     def floor(self, metric: str) -> float:
         return dict(self.min_std).get(metric, 1e-9)
@@ -237,48 +268,120 @@ class AnomalyDetection:
         return centre, math.expm1(expected + std) - centre
 
 
+#: The labels of a signal that matchers, ``group_by`` and inhibition's ``equal`` name.
+SIGNAL_LABELS = ("server_id", "server_type", "location", "family", "rule", "severity")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Which signals: each label given must have one of its values (Alertmanager's
+    equality matchers); no label at all matches every signal."""
+
+    labels: tuple[tuple[str, frozenset], ...] = ()
+
+    def __post_init__(self):
+        unknown = {name for name, _ in self.labels} - set(SIGNAL_LABELS)
+        if unknown:
+            raise ValueError(f"unknown label(s) {', '.join(sorted(unknown))} (one of "
+                             f"{', '.join(SIGNAL_LABELS)})")
+
+    @classmethod
+    def of(cls, **labels) -> Matcher:
+        return cls(tuple(sorted((k, frozenset([v] if isinstance(v, str) else v))
+                                for k, v in labels.items())))
+
+    def matches(self, labels: dict) -> bool:
+        return all(labels.get(name) in values for name, values in self.labels)
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    """Alertmanager's ``inhibit_rules``: while a signal matching ``source`` is active (from
+    its start until ``keep_firing_for`` after its end), signals matching ``target`` with
+    the same ``equal`` labels feed no incident (they stay in ``alert_events``). Incidents
+    are tracked per server, so ``equal`` always includes ``server_id``."""
+
+    source: Matcher
+    target: Matcher
+    equal: tuple[str, ...] = ("server_id",)
+
+    def __post_init__(self):
+        unknown = set(self.equal) - set(SIGNAL_LABELS)
+        if unknown:
+            raise ValueError(f"inhibit_rules.equal: unknown label(s) "
+                             f"{', '.join(sorted(unknown))}")
+        if "server_id" not in self.equal:
+            raise ValueError("inhibit_rules.equal must include server_id (incidents are "
+                             "tracked per server)")
+
+
 @dataclass(frozen=True)
 class Incidents:
-    """How alert signals (the rows of ``alert_events``) become incidents a pager sends.
+    """How alert signals (the rows of ``alert_events``) become incidents a pager sends,
+    as Prometheus and Alertmanager do it.
 
-    Per server, signals are grouped into one incident while each starts within
-    ``keep_firing_for_s`` of the end of the ones before it. An incident is *pending* until
-    its signals span ``for_s`` and number ``min_signals`` (or one of them has a severity
-    in ``fire_at_once``), then *firing*; it is *resolved* ``keep_firing_for_s`` after its
-    last signal's end, once event time has passed that (the watermark in streaming; the
-    end of a bounded input in batch, as Beam's watermark does). One that resolves while
-    pending never pages. In streaming only on-time panes count: an early one may still
+    Signals are grouped per ``group_by`` labels (always the server: by default one
+    incident per server, so one spike that moves several metrics is one incident). A new
+    incident is *pending*; it *fires* once its signals have kept coming for ``for_s``
+    (from its first signal's start to a later one's, no gap between them longer than
+    ``pending_gap_s``: Prometheus resets a pending alert whose condition turns false) and
+    number ``min_signals``, or at once for a signal matching ``fire_at_once``. A pending
+    incident lapses ``pending_gap_s`` after its last signal: it is kept (its ``fired_at``
+    null) and never pages. A firing one is *escalated* when a signal of a higher severity
+    joins and *resolved* ``keep_firing_for_s`` after its last signal's end, once event
+    time has passed that (the watermark in streaming; the end of a bounded input in batch,
+    as Beam's watermark does). ``inhibit_rules`` keep signals out while another is active.
+
+    Notifications follow Alertmanager's timers: the firing one waits ``group_wait_s`` so
+    the signals right behind the first are in it; escalations are sent at most every
+    ``group_interval_s``; an incident still firing is repeated every
+    ``repeat_interval_s``. In streaming only on-time panes count: an early one may still
     change, and late ones arrive in an order no other run reproduces."""
 
     for_s: int = 60
     keep_firing_for_s: int = 300
-    fire_at_once: tuple[str, ...] = ("critical",)
-    #: Signals an incident needs besides spanning ``for``: noise gives the odd lone 3σ
-    #: value a minute apart, a fault a burst.
+    pending_gap_s: int = 30
+    fire_at_once: tuple[Matcher, ...] = (Matcher.of(severity="critical"),)
+    #: Signals an incident needs besides lasting ``for``.
     min_signals: int = 1
     #: The signal families that open and feed incidents (the others stay signals, in
-    #: ``alert_events``): seed 002's matrix labels, on its absolute thresholds, mark
-    #: normal file and cache servers all day, so the shipped rules page on the others.
+    #: ``alert_events``).
     families: tuple[str, ...] = ("threshold", "matrix", "ewma")
+    group_by: tuple[str, ...] = ("server_id",)
+    group_wait_s: int = 0
+    group_interval_s: int = 300
+    repeat_interval_s: int = 4 * 3600
+    inhibit_rules: tuple[InhibitRule, ...] = ()
     #: Streaming: how much event time signals wait, then are taken in order.
     flush_every_s: int = 10
 
     def __post_init__(self):
+        # a bare severity is the matcher {severity: it}
+        object.__setattr__(self, "fire_at_once", tuple(
+            Matcher.of(severity=m) if isinstance(m, str) else m for m in self.fire_at_once))
+        unknown = {s for m in self.fire_at_once for name, values in m.labels
+                   if name == "severity" for s in values} - set(SEVERITIES)
+        if unknown:
+            raise ValueError(f"incidents.fire_at_once: unknown severity "
+                             f"{', '.join(sorted(unknown))} (info, warning or critical)")
         if set(self.families) - {"threshold", "matrix", "ewma"} or not self.families:
             raise ValueError("incidents.families: one or more of threshold, matrix, ewma")
         if self.min_signals < 1:
             raise ValueError("incidents: min_signals must be at least 1")
-        if self.for_s < 0 or self.keep_firing_for_s < 1 or self.flush_every_s < 1:
-            raise ValueError("incidents: for >= 0s, keep_firing_for >= 1s and flush_every "
-                             ">= 1s")
-        unknown = set(self.fire_at_once) - set(SEVERITIES)
-        if unknown:
-            raise ValueError(f"incidents.fire_at_once: unknown severity "
-                             f"{', '.join(sorted(unknown))} (info, warning or critical)")
+        if self.for_s < 0 or self.keep_firing_for_s < 1 or self.flush_every_s < 1 \
+                or self.pending_gap_s < 0:
+            raise ValueError("incidents: for >= 0s, pending_gap >= 0s, keep_firing_for >= 1s "
+                             "and flush_every >= 1s")
+        if self.group_wait_s < 0 or self.group_interval_s < 0 or self.repeat_interval_s < 1:
+            raise ValueError("incidents: group_wait >= 0s, group_interval >= 0s and "
+                             "repeat_interval >= 1s")
+        unknown = set(self.group_by) - set(SIGNAL_LABELS)
+        if unknown or "server_id" not in self.group_by:
+            raise ValueError(f"incidents.group_by: labels of {', '.join(SIGNAL_LABELS)}, "
+                             "server_id among them (incidents are tracked per server)")
 
-
-#: Severities, lowest first.
-SEVERITIES = ("info", "warning", "critical")
+    def fires_at_once(self, labels: dict) -> bool:
+        return any(m.matches(labels) for m in self.fire_at_once)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
 CREATE TABLE IF NOT EXISTS `${gold}.alert_incidents` (
-  incident_id STRING NOT NULL OPTIONS(description="server_id/started_at: the incident's key in notifications"),
+  incident_id STRING NOT NULL OPTIONS(description="server_id[/group labels]/started_at: the incident's key in notifications"),
   started_at TIMESTAMP NOT NULL OPTIONS(description="Start of its first signal's window"),
-  fired_at TIMESTAMP NOT NULL OPTIONS(description="When it started paging: the end of the signal that made it fire"),
+  fired_at TIMESTAMP OPTIONS(description="When it fired (the end of the signal that made it fire); null for one that lapsed while pending, which never paged"),
   resolved_at TIMESTAMP OPTIONS(description="keep_firing_for after its last signal's end; null while open"),
   metric_date DATE NOT NULL OPTIONS(description="UTC date of started_at"),
   pane_index INT64 NOT NULL OPTIONS(description="How many times this incident's row was written before (streaming updates it when it fires, escalates and resolves; 0 in batch)"),
@@ -18,4 +18,4 @@ CREATE TABLE IF NOT EXISTS `${gold}.alert_incidents` (
 )
 PARTITION BY metric_date
 CLUSTER BY server_id
-OPTIONS(description="Incidents: per server, the alert signals (alert_events) that kept coming within the rules' keep_firing_for of each other, once they fired (see the rules' incidents section); one row per incident, its latest state.");
+OPTIONS(description="Incidents: per server (and the rules' group_by), the alert signals (alert_events) that kept coming; those that fired paged, those that lapsed while pending did not (fired_at null; see the rules' incidents section). One row per incident, its latest state.");

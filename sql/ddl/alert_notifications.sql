@@ -1,7 +1,7 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
 CREATE TABLE IF NOT EXISTS `${gold}.alert_notifications` (
   incident_id STRING NOT NULL OPTIONS(description="The incident (alert_incidents.incident_id)"),
-  state STRING NOT NULL OPTIONS(description="firing, escalated or resolved"),
+  state STRING NOT NULL OPTIONS(description="firing, escalated, repeated (still firing after the rules' repeat_interval) or resolved"),
   changed_at TIMESTAMP NOT NULL OPTIONS(description="Event time of the change"),
   metric_date DATE NOT NULL OPTIONS(description="UTC date of changed_at"),
   server_id STRING NOT NULL OPTIONS(description="Stable identifier of the server"),

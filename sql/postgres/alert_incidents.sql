@@ -3,7 +3,7 @@
 CREATE TABLE IF NOT EXISTS telemetry.alert_incidents (
   "incident_id" text NOT NULL,
   "started_at" timestamptz NOT NULL,
-  "fired_at" timestamptz NOT NULL,
+  "fired_at" timestamptz,
   "resolved_at" timestamptz,
   "metric_date" date NOT NULL,
   "pane_index" bigint NOT NULL,
@@ -17,6 +17,6 @@ CREATE TABLE IF NOT EXISTS telemetry.alert_incidents (
   "signal_count" bigint NOT NULL,
   "last_signal_at" timestamptz NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS alert_incidents_key ON telemetry.alert_incidents ("server_id", "started_at") NULLS NOT DISTINCT;
+CREATE UNIQUE INDEX IF NOT EXISTS alert_incidents_key ON telemetry.alert_incidents ("incident_id") NULLS NOT DISTINCT;
 CREATE INDEX IF NOT EXISTS alert_incidents_metric_date ON telemetry.alert_incidents ("metric_date");
-COMMENT ON TABLE telemetry.alert_incidents IS 'Incidents: per server, the alert signals (alert_events) that kept coming within the rules'' keep_firing_for of each other, once they fired (see the rules'' incidents section); one row per incident, its latest state.';
+COMMENT ON TABLE telemetry.alert_incidents IS 'Incidents: per server (and the rules'' group_by), the alert signals (alert_events) that kept coming; those that fired paged, those that lapsed while pending did not (fired_at null; see the rules'' incidents section). One row per incident, its latest state.';

@@ -10,5 +10,5 @@ SELECT
   TIMESTAMP_DIFF(COALESCE(resolved_at, last_signal_at), started_at, SECOND) / 60 AS minutes,
   families, rules, signal_count, last_signal_at
 FROM `${gold}.alert_incidents`
-WHERE TRUE
-QUALIFY ROW_NUMBER() OVER (PARTITION BY server_id, started_at ORDER BY pane_index DESC) = 1;
+WHERE fired_at IS NOT NULL  -- one that lapsed while pending never paged
+QUALIFY ROW_NUMBER() OVER (PARTITION BY incident_id ORDER BY pane_index DESC) = 1;

@@ -7,6 +7,6 @@ SELECT
   COALESCE(server_name, server_id) AS server,
   server_id, location, severity, families, rules, signal_count, last_signal_at
 FROM `${gold}.alert_incidents`
-WHERE TRUE
-QUALIFY ROW_NUMBER() OVER (PARTITION BY server_id, started_at ORDER BY pane_index DESC) = 1
+WHERE fired_at IS NOT NULL  -- one that lapsed while pending never paged
+QUALIFY ROW_NUMBER() OVER (PARTITION BY incident_id ORDER BY pane_index DESC) = 1
   AND resolved_at IS NULL;

@@ -345,7 +345,7 @@ def anomaly_tables(series: pa.Table, server_id: str, rules, counters) -> tuple[p
                 "std": pa.array([h[2] for h in hits], pa.float64()),
                 "score": pa.array([h[3] for h in hits], pa.float64()),
                 "rule": pa.repeat(pa.scalar("ewma_3sigma"), n),
-                "severity": pa.repeat(pa.scalar(detection.severity), n)}
+                "severity": detection.severities([h[3] for h in hits])}
         parts.append(conform(pa.table(cols), ANOMALIES))
     counters["values_scored"].inc(scored)
     if not parts:

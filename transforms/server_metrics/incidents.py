@@ -1,17 +1,19 @@
 """Alert signals → incidents and the notifications a pager sends.
 
 The rows of ``alert_events`` are *signals*: a threshold minute, a labelled matrix window,
-an EWMA anomaly, each with its exact semantics. An operator wants *incidents*: per server,
-one while signals keep coming (each starts within ``keep_firing_for`` of the end of the
-ones before), pending until its signals span ``for`` (or one has a severity that fires at
-once), then firing, escalated when a signal of a higher severity joins, resolved
-``keep_firing_for`` after its last signal once event time has passed that. One that
-resolves while pending never pages.
+an EWMA anomaly, each with its exact semantics. An operator wants *incidents*, as
+Prometheus and Alertmanager make them (:class:`transforms.rules.Incidents` says how):
+signals grouped per server (and the rules' ``group_by``), pending until they have kept
+coming for ``for``, then firing, escalated when a higher severity joins, resolved
+``keep_firing_for`` after the last one; a pending one that lapses is kept but never pages.
+Inhibition keeps a signal out while another is active; the firing, escalated, repeated
+and resolved notifications follow Alertmanager's ``group_wait``, ``group_interval`` and
+``repeat_interval``.
 
 :class:`IncidentTracker` is that lifecycle for one server, fed signals in event-time order
 in as many chunks as come: the batch path feeds a server's whole run at once and then the
 end of time (a bounded input's watermark), the streaming path feeds what each advance of
-the watermark releases and carries the open incident in Beam state. Same code, so the
+the watermark releases and carries the server's state in Beam state. Same code, so the
 same incidents.
 """
 from __future__ import annotations
@@ -48,82 +50,163 @@ SIGNAL_FIELDS = ("window_start", "window_end", "family", "rule", "severity", "se
 
 @dataclass
 class OpenIncident:
-    """The state of a server's open incident (what streaming keeps between flushes)."""
+    """An incident not yet resolved (or lapsed): what streaming keeps between flushes."""
 
     identity: tuple
+    group: tuple
     started_us: int
+    last_start_us: int
     last_end_us: int
     rank: int
     fired_us: int | None = None
+    #: The notification waiting for its time (``group_wait``, ``group_interval``): its
+    #: state and when it is due.
+    due: tuple[str, int] | None = None
     notified_rank: int = -1
+    notified_us: int | None = None
     count: int = 0
     families: set = field(default_factory=set)
     rules: set = field(default_factory=set)
     writes: int = 0
 
 
-class IncidentTracker:
-    """One server's incidents, from its signals in event-time order."""
+@dataclass
+class ServerState:
+    """A server's open incidents by group, and until when each inhibiting signal is
+    active (by inhibit rule and ``equal`` labels)."""
 
-    def __init__(self, rules: Incidents, state: OpenIncident | None = None):
+    open: dict = field(default_factory=dict)
+    inhibiting: dict = field(default_factory=dict)
+
+
+class IncidentTracker:
+    """One server's incidents, from its signals in event-time order.
+
+    Every change happens at an event time: a signal's start, or a time the tracker set
+    itself (a lapse, a resolution, a notification due). A time ``t`` is acted on once
+    event time is past it (``advance(now)`` with ``t < now``), so what a signal starting
+    at ``t`` brings is always in: fed whole or in chunks, the same rows come out."""
+
+    def __init__(self, rules: Incidents, state: ServerState | None = None):
         self.rules = rules
-        self.open = state
+        self.state = state or ServerState()
         self.incidents: list[dict] = []
         self.notifications: list[dict] = []
+        self.inhibited = 0
         self._for_us = rules.for_s * _US
+        self._gap_us = rules.pending_gap_s * _US
         self._keep_us = rules.keep_firing_for_s * _US
-        self._at_once = {RANK[s] for s in rules.fire_at_once}
+        self._wait_us = rules.group_wait_s * _US
+        self._interval_us = rules.group_interval_s * _US
+        self._repeat_us = rules.repeat_interval_s * _US
         self._families = frozenset(rules.families)
+        self._group = tuple(g for g in rules.group_by if g != "server_id")
+
+    @property
+    def open(self) -> dict:
+        return self.state.open
 
     def feed(self, signals) -> None:
         """Signals as tuples of :data:`SIGNAL_FIELDS` (micros for the times), sorted."""
+        rules = self.rules
         for start, end, family, rule, severity, *identity in signals:
             if family not in self._families:
                 continue  # a signal, not a page
             self.advance(start)
+            labels = {"server_id": identity[0], "server_type": identity[2],
+                      "location": identity[3], "family": family, "rule": rule,
+                      "severity": severity}
+            if rules.inhibit_rules and self._inhibited(labels, start, end):
+                self.inhibited += 1
+                continue
             rank = RANK[severity]
-            inc = self.open
+            group = tuple(labels[g] for g in self._group)
+            inc = self.open.get(group)
+            risen = False
             if inc is None:
-                inc = self.open = OpenIncident(tuple(identity), start, end, rank)
+                inc = self.open[group] = OpenIncident(tuple(identity), group, start, start,
+                                                      end, rank)
             else:
+                risen = rank > inc.rank
+                inc.last_start_us = start
                 inc.last_end_us = max(inc.last_end_us, end)
                 inc.rank = max(inc.rank, rank)
             inc.count += 1
             inc.families.add(family)
             inc.rules.add(rule)
             if inc.fired_us is None:
-                if rank in self._at_once or (inc.last_end_us - inc.started_us >= self._for_us
-                                             and inc.count >= self.rules.min_signals):
+                if rules.fires_at_once(labels) or (start - inc.started_us >= self._for_us
+                                                   and inc.count >= rules.min_signals):
                     inc.fired_us = end
-                    inc.notified_rank = inc.rank
+                    inc.due = ("firing", end + self._wait_us)
                     self._row(inc)
-                    self._notify(inc, "firing", end)
-            elif inc.rank > inc.notified_rank:
-                inc.notified_rank = inc.rank
+            elif risen:
                 self._row(inc)
-                self._notify(inc, "escalated", end)
+                if inc.due is None:  # else the notification due carries it
+                    inc.due = ("escalated", max(end, inc.notified_us + self._interval_us))
+
+    def _inhibited(self, labels: dict, start: int, end: int) -> bool:
+        active = self.state.inhibiting
+        hit = False
+        for i, rule in enumerate(self.rules.inhibit_rules):
+            key = (i, *(labels[e] for e in rule.equal))
+            if rule.target.matches(labels) and not rule.source.matches(labels) \
+                    and active.get(key, -1) >= start:
+                hit = True
+        for i, rule in enumerate(self.rules.inhibit_rules):
+            if rule.source.matches(labels):
+                key = (i, *(labels[e] for e in rule.equal))
+                active[key] = max(active.get(key, -1), end + self._keep_us)
+        return hit
+
+    def _next(self, inc: OpenIncident) -> tuple[int, str]:
+        """The incident's next change of its own, and what it is."""
+        if inc.fired_us is None:
+            return inc.last_end_us + self._gap_us, "lapsed"
+        resolve = inc.last_end_us + self._keep_us
+        if inc.due is not None and inc.due[1] <= resolve:
+            return inc.due[1], inc.due[0]
+        if inc.notified_us is not None and inc.notified_us + self._repeat_us < resolve:
+            return inc.notified_us + self._repeat_us, "repeated"
+        return resolve, "resolved"
+
+    def next_change_us(self) -> int | None:
+        """When this server's next change of its own is due (streaming sets a timer)."""
+        return min((self._next(inc)[0] for inc in self.open.values()), default=None)
 
     def advance(self, now_us: int) -> None:
-        """Event time has reached ``now_us`` (a signal's start, or the watermark): the open
-        incident resolves if it has been quiet for ``keep_firing_for`` by then."""
-        inc = self.open
-        if inc is not None and now_us > inc.last_end_us + self._keep_us:
-            self.open = None
-            if inc.fired_us is not None:
-                resolved = inc.last_end_us + self._keep_us
-                self._row(inc, resolved)
-                self._notify(inc, "resolved", resolved)
+        """Event time has reached ``now_us`` (a signal's start, or the watermark): every
+        change due before it happens, in time order."""
+        while self.open:
+            at, what, group = min((*self._next(inc), group)
+                                  for group, inc in self.open.items())
+            if at >= now_us:
+                return
+            inc = self.open[group]
+            if what == "lapsed":
+                del self.open[group]
+                self._row(inc, at)  # kept, never paged
+            elif what == "resolved":
+                del self.open[group]
+                if inc.due is not None and inc.due[0] == "firing":
+                    self._notify(inc, "firing", at)  # group_wait outlasted it
+                self._row(inc, at)
+                self._notify(inc, "resolved", at)
+            else:  # a notification due: firing, escalated or repeated
+                inc.due = None
+                self._notify(inc, what, at)
+                inc.notified_rank, inc.notified_us = inc.rank, at
 
     # ---- rows --------------------------------------------------------------------------
     def _id(self, inc: OpenIncident) -> str:
-        return f"{inc.identity[0]}/{_utc(inc.started_us).isoformat()}"
+        return "/".join((inc.identity[0], *inc.group, _utc(inc.started_us).isoformat()))
 
     def _row(self, inc: OpenIncident, resolved_us: int | None = None) -> None:
         started = _utc(inc.started_us)
         server_id, name, server_type, location = inc.identity
         self.incidents.append({
             "incident_id": self._id(inc), "started_at": started,
-            "fired_at": _utc(inc.fired_us),
+            "fired_at": None if inc.fired_us is None else _utc(inc.fired_us),
             "resolved_at": None if resolved_us is None else _utc(resolved_us),
             "metric_date": started.date(), "pane_index": inc.writes,
             "server_id": server_id, "server_name": name, "server_type": server_type,
@@ -145,6 +228,9 @@ class IncidentTracker:
                     f"{lasted}, {inc.count} signal(s): {rules}")
         elif state == "escalated":
             text = f"{who}: escalated to {severity} at {at:%H:%M:%S} UTC: {rules}"
+        elif state == "repeated":
+            text = (f"{who}: still {severity} at {at:%H:%M:%S} UTC, since {started} UTC, "
+                    f"{inc.count} signal(s): {rules}")
         else:
             text = (f"{who}: {severity} incident since {started} UTC, {inc.count} "
                     f"signal(s): {rules}")
@@ -228,6 +314,7 @@ class IncidentTrackerFn(beam.DoFn):
     def setup(self):
         self._out_of_order = Metrics.counter("incidents", "out_of_order")
         self._unsettled = Metrics.counter("incidents", "unsettled_panes")
+        self._inhibited = Metrics.counter("incidents", "inhibited_signals")
 
     def process(self, keyed, pending=beam.DoFn.StateParam(PENDING),
                 taken=beam.DoFn.StateParam(TAKEN),
@@ -277,13 +364,14 @@ class IncidentTrackerFn(beam.DoFn):
         tracker.feed(ready)
         tracker.advance(horizon)
         taken.write(horizon)
-        state.write(tracker.open)
+        state.write(tracker.state)
         if later:
             schedule_flush(later[0][0] + self._hold, self._every, flush_at, flush)
-        if tracker.open is not None and horizon < END_OF_TIME:
-            # its resolution, if no signal comes first
-            schedule_flush(tracker.open.last_end_us + self._rules.keep_firing_for_s * _US
-                           + self._hold, self._every, flush_at, flush)
+        due = tracker.next_change_us()
+        if due is not None and horizon < END_OF_TIME:
+            # a lapse, a notification or a resolution, if no signal comes first
+            schedule_flush(due + self._hold, self._every, flush_at, flush)
+        self._inhibited.inc(tracker.inhibited)
         yield from tracker.incidents
         for note in tracker.notifications:
             yield beam.pvalue.TaggedOutput("notifications", note)
