@@ -80,7 +80,7 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
         if not isinstance(item, dict):
             raise ValueError(f"alert_rules[{i}] must be a mapping")
         extra = set(item) - {"name", "metric", "above", "below", "severity", "by_type",
-                             "by_server"}
+                             "by_server", "hysteresis"}
         if extra:
             raise ValueError(f"alert_rules[{i}]: unknown key(s) {', '.join(sorted(extra))}")
         if "name" not in item or "metric" not in item:
@@ -96,7 +96,8 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
             by_type=tuple((str(k), _number(f"alert_rules[{i}].by_type.{k}", v))
                           for k, v in by_type.items()),
             by_server=tuple((str(k), _number(f"alert_rules[{i}].by_server.{k}", v))
-                            for k, v in by_server.items())))
+                            for k, v in by_server.items()),
+            hysteresis=_number(f"alert_rules[{i}].hysteresis", item.get("hysteresis", 0))))
     locations = []
     for name, place in _keys("locations", doc.get("locations") or {}, None).items():
         if not isinstance(place, dict):

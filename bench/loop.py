@@ -25,7 +25,13 @@ from schemas.server_metrics import (
 )
 from transforms.bronze import EPOCH, RawRecord, to_bronze
 from transforms.dead_letters import RecordRejected, dead_letter
-from transforms.gold import FormatLocationRowFn, FormatServerRowFn, RaiseAlertsFn
+from transforms.gold import (
+    SIGNAL_HOLDS,
+    FormatLocationRowFn,
+    FormatServerRowFn,
+    HoldSignalsFn,
+    RaiseAlertsFn,
+)
 from transforms.rules import ServerMetricsRules
 from transforms.silver import _copy_rank, to_silver
 from transforms.summary import ServerMetricsSummary
@@ -106,7 +112,8 @@ def run_loop(path: str, output_dir: str, rules: ServerMetricsRules | None = None
         minutes[(s["server_id"], s["server_name"], s["server_type"], s["location"],
                  bucket(micros, MINUTE))].add(s, rules.alert_rules)
     gold = _roll_up(minutes, rules)
-    gold.update(_analytics(kept, rules, gold[ALERTS.name]))
+    holds = gold.pop(SIGNAL_HOLDS)
+    gold.update(_analytics(kept, rules, gold[ALERTS.name], holds))
     for name, rows in gold.items():
         for row in rows:
             out[name].add(row)
@@ -144,10 +151,11 @@ def _roll_up(minutes, rules):
             SERVER_HEALTH_SUMMARY, DAY, health_weights=rules.health_weights), days),
         LOCATION_PERFORMANCE.name: rows(FormatLocationRowFn(rules), places),
         ALERTS.name: rows(RaiseAlertsFn(rules.alert_rules), minutes),
+        SIGNAL_HOLDS: rows(HoldSignalsFn(rules.alert_rules), minutes),
     }
 
 
-def _analytics(kept, rules, alerts):
+def _analytics(kept, rules, alerts, holds=()):
     """The alert matrix, the EWMA detector and the alert feed through the pipeline's own
     pure parts (its combine, row formatter, scorer and feed functions)."""
     from apache_beam.utils.timestamp import Timestamp
@@ -184,7 +192,7 @@ def _analytics(kept, rules, alerts):
     from transforms.server_metrics.incidents import incidents_of_server, signal_of_row
 
     by_server: dict[str, list] = defaultdict(list)
-    for e in events:
+    for e in [*events, *holds]:
         by_server[e["server_id"]].append(signal_of_row(e))
     incidents, notifications = [], []
     for signals in by_server.values():

@@ -11,6 +11,8 @@ baseline, for the raw signals (``alert_events``, what seeds 002 and 003 raised):
   more) during which an incident fired (paged);
 * precision: the share of paged incidents (and of signals) that overlap an injected fault
   on their server, within two minutes either side;
+* each signal family alone, as the baseline of the seed it reproduces (002's matrix,
+  003's EWMA, 000 and 001's thresholds);
 * pages per server and day: firing notifications (signals) over the servers and days the
   run covers.
 
@@ -26,6 +28,9 @@ import sys
 import duckdb
 
 SLACK = "INTERVAL 2 MINUTE"
+#: The signal families, each a baseline: seed 002's matrix, seed 003's EWMA, and the
+#: threshold rules of seeds 000 and 001.
+FAMILIES = ("matrix", "ewma", "threshold")
 #: Faults lasting this long or more should page (the shipped rules' ``for``).
 SUSTAINED_S = 60
 
@@ -60,15 +65,20 @@ def measure(catalog: str) -> dict:
                 and i.started_at <= f."end" + {SLACK}
                 and coalesce(i.resolved_at, 'infinity'::timestamptz) >= f.start - {SLACK})""")[0]
         pages = q("select count(*) from alert_notifications where state = 'firing'")[0]
-        signals, true_signals, caught_by_signal = q(f"""
-            select (select count(*) from alert_events),
-                   (select count(*) from alert_events s where exists (
-                      select 1 from injected_faults f where f.server_id = s.server_id
-                        and s.window_start <= f."end" + {SLACK}
-                        and s.window_end >= f.start - {SLACK})),
-                   (select count(*) from injected_faults f where exists (
-                      select 1 from alert_events s where s.server_id = f.server_id
-                        and s.window_end between f.start - {SLACK} and f.start + {SLACK}))""")
+        by_family = {}
+        for family in (None, *FAMILIES):
+            where = "" if family is None else f"and s.family = '{family}'"
+            by_family[family] = q(f"""
+                select (select count(*) from alert_events s where true {where}),
+                       (select count(*) from alert_events s where exists (
+                          select 1 from injected_faults f where f.server_id = s.server_id
+                            and s.window_start <= f."end" + {SLACK}
+                            and s.window_end >= f.start - {SLACK}) {where}),
+                       (select count(*) from injected_faults f where exists (
+                          select 1 from alert_events s where s.server_id = f.server_id
+                            and s.window_end between f.start - {SLACK} and f.start + {SLACK}
+                            {where}))""")
+    signals, true_signals, caught_by_signal = by_family[None]
     server_days = max(servers * days, 1e-9)
     return {
         "servers": servers, "days": days, "injected_faults": faults,
@@ -81,7 +91,15 @@ def measure(catalog: str) -> dict:
         "signal_precision": true_signals / signals if signals else None,
         "signal_recall": caught_by_signal / faults if faults else None,
         "signals_per_server_day": signals / server_days,
+        **{f"{family}_{k}": v for family in FAMILIES for k, v in zip(
+            ("signal_precision", "signal_recall", "signals_per_server_day"),
+            _rates(*by_family[family], faults, server_days), strict=True)},
     }
+
+
+def _rates(signals, true_signals, caught, faults, server_days):
+    return (true_signals / signals if signals else None,
+            caught / faults if faults else None, signals / server_days)
 
 
 def _run(args: list[str]) -> None:
@@ -89,6 +107,10 @@ def _run(args: list[str]) -> None:
                            "--progress", "0"], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"python -m run {' '.join(args)}:\n{done.stderr[-2000:]}")
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.0%}"
 
 
 def _pages_without_faults(workdir: str, hours: int, servers: int = 20) -> dict:
@@ -133,9 +155,12 @@ def bench_incident_quality(workdir: str) -> dict:
               flush=True)
         print(f"  {'':<24} {'precision':>9} {'recall':>7} {'paged recall':>13} "
               f"{'per server-day':>15}", flush=True)
-        print(f"  {'signals (seeds 002/003)':<24} {s['signal_precision']:>9.0%} "
-              f"{s['signal_recall']:>7.0%} {'':>13} {s['signals_per_server_day']:>15,.0f}",
-              flush=True)
+        for label, prefix in (("all signals", ""), ("matrix (seed 002)", "matrix_"),
+                              ("EWMA (seed 003)", "ewma_"),
+                              ("thresholds (000/001)", "threshold_")):
+            print(f"  {label:<24} {_pct(s[prefix + 'signal_precision']):>9} "
+                  f"{_pct(s[prefix + 'signal_recall']):>7} {'':>13} "
+                  f"{s[prefix + 'signals_per_server_day']:>15,.0f}", flush=True)
         print(f"  {'incidents (pages)':<24} {s['incident_precision']:>9.0%} "
               f"{s['incident_recall']:>7.0%} {s['paged_recall']:>13.0%} "
               f"{s['pages_per_server_day']:>15,.1f}", flush=True)

@@ -332,7 +332,8 @@ ALERT_INCIDENTS = RecordSchema(
               "ewma)", required=True),
         Field("rules", S, "Rules of its signals, comma-separated", required=True),
         Field("signal_count", INT, "Signals grouped in it", required=True),
-        Field("last_signal_at", TS, "End of its last signal's window", required=True),
+        Field("last_signal_at", TS, "End of its last signal's window (or, under a rule's "
+              "hysteresis, of the last minute that held it)", required=True),
     ),
     partition_field="metric_date",
     clustering=("server_id",),

@@ -202,6 +202,8 @@ def test_the_rules_file_declares_grouping_inhibition_and_timers(tmp_path):
     assert rules.inhibit_rules[0].source.matches({"rule": "overheating"})
     assert not rules.fires_at_once({"family": "ewma", "severity": "critical"})
     assert rules.fires_at_once({"family": "threshold", "severity": "critical"})
+    assert {r.name: r.hysteresis for r in load_rules(None).alert_rules} == {
+        "high_cpu": 5, "high_memory": 2, "overheating": 3}
     bad = tmp_path / "r.yaml"
     for text, message in (
             ("incidents: {group_by: [rule]}", "server_id among them"),
@@ -211,7 +213,9 @@ def test_the_rules_file_declares_grouping_inhibition_and_timers(tmp_path):
             ("incidents: {inhibit_rules: [{source: {rule: a}, target: {rule: b}, "
              "equal: [rule]}]}", "must include server_id"),
             ("incidents: {fire_at_once: [fatal]}", "unknown severity fatal"),
-            ("anomaly_detection: {severity_at: {critical: 2}}", "score >= threshold")):
+            ("anomaly_detection: {severity_at: {critical: 2}}", "score >= threshold"),
+            ("alert_rules: [{name: a, metric: cpu_usage, above: 9, hysteresis: -1}]",
+             "hysteresis must not be negative")):
         bad.write_text(text)
         with pytest.raises(UserError, match=re.escape(message)):
             load_rules(str(bad))
@@ -380,3 +384,73 @@ def test_batch_and_streaming_give_the_same_incidents():
     assert {n["incident_id"] for n in b["alert_notifications"]} == ids
     states = [n["state"] for n in b["alert_notifications"]]
     assert states.count("firing") == states.count("resolved") == len(ids)
+
+
+# ---- hysteresis, in every engine -------------------------------------------------------
+def test_a_hold_keeps_only_a_firing_incident_of_its_rule_open():
+    hold = lambda t, rule="high_cpu": sig(t, 60, family="hold", rule=rule)  # noqa: E731
+    tracker = track([sig(0), sig(60), hold(120), hold(180), hold(240)])
+    (incident,) = paged(tracker)
+    assert incident["resolved_at"] == T0 + timedelta(seconds=300 + 300)
+    assert incident["signal_count"] == 2  # a hold is no signal
+    # a hold opens nothing, fires nothing, and another rule's keeps nothing open
+    assert track([hold(t) for t in range(0, 600, 60)]).incidents == []
+    (other,) = paged(track([sig(0), sig(60), hold(120, "high_memory")]))
+    assert other["resolved_at"] == T0 + timedelta(seconds=120 + 300)
+    # nor does one of a pending incident
+    assert track([sig(0), hold(60), hold(120)]).notifications == []
+
+
+def _hovering_cpu() -> list[tuple[float, str]]:
+    """One server reporting every 20 s for 30 minutes: CPU 95 for three minutes, 88 (above
+    90 − 5 but not 90) for twelve, then 50."""
+    from tests.conftest import line
+
+    events = []
+    for i in range(90):
+        minute = i // 3
+        cpu = 95.0 if minute < 3 else 88.0 if minute < 15 else 50.0
+        ts = T0 + timedelta(seconds=20 * i)
+        events.append((ts.timestamp(), line(server_id="a", timestamp=ts.isoformat(),
+                                            cpu_usage=cpu, memory_usage=40.0,
+                                            temperature_c=50.0)))
+    return events
+
+
+@pytest.mark.parametrize("hysteresis, resolved_min", [(5.0, 15 + 5), (0.0, 3 + 5)])
+def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
+        tmp_path, hysteresis, resolved_min):
+    """A value that falls below the threshold but not below the clear level keeps the
+    incident firing: in the row-level and the Arrow batch medallions, and in the row-level
+    and the batch streaming ones; without hysteresis it resolves five minutes after the
+    last breach."""
+    from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
+    from tests.test_streaming_batches import run_both
+    from transforms.batches import BatchesToRows
+    from transforms.rules import AlertRule
+    from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
+
+    rules = ServerMetricsRules(
+        alert_rules=(AlertRule("high_cpu", "cpu_usage", "warning", above=90,
+                               hysteresis=hysteresis),),
+        incidents=Incidents(families=("threshold",)))
+    events = _hovering_cpu()
+    (tmp_path / "m.jsonl").write_text("".join(text + "\n" for _, text in events))
+    files = resolve_inputs([str(tmp_path / "m.jsonl")])
+    rows = run_and_collect(lambda p: p | beam.Create([RawRecord(t, "in") for _, t in events])
+                           | ServerMetricsMedallion(rules, clock=fixed_clock))
+
+    def arrow(p):
+        tables = (p | ReadServerMetricBatches(files)
+                  | ServerMetricsBatchMedallion(rules, clock=fixed_clock))
+        return {"alert_incidents": tables["alert_incidents"] | BatchesToRows()}
+
+    late = [(events[3][0], events[3][1].replace('"a"', '"z"'))]  # another server's, late
+    streamed, streamed_batches = run_both(rules, StreamingConfig(allowed_lateness_s=3600),
+                                          events, late, 10)
+    expected = T0 + timedelta(minutes=resolved_min)
+    for engine in (rows, run_and_collect(arrow), streamed, streamed_batches):
+        (incident,) = [r for r in _latest(engine["alert_incidents"])
+                       if r["fired_at"] is not None]
+        assert incident["resolved_at"] == expected
+        assert incident["signal_count"] == 3

@@ -468,8 +468,9 @@ class AlertEvents(beam.PTransform):
 
 
 class ServerMetricsAnalytics(beam.PTransform):
-    """Silver records and gold's threshold alerts → the alert matrix, the anomalies and
-    the one alert feed, as table name → PCollection."""
+    """Silver records, gold's threshold alerts (and its hold signals, for hysteresis) →
+    the alert matrix, the anomalies, the one alert feed and the incidents, as table name →
+    PCollection."""
 
     def __init__(self, rules, streaming: StreamingConfig | None = None):
         super().__init__()
@@ -477,14 +478,14 @@ class ServerMetricsAnalytics(beam.PTransform):
         self._streaming = streaming
 
     def expand(self, silver_and_alerts):
-        silver, alerts = silver_and_alerts
+        silver, alerts, *holds = silver_and_alerts
         matrix = silver | "AlertMatrix" >> ServerAlertMatrix(self._rules.alert_matrix,
                                                              self._streaming)
         anomalies = silver | "DetectAnomalies" >> DetectAnomalies(
             self._rules.anomaly_detection, streaming=self._streaming is not None)
         events = (alerts, matrix, anomalies) | "AlertEvents" >> AlertEvents(
             self._rules.alert_matrix)
-        paged = events | "Incidents" >> IncidentsFromSignals(
+        paged = (events, *holds) | "Incidents" >> IncidentsFromSignals(
             self._rules, streaming=self._streaming is not None)
         return {SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
                 ALERT_EVENTS.name: events, ALERT_INCIDENTS.name: paged["incidents"],

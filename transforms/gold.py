@@ -177,6 +177,34 @@ class RaiseAlertsFn(beam.DoFn):
             yield {n: row[n] for n in ALERTS.names}
 
 
+#: The key of gold's hold signals (hysteresis) among its outputs: they feed the incident
+#: tracker only, never a table.
+SIGNAL_HOLDS = "signal_holds"
+#: The family of a hold: a minute beyond a rule's clear level that does not breach it.
+HOLD = "hold"
+
+
+class HoldSignalsFn(beam.DoFn):
+    """A per-server minute summary → a hold signal per rule with hysteresis whose clear
+    level it passed without breaching: what keeps a firing incident of that rule open."""
+
+    def __init__(self, rules: tuple[AlertRule, ...]):
+        self._rules = {r.name: r for r in rules if r.hysteresis}
+
+    def process(self, keyed_summary, window=beam.DoFn.WindowParam,
+                pane=beam.DoFn.PaneInfoParam):
+        key, summary = keyed_summary
+        held = [name for name in sorted(summary.holds) if name not in summary.breaches]
+        if not held:
+            return
+        base = _window_columns(key[-1], MINUTE)
+        base["pane_index"], base["pane_timing"] = pane_columns(window, pane)
+        base.update(_server_columns(key))
+        for name in held:
+            yield {**base, "family": HOLD, "rule": name,
+                   "severity": self._rules[name].severity}
+
+
 class ServerMinuteSummaries(beam.PTransform):
     """Silver records → ((server, minute start), summary of what is new).
 
@@ -255,8 +283,9 @@ class ServerMetricsGold(beam.PTransform):
 def gold_from_minute_deltas(deltas, rules: ServerMetricsRules,
                             streaming: StreamingConfig | None) -> dict:
     """((server identity, minute start), summary) deltas → every gold table, as table name
-    → rows. Shared by the row-level gold and the streaming medallion on batches, whose
-    deltas are summaries of batch fragments (one per server, minute and pane)."""
+    → rows, and under :data:`SIGNAL_HOLDS` the hold signals for the incidents. Shared by
+    the row-level gold and the streaming medallion on batches, whose deltas are summaries
+    of batch fragments (one per server, minute and pane)."""
     if streaming is None:
         minutes = deltas  # batch: one pane per minute already holds everything
     else:
@@ -280,4 +309,5 @@ def gold_from_minute_deltas(deltas, rules: ServerMetricsRules,
         LOCATION_PERFORMANCE.name: locations | "LocationRows" >> beam.ParDo(
             FormatLocationRowFn(rules)),
         ALERTS.name: minutes | "RaiseAlerts" >> beam.ParDo(RaiseAlertsFn(rules.alert_rules)),
+        SIGNAL_HOLDS: minutes | "HoldSignals" >> beam.ParDo(HoldSignalsFn(rules.alert_rules)),
     }

@@ -12,7 +12,7 @@ from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import ALERTS, SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER
 from transforms.analytics import ServerMetricsAnalytics
 from transforms.bronze import ValidateServerMetrics
-from transforms.gold import ServerMetricsGold
+from transforms.gold import SIGNAL_HOLDS, ServerMetricsGold
 from transforms.rules import ServerMetricsRules
 from transforms.silver import CleanServerMetrics
 from transforms.windowing import StreamingConfig
@@ -38,7 +38,8 @@ class ServerMetricsMedallion(beam.PTransform):
         silver = bronze["records"] | "Silver" >> CleanServerMetrics(
             self._rules, streaming=self._streaming)
         gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules, self._streaming)
-        analytics = ((silver["records"], gold[ALERTS.name])
+        holds = gold.pop(SIGNAL_HOLDS)
+        analytics = ((silver["records"], gold[ALERTS.name], holds)
                      | "Analytics" >> ServerMetricsAnalytics(self._rules, self._streaming))
         dead = ((bronze["dead_letters"], silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())

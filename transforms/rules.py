@@ -29,8 +29,14 @@ class AlertRule:
     #: memory is another's saturation.
     by_type: tuple[tuple[str, float], ...] = ()
     by_server: tuple[tuple[str, float], ...] = ()
+    #: Hysteresis, in the metric's unit: once an incident holds this rule, a minute with
+    #: the metric beyond the threshold less this (above; plus this, below) keeps it
+    #: firing, so a value that hovers about the threshold is one incident. 0: none.
+    hysteresis: float = 0.0
 
     def __post_init__(self):
+        if self.hysteresis < 0:
+            raise ValueError(f"alert rule {self.name!r}: hysteresis must not be negative")
         if self.metric not in MEASUREMENTS:
             raise ValueError(f"alert rule {self.name!r}: unknown metric {self.metric!r} "
                              f"(one of {', '.join(MEASUREMENTS)})")
@@ -73,6 +79,20 @@ class AlertRule:
             if found.any():
                 limit[found] = values[at.to_numpy(zero_copy_only=False)[found].astype(int)]
         return limit
+
+    def clear_limits(self, server_ids, server_types):
+        """The levels the metric must fall back past before this rule lets an incident
+        resolve (:meth:`thresholds` less the hysteresis, above; plus it, below)."""
+        limit = self.thresholds(server_ids, server_types)
+        return limit - self.hysteresis if self.above is not None else limit + self.hysteresis
+
+    def held_by(self, value: float, server_id: str | None = None,
+                server_type: str | None = None) -> bool:
+        """Beyond the clear level without breaching: what keeps an incident firing."""
+        limit = self.threshold_of(server_id, server_type)
+        if self.above is not None:
+            return limit - self.hysteresis < value <= limit
+        return limit >= value > limit + self.hysteresis
 
     def breached_by(self, value: float, server_id: str | None = None,
                     server_type: str | None = None) -> bool:

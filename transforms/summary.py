@@ -127,7 +127,7 @@ class ServerMetricsSummary:
     """Everything gold needs to know about a set of silver records."""
 
     __slots__ = ("records", "cpu", "memory", "disk_io", "network_in", "network_out",
-                 "temperature", "power", "high_utilization", "breaches")
+                 "temperature", "power", "high_utilization", "breaches", "holds")
 
     def __init__(self):
         self.records = 0
@@ -141,6 +141,8 @@ class ServerMetricsSummary:
         self.high_utilization = 0
         # rule name -> [records breaching, most extreme value, rule fires above?]
         self.breaches: dict[str, list] = {}
+        # rule name -> records beyond its clear level that do not breach it (hysteresis)
+        self.holds: dict[str, int] = {}
 
     def add(self, r: dict, rules=()) -> None:
         self.records += 1
@@ -169,7 +171,9 @@ class ServerMetricsSummary:
             self.high_utilization += 1
         for rule in rules:
             v = r[rule.metric]
-            if v is not None and rule.breached_by(v, r["server_id"], r["server_type"]):
+            if v is None:
+                continue
+            if rule.breached_by(v, r["server_id"], r["server_type"]):
                 hit = self.breaches.get(rule.name)
                 if hit is None:
                     self.breaches[rule.name] = [1, v, rule.above is not None]
@@ -177,6 +181,8 @@ class ServerMetricsSummary:
                     hit[0] += 1
                     if (v > hit[1]) if hit[2] else (v < hit[1]):
                         hit[1] = v
+            elif rule.hysteresis and rule.held_by(v, r["server_id"], r["server_type"]):
+                self.holds[rule.name] = self.holds.get(rule.name, 0) + 1
 
     def merge(self, other: ServerMetricsSummary) -> ServerMetricsSummary:
         self.records += other.records
@@ -195,6 +201,8 @@ class ServerMetricsSummary:
             else:
                 mine[0] += count
                 mine[1] = max(mine[1], extreme) if above else min(mine[1], extreme)
+        for name, count in other.holds.items():
+            self.holds[name] = self.holds.get(name, 0) + count
         return self
 
     def columns(self, quantiles: bool = True) -> dict:

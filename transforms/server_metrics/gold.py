@@ -117,6 +117,45 @@ def alert_rows(measures: Measures, codes, rules: ServerMetricsRules) -> list[dic
     return rows
 
 
+def hold_table(measures: Measures, codes, rules: ServerMetricsRules) -> pa.Table | None:
+    """The hold signals (hysteresis): per server, minute and rule with a ``hysteresis``,
+    a minute with records beyond its clear level and none breaching it, as the
+    incident tracker's signal columns (``HoldSignalsFn``'s rows); None if none."""
+    from transforms.gold import HOLD
+
+    held_rules = [r for r in sorted(rules.alert_rules, key=lambda r: r.name) if r.hysteresis]
+    if not held_rules:
+        return None
+    seg = _windows(measures, codes, MINUTE)
+    table, parts = measures.table, []
+    ts = pa.timestamp("us", tz="UTC")
+    for rule in held_rules:
+        v = table.column(rule.metric).to_numpy()
+        ids, types = table.column("server_id"), table.column("server_type")
+        limit, clear = rule.thresholds(ids, types), rule.clear_limits(ids, types)
+        with np.errstate(invalid="ignore"):
+            breach = v > limit if rule.above is not None else v < limit
+            beyond = v > clear if rule.above is not None else v < clear
+        hit = np.flatnonzero((seg.count(beyond) > 0) & (seg.count(breach) == 0))
+        if not len(hit):
+            continue
+        n = len(hit)
+        start = seg.window_us[hit]
+        parts.append(pa.table({
+            "window_start": pa.array(start, ts), "window_end": pa.array(
+                start + MINUTE * _US, ts),
+            "family": pa.repeat(pa.scalar(HOLD), n), "rule": pa.repeat(pa.scalar(rule.name), n),
+            "severity": pa.repeat(pa.scalar(rule.severity), n),
+            **identity_columns(table, seg.first[hit])}))
+    if not parts:
+        return None
+    from transforms.server_metrics.incidents import SIGNAL_FIELDS
+
+    schema = ALERT_EVENTS.arrow_schema()  # as the signals' columns, to go with them
+    return pa.concat_tables(parts).select(list(SIGNAL_FIELDS)).cast(
+        pa.schema([schema.field(n) for n in SIGNAL_FIELDS]))
+
+
 # --- seed 002's alert matrix ----------------------------------------------------------
 
 def matrix_accumulators(measures: Measures, codes, matrix: AlertMatrix):
@@ -249,6 +288,10 @@ class ServerDay:
                 m, codes, DAY, SERVER_HEALTH_SUMMARY, health=rules.health_weights),
             ALERTS.name: from_rows(alerts, ALERTS),
         }, alerts
+
+    def holds(self) -> pa.Table | None:
+        """The hold signals of the group (:func:`hold_table`)."""
+        return hold_table(self.measures, self.codes, self.rules)
 
     def day_summaries(self):
         """((location, server_type, day start), (server_id, summary)) per identity."""

@@ -31,9 +31,10 @@ from apache_beam.transforms.userstate import (
     TimerSpec,
     on_timer,
 )
-from apache_beam.transforms.window import GlobalWindow
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
 from transforms.bronze import micros_of
+from transforms.gold import HOLD
 from transforms.rules import SEVERITIES, Incidents
 from transforms.server_metrics.aggregate import utc as _utc
 from transforms.windowing import MINUTE, schedule_flush
@@ -67,6 +68,8 @@ class OpenIncident:
     count: int = 0
     families: set = field(default_factory=set)
     rules: set = field(default_factory=set)
+    #: Minutes that kept it firing only by hysteresis.
+    holds: int = 0
     writes: int = 0
 
 
@@ -110,12 +113,23 @@ class IncidentTracker:
         """Signals as tuples of :data:`SIGNAL_FIELDS` (micros for the times), sorted."""
         rules = self.rules
         for start, end, family, rule, severity, *identity in signals:
+            hold = family == HOLD
+            if hold:
+                family = "threshold"  # a threshold rule's, for its group
             if family not in self._families:
                 continue  # a signal, not a page
             self.advance(start)
             labels = {"server_id": identity[0], "server_type": identity[2],
                       "location": identity[3], "family": family, "rule": rule,
                       "severity": severity}
+            if hold:
+                # hysteresis: the metric still beyond the rule's clear level keeps a firing
+                # incident of that rule open; it opens, fires and escalates nothing
+                inc = self.open.get(tuple(labels[g] for g in self._group))
+                if inc is not None and inc.fired_us is not None and rule in inc.rules:
+                    inc.last_end_us = max(inc.last_end_us, end)
+                    inc.holds += 1
+                continue
             if rules.inhibit_rules and self._inhibited(labels, start, end):
                 self.inhibited += 1
                 continue
@@ -399,8 +413,9 @@ def signal_hold_s(rules) -> int:
 
 
 class IncidentsFromSignals(beam.PTransform):
-    """``alert_events`` rows → {"incidents": rows, "notifications": rows}; batch or
-    streaming (``IncidentTrackerFn``), the same lifecycle."""
+    """``alert_events`` rows (or a tuple of them and gold's hold signals) →
+    {"incidents": rows, "notifications": rows}; batch or streaming
+    (``IncidentTrackerFn``), the same lifecycle."""
 
     def __init__(self, rules, streaming: bool):
         super().__init__()
@@ -408,6 +423,10 @@ class IncidentsFromSignals(beam.PTransform):
         self._streaming = streaming
 
     def expand(self, signals):
+        if isinstance(signals, tuple):  # (signals, hold signals): one stream, global
+            signals = (signals[0], *(h | f"HoldsGlobal{i}" >> beam.WindowInto(GlobalWindows())
+                                     for i, h in enumerate(signals[1:]))) \
+                | "WithHolds" >> beam.Flatten()
         keyed = signals | "ByServer" >> beam.Map(
             lambda row: (row["server_id"], row)).with_output_types(
             beam.typehints.KV[str, beam.typehints.Any])

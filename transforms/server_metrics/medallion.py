@@ -52,7 +52,7 @@ from transforms.batches import (
     keyed_tables,
 )
 from transforms.batches import declare_tables as tables
-from transforms.gold import FormatLocationRowFn, LocationRollup
+from transforms.gold import SIGNAL_HOLDS, FormatLocationRowFn, LocationRollup
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics import gold, incidents
 from transforms.server_metrics.aggregate import Segments
@@ -140,7 +140,8 @@ class SilverFn(beam.DoFn):
 #: Outputs of ServerDaysFn besides the deduplicated silver records.
 _DAY_OUTPUTS = (SERVER_METRICS_MINUTELY.name, HOURLY_SERVER_METRICS.name,
                 SERVER_HEALTH_SUMMARY.name, ALERTS.name, SERVER_ALERT_MATRIX.name,
-                ALERT_EVENTS.name, "location_parts", "matrix_parts", "series", DEAD)
+                ALERT_EVENTS.name, "location_parts", "matrix_parts", "series", SIGNAL_HOLDS,
+                DEAD)
 
 
 class ServerDaysFn(beam.DoFn):
@@ -185,6 +186,9 @@ class ServerDaysFn(beam.DoFn):
         matrix, pieces = day.matrix()
         if matrix.num_rows:
             yield TaggedOutput(SERVER_ALERT_MATRIX.name, matrix)
+        holds = day.holds()
+        if holds is not None:
+            yield TaggedOutput(SIGNAL_HOLDS, holds)
         events = [e for a in threshold for e in threshold_events(a)]
         if events:
             yield TaggedOutput(ALERT_EVENTS.name, from_rows(events, ALERT_EVENTS))
@@ -343,8 +347,8 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                          ALERT_EVENTS.name, main="rows"))
         events = (tables(days[ALERT_EVENTS.name], midnight[ALERT_EVENTS.name],
                          anomalies[ALERT_EVENTS.name]) | "GoldAlertEvents" >> beam.Flatten())
-        tables(events)
-        paged = (events
+        tables(events, days[SIGNAL_HOLDS])
+        paged = ((events, days[SIGNAL_HOLDS]) | "GoldSignalsAndHolds" >> beam.Flatten()
                  | "GoldSignalsByServer" >> beam.ParDo(SignalsByServerFn()).with_output_types(
                      keyed_tables(str))
                  | "GoldGroupSignals" >> beam.GroupByKey()

@@ -68,7 +68,7 @@ from transforms.batches import (
 )
 from transforms.batches import declare_tables as tables
 from transforms.dead_letters import dead_letter
-from transforms.gold import gold_from_minute_deltas
+from transforms.gold import SIGNAL_HOLDS, gold_from_minute_deltas
 from transforms.live_bronze import StreamingBronze
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, identity_codes
@@ -171,17 +171,24 @@ class MinuteDeltasFn(beam.DoFn):
         for rule in self._rules:
             v = table.column(rule.metric).to_numpy()
             above = rule.above is not None
-            limit = rule.thresholds(table.column("server_id"), table.column("server_type"))
+            ids, types = table.column("server_id"), table.column("server_type")
+            limit = rule.thresholds(ids, types)
             with np.errstate(invalid="ignore"):
                 hit = v > limit if above else v < limit
+                held = None
+                if rule.hysteresis:
+                    clear = rule.clear_limits(ids, types)
+                    held = seg.count(((v > clear) if above else (v < clear)) & ~hit)
             breaches.append((rule, above, seg.count(hit),
-                             seg.extreme(np.where(hit, v, np.nan), above)))
+                             seg.extreme(np.where(hit, v, np.nan), above), held))
         for j, (first, size) in enumerate(zip(seg.first.tolist(), seg.size.tolist(),
                                               strict=True)):
             summary = measures.summary(slice(first, first + size))
-            for rule, above, counts, extremes in breaches:
+            for rule, above, counts, extremes, held in breaches:
                 if counts[j]:
                     summary.breaches[rule.name] = [int(counts[j]), float(extremes[j]), above]
+                if held is not None and held[j]:
+                    summary.holds[rule.name] = int(held[j])
             yield identities[j] + (minute,), summary
 
 
@@ -324,6 +331,7 @@ class StreamingGold(beam.PTransform):
         rules, streaming = self._rules, self._streaming
         deltas = silver | "MinuteDeltas" >> beam.ParDo(MinuteDeltasFn(rules))
         gold = gold_from_minute_deltas(deltas, rules, streaming)
+        holds = gold.pop(SIGNAL_HOLDS)
         matrix = (silver
                   | "MatrixParts" >> beam.ParDo(MatrixPartsFn(rules))
                   | "AlertMatrix" >> MatrixFromParts(rules.alert_matrix, streaming))
@@ -334,7 +342,7 @@ class StreamingGold(beam.PTransform):
                      | "DetectAnomalies" >> beam.ParDo(EwmaBatchDetectorFn(rules)))
         events = ((gold[ALERTS.name], matrix, anomalies)
                   | "AlertEvents" >> AlertEvents(rules.alert_matrix))
-        paged = events | "Incidents" >> IncidentsFromSignals(rules, streaming=True)
+        paged = (events, holds) | "Incidents" >> IncidentsFromSignals(rules, streaming=True)
         return {**gold, SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
                 ALERT_EVENTS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
                 ALERT_NOTIFICATIONS.name: paged["notifications"]}
