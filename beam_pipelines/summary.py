@@ -89,9 +89,9 @@ def render(catalog: str, output_dir: str, matrix_copies: int = 3,
         if alerts:
             out.append(_fmt_rows(alerts, ("rule", "severity", "server-minutes", "servers")))
         feed = con.execute("select family, rule, severity, count(*), count(distinct server_id) "
-                           "from alert_events group by all order by 1, 4 desc").fetchall()
+                           "from alert_signals group by all order by 1, 4 desc").fetchall()
         out.append("")
-        out.append("Alert signals, every rule (alert_events)" + ("" if feed else ": none"))
+        out.append("Alert signals, every rule (alert_signals)" + ("" if feed else ": none"))
         if feed:
             out.append(_fmt_rows(feed, ("family", "rule", "severity", "signals", "servers")))
         paged = con.execute("""

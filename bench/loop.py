@@ -199,5 +199,5 @@ def _analytics(kept, rules, alerts, holds=()):
         found, notes = incidents_of_server(rules.incidents, signals)
         incidents += found
         notifications += notes
-    return {"server_alert_matrix": matrix, "anomalies": anomalies, "alert_events": events,
+    return {"server_alert_matrix": matrix, "anomalies": anomalies, "alert_signals": events,
             "alert_incidents": incidents, "alert_notifications": notifications}

@@ -1,7 +1,7 @@
 """How good the alerting is, against the generator's ground truth (``injected_faults``).
 
 On a lakehouse written by a run over a generated sample, for the incidents and, as the
-baseline, for the raw signals (``alert_events``, what seeds 002 and 003 raised):
+baseline, for the raw signals (``alert_signals``, what seeds 002 and 003 raised):
 
 * recall: the share of injected faults an incident covers within two minutes of their
   start (one open at the start, or opened by two minutes after it, paged or not: a
@@ -69,13 +69,13 @@ def measure(catalog: str) -> dict:
         for family in (None, *FAMILIES):
             where = "" if family is None else f"and s.family = '{family}'"
             by_family[family] = q(f"""
-                select (select count(*) from alert_events s where true {where}),
-                       (select count(*) from alert_events s where exists (
+                select (select count(*) from alert_signals s where true {where}),
+                       (select count(*) from alert_signals s where exists (
                           select 1 from injected_faults f where f.server_id = s.server_id
                             and s.window_start <= f."end" + {SLACK}
                             and s.window_end >= f.start - {SLACK}) {where}),
                        (select count(*) from injected_faults f where exists (
-                          select 1 from alert_events s where s.server_id = f.server_id
+                          select 1 from alert_signals s where s.server_id = f.server_id
                             and s.window_end between f.start - {SLACK} and f.start + {SLACK}
                             {where}))""")
     signals, true_signals, caught_by_signal = by_family[None]
@@ -130,7 +130,7 @@ def _pages_without_faults(workdir: str, hours: int, servers: int = 20) -> dict:
             "max(timestamp)) / 86400.0 from server_metrics_silver").fetchone()
         pages = con.execute("select count(*) from alert_notifications "
                             "where state = 'firing'").fetchone()[0]
-        signals = con.execute("select count(*) from alert_events").fetchone()[0]
+        signals = con.execute("select count(*) from alert_signals").fetchone()[0]
     return {"pages_per_server_day": pages / max(servers * days, 1e-9),
             "signals_per_server_day": signals / max(servers * days, 1e-9)}
 

@@ -282,8 +282,8 @@ ANOMALIES = RecordSchema(
     # No key: the detector emits each anomaly once, with no panes to choose between.
 )
 
-ALERT_EVENTS = RecordSchema(
-    name="alert_events",
+ALERT_SIGNALS = RecordSchema(
+    name="alert_signals",
     layer="gold",
     description="Every alert of every rule in one feed (threshold rules, the alert matrix, "
                 "the EWMA detector): the table chat and paging integrations read.",
@@ -310,7 +310,7 @@ ALERT_INCIDENTS = RecordSchema(
     name="alert_incidents",
     layer="gold",
     description="Incidents: per server (and the rules' group_by), the alert signals "
-                "(alert_events) that kept coming; those that fired paged, those that lapsed "
+                "(alert_signals) that kept coming; those that fired paged, those that lapsed "
                 "while pending did not (fired_at null; see the rules' incidents section). "
                 "One row per incident, its latest state.",
     fields=(
@@ -361,6 +361,6 @@ ALERT_NOTIFICATIONS = RecordSchema(
     clustering=("server_id",),
 )
 
-ANALYTICS_TABLES = (SERVER_ALERT_MATRIX, ANOMALIES, ALERT_EVENTS)
+ANALYTICS_TABLES = (SERVER_ALERT_MATRIX, ANOMALIES, ALERT_SIGNALS)
 #: What the alert signals become for a pager (``transforms.server_metrics.incidents``).
 INCIDENT_TABLES = (ALERT_INCIDENTS, ALERT_NOTIFICATIONS)

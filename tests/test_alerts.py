@@ -14,7 +14,7 @@ from apache_beam.transforms.window import TimestampedValue
 from beam_pipelines.cli import main
 from beam_pipelines.io.alerts import PublishAlerts, message_of, notification_key
 from beam_pipelines.ops.pubsub import setup
-from schemas.server_metrics import ALERT_EVENTS
+from schemas.server_metrics import ALERT_SIGNALS
 from tests.conftest import streaming_pipeline
 from tests.test_pubsub import names, pull_all
 from transforms.rules import ServerMetricsRules
@@ -27,7 +27,7 @@ T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
 
 def _signal(minute: int, timing: str = "ON_TIME", severity: str = "warning") -> dict:
     start = T0 + timedelta(minutes=minute)
-    row = {name: None for name in ALERT_EVENTS.names}
+    row = {name: None for name in ALERT_SIGNALS.names}
     row.update(window_start=start, window_end=start + timedelta(minutes=1),
                metric_date=start.date(), pane_index=0, pane_timing=timing,
                server_id="srv-1", server_name="web-server-001", server_type="web",
@@ -65,7 +65,7 @@ def test_a_batch_run_publishes_every_notification_once(pubsub_emulator, tmp_path
     with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
         notes = con.execute("select incident_id, state, server_id "
                             "from alert_notifications").fetchall()
-        signals = con.execute("select count(*) from alert_events").fetchone()[0]
+        signals = con.execute("select count(*) from alert_signals").fetchone()[0]
     assert notes and len(messages) == len(notes) < signals
     assert sorted((m.attributes["incident_id"], m.attributes["state"],
                    m.attributes["server_id"]) for m in messages) == sorted(notes)

@@ -11,7 +11,7 @@ from generators.cli import main as generate
 from tests.equivalence import table_rows
 
 GOLD = ("server_metrics_minutely", "hourly_server_metrics", "server_health_summary",
-        "location_performance", "server_alert_matrix", "alert_events", "anomalies",
+        "location_performance", "server_alert_matrix", "alert_signals", "anomalies",
         "alert_incidents", "server_metrics_bronze")
 
 

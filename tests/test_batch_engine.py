@@ -210,7 +210,7 @@ def test_the_batch_pipeline_is_portable(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
             tables = ("server_metrics_minutely", "server_alert_matrix", "anomalies",
-                      "alert_events")
+                      "alert_signals")
             counts.append((accounting(con), [con.execute(f"select count(*) from {t}")
                                              .fetchone()[0] for t in tables]))
     assert counts[0] == counts[1]

@@ -72,10 +72,10 @@ def metrics_run(emulator_env, tmp_path_factory):
     # Web servers get a CPU threshold of their own: SQL and Beam must both apply it.
     config = out / "rules.yaml"
     shipped = (ROOT / "configs" / "server_metrics.yaml").read_text()
-    high_cpu = "above: 90, severity: warning}   # seeds 000, 001"
+    high_cpu = "above: 90, severity: warning,   # seeds 000, 001"
     assert high_cpu in shipped
     config.write_text(shipped.replace(high_cpu, "above: 90, severity: warning, "
-                                                "by_type: {web: 60}}"))
+                                                "by_type: {web: 60},"))
     beam_w, sql_w = Warehouse(PROJECT, "beam_m"), Warehouse(PROJECT, "sql_m")
     admin.setup(beam_w, load_rules(config))
     admin.setup(sql_w, load_rules(config))
@@ -149,15 +149,17 @@ def test_metrics_tables_land_in_bigquery_with_every_record_accounted_for(metrics
         f"SELECT SUM(record_count) AS n FROM `{PROJECT}.beam_m_gold.server_alert_matrix`"
     ).result())
     assert matrix[0]["n"] == 3 * silver
-    assert _count("beam_m_gold.alert_events") >= _count("beam_m_gold.alerts")
-    assert _count("beam_m_gold.alert_events", "family = 'ewma'") == \
+    assert _count("beam_m_gold.alert_signals") >= _count("beam_m_gold.alerts")
+    assert _count("beam_m_gold.alert_signals", "family = 'ewma'") == \
         _count("beam_m_gold.anomalies")
-    assert _count("beam_m_reporting.alert_events_feed") == _count("beam_m_gold.alert_events")
+    assert _count("beam_m_reporting.alert_signals_feed") == _count("beam_m_gold.alert_signals")
     # Incidents: one row per incident in the feed; a batch run ends every one.
     incidents = list(_client().query(
         f"SELECT COUNT(DISTINCT incident_id) AS n FROM `{PROJECT}.beam_m_gold.alert_incidents`"
         " WHERE fired_at IS NOT NULL").result())[0]["n"]
     assert incidents > 0 and _count("beam_m_reporting.incidents_feed") == incidents
+    # the view reports were built on when it listed every signal is the incident feed now
+    assert _count("beam_m_reporting.alert_events_feed") == incidents
     assert _count("beam_m_reporting.incidents_feed", "status = 'resolved'") == incidents
     assert _count("beam_m_reporting.open_incidents") == 0
     assert _count("beam_m_gold.alert_notifications", "state = 'firing'") == incidents

@@ -23,6 +23,7 @@ from beam_pipelines.bigquery.sink import (
 from beam_pipelines.bigquery.warehouse import Warehouse, check_dataset, check_project
 from beam_pipelines.cli import main
 from beam_pipelines.errors import UserError
+from beam_pipelines.sql_files import reporting_view_files
 from schemas.dead_letter import DEAD_LETTERS, REASONS
 from schemas.server_metrics import HOURLY_SERVER_METRICS, SERVER_METRICS_SILVER
 from tests.conftest import NOW, test_pipeline
@@ -274,7 +275,7 @@ def test_looker_per_view_prints_one_linking_api_url_per_report_view(capsys):
     assert bq_main(["looker", "--project", "my-project", "--dataset-prefix", "acme",
                     "--per-view"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "https://" in line]
-    views = [p.stem for p in admin.view_files()]
+    views = [p.stem for p in reporting_view_files()]
     assert len(lines) == len(views)
     for line, view in zip(lines, views, strict=True):
         url, query = _query(line)
@@ -302,7 +303,7 @@ def test_one_looker_report_for_the_whole_warehouse(capsys):
     assert query["c.reportId"] == "1a2b3c4d-5e6f-7a8b-9c0d"
     assert query["r.reportName"] == "acme: telemetry"
     aliases = {key.split(".")[1] for key in query if key.startswith("ds.")}
-    views = {p.stem for p in admin.view_files()}
+    views = {p.stem for p in reporting_view_files()}
     assert aliases == views and len(views) >= 14
     for view in views:
         assert query[f"ds.{view}.connector"] == "bigQuery"

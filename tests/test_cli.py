@@ -70,7 +70,7 @@ def test_summary_shows_layers_reasons_worst_servers_and_where(sample_run):
         incidents, lapsed, signals = con.execute(
             "select (select count(*) from alert_incidents where fired_at is not null), "
             "(select count(*) from alert_incidents where fired_at is null), "
-            "(select count(*) from alert_events)").fetchone()
+            "(select count(*) from alert_signals)").fetchone()
     assert (f"Incidents (alert_incidents): {incidents:,} paged from {signals:,} signals; "
             f"{lapsed:,} more lapsed while pending (never paged)") in stdout
     assert "Dead letters by reason" in stdout and "duplicate_event" in stdout

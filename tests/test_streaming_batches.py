@@ -48,7 +48,7 @@ def _latest_only(tables: dict) -> dict:
         if name in keyed:
             rows = [{k: v for k, v in r.items() if k not in ("pane_index", "pane_timing")}
                     for r in latest(rows, keyed[name]).values()]
-        elif name == "alert_events":
+        elif name == "alert_signals":
             rows = [{k: v for k, v in r.items() if k not in ("pane_index", "pane_timing")}
                     for r in rows]
             rows = list({repr(sorted(r.items(), key=str)): r for r in rows}.values())

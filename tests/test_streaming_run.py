@@ -190,7 +190,7 @@ def replay_the_archive_and_the_dead_letters(archive: Path, out: Path, tmp_path: 
 
     # Into the stream's own lakehouse: every record is there already.
     gold = ("server_metrics_minutely", "hourly_server_metrics", "server_health_summary",
-            "alert_events", "alert_incidents", "anomalies", "server_alert_matrix")
+            "alert_signals", "alert_incidents", "anomalies", "server_alert_matrix")
     replay("--from-archive", str(archive), "--output-dir", str(out))
     assert count(out, "select count(*) from server_metrics_bronze") == 157
     assert count(out, "select sum(record_count) from server_metrics_minutely") == 153

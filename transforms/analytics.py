@@ -7,7 +7,7 @@
   (correct in parallel; kept across restarts and updates on Dataflow) and buffers values
   until the watermark passes them; batch groups each key's values and sorts them. Both
   score through ``score_in_order``, so they agree.
-* ``AlertEvents`` — every alert of every family (threshold rules, matrix, EWMA) in one
+* ``AlertSignals`` — every alert of every family (threshold rules, matrix, EWMA) in one
   feed, the table chat and paging integrations read.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ from apache_beam.transforms.userstate import (
 from apache_beam.transforms.window import GlobalWindows, SlidingWindows
 
 from schemas.server_metrics import (
-    ALERT_EVENTS,
     ALERT_INCIDENTS,
     ALERT_NOTIFICATIONS,
+    ALERT_SIGNALS,
     ANOMALIES,
     SERVER_ALERT_MATRIX,
 )
@@ -408,7 +408,7 @@ class DetectAnomalies(beam.PTransform):
 # --- one alert feed ----------------------------------------------------------------------
 
 def _event(row: dict, **fields) -> dict:
-    event = {name: row.get(name) for name in ALERT_EVENTS.names}
+    event = {name: row.get(name) for name in ALERT_SIGNALS.names}
     event.update(fields)
     return event
 
@@ -448,8 +448,8 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-class AlertEvents(beam.PTransform):
-    """(threshold alerts, matrix rows, anomalies) → one ``alert_events`` feed."""
+class AlertSignals(beam.PTransform):
+    """(threshold alerts, matrix rows, anomalies) → one ``alert_signals`` feed."""
 
     def __init__(self, matrix: AlertMatrix):
         super().__init__()
@@ -483,10 +483,10 @@ class ServerMetricsAnalytics(beam.PTransform):
                                                              self._streaming)
         anomalies = silver | "DetectAnomalies" >> DetectAnomalies(
             self._rules.anomaly_detection, streaming=self._streaming is not None)
-        events = (alerts, matrix, anomalies) | "AlertEvents" >> AlertEvents(
+        events = (alerts, matrix, anomalies) | "AlertSignals" >> AlertSignals(
             self._rules.alert_matrix)
         paged = (events, *holds) | "Incidents" >> IncidentsFromSignals(
             self._rules, streaming=self._streaming is not None)
         return {SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
-                ALERT_EVENTS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
+                ALERT_SIGNALS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
                 ALERT_NOTIFICATIONS.name: paged["notifications"]}

@@ -318,7 +318,7 @@ class Matcher:
 class InhibitRule:
     """Alertmanager's ``inhibit_rules``: while a signal matching ``source`` is active (from
     its start until ``keep_firing_for`` after its end), signals matching ``target`` with
-    the same ``equal`` labels feed no incident (they stay in ``alert_events``). Incidents
+    the same ``equal`` labels feed no incident (they stay in ``alert_signals``). Incidents
     are tracked per server, so ``equal`` always includes ``server_id``."""
 
     source: Matcher
@@ -337,7 +337,7 @@ class InhibitRule:
 
 @dataclass(frozen=True)
 class Incidents:
-    """How alert signals (the rows of ``alert_events``) become incidents a pager sends,
+    """How alert signals (the rows of ``alert_signals``) become incidents a pager sends,
     as Prometheus and Alertmanager do it.
 
     Signals are grouped per ``group_by`` labels (always the server: by default one
@@ -365,7 +365,7 @@ class Incidents:
     #: Signals an incident needs besides lasting ``for``.
     min_signals: int = 1
     #: The signal families that open and feed incidents (the others stay signals, in
-    #: ``alert_events``).
+    #: ``alert_signals``).
     families: tuple[str, ...] = ("threshold", "matrix", "ewma")
     group_by: tuple[str, ...] = ("server_id",)
     group_wait_s: int = 0

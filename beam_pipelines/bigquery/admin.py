@@ -8,17 +8,15 @@ table) or ``replaced`` (views, rule tables).
 from __future__ import annotations
 
 import string
-from pathlib import Path
 
 from beam_pipelines.bigquery.warehouse import DATASETS, Warehouse, table_layout
 from beam_pipelines.errors import UserError
+from beam_pipelines.sql_files import SQL_DIR, reporting_view_files
 from schemas.core import RecordSchema, _sql_string
 from schemas.ops import ALERT_RULES, LOCATIONS, PIPELINE_SETTINGS
 from schemas.render import DATASET_OF_LAYER
 from schemas.render import TABLES as WAREHOUSE_TABLES  # every declared table, in order
 from transforms.rules import ServerMetricsRules
-
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 
 def render_sql(text: str, identifiers: dict[str, str]) -> str:
@@ -166,18 +164,13 @@ def load_rules(client, warehouse: Warehouse, rules: ServerMetricsRules) -> list[
     return done
 
 
-def view_files() -> list[Path]:
-    """The reporting views (Looker Studio reads these)."""
-    return sorted((SQL_DIR / "reporting").glob("*.sql"))
-
-
 def create_views(client, warehouse: Warehouse, identifiers: dict | None = None) -> list[str]:
     """The operational views the scheduled queries read (``sql/ops``), then the
     reporting views (``sql/reporting``). ``identifiers`` overrides dataset ids."""
     done = []
     ids = {**warehouse.identifiers(), **(identifiers or {})}
     for dataset, paths in (("ops", sorted((SQL_DIR / "ops").glob("*.sql"))),
-                           ("reporting", view_files())):
+                           ("reporting", reporting_view_files())):
         for path in paths:
             _query(client, render_sql(path.read_text(encoding="utf-8"), ids))
             done.append(f"replaced view  {ids[dataset]}.{path.stem}")

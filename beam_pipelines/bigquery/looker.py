@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from beam_pipelines.bigquery.admin import view_files
 from beam_pipelines.bigquery.warehouse import Warehouse
 from beam_pipelines.errors import UserError
+from beam_pipelines.sql_files import reporting_view_files
 
 LINKING_API = "https://lookerstudio.google.com/reporting/create"
 
@@ -24,8 +24,9 @@ TITLES = {
     "location_daily": "Locations",
     "region_minutely": "Regions, live",
     "alerts_feed": "Alerts",
-    "alert_events_feed": "Alert signals (threshold, matrix, EWMA)",
+    "alert_signals_feed": "Alert signals (threshold, matrix, EWMA)",
     "incidents_feed": "Incidents",
+    "alert_events_feed": "Incidents (alert_events_feed)",
     "open_incidents": "Open incidents",
     "web_requests_by_country": "Web traffic by country",
     "web_requests_by_city": "Web traffic by city",
@@ -58,7 +59,7 @@ def _data_source(warehouse: Warehouse, alias: str, view: str) -> dict[str, str]:
 
 def views() -> list[str]:
     """Every reporting view: each is a data source of the report, aliased by its name."""
-    return [p.stem for p in view_files()]
+    return [p.stem for p in reporting_view_files()]
 
 
 def warehouse_report_url(warehouse: Warehouse, template_report_id: str) -> str:

@@ -19,20 +19,15 @@ import datetime as dt
 import functools
 import os
 import time
-from pathlib import Path
 
 from beam_pipelines.errors import UserError
+from beam_pipelines.sql_files import reporting_view_files
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 CATALOG = "lakehouse.duckdb"
 
 #: What ``${...}`` names in the in-memory DuckDB: the catalog's views live in ``main``.
 _LOCAL_DATASETS = {"bronze": "main", "silver": "main", "gold": "main", "ops": "main",
                    "reporting": "reporting", "project": "local"}
-
-
-def reporting_view_files() -> list[Path]:
-    return sorted((SQL_DIR / "reporting").glob("*.sql"))
 
 
 def _render(sql: str, identifiers: dict[str, str]) -> str:

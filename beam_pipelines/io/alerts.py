@@ -5,7 +5,7 @@ Each notification of ``alert_notifications`` (an incident firing, escalated, res
 one JSON message with attributes a subscriber can filter on (``state``, ``severity``,
 ``server_id``, ``incident_id``), ``event_time`` and an ``event_id`` that is the
 notification's key, so a consumer can drop the copies a retried bundle publishes again
-(delivery is at least once). The signals themselves (``alert_events``) are not published:
+(delivery is at least once). The signals themselves (``alert_signals``) are not published:
 17,097 of them on the default sample against 455 notifications. Notifications exist once
 each in batch and in streaming (where only on-time panes open or change an incident), so
 nothing is deduplicated here.

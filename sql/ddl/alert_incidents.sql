@@ -18,4 +18,4 @@ CREATE TABLE IF NOT EXISTS `${gold}.alert_incidents` (
 )
 PARTITION BY metric_date
 CLUSTER BY server_id
-OPTIONS(description="Incidents: per server (and the rules' group_by), the alert signals (alert_events) that kept coming; those that fired paged, those that lapsed while pending did not (fired_at null; see the rules' incidents section). One row per incident, its latest state.");
+OPTIONS(description="Incidents: per server (and the rules' group_by), the alert signals (alert_signals) that kept coming; those that fired paged, those that lapsed while pending did not (fired_at null; see the rules' incidents section). One row per incident, its latest state.");

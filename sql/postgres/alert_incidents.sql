@@ -19,4 +19,4 @@ CREATE TABLE IF NOT EXISTS telemetry.alert_incidents (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alert_incidents_key ON telemetry.alert_incidents ("incident_id") NULLS NOT DISTINCT;
 CREATE INDEX IF NOT EXISTS alert_incidents_metric_date ON telemetry.alert_incidents ("metric_date");
-COMMENT ON TABLE telemetry.alert_incidents IS 'Incidents: per server (and the rules'' group_by), the alert signals (alert_events) that kept coming; those that fired paged, those that lapsed while pending did not (fired_at null; see the rules'' incidents section). One row per incident, its latest state.';
+COMMENT ON TABLE telemetry.alert_incidents IS 'Incidents: per server (and the rules'' group_by), the alert signals (alert_signals) that kept coming; those that fired paged, those that lapsed while pending did not (fired_at null; see the rules'' incidents section). One row per incident, its latest state.';

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.server_metrics import (
-    ALERT_EVENTS,
+    ALERT_SIGNALS,
     ALERTS,
     ANOMALIES,
     HOURLY_SERVER_METRICS,
@@ -151,7 +151,7 @@ def hold_table(measures: Measures, codes, rules: ServerMetricsRules) -> pa.Table
         return None
     from transforms.server_metrics.incidents import SIGNAL_FIELDS
 
-    schema = ALERT_EVENTS.arrow_schema()  # as the signals' columns, to go with them
+    schema = ALERT_SIGNALS.arrow_schema()  # as the signals' columns, to go with them
     return pa.concat_tables(parts).select(list(SIGNAL_FIELDS)).cast(
         pa.schema([schema.field(n) for n in SIGNAL_FIELDS]))
 
@@ -250,14 +250,14 @@ def matrix_event_table(table: pa.Table, matrix: AlertMatrix) -> pa.Table:
                         sub.column(label).to_pylist(), names, ids,
                         _fmt(sub.column(a).to_pylist()), _fmt(sub.column(b).to_pylist()),
                         starts, ends, strict=True)]
-        cols = {name: sub.column(name) for name in ALERT_EVENTS.names if name in sub.schema.names}
+        cols = {name: sub.column(name) for name in ALERT_SIGNALS.names if name in sub.schema.names}
         cols.update(family=pa.repeat(pa.scalar("matrix"), n), rule=pa.repeat(pa.scalar(rule), n),
                     severity=pa.repeat(pa.scalar(matrix.severity), n),
                     metric=pa.repeat(pa.scalar(metric), n), observed_value=sub.column(observed),
                     message=pa.array(messages, pa.string()))
-        parts.append(conform(pa.table(cols), ALERT_EVENTS))
+        parts.append(conform(pa.table(cols), ALERT_SIGNALS))
     if not parts:
-        return ALERT_EVENTS.arrow_schema().empty_table()
+        return ALERT_SIGNALS.arrow_schema().empty_table()
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
@@ -393,7 +393,7 @@ def anomaly_tables(series: pa.Table, server_id: str, rules, counters) -> tuple[p
     counters["values_scored"].inc(scored)
     if not parts:
         return (ANOMALIES.arrow_schema().empty_table(),
-                ALERT_EVENTS.arrow_schema().empty_table())
+                ALERT_SIGNALS.arrow_schema().empty_table())
     anomalies = pa.concat_tables(parts)
     counters["anomalies"].inc(anomalies.num_rows)
     return anomalies, anomaly_event_table(anomalies)
@@ -421,4 +421,4 @@ def anomaly_event_table(anomalies: pa.Table) -> pa.Table:
                                                 "_"),
             "severity": col("severity"), "metric": metric, "observed_value": col("value"),
             "message": pa.array(messages, pa.string())}
-    return conform(pa.table(cols), ALERT_EVENTS)
+    return conform(pa.table(cols), ALERT_SIGNALS)

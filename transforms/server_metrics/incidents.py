@@ -1,6 +1,6 @@
 """Alert signals → incidents and the notifications a pager sends.
 
-The rows of ``alert_events`` are *signals*: a threshold minute, a labelled matrix window,
+The rows of ``alert_signals`` are *signals*: a threshold minute, a labelled matrix window,
 an EWMA anomaly, each with its exact semantics. An operator wants *incidents*, as
 Prometheus and Alertmanager make them (:class:`transforms.rules.Incidents` says how):
 signals grouped per server (and the rules' ``group_by``), pending until they have kept
@@ -265,7 +265,7 @@ def latest_rows(incidents: list[dict]) -> list[dict]:
 
 
 def signal_tuples(table) -> list[tuple]:
-    """An ``alert_events`` table (or part) → the tracker's signals, sorted in event-time
+    """An ``alert_signals`` table (or part) → the tracker's signals, sorted in event-time
     order (ties in a fixed order, so every run feeds them alike)."""
     import pyarrow as pa
 
@@ -287,7 +287,7 @@ def incidents_of_server(rules: Incidents, signals) -> tuple[list[dict], list[dic
 
 # ---- streaming -------------------------------------------------------------------------
 def signal_of_row(row: dict) -> tuple:
-    """An ``alert_events`` row (streaming's element) → the tracker's signal tuple."""
+    """An ``alert_signals`` row (streaming's element) → the tracker's signal tuple."""
     return (micros_of(row["window_start"]), micros_of(row["window_end"]),
             *(row[name] for name in SIGNAL_FIELDS[2:]))
 
@@ -305,7 +305,7 @@ class IncidentTrackerFn(beam.DoFn):
     what was already taken cannot be placed in order: counted
     (``incidents/out_of_order``), not guessed at. Only on-time panes count: an early pane
     may still change, and late panes arrive in an order no other run reproduces; both are
-    counted (``incidents/unsettled_panes``) and stay in ``alert_events``."""
+    counted (``incidents/unsettled_panes``) and stay in ``alert_signals``."""
 
     #: What its timers emit must not fall behind the watermark downstream (a resolution at
     #: a drain): the local runner holds the step's output at its timers for this.
@@ -413,7 +413,7 @@ def signal_hold_s(rules) -> int:
 
 
 class IncidentsFromSignals(beam.PTransform):
-    """``alert_events`` rows (or a tuple of them and gold's hold signals) →
+    """``alert_signals`` rows (or a tuple of them and gold's hold signals) →
     {"incidents": rows, "notifications": rows}; batch or streaming
     (``IncidentTrackerFn``), the same lifecycle."""
 

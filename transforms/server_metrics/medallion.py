@@ -11,7 +11,7 @@ Steps and the elements they move:
   threshold alerts, complete alert-matrix windows, and small partial results;
 * ``GoldLocationDays``, ``GoldMatrixAcrossMidnight``, ``GoldDetectAnomalies``: what needs
   several groups, from those partial results (a handful of elements per server and day);
-* ``GoldAlertEvents``: the one alert feed (the signals);
+* ``GoldAlertSignals``: the one alert feed (the signals);
 * ``GoldIncidents``: each server's signals → incidents and their notifications.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import (
-    ALERT_EVENTS,
     ALERT_INCIDENTS,
     ALERT_NOTIFICATIONS,
+    ALERT_SIGNALS,
     ALERTS,
     ANOMALIES,
     HOURLY_SERVER_METRICS,
@@ -140,7 +140,7 @@ class SilverFn(beam.DoFn):
 #: Outputs of ServerDaysFn besides the deduplicated silver records.
 _DAY_OUTPUTS = (SERVER_METRICS_MINUTELY.name, HOURLY_SERVER_METRICS.name,
                 SERVER_HEALTH_SUMMARY.name, ALERTS.name, SERVER_ALERT_MATRIX.name,
-                ALERT_EVENTS.name, "location_parts", "matrix_parts", "series", SIGNAL_HOLDS,
+                ALERT_SIGNALS.name, "location_parts", "matrix_parts", "series", SIGNAL_HOLDS,
                 DEAD)
 
 
@@ -191,10 +191,10 @@ class ServerDaysFn(beam.DoFn):
             yield TaggedOutput(SIGNAL_HOLDS, holds)
         events = [e for a in threshold for e in threshold_events(a)]
         if events:
-            yield TaggedOutput(ALERT_EVENTS.name, from_rows(events, ALERT_EVENTS))
+            yield TaggedOutput(ALERT_SIGNALS.name, from_rows(events, ALERT_SIGNALS))
         labelled = gold.matrix_event_table(matrix, self._rules.alert_matrix)
         if labelled.num_rows:
-            yield TaggedOutput(ALERT_EVENTS.name, labelled)
+            yield TaggedOutput(ALERT_SIGNALS.name, labelled)
         for piece in pieces:
             yield TaggedOutput("matrix_parts", piece)
         for part in day.day_summaries():
@@ -227,7 +227,7 @@ class MatrixAcrossMidnightFn(beam.DoFn):
         yield table
         events = gold.matrix_event_table(table, self._matrix)
         if events.num_rows:
-            yield TaggedOutput(ALERT_EVENTS.name, events)
+            yield TaggedOutput(ALERT_SIGNALS.name, events)
 
 
 class ScoreServerSeriesFn(beam.DoFn):
@@ -246,7 +246,7 @@ class ScoreServerSeriesFn(beam.DoFn):
         if anomalies.num_rows:
             yield anomalies
         if events.num_rows:
-            yield TaggedOutput(ALERT_EVENTS.name, events)
+            yield TaggedOutput(ALERT_SIGNALS.name, events)
 
 
 def split_by_server(table: pa.Table, columns=None):
@@ -264,7 +264,7 @@ def split_by_server(table: pa.Table, columns=None):
 
 
 class SignalsByServerFn(beam.DoFn):
-    """Alert signals (``alert_events`` batches) → (server_id, that server's signals)."""
+    """Alert signals (``alert_signals`` batches) → (server_id, that server's signals)."""
 
     def process(self, events: pa.Table):
         yield from split_by_server(events, incidents.SIGNAL_FIELDS)
@@ -339,14 +339,14 @@ class ServerMetricsBatchMedallion(beam.PTransform):
         midnight = (days.matrix_parts
                     | "GoldMatrixAcrossMidnight" >> beam.CombinePerKey(MergeMatrixParts())
                     | "GoldMatrixRows" >> beam.ParDo(MatrixAcrossMidnightFn(rules)).with_outputs(
-                        ALERT_EVENTS.name, main="rows"))
+                        ALERT_SIGNALS.name, main="rows"))
         tables(days.series, element_type=keyed_tables(str))
         anomalies = (days.series
                      | "GoldSeriesByServer" >> beam.GroupByKey()
                      | "GoldDetectAnomalies" >> beam.ParDo(ScoreServerSeriesFn(rules)).with_outputs(
-                         ALERT_EVENTS.name, main="rows"))
-        events = (tables(days[ALERT_EVENTS.name], midnight[ALERT_EVENTS.name],
-                         anomalies[ALERT_EVENTS.name]) | "GoldAlertEvents" >> beam.Flatten())
+                         ALERT_SIGNALS.name, main="rows"))
+        events = (tables(days[ALERT_SIGNALS.name], midnight[ALERT_SIGNALS.name],
+                         anomalies[ALERT_SIGNALS.name]) | "GoldAlertSignals" >> beam.Flatten())
         tables(events, days[SIGNAL_HOLDS])
         paged = ((events, days[SIGNAL_HOLDS]) | "GoldSignalsAndHolds" >> beam.Flatten()
                  | "GoldSignalsByServer" >> beam.ParDo(SignalsByServerFn()).with_output_types(
@@ -370,7 +370,7 @@ class ServerMetricsBatchMedallion(beam.PTransform):
             ALERTS.name: days[ALERTS.name],
             SERVER_ALERT_MATRIX.name: matrix,
             ANOMALIES.name: anomalies.rows,
-            ALERT_EVENTS.name: events,
+            ALERT_SIGNALS.name: events,
             ALERT_INCIDENTS.name: paged.incidents,
             ALERT_NOTIFICATIONS.name: paged[ALERT_NOTIFICATIONS.name],
             DEAD_LETTERS.name: dead,

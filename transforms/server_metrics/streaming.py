@@ -42,9 +42,9 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.server_metrics import (
-    ALERT_EVENTS,
     ALERT_INCIDENTS,
     ALERT_NOTIFICATIONS,
+    ALERT_SIGNALS,
     ALERTS,
     ANOMALIES,
     SERVER_ALERT_MATRIX,
@@ -52,7 +52,7 @@ from schemas.server_metrics import (
     SERVER_METRICS_SILVER,
 )
 from transforms.analytics import (
-    AlertEvents,
+    AlertSignals,
     MatrixFromParts,
     _counters,
     score_in_order,
@@ -341,10 +341,10 @@ class StreamingGold(beam.PTransform):
                          keyed_tables(beam.typehints.Tuple[str, str]))
                      | "DetectAnomalies" >> beam.ParDo(EwmaBatchDetectorFn(rules)))
         events = ((gold[ALERTS.name], matrix, anomalies)
-                  | "AlertEvents" >> AlertEvents(rules.alert_matrix))
+                  | "AlertSignals" >> AlertSignals(rules.alert_matrix))
         paged = (events, holds) | "Incidents" >> IncidentsFromSignals(rules, streaming=True)
         return {**gold, SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
-                ALERT_EVENTS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
+                ALERT_SIGNALS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
                 ALERT_NOTIFICATIONS.name: paged["notifications"]}
 
 

@@ -1,5 +1,5 @@
 -- Generated from schemas/ by `make schema-docs`; do not edit by hand.
-CREATE TABLE IF NOT EXISTS `${gold}.alert_events` (
+CREATE TABLE IF NOT EXISTS `${gold}.alert_signals` (
   window_start TIMESTAMP NOT NULL OPTIONS(description="Start of the event-time window (inclusive)"),
   window_end TIMESTAMP NOT NULL OPTIONS(description="End of the event-time window (exclusive)"),
   metric_date DATE NOT NULL OPTIONS(description="UTC date of the window"),
