@@ -334,6 +334,8 @@ ALERT_INCIDENTS = RecordSchema(
         Field("signal_count", INT, "Signals grouped in it", required=True),
         Field("last_signal_at", TS, "End of its last signal's window (or, under a rule's "
               "hysteresis, of the last minute that held it)", required=True),
+        Field("peaks", S, "The highest value its signals observed, per metric: "
+              "'cpu_usage 99.2, temperature_c 93.1' (a matrix signal's metric is its pair)"),
     ),
     partition_field="metric_date",
     clustering=("server_id",),

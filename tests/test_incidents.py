@@ -34,9 +34,10 @@ def _us(seconds: float) -> int:
 
 
 def sig(start_s: float, length_s: float = 60, severity: str = "warning",
-        family: str = "threshold", rule: str = "high_cpu", server: str = "s1") -> tuple:
+        family: str = "threshold", rule: str = "high_cpu", server: str = "s1",
+        value: float | None = 95.0) -> tuple:
     return (_us(start_s), _us(start_s + length_s), family, rule, severity, server,
-            f"{server}-name", "web", "us-east")
+            f"{server}-name", "web", "us-east", "cpu_usage", value)
 
 
 def track(signals, rules=RULES):
@@ -79,6 +80,17 @@ def test_an_incident_fires_after_for_and_resolves_after_keep_firing_for():
     # a signal starting after keep_firing_for of quiet opens a new incident
     assert len(paged(track([sig(0), sig(60), sig(120 + 300 + 1), sig(480 + 1)]))) == 2
     assert len(paged(track([sig(0), sig(60), sig(120 + 300), sig(480)]))) == 1
+
+
+def test_an_incident_keeps_the_peak_of_each_metric_its_signals_observed():
+    def at(t, metric, value):
+        return sig(t, 0, family="ewma", rule=f"ewma_3sigma_{metric}", value=value)[:-2] + (
+            metric, value)
+
+    signals = [at(t, "cpu_usage", 80 + t / 10) for t in range(0, 70, 10)]
+    signals += [at(35, "temperature_c", 93.5), at(45, "temperature_c", 91.0)]
+    (incident,) = paged(track(signals))
+    assert incident["peaks"] == "cpu_usage 86, temperature_c 93.5"
 
 
 def test_a_gap_while_pending_restarts_the_for_clock():
@@ -280,13 +292,13 @@ def test_fed_in_chunks_as_streaming_feeds_it_gives_the_same_incidents(seed):
 
 # ---- streaming ----------------------------------------------------------------------
 def _row(signal: tuple, pane_timing: str = "ON_TIME") -> dict:
-    start, end, family, rule, severity, server, name, kind, location = signal
+    start, end, family, rule, severity, server, name, kind, location, metric, value = signal
     at = lambda us: datetime.fromtimestamp(us / US, timezone.utc)  # noqa: E731
     return {"window_start": at(start), "window_end": at(end), "metric_date": at(start).date(),
             "pane_index": 0, "pane_timing": pane_timing, "server_id": server,
             "server_name": name, "server_type": kind, "location": location,
-            "family": family, "rule": rule, "severity": severity, "metric": "cpu_usage",
-            "observed_value": 1.0, "message": "m"}
+            "family": family, "rule": rule, "severity": severity, "metric": metric,
+            "observed_value": value, "message": "m"}
 
 
 def _stream(rounds, rules=None):

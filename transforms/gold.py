@@ -201,8 +201,9 @@ class HoldSignalsFn(beam.DoFn):
         base["pane_index"], base["pane_timing"] = pane_columns(window, pane)
         base.update(_server_columns(key))
         for name in held:
-            yield {**base, "family": HOLD, "rule": name,
-                   "severity": self._rules[name].severity}
+            rule = self._rules[name]
+            yield {**base, "family": HOLD, "rule": name, "severity": rule.severity,
+                   "metric": rule.metric, "observed_value": None}
 
 
 class ServerMinuteSummaries(beam.PTransform):

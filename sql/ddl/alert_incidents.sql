@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS `${gold}.alert_incidents` (
   families STRING NOT NULL OPTIONS(description="Families of its signals, comma-separated (threshold, matrix, ewma)"),
   rules STRING NOT NULL OPTIONS(description="Rules of its signals, comma-separated"),
   signal_count INT64 NOT NULL OPTIONS(description="Signals grouped in it"),
-  last_signal_at TIMESTAMP NOT NULL OPTIONS(description="End of its last signal's window (or, under a rule's hysteresis, of the last minute that held it)")
+  last_signal_at TIMESTAMP NOT NULL OPTIONS(description="End of its last signal's window (or, under a rule's hysteresis, of the last minute that held it)"),
+  peaks STRING OPTIONS(description="The highest value its signals observed, per metric: 'cpu_usage 99.2, temperature_c 93.1' (a matrix signal's metric is its pair)")
 )
 PARTITION BY metric_date
 CLUSTER BY server_id

@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS telemetry.alert_incidents (
   "families" text NOT NULL,
   "rules" text NOT NULL,
   "signal_count" bigint NOT NULL,
-  "last_signal_at" timestamptz NOT NULL
+  "last_signal_at" timestamptz NOT NULL,
+  "peaks" text
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alert_incidents_key ON telemetry.alert_incidents ("incident_id") NULLS NOT DISTINCT;
 CREATE INDEX IF NOT EXISTS alert_incidents_metric_date ON telemetry.alert_incidents ("metric_date");

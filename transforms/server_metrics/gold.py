@@ -146,7 +146,9 @@ def hold_table(measures: Measures, codes, rules: ServerMetricsRules) -> pa.Table
                 start + MINUTE * _US, ts),
             "family": pa.repeat(pa.scalar(HOLD), n), "rule": pa.repeat(pa.scalar(rule.name), n),
             "severity": pa.repeat(pa.scalar(rule.severity), n),
-            **identity_columns(table, seg.first[hit])}))
+            **identity_columns(table, seg.first[hit]),
+            "metric": pa.repeat(pa.scalar(rule.metric), n),
+            "observed_value": pa.nulls(n, pa.float64())}))
     if not parts:
         return None
     from transforms.server_metrics.incidents import SIGNAL_FIELDS

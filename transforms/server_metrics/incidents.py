@@ -46,7 +46,7 @@ _END_OF_GLOBAL_WINDOW = GlobalWindow().max_timestamp()
 RANK = {name: i for i, name in enumerate(SEVERITIES)}
 #: What a signal is to the tracker, in this order (``signal_tuples`` builds them).
 SIGNAL_FIELDS = ("window_start", "window_end", "family", "rule", "severity", "server_id",
-                 "server_name", "server_type", "location")
+                 "server_name", "server_type", "location", "metric", "observed_value")
 
 
 @dataclass
@@ -70,6 +70,8 @@ class OpenIncident:
     rules: set = field(default_factory=set)
     #: Minutes that kept it firing only by hysteresis.
     holds: int = 0
+    #: The highest value its signals observed, per metric.
+    peaks: dict = field(default_factory=dict)
     writes: int = 0
 
 
@@ -112,7 +114,7 @@ class IncidentTracker:
     def feed(self, signals) -> None:
         """Signals as tuples of :data:`SIGNAL_FIELDS` (micros for the times), sorted."""
         rules = self.rules
-        for start, end, family, rule, severity, *identity in signals:
+        for start, end, family, rule, severity, *identity, metric, value in signals:
             hold = family == HOLD
             if hold:
                 family = "threshold"  # a threshold rule's, for its group
@@ -148,6 +150,8 @@ class IncidentTracker:
             inc.count += 1
             inc.families.add(family)
             inc.rules.add(rule)
+            if value is not None and (metric not in inc.peaks or value > inc.peaks[metric]):
+                inc.peaks[metric] = value
             if inc.fired_us is None:
                 if rules.fires_at_once(labels) or (start - inc.started_us >= self._for_us
                                                    and inc.count >= rules.min_signals):
@@ -226,7 +230,8 @@ class IncidentTracker:
             "server_id": server_id, "server_name": name, "server_type": server_type,
             "location": location, "severity": SEVERITIES[inc.rank],
             "families": ",".join(sorted(inc.families)), "rules": ",".join(sorted(inc.rules)),
-            "signal_count": inc.count, "last_signal_at": _utc(inc.last_end_us)})
+            "signal_count": inc.count, "last_signal_at": _utc(inc.last_end_us),
+            "peaks": ", ".join(f"{m} {v:g}" for m, v in sorted(inc.peaks.items())) or None})
         inc.writes += 1
 
     def _notify(self, inc: OpenIncident, state: str, at_us: int) -> None:
