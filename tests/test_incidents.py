@@ -341,6 +341,17 @@ def test_streaming_gives_what_the_tracker_gives_as_the_watermark_moves():
     assert first[0]["resolved_at"] is None and first[1]["resolved_at"] is not None
 
 
+def test_streaming_keeps_a_pending_incident_that_lapses_and_pages_nothing():
+    """A lone minute, then another after a gap: two incidents that lapse pending, each
+    written once when it lapses, and not one notification."""
+    out = _stream([([_row(sig(0))], 200), ([_row(sig(300))], None)])
+    assert out["notifications"] == []
+    assert sorted((r["started_at"], r["fired_at"], r["resolved_at"], r["pane_index"])
+                  for r in out["incidents"]) == [
+        (T0, None, T0 + timedelta(seconds=90), 0),
+        (T0 + timedelta(seconds=300), None, T0 + timedelta(seconds=390), 0)]
+
+
 def test_early_panes_never_open_or_escalate_an_incident():
     early = [_row(sig(0, 60, "critical", rule="overheating"), "EARLY"),
              _row(sig(10, 60), "EARLY")]
