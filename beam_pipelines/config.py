@@ -154,7 +154,8 @@ def _alert_matrix(doc) -> AlertMatrix:
 
 
 def _incidents(doc) -> Incidents:
-    doc = _keys("incidents", doc, {"for", "keep_firing_for", "pending_gap", "fire_at_once",
+    doc = _keys("incidents", doc, {"for", "for_by_rule", "keep_firing_for", "pending_gap",
+                                   "fire_at_once",
                                    "flush_every", "min_signals", "families", "group_by",
                                    "group_wait", "group_interval", "repeat_interval",
                                    "inhibit_rules"})
@@ -174,6 +175,11 @@ def _incidents(doc) -> Incidents:
                 "group_interval", "repeat_interval"):
         if key in doc:
             kwargs[f"{key}_s"] = _seconds(f"incidents.{key}", doc[key])
+    if "for_by_rule" in doc:
+        own = _keys("incidents.for_by_rule", doc["for_by_rule"] or {}, None)
+        kwargs["for_by_rule"] = tuple(
+            (str(rule), _seconds(f"incidents.for_by_rule.{rule}", value))
+            for rule, value in own.items())
     if "fire_at_once" in doc:
         value = doc["fire_at_once"]
         if not isinstance(value, list):

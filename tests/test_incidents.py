@@ -106,6 +106,22 @@ def test_a_gap_while_pending_restarts_the_for_clock():
     assert incident["fired_at"] == T0 + timedelta(seconds=60)
 
 
+def test_a_rule_with_a_for_of_its_own_fires_on_its_own_signals_only():
+    """Prometheus sets `for` per rule: high_memory's 5 minutes run on its own signals;
+    the rules without one share the incident's `for` (a minute)."""
+    rules = Incidents(for_by_rule=(("high_memory", 300),))
+    memory = [sig(t, rule="high_memory") for t in range(0, 240, 60)]
+    assert not paged(track(memory, rules))  # four minutes: pending, then lapsed
+    (incident,) = paged(track(memory + [sig(t, rule="high_memory") for t in (240, 300)],
+                              rules))
+    assert incident["fired_at"] == T0 + timedelta(seconds=360)
+    # high_cpu's minute after a minute fires the incident, high_memory's aside
+    (mixed,) = paged(track(memory[:2] + [sig(100, rule="high_cpu"),
+                                         sig(160, rule="high_cpu")], rules))
+    assert mixed["fired_at"] == T0 + timedelta(seconds=220)
+    assert paged(track(memory, Incidents()))  # without it, a minute is enough
+
+
 def test_a_flapping_condition_is_held_by_keep_firing_for():
     """Once firing, quiet spells shorter than keep_firing_for do not resolve it: one
     incident, one page, one resolution."""
@@ -225,6 +241,7 @@ def test_the_rules_file_declares_grouping_inhibition_and_timers(tmp_path):
             ("incidents: {inhibit_rules: [{source: {rule: a}, target: {rule: b}, "
              "equal: [rule]}]}", "must include server_id"),
             ("incidents: {fire_at_once: [fatal]}", "unknown severity fatal"),
+            ("incidents: {for_by_rule: {high_memory: 5x}}", "'5x' is not a duration"),
             ("anomaly_detection: {severity_at: {critical: 2}}", "score >= threshold"),
             ("alert_rules: [{name: a, metric: cpu_usage, above: 9, hysteresis: -1}]",
              "hysteresis must not be negative")):
@@ -267,6 +284,7 @@ def test_fed_in_chunks_as_streaming_feeds_it_gives_the_same_incidents(seed):
     # by rule (odd seeds) and an inhibition
     rules = Incidents(for_s=60, keep_firing_for_s=300, group_wait_s=30, group_interval_s=120,
                       repeat_interval_s=600, fire_at_once=("critical",),
+                      for_by_rule=(("cpu_memory", 30),),
                       group_by=("server_id", "rule") if seed % 2 else ("server_id",),
                       inhibit_rules=(InhibitRule(Matcher.of(rule="overheating"),
                                                  Matcher.of(rule="high_cpu")),))

@@ -342,8 +342,9 @@ class Incidents:
 
     Signals are grouped per ``group_by`` labels (always the server: by default one
     incident per server, so one spike that moves several metrics is one incident). A new
-    incident is *pending*; it *fires* once its signals have kept coming for ``for_s``
-    (from its first signal's start to a later one's, no gap between them longer than
+    incident is *pending*; it *fires* once its signals have kept coming for ``for_s``, or
+    those of a rule in ``for_by_rule`` for that rule's own ``for``
+    (from the first signal's start to a later one's, no gap between them longer than
     ``pending_gap_s``: Prometheus resets a pending alert whose condition turns false) and
     number ``min_signals``, or at once for a signal matching ``fire_at_once``. A pending
     incident lapses ``pending_gap_s`` after its last signal: it is kept (its ``fired_at``
@@ -359,6 +360,10 @@ class Incidents:
     change, and late ones arrive in an order no other run reproduces."""
 
     for_s: int = 60
+    #: Rules with a ``for`` of their own (Prometheus sets it per rule): such a rule fires
+    #: the incident once its own signals have kept coming that long; the others share
+    #: ``for_s``, counted from the first of their signals in the incident.
+    for_by_rule: tuple[tuple[str, int], ...] = ()
     keep_firing_for_s: int = 300
     pending_gap_s: int = 30
     fire_at_once: tuple[Matcher, ...] = (Matcher.of(severity="critical"),)
@@ -388,6 +393,8 @@ class Incidents:
             raise ValueError("incidents.families: one or more of threshold, matrix, ewma")
         if self.min_signals < 1:
             raise ValueError("incidents: min_signals must be at least 1")
+        if any(s < 0 for _, s in self.for_by_rule):
+            raise ValueError("incidents.for: a rule's for must not be negative")
         if self.for_s < 0 or self.keep_firing_for_s < 1 or self.flush_every_s < 1 \
                 or self.pending_gap_s < 0:
             raise ValueError("incidents: for >= 0s, pending_gap >= 0s, keep_firing_for >= 1s "

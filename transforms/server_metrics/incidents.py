@@ -72,6 +72,9 @@ class OpenIncident:
     holds: int = 0
     #: The highest value its signals observed, per metric.
     peaks: dict = field(default_factory=dict)
+    #: When the `for` clocks started: a rule's own, or (key None) the one of the rules
+    #: without one.
+    rule_started: dict = field(default_factory=dict)
     writes: int = 0
 
 
@@ -99,6 +102,7 @@ class IncidentTracker:
         self.notifications: list[dict] = []
         self.inhibited = 0
         self._for_us = rules.for_s * _US
+        self._for_rule = {rule: s * _US for rule, s in rules.for_by_rule}
         self._gap_us = rules.pending_gap_s * _US
         self._keep_us = rules.keep_firing_for_s * _US
         self._wait_us = rules.group_wait_s * _US
@@ -152,9 +156,15 @@ class IncidentTracker:
             inc.rules.add(rule)
             if value is not None and (metric not in inc.peaks or value > inc.peaks[metric]):
                 inc.peaks[metric] = value
+            own = self._for_rule.get(rule)
+            if own is None:  # the rules without a `for` of their own run one clock
+                first = inc.rule_started.setdefault(None, start)
+            else:
+                first = inc.rule_started.setdefault(rule, start)
             if inc.fired_us is None:
-                if rules.fires_at_once(labels) or (start - inc.started_us >= self._for_us
-                                                   and inc.count >= rules.min_signals):
+                if rules.fires_at_once(labels) or (
+                        start - first >= (self._for_us if own is None else own)
+                        and inc.count >= rules.min_signals):
                     inc.fired_us = end
                     inc.due = ("firing", end + self._wait_us)
                     self._row(inc)
