@@ -14,7 +14,7 @@ BQ_STAMP := $(BQ_VENV)/.installed-stamp
 ARGS   ?=
 
 .PHONY: all venv bqemulator dashboard dashboard-screenshots run-bigquery-local dataflow-metrics dataflow-metrics-streaming \
-	dataflow-logs dataflow-logs-streaming template template-metadata template-run run run-streaming run-streaming-pubsub test bench lint schema-docs clean \
+	dataflow-logs dataflow-logs-streaming template template-metadata template-run run run-streaming run-streaming-pubsub test bench check-python lint schema-docs clean \
 	distclean
 all: test
 
@@ -115,6 +115,20 @@ template-run:  ## launch it: PIPELINE=metrics|logs PARAMS="input=gs://...,stream
 
 test: $(STAMP) $(BQ_STAMP) $(CHROMIUM)  ## unit, transform, streaming and end-to-end tests
 	$(BIN)/python -m pytest
+
+# Another Python installs the package (not editable, from a clean export of HEAD) and runs
+# the pipeline from another directory: PY=python3.13 (or a path; pyenv's is found too).
+PY ?= python3.13
+check-python:  ## install into a fresh virtualenv of PY and run the sample (PY=python3.13)
+	@py=; for c in $(PY) $$(ls -d $$HOME/.pyenv/versions/$(PY:python%=%)*/bin/python 2>/dev/null); do \
+	    if $$c --version >/dev/null 2>&1; then py=$$c; break; fi; done; \
+	  if [ -z "$$py" ]; then echo "check-python: no $(PY) on this machine (PY=path/to/python)"; exit 2; fi; \
+	  work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	  git archive HEAD | tar -x -C "$$work" && mkdir "$$work/elsewhere" && \
+	  "$$py" -m venv "$$work/venv" && "$$work/venv/bin/python" -m pip install --quiet "$$work" && \
+	  cd "$$work/elsewhere" && "$$work/venv/bin/python" -m run --sample-servers 4 \
+	    --sample-duration 30m --output-dir lake --no-summary && \
+	  echo "check-python: $$("$$work/venv/bin/python" --version) installs the package and runs the sample"
 
 bench: $(STAMP)        ## throughput benchmarks (figures are ratios against a reference)
 	$(BIN)/python -m bench $(ARGS)

@@ -92,7 +92,7 @@ setup(
     name="telemetry-medallion",
     version="0.1.0",
     description="Apache Beam medallion pipelines for server telemetry and web logs",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.10,<3.14",  # 3.13: make check-python PY=python3.13
     packages=find_packages(include=["beam_pipelines*", "generators*", "transforms*",
                                     "schemas*", "configs*"]),
     package_data={"configs": ["*.yaml"]},
