@@ -5,7 +5,10 @@
 #    so the job is submitted with exactly the dependencies it runs with.
 # Built by `make template` (Cloud Build; no local Docker needed). The Beam and Python
 # versions must match setup.py's pin: a test checks them.
-ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base:latest
+# The launcher comes from a release tag of Google's Flex Template base images (listed on
+# their reference page), never :latest, so a rebuild gets the launcher it was tested
+# with; move it deliberately (LAUNCHER_IMAGE=... at build time to try another).
+ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base:flex_templates_base_image_release_20240628_RC00
 FROM ${LAUNCHER_IMAGE} AS launcher
 
 FROM apache/beam_python3.11_sdk:2.77.0

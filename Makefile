@@ -92,7 +92,8 @@ dataflow-logs-streaming: $(STAMP)     ## streaming: SUBSCRIPTION (default .../we
 # Flex Template: one image (Dockerfile) for launcher and workers, built by Cloud Build and
 # registered with deploy/metadata.json. PROJECT, BUCKET (and REGION, AR_REPO, TAG).
 AR_REPO  ?= telemetry
-TAG      ?= latest
+# one image tag per commit (never a moving :latest)
+TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 IMAGE    ?= $(REGION)-docker.pkg.dev/$(PROJECT)/$(AR_REPO)/telemetry-medallion:$(TAG)
 TEMPLATE ?= gs://$(BUCKET)/templates/telemetry-medallion.json
 PIPELINE ?= metrics

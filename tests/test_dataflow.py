@@ -211,7 +211,10 @@ def test_the_image_runs_the_pinned_beam_and_python():
     sdk = re.search(r"^FROM apache/beam_python(\d)\.(\d+)_sdk:([0-9.]+)$", dockerfile, re.M)
     assert sdk and sdk.group(3) == beam
     assert (int(sdk.group(1)), int(sdk.group(2))) == sys.version_info[:2]
-    assert f"python{sdk.group(1)}{sdk.group(2)}-template-launcher-base" in dockerfile
+    launcher = re.search(r"^ARG LAUNCHER_IMAGE=\S+/python(\d)(\d+)-template-launcher-base"
+                         r":(\S+)$", dockerfile, re.M)
+    assert launcher and launcher.group(1, 2) == sdk.group(1, 2)
+    assert launcher.group(3) != "latest" and "release" in launcher.group(3)  # a pinned tag
     entry = re.search(r"^ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/(\S+)$", dockerfile,
                       re.M).group(1)
     assert Path(entry).exists() and entry == "beam_pipelines/ops/flex_template.py"
