@@ -64,7 +64,7 @@ dashboard-screenshots: $(STAMP) $(CHROMIUM)  ## docs/screenshots: every page ove
 	$(BIN)/python -m run --output-dir $(SHOTS_LAKEHOUSE) --sample-servers 20 --no-summary
 	$(BIN)/python -m run logs --output-dir $(SHOTS_LAKEHOUSE) --no-summary
 	$(BIN)/python -m beam_pipelines.dashboard.browser --lakehouse $(SHOTS_LAKEHOUSE) \
-	  --out docs/screenshots
+	  --output-dir docs/screenshots
 
 run-bigquery-local: $(STAMP) $(BQ_STAMP)  ## both pipelines into a local BigQuery emulator, SQL, views
 	$(BIN)/python -m beam_pipelines.ops.demo bigquery $(ARGS)

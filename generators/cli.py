@@ -158,10 +158,11 @@ def build_parser(prog: str = "python -m generators") -> argparse.ArgumentParser:
     _start_and_seed(r)
     r.add_argument("--malformed-rate", type=_rate, default=0.0,
                    help="fraction of records whose temperature no conversion takes")
-    r.add_argument("--out-dir", "-o", default=None,
+    r.add_argument("--output-dir", "-o", default=None,
                    help="directory for india.csv, usa.jsonl and germany.parquet")
+    r.add_argument("--out-dir", dest="output_dir", help=argparse.SUPPRESS)  # former name
     # On Pub/Sub each record is a JSON object in its region's own names.
-    _publishing(r, "records", "write the three files into --out-dir")
+    _publishing(r, "records", "write the three files into --output-dir")
     return parser
 
 
@@ -198,9 +199,9 @@ def _regional(args) -> int:
                                  anomaly_rate=0.0)
         if args.to == "pubsub":
             return _publish(RegionalGenerator(config, args.malformed_rate), args)
-        if not args.out_dir:
-            raise ValueError("give --out-dir DIR for the three files (or --to pubsub)")
-        paths, stats = write_regional(config, args.out_dir, args.malformed_rate)
+        if not args.output_dir:
+            raise ValueError("give --output-dir DIR for the three files (or --to pubsub)")
+        paths, stats = write_regional(config, args.output_dir, args.malformed_rate)
     except (OSError, ValueError) as exc:
         print(f"python -m generators: error: {exc}", file=sys.stderr)
         return 2

@@ -82,7 +82,7 @@ def metrics_run(emulator_env, tmp_path_factory):
     sample = generate_sample(str(out), parse_options(
         ["--sample-servers", "4", "--sample-duration", "2h"]).view_as(ServerMetricsOptions))
     assert generate(["regional", "--servers", "3", "--duration", "2h", "--malformed-rate",
-                     "0", "--out-dir", str(out / "regional")]) == 0
+                     "0", "--output-dir", str(out / "regional")]) == 0
     inputs = [Path(sample), out / "regional" / "usa.jsonl"]
     code = main(["metrics", "--sink", "bigquery", "--bq-project", PROJECT,
                  "--bq-dataset-prefix", "beam_m", "--bq-write-method", "STREAMING_INSERTS",

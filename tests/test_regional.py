@@ -283,7 +283,12 @@ def test_the_generator_command_writes_the_three_files(tmp_path, capsys):
     assert pq.read_table(tmp_path / "germany.parquet").column_names == [
         "node_name", "epoch_time", "temp_kelvin", "power_watts"]
     assert generate(["regional"]) == 2
-    assert "--out-dir" in capsys.readouterr().err
+    assert "--output-dir" in capsys.readouterr().err
+    # the directory is --output-dir, as everywhere; the former --out-dir still works
+    assert generate(["regional", "--output-dir", str(tmp_path / "a"), "--duration", "1m"]) == 0
+    assert generate(["regional", "--out-dir", str(tmp_path / "b"), "--duration", "1m"]) == 0
+    assert {p.name for p in (tmp_path / "b").iterdir()} == {
+        "india.csv", "usa.jsonl", "germany.parquet"}
 
 
 @pytest.mark.parametrize("name, text", [

@@ -134,14 +134,18 @@ def screenshots(url: str, out_dir: str, width: int = 1400, height: int = 2000) -
 
 def main(argv: list[str] | None = None,
          prog: str = "python -m beam_pipelines.dashboard.browser") -> int:
+    import argparse
+
     from beam_pipelines.errors import CommandParser
 
     parser = CommandParser(prog=prog, description="Screenshots of every dashboard page.")
     parser.add_argument("--lakehouse", default="lakehouse", metavar="DIR")
-    parser.add_argument("--out", default="docs/screenshots", metavar="DIR")
+    parser.add_argument("--output-dir", "-o", default="docs/screenshots", metavar="DIR",
+                        help="where the PNGs go (default docs/screenshots)")
+    parser.add_argument("--out", dest="output_dir", help=argparse.SUPPRESS)  # former name
     args = parser.parse_args(argv)
     with Dashboard("--lakehouse", args.lakehouse) as dashboard:
-        for path in screenshots(dashboard.url, args.out):
+        for path in screenshots(dashboard.url, args.output_dir):
             print(path)
     return 0
 
