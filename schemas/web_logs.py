@@ -32,7 +32,8 @@ ACCESS_LOG_FIELDS = (
     Field("query", S, "Query string without the '?'"),
     Field("protocol", S, "Protocol of the request line, e.g. HTTP/1.1"),
     Field("request", S, "The request line exactly as logged", required=True),
-    Field("status", INT, "HTTP status code", minimum=100, maximum=599, required=True),
+    Field("status", INT, "HTTP status code; null when logged as '-' (no response was sent)",
+          minimum=100, maximum=599),
     Field("bytes", INT, "Response body size; null when logged as '-'", unit="B", minimum=0,
           maximum=MAX_RESPONSE_BYTES),
     Field("referrer", S, "Referer header; null when absent or '-'"),
@@ -90,8 +91,8 @@ WEB_LOGS_SILVER = RecordSchema(
     + tuple(f for f in ACCESS_LOG_FIELDS if f.name not in ("client_ip", "client_host"))
     + INGEST_FIELDS + GEO_FIELDS + AGENT_FIELDS
     + (
-        Field("status_class", S, "1xx … 5xx", required=True,
-              choices=("1xx", "2xx", "3xx", "4xx", "5xx")),
+        Field("status_class", S, "1xx … 5xx, or - when no status was logged", required=True,
+              choices=("1xx", "2xx", "3xx", "4xx", "5xx", "-")),
         Field("event_date", D, "UTC date of the request", required=True),
         Field("hour_of_day", INT, "UTC hour of the request", minimum=0, maximum=23,
               required=True),
@@ -154,8 +155,8 @@ WEB_TRAFFIC_BY_CITY = _gold(
     ), ("country_code", "city"))
 WEB_TRAFFIC_BY_STATUS = _gold(
     "web_traffic_by_status", "Requests per window and HTTP status.", (
-        Field("status", INT, "HTTP status code", required=True),
-        Field("status_class", S, "1xx … 5xx", required=True),
+        Field("status", INT, "HTTP status code; null for requests logged with status '-'"),
+        Field("status_class", S, "1xx … 5xx, or - when no status was logged", required=True),
     ), ("status_class",))
 WEB_TRAFFIC_BY_AGENT = _gold(
     "web_traffic_by_agent", "Requests per window and user-agent family and class.", (

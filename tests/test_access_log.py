@@ -94,6 +94,9 @@ ACCEPTED = [
     # an IPv6 zone and a lower-case month
     ('fe80::1%eth0 - - [10/oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 200 1',
      dict(client_ip="fe80::1%eth0", timestamp=T)),
+    # Apache logs status '-' when no response was sent: a request with no status
+    ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" - -',
+     dict(status=None, bytes=None)),
     # a status outside 100-599 is a number: silver judges its range
     ('1.2.3.4 - - [10/Oct/2000:20:55:36 +0000] "GET / HTTP/1.1" 999 1', dict(status=999)),
     # a user name with an escaped character

@@ -152,6 +152,12 @@ def test_batch_and_row_level_medallions_agree_on_generated_logs_with_faults(tmp_
     assert len(batches["web_logs_bronze"]) + bronze_dead == lines
     silver_dead = sum(1 for d in dead if d["layer"] == "silver")
     assert len(batches["web_logs_silver"]) + silver_dead == len(batches["web_logs_bronze"])
+    # a status logged as '-' (no response was sent) is a request of class '-', no error
+    (unsent,) = [r for r in batches["web_logs_silver"] if r["status"] is None]
+    assert unsent["status_class"] == "-"
+    by_status = [r for r in batches["web_traffic_by_status"] if r["status"] is None]
+    assert by_status and all(r["status_class"] == "-" and r["errors_4xx"] == 0
+                             and r["errors_5xx"] == 0 for r in by_status)
 
 
 def test_batch_and_row_level_agree_with_other_windows(tmp_path):

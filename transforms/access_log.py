@@ -150,8 +150,13 @@ def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
         raise RecordRejected("unclosed_quote", f"a quote opened in {field} never closes: the "
                              "line is cut, or a quote inside a field is not escaped")
     status_text, bytes_text = g["status"], g["bytes"]
-    if not (status_text.isascii() and status_text.isdigit() and len(status_text) == 3):
-        raise RecordRejected("wrong_type", f"status {status_text!r} is not a 3-digit code")
+    if status_text == "-":
+        status = None  # Apache logs '-' when no response was sent (the client went away)
+    elif status_text.isascii() and status_text.isdigit() and len(status_text) == 3:
+        status = int(status_text)
+    else:
+        raise RecordRejected("wrong_type", f"status {status_text!r} is not a 3-digit code "
+                             "or '-'")
     if bytes_text == "-":
         size = None
     elif bytes_text.isascii() and bytes_text.isdigit():  # not "²" or Arabic-Indic digits
@@ -176,7 +181,7 @@ def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
         "query": query,
         "protocol": protocol,
         "request": request,
-        "status": int(status_text),
+        "status": status,
         "bytes": size,
         "referrer": _dash(_unescape(g["referrer"])) if combined else None,
         "user_agent": _dash(_unescape(g["agent"])) if g["agent"] is not None else None,

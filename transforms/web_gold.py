@@ -85,7 +85,7 @@ class Traffic:
     def add(self, row: dict) -> None:
         self.requests += 1
         self.bytes += row["bytes"] or 0
-        status = row["status"]
+        status = row["status"] or 0  # '-' (no response sent) is not an error code
         if 400 <= status < 500:
             self.errors_4xx += 1
         elif status >= 500:

@@ -110,7 +110,7 @@ def describe_agent(user_agent: str | None) -> tuple:
 def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
     """A geolocated bronze row → the silver row (without the raw address)."""
     status = record["status"]
-    if not 100 <= status <= 599:
+    if status is not None and not 100 <= status <= 599:
         raise RecordRejected("out_of_range", f"status {status} is outside [100, 599]",
                              record["timestamp"])
     size = record["bytes"]
@@ -127,7 +127,8 @@ def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
         client_network=policy.network(ip),
         visitor_id=policy.digest(f"{ip}|{row['user_agent'] or ''}"),
         browser=browser, os=system, device=device, device_class=kind, is_bot=bot,
-        status_class=f"{status // 100}xx", event_date=ts.date(), hour_of_day=ts.hour,
+        status_class="-" if status is None else f"{status // 100}xx",
+        event_date=ts.date(), hour_of_day=ts.hour,
     )
     return row
 

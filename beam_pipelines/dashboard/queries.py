@@ -245,7 +245,8 @@ def top_countries(source, start: dt.date, end: dt.date, limit: int = 10) -> pd.D
 
 def status_codes(source, start: dt.date, end: dt.date) -> pd.DataFrame:
     return source.query(
-        "SELECT status_class, CAST(status AS STRING) AS status, SUM(requests) AS requests "
+        "SELECT status_class, COALESCE(CAST(status AS STRING), '-') AS status, "
+        "SUM(requests) AS requests "
         "FROM `${reporting}.web_status_codes` WHERE day BETWEEN @start AND @end "
         "GROUP BY status_class, status ORDER BY requests DESC", start=start, end=end)
 

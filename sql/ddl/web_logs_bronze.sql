@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS `${bronze}.web_logs_bronze` (
   query STRING OPTIONS(description="Query string without the '?'"),
   protocol STRING OPTIONS(description="Protocol of the request line, e.g. HTTP/1.1"),
   request STRING NOT NULL OPTIONS(description="The request line exactly as logged"),
-  status INT64 NOT NULL OPTIONS(description="HTTP status code"),
+  status INT64 OPTIONS(description="HTTP status code; null when logged as '-' (no response was sent)"),
   bytes INT64 OPTIONS(description="Response body size; null when logged as '-' (B)"),
   referrer STRING OPTIONS(description="Referer header; null when absent or '-'"),
   user_agent STRING OPTIONS(description="User-Agent header; null when absent or '-'"),

@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS `${silver}.web_logs_silver` (
   query STRING OPTIONS(description="Query string without the '?'"),
   protocol STRING OPTIONS(description="Protocol of the request line, e.g. HTTP/1.1"),
   request STRING NOT NULL OPTIONS(description="The request line exactly as logged"),
-  status INT64 NOT NULL OPTIONS(description="HTTP status code"),
+  status INT64 OPTIONS(description="HTTP status code; null when logged as '-' (no response was sent)"),
   bytes INT64 OPTIONS(description="Response body size; null when logged as '-' (B)"),
   referrer STRING OPTIONS(description="Referer header; null when absent or '-'"),
   user_agent STRING OPTIONS(description="User-Agent header; null when absent or '-'"),
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS `${silver}.web_logs_silver` (
   device STRING OPTIONS(description="Device family, e.g. iPhone, Samsung SM-S918B"),
   device_class STRING NOT NULL OPTIONS(description="What kind of client"),
   is_bot BOOL NOT NULL OPTIONS(description="A crawler, monitor or script rather than a person"),
-  status_class STRING NOT NULL OPTIONS(description="1xx … 5xx"),
+  status_class STRING NOT NULL OPTIONS(description="1xx … 5xx, or - when no status was logged"),
   event_date DATE NOT NULL OPTIONS(description="UTC date of the request"),
   hour_of_day INT64 NOT NULL OPTIONS(description="UTC hour of the request")
 )

@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS telemetry.web_traffic_by_status (
   "granularity" text NOT NULL,
   "pane_index" bigint NOT NULL,
   "pane_timing" text NOT NULL,
-  "status" bigint NOT NULL,
+  "status" bigint,
   "status_class" text NOT NULL,
   "requests" bigint NOT NULL,
   "bytes" bigint NOT NULL,

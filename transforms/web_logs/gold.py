@@ -138,7 +138,7 @@ class _Windows:
 
     def __init__(self, silver: pa.Table, dims: dict, dim_codes: list, seconds: int):
         micros = silver.column("timestamp").cast(pa.int64()).to_numpy()
-        status = silver.column("status").to_numpy()
+        status = silver.column("status").fill_null(0).to_numpy()  # '-': not an error
         start = micros - micros % (seconds * _US)
         window = (start - start.min()) // (seconds * _US)  # dense enough: a span's windows
         self.gid, self.first = _groups([window] + dim_codes)

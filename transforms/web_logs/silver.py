@@ -159,13 +159,14 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
     located = bronze
     for name, column in geo.items():
         located = located.append_column(name, column)
-    status = located.column("status").to_numpy()
+    logged = located.column("status").is_valid().to_numpy(zero_copy_only=False)
+    status = located.column("status").fill_null(200).to_numpy()  # '-': no range to check
     size = located.column("bytes").fill_null(0).to_numpy()
     bad = (status < 100) | (status > 599) | (size > MAX_RESPONSE_BYTES)
     if bad.any():
         dead += _status_dead_letters(located, np.flatnonzero(bad), policy, pipeline, now)
         located = located.filter(pa.array(~bad))
-        status = status[~bad]
+        status, logged = status[~bad], logged[~bad]
     ip = _client(located)
     agent = located.column("user_agent")
     described = _describe(agent)
@@ -179,7 +180,8 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
         client_network=_per_distinct(ip, policy.network, pa.string()),
         visitor_id=visitor_text,
         **described,
-        status_class=pa.array(np.char.add((status // 100).astype(str), "xx")),
+        status_class=pa.array(np.where(logged, np.char.add((status // 100).astype(str), "xx"),
+                                       "-")),
         event_date=pa.array(days.astype("datetime64[D]"), pa.date32()),
         hour_of_day=pa.array(micros // (3600 * _US) % 24, pa.int64()),
     )
