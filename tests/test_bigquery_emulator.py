@@ -351,6 +351,18 @@ def test_setup_is_idempotent_and_adds_new_columns(emulator_env):
     assert not any(line.startswith("created") for line in again)
     assert f"updated table {PROJECT}.setup_t_gold.alerts: added message" in again
     assert _rows(f"{PROJECT}.setup_t_reporting.alerts_feed") == []  # the view reads message
+    # An older web silver whose status was required: setup relaxes it in place.
+    from schemas.web_logs import WEB_LOGS_SILVER
+
+    table_id = f"{PROJECT}.setup_t_silver.web_logs_silver"
+    client.delete_table(table_id)
+    strict = [bigquery.SchemaField.from_api_repr(
+        {**f, "mode": "REQUIRED"} if f["name"] == "status" else f)
+        for f in WEB_LOGS_SILVER.bigquery_schema()]
+    client.create_table(bigquery.Table(table_id, schema=strict))
+    assert f"updated table {table_id}: status may be null" in admin.setup(w, load_rules())
+    status = [f for f in client.get_table(table_id).schema if f.name == "status"]
+    assert status[0].mode == "NULLABLE"
     assert [r["name"] for r in _rows(f"{PROJECT}.setup_t_ops.alert_rules")] != []
     rows = _rows(f"{PROJECT}.setup_t_ops.alert_rules")
     assert sorted(r["name"] for r in rows if r["server_type"] is None) == sorted(

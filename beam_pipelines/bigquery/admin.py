@@ -80,18 +80,31 @@ def _ensure_table(client, warehouse: Warehouse, schema: RecordSchema) -> str:
     except exceptions.NotFound:
         client.create_table(wanted, timeout=30)
         return f"created table {wanted.full_table_id or warehouse.table_id(schema)}"
-    have = {f.name for f in existing.schema}
+    have = {f.name: f.mode for f in existing.schema}
     added = [f for f in schema.fields if f.name not in have]
-    if added:
+    # A column the declaration no longer requires (web logs' status, '-' when no response
+    # was sent): relaxed in place, else BigQuery would refuse the rows that lack it.
+    relaxed = [f for f in schema.fields
+               if have.get(f.name) == "REQUIRED" and not f.required]
+    table_id = warehouse.table_id(schema)
+    for f in added:
         # New columns go in as NULLABLE (the rows already there have none): DDL, which
         # BigQuery applies in place.
-        for f in added:
-            _query(client, f"ALTER TABLE `{warehouse.table_id(schema)}` ADD COLUMN IF NOT "
-                           f"EXISTS {f.name} {f.type.value} OPTIONS(description="
-                           f"{_sql_string(f.description)})")
-        return (f"updated table {warehouse.table_id(schema)}: added "
-                f"{', '.join(f.name for f in added)}")
-    return f"exists  table {warehouse.table_id(schema)}"
+        _query(client, f"ALTER TABLE `{table_id}` ADD COLUMN IF NOT EXISTS {f.name} "
+                       f"{f.type.value} OPTIONS(description={_sql_string(f.description)})")
+    if relaxed:
+        # the API's schema patch: BigQuery allows REQUIRED → NULLABLE in place
+        names = {f.name for f in relaxed}
+        existing = client.get_table(wanted.reference, timeout=30)
+        existing.schema = [field.to_api_repr() | {"mode": "NULLABLE"}
+                           if field.name in names else field.to_api_repr()
+                           for field in existing.schema]
+        client.update_table(existing, ["schema"], timeout=30)
+    changes = ([f"added {', '.join(f.name for f in added)}"] if added else []) + (
+        [f"{', '.join(f.name for f in relaxed)} may be null"] if relaxed else [])
+    if changes:
+        return f"updated table {table_id}: {'; '.join(changes)}"
+    return f"exists  table {table_id}"
 
 
 def _query(client, sql: str, params=()):
