@@ -495,3 +495,29 @@ def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
                        if r["fired_at"] is not None]
         assert incident["resolved_at"] == expected
         assert incident["signal_count"] == 3
+
+
+@pytest.mark.parametrize("above", [True, False])
+def test_breach_and_hold_are_one_definition_for_rows_and_columns(above):
+    """A rule above 90 with hysteresis 5 holds from 85; one below 10 holds up to 15. The
+    row-level crossing and the column masks agree, per-type thresholds included."""
+    import numpy as np
+
+    from transforms.rules import AlertRule
+
+    if above:
+        rule = AlertRule("hot", "cpu_usage", above=90, hysteresis=5, by_type=(("db", 95),))
+        values = [95.0, 91.0, 88.0, 85.0, 50.0, 96.0, 92.0, float("nan")]
+        want = [2, 2, 1, 0, 0, 2, 1, 0]
+    else:
+        rule = AlertRule("idle", "cpu_usage", below=10, hysteresis=5, by_type=(("db", 20),))
+        values = [5.0, 9.0, 12.0, 15.0, 50.0, 19.0, 22.0, float("nan")]
+        want = [2, 2, 1, 0, 0, 2, 1, 0]
+    types = ["web"] * 5 + ["db", "db", "web"]
+    ids = [f"s{i}" for i in range(len(values))]
+    breach, held = rule.masks(np.array(values), ids, types)
+    assert [2 if b else 1 if h else 0 for b, h in zip(breach, held, strict=True)] == want
+    assert [rule.crossing(v, i, t) if v == v else 0
+            for v, i, t in zip(values, ids, types, strict=True)] == want
+    assert rule.masks(np.array(values), ids, types)[1] is not None
+    assert AlertRule("x", "cpu_usage", above=90).masks(np.array(values), ids, types)[1] is None

@@ -42,7 +42,7 @@ class AlertRule:
                              f"(one of {', '.join(MEASUREMENTS)})")
         if (self.above is None) == (self.below is None):
             raise ValueError(f"alert rule {self.name!r}: give exactly one of 'above' or 'below'")
-        if self.severity not in ("info", "warning", "critical"):
+        if self.severity not in SEVERITIES:
             raise ValueError(f"alert rule {self.name!r}: severity must be info, warning or "
                              f"critical, not {self.severity!r}")
 
@@ -80,24 +80,33 @@ class AlertRule:
                 limit[found] = values[at.to_numpy(zero_copy_only=False)[found].astype(int)]
         return limit
 
-    def clear_limits(self, server_ids, server_types):
-        """The levels the metric must fall back past before this rule lets an incident
-        resolve (:meth:`thresholds` less the hysteresis, above; plus it, below)."""
-        limit = self.thresholds(server_ids, server_types)
-        return limit - self.hysteresis if self.above is not None else limit + self.hysteresis
+    def masks(self, values, server_ids, server_types):
+        """(breach, held) over columns: the records beyond their server's threshold, and
+        (None without hysteresis) those beyond the clear level (the threshold less the
+        hysteresis, above; plus it, below) that do not breach, which keep an incident
+        firing. A missing value is neither. The one definition every engine uses."""
+        import numpy as np
 
-    def held_by(self, value: float, server_id: str | None = None,
-                server_type: str | None = None) -> bool:
-        """Beyond the clear level without breaching: what keeps an incident firing."""
+        limit = self.thresholds(server_ids, server_types)
+        above = self.above is not None
+        with np.errstate(invalid="ignore"):
+            breach = values > limit if above else values < limit
+            if not self.hysteresis:
+                return breach, None
+            clear = limit - self.hysteresis if above else limit + self.hysteresis
+            return breach, (values > clear if above else values < clear) & ~breach
+
+    def crossing(self, value: float, server_id: str | None = None,
+                 server_type: str | None = None) -> int:
+        """:meth:`masks` of one value (the row-level gold): 2 breach, 1 held, 0 neither."""
         limit = self.threshold_of(server_id, server_type)
         if self.above is not None:
-            return limit - self.hysteresis < value <= limit
-        return limit >= value > limit + self.hysteresis
+            return 2 if value > limit else 1 if value > limit - self.hysteresis else 0
+        return 2 if value < limit else 1 if value < limit + self.hysteresis else 0
 
     def breached_by(self, value: float, server_id: str | None = None,
                     server_type: str | None = None) -> bool:
-        limit = self.threshold_of(server_id, server_type)
-        return value > limit if self.above is not None else value < limit
+        return self.crossing(value, server_id, server_type) == 2
 
 
 @dataclass(frozen=True)
@@ -166,7 +175,7 @@ class AlertMatrix:
     def __post_init__(self):
         if self.period_s < 1 or self.window_s < self.period_s or self.window_s % self.period_s:
             raise ValueError("alert_matrix: window must be a whole multiple of period (>= 1s)")
-        if self.severity not in ("info", "warning", "critical"):
+        if self.severity not in SEVERITIES:
             raise ValueError("alert_matrix: severity must be info, warning or critical")
 
     def cpu_memory_label(self, avg_cpu, avg_memory) -> str | None:
@@ -223,6 +232,9 @@ class AnomalyDetection:
     flush_every_s: int = 10
 
     def __post_init__(self):
+        # lowest score first: the highest level reached wins
+        object.__setattr__(self, "severity_at",
+                           tuple(sorted(self.severity_at, key=lambda item: item[1])))
         for level, score in self.severity_at:
             if level not in SEVERITIES or score < self.threshold:
                 raise ValueError(f"anomaly_detection.severity_at: {level}: a severity (info, "
@@ -241,13 +253,13 @@ class AnomalyDetection:
                              "flush_every >= 1s")
         if any(v <= 0 for _, v in self.min_std):
             raise ValueError("anomaly_detection: min_std values must be positive")
-        if self.severity not in ("info", "warning", "critical"):
+        if self.severity not in SEVERITIES:
             raise ValueError("anomaly_detection: severity must be info, warning or critical")
 
     def severity_of(self, score: float) -> str:
         """The severity of an anomaly of ``score``."""
         found = self.severity
-        for level, at in sorted(self.severity_at, key=lambda item: item[1]):
+        for level, at in self.severity_at:
             if score >= at:
                 found = level
         return found
@@ -259,7 +271,7 @@ class AnomalyDetection:
 
         scores = np.asarray(scores, dtype=np.float64)
         out = np.full(len(scores), self.severity, dtype=object)
-        for level, at in sorted(self.severity_at, key=lambda item: item[1]):
+        for level, at in self.severity_at:
             out[scores >= at] = level
         return pa.array(out, pa.string())
 

@@ -173,7 +173,8 @@ class ServerMetricsSummary:
             v = r[rule.metric]
             if v is None:
                 continue
-            if rule.breached_by(v, r["server_id"], r["server_type"]):
+            crossing = rule.crossing(v, r["server_id"], r["server_type"])
+            if crossing == 2:
                 hit = self.breaches.get(rule.name)
                 if hit is None:
                     self.breaches[rule.name] = [1, v, rule.above is not None]
@@ -181,7 +182,7 @@ class ServerMetricsSummary:
                     hit[0] += 1
                     if (v > hit[1]) if hit[2] else (v < hit[1]):
                         hit[1] = v
-            elif rule.hysteresis and rule.held_by(v, r["server_id"], r["server_type"]):
+            elif crossing:
                 self.holds[rule.name] = self.holds.get(rule.name, 0) + 1
 
     def merge(self, other: ServerMetricsSummary) -> ServerMetricsSummary:

@@ -81,17 +81,22 @@ def health_scores(health, avg_cpu, avg_memory, high_util_pct) -> np.ndarray:
     return np.minimum(100.0, np.maximum(0.0, raw))
 
 
-def alert_rows(measures: Measures, codes, rules: ServerMetricsRules) -> list[dict]:
-    """One row per server, minute and rule breached (``RaiseAlertsFn``'s rows)."""
+def threshold_signals(measures: Measures, codes,
+                      rules: ServerMetricsRules) -> tuple[list[dict], pa.Table | None]:
+    """One pass over the alert rules: a row per server, minute and rule breached
+    (``RaiseAlertsFn``'s rows), and the hold signals of the rules with hysteresis (a
+    minute beyond the clear level with no record breaching: ``HoldSignalsFn``'s rows, as
+    the incident tracker's signal columns), None if there are none."""
     seg = _windows(measures, codes, MINUTE)
-    table, rows = measures.table, []
+    table, rows, holds = measures.table, [], []
     for rule in sorted(rules.alert_rules, key=lambda r: r.name):
         v = table.column(rule.metric).to_numpy()
         above = rule.above is not None
-        limit = rule.thresholds(table.column("server_id"), table.column("server_type"))
-        with np.errstate(invalid="ignore"):
-            breach = v > limit if above else v < limit
+        breach, held = rule.masks(v, table.column("server_id"), table.column("server_type"))
         counts = seg.count(breach)
+        if held is not None:
+            holds.append(_hold_table(rule, table, seg,
+                                     np.flatnonzero((seg.count(held) > 0) & (counts == 0))))
         hit = np.flatnonzero(counts)
         if not len(hit):
             continue
@@ -114,47 +119,25 @@ def alert_rows(measures: Measures, codes, rules: ServerMetricsRules) -> list[dic
                 "message": (f"{rule.metric} {direction} {threshold:g} on {who}: "
                             f"{count} of {records} records, most extreme {worst:g}, "
                             f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC")})
-    return rows
+    holds = [h for h in holds if h.num_rows]
+    return rows, (pa.concat_tables(holds) if holds else None)
 
 
-def hold_table(measures: Measures, codes, rules: ServerMetricsRules) -> pa.Table | None:
-    """The hold signals (hysteresis): per server, minute and rule with a ``hysteresis``,
-    a minute with records beyond its clear level and none breaching it, as the
-    incident tracker's signal columns (``HoldSignalsFn``'s rows); None if none."""
+def _hold_table(rule, table: pa.Table, seg: Segments, hit: np.ndarray) -> pa.Table:
     from transforms.gold import HOLD
+    from transforms.server_metrics.incidents import SIGNAL_FIELDS
 
-    held_rules = [r for r in sorted(rules.alert_rules, key=lambda r: r.name) if r.hysteresis]
-    if not held_rules:
-        return None
-    seg = _windows(measures, codes, MINUTE)
-    table, parts = measures.table, []
+    n, start = len(hit), seg.window_us[hit]
     ts = pa.timestamp("us", tz="UTC")
-    for rule in held_rules:
-        v = table.column(rule.metric).to_numpy()
-        ids, types = table.column("server_id"), table.column("server_type")
-        limit, clear = rule.thresholds(ids, types), rule.clear_limits(ids, types)
-        with np.errstate(invalid="ignore"):
-            breach = v > limit if rule.above is not None else v < limit
-            beyond = v > clear if rule.above is not None else v < clear
-        hit = np.flatnonzero((seg.count(beyond) > 0) & (seg.count(breach) == 0))
-        if not len(hit):
-            continue
-        n = len(hit)
-        start = seg.window_us[hit]
-        parts.append(pa.table({
-            "window_start": pa.array(start, ts), "window_end": pa.array(
-                start + MINUTE * _US, ts),
+    cols = {"window_start": pa.array(start, ts),
+            "window_end": pa.array(start + MINUTE * _US, ts),
             "family": pa.repeat(pa.scalar(HOLD), n), "rule": pa.repeat(pa.scalar(rule.name), n),
             "severity": pa.repeat(pa.scalar(rule.severity), n),
             **identity_columns(table, seg.first[hit]),
             "metric": pa.repeat(pa.scalar(rule.metric), n),
-            "observed_value": pa.nulls(n, pa.float64())}))
-    if not parts:
-        return None
-    from transforms.server_metrics.incidents import SIGNAL_FIELDS
-
-    schema = ALERT_SIGNALS.arrow_schema()  # as the signals' columns, to go with them
-    return pa.concat_tables(parts).select(list(SIGNAL_FIELDS)).cast(
+            "observed_value": pa.nulls(n, pa.float64())}
+    schema = ALERT_SIGNALS.arrow_schema()  # the signals' column types, to go with them
+    return pa.table(cols).select(list(SIGNAL_FIELDS)).cast(
         pa.schema([schema.field(n) for n in SIGNAL_FIELDS]))
 
 
@@ -278,10 +261,11 @@ class ServerDay:
         self.silver, self.codes = silver, codes
         self.measures = Measures(silver)
 
-    def tables(self) -> tuple[dict[str, pa.Table], list[dict]]:
-        """The tables the group completes, and its threshold alerts as rows (for the feed)."""
+    def tables(self) -> tuple[dict[str, pa.Table], list[dict], pa.Table | None]:
+        """The tables the group completes, its threshold alerts as rows (for the feed) and
+        its hold signals (for the incidents)."""
         m, codes, rules = self.measures, self.codes, self.rules
-        alerts = alert_rows(m, codes, rules)
+        alerts, holds = threshold_signals(m, codes, rules)
         return {
             SERVER_METRICS_MINUTELY.name: server_table(m, codes, MINUTE, SERVER_METRICS_MINUTELY,
                                                        quantiles=False),
@@ -289,11 +273,7 @@ class ServerDay:
             SERVER_HEALTH_SUMMARY.name: server_table(
                 m, codes, DAY, SERVER_HEALTH_SUMMARY, health=rules.health_weights),
             ALERTS.name: from_rows(alerts, ALERTS),
-        }, alerts
-
-    def holds(self) -> pa.Table | None:
-        """The hold signals of the group (:func:`hold_table`)."""
-        return hold_table(self.measures, self.codes, self.rules)
+        }, alerts, holds
 
     def day_summaries(self):
         """((location, server_type, day start), (server_id, summary)) per identity."""

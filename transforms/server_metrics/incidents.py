@@ -56,7 +56,6 @@ class OpenIncident:
     identity: tuple
     group: tuple
     started_us: int
-    last_start_us: int
     last_end_us: int
     rank: int
     fired_us: int | None = None
@@ -68,8 +67,6 @@ class OpenIncident:
     count: int = 0
     families: set = field(default_factory=set)
     rules: set = field(default_factory=set)
-    #: Minutes that kept it firing only by hysteresis.
-    holds: int = 0
     #: The highest value its signals observed, per metric.
     peaks: dict = field(default_factory=dict)
     #: When the `for` clocks started: a rule's own, or (key None) the one of the rules
@@ -128,27 +125,24 @@ class IncidentTracker:
             labels = {"server_id": identity[0], "server_type": identity[2],
                       "location": identity[3], "family": family, "rule": rule,
                       "severity": severity}
+            group = tuple(labels[g] for g in self._group)
+            inc = self.open.get(group)
             if hold:
                 # hysteresis: the metric still beyond the rule's clear level keeps a firing
                 # incident of that rule open; it opens, fires and escalates nothing
-                inc = self.open.get(tuple(labels[g] for g in self._group))
                 if inc is not None and inc.fired_us is not None and rule in inc.rules:
                     inc.last_end_us = max(inc.last_end_us, end)
-                    inc.holds += 1
                 continue
             if rules.inhibit_rules and self._inhibited(labels, start, end):
                 self.inhibited += 1
                 continue
             rank = RANK[severity]
-            group = tuple(labels[g] for g in self._group)
-            inc = self.open.get(group)
             risen = False
             if inc is None:
-                inc = self.open[group] = OpenIncident(tuple(identity), group, start, start,
-                                                      end, rank)
+                inc = self.open[group] = OpenIncident(tuple(identity), group, start, end,
+                                                      rank)
             else:
                 risen = rank > inc.rank
-                inc.last_start_us = start
                 inc.last_end_us = max(inc.last_end_us, end)
                 inc.rank = max(inc.rank, rank)
             inc.count += 1
@@ -174,17 +168,17 @@ class IncidentTracker:
                     inc.due = ("escalated", max(end, inc.notified_us + self._interval_us))
 
     def _inhibited(self, labels: dict, start: int, end: int) -> bool:
+        """Is the signal a target of an active source? And, a source itself, it is active
+        until ``keep_firing_for`` after its end (each rule has its own key, so checking and
+        recording in one pass is the same as checking all first)."""
         active = self.state.inhibiting
         hit = False
         for i, rule in enumerate(self.rules.inhibit_rules):
             key = (i, *(labels[e] for e in rule.equal))
-            if rule.target.matches(labels) and not rule.source.matches(labels) \
-                    and active.get(key, -1) >= start:
-                hit = True
-        for i, rule in enumerate(self.rules.inhibit_rules):
             if rule.source.matches(labels):
-                key = (i, *(labels[e] for e in rule.equal))
                 active[key] = max(active.get(key, -1), end + self._keep_us)
+            elif rule.target.matches(labels) and active.get(key, -1) >= start:
+                hit = True
         return hit
 
     def _next(self, inc: OpenIncident) -> tuple[int, str]:

@@ -179,14 +179,13 @@ class ServerDaysFn(beam.DoFn):
             whole = concat([prior, unique.records], SERVER_METRICS_SILVER).sort_by(
                 "timestamp")
         day = gold.ServerDay(whole, self._rules, day_start)
-        tables, threshold = day.tables()
+        tables, threshold, holds = day.tables()
         for name, table in tables.items():
             if table.num_rows:
                 yield TaggedOutput(name, table)
         matrix, pieces = day.matrix()
         if matrix.num_rows:
             yield TaggedOutput(SERVER_ALERT_MATRIX.name, matrix)
-        holds = day.holds()
         if holds is not None:
             yield TaggedOutput(SIGNAL_HOLDS, holds)
         events = [e for a in threshold for e in threshold_events(a)]

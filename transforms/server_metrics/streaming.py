@@ -171,16 +171,10 @@ class MinuteDeltasFn(beam.DoFn):
         for rule in self._rules:
             v = table.column(rule.metric).to_numpy()
             above = rule.above is not None
-            ids, types = table.column("server_id"), table.column("server_type")
-            limit = rule.thresholds(ids, types)
-            with np.errstate(invalid="ignore"):
-                hit = v > limit if above else v < limit
-                held = None
-                if rule.hysteresis:
-                    clear = rule.clear_limits(ids, types)
-                    held = seg.count(((v > clear) if above else (v < clear)) & ~hit)
+            hit, held = rule.masks(v, table.column("server_id"), table.column("server_type"))
             breaches.append((rule, above, seg.count(hit),
-                             seg.extreme(np.where(hit, v, np.nan), above), held))
+                             seg.extreme(np.where(hit, v, np.nan), above),
+                             None if held is None else seg.count(held)))
         for j, (first, size) in enumerate(zip(seg.first.tolist(), seg.size.tolist(),
                                               strict=True)):
             summary = measures.summary(slice(first, first + size))
