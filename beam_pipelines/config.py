@@ -121,6 +121,12 @@ def rules_from_dict(doc: dict) -> ServerMetricsRules:
     )
 
 
+def _whole(where: str, value, unit: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} must be a whole number of {unit}")
+    return value
+
+
 def _keys(section: str, doc, allowed: set[str] | None) -> dict:
     """``doc`` as a mapping with only ``allowed`` keys (None: any key)."""
     if not isinstance(doc, dict):
@@ -167,10 +173,7 @@ def _incidents(doc) -> Incidents:
                 raise ValueError(f"incidents.{key} must be a list")
             kwargs[key] = tuple(str(v) for v in value)
     if "min_signals" in doc:
-        value = doc["min_signals"]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("incidents.min_signals must be a whole number of signals")
-        kwargs["min_signals"] = value
+        kwargs["min_signals"] = _whole("incidents.min_signals", doc["min_signals"], "signals")
     for key in ("for", "keep_firing_for", "pending_gap", "flush_every", "group_wait",
                 "group_interval", "repeat_interval"):
         if key in doc:
@@ -185,10 +188,9 @@ def _incidents(doc) -> Incidents:
         if not isinstance(value, list):
             raise ValueError("incidents.fire_at_once must be a list of matchers "
                              "({severity: critical, family: threshold}) or severities")
-        # a bare severity is the matcher {severity: it}, as this key first was
+        # a bare severity stays one (Incidents makes it the matcher {severity: it})
         kwargs["fire_at_once"] = tuple(
-            _matcher("incidents.fire_at_once", {"severity": v} if isinstance(v, str) else v)
-            for v in value)
+            v if isinstance(v, str) else _matcher("incidents.fire_at_once", v) for v in value)
     if "inhibit_rules" in doc:
         value = doc["inhibit_rules"]
         if not isinstance(value, list):
@@ -233,10 +235,7 @@ def _anomaly_detection(doc) -> AnomalyDetection:
             raise ValueError("anomaly_detection.metrics must be a list of metric names")
         kwargs["metrics"] = tuple(str(m) for m in doc["metrics"])
     if "warmup" in doc:
-        warmup = doc["warmup"]
-        if isinstance(warmup, bool) or not isinstance(warmup, int):
-            raise ValueError("anomaly_detection.warmup must be a whole number of samples")
-        kwargs["warmup"] = warmup
+        kwargs["warmup"] = _whole("anomaly_detection.warmup", doc["warmup"], "samples")
     if "min_std" in doc:
         floors = _keys("anomaly_detection.min_std", doc["min_std"], set(MEASUREMENTS))
         kwargs["min_std"] = tuple((m, _number(f"anomaly_detection.min_std.{m}", v))
