@@ -1,10 +1,14 @@
-"""The SQL the project ships (``sql/``), found in one place: the BigQuery setup and the
-local dashboard create the same reporting views, in an order where a view comes after the
-reporting views it reads (BigQuery refuses a view over one that does not exist yet)."""
+"""The SQL the project ships (``sql/``), found and rendered in one place: the BigQuery
+setup and the local dashboard create the same reporting views, in an order where a view
+comes after the reporting views it reads (BigQuery refuses a view over one that does not
+exist yet), with the same substitution of dataset names."""
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
+
+from beam_pipelines.errors import UserError
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _READS = re.compile(r"\$\{reporting\}\.(\w+)`")
@@ -32,3 +36,12 @@ def reporting_view_files() -> list[Path]:
     for name in paths:
         place(name)
     return ordered
+
+
+def render_sql(text: str, identifiers: dict[str, str]) -> str:
+    """Substitute ``${bronze}``, ``${gold}``, … with validated dataset ids (values are
+    query parameters, never substituted). An unknown name is an error, not a blank."""
+    try:
+        return string.Template(text).substitute(identifiers)
+    except KeyError as exc:
+        raise UserError(f"SQL names an unknown dataset ${{{exc.args[0]}}}") from None

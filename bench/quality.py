@@ -35,12 +35,22 @@ FAMILIES = ("matrix", "ewma", "threshold")
 SUSTAINED_S = 60
 
 
+def _fleet(con) -> tuple[int, float]:
+    """(servers, days) the run's silver covers."""
+    return con.execute("""select count(distinct server_id), date_diff('second',
+                          min(timestamp), max(timestamp)) / 86400.0
+                          from server_metrics_silver""").fetchone()
+
+
+def _pages(con) -> int:
+    return con.execute("select count(*) from alert_notifications "
+                       "where state = 'firing'").fetchone()[0]
+
+
 def measure(catalog: str) -> dict:
     with duckdb.connect(catalog, read_only=True) as con:
         q = lambda sql: con.execute(sql).fetchone()  # noqa: E731
-        servers, days = q("""select count(distinct server_id),
-                                    date_diff('second', min(timestamp), max(timestamp))
-                                    / 86400.0 from server_metrics_silver""")
+        servers, days = _fleet(con)
         latest = """with latest as (select * from alert_incidents qualify row_number() over (
                       partition by incident_id order by pane_index desc) = 1)"""
         faults, sustained = q(f"""select count(*), count(*) filter (where
@@ -64,7 +74,7 @@ def measure(catalog: str) -> dict:
               select 1 from injected_faults f where f.server_id = i.server_id
                 and i.started_at <= f."end" + {SLACK}
                 and coalesce(i.resolved_at, 'infinity'::timestamptz) >= f.start - {SLACK})""")[0]
-        pages = q("select count(*) from alert_notifications where state = 'firing'")[0]
+        pages = _pages(con)
         by_family = {}
         for family in (None, *FAMILIES):
             where = "" if family is None else f"and s.family = '{family}'"
@@ -125,11 +135,8 @@ def _pages_without_faults(workdir: str, hours: int, servers: int = 20) -> dict:
     lakehouse = os.path.join(workdir, f"quality_quiet_{hours}h")
     _run(["--input", data, "--output-dir", lakehouse])
     with duckdb.connect(os.path.join(lakehouse, "lakehouse.duckdb"), read_only=True) as con:
-        servers, days = con.execute(
-            "select count(distinct server_id), date_diff('second', min(timestamp), "
-            "max(timestamp)) / 86400.0 from server_metrics_silver").fetchone()
-        pages = con.execute("select count(*) from alert_notifications "
-                            "where state = 'firing'").fetchone()[0]
+        servers, days = _fleet(con)
+        pages = _pages(con)
         signals = con.execute("select count(*) from alert_signals").fetchone()[0]
     return {"pages_per_server_day": pages / max(servers * days, 1e-9),
             "signals_per_server_day": signals / max(servers * days, 1e-9)}
@@ -138,17 +145,15 @@ def _pages_without_faults(workdir: str, hours: int, servers: int = 20) -> dict:
 def bench_incident_quality(workdir: str) -> dict:
     """The default sample (6 hours), a 2-day one, and the same fleet with no injected
     faults for 2 days."""
-    out, runs = {}, (("sample", "6h"), ("two_days", "48h"))
-    for name, span in runs:
+    out, measured = {}, {}
+    for name, span in (("sample", "6h"), ("two_days", "48h")):
         lakehouse = os.path.join(workdir, f"quality_{name}")
         _run(["--output-dir", lakehouse, "--sample-duration", span])
-        out.update({f"quality_{name}_{k}": v for k, v in measure(
-            os.path.join(lakehouse, "lakehouse.duckdb")).items()})
+        measured[name] = measure(os.path.join(lakehouse, "lakehouse.duckdb"))
+        out.update({f"quality_{name}_{k}": v for k, v in measured[name].items()})
     out.update({f"quality_quiet_{k}": v for k, v in _pages_without_faults(workdir, 48).items()})
     mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
-    for name, _ in runs:
-        s = {k.removeprefix(f"quality_{name}_"): v for k, v in out.items()
-             if k.startswith(f"quality_{name}_")}
+    for name, s in measured.items():
         print(f"alert quality, {'default sample' if name == 'sample' else 'a 2-day sample'} "
               f"({s['servers']} servers, {s['days'] * 24:.0f} h, {s['injected_faults']} "
               f"injected faults, {s['sustained_faults']} of them ≥ {SUSTAINED_S} s)",
@@ -167,10 +172,7 @@ def bench_incident_quality(workdir: str) -> dict:
     quiet = out["quality_quiet_pages_per_server_day"]
     print(f"  2 days without injected faults: {quiet:,.2f} pages per server-day "
           f"({out['quality_quiet_signals_per_server_day']:,.0f} signals)", flush=True)
-    s = {k.removeprefix("quality_sample_"): v for k, v in out.items()
-         if k.startswith("quality_sample_")}
-    two = {k.removeprefix("quality_two_days_"): v for k, v in out.items()
-           if k.startswith("quality_two_days_")}
+    s, two = measured["sample"], measured["two_days"]
     for label, ok, value, target in (
             ("recall", min(s["incident_recall"], two["incident_recall"]) >= 0.95,
              f"{s['incident_recall']:.0%} / {two['incident_recall']:.0%} (2 days)", "≥ 95 %"),

@@ -7,25 +7,14 @@ table) or ``replaced`` (views, rule tables).
 """
 from __future__ import annotations
 
-import string
-
 from beam_pipelines.bigquery.warehouse import DATASETS, Warehouse, table_layout
 from beam_pipelines.errors import UserError
-from beam_pipelines.sql_files import SQL_DIR, reporting_view_files
+from beam_pipelines.sql_files import SQL_DIR, render_sql, reporting_view_files
 from schemas.core import RecordSchema, _sql_string
 from schemas.ops import ALERT_RULES, LOCATIONS, PIPELINE_SETTINGS
 from schemas.render import DATASET_OF_LAYER
 from schemas.render import TABLES as WAREHOUSE_TABLES  # every declared table, in order
 from transforms.rules import ServerMetricsRules
-
-
-def render_sql(text: str, identifiers: dict[str, str]) -> str:
-    """Substitute ``${bronze}``, ``${gold}``, … with validated dataset ids (values are
-    query parameters, never substituted). An unknown name is an error, not a blank."""
-    try:
-        return string.Template(text).substitute(identifiers)
-    except KeyError as exc:
-        raise UserError(f"SQL names an unknown dataset ${{{exc.args[0]}}}") from None
 
 
 def _client(warehouse: Warehouse):
@@ -95,7 +84,8 @@ def _ensure_table(client, warehouse: Warehouse, schema: RecordSchema) -> str:
     if relaxed:
         # the API's schema patch: BigQuery allows REQUIRED → NULLABLE in place
         names = {f.name for f in relaxed}
-        existing = client.get_table(wanted.reference, timeout=30)
+        if added:  # the columns just added are part of the schema to patch
+            existing = client.get_table(wanted.reference, timeout=30)
         existing.schema = [field.to_api_repr() | {"mode": "NULLABLE"}
                            if field.name in names else field.to_api_repr()
                            for field in existing.schema]

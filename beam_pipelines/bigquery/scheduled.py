@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from beam_pipelines.bigquery.admin import SQL_DIR, api_error, render_sql
+from beam_pipelines.bigquery.admin import api_error
 from beam_pipelines.bigquery.warehouse import Warehouse
 from beam_pipelines.errors import UserError
+from beam_pipelines.sql_files import SQL_DIR, render_sql
 
 SCHEDULE = "every 15 minutes"
 #: Silver before gold when run in one go (scheduled, each catches up on its next run).

@@ -21,22 +21,13 @@ import os
 import time
 
 from beam_pipelines.errors import UserError
-from beam_pipelines.sql_files import reporting_view_files
+from beam_pipelines.sql_files import render_sql, reporting_view_files
 
 CATALOG = "lakehouse.duckdb"
 
 #: What ``${...}`` names in the in-memory DuckDB: the catalog's views live in ``main``.
 _LOCAL_DATASETS = {"bronze": "main", "silver": "main", "gold": "main", "ops": "main",
                    "reporting": "reporting", "project": "local"}
-
-
-def _render(sql: str, identifiers: dict[str, str]) -> str:
-    import string
-
-    try:
-        return string.Template(sql).substitute(identifiers)
-    except KeyError as exc:
-        raise ValueError(f"the query names an unknown dataset ${{{exc.args[0]}}}") from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -77,7 +68,7 @@ class LakehouseSource:
         for path in reporting_view_files():
             try:
                 self.con.execute(_bigquery_to_duckdb(
-                    _render(path.read_text(), _LOCAL_DATASETS)))
+                    render_sql(path.read_text(), _LOCAL_DATASETS)))
             except duckdb.Error as exc:  # a view over a table this lakehouse lacks
                 self.missing_views[path.stem] = str(exc).splitlines()[0]
         self.label = f"lakehouse {directory}"
@@ -103,7 +94,7 @@ class LakehouseSource:
 
     def query(self, sql: str, **params):
         """Rows of a BigQuery-dialect query as a pandas DataFrame."""
-        local = _bigquery_to_duckdb(_render(sql, _LOCAL_DATASETS))
+        local = _bigquery_to_duckdb(render_sql(sql, _LOCAL_DATASETS))
         used = {k: v for k, v in params.items() if f"${k}" in local}
         return self.con.execute(local, used).df()
 
@@ -155,7 +146,7 @@ class BigQuerySource:
             for name, value in params.items() if f"@{name}" in sql])
         import pandas as pd
 
-        rows = self.client.query(_render(sql, self.identifiers), job_config=config).result()
+        rows = self.client.query(render_sql(sql, self.identifiers), job_config=config).result()
         frame = pd.DataFrame([tuple(r.values()) for r in rows],
                              columns=[f.name for f in rows.schema])
         # the same column types as DuckDB gives the lakehouse source
