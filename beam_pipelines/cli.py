@@ -55,8 +55,9 @@ def _compact(argv: list[str], prog: str) -> int:
     """Each table of a lakehouse into one file (see ``lakehouse.compact``)."""
     import os
 
+    from beam_pipelines.catalog import CATALOG
     from beam_pipelines.errors import RaisingParser
-    from beam_pipelines.io.lakehouse import CATALOG, compact, table_dir, write_catalog
+    from beam_pipelines.io.lakehouse import compact, table_dir, write_catalog
     from schemas.render import TABLES
 
     parser = RaisingParser(prog=f"{prog} compact",
@@ -70,7 +71,7 @@ def _compact(argv: list[str], prog: str) -> int:
         raise UserError(f"--output-dir {args.output_dir} is not a lakehouse (no {CATALOG})")
     present = [t for t in TABLES if os.path.isdir(table_dir(args.output_dir, t))]
     print(compact(args.output_dir, present).line())
-    write_catalog(args.output_dir, present)  # its views again: the folder may have moved
+    write_catalog(args.output_dir, present)  # views of tables that appeared since
     return 0
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
+from beam_pipelines.catalog import shell_command
 from beam_pipelines.errors import UserError
 from beam_pipelines.io import delivery, live_sources, sinks
 from beam_pipelines.io.lakehouse import (
@@ -304,8 +305,9 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     print(f"Streaming the {title} medallion on {runner} from {what} {until} into "
           f"{sink.describe()}…", flush=True)
     if catalog:
-        print(f"Query while it runs: duckdb -readonly {catalog} "
-              f"\"select * from {peek} order by window_start desc limit 10\"", flush=True)
+        print("Query while it runs: " + shell_command(
+            output_dir, f"select * from {peek} order by window_start desc limit 10"),
+            flush=True)
     if is_local_streaming(runner):
         from beam_pipelines.runners import local as local_runner
 

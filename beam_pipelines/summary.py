@@ -1,7 +1,8 @@
 """The end-of-run summary, read back from the lakehouse it describes."""
 from __future__ import annotations
 
-import duckdb
+from beam_pipelines.catalog import connect as connect_catalog
+from beam_pipelines.catalog import shell_command
 
 
 def _fmt_rows(rows, headers) -> str:
@@ -52,7 +53,7 @@ def render(catalog: str, output_dir: str, matrix_copies: int = 3,
            input_records: int | None = None) -> str:
     """``matrix_copies``: sliding windows per record (alert matrix window / period);
     ``input_records``: the records read, counted apart from the pipeline."""
-    with duckdb.connect(catalog, read_only=True) as con:
+    with connect_catalog(catalog) as con:
         c = accounting(con)
         ok = lambda b: "✓" if b else "✗ MISMATCH"  # noqa: E731
         out = ["", "Records per layer"]
@@ -113,14 +114,14 @@ def render(catalog: str, output_dir: str, matrix_copies: int = 3,
                                          "open", "notifications")))
     out.append("")
     out.append(f"Output: {output_dir}  (Parquet per table)")
-    out.append(f"Query:  duckdb {catalog} \"select * from server_health_summary\"")
+    out.append(f"Query:  {shell_command(output_dir, 'select * from server_health_summary')}")
     return "\n".join(out)
 
 
 def render_logs(catalog: str, output_dir: str, input_records: int | None = None) -> str:
     """The web-log run's summary: the identities, dead letters, and where the traffic came
     from (seed 004's dashboard: top countries and cities)."""
-    with duckdb.connect(catalog, read_only=True) as con:
+    with connect_catalog(catalog) as con:
         q = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
         bronze = q("select count(*) from web_logs_bronze")
         silver = q("select count(*) from web_logs_silver")
@@ -163,5 +164,5 @@ def render_logs(catalog: str, output_dir: str, input_records: int | None = None)
     out += ["", "IP geolocation by DB-IP (https://db-ip.com), licensed under CC BY 4.0, "
             "unless --geo-database says otherwise.",
             f"Output: {output_dir}  (Parquet per table)",
-            f"Query:  duckdb {catalog} \"select * from web_traffic_by_country\""]
+            f"Query:  {shell_command(output_dir, 'select * from web_traffic_by_country')}"]
     return "\n".join(out)

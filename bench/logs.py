@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from beam_pipelines.catalog import connect as connect_catalog
 from bench.metrics import _child, _mark
 
 STAGES = ("bronze_in", "bronze_fragments", "spans")
@@ -31,12 +32,11 @@ def generate(workdir: str, lines: int, rate_per_s: float) -> str:
 def _check_accounting(out: str, lines: int) -> None:
     """Every line of the file ended in bronze or a bronze dead letter, every bronze row in
     silver or a silver dead letter: a fast run that lost lines would be no figure."""
-    import duckdb
 
     from beam_pipelines.io.lakehouse import write_catalog
     from beam_pipelines.web_logs import TABLES
 
-    with duckdb.connect(write_catalog(out, TABLES), read_only=True) as con:
+    with connect_catalog(write_catalog(out, TABLES)) as con:
         one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
         bronze, silver = one("select count(*) from web_logs_bronze"), one(
             "select count(*) from web_logs_silver")

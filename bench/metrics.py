@@ -13,8 +13,7 @@ import os
 import subprocess
 import sys
 
-import duckdb
-
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.lakehouse import write_catalog
 from beam_pipelines.server_metrics import TABLES
 from beam_pipelines.summary import accounting
@@ -45,7 +44,7 @@ def generate(workdir: str, interval_s: float, records: int, servers: int) -> tup
 
 def _check_against_loop(beam_out: str, loop_counts: dict, written: int) -> None:
     """The Beam run wrote as many rows per gold table as the loop, and the identities hold."""
-    with duckdb.connect(write_catalog(beam_out, TABLES)) as con:
+    with connect_catalog(write_catalog(beam_out, TABLES), read_only=False) as con:
         c = accounting(con)
         for table in (t.name for t in TABLES if t.layer == "gold"):
             rows = con.execute(f"select count(*) from {table}").fetchone()[0]

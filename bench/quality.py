@@ -25,7 +25,7 @@ import os
 import subprocess
 import sys
 
-import duckdb
+from beam_pipelines.catalog import connect as connect_catalog
 
 SLACK = "INTERVAL 2 MINUTE"
 #: The signal families, each a baseline: seed 002's matrix, seed 003's EWMA, and the
@@ -48,7 +48,7 @@ def _pages(con) -> int:
 
 
 def measure(catalog: str) -> dict:
-    with duckdb.connect(catalog, read_only=True) as con:
+    with connect_catalog(catalog) as con:
         q = lambda sql: con.execute(sql).fetchone()  # noqa: E731
         servers, days = _fleet(con)
         latest = """with latest as (select * from alert_incidents qualify row_number() over (
@@ -134,7 +134,7 @@ def _pages_without_faults(workdir: str, hours: int, servers: int = 20) -> dict:
         raise RuntimeError(done.stderr[-2000:])
     lakehouse = os.path.join(workdir, f"quality_quiet_{hours}h")
     _run(["--input", data, "--output-dir", lakehouse])
-    with duckdb.connect(os.path.join(lakehouse, "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(lakehouse) as con:
         servers, days = _fleet(con)
         pages = _pages(con)
         signals = con.execute("select count(*) from alert_signals").fetchone()[0]

@@ -25,9 +25,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
-import duckdb
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.config import load_rules
 from beam_pipelines.io import live_sources
 from beam_pipelines.io.lakehouse import clear_tables, write_catalog, write_empty_tables
@@ -150,7 +150,7 @@ def bench_streaming(workdir: str, loop_rate: float | None, backlog_events: int =
                                        batches=True)
         _run_pipeline(source, out)
         seconds = time.perf_counter() - _PROGRESS["first"]
-        with duckdb.connect(write_catalog(out, TABLES)) as con:
+        with connect_catalog(write_catalog(out, TABLES), read_only=False) as con:
             counts = accounting(con)
         assert counts["input"] == events, (counts["input"], events)
         rate = events / seconds
@@ -178,7 +178,7 @@ def bench_streaming(workdir: str, loop_rate: float | None, backlog_events: int =
                                    started + live_s + 10, 10.0, batches=True)
     _run_pipeline(source, out)
     publisher.communicate(timeout=120)
-    with duckdb.connect(write_catalog(out, TABLES)) as con:
+    with connect_catalog(write_catalog(out, TABLES), read_only=False) as con:
         bronze, p50, p95, first, last = con.execute("""
             select count(*),
                    quantile_cont(epoch_ms(ingest_timestamp) - epoch_ms("timestamp"), 0.5),

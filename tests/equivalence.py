@@ -7,6 +7,8 @@ import math
 from collections import Counter
 from datetime import datetime, timezone
 
+from beam_pipelines.catalog import connect as connect_catalog
+
 
 def _same(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
@@ -61,12 +63,7 @@ def _without_ingest(row: tuple) -> tuple:
 
 def table_rows(lakehouse, names) -> dict:
     """The rows of these views of a lakehouse's catalog, normalised (see above)."""
-    import os
-
-    import duckdb
-
-    with duckdb.connect(os.path.join(str(lakehouse), "lakehouse.duckdb"),
-                        read_only=True) as con:
+    with connect_catalog(str(lakehouse)) as con:
         out = {}
         for name in names:
             cursor = con.execute(f"select * from {name}")

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-import duckdb
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.cli import main
 from beam_pipelines.io.alerts import PublishAlerts, message_of, notification_key
 from beam_pipelines.ops.pubsub import setup
@@ -62,7 +62,7 @@ def test_a_batch_run_publishes_every_notification_once(pubsub_emulator, tmp_path
     assert main(["--sample-duration", "20m", "--sample-servers", "4", "--output-dir",
                  str(lake), "--alerts-topic", topic, "--no-summary"]) == 0
     messages = pull_all(subscription)
-    with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(lake) as con:
         notes = con.execute("select incident_id, state, server_id "
                             "from alert_notifications").fetchall()
         signals = con.execute("select count(*) from alert_signals").fetchone()[0]

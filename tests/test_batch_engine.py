@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.sources import (
     ReadServerMetricBatches,
     ReadServerMetricFiles,
@@ -192,8 +193,6 @@ def test_the_batch_pipeline_is_portable(tmp_path):
     import subprocess
     import sys
 
-    import duckdb
-
     from beam_pipelines.summary import accounting
 
     data = tmp_path / "m.jsonl"
@@ -208,7 +207,7 @@ def test_the_batch_pipeline_is_portable(tmp_path):
                                "--output-dir", str(out), *runner],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        with connect_catalog(out) as con:
             tables = ("server_metrics_minutely", "server_alert_matrix", "anomalies",
                       "alert_signals")
             counts.append((accounting(con), [con.execute(f"select count(*) from {t}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.lakehouse import write_catalog
 from beam_pipelines.web_logs import TABLES
 from bench.logs import _check_accounting
@@ -24,7 +25,7 @@ def test_the_duckdb_reference_counts_what_the_pipeline_counts(tmp_path):
     run_logs_beam(path, str(tmp_path / "beam"))
     _check_accounting(str(tmp_path / "beam"), 4_000)
     assert counts["parsed"] == 4_000
-    with duckdb.connect(write_catalog(str(tmp_path / "beam"), TABLES), read_only=True) as con:
+    with connect_catalog(write_catalog(str(tmp_path / "beam"), TABLES)) as con:
         for table, dims in (("web_traffic_by_country", "country_code, country"),
                             ("web_traffic_by_status", "status")):
             ours = con.execute(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-import duckdb
-
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.lakehouse import write_catalog
 from beam_pipelines.server_metrics import TABLES
 from bench.loop import run_loop
@@ -34,9 +33,9 @@ def test_the_reference_loop_writes_the_pipelines_tables(tmp_path):
     for schema in GOLD_TABLES + ANALYTICS_TABLES + INCIDENT_TABLES:
         columns = ", ".join(n for n in schema.names if n not in ("pane_index", "pane_timing"))
         query = f"select {columns} from {schema.name} order by all"
-        with duckdb.connect(loop_db, read_only=True) as con:
+        with connect_catalog(loop_db) as con:
             loop_rows = con.execute(query).fetchall()
-        with duckdb.connect(beam_db, read_only=True) as con:
+        with connect_catalog(beam_db) as con:
             beam_rows = con.execute(query).fetchall()
         assert len(loop_rows) == counts[schema.name] == len(beam_rows), schema.name
         for mine, theirs in zip(loop_rows, beam_rows, strict=True):

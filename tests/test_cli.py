@@ -9,10 +9,10 @@ import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.server_metrics import TABLES
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
@@ -52,7 +52,7 @@ def test_the_samples_ground_truth_is_a_table_and_matches_the_printed_counts(samp
     out, stdout = sample_run
     spikes, incidents = map(lambda s: int(s.replace(",", "")), re.search(
         r"([\d,]+) spikes, ([\d,]+) incidents", stdout).groups())
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         kinds = dict(con.execute("select kind, count(*) from injected_faults "
                                  "group by 1").fetchall())
         servers = con.execute("select count(*) from injected_faults where server_id not in "
@@ -66,7 +66,7 @@ def test_summary_shows_layers_reasons_worst_servers_and_where(sample_run):
     assert "Records per layer" in stdout and "✗" not in stdout
     assert stdout.count("✓") == 7  # bronze, silver, four gold identities and the matrix
     assert "Alert signals, every rule" in stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         incidents, lapsed, signals = con.execute(
             "select (select count(*) from alert_incidents where fired_at is not null), "
             "(select count(*) from alert_incidents where fired_at is null), "
@@ -78,19 +78,53 @@ def test_summary_shows_layers_reasons_worst_servers_and_where(sample_run):
     assert str(out / "lakehouse.duckdb") in stdout
 
 
-def test_catalog_answers_queries_with_the_duckdb_command(sample_run):
-    out, _ = sample_run
+def _duckdb_cli() -> str:
     cli = shutil.which("duckdb", path=os.path.dirname(sys.executable)) or shutil.which("duckdb")
     assert cli, "the duckdb command (duckdb-cli, a dev dependency) is missing"
-    proc = subprocess.run([cli, str(out / "lakehouse.duckdb"), "-csv", "-c",
+    return cli
+
+
+def test_catalog_answers_the_query_the_summary_prints(sample_run):
+    import shlex
+
+    out, stdout = sample_run
+    printed = next(line for line in stdout.splitlines() if line.startswith("Query:"))
+    words = shlex.split(printed.removeprefix("Query:"))
+    assert words[0] == "duckdb"
+    proc = subprocess.run([_duckdb_cli(), *words[1:-1], "-csv", "-c",
                            "select count(*) from server_health_summary"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd="/")
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.split()[-1]) == 6  # six servers, one day
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         views = {r[0] for r in con.execute("select view_name from duckdb_views() "
                                            "where not internal").fetchall()}
     assert views == {t.name for t in TABLES} | {f"{t.name}_panes" for t in TABLES if t.key}
+
+
+def test_a_moved_lakehouse_answers_from_inside_and_from_anywhere(sample_run, tmp_path):
+    from beam_pipelines.dashboard.sources import LakehouseSource
+
+    out, _ = sample_run
+    moved = tmp_path / "elsewhere" / "lake"
+    shutil.copytree(out, moved)
+    query = "select count(*) from server_metrics_minutely"
+    with connect_catalog(out) as con:
+        expected = con.execute(query).fetchone()[0]
+    assert expected > 0
+    shutil.rmtree(out / "gold")  # the old place is gone: nothing may still read it
+    try:
+        proc = subprocess.run([_duckdb_cli(), "-readonly", "lakehouse.duckdb", "-csv", "-c",
+                               query], capture_output=True, text=True, timeout=60, cwd=moved)
+        assert proc.returncode == 0, proc.stderr
+        assert int(proc.stdout.split()[-1]) == expected
+        with connect_catalog(moved) as con:
+            assert con.execute(query).fetchone()[0] == expected
+        source = LakehouseSource(str(moved))
+        assert int(source.query("select count(*) as n from ${gold}.server_metrics_minutely"
+                                ).n[0]) == expected
+    finally:
+        shutil.copytree(moved / "gold", out / "gold")
 
 
 def test_a_second_run_replaces_the_tables(sample_run, tmp_path):
@@ -100,7 +134,7 @@ def test_a_second_run_replaces_the_tables(sample_run, tmp_path):
                    "--sample-duration", "5m", "--no-summary")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(glob.glob(str(out / "silver" / "*" / "*.parquet"))) == before
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         assert con.execute("select count(distinct server_id) from server_metrics_silver"
                            ).fetchone()[0] == 2
 
@@ -109,7 +143,7 @@ def test_both_pipelines_share_a_lakehouse_without_losing_each_others_dead_letter
     """The dead-letter table is written by every pipeline: a run replaces its own files
     there, never another pipeline's."""
     def dead_letters() -> dict:
-        with duckdb.connect(str(tmp_path / "lakehouse.duckdb"), read_only=True) as con:
+        with connect_catalog(tmp_path) as con:
             return dict(con.execute("select pipeline, count(*) from dead_letters "
                                     "group by pipeline").fetchall())
 
@@ -134,7 +168,7 @@ def test_explicit_inputs_in_several_formats(tmp_path):
     proc = run_cli("--input", str(data / "*.csv"), "--input", str(data / "m.parquet"),
                    "--output-dir", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         # the same 90 events from two files: 90 kept, 90 duplicates dead-lettered
         assert con.execute("select count(*) from server_metrics_silver").fetchone()[0] == 90
         assert con.execute("select count(*) from dead_letters where reason = "
@@ -198,7 +232,7 @@ def test_views_show_the_latest_pane_of_each_key(tmp_path):
     os.makedirs(table_dir(str(tmp_path), S))
     pq.write_table(pa.Table.from_pylist(rows, schema=S.arrow_schema()),
                    os.path.join(table_dir(str(tmp_path), S), "part-0.parquet"))
-    with duckdb.connect(write_catalog(str(tmp_path), [S]), read_only=True) as con:
+    with connect_catalog(write_catalog(str(tmp_path), [S])) as con:
         assert con.execute(f"select record_count from {S.name}").fetchall() == [(9,)]
         assert con.execute(f"select count(*) from {S.name}_panes").fetchone()[0] == 3
 

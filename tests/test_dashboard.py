@@ -13,11 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.dashboard import basemap
 from beam_pipelines.dashboard import queries as q
 from beam_pipelines.dashboard.sources import LakehouseSource, reporting_view_files
@@ -53,7 +53,7 @@ def source(lakehouse):
 
 
 def _catalog(lakehouse: Path, sql: str):
-    with duckdb.connect(str(lakehouse / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(lakehouse) as con:
         return con.execute(sql).fetchall()
 
 
@@ -162,7 +162,7 @@ def test_the_accounting_check_holds_and_can_fail(source, lakehouse, tmp_path):
 
     broken = tmp_path / "broken"
     shutil.copytree(lakehouse, broken)
-    with duckdb.connect(str(broken / "lakehouse.duckdb")) as con:
+    with connect_catalog(broken, read_only=False) as con:
         con.execute("CREATE OR REPLACE VIEW dead_letters AS SELECT * FROM read_parquet("
                     f"'{broken}/dead_letter/dead_letters/*.parquet') WHERE layer <> 'silver'")
         # and a gold table that lost a server-day
@@ -215,7 +215,7 @@ def test_the_base_map_is_land_and_borders_in_degrees():
 def test_the_lakehouse_is_read_while_a_run_holds_its_catalog(lakehouse):
     """The catalog is read once and released, so a pipeline can rewrite it meanwhile."""
     src = LakehouseSource(str(lakehouse))
-    with duckdb.connect(str(lakehouse / "lakehouse.duckdb")) as writer:  # as a run does
+    with connect_catalog(lakehouse, read_only=False) as writer:  # as a run does
         writer.execute("SELECT 1")
         assert src.query("SELECT COUNT(*) AS n FROM `${silver}.server_metrics_silver`"
                          ).iloc[0]["n"] > 0

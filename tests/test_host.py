@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
-
+from beam_pipelines.catalog import connect as connect_catalog
 from generators.host import HostConfig, HostSampler
 from transforms.regional import to_canonical
 
@@ -65,7 +64,7 @@ def test_the_pipeline_and_its_detector_run_on_real_samples(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "✗" not in run.stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         assert con.execute("SELECT count(*), count(DISTINCT server_id), min(memory_usage) > 0 "
                            "FROM server_metrics_silver").fetchone() == (40, 1, True)
         assert con.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0

@@ -9,9 +9,9 @@ import sys
 import uuid
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.errors import UserError
 from beam_pipelines.io.kafka import Offsets, ack_id, parse_topics
 
@@ -60,7 +60,7 @@ def _run(bootstrap: str, topic: str, group: str, out: Path) -> subprocess.Comple
 
 
 def _in_bronze(out: Path) -> int:
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         rows = con.execute("SELECT count(*), count(DISTINCT source) FROM "
                            "server_metrics_bronze").fetchone()
         dead = con.execute("SELECT count(*) FROM dead_letters WHERE layer = 'bronze' "
@@ -302,7 +302,7 @@ def test_seed_002s_topic_per_family_stream_joins_back_every_record(kafka_broker,
         cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "✗" not in proc.stdout, proc.stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         bronze, whole = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE memory_usage IS NOT NULL AND disk_io IS "
             "NOT NULL AND network_in IS NOT NULL AND cpu_usage IS NOT NULL) "

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.lakehouse import (
     WriteTableFilesFn,
     _PublishFn,
@@ -135,7 +136,7 @@ def test_compaction_makes_a_file_per_table_and_keeps_every_row_and_pane(tmp_path
     catalog = write_catalog(out, [SERVER_METRICS_MINUTELY])
 
     def read():
-        with duckdb.connect(catalog, read_only=True) as con:
+        with connect_catalog(catalog) as con:
             return (sorted(con.execute("select * exclude (avg_power_watts) from "
                                        "server_metrics_minutely_panes").fetchall(), key=repr),
                     con.execute("select count(*), max(pane_index) from "
@@ -164,10 +165,8 @@ def test_compact_is_a_command_and_its_mistakes_are_one_line(tmp_path, capsys):
 
     assert main(["compact", "--output-dir", str(tmp_path / "none")]) == 2
     assert "is not a lakehouse" in capsys.readouterr().err
-    # a lakehouse moved elsewhere: its views point at the old place until compact rewrites
+    # a lakehouse moved elsewhere: its views name their files relative to the folder
     import shutil
-
-    import duckdb
 
     from schemas.server_metrics import SERVER_METRICS_BRONZE
 
@@ -176,11 +175,8 @@ def test_compact_is_a_command_and_its_mistakes_are_one_line(tmp_path, capsys):
     write_catalog(old, [SERVER_METRICS_BRONZE])
     moved = str(tmp_path / "moved")
     shutil.move(old, moved)
-    with pytest.raises(duckdb.IOException), duckdb.connect(
-            os.path.join(moved, "lakehouse.duckdb"), read_only=True) as con:
-        con.execute("select count(*) from server_metrics_bronze").fetchone()
     assert main(["compact", "--output-dir", moved]) == 0
-    with duckdb.connect(os.path.join(moved, "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(moved) as con:
         assert con.execute("select count(*) from server_metrics_bronze").fetchone() == (0,)
     assert not os.path.exists(table_dir(moved, DEAD_LETTERS))  # no table made up
     out = str(tmp_path / "lake")

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import apache_beam as beam
-import duckdb
 import psycopg
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.postgres import UpsertRowsFn, ensure_tables
 from schemas.render import POSTGRES_TABLES
 
@@ -107,7 +107,7 @@ def test_the_retention_window_follows_the_newest_row(postgres_server):
 
 
 def _lakehouse(out: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         return con.execute(sql).fetchall()
 
 

@@ -7,11 +7,11 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
-import duckdb
 import pytest
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.cli import main
 from generators.metrics import GeneratorConfig
 from generators.regional import write_regional
@@ -159,7 +159,7 @@ def test_a_mixed_regional_input_in_one_run_adds_up(regional_dir, tmp_path, capsy
                  "--inventory", str(inventory)]) == 0
     printed = capsys.readouterr().out
     assert "✗" not in printed
-    with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(lake) as con:
         regions = dict(con.execute("select coalesce(region, 'canonical'), count(*) "
                                    "from server_metrics_bronze group by 1").fetchall())
         dead = dict(con.execute("select reason, count(*) from dead_letters "
@@ -178,12 +178,12 @@ def test_a_mixed_regional_input_in_one_run_adds_up(regional_dir, tmp_path, capsy
     assert silver == sum(regions.values()) and nulls == 0
     assert [r for r, _ in per_region_sources] == ["germany", "india", "usa"]
     # gold by location has a row per region, with its point for the map
-    with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(lake) as con:
         places = con.execute("select location, bool_and(latitude is not null) from "
                              "location_performance where location in ('india', 'usa', "
                              "'germany') group by 1 order by 1").fetchall()
     assert places == [("germany", True), ("india", True), ("usa", True)]
-    with duckdb.connect(str(lake / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(lake) as con:
         identities = con.execute(
             "select distinct server_name, server_type, location, region from "
             "server_metrics_silver where server_id = ?", [named]).fetchall()
@@ -257,7 +257,7 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
         timeout=240, env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 7, proc.stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         regions = dict(con.execute("select region, count(*) from server_metrics_bronze "
                                    "group by 1").fetchall())
         dead = dict(con.execute("select reason, count(*) from dead_letters "

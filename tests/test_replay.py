@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import duckdb
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.cli import main
 from beam_pipelines.io.archive import ArchiveWriter
 from tests.equivalence import table_rows
@@ -39,7 +39,7 @@ def log_archive(tmp_path):
 
 
 def count(lakehouse, sql: str):
-    with duckdb.connect(str(lakehouse / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(lakehouse) as con:
         return con.execute(sql).fetchone()[0]
 
 

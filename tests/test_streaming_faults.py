@@ -12,9 +12,9 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.live_sources import ServiceHealth
 from beam_pipelines.ops.pubsub import setup
 from tests.services import PubSubEmulator, require
@@ -136,7 +136,7 @@ def test_an_emulator_restart_is_waited_for_and_reading_resumes(own_emulator, tmp
     assert any("unreachable" in line or "does not exist" in line for line in lines), stderr
     assert lines[-1].startswith(f"Pub/Sub {subscription}: reading again after"), stderr
     assert 2 <= len(lines) <= 4, stderr
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         got = {s for (s,) in con.execute(
             "select split_part(source, '#', 2) from server_metrics_silver").fetchall()}
     assert set(before) | set(after) <= got
@@ -185,7 +185,7 @@ def test_one_record_from_2099_in_an_hour_old_backlog_leaves_the_backlog_on_time(
     proc = _run(subscription, out, "--duration", "30s")
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 0, stderr[-3000:]
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         reasons = dict(con.execute(
             "select reason, count(*) from dead_letters group by 1").fetchall())
         silver = con.execute("select count(*) from server_metrics_silver").fetchone()[0]

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.delivery import DeliveryLedger, Resume
 from beam_pipelines.ops.pubsub import setup
 from tests.test_pubsub import names, pull_all
@@ -134,7 +135,7 @@ def test_kill_9_and_restart_loses_nothing_and_writes_nothing_twice(pubsub_emulat
     # ... and every gold identity holds: the windows open at the kill were computed whole.
     assert "MISMATCH" not in stdout and stdout.count("✓") == 7, stdout
 
-    con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
+    con = connect_catalog(out)
     q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
     event = "split_part(source, '#', 2)"
     in_bronze = dict(q(f"select {event}, count(*) from server_metrics_bronze group by 1"))
@@ -160,7 +161,7 @@ def test_kill_9_and_restart_loses_nothing_and_writes_nothing_twice(pubsub_emulat
                             "--output-dir", str(tmp_path / "batch"), "--no-summary"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert batch.returncode == 0, batch.stderr[-3000:]
-    with duckdb.connect(str(tmp_path / "batch" / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(tmp_path / "batch") as con:
         for table, sql in _GOLD.items():
             assert streamed[table] == con.execute(sql).fetchall(), table
 

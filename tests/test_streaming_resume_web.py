@@ -8,8 +8,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
-import duckdb
-
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.ops.pubsub import setup
 from tests.test_pubsub import names
 from tests.test_streaming_resume import ROOT, _count, _wait_for
@@ -50,7 +49,7 @@ def test_web_logs_resume_after_kill_9_with_whole_gold(pubsub_emulator, tmp_path)
     assert second.returncode == 0, stderr[-3000:]
     assert "Resuming:" in stdout and "MISMATCH" not in stdout, stdout
     assert stdout.count("✓") == 10, stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         bronze, once = con.execute("select count(*), count(distinct source) "
                                    "from web_logs_bronze").fetchone()
         dead = con.execute("select count(*) from dead_letters where layer = 'bronze' "

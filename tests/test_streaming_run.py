@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.ops.pubsub import setup
 from tests.test_pubsub import names
 
@@ -61,7 +62,7 @@ def rows_while_running(output_dir: Path, table: str) -> int:
     if not catalog.exists():
         return 0
     try:
-        with duckdb.connect(str(catalog), read_only=True) as con:
+        with connect_catalog(catalog) as con:
             return con.execute(f"select count(*) from {table}").fetchone()[0]
     except duckdb.IOException:  # the catalog is being written at start-up
         return 0
@@ -125,7 +126,7 @@ def test_streaming_from_pubsub_accounts_for_every_record(pubsub_emulator, tmp_pa
     assert "MISMATCH" not in stdout and stdout.count("✓") == 7, stdout
     assert "Traceback" not in stderr and "moved backwards" not in stderr, stderr[-3000:]
 
-    con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
+    con = connect_catalog(out)
     q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
     reasons = dict(((layer, reason), n) for layer, reason, n in q(
         "select layer, reason, count(*) from dead_letters group by all"))
@@ -177,7 +178,7 @@ def replay_the_archive_and_the_dead_letters(archive: Path, out: Path, tmp_path: 
         assert "MISMATCH" not in summary and summary.count("✓") == 7, summary
 
     def count(lakehouse: Path, sql: str):
-        with duckdb.connect(str(lakehouse / "lakehouse.duckdb"), read_only=True) as con:
+        with connect_catalog(lakehouse) as con:
             return con.execute(sql).fetchone()[0]
 
     # A lakehouse of its own: batch has no lateness, so the too-late records reach silver;
@@ -221,7 +222,7 @@ def test_streaming_with_the_live_generator_needs_no_service(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "live generator (4 servers every 0.2s" in proc.stdout
     assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 7, proc.stdout
-    con = duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True)
+    con = connect_catalog(out)
     bronze, servers = con.execute(
         "select count(*), count(distinct server_id) from server_metrics_bronze").fetchone()
     assert servers == 4 and 150 <= bronze <= 300  # 20 records/s for about 12 s
@@ -273,7 +274,7 @@ def test_the_one_command_pubsub_demo_runs_and_cleans_up(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "created subscription" in proc.stdout
     assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 7, proc.stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         servers = con.execute("select count(distinct server_id) from server_metrics_silver")
         assert servers.fetchone()[0] == 3
     leftover = subprocess.run(["pgrep", "-f", "generators metrics --to pubsub"],

@@ -10,9 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.live_sources import LiveRead
 from beam_pipelines.io.tcp import TcpLinePoller, parse_address
 from beam_pipelines.ops.local_services import free_port
@@ -135,7 +135,7 @@ def _lines_sent(stderr: str) -> int:
 
 
 def _accounted(out: Path, bronze: str, pipeline: str) -> tuple[int, int]:
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         rows = con.execute(f"SELECT count(*) FROM {bronze}").fetchone()[0]
         dead = con.execute("SELECT count(*) FROM dead_letters WHERE layer = 'bronze' AND "
                            "pipeline = ?", [pipeline]).fetchone()[0]

@@ -20,10 +20,9 @@ import functools
 import os
 import time
 
+from beam_pipelines.catalog import CATALOG, search_path_sql
 from beam_pipelines.errors import UserError
 from beam_pipelines.sql_files import render_sql, reporting_view_files
-
-CATALOG = "lakehouse.duckdb"
 
 #: What ``${...}`` names in the in-memory DuckDB: the catalog's views live in ``main``.
 _LOCAL_DATASETS = {"bronze": "main", "silver": "main", "gold": "main", "ops": "main",
@@ -61,6 +60,7 @@ class LakehouseSource:
         # rewrites that pattern into a top-N; without the rewrite the results are equal.
         self.con.execute("SET disabled_optimizers = 'top_n_window_elimination'")
         self.con.execute("SET TimeZone = 'UTC'")  # timestamps come back in UTC
+        self.con.execute(search_path_sql(self.directory))  # the views' relative paths
         for _, sql in views:
             self.con.execute(sql)
         self.con.execute("CREATE SCHEMA reporting")

@@ -1,8 +1,9 @@
 """The local lakehouse sink (the embedded default): Parquet per table, DuckDB views.
 
 Layout: ``<output-dir>/<layer>/<table>/part-*.parquet`` and ``<output-dir>/lakehouse.duckdb``
-holding one view per table, so ``duckdb <output-dir>/lakehouse.duckdb "select * from
-server_health_summary"`` works. A batch run replaces the tables of its output directory;
+holding one view per table by paths relative to the folder (:mod:`beam_pipelines.catalog`),
+so ``cd <output-dir> && duckdb lakehouse.duckdb "select * from server_health_summary"``
+works, wherever the folder has moved. A batch run replaces the tables of its output directory;
 a streaming run from a subscription appends to them (a restart resumes, see
 :mod:`beam_pipelines.io.delivery`).
 """
@@ -18,10 +19,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import trigger
 from apache_beam.transforms.window import GlobalWindows
 
+from beam_pipelines.catalog import CATALOG, catalog_path
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.errors import UserError
 from schemas.core import RecordSchema
-
-CATALOG = "lakehouse.duckdb"
 
 
 def holds_batches(name: str, batches) -> bool:
@@ -417,17 +418,16 @@ def write_empty_tables(output_dir: str, schemas, only_missing: bool = False) -> 
 def write_catalog(output_dir: str, schemas) -> str:
     """(Re)create the DuckDB file with one view per table; returns its path.
 
-    A table with a key gets the latest pane per key (streaming appends a row each time a
-    window fires; batch writes one), and ``<table>_panes`` shows every pane.
+    A view names its folder relative to the lakehouse, so the folder can move (see
+    :mod:`beam_pipelines.catalog`). A table with a key gets the latest pane per key
+    (streaming appends a row each time a window fires; batch writes one), and
+    ``<table>_panes`` shows every pane.
     """
-    import duckdb
-
     write_empty_tables(output_dir, schemas, only_missing=True)  # a view needs a file
-    path = os.path.join(output_dir, CATALOG)
-    with duckdb.connect(path) as con:
+    with connect_catalog(output_dir, read_only=False) as con:
         for schema in schemas:
-            files = os.path.join(os.path.abspath(table_dir(output_dir, schema)), "*.parquet")
-            scan = f"read_parquet('{files.replace(chr(39), chr(39) * 2)}')"
+            files = "/".join((schema.layer, schema.name, "*.parquet"))
+            scan = f"read_parquet('{files}')"
             if schema.key:
                 con.execute(f"CREATE OR REPLACE VIEW {schema.name}_panes AS SELECT * FROM {scan}")
                 con.execute(
@@ -436,7 +436,7 @@ def write_catalog(output_dir: str, schemas) -> str:
                     f"ORDER BY pane_index DESC) = 1")
             else:
                 con.execute(f"CREATE OR REPLACE VIEW {schema.name} AS SELECT * FROM {scan}")
-    return path
+    return catalog_path(output_dir)
 
 
 def remove_temporary_files(output_dir: str) -> None:
