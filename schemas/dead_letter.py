@@ -6,6 +6,8 @@ inspected, fixed and replayed into that step.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from schemas.core import Field, FieldType, RecordSchema
 
 S, TS = FieldType.STRING, FieldType.TIMESTAMP
@@ -31,6 +33,18 @@ DEAD_LETTERS = RecordSchema(
     partition_field="processing_timestamp",
     clustering=("layer", "reason"),
 )
+
+#: The dead letters of the warehouse's scheduled SQL (the bronze rows its silver rejects).
+#: A table of their own: the pipeline streams into ``dead_letters``, and BigQuery refuses a
+#: MERGE over rows still in a streaming buffer, so the SQL never writes a table a pipeline
+#: streams into. Partitioned by event date: each scheduled run replaces the dates it read.
+SCHEDULED_DEAD_LETTERS = dataclasses.replace(
+    DEAD_LETTERS, name="scheduled_dead_letters", layer="ops",
+    description="Bronze rows the scheduled silver SQL rejected (BigQuery only), with the "
+                "same fields as dead_letters.",
+    partition_field="event_timestamp")
+#: Tables only the warehouse's scheduled SQL writes (a lakehouse has them empty).
+SQL_ONLY_TABLES = (SCHEDULED_DEAD_LETTERS,)
 
 #: Every reason code a step may give, with what it means. Documentation and tests read this.
 REASONS: dict[str, str] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from schemas.dead_letter import DEAD_LETTERS, REASONS
+from schemas.dead_letter import DEAD_LETTERS, REASONS, SCHEDULED_DEAD_LETTERS
 from schemas.ops import INJECTED_FAULTS, OPS_TABLES
 from schemas.server_metrics import (
     ANALYTICS_TABLES,
@@ -25,7 +25,7 @@ from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
           + INCIDENT_TABLES + (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES
-          + (DEAD_LETTERS,) + OPS_TABLES + (INJECTED_FAULTS,))
+          + (DEAD_LETTERS, SCHEDULED_DEAD_LETTERS) + OPS_TABLES + (INJECTED_FAULTS,))
 #: The hot tables ``--postgres-dsn`` keeps up to date (upserted by key) for dashboards:
 #: minute summaries, daily health, alerts and incidents, and the web traffic by status and
 #: country. Each needs a key.

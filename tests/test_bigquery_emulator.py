@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def _gold_by_sql(beam_w: Warehouse, sql_w: Warehouse, silver_table: str) -> date
     newest = list(_client().query(
         f"SELECT MAX(timestamp) AS t FROM `{beam_w.table_id_of(silver_table)}`").result())[0]["t"]
     ids = beam_w.identifiers()
-    scheduled.run_now(sql_w, newest, only="gold",
+    scheduled.run_now(sql_w, newest, builds=("gold",),
                       identifiers={"silver": ids["silver"], "ops": ids["ops"]})
     return newest
 
@@ -203,7 +204,7 @@ def test_the_scheduled_silver_sql_accepts_and_rejects_what_beam_does(metrics_run
         f"SELECT MAX(timestamp) AS t FROM `{beam_w.table_id_of('server_metrics_bronze')}`"
     ).result())[0]["t"]
     for _ in range(2):  # idempotent: the second run leaves the same rows
-        scheduled.run_now(sql_w, newest, only="silver")
+        scheduled.run_now(sql_w, newest, builds=("silver",))
         silver_schema = {s.name: s for s in admin.WAREHOUSE_TABLES}["server_metrics_silver"]
         beam_rows = _rows(beam_w.table_id(silver_schema))
         sql_rows = _rows(sql_w.table_id(silver_schema))
@@ -215,7 +216,10 @@ def test_the_scheduled_silver_sql_accepts_and_rejects_what_beam_does(metrics_run
             beam_row = by_key[tuple(row[k] for k in key)]
             assert row == beam_row, {c: (row[c], beam_row[c]) for c in row
                                      if row[c] != beam_row[c]}
-        sql_dead = Counter(r["reason"] for r in _rows(sql_w.table_id_of("dead_letters")))
+        # The SQL's rejects have their own table: it never writes one a pipeline streams to.
+        assert _rows(sql_w.table_id_of("dead_letters")) == []
+        sql_dead = Counter(r["reason"] for r in _rows(
+            sql_w.table_id_of("scheduled_dead_letters")))
         beam_dead = Counter(r["reason"] for r in _rows(beam_w.table_id_of("dead_letters"))
                             if r["layer"] == "silver")
         assert sql_dead == beam_dead and sql_dead["duplicate_event"] > 0
@@ -241,7 +245,15 @@ def test_bronze_only_leaves_silver_and_gold_to_the_scheduled_sql(emulator_env, t
     ).result())[0]["t"]
     scheduled.run_now(w, newest)  # silver, then gold, as the scheduler would
     silver = _count("elt_m_silver.server_metrics_silver")
-    assert bronze == silver + _count("elt_m_ops.dead_letters", "layer = 'silver'")
+    assert _count("elt_m_ops.dead_letters", "layer = 'silver'") == 0  # the pipeline's table
+    rejected = _count("elt_m_ops.scheduled_dead_letters")
+    assert rejected > 0 and bronze == silver + rejected
+    # Operators see both tables' dead letters in one reporting view.
+    daily = Counter()
+    for r in _rows(f"{PROJECT}.elt_m_reporting.dead_letters_daily"):
+        daily[(r["layer"], r["step"])] += r["records"]
+    assert daily[("silver", "ScheduledSilver")] == rejected
+    assert sum(daily.values()) == rejected + _count("elt_m_ops.dead_letters")
     hourly = list(_client().query(
         f"SELECT SUM(record_count) AS n FROM `{PROJECT}.elt_m_gold.hourly_server_metrics`"
     ).result())[0]["n"]

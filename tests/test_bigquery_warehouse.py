@@ -251,6 +251,64 @@ def test_schedule_dry_run_prints_exactly_the_transfer_configs(capsys, monkeypatc
     assert query.count("MERGE ") == len(starts)
 
 
+def test_the_scheduled_sql_never_writes_a_table_the_pipeline_writes():
+    """BigQuery refuses a MERGE over rows still in a streaming buffer (~30 minutes): the
+    cycle builds only the layers the pipeline leaves out, and its own rejects go to a
+    table of their own. Every --bq-layers a pipeline may take is checked."""
+    import itertools
+
+    from beam_pipelines.bigquery.warehouse import LAYERS
+
+    choices = [("bronze", *rest) for n in range(3)
+               for rest in itertools.combinations(LAYERS[1:], n)]
+    built = set()
+    for layers in choices:
+        if layers == LAYERS:  # nothing left to build: refused, see the next test
+            continue
+        builds = scheduled.builds_for(",".join(layers))
+        assert set(builds) == {"silver", "gold"} - set(layers)
+        assert scheduled.conflicts(layers) == [], layers
+        built |= set(builds)
+    assert built == {"silver", "gold"}
+    # The check can fail: the gold queries over a pipeline that writes gold.
+    assert "hourly_server_metrics" in scheduled.conflicts(LAYERS, builds=("gold",))
+    assert scheduled.target_table(scheduled.query_files(("silver",))[1]) == \
+        "scheduled_dead_letters"
+
+
+@pytest.mark.parametrize("layers,said", [
+    ("bronze,silver,gold", "nothing for the scheduled queries to build"),
+    ("silver", "with bronze"), ("bronze,platinum", "with bronze")])
+def test_scheduling_over_a_pipeline_that_writes_every_layer_is_refused(layers, said, capsys):
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    assert bq_main(["run-scheduled", "--project", "my-project", "--bq-layers", layers]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
+
+
+def test_the_cycle_builds_only_what_the_pipeline_leaves_out(capsys, monkeypatch):
+    from beam_pipelines.bigquery.__main__ import main as bq_main
+
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    assert bq_main(["schedule", "--project", "my-project", "--dataset-prefix", "acme",
+                    "--bq-layers", "bronze,silver", "--dry-run"]) == 0
+    (config,) = json.loads(capsys.readouterr().out)["transfer_configs"]
+    assert config["display_name"] == "acme: gold cycle"
+    query = config["params"]["query"]
+    assert "-- server_metrics_silver " not in query and "acme_ops.scheduled_dead" not in query
+    assert query.count("MERGE ") == len(scheduled.query_files(("gold",))) >= 10
+
+
+def test_web_log_silver_is_the_pipelines_even_with_the_sql(capsys, tmp_path):
+    """The SQL cannot geolocate or parse user agents: --bq-layers without silver is refused
+    for web logs, in one line, before anything runs."""
+    assert main(["logs", "--sink", "bigquery", "--bq-project", "my-project",
+                 "--bq-layers", "bronze", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "web_logs's silver" in err and "include silver" in err and err.count("\n") == 1
+
+
 def test_schedule_rejects_a_bad_prefix_before_any_call(capsys):
     from beam_pipelines.bigquery.__main__ import main as bq_main
 

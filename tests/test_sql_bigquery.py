@@ -98,4 +98,4 @@ def test_the_scheduled_cycle_is_one_bigquery_script_silver_first():
     targets = [s.this.find(exp.Table).name if not isinstance(s.this, exp.Table)
                else s.this.name for s in statements]
     assert len(statements) == len(scheduled.query_files())
-    assert targets[:2] == ["server_metrics_silver", "dead_letters"]
+    assert targets[:2] == ["server_metrics_silver", "scheduled_dead_letters"]

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.sources import ReadServerMetricBatches, ReadServerMetricFiles
 from generators.weblogs import WebLogConfig, WebLogGenerator
 from tests.conftest import NOW, fixed_clock, run_and_collect
@@ -286,9 +287,8 @@ def test_the_whole_corpus_through_the_pipeline_accounts_for_every_line(tmp_path)
     assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
     assert "input       15,000" in proc.stdout, proc.stdout
     assert "14,999 accepted  +       1 dead letters" in proc.stdout, proc.stdout
-    import duckdb
 
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         statuses = dict(con.execute("select geo_status, count(*) from web_logs_silver "
                                     "group by 1").fetchall())
     assert statuses["hostname"] > 3000 and sum(statuses.values()) == 14_999

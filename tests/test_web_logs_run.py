@@ -5,10 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from beam_pipelines.catalog import connect as connect_catalog
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ def test_logs_run_out_of_the_box_with_top_countries_and_cities(tmp_path):
         files = sorted((out / table.layer / table.name).glob("*.parquet"))
         assert files, table.name
         assert pq.read_schema(files[0]).remove_metadata() == table.arrow_schema(), table.name
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         located, total = con.execute(
             "select count(*) filter (where geo_status = 'located'), count(*) "
             "from web_logs_silver").fetchone()
@@ -51,7 +51,7 @@ def test_logs_from_files_with_hashed_addresses(tmp_path):
     proc = run("--input", str(log), "--output-dir", str(out), "--ip-privacy", "hash",
                "--ip-salt", "s3cret", "--windows", "1h", "--dedupe-identical-lines")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         assert con.execute("select reason from dead_letters order by 1").fetchall() == [
             ("duplicate_event",), ("unparseable_log_line",)]
         networks = [r[0] for r in con.execute(
@@ -82,7 +82,7 @@ def test_logs_stream_from_the_live_generator(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "a live generator (30 requests/s" in proc.stdout
     assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         assert 200 <= con.execute("select count(*) from web_logs_bronze").fetchone()[0] <= 600
 
 
@@ -110,7 +110,7 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
         text=True, timeout=300, env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         bronze, = con.execute("select count(*) from web_logs_bronze").fetchone()
         dead = dict(con.execute("select reason, count(*) from dead_letters group by 1")
                     .fetchall())
@@ -128,7 +128,7 @@ def test_raw_addresses_stay_in_bronze(tmp_path):
     out = tmp_path / "lakehouse"
     proc = run("--input", str(log), "--output-dir", str(out), "--dedupe-identical-lines")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+    with connect_catalog(out) as con:
         silver_dead = con.execute("select reason, payload from dead_letters "
                                   "where layer = 'silver' order by 1").fetchall()
         assert [r for r, _ in silver_dead] == ["duplicate_event", "out_of_range"]
@@ -152,7 +152,7 @@ def test_identical_lines_are_requests_unless_asked_otherwise(tmp_path):
         proc = run("--input", str(log), "--input", str(tmp_path / "*.log"), "--output-dir",
                    str(out), flag)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        with duckdb.connect(str(out / "lakehouse.duckdb"), read_only=True) as con:
+        with connect_catalog(out) as con:
             counts[flag] = (
                 con.execute("select sum(requests) from web_traffic_by_status "
                             "where granularity = 'minute'").fetchone()[0],

@@ -49,9 +49,16 @@ def _parser(prog: str = "python -m beam_pipelines.bigquery") -> argparse.Argumen
                             "configs/server_metrics.yaml)")
     teardown = command("teardown", "delete the warehouse's datasets and their tables")
     teardown.add_argument("--yes", action="store_true", help="really delete (required)")
+    def layers(sub):
+        sub.add_argument("--bq-layers", default="bronze",
+                         help="the layers the pipeline writes, as its own --bq-layers "
+                              "(default bronze): the queries build the others, and never "
+                              "a table the pipeline streams into")
+        sub.add_argument("--only", choices=("silver", "gold"), default=None,
+                         help=argparse.SUPPRESS)  # the former spelling: only this layer
+
     schedule = command("schedule", "create or update the scheduled queries")
-    schedule.add_argument("--only", choices=("silver", "gold"), default=None,
-                          help="only the queries that build this layer")
+    layers(schedule)
     schedule.add_argument("--schedule", default="every 15 minutes",
                           help="Data Transfer schedule (default: every 15 minutes)")
     schedule.add_argument("--service-account", default=None,
@@ -59,7 +66,7 @@ def _parser(prog: str = "python -m beam_pipelines.bigquery") -> argparse.Argumen
     schedule.add_argument("--dry-run", action="store_true",
                           help="print the transfer configs as JSON; call no API")
     run = command("run-scheduled", "run the scheduled queries once, now")
-    run.add_argument("--only", choices=("silver", "gold"), default=None)
+    layers(run)
     run.add_argument("--run-time", default=None,
                      help="@run_time, ISO 8601 (default: now)")
     looker = command("looker", "print the Looker Studio report's link (or one per view)")
@@ -111,21 +118,23 @@ def main(argv: list[str] | None = None,
         elif args.command == "schedule":
             from beam_pipelines.bigquery import emulator, scheduled
 
+            builds = (args.only,) if args.only else scheduled.builds_for(args.bq_layers)
             if args.dry_run:
-                print(scheduled.dry_run(warehouse, args.only, args.schedule,
+                print(scheduled.dry_run(warehouse, builds, args.schedule,
                                         args.service_account))
                 return 0
             if emulator.emulator_url():
                 raise UserError("the emulator has no Data Transfer API: use run-scheduled, "
                                 "or schedule --dry-run")
             emulator.require_credentials()
-            lines = scheduled.schedule(warehouse, args.only, args.schedule,
+            lines = scheduled.schedule(warehouse, builds, args.schedule,
                                        args.service_account)
         elif args.command == "run-scheduled":
             from beam_pipelines.bigquery import emulator, scheduled
 
+            builds = (args.only,) if args.only else scheduled.builds_for(args.bq_layers)
             emulator.require_credentials()
-            lines = scheduled.run_now(warehouse, _run_time(args.run_time), args.only)
+            lines = scheduled.run_now(warehouse, _run_time(args.run_time), builds)
         else:
             from beam_pipelines.bigquery.looker import (
                 TITLES,

@@ -2,6 +2,13 @@
 
 Each file is one idempotent MERGE that rebuilds a table's partitions of the last three
 event dates from the layer below, parameterised by ``@run_time`` (the schedule's time).
+
+The SQL builds the layers the pipeline leaves out (``--bq-layers``; by default the
+pipeline writes bronze only and the SQL builds silver and gold), and never writes a table
+a pipeline writes: a pipeline streams its rows, and BigQuery refuses a MERGE (or any
+UPDATE or DELETE) over rows still in a table's streaming buffer (the last ~30 minutes).
+So its own rejects go to ``scheduled_dead_letters``, not to ``dead_letters``
+(:func:`conflicts` checks every combination).
 Dataset names are the only substitution (validated identifiers). ``schedule`` creates or
 updates one transfer config holding every file as one script, silver first, so gold never
 reads a silver its own cycle has not finished (separate queries on the same schedule race
@@ -12,6 +19,7 @@ order (on BigQuery or the emulator).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,23 +32,66 @@ from beam_pipelines.sql_files import SQL_DIR, render_sql
 SCHEDULE = "every 15 minutes"
 #: Silver before gold when run in one go (scheduled, each catches up on its next run).
 ORDER = ("server_metrics_silver", "server_metrics_silver_rejects")
-#: The layer each query builds (the rest build gold) ...
+#: The layer each query builds (the rest build gold).
 LAYERS = {"server_metrics_silver": "silver", "server_metrics_silver_rejects": "silver"}
-#: ... and the table it writes (the rest write the table they are named after).
-TARGETS = {"server_metrics_silver_rejects": "dead_letters"}
+#: What the SQL can build (bronze is always the pipeline's).
+BUILDABLE = ("silver", "gold")
+_MERGE_TARGET = re.compile(r"^MERGE `\$\{(\w+)\}\.(\w+)`", re.MULTILINE)
 
 
 def target_table(path: Path) -> str:
-    return TARGETS.get(path.stem, path.stem)
+    """The table a scheduled file writes: its MERGE's target."""
+    found = _MERGE_TARGET.search(path.read_text(encoding="utf-8"))
+    if not found:
+        raise ValueError(f"{path}: no MERGE `${{dataset}}.table` target")
+    return found.group(2)
 
 
-def query_files(only: str | None = None) -> list[Path]:
+def query_files(builds: tuple[str, ...] | None = None) -> list[Path]:
+    """The scheduled files, silver first; ``builds``: only those building these layers."""
     files = sorted((SQL_DIR / "scheduled").glob("*.sql"),
                    key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER),
                                   p.stem))
-    if only:
-        files = [f for f in files if LAYERS.get(f.stem, "gold") == only]
+    if builds is not None:
+        files = [f for f in files if LAYERS.get(f.stem, "gold") in builds]
     return files
+
+
+def builds_for(pipeline_layers: str) -> tuple[str, ...]:
+    """``--bq-layers`` (what the pipeline writes) → the layers the SQL builds: the rest."""
+    from beam_pipelines.bigquery.warehouse import LAYERS as PIPELINE_LAYERS
+
+    asked = {part.strip() for part in pipeline_layers.split(",") if part.strip()}
+    if not asked or asked - set(PIPELINE_LAYERS) or "bronze" not in asked:
+        raise UserError(f"--bq-layers {pipeline_layers!r}: the layers the pipeline writes, a "
+                        f"comma-separated list of {', '.join(PIPELINE_LAYERS)} with bronze")
+    builds = tuple(layer for layer in BUILDABLE if layer not in asked)
+    if not builds:
+        raise UserError(f"--bq-layers {pipeline_layers}: the pipeline writes every layer, "
+                        "so there is nothing for the scheduled queries to build (they "
+                        "never rewrite a table a pipeline streams into); e.g. --bq-layers "
+                        "bronze, and run the pipeline with the same")
+    return builds
+
+
+def silver_built_for() -> set[str]:
+    """The pipelines whose silver the SQL can build (``<pipeline>_silver.sql``)."""
+    return {p.stem.removesuffix("_silver") for p in query_files(("silver",))
+            if p.stem.endswith("_silver")}
+
+
+def conflicts(pipeline_layers: tuple[str, ...],
+              builds: tuple[str, ...] | None = None) -> list[str]:
+    """The tables a cycle building ``builds`` (by default what ``pipeline_layers`` leaves
+    out) would write that the pipeline writes too: none, or BigQuery refuses the MERGE
+    while the pipeline streams."""
+    from beam_pipelines.bigquery.admin import WAREHOUSE_TABLES
+    from beam_pipelines.bigquery.warehouse import pipeline_writes
+
+    written = {s.name for s in WAREHOUSE_TABLES if pipeline_writes(s, pipeline_layers)}
+    if builds is None:
+        builds = tuple(layer for layer in BUILDABLE if layer not in pipeline_layers)
+    return sorted({target_table(p) for p in query_files(builds)} & written)
 
 
 @dataclass(frozen=True)
@@ -58,32 +109,36 @@ class ScheduledQuery:
         return config
 
 
-def cycle_script(warehouse: Warehouse, only: str | None = None) -> str:
-    """Every scheduled statement, in order, as one BigQuery script."""
+def cycle_script(warehouse: Warehouse, builds: tuple[str, ...] | None = None) -> str:
+    """Every scheduled statement (building ``builds``), in order, as one BigQuery script."""
     ids = warehouse.identifiers()
     parts = []
-    for path in query_files(only):
+    for path in query_files(builds):
         sql = render_sql(path.read_text(encoding="utf-8"), ids).strip().rstrip(";")
         parts.append(f"-- {path.stem} → {target_table(path)}\n{sql};")
     return "\n\n".join(parts) + "\n"
 
 
-def scheduled_queries(warehouse: Warehouse, only: str | None = None,
+def scheduled_queries(warehouse: Warehouse, builds: tuple[str, ...] | None = None,
                       schedule: str = SCHEDULE) -> list[ScheduledQuery]:
-    name = f"{warehouse.prefix}: {only or 'medallion'} cycle"
-    return [ScheduledQuery(name, schedule, cycle_script(warehouse, only))]
+    which = "medallion" if builds is None or len(builds) > 1 else builds[0]
+    name = f"{warehouse.prefix}: {which} cycle"
+    return [ScheduledQuery(name, schedule, cycle_script(warehouse, builds))]
 
 
-def dry_run(warehouse: Warehouse, only: str | None = None, schedule: str = SCHEDULE,
+def dry_run(warehouse: Warehouse, builds: tuple[str, ...] | None = None,
+            schedule: str = SCHEDULE,
             service_account: str | None = None) -> str:
     """Exactly what ``schedule`` would create or update, as JSON (no API call)."""
     parent = f"projects/{warehouse.project}/locations/{warehouse.location.lower()}"
     return json.dumps({"parent": parent, "transfer_configs": [
         q.transfer_config(service_account)
-        for q in scheduled_queries(warehouse, only, schedule)]}, indent=2, ensure_ascii=False)
+        for q in scheduled_queries(warehouse, builds, schedule)]}, indent=2,
+        ensure_ascii=False)
 
 
-def schedule(warehouse: Warehouse, only: str | None = None, schedule: str = SCHEDULE,
+def schedule(warehouse: Warehouse, builds: tuple[str, ...] | None = None,
+             schedule: str = SCHEDULE,
              service_account: str | None = None, client=None) -> list[str]:
     """Create each scheduled query, or update the one with the same display name."""
     from google.api_core import exceptions
@@ -101,7 +156,7 @@ def schedule(warehouse: Warehouse, only: str | None = None, schedule: str = SCHE
             if old is not None:
                 client.delete_transfer_config(name=old.name)
                 done.append(f"removed scheduled query {old.display_name!r} (now in the cycle)")
-        for q in scheduled_queries(warehouse, only, schedule):
+        for q in scheduled_queries(warehouse, builds, schedule):
             params = struct_pb2.Struct()
             params.update({"query": q.query})
             config = bigquery_datatransfer.TransferConfig(
@@ -124,7 +179,7 @@ def schedule(warehouse: Warehouse, only: str | None = None, schedule: str = SCHE
     return done
 
 
-def run_now(warehouse: Warehouse, run_time: datetime, only: str | None = None,
+def run_now(warehouse: Warehouse, run_time: datetime, builds: tuple[str, ...] | None = None,
             client=None, identifiers: dict | None = None) -> list[str]:
     """Execute the scheduled queries once, as the scheduler would at ``run_time``.
     ``identifiers`` overrides dataset ids (tests read one warehouse and write another)."""
@@ -137,7 +192,7 @@ def run_now(warehouse: Warehouse, run_time: datetime, only: str | None = None,
     ids = {**warehouse.identifiers(), **(identifiers or {})}
     params = [bigquery.ScalarQueryParameter("run_time", "TIMESTAMP", run_time)]
     done = []
-    for path in query_files(only):
+    for path in query_files(builds):
         sql = render_sql(path.read_text(encoding="utf-8"), ids)
         try:
             job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))

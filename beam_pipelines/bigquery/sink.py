@@ -18,7 +18,7 @@ from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from beam_pipelines.bigquery.warehouse import LAYERS, Warehouse, table_layout
+from beam_pipelines.bigquery.warehouse import LAYERS, Warehouse, pipeline_writes, table_layout
 from schemas.core import FieldType, RecordSchema
 from schemas.dead_letter import DEAD_LETTERS
 from transforms.dead_letters import dead_letter
@@ -157,7 +157,7 @@ def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method
     by_name = {schema.name: schema for schema in schemas}
     rejected = []
     for name, rows in tables.items():
-        if name == DEAD_LETTERS.name or by_name[name].layer not in layers:
+        if name == DEAD_LETTERS.name or not pipeline_writes(by_name[name], layers):
             continue
         rejected.append(rows | f"BigQuery{by_name[name].label}" >> WriteBigQueryTable(
             warehouse, by_name[name], method, pipeline, streaming, temp_location, validate))

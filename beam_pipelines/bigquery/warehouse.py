@@ -20,6 +20,11 @@ from schemas.render import DATASET_OF_LAYER  # the generated DDL files use the s
 LAYERS = ("bronze", "silver", "gold")
 DATASETS = LAYERS + ("ops", "reporting")
 
+
+def pipeline_writes(schema: RecordSchema, layers: tuple[str, ...]) -> bool:
+    """A pipeline writing ``layers`` writes this table (dead letters always)."""
+    return schema.name == "dead_letters" or schema.layer in layers
+
 # https://cloud.google.com/bigquery/docs/datasets#dataset-naming and
 # https://cloud.google.com/resource-manager/docs/creating-managing-projects (project ids)
 _PROJECT = re.compile(r"^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")

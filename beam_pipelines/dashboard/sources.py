@@ -23,6 +23,7 @@ import time
 from beam_pipelines.catalog import CATALOG, search_path_sql
 from beam_pipelines.errors import UserError
 from beam_pipelines.sql_files import render_sql, reporting_view_files
+from schemas.dead_letter import SQL_ONLY_TABLES
 
 #: What ``${...}`` names in the in-memory DuckDB: the catalog's views live in ``main``.
 _LOCAL_DATASETS = {"bronze": "main", "silver": "main", "gold": "main", "ops": "main",
@@ -63,6 +64,9 @@ class LakehouseSource:
         self.con.execute(search_path_sql(self.directory))  # the views' relative paths
         for _, sql in views:
             self.con.execute(sql)
+        for schema in SQL_ONLY_TABLES:  # so the reporting views over them work here too
+            if schema.name not in self.tables:
+                self.con.register(schema.name, schema.arrow_schema().empty_table())
         self.con.execute("CREATE SCHEMA reporting")
         self.missing_views: dict[str, str] = {}
         for path in reporting_view_files():

@@ -146,6 +146,13 @@ def _main_sink(options, opts, pipeline: str, streaming: bool, dataflow: bool,
         raise UserError(f"--bq-layers {opts.bq_layers!r}: a comma-separated list of "
                         f"{', '.join(LAYERS)}")
     layers = tuple(layer for layer in LAYERS if layer in asked)
+    if "silver" not in layers:
+        from beam_pipelines.bigquery.scheduled import silver_built_for
+
+        if pipeline not in silver_built_for():
+            raise UserError(f"--bq-layers {opts.bq_layers}: the scheduled SQL cannot build "
+                            f"{pipeline}'s silver (it needs the pipeline's parsing and "
+                            "enrichment): include silver")
     local_emulator = emulator.emulator_url() is not None
     if local_emulator and dataflow:
         raise UserError("BIGQUERY_EMULATOR_HOST points this process at a local emulator; a "

@@ -7,8 +7,9 @@ events), and ``python -m run --streaming --subscription ...`` reading it for
 ``--interval`` (15ms), ``--output-dir`` (lakehouse); anything else goes to ``python -m run``.
 
 ``python -m beam_pipelines.ops.demo bigquery``: the BigQuery emulator (``make bqemulator``),
-``python -m beam_pipelines.bigquery setup``, the metrics and web-log pipelines with
-``--sink bigquery``, the scheduled queries run once, and a look at the reporting views.
+``python -m beam_pipelines.bigquery setup``, the metrics pipeline writing bronze and the
+web-log pipeline bronze and silver (``--sink bigquery``), one cycle of the scheduled
+queries building the rest, and a look at the reporting views.
 Options after ``bigquery`` go to both ``python -m run`` calls.
 """
 from __future__ import annotations
@@ -81,12 +82,13 @@ def bigquery_demo(argv: list[str]) -> int:
         for step, (what, command) in enumerate((
                 ("the warehouse: datasets, tables, views and rule tables",
                  [sys.executable, "-m", "beam_pipelines.bigquery", "setup", *where]),
-                ("the server-metrics pipeline into BigQuery (a generated sample)",
-                 [sys.executable, "-m", "run", "metrics", *sink, "--no-summary",
-                  *for_kind(argv, "metrics")]),
-                ("the web-log pipeline into BigQuery (a generated sample)",
-                 [sys.executable, "-m", "run", "logs", *sink, "--no-summary",
-                  *for_kind(argv, "logs")])), start=1):
+                ("the server-metrics pipeline's bronze into BigQuery (a generated sample)",
+                 [sys.executable, "-m", "run", "metrics", *sink, "--bq-layers", "bronze",
+                  "--no-summary", *for_kind(argv, "metrics")]),
+                ("the web-log pipeline's bronze and silver into BigQuery (a generated "
+                 "sample)",
+                 [sys.executable, "-m", "run", "logs", *sink, "--bq-layers", "bronze,silver",
+                  "--no-summary", *for_kind(argv, "logs")])), start=1):
             print(f"Step {step} of 4: {what}…", flush=True)
             subprocess.run(command, env=env, check=True)
         os.environ["BIGQUERY_EMULATOR_HOST"] = emulator.url
@@ -95,11 +97,12 @@ def bigquery_demo(argv: list[str]) -> int:
         bq = client(project)
         # The scheduler's run_time is "now"; the sample's events are older: run as of them.
         newest = list(bq.query(f"SELECT MAX(timestamp) AS t FROM "
-                               f"`{project}.{prefix}_silver.server_metrics_silver`").result())
-        print("Step 4 of 4: gold rebuilt by the scheduled SQL, as of the newest event…",
-              flush=True)
+                               f"`{project}.{prefix}_bronze.server_metrics_bronze`").result())
+        print("Step 4 of 4: silver and gold built by the scheduled SQL (one cycle, as of "
+              "the newest event)…", flush=True)
         subprocess.run([sys.executable, "-m", "beam_pipelines.bigquery", "run-scheduled",
-                        *where, "--only", "gold", "--run-time", newest[0]["t"].isoformat()],
+                        *where, "--bq-layers", "bronze", "--run-time",
+                        newest[0]["t"].isoformat()],
                        env=env, check=True)
         print("\nWorst servers (telemetry_reporting.server_health_daily):")
         for row in bq.query(

@@ -1,8 +1,11 @@
 -- The bronze records server_metrics_silver does not accept, as dead letters (step
 -- ScheduledSilver): nothing leaves bronze silently. The payload is the bronze row as JSON.
--- Scheduled every 15 minutes; replaces this step's dead letters of the event dates
--- DATE(run_time) - 2 days … DATE(run_time), so a re-run does not add them twice.
-MERGE `${ops}.dead_letters` AS target
+-- Their own table, not dead_letters: the pipeline streams into that one, and BigQuery
+-- refuses to modify rows still in its streaming buffer.
+-- Scheduled every 15 minutes; replaces the dead letters of the event dates
+-- DATE(run_time) - 2 days … DATE(run_time) (the table's partitions), so a re-run does
+-- not add them twice.
+MERGE `${ops}.scheduled_dead_letters` AS target
 USING (
   SELECT
     'server_metrics' AS pipeline,
@@ -33,12 +36,7 @@ USING (
 ) AS fresh
 ON FALSE
 WHEN NOT MATCHED BY SOURCE
-  AND target.step = 'ScheduledSilver'
   AND DATE(target.event_timestamp) BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY)
-    AND DATE(@run_time)
-  -- The table's partitions: this step wrote those rows on or after their event date and
-  -- at latest today, so this prunes the scan to three days without missing one.
-  AND DATE(target.processing_timestamp) BETWEEN DATE_SUB(DATE(@run_time), INTERVAL 2 DAY)
     AND DATE(@run_time)
   THEN DELETE
 WHEN NOT MATCHED THEN INSERT (
