@@ -44,10 +44,10 @@ run: $(STAMP)          ## the server-metrics medallion on a generated sample (AR
 	$(BIN)/python -m run $(ARGS)
 
 run-streaming: $(STAMP)         ## streaming from the in-pipeline generator, drained after 2m
-	$(BIN)/python -m run --streaming --duration 2m $(ARGS)
+	$(BIN)/python -m run --streaming --run-for 2m $(ARGS)
 
 run-streaming-pubsub: $(STAMP)  ## emulator + publisher + streaming pipeline, stopped after 2m
-	$(BIN)/python -m beam_pipelines.ops.demo pubsub --duration 2m $(ARGS)
+	$(BIN)/python -m beam_pipelines.ops.demo pubsub --run-for 2m $(ARGS)
 
 # The browser tests drive Debian's Chromium; installed here when missing (a failure stops
 # make test: a missing prerequisite fails, it does not skip).

@@ -57,9 +57,13 @@ def _streaming_flags(parser) -> None:
     _flag(parser, "kafka-join-wait", type=_span, default=30.0,
           help="--kafka-join: how long a record waits for its missing parts before it goes "
                "on as an 'incomplete_join' dead letter (default 30s)")
-    _flag(parser, "duration", type=_span, default=None,
-          help="--streaming: stop reading after this long, close every window and exit "
-               "with the summary (default: run until Ctrl-C, which does the same)")
+    _flag(parser, "run-for", type=_span, default=None,
+          help="--streaming: stop reading after this long (wall-clock time), close every "
+               "window and exit with the summary (default: run until Ctrl-C, which does "
+               "the same)")
+    # The former name; --duration is event time in the generators.
+    parser.add_argument("--duration", dest="run_for", type=_span, default=None,
+                        help=argparse.SUPPRESS)
     _flag(parser, "allowed-lateness", type=_duration, default=300.0,
           help="--streaming: how long after a window's end late records still update it; "
                "later ones become dead letters 'late' (default 5m)")
@@ -163,7 +167,7 @@ class ServerMetricsOptions(CommonOptions, PipelineOptions):
                    "location): fills what records do not say, and gives a regional "
                    "server (seed 001) its location instead of its region")
         _flag(parser, "sample-servers", type=_count, default=20,
-              help="servers in the generated sample (default 20)")
+              help="servers in the generated sample (default 20; the generator's --servers)")
         _flag(parser, "sample-interval", type=_span, default=None,
               help="time between a server's reports in the sample (default 10s; 1s for the "
                    "live generator of --streaming)")

@@ -173,7 +173,7 @@ def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
     graph."""
     output_dir = opts.output_dir
     prepare_output_dir(output_dir, tables)
-    for flag in ("subscription", "duration", "tcp_listen", "tcp_connect", "kafka_bootstrap",
+    for flag in ("subscription", "run_for", "tcp_listen", "tcp_connect", "kafka_bootstrap",
                  "kafka_topic", "archive"):
         if getattr(opts, flag) is not None:
             raise UserError(f"--{flag.replace('_', '-')} needs --streaming")
@@ -234,7 +234,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     config = streaming_config(opts)
     plan = plan_run(options, opts, pipeline_name, streaming=True)
     runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink
-    stop_at = time.time() + opts.duration if opts.duration else None
+    stop_at = time.time() + opts.run_for if opts.run_for else None
     if bool(opts.kafka_bootstrap) != bool(opts.kafka_topic):
         raise UserError("--kafka-bootstrap and --kafka-topic go together")
     # a real feed, as opposed to the live generator: a run appends to what earlier ones
@@ -301,7 +301,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         catalog = write_catalog(output_dir, tables)
     elif sink.name == "postgres" and not feeds and not plan.offline:
         sink.clear(tables, pipeline_name)  # the live generator: a new stream each time
-    until = f"for {opts.duration:g}s" if opts.duration else "until Ctrl-C"
+    until = f"for {opts.run_for:g}s" if opts.run_for else "until Ctrl-C"
     print(f"Streaming the {title} medallion on {runner} from {what} {until} into "
           f"{sink.describe()}…", flush=True)
     if catalog:

@@ -330,7 +330,7 @@ def test_geolocation_views_count_unlocated_addresses_as_unknown(emulator_env):
 def test_streaming_into_bigquery(emulator_env, tmp_path, capsys):
     w = Warehouse(PROJECT, "stream_m")
     admin.setup(w, load_rules())
-    _run(["metrics", "--streaming", "--duration", "20s", "--sink", "bigquery",
+    _run(["metrics", "--streaming", "--run-for", "20s", "--sink", "bigquery",
           "--bq-project", PROJECT, "--bq-dataset-prefix", "stream_m", "--sample-servers", "5",
           "--output-dir", str(tmp_path)], capsys)
     bronze = _count("stream_m_bronze.server_metrics_bronze")

@@ -186,7 +186,7 @@ def test_explicit_inputs_in_several_formats(tmp_path):
     (["--sample-duration", "forever"], "not a duration"),
     (["--sample-interval", "0"], "'0' must be longer than zero"),
     (["logs", "--sample-duration", "0s"], "'0s' must be longer than zero"),
-    (["--streaming", "--duration", "0"], "'0' must be longer than zero"),
+    (["--streaming", "--run-for", "0"], "'0' must be longer than zero"),
     (["--config", "/no/such.yaml"], "does not exist"),
     (["--runner", "WarpDrive"], "unknown runner"),
     (["pipelines"], "unknown pipeline 'pipelines'"),

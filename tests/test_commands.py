@@ -19,7 +19,7 @@ HELP_LATE = {
     "bigquery": ["setup", "--project", "p", "--help"],
     "gcp": ["setup", "--project", "p", "--help"],
     "services": ["pubsub", "--port", "1", "--help"],
-    "demo": ["pubsub", "--duration", "1m", "--help"],
+    "demo": ["pubsub", "--run-for", "1m", "--help"],
     "template": ["--help"],
     "dashboard": ["--lakehouse", "nowhere", "--help"],
 }

@@ -44,7 +44,7 @@ def test_ctrl_c_anywhere_in_a_batch_run_is_one_line_and_exit_130(tmp_path, after
 
 
 def _streaming(out: Path) -> subprocess.Popen:
-    return _interruptible("-m", "run", "--streaming", "--duration", "5m", "--output-dir",
+    return _interruptible("-m", "run", "--streaming", "--run-for", "5m", "--output-dir",
                           str(out))
 
 

@@ -51,7 +51,7 @@ def _generate(bootstrap: str, topic: str, seconds: int) -> int:
 def _run(bootstrap: str, topic: str, group: str, out: Path) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", bootstrap,
-         "--kafka-topic", topic, "--kafka-group", group, "--duration", "6s",
+         "--kafka-topic", topic, "--kafka-group", group, "--run-for", "6s",
          "--output-dir", str(out), "--heartbeat", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -166,7 +166,7 @@ def test_a_kafka_mistake_is_one_line_and_exit_2(args, message, tmp_path):
 def test_a_missing_topic_is_one_line(kafka_broker, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap",
-         kafka_broker.bootstrap, "--kafka-topic", "no-such-topic", "--duration", "5s",
+         kafka_broker.bootstrap, "--kafka-topic", "no-such-topic", "--run-for", "5s",
          "--output-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
         timeout=120)
     assert proc.returncode == 2
@@ -297,7 +297,7 @@ def test_seed_002s_topic_per_family_stream_joins_back_every_record(kafka_broker,
     out = tmp_path / "lake"
     proc = subprocess.run(
         [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", bootstrap,
-         "--kafka-topic", topics, "--kafka-join", "--duration", "6s", "--output-dir",
+         "--kafka-topic", topics, "--kafka-join", "--run-for", "6s", "--output-dir",
          str(out), "--heartbeat", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -150,7 +150,7 @@ def test_both_pipelines_keep_the_hot_tables_equal_to_the_lakehouse(postgres_serv
 
 def test_streaming_upserts_each_pane_as_it_fires(postgres_server, tmp_path):
     dsn, schema = postgres_server.dsn, fresh_schema()
-    proc = run_cli("--streaming", "--duration", "10s", "--sample-servers", "3",
+    proc = run_cli("--streaming", "--run-for", "10s", "--sample-servers", "3",
                    "--postgres-dsn", dsn, "--postgres-schema", schema,
                    "--output-dir", str(tmp_path), "--no-summary", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -252,7 +252,7 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
     out = tmp_path / "lake"
     proc = subprocess.run(
         [sys.executable, "-m", "run", "--streaming", "--subscription", subscription,
-         "--duration", "20s", "--output-dir", str(out)],
+         "--duration", "20s", "--output-dir", str(out)],  # --run-for's former name
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
         timeout=240, env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]

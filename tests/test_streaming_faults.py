@@ -116,7 +116,7 @@ def _running(out: Path, seconds: int, *flags: str):
 def test_an_emulator_restart_is_waited_for_and_reading_resumes(own_emulator, tmp_path):
     out = tmp_path / "lake"
     topic, subscription, before, proc = _running(
-        out, 20, "--duration", "45s", "--max-out-of-orderness", "120s")
+        out, 20, "--run-for", "45s", "--max-out-of-orderness", "120s")
     try:
         port = own_emulator["emulator"].port
         own_emulator["emulator"].stop()
@@ -148,7 +148,7 @@ def test_a_subscription_missing_past_the_limit_ends_the_run_with_its_summary(own
     from google.cloud import pubsub_v1
 
     out = tmp_path / "lake"
-    _, subscription, _, proc = _running(out, 10, "--duration", "120s",
+    _, subscription, _, proc = _running(out, 10, "--run-for", "120s",
                                         "--max-source-outage", "5s")
     try:
         with pubsub_v1.SubscriberClient() as client:
@@ -182,7 +182,7 @@ def test_one_record_from_2099_in_an_hour_old_backlog_leaves_the_backlog_on_time(
             stream.send(record("srv-00", future), future, event_id="from-2099")
     stream.flush()
     out = tmp_path / "lake"
-    proc = _run(subscription, out, "--duration", "30s")
+    proc = _run(subscription, out, "--run-for", "30s")
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 0, stderr[-3000:]
     with connect_catalog(out) as con:

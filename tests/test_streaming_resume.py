@@ -66,7 +66,7 @@ def test_held_messages_are_extended_and_pulling_pauses_when_too_many_wait():
 def _run(subscription: str, out: Path, duration: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "run", "--streaming", "--subscription", subscription,
-         "--duration", duration, "--output-dir", str(out), "--early-firing", "1s",
+         "--run-for", duration, "--output-dir", str(out), "--early-firing", "1s",
          "--max-out-of-orderness", "600s", "--allowed-lateness", "600s"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ})

@@ -32,7 +32,7 @@ def test_web_logs_resume_after_kill_9_with_whole_gold(pubsub_emulator, tmp_path)
     def run(duration: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "run", "logs", "--streaming", "--subscription",
-             subscription, "--duration", duration, "--output-dir", str(out),
+             subscription, "--run-for", duration, "--output-dir", str(out),
              "--early-firing", "1s", "--max-out-of-orderness", "600s",
              "--allowed-lateness", "600s"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

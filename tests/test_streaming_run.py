@@ -98,7 +98,7 @@ def test_streaming_from_pubsub_accounts_for_every_record(pubsub_emulator, tmp_pa
     out = tmp_path / "lakehouse"
     proc = subprocess.Popen(
         [sys.executable, "-m", "run", "--streaming", "--subscription", subscription,
-         "--duration", "40s", "--output-dir", str(out), "--allowed-lateness", "30s",
+         "--run-for", "40s", "--output-dir", str(out), "--allowed-lateness", "30s",
          "--max-out-of-orderness", "2s", "--early-firing", "2s",
          "--archive", str(tmp_path / "archive")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -215,7 +215,7 @@ def replay_the_archive_and_the_dead_letters(archive: Path, out: Path, tmp_path: 
 def test_streaming_with_the_live_generator_needs_no_service(tmp_path):
     out = tmp_path / "lakehouse"
     proc = subprocess.run(
-        [sys.executable, "-m", "run", "--streaming", "--duration", "12s", "--output-dir",
+        [sys.executable, "-m", "run", "--streaming", "--run-for", "12s", "--output-dir",
          str(out), "--sample-servers", "4", "--sample-interval", "200ms"],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
         env={k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"})
@@ -238,9 +238,9 @@ def test_streaming_with_the_live_generator_needs_no_service(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--streaming", "--input", "x.jsonl"], "--input reads files in batch"),
     (["--streaming", "--subscription", "metrics"], "is not a subscription path"),
-    (["--duration", "10s"], "--duration needs --streaming"),
+    (["--run-for", "10s"], "--run-for needs --streaming"),
     (["--streaming", "--early-firing", "500ms"], "--early-firing must be at least 1s"),
-    (["--streaming", "--duration", "soon"], "is not a duration"),
+    (["--streaming", "--run-for", "soon"], "is not a duration"),
     (["--streaming", "--runner", "FnApiRunner"], "not on FnApiRunner"),
 ])
 def test_streaming_mistakes_are_one_line(args, message, tmp_path):
@@ -267,7 +267,7 @@ def test_the_one_command_pubsub_demo_runs_and_cleans_up(tmp_path):
     require("gcloud", "the Pub/Sub emulator")
     out = tmp_path / "lakehouse"
     proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipelines.ops.demo", "pubsub", "--duration", "20s",
+        [sys.executable, "-m", "beam_pipelines.ops.demo", "pubsub", "--run-for", "20s",
          "--servers", "3", "--interval", "100ms", "--output-dir", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"})

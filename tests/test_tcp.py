@@ -147,7 +147,7 @@ def test_metrics_stream_from_a_generator_that_connects(tmp_path):
     bronze or a bronze dead letter, and the summary's checks pass."""
     port = free_port()
     pipeline = _run("-m", "run", "--streaming", "--tcp-listen", f"127.0.0.1:{port}",
-                    "--duration", "14s", "--output-dir", str(tmp_path), "--heartbeat", "0")
+                    "--run-for", "14s", "--output-dir", str(tmp_path), "--heartbeat", "0")
     time.sleep(4)  # the listener is up well before the generator gives up connecting
     generator = subprocess.run(
         [sys.executable, "-m", "generators", "metrics", "--to", "tcp", "--tcp-connect",
@@ -171,7 +171,7 @@ def test_web_logs_stream_from_a_generator_that_serves(tmp_path):
                      f"127.0.0.1:{port}", "--rate", "20", "--duration", "3s")
     pipeline = subprocess.run(
         [sys.executable, "-m", "run", "logs", "--streaming", "--tcp-connect",
-         f"127.0.0.1:{port}", "--duration", "7s", "--output-dir", str(tmp_path),
+         f"127.0.0.1:{port}", "--run-for", "7s", "--output-dir", str(tmp_path),
          "--heartbeat", "0"], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert pipeline.returncode == 0, pipeline.stderr[-3000:]
     _, err = generator.communicate(timeout=60)

@@ -77,7 +77,7 @@ def test_logs_mistakes_are_one_line(args, message, tmp_path):
 
 def test_logs_stream_from_the_live_generator(tmp_path):
     out = tmp_path / "lakehouse"
-    proc = run("--streaming", "--duration", "12s", "--sample-rate", "30", "--output-dir",
+    proc = run("--streaming", "--run-for", "12s", "--sample-rate", "30", "--output-dir",
                str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "a live generator (30 requests/s" in proc.stdout
@@ -105,7 +105,7 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
     out = tmp_path / "lakehouse"
     proc = subprocess.run(
         [sys.executable, "-m", "run", "logs", "--streaming", "--subscription", subscription,
-         "--duration", "20s", "--output-dir", str(out), "--dedupe-identical-lines"],
+         "--run-for", "20s", "--output-dir", str(out), "--dedupe-identical-lines"],
         cwd=ROOT, capture_output=True,
         text=True, timeout=300, env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]

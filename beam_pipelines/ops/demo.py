@@ -3,7 +3,7 @@
 ``python -m beam_pipelines.ops.demo pubsub``: the official Pub/Sub emulator, a topic and
 subscription, the publisher paced like seed 000 (with malformed, duplicate and late
 events), and ``python -m run --streaming --subscription ...`` reading it for
-``--duration``. Options after ``pubsub``: ``--duration`` (default 2m), ``--servers`` (10),
+``--run-for``. Options after ``pubsub``: ``--run-for`` (default 2m), ``--servers`` (10),
 ``--interval`` (15ms), ``--output-dir`` (lakehouse); anything else goes to ``python -m run``.
 
 ``python -m beam_pipelines.ops.demo bigquery``: the BigQuery emulator (``make bqemulator``),
@@ -140,13 +140,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m beam_pipelines.op
         print(f"{prog}: error: {what} (pubsub or bigquery)", file=sys.stderr)
         return 2
     argv = argv[1:]
-    duration = _take(argv, "--duration", "2m")
+    run_for = _take(argv, "--duration", _take(argv, "--run-for", "2m"))  # the former name
     servers = _take(argv, "--servers", "10")
     interval = _take(argv, "--interval", "15ms")
     try:
-        seconds = parse_duration(duration)
+        seconds = parse_duration(run_for)
     except ValueError as exc:
-        print(f"python -m beam_pipelines.ops.demo: error: --duration {exc}", file=sys.stderr)
+        print(f"python -m beam_pipelines.ops.demo: error: --run-for {exc}", file=sys.stderr)
         return 2
     emulator = PubSubEmulator()
     try:
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m beam_pipelines.op
         print(f"Publishing {servers} servers every {interval} to {TOPIC}", flush=True)
         return subprocess.run(
             [sys.executable, "-m", "run", "--streaming", "--subscription", SUBSCRIPTION,
-             "--duration", f"{seconds}s", *argv], env=env).returncode
+             "--run-for", f"{seconds}s", *argv], env=env).returncode
     except KeyboardInterrupt:
         return 130
     except subprocess.CalledProcessError as exc:

@@ -36,7 +36,7 @@ LOCAL_ONLY = {
     "sample_interval": "the generated sample is local",
     "sample_rate": "the generated sample is local",
     "summary": "the summary reads the local lakehouse",
-    "duration": "a Dataflow streaming job runs until it is drained",
+    "run_for": "a Dataflow streaming job runs until it is drained",
     "mode": "appending is to the local lakehouse; BigQuery's scheduled MERGEs replace days",
     "kafka_join": "the family join is the local Kafka source's (Dataflow reads whole records)",
     "kafka_join_wait": "the family join is the local Kafka source's",
