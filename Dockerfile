@@ -4,7 +4,7 @@
 #  - the Flex Template launcher (the launcher binary and FLEX_TEMPLATE_PYTHON_PY_FILE),
 #    so the job is submitted with exactly the dependencies it runs with.
 # Built by `make template` (Cloud Build; no local Docker needed). The Beam and Python
-# versions must match setup.py's pin: a test checks them.
+# versions must match pyproject.toml's pin: a test checks them.
 # The launcher comes from a release tag of Google's Flex Template base images (listed on
 # their reference page), never :latest, so a rebuild gets the launcher it was tested
 # with; move it deliberately (LAUNCHER_IMAGE=... at build time to try another).
@@ -16,7 +16,7 @@ COPY --from=launcher /opt/google/dataflow/python_template_launcher \
      /opt/google/dataflow/python_template_launcher
 
 WORKDIR /template
-COPY setup.py README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY beam_pipelines beam_pipelines
 COPY configs configs
 COPY generators generators
@@ -24,7 +24,8 @@ COPY schemas schemas
 COPY transforms transforms
 COPY sql sql
 
-# The pinned dependencies of setup.py, checked for conflicts, then the database that is
+# The worker dependencies of pyproject.toml (no local extra: the launcher needs none of
+# it either, a test shows), checked for conflicts, then the database that is
 # installed without its (unused, conflicting) declared dependency.
 RUN pip install --no-cache-dir . \
  && pip check \

@@ -19,7 +19,7 @@ ARGS   ?=
 all: test
 
 venv: $(STAMP)
-$(STAMP): setup.py
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -29,7 +29,7 @@ $(STAMP): setup.py
 # DuckDB cannot download its extensions here: install the PyPI copies into a HOME of the
 # emulator's own, where DuckDB looks for installed extensions.
 bqemulator: $(BQ_STAMP)
-$(BQ_STAMP): setup.py
+$(BQ_STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(BQ_VENV)
 	$(BQ_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BQ_VENV)/bin/python -m pip install --quiet $$($(PYTHON) setup.py --bqemulator-pins)
@@ -126,7 +126,7 @@ check-python:  ## install into a fresh virtualenv of PY and run the sample (PY=p
 	  if [ -z "$$py" ]; then echo "check-python: no $(PY) on this machine (PY=path/to/python)"; exit 2; fi; \
 	  work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
 	  git archive HEAD | tar -x -C "$$work" && mkdir "$$work/elsewhere" && \
-	  "$$py" -m venv "$$work/venv" && "$$work/venv/bin/python" -m pip install --quiet "$$work" && \
+	  "$$py" -m venv "$$work/venv" && "$$work/venv/bin/python" -m pip install --quiet "$$work[local]" && \
 	  cd "$$work/elsewhere" && "$$work/venv/bin/python" -m run --sample-servers 4 \
 	    --sample-duration 30m --output-dir lake --no-summary && \
 	  echo "check-python: $$("$$work/venv/bin/python" --version) installs the package and runs the sample"

@@ -23,8 +23,6 @@ from beam_pipelines.io.sinks import as_rows, as_sink
 from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import ServerMetricsOptions
 from beam_pipelines.runners import is_local_streaming
-from generators.metrics import GeneratorConfig, MetricsGenerator
-from generators.writers import write_ground_truth, write_metrics
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.ops import INJECTED_FAULTS
 from schemas.server_metrics import (
@@ -118,7 +116,10 @@ def _rules(opts: ServerMetricsOptions) -> ServerMetricsRules:
     return dataclasses.replace(rules, inventory=inventory) if inventory else rules
 
 
-def _generator_config(opts: ServerMetricsOptions, **kwargs) -> GeneratorConfig:
+def _generator_config(opts: ServerMetricsOptions, **kwargs):
+    # The generators (Faker) are local-only: a Dataflow job never imports them.
+    from generators.metrics import GeneratorConfig
+
     try:
         return GeneratorConfig(
             servers=opts.sample_servers, seed=opts.seed, malformed_rate=0.01,
@@ -129,6 +130,9 @@ def _generator_config(opts: ServerMetricsOptions, **kwargs) -> GeneratorConfig:
 
 def generate_sample(output_dir: str, opts: ServerMetricsOptions) -> str:
     """The embedded default input: a seeded fleet with a few faults of every kind."""
+    from generators.metrics import MetricsGenerator
+    from generators.writers import write_ground_truth, write_metrics
+
     path = os.path.join(output_dir, "_sample", "server_metrics.jsonl")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     interval = opts.sample_interval or 10.0
@@ -212,6 +216,8 @@ def run_streaming(options: PipelineOptions) -> dict:
     _check_alerts_topic(options, opts)
 
     def live_generator():
+        from generators.metrics import MetricsGenerator
+
         interval = opts.sample_interval or 1.0
         config = _generator_config(opts, interval_ms=round(interval * 1000), duration_s=None,
                                    start=live_sources.live_start(interval))

@@ -199,12 +199,12 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
 
 
 def run_streaming(options: PipelineOptions) -> dict:
-    from generators.weblogs import WebLogGenerator
-
     opts = options.view_as(WebLogsOptions)
     _check_options(opts)
 
     def live_generator():
+        from generators.weblogs import WebLogGenerator
+
         config = _sample_config(opts, duration_s=None, start=live_sources.live_start(1.0))
         return (WebLogGenerator, config,
                 f"a live generator ({opts.sample_rate:g} requests/s, with faults)")

@@ -241,7 +241,7 @@ def test_the_local_runner_fixes_refuse_another_beam_version(monkeypatch):
 
     from beam_pipelines.runners import local as local_runner
 
-    pin = re.search(r'"apache-beam\[gcp\]==([^"]+)"', Path("setup.py").read_text()).group(1)
+    pin = re.search(r'"apache-beam\[gcp\]==([^"]+)"', Path("pyproject.toml").read_text()).group(1)
     assert local_runner.PINNED_BEAM == pin
     local_runner.install()
     assert local_runner.installed()

@@ -205,7 +205,7 @@ def test_the_image_runs_the_pinned_beam_and_python():
     from pathlib import Path
 
     dockerfile = Path("Dockerfile").read_text(encoding="utf-8")
-    setup = Path("setup.py").read_text(encoding="utf-8")
+    setup = Path("pyproject.toml").read_text(encoding="utf-8")
     beam = re.search(r'"apache-beam\[gcp\]==([0-9.]+)"', setup).group(1)
     assert beam == apache_beam.__version__
     sdk = re.search(r"^FROM apache/beam_python(\d)\.(\d+)_sdk:([0-9.]+)$", dockerfile, re.M)
@@ -221,6 +221,8 @@ def test_the_image_runs_the_pinned_beam_and_python():
     for package in ("beam_pipelines", "configs", "generators", "schemas", "transforms"):
         assert f"COPY {package} {package}" in dockerfile
     assert "pip check" in dockerfile and "--no-deps-pins" in dockerfile
+    assert "COPY pyproject.toml setup.py" in dockerfile  # the shim reads the pins there
+    assert "RUN pip install --no-cache-dir . " in dockerfile  # the worker install, lean
 
 
 # --- the embedded geolocation database on Dataflow ---------------------------------------
@@ -372,3 +374,59 @@ def test_the_log_level_is_an_option(argv, level, monkeypatch):
 
 def _probe_run(options):  # replaced by the test above
     raise AssertionError("not patched")
+
+
+#: The import name of each distribution of the ``local`` extra (pyproject.toml).
+LOCAL_IMPORTS = {"build": "build", "duckdb": "duckdb", "faker": "faker",
+                 "google-cloud-bigquery-datatransfer": "google.cloud.bigquery_datatransfer",
+                 "psycopg": "psycopg", "confluent-kafka": "confluent_kafka",
+                 "psutil": "psutil", "tqdm": "tqdm"}
+_LEAN_JOBS = """
+import sys
+
+BLOCKED = tuple(sys.argv[1].split(","))
+
+
+class LocalOnly:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"{name} belongs to the local extra, not to a worker")
+
+
+sys.meta_path.insert(0, LocalOnly())
+from beam_pipelines.cli import main
+
+common = ["--runner", "DataflowRunner", "--dry_run=True", "--project", "fake-project",
+          "--region", "europe-west1", "--temp_location", "gs://fake-bucket/tmp",
+          "--sink", "bigquery", "--sdk_container_image", "r/i:1", "--no-summary"]
+sub = "projects/fake-project/subscriptions/"
+for job in (["metrics", "--input", "gs://b/m/*.jsonl"],
+            ["metrics", "--streaming", "--subscription", sub + "metrics"],
+            ["logs", "--input", "gs://b/l/*.log"],
+            ["logs", "--streaming", "--subscription", sub + "web-logs"]):
+    assert main(job + common) == 0, job
+print("built", 4)
+"""
+
+
+def test_the_jobs_build_and_run_with_the_worker_install_alone():
+    """Workers install the package's dependencies only (pyproject.toml): every Dataflow
+    job is built here with the local extra unimportable, so nothing on the job's path
+    (the pipeline modules, the transforms, the worker-path I/O) needs it."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import tomllib
+
+    with open("pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    local = {re.split(r"[\[=<>]", pin)[0] for pin in project["optional-dependencies"]["local"]}
+    assert local == set(LOCAL_IMPORTS), "map each local distribution to its import name"
+    worker = {re.split(r"[\[=<>]", pin)[0] for pin in project["dependencies"]}
+    assert not worker & local and "apache-beam" in worker
+    proc = subprocess.run([sys.executable, "-c", _LEAN_JOBS, ",".join(LOCAL_IMPORTS.values())],
+                          capture_output=True, text=True, timeout=300, cwd=Path.cwd())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "built 4" in proc.stdout
