@@ -125,10 +125,11 @@ class CommonOptions(PipelineOptions):
                    "(default: a generated sample)")
         _flag(parser, "output-dir", default="lakehouse",
               help="directory of the local lakehouse (default: ./lakehouse)")
-        _flag(parser, "mode", default="replace", choices=("replace", "append"),
-              help="batch into the lakehouse: replace the pipeline's tables (default), or "
-                   "append: files read before are skipped, the records appended, gold "
-                   "computed again over all of silver")
+        _flag(parser, "mode", default="replace", choices=("replace", "append", "overwrite"),
+              help="batch into the lakehouse: replace (default) the records of the input "
+                   "files and keep every other file's; append: files read before are "
+                   "skipped; in both, gold is computed again over all of silver; "
+                   "overwrite: the pipeline's tables hold this run's records alone")
         _flag(parser, "seed", type=int, default=42, help="seed of the generated sample")
         _flag(parser, "sample-duration", type=_span, default=6 * 3600.0,
               help="event time the generated sample covers (default 6h)")

@@ -449,10 +449,12 @@ def _local_lakehouse(options, opts, pipeline: str, tables, what: str):
 
 
 def _appending_run(options, plan, tables, bronze_schema, medallion, resume, raw_of,
-                   rechecked_of=None, bronze_known: frozenset | None = None):
+                   rechecked_of=None, bronze_known: frozenset | None = None,
+                   prior_without: frozenset = frozenset()):
     """The batch medallion ``medallion(prior_silver, rechecked_bronze)`` over ``raw_of(p)``
     (and ``rechecked_of(p)``: bronze rows re-entering at silver), with the lakehouse's
-    silver for gold; bronze rows of ``bronze_known`` sources are not written again."""
+    silver for gold (less the rows of the input files ``prior_without``, read again);
+    bronze rows of ``bronze_known`` sources are not written again."""
     import apache_beam as beam
     import pyarrow as pa
 
@@ -462,7 +464,7 @@ def _appending_run(options, plan, tables, bronze_schema, medallion, resume, raw_
     p = beam.Pipeline(options=options)
     raw = raw_of(p)
     rechecked = rechecked_of(p) if rechecked_of is not None else None
-    earlier = delivery.replay_silver(resume.silver_files)
+    earlier = delivery.replay_silver(resume.silver_files, prior_without)
     prior = p | "EarlierSilver" >> earlier if earlier is not None else None
     out = raw | "Replay" >> medallion(prior, rechecked)
     if bronze_known:
@@ -558,6 +560,150 @@ def append_files(options, opts, files, pipeline: str, tables, bronze_schema, sil
     return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
             "tables": tables, "sink": plan.sink, "result": result,
             "input_records": resume.prior_input + counted}
+
+
+def into_place(options, opts, inputs, pipeline: str, tables, bronze_schema, silver_schema,
+               medallion, read_raw):
+    """A batch run that keeps what the lakehouse holds: ``--mode append``, or ``--mode
+    replace`` when the lakehouse holds other files' records. Returns ``(outcome, None)``
+    for such a run, else ``(None, files)`` for an ordinary batch run, which replaces the
+    tables (``files``: the inputs already resolved, or None)."""
+    args = (pipeline, tables, bronze_schema, silver_schema, medallion, read_raw)
+    if opts.mode == "append":
+        return append_files(options, opts, inputs(), *args), None
+    if opts.mode != "replace" or not in_place(options, opts):
+        return None, None
+    files = inputs()
+    paths = frozenset(p for group in (files.values() if isinstance(files, dict) else [files])
+                      for p in group)
+    if files_held(opts.output_dir, pipeline, tables) - paths:
+        return replace_files(options, opts, files, *args), None
+    return None, files  # nothing else there: replacing the tables keeps nothing less
+
+
+def in_place(options, opts) -> bool:
+    """``--mode replace`` can keep what the lakehouse holds of other files: a local
+    lakehouse alone, on a local runner, that holds something already."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from beam_pipelines.catalog import catalog_path
+    from beam_pipelines.io.lakehouse import is_local
+
+    runner = options.view_as(StandardOptions).runner or ""
+    return (opts.sink == "lakehouse" and opts.postgres_dsn is None
+            and is_local(opts.output_dir) and "dataflow" not in runner.lower()
+            and os.path.exists(catalog_path(opts.output_dir)))
+
+
+def files_held(output_dir: str, pipeline: str, tables) -> frozenset:
+    """The input files whose records the lakehouse holds for ``pipeline`` (bronze, silver
+    or a dead letter of its own)."""
+    import duckdb
+
+    from beam_pipelines.io.lakehouse import data_files, table_dir
+
+    paths = [f for schema in tables if schema.layer in ("bronze", "silver")
+             for f in data_files(table_dir(output_dir, schema))]
+    dead = [f for schema in tables if schema.layer == "dead_letter"
+            for f in data_files(table_dir(output_dir, schema))]
+    held: set = set()
+    file_of = "regexp_replace(source, ':[0-9]+$', '')"
+    with duckdb.connect() as con:
+        if paths:
+            held |= {f for (f,) in con.execute(
+                f"select distinct {file_of} from read_parquet(?, union_by_name = true) "
+                "where source is not null", [paths]).fetchall()}
+        if dead:
+            held |= {f for (f,) in con.execute(
+                f"select distinct {file_of} from read_parquet(?) where source is not null "
+                "and pipeline = ?", [dead, pipeline]).fetchall()}
+    return frozenset(held)
+
+
+def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, silver_schema,
+                  medallion, read_raw) -> dict:
+    """``--mode replace`` into a lakehouse that holds other files' records: the input
+    files' records replace what earlier runs wrote of the same files (bronze, silver, dead
+    letters), every other file's stay, and gold is computed again over all of silver.
+
+    The new rows are written first and the superseded ones removed after: a run that
+    fails leaves the lakehouse as it was, or (stopped between the two) with both, which
+    the same run again mends."""
+    import duckdb
+
+    from beam_pipelines.io import delivery
+    from beam_pipelines.io.lakehouse import data_files, table_dir, write_catalog
+    from beam_pipelines.io.sources import count_input_records
+    from schemas.dead_letter import DEAD_LETTERS
+
+    output_dir = opts.output_dir
+    plan = _local_lakehouse(options, opts, pipeline, tables, "--mode replace")
+    grouped = files if isinstance(files, dict) else {"jsonl": files}
+    inputs = frozenset(p for paths in grouped.values() for p in paths)
+    resume = delivery.Resume.load(output_dir, pipeline, tables)
+    held = files_held(output_dir, pipeline, tables)
+    again = inputs & held
+    print(f"Replacing in {output_dir}: {len(inputs)} file(s)"
+          + (f", {len(again)} read before (their earlier records replaced)" if again else "")
+          + f"; the records of {len(held - inputs)} other file(s) kept", flush=True)
+    kept_layers = (bronze_schema, silver_schema, DEAD_LETTERS)
+    kept_names = {schema.name for schema in kept_layers}
+    replaced = [f for schema in tables if schema.name not in kept_names
+                for f in data_files(table_dir(output_dir, schema))]
+    superseded = {schema.name: data_files(table_dir(output_dir, schema))
+                  for schema in kept_layers}
+    # The records of the files read again that the lakehouse counted as input.
+    dropped_input = 0
+    if again:
+        file_of = "regexp_replace(source, ':[0-9]+$', '')"
+        with duckdb.connect() as con:
+            if superseded[bronze_schema.name]:
+                dropped_input += con.execute(
+                    f"select count(*) from read_parquet(?) where {file_of} in "
+                    "(select unnest(?))", [superseded[bronze_schema.name], sorted(again)]
+                ).fetchone()[0]
+            if superseded[DEAD_LETTERS.name]:
+                dropped_input += con.execute(
+                    f"select count(*) from read_parquet(?) where layer = 'bronze' and "
+                    f"pipeline = ? and {file_of} in (select unnest(?))",
+                    [superseded[DEAD_LETTERS.name], pipeline, sorted(again)]).fetchone()[0]
+    source = read_raw(grouped if isinstance(files, dict) else grouped["jsonl"])
+    result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
+                            lambda p: p | "ReadFiles" >> source, prior_without=again)
+    for path in replaced:
+        os.remove(path)
+    for name, paths in superseded.items():
+        for path in paths:
+            _drop_rows_of(path, again, pipeline if name == DEAD_LETTERS.name else None)
+    return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
+            "tables": tables, "sink": plan.sink, "result": result,
+            "input_records": resume.prior_input - dropped_input
+            + count_input_records(grouped)}
+
+
+def _drop_rows_of(path: str, files: frozenset, pipeline: str | None) -> None:
+    """A table file without the rows read from ``files`` (of ``pipeline`` only, if given):
+    rewritten beside it and renamed over it, or removed when nothing is left."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from beam_pipelines.io.delivery import from_files
+
+    if not files:
+        return
+    table = pq.read_table(path)
+    gone = from_files(table, files)
+    if pipeline is not None:
+        gone = pc.and_(gone, pc.equal(table.column("pipeline"), pipeline))
+    if not pc.any(gone).as_py():
+        return
+    rest = table.filter(pc.invert(gone))
+    if rest.num_rows:
+        temporary = path + ".replace-tmp"
+        pq.write_table(rest, temporary)
+        os.replace(temporary, path)
+    else:
+        os.remove(path)
 
 
 def _no_raw(p):

@@ -188,15 +188,20 @@ def run(options: PipelineOptions) -> dict:
                                   opts.input_format, match)
         return {"jsonl": [generate_sample(opts.output_dir, opts)]}
 
-    if opts.mode == "append":
-        from beam_pipelines import replay as replaying
+    from beam_pipelines import replay as replaying
 
-        outcome = replaying.append_files(
-            options, opts, inputs(), "server_metrics", _APPENDED_TABLES,
-            SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER, _appending(opts, rules),
-            ReadServerMetricBatches)
-        return {**outcome, "tables": TABLES, "summary_args": _summary_args(rules)}
-    outcome = runs.batch(options, opts, "server-metrics", TABLES, inputs,
+    kept, files = replaying.into_place(
+        options, opts, inputs, "server_metrics", _APPENDED_TABLES, SERVER_METRICS_BRONZE,
+        SERVER_METRICS_SILVER, _appending(opts, rules), ReadServerMetricBatches)
+    if kept:
+        if not opts.input and opts.mode == "replace":
+            from beam_pipelines.io.lakehouse import write_catalog
+
+            load_ground_truth(opts.output_dir)
+            kept = {**kept, "catalog": write_catalog(opts.output_dir, TABLES)}
+        return {**kept, "tables": TABLES, "summary_args": _summary_args(rules)}
+    outcome = runs.batch(options, opts, "server-metrics", TABLES,
+                         inputs if files is None else lambda match=True: files,
                          lambda p, files, sink: build_pipeline(
                              p, files, sink, rules, alerts_topic=opts.alerts_topic,
                              max_future_s=opts.max_future),

@@ -237,13 +237,15 @@ def run(options: PipelineOptions) -> dict:
                     for p in files]
         return [generate_sample(opts.output_dir, opts)]
 
-    if opts.mode == "append":
-        from beam_pipelines import replay as replaying
+    from beam_pipelines import replay as replaying
 
-        return replaying.append_files(
-            options, opts, inputs(), "web_logs", TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
-            _appending(opts), lambda paths: ReadServerMetricBatches({"jsonl": paths}))
-    return runs.batch(options, opts, "web-log", TABLES, inputs,
+    kept, files = replaying.into_place(
+        options, opts, inputs, "web_logs", TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
+        _appending(opts), lambda paths: ReadServerMetricBatches({"jsonl": paths}))
+    if kept:
+        return kept
+    return runs.batch(options, opts, "web-log", TABLES,
+                      inputs if files is None else lambda match=True: files,
                       lambda p, paths, sink: build_pipeline(
                           p, paths, sink, _batch_medallion(opts, _workers_database(
                               options, opts))),

@@ -1,11 +1,13 @@
-"""``--mode append``: batch runs that accumulate in one lakehouse, day after day: a file
-read before is skipped, and gold over the days appended one by one is gold over all of
-them at once."""
+"""Batch runs that accumulate in one lakehouse, day after day. ``--mode replace`` (the
+default): a run's files replace their own earlier records and keep every other file's;
+``--mode append``: a file read before is skipped. Either way gold over the days run one
+by one is gold over all of them at once; ``--mode overwrite`` keeps nothing else."""
 from __future__ import annotations
 
 import contextlib
 import io
 
+from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.cli import main
 from generators.cli import main as generate
 from tests.equivalence import table_rows
@@ -20,7 +22,8 @@ def run(*args) -> str:
     with contextlib.redirect_stdout(printed):
         assert main(list(args)) == 0
     out = printed.getvalue()
-    assert "MISMATCH" not in out and out.count("✓") == 7, out
+    checks = 10 if args[:1] == ("logs",) else 7  # the summary's identities of each kind
+    assert "MISMATCH" not in out and out.count("✓") == checks, out
     return out
 
 
@@ -49,3 +52,66 @@ def test_days_appended_one_by_one_make_the_gold_of_all_at_once(tmp_path):
 def test_append_is_for_batch_runs_into_the_lakehouse(tmp_path, capsys):
     assert main(["--streaming", "--mode", "append", "--output-dir", str(tmp_path)]) == 2
     assert "--mode append is for batch runs" in capsys.readouterr().err
+
+
+def _day(path, start: str, seed: int = 42, servers: int = 3) -> str:
+    assert generate(["metrics", "--servers", str(servers), "--interval", "10s",
+                     "--duration", "20m", "--malformed-rate", "0.02", "--duplicate-rate",
+                     "0.02", "--start", start, "--seed", str(seed), "--output",
+                     str(path)]) == 0
+    return str(path)
+
+
+def _dead_letters(lakehouse) -> list:
+    with connect_catalog(lakehouse) as con:
+        return sorted(con.execute("select layer, reason, source, count(*) from dead_letters "
+                                  "group by all").fetchall())
+
+
+def test_replace_keeps_other_files_and_replaces_the_files_read_again(tmp_path):
+    day1 = _day(tmp_path / "day1.jsonl", "2026-01-05T00:00:00Z")
+    day2 = _day(tmp_path / "day2.jsonl", "2026-01-06T00:00:00Z")
+    lake, at_once = tmp_path / "lake", tmp_path / "at-once"
+    tables = GOLD + ("server_metrics_silver",)
+
+    def same() -> None:
+        assert table_rows(lake, tables) == table_rows(at_once, tables)
+        assert _dead_letters(lake) == _dead_letters(at_once)
+
+    run("--input", day1, "--output-dir", str(lake))
+    out = run("--input", day2, "--output-dir", str(lake))  # day 2 does not replace day 1
+    assert "1 file(s); the records of 1 other file(s) kept" in out
+    run("--input", day1, "--input", day2, "--output-dir", str(at_once))
+    same()
+    # Day 1 again, corrected (another fleet): its earlier records go, day 2's stay.
+    _day(tmp_path / "day1.jsonl", "2026-01-05T00:00:00Z", seed=7, servers=4)
+    out = run("--input", day1, "--output-dir", str(lake))
+    assert "1 read before (their earlier records replaced); the records of 1 other" in out
+    run("--input", day1, "--input", day2, "--output-dir", str(at_once))
+    same()
+    with connect_catalog(lake) as con:
+        assert con.execute("select count(distinct server_id) from server_metrics_silver "
+                           "where source = ?", [day1]).fetchone()[0] == 4
+    # overwrite: this run's records alone
+    out = run("--input", day2, "--output-dir", str(lake), "--mode", "overwrite")
+    assert "Replacing in" not in out
+    with connect_catalog(lake) as con:
+        assert con.execute("select distinct source from server_metrics_silver"
+                           ).fetchall() == [(day2,)]
+
+
+def test_web_logs_replace_what_their_files_cover(tmp_path):
+    logs = []
+    for day, start in ((1, "2026-01-05T00:00:00Z"), (2, "2026-01-06T00:00:00Z")):
+        logs.append(str(tmp_path / f"access-{day}.log"))
+        assert generate(["logs", "--duration", "3m", "--rate", "5", "--malformed-rate",
+                         "0.02", "--start", start, "--output", logs[-1]]) == 0
+    lake, at_once = tmp_path / "lake", tmp_path / "at-once"
+    tables = ("web_logs_bronze", "web_logs_silver", "web_traffic_by_status", "web_top_paths")
+    salt = ("--ip-salt", "one-salt")  # visitor ids that runs can share
+    for _ in range(2):  # the second time, each file replaces its own records
+        for path in logs:
+            run("logs", "--input", path, "--output-dir", str(lake), *salt)
+    run("logs", "--input", logs[0], "--input", logs[1], "--output-dir", str(at_once), *salt)
+    assert table_rows(lake, tables) == table_rows(at_once, tables)
+    assert _dead_letters(lake) == _dead_letters(at_once)

@@ -302,32 +302,54 @@ def extend(client, subscription: str, ack_ids: list[str], deadline_s: int) -> No
                                    ack_deadline_seconds=deadline_s, retry=None, timeout=5.0)
 
 
-def replay_silver(files) -> beam.PTransform | None:
+def replay_silver(files, without_files: frozenset = frozenset()) -> beam.PTransform | None:
     """The root that reads an earlier run's silver files again, for gold (None: nothing
-    to replay)."""
-    return _ReplaySilver(tuple(files)) if files else None
+    to replay); rows read from ``without_files`` (input files being read again) are left
+    out."""
+    return _ReplaySilver(tuple(files), without_files) if files else None
 
 
 class _ReplaySilver(beam.PTransform):
     """Silver files → their Arrow tables, a row group at a time."""
 
-    def __init__(self, files: tuple):
+    def __init__(self, files: tuple, without_files: frozenset = frozenset()):
         super().__init__()
         self._files = files
+        self._without = without_files
 
     def expand(self, pbegin):
         from transforms.batches import declare_tables
 
         tables = (pbegin
                   | "SilverFiles" >> beam.Create(self._files)
-                  | "ReadSilver" >> beam.FlatMap(_row_groups))
+                  | "ReadSilver" >> beam.FlatMap(_row_groups, self._without))
         declare_tables(tables)
         return tables
 
 
-def _row_groups(path: str):
+def file_of_sources(sources):
+    """The input file of each record's ``source`` (an Arrow string array): the path, without
+    the ``:line`` a CSV or log record adds."""
+    import pyarrow.compute as pc
+
+    return pc.replace_substring_regex(sources, r":[0-9]+$", "")
+
+
+def from_files(table, files: frozenset):
+    """A boolean mask: the rows of ``table`` whose source is one of ``files``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.is_in(file_of_sources(table.column("source")),
+                                 value_set=pa.array(sorted(files), pa.string())), False)
+
+
+def _row_groups(path: str, without_files: frozenset = frozenset()):
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
     for i in range(parquet.num_row_groups):
-        yield parquet.read_row_group(i)
+        group = parquet.read_row_group(i)
+        yield group.filter(pc.invert(from_files(group, without_files))) if without_files \
+            else group
