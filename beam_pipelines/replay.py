@@ -416,14 +416,21 @@ def finish(output_dir: str, pipeline: str, prepared: Prepared, selection: Select
                     table.column("payload").to_pylist(), strict=True)]
         if not any(mine):
             continue
-        rest = table.filter(pa.array([not m for m in mine]))
-        if rest.num_rows:
-            temporary = path + ".replay-tmp"
-            pq.write_table(rest, temporary)
-            os.replace(temporary, path)
-        else:
-            os.remove(path)
+        _rewrite(path, table.filter(pa.array([not m for m in mine])))
     shutil.rmtree(prepared.staging, ignore_errors=True)
+
+
+def _rewrite(path: str, rest) -> None:
+    """A table file holding ``rest`` only: written beside it and renamed over it (never a
+    half-written file in place), or removed when nothing is left."""
+    import pyarrow.parquet as pq
+
+    if rest.num_rows:
+        temporary = path + ".rewrite-tmp"
+        pq.write_table(rest, temporary)
+        os.replace(temporary, path)
+    else:
+        os.remove(path)
 
 
 def announce(selection: Selection, prepared: Prepared) -> None:
@@ -682,8 +689,8 @@ def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, si
 
 
 def _drop_rows_of(path: str, files: frozenset, pipeline: str | None) -> None:
-    """A table file without the rows read from ``files`` (of ``pipeline`` only, if given):
-    rewritten beside it and renamed over it, or removed when nothing is left."""
+    """A table file without the rows read from ``files`` (of ``pipeline`` only, if
+    given)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -697,13 +704,7 @@ def _drop_rows_of(path: str, files: frozenset, pipeline: str | None) -> None:
         gone = pc.and_(gone, pc.equal(table.column("pipeline"), pipeline))
     if not pc.any(gone).as_py():
         return
-    rest = table.filter(pc.invert(gone))
-    if rest.num_rows:
-        temporary = path + ".replace-tmp"
-        pq.write_table(rest, temporary)
-        os.replace(temporary, path)
-    else:
-        os.remove(path)
+    _rewrite(path, table.filter(pc.invert(gone)))
 
 
 def _no_raw(p):
