@@ -583,7 +583,7 @@ def into_place(options, opts, inputs, pipeline: str, tables, bronze_schema, silv
     files = inputs()
     paths = frozenset(p for group in (files.values() if isinstance(files, dict) else [files])
                       for p in group)
-    if files_held(opts.output_dir, pipeline, tables) - paths:
+    if set(input_held(opts.output_dir, pipeline, tables)) - paths:
         return replace_files(options, opts, files, *args), None
     return None, files  # nothing else there: replacing the tables keeps nothing less
 
@@ -602,29 +602,33 @@ def in_place(options, opts) -> bool:
             and os.path.exists(catalog_path(opts.output_dir)))
 
 
-def files_held(output_dir: str, pipeline: str, tables) -> frozenset:
-    """The input files whose records the lakehouse holds for ``pipeline`` (bronze, silver
-    or a dead letter of its own)."""
+def input_held(output_dir: str, pipeline: str, tables) -> dict[str, int]:
+    """The records the lakehouse holds for ``pipeline`` by the input they were read from
+    (a file, or a stream's delivery): every record read is a bronze row or a bronze dead
+    letter."""
     import duckdb
 
     from beam_pipelines.io.lakehouse import data_files, table_dir
 
-    paths = [f for schema in tables if schema.layer in ("bronze", "silver")
-             for f in data_files(table_dir(output_dir, schema))]
-    dead = [f for schema in tables if schema.layer == "dead_letter"
-            for f in data_files(table_dir(output_dir, schema))]
-    held: set = set()
+    def files(layer: str) -> list[str]:
+        return [f for schema in tables if schema.layer == layer
+                for f in data_files(table_dir(output_dir, schema))]
+
+    bronze, dead = files("bronze"), files("dead_letter")
+    held: dict[str, int] = {}
     file_of = "regexp_replace(source, ':[0-9]+$', '')"
     with duckdb.connect() as con:
-        if paths:
-            held |= {f for (f,) in con.execute(
-                f"select distinct {file_of} from read_parquet(?, union_by_name = true) "
-                "where source is not null", [paths]).fetchall()}
+        rows = []
+        if bronze:
+            rows += con.execute(f"select {file_of}, count(*) from read_parquet(?) "
+                                "group by all", [bronze]).fetchall()
         if dead:
-            held |= {f for (f,) in con.execute(
-                f"select distinct {file_of} from read_parquet(?) where source is not null "
-                "and pipeline = ?", [dead, pipeline]).fetchall()}
-    return frozenset(held)
+            rows += con.execute(f"select {file_of}, count(*) from read_parquet(?) where "
+                                "layer = 'bronze' and pipeline = ? group by all",
+                                [dead, pipeline]).fetchall()
+    for name, count in rows:
+        held[name] = held.get(name, 0) + count
+    return held
 
 
 def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, silver_schema,
@@ -636,8 +640,6 @@ def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, si
     The new rows are written first and the superseded ones removed after: a run that
     fails leaves the lakehouse as it was, or (stopped between the two) with both, which
     the same run again mends."""
-    import duckdb
-
     from beam_pipelines.io import delivery
     from beam_pipelines.io.lakehouse import data_files, table_dir, write_catalog
     from beam_pipelines.io.sources import count_input_records
@@ -648,32 +650,20 @@ def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, si
     grouped = files if isinstance(files, dict) else {"jsonl": files}
     inputs = frozenset(p for paths in grouped.values() for p in paths)
     resume = delivery.Resume.load(output_dir, pipeline, tables)
-    held = files_held(output_dir, pipeline, tables)
-    again = inputs & held
+    held = input_held(output_dir, pipeline, tables)
+    again = frozenset(inputs & set(held))
+    dropped_input = sum(held[f] for f in again)  # counted as input before: read again
+    kept = sum(count for f, count in held.items() if f not in inputs)
     print(f"Replacing in {output_dir}: {len(inputs)} file(s)"
-          + (f", {len(again)} read before (their earlier records replaced)" if again else "")
-          + f"; the records of {len(held - inputs)} other file(s) kept", flush=True)
+          + (f", {len(again)} read before ({dropped_input:,} earlier records replaced)"
+             if again else "")
+          + f"; {kept:,} records of other inputs kept", flush=True)
     kept_layers = (bronze_schema, silver_schema, DEAD_LETTERS)
     kept_names = {schema.name for schema in kept_layers}
     replaced = [f for schema in tables if schema.name not in kept_names
                 for f in data_files(table_dir(output_dir, schema))]
     superseded = {schema.name: data_files(table_dir(output_dir, schema))
                   for schema in kept_layers}
-    # The records of the files read again that the lakehouse counted as input.
-    dropped_input = 0
-    if again:
-        file_of = "regexp_replace(source, ':[0-9]+$', '')"
-        with duckdb.connect() as con:
-            if superseded[bronze_schema.name]:
-                dropped_input += con.execute(
-                    f"select count(*) from read_parquet(?) where {file_of} in "
-                    "(select unnest(?))", [superseded[bronze_schema.name], sorted(again)]
-                ).fetchone()[0]
-            if superseded[DEAD_LETTERS.name]:
-                dropped_input += con.execute(
-                    f"select count(*) from read_parquet(?) where layer = 'bronze' and "
-                    f"pipeline = ? and {file_of} in (select unnest(?))",
-                    [superseded[DEAD_LETTERS.name], pipeline, sorted(again)]).fetchone()[0]
     source = read_raw(grouped if isinstance(files, dict) else grouped["jsonl"])
     result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
                             lambda p: p | "ReadFiles" >> source, prior_without=again)

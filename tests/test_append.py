@@ -62,6 +62,11 @@ def _day(path, start: str, seed: int = 42, servers: int = 3) -> str:
     return str(path)
 
 
+def _lines(path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
 def _dead_letters(lakehouse) -> list:
     with connect_catalog(lakehouse) as con:
         return sorted(con.execute("select layer, reason, source, count(*) from dead_letters "
@@ -80,13 +85,15 @@ def test_replace_keeps_other_files_and_replaces_the_files_read_again(tmp_path):
 
     run("--input", day1, "--output-dir", str(lake))
     out = run("--input", day2, "--output-dir", str(lake))  # day 2 does not replace day 1
-    assert "1 file(s); the records of 1 other file(s) kept" in out
+    assert f"1 file(s); {_lines(day1):,} records of other inputs kept" in out
     run("--input", day1, "--input", day2, "--output-dir", str(at_once))
     same()
     # Day 1 again, corrected (another fleet): its earlier records go, day 2's stay.
+    before = _lines(day1)
     _day(tmp_path / "day1.jsonl", "2026-01-05T00:00:00Z", seed=7, servers=4)
     out = run("--input", day1, "--output-dir", str(lake))
-    assert "1 read before (their earlier records replaced); the records of 1 other" in out
+    assert (f"1 read before ({before:,} earlier records replaced); {_lines(day2):,} "
+            "records of other inputs kept") in out
     run("--input", day1, "--input", day2, "--output-dir", str(at_once))
     same()
     with connect_catalog(lake) as con:
