@@ -100,7 +100,8 @@ PIPELINE ?= metrics
 PARAMS   ?= input=gs://$(BUCKET)/metrics/*.jsonl
 
 template-metadata: $(STAMP)  ## regenerate deploy/metadata.json from the pipeline options
-	$(BIN)/python -m beam_pipelines.ops.flex_template metadata > deploy/metadata.json
+	$(BIN)/python -m beam_pipelines.ops.flex_template metadata > deploy/metadata.json.tmp
+	mv deploy/metadata.json.tmp deploy/metadata.json  # a failed run leaves the file as it was
 
 template: template-metadata  ## build the image and register the flex template (needs gcloud)
 	gcloud builds submit --project $(PROJECT) --tag $(IMAGE) .

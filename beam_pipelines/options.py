@@ -207,6 +207,15 @@ class WebLogsOptions(CommonOptions, PipelineOptions):
               help="paths kept per window in web_top_paths (default 20)")
         _flag(parser, "sample-rate", type=_rate, default=5.0,
               help="requests per second in the generated sample (default 5)")
+        _flag(parser, "log-format", default="combined", choices=("combined", "nginx_main"),
+              help="how the lines are written: combined (default: Combined or Common Log "
+                   "Format, told apart per line) or nginx_main (nginx's main: combined and "
+                   "\"$http_x_forwarded_for\", kept as forwarded_for)")
+        _flag(parser, "trusted-proxies", default=None, metavar="CIDR[,CIDR...]",
+              help="the load balancers and proxies in front of the servers: the client is "
+                   "then the right-most address of the X-Forwarded-For chain (and the "
+                   "connecting address) that is not one of them, as nginx's realip does; "
+                   "geolocation, privacy and visitors use it (--log-format nginx_main)")
         _flag(parser, "earliest-event", type=date_arg, default="1990-01-01",
               help="lines dated before this UTC date are dead letters "
                    "'timestamp_out_of_range' (default 1990-01-01: archives from the 1990s "

@@ -17,6 +17,7 @@ from beam_pipelines.runners import is_local_streaming
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration, utc_midnight
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from transforms.access_log import LogFormat
 from transforms.web_logs.gold import group_span
 from transforms.web_logs.medallion import WebLogsBatchMedallion
 from transforms.web_logs.streaming import BATCH_TABLES, WebLogsStreamingMedallion
@@ -77,10 +78,21 @@ def ip_salt(opts: WebLogsOptions) -> bytes:
 
 def policy_from(opts: WebLogsOptions) -> PrivacyPolicy:
     salt = ip_salt(opts)
+    proxies = tuple(c.strip() for c in (opts.trusted_proxies or "").split(",") if c.strip())
+    if proxies and opts.log_format != "nginx_main":
+        raise UserError("--trusted-proxies needs the X-Forwarded-For field of each line: "
+                        "--log-format nginx_main")
     try:
-        return PrivacyPolicy(opts.ip_privacy, opts.ipv4_prefix, opts.ipv6_prefix, salt)
+        return PrivacyPolicy(opts.ip_privacy, opts.ipv4_prefix, opts.ipv6_prefix, salt,
+                             proxies)
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"--trusted-proxies: {exc}" if "proxy" in str(exc)
+                        else str(exc)) from None
+
+
+def log_format_of(opts: WebLogsOptions) -> LogFormat:
+    """``--log-format`` and ``--earliest-event`` (checked by their argparse types)."""
+    return LogFormat(opts.log_format, utc_midnight(opts.earliest_event))
 
 
 def _check_database(path: str | None) -> None:
@@ -179,7 +191,7 @@ def _batch_medallion(opts: WebLogsOptions, database: str | None,
                                  _window_seconds(opts.windows), opts.top_paths,
                                  dedupe_identical_lines=opts.dedupe_identical_lines,
                                  max_future_s=opts.max_future,
-                                 earliest=utc_midnight(opts.earliest_event), **replay)
+                                 log_format=log_format_of(opts), **replay)
 
 
 def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
@@ -194,7 +206,7 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
                                      redelivery_shards=shards,
                                      dedupe_identical_lines=opts.dedupe_identical_lines,
                                      max_future_s=opts.max_future,
-                                     earliest=utc_midnight(opts.earliest_event),
+                                     log_format=log_format_of(opts),
                                      replayed_silver=replayed_silver)
 
 

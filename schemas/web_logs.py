@@ -38,7 +38,11 @@ ACCESS_LOG_FIELDS = (
           maximum=MAX_RESPONSE_BYTES),
     Field("referrer", S, "Referer header; null when absent or '-'"),
     Field("user_agent", S, "User-Agent header; null when absent or '-'"),
-    Field("log_format", S, "Which format the line matched", choices=("combined", "common")),
+    Field("forwarded_for", S, "X-Forwarded-For as logged (nginx_main's "
+          "$http_x_forwarded_for): the addresses the request came through, client first; "
+          "null when '-' or not in the format (personal data)"),
+    Field("log_format", S, "Which format the line matched",
+          choices=("combined", "common", "nginx_main")),
 )
 
 WEB_LOGS_BRONZE = RecordSchema(
@@ -87,8 +91,12 @@ WEB_LOGS_SILVER = RecordSchema(
               "*.example.net) or, in hash mode, its salted hash", required=True),
         Field("visitor_id", S, "Salted hash of address and user agent: counts unique "
               "visitors without keeping who they are", required=True),
+        Field("proxy_network", S, "With --trusted-proxies, the trusted proxy the client "
+              "came through (the address that connected), reduced like client_network; "
+              "null when the client connected itself"),
     )
-    + tuple(f for f in ACCESS_LOG_FIELDS if f.name not in ("client_ip", "client_host"))
+    + tuple(f for f in ACCESS_LOG_FIELDS
+            if f.name not in ("client_ip", "client_host", "forwarded_for"))
     + INGEST_FIELDS + GEO_FIELDS + AGENT_FIELDS
     + (
         Field("status_class", S, "1xx … 5xx, or - when no status was logged", required=True,

@@ -156,12 +156,14 @@ def test_template_parameters_are_exactly_the_options_a_dataflow_job_takes():
           "projects/my-project/subscriptions/server-metrics", "geo_database":
           "gs://my-bucket/geo/city.mmdb", "allowed_lateness": "5m", "early_firing": "10s",
           "windows": "1m,1h", "bq_layers": "bronze,silver", "bq_project": "my-project",
+          "trusted_proxies": "10.0.0.0/8,fd00::/8", "log_format": "nginx_main",
           "bq_location": "europe-west1", "sink": "bigquery", "top_paths": "20",
           "ipv4_prefix": "24", "output_dir": "gs://my-bucket/lake", "config": "configs/x.yaml",
           "sdk_container_image": "europe-west1-docker.pkg.dev/p/r/telemetry-medallion:v1",
           "pipeline": "logs", "streaming": "true"}
     bad = {"input": "/local/file.jsonl", "subscription": "projects/p/topics/t",
            "allowed_lateness": "soon", "windows": "1m;1h", "bq_layers": "platinum",
+           "trusted_proxies": "10.0.0.0/8; rm -rf", "log_format": "apache",
            "sink": "s3", "top_paths": "0", "pipeline": "both", "streaming": "yes",
            "output_dir": "lakehouse"}
     for name, value in ok.items():

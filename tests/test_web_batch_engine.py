@@ -4,6 +4,7 @@ lines built to take every fallback, and the real logs of the external corpus."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 import numpy as np
@@ -16,6 +17,7 @@ from beam_pipelines.io.sources import ReadServerMetricBatches, ReadServerMetricF
 from generators.weblogs import WebLogConfig, WebLogGenerator
 from tests.conftest import NOW, fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal
+from transforms.access_log import LogFormat
 from transforms.batches import BatchesToRows, raw_lines
 from transforms.medallion import WebLogsMedallion
 from transforms.web_gold import DistinctSketch
@@ -305,7 +307,108 @@ def test_the_earliest_event_is_an_option_in_both_engines():
     assert default.records.num_rows == 2
     assert [d["reason"] for d in default.dead_letters] == ["timestamp_out_of_range"]
     y2k = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    fast, slow = web_bronze_batch(raw, NOW, earliest=y2k), row_level(raw, NOW, earliest=y2k)
+    y2k = LogFormat(earliest=y2k)
+    fast, slow = web_bronze_batch(raw, NOW, log_format=y2k), row_level(raw, NOW, log_format=y2k)
     assert fast.records.num_rows == slow.records.num_rows == 1
     assert fast.dead_letters == slow.dead_letters and len(fast.dead_letters) == 2
     assert "outside [2000-01-01, 2100-01-01)" in fast.dead_letters[0]["message"]
+
+
+NGINX_MAIN = LogFormat("nginx_main")
+
+
+def test_nginx_main_reads_the_forwarded_for_field_in_both_engines():
+    base = b'10.0.0.5 - - [22/Jan/2019:03:56:16 +0330] "GET /a HTTP/1.1" 200 5 "-" "curl/8"'
+    lines = [base + b' "-"',                              # no proxy: null
+             base + b' "203.0.113.9, 10.0.0.7"',          # a chain
+             base + b' "203.0.113.9"  ',                  # trailing spaces
+             base + b' "caf\\xC3\\xA9"',                   # an escape: the row-level path
+             base,                                        # the field is missing
+             base + b' "203.0.113.9" extra',              # something after it
+             b'10.0.0.5 - - [22/Jan/2019:03:56:16 +0330] "GET /a HTTP/1.1" 200 5 "-"']
+    raw = raw_lines(lines, "shop.log")
+    fast, slow = web_bronze_batch(raw, NOW, log_format=NGINX_MAIN), \
+        row_level(raw, NOW, log_format=NGINX_MAIN)
+    assert fast.records.to_pylist() == slow.records.to_pylist()
+    assert fast.dead_letters == slow.dead_letters
+    assert fast.records.column("forwarded_for").to_pylist() == [
+        None, "203.0.113.9, 10.0.0.7", "203.0.113.9", "café"]
+    assert set(fast.records.column("log_format").to_pylist()) == {"nginx_main"}
+    assert [d["reason"] for d in fast.dead_letters] == ["unparseable_log_line"] * 3
+    assert "not nginx's main format" in fast.dead_letters[0]["message"]
+    # The default format reads the same lines as Combined, the last field ignored.
+    combined = web_bronze_batch(raw, NOW)
+    assert combined.records.num_rows == 7 and not combined.dead_letters
+    assert combined.records.column("forwarded_for").null_count == 7
+
+
+def test_a_real_nginx_log_parses_whole_with_its_forwarded_for():
+    """The zanbil.ir shop log (nginx main, +0330), read from the external corpus."""
+    path = os.path.join(CORPUS, "zanbil_shop_1000.log")
+    with open(path, "rb") as f:
+        lines = f.read().splitlines()
+    raw = raw_lines(lines, path)
+    fast, slow = web_bronze_batch(raw, NOW, log_format=NGINX_MAIN), \
+        row_level(raw, NOW, log_format=NGINX_MAIN)
+    assert fast.records.num_rows == len(lines) == 1000 and not fast.dead_letters
+    assert fast.records.to_pylist() == slow.records.to_pylist()
+    forwarded = [f for f in fast.records.column("forwarded_for").to_pylist() if f]
+    assert forwarded == ["103.28.132.65"] * 13
+
+
+TRUSTING = PrivacyPolicy(salt=b"equivalence", trusted_proxies=("10.0.0.0/8", "fd00::/8"))
+
+
+@pytest.mark.parametrize("remote, forwarded, client, proxy", [
+    ("10.0.0.5", "8.8.8.8, 10.0.0.7", "8.8.8.8", "10.0.0.5"),    # through two proxies
+    ("10.0.0.5", None, "10.0.0.5", None),                        # nothing forwarded
+    ("8.8.4.4", "1.1.1.1", "8.8.4.4", None),                     # untrusted: not believed
+    ("10.0.0.5", "1.1.1.1, 8.8.8.8", "8.8.8.8", "10.0.0.5"),     # the right-most untrusted
+    ("10.0.0.5", "10.0.0.9, 10.0.0.8", "10.0.0.9", "10.0.0.5"),  # all trusted: left-most
+    ("10.0.0.5", "garbage, 8.8.8.8", "8.8.8.8", "10.0.0.5"),
+    ("10.0.0.5", "8.8.8.8, garbage", "10.0.0.5", None),          # the walk stops there
+    ("fd00::1", "2001:db8::7", "2001:db8::7", "fd00::1"),
+    ("::ffff:10.0.0.5", "8.8.8.8", "8.8.8.8", "::ffff:10.0.0.5"),  # IPv4-mapped proxy
+])
+def test_the_client_is_the_right_most_untrusted_address(remote, forwarded, client, proxy):
+    assert TRUSTING.client_of(remote, forwarded) == (client, proxy)
+    assert POLICY.client_of(remote, forwarded) == (remote, None)  # no trusted proxies
+
+
+def test_trusted_proxies_give_the_client_to_geolocation_privacy_and_visitors(tmp_path):
+    import re
+
+    lines = open(_generated(tmp_path, count=3_000), "rb").read().splitlines()
+    chains = (b' "-"', b' "8.8.8.8, 10.0.0.7"', b' "81.2.69.160"', b' "8.8.8.8"')
+    nginx = []
+    for i, line in enumerate(lines):
+        if i % 4 == 1:  # through the load balancer
+            line = re.sub(rb"^\S+", b"10.0.0.5", line)
+        nginx.append(line + chains[i % 4])
+    # Silver rejects a status out of range: its dead letter keeps no forwarded address.
+    nginx += [re.sub(rb'" [0-9]{3} ', b'" 999 ', line, count=1) for line in nginx[1:40:4]]
+    path = tmp_path / "nginx.log"
+    path.write_bytes(b"\n".join(nginx) + b"\n")
+    files = {"jsonl": [str(path)]}
+    rows = run_and_collect(lambda p: p | ReadServerMetricFiles(files) | WebLogsMedallion(
+        TRUSTING, clock=fixed_clock, log_format=NGINX_MAIN))
+
+    def batched(p):
+        tables = (p | ReadServerMetricBatches(files, batch_lines=700)
+                  | WebLogsBatchMedallion(TRUSTING, clock=fixed_clock, log_format=NGINX_MAIN))
+        return {name: pcoll | f"{name}Rows" >> BatchesToRows()
+                for name, pcoll in tables.items()}
+
+    batches = run_and_collect(batched)
+    assert_tables_equal(rows, batches)
+    silver = batches["web_logs_silver"]
+    proxied = [r for r in silver if r["proxy_network"] is not None]
+    assert proxied and all(r["proxy_network"] == "10.0.0.0/24" for r in proxied)
+    # The load balancer's lines are located where 8.8.8.8 is, never as private.
+    assert {(r["client_network"], r["geo_status"]) for r in proxied} == {
+        ("8.8.8.0/24", "located")}
+    assert "forwarded_for" not in silver[0]  # raw addresses stay in bronze
+    silver_dead = [json.loads(d["payload"]) for d in batches["dead_letters"]
+                   if d["layer"] == "silver"]
+    assert silver_dead and all(d["forwarded_for"] is None and "client" not in d
+                               for d in silver_dead)

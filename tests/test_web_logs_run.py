@@ -161,3 +161,22 @@ def test_identical_lines_are_requests_unless_asked_otherwise(tmp_path):
     assert counts == {"--no-dedupe-identical-lines": (132, 0),
                       "--dedupe-identical-lines": (2, 130)}
 
+
+
+def test_a_real_nginx_log_behind_trusted_proxies(tmp_path):
+    """The zanbil.ir shop log (nginx main): 13 requests came through Google's proxies
+    (66.249.83.0/24) for 103.28.132.65; trusting those, that is the client."""
+    corpus = ROOT.parent / "shared" / "external-corpus" / "zanbil_shop_1000.log"
+    out = tmp_path / "lake"
+    proc = run("--input", str(corpus), "--output-dir", str(out), "--log-format",
+               "nginx_main", "--trusted-proxies", "66.249.83.0/24", "--ip-salt", "s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+    with connect_catalog(out) as con:
+        assert con.execute("select count(*), count(forwarded_for) from web_logs_bronze"
+                           ).fetchone() == (1000, 13)
+        assert con.execute(
+            "select client_network, proxy_network, count(*) from web_logs_silver "
+            "where proxy_network is not null group by all").fetchall() == [
+            ("103.28.132.0/24", "66.249.83.0/24", 13)]
+        assert con.execute("select count(*) from dead_letters").fetchone() == (0,)

@@ -1,4 +1,5 @@
-"""Bronze for web access logs: Combined and Common Log Format lines → typed requests.
+"""Bronze for web access logs: Combined and Common Log Format lines → typed requests (and
+nginx's ``main`` format, whose X-Forwarded-For field is kept, with ``LogFormat``).
 
 Accepted, as servers really write them: Combined (``... "referrer" "user agent"``) and
 Common Log Format; ``-`` for bytes, user, referrer or agent; IPv4 and IPv6 clients (with or
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from transforms.bronze import (
@@ -45,6 +47,26 @@ MAX_INT64 = 2 ** 63 - 1
 #: Access logs go back further than telemetry: archives from the 1990s (NASA's 1995 logs)
 #: are read as they are.
 LOG_EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
+#: The formats a log may be declared in (``--log-format``): ``combined`` reads Combined
+#: and Common Log Format lines, told apart per line (extra fields after the user agent
+#: ignored); ``nginx_main`` is nginx's ``main``: Combined and ``"$http_x_forwarded_for"``.
+LOG_FORMATS = ("combined", "nginx_main")
+#: ``nginx_main``'s last field, after the user agent.
+_FORWARDED = re.compile(r' +"((?:[^"\\]|\\.)*)" *')
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """How the lines were written, and the oldest time accepted (``--earliest-event``)."""
+
+    name: str = "combined"
+    earliest: datetime = LOG_EARLIEST
+
+    def __post_init__(self):
+        if self.name not in LOG_FORMATS:
+            raise ValueError(f"log format {self.name!r} is not one of {', '.join(LOG_FORMATS)}")
+
+
 #: A run of ``\\xHH`` escapes (one UTF-8 character may take several), or one other escape.
 _ESCAPE = re.compile(r"(?:\\x[0-9a-fA-F]{2})+|\\.")
 _METHOD = re.compile(r"^[A-Z][A-Z_-]{0,19}$")
@@ -135,9 +157,8 @@ def split_request(request: str) -> tuple[str | None, str | None, str | None, str
     return method, path, (query if sep else None), protocol
 
 
-def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
-    """One log line → the bronze fields (without ingest metadata); raises RecordRejected.
-    ``earliest``: the oldest time accepted (``--earliest-event``)."""
+def parse_access_log(line: str, log_format: LogFormat = LogFormat()) -> dict:
+    """One log line → the bronze fields (without ingest metadata); raises RecordRejected."""
     match = _LINE.match(line)
     if match is None:
         raise RecordRejected("unparseable_log_line", "not a Combined or Common Log Format "
@@ -149,6 +170,13 @@ def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
                  else "the referrer" if g["referrer"] is None else "a field after the agent")
         raise RecordRejected("unclosed_quote", f"a quote opened in {field} never closes: the "
                              "line is cut, or a quote inside a field is not escaped")
+    forwarded = None
+    if log_format.name == "nginx_main":
+        last = _FORWARDED.fullmatch(g["rest"]) if g["agent"] is not None else None
+        if last is None:
+            raise RecordRejected("unparseable_log_line", "not nginx's main format: expected "
+                                 "'... \"referrer\" \"user agent\" \"x-forwarded-for\"'")
+        forwarded = _dash(_unescape(last.group(1)))
     status_text, bytes_text = g["status"], g["bytes"]
     if status_text == "-":
         status = None  # Apache logs '-' when no response was sent (the client went away)
@@ -175,7 +203,7 @@ def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
         "client_host": host,
         "ident": _dash(g["ident"]),
         "auth_user": _dash(_unescape(g["user"])),
-        "timestamp": parse_log_time(g["time"], earliest),
+        "timestamp": parse_log_time(g["time"], log_format.earliest),
         "method": method,
         "path": path,
         "query": query,
@@ -185,7 +213,9 @@ def parse_access_log(line: str, earliest: datetime = LOG_EARLIEST) -> dict:
         "bytes": size,
         "referrer": _dash(_unescape(g["referrer"])) if combined else None,
         "user_agent": _dash(_unescape(g["agent"])) if g["agent"] is not None else None,
-        "log_format": "combined" if combined else "common",
+        "forwarded_for": forwarded,
+        "log_format": (log_format.name if log_format.name != "combined"
+                       else "combined" if combined else "common"),
     }
 
 
@@ -208,8 +238,8 @@ def decode_line(payload) -> str:
 
 
 def to_web_log_bronze(raw: RawRecord, now: datetime,
-                      earliest: datetime = LOG_EARLIEST) -> dict:
-    record = parse_access_log(decode_line(raw.payload), earliest)
+                      log_format: LogFormat = LogFormat()) -> dict:
+    record = parse_access_log(decode_line(raw.payload), log_format)
     record["ingest_timestamp"] = now
     record["source"] = raw.source
     return record
@@ -221,11 +251,13 @@ class ParseAccessLogFn(ParseRawFn):
     counters = ("log_lines_accepted", "log_lines_rejected")
 
     def __init__(self, pipeline: str = "web_logs", clock=None,
-                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
+                 allowed_lateness_s: int | None = None, max_future_s: float | None = None,
+                 log_format: LogFormat = LogFormat()):
         super().__init__(pipeline, "ParseAccessLog", clock, allowed_lateness_s, max_future_s)
+        self._log_format = log_format
 
     def parse(self, raw, now):
-        return to_web_log_bronze(raw, now)
+        return to_web_log_bronze(raw, now, self._log_format)
 
 
 class ParseAccessLogs(Bronze):
@@ -234,5 +266,10 @@ class ParseAccessLogs(Bronze):
     fn_class = ParseAccessLogFn
     step = "ParseAccessLog"
 
-    def __init__(self, pipeline: str = "web_logs", **kwargs):
+    def __init__(self, pipeline: str = "web_logs", log_format: LogFormat = LogFormat(),
+                 **kwargs):
         super().__init__(pipeline, **kwargs)
+        self._log_format = log_format
+
+    def parser_options(self) -> dict:
+        return {"log_format": self._log_format}

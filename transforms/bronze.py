@@ -446,6 +446,10 @@ class Bronze(beam.PTransform):
         self._lateness = allowed_lateness_s
         self._max_future = max_future_s
 
+    def parser_options(self) -> dict:
+        """What the kind's parse function takes besides the common options."""
+        return {}
+
     def expand(self, raw):
         rejected = []
         if self._drop_redeliveries:
@@ -453,7 +457,7 @@ class Bronze(beam.PTransform):
             raw, rejected = first["records"], [first["dead_letters"]]
         out = raw | self.step >> beam.ParDo(self.fn_class(
             self._pipeline, clock=self._clock, allowed_lateness_s=self._lateness,
-            max_future_s=self._max_future)
+            max_future_s=self._max_future, **self.parser_options())
         ).with_outputs(DEAD_LETTER, main="records")
         if not rejected:
             return {"records": out.records, "dead_letters": out[DEAD_LETTER]}

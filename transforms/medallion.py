@@ -59,8 +59,10 @@ class WebLogsMedallion(beam.PTransform):
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
                  streaming: StreamingConfig | None = None, drop_redeliveries: bool = False,
-                 dedupe_identical_lines: bool = False, max_future_s: float | None = None):
+                 dedupe_identical_lines: bool = False, max_future_s: float | None = None,
+                 log_format=None):
         super().__init__()
+        self._log_format = log_format  # None: the parser's default (combined)
         self._max_future = max_future_s
         self._dedupe = dedupe_identical_lines
         self._streaming = streaming
@@ -81,7 +83,8 @@ class WebLogsMedallion(beam.PTransform):
         bronze = raw | "Bronze" >> ParseAccessLogs(
             clock=self._clock, drop_redeliveries=self._drop_redeliveries,
             allowed_lateness_s=streaming.allowed_lateness_s if streaming else None,
-            max_future_s=self._max_future)
+            max_future_s=self._max_future,
+            **({"log_format": self._log_format} if self._log_format else {}))
         silver = bronze["records"] | "Silver" >> CleanWebLogs(
             self._policy, self._geo_database, streaming=streaming,
             dedupe_identical_lines=self._dedupe)

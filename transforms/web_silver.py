@@ -37,18 +37,64 @@ _TABLETS = ("iPad", "Tablet", "Kindle", "SM-T", "Tab")
 
 @dataclass(frozen=True)
 class PrivacyPolicy:
+    """Who the client is, and what silver keeps of it."""
+
     mode: str = "truncate"  # or "hash"
     ipv4_prefix: int = 24
     ipv6_prefix: int = 48
     salt: bytes = b""
+    #: the networks of the proxies in front of the servers (``--trusted-proxies``)
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.mode not in ("truncate", "hash"):
             raise ValueError(f"IP privacy mode must be truncate or hash, not {self.mode!r}")
         if not 0 <= self.ipv4_prefix <= 32 or not 0 <= self.ipv6_prefix <= 128:
             raise ValueError("prefix lengths are 0-32 (IPv4) and 0-128 (IPv6)")
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {cidr!r} is not an address or network "
+                                 "(CIDR)") from None
         if not self.salt:
             object.__setattr__(self, "salt", os.urandom(16))  # a run of its own
+
+    @functools.cached_property
+    def _proxies(self) -> tuple:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
+
+    def _trusted(self, address) -> bool:
+        address = embedded_ipv4(address)
+        return any(address in net for net in self._proxies if net.version == address.version)
+
+    def client_of(self, remote: str | None, forwarded_for: str | None
+                  ) -> tuple[str | None, str | None]:
+        """(the client, the trusted proxy it came through or None).
+
+        Without trusted proxies the client is the address that connected. With them, as
+        nginx's realip (``real_ip_recursive on``) and Filebeat do: walking from the
+        connecting address leftwards through X-Forwarded-For, the first address that is
+        not a trusted proxy; the left-most one when all are; an entry that is not an
+        address ends the walk at the address before it."""
+        if not self._proxies or remote is None or not forwarded_for:
+            return remote, None
+        try:
+            nearest = ipaddress.ip_address(remote)
+        except ValueError:  # a host name: nothing to check it against
+            return remote, None
+        if not self._trusted(nearest):
+            return remote, None
+        for entry in reversed(forwarded_for.split(",")):
+            try:
+                address = ipaddress.ip_address(entry.strip())
+            except ValueError:
+                break
+            nearest = address
+            if not self._trusted(address):
+                break
+        client = str(nearest)
+        return (client, remote) if client != remote else (remote, None)
 
     def digest(self, text: str) -> str:
         return hmac.new(self.salt, text.encode(), hashlib.sha256).hexdigest()[:16]
@@ -64,6 +110,10 @@ class PrivacyPolicy:
                     out[field] = self.network(out[field])
                 except ValueError:
                     out[field] = None
+        if out.get("forwarded_for") is not None:  # addresses silver does not keep
+            out["forwarded_for"] = None
+        out.pop("client", None)  # the row-level path's resolved client and proxy
+        out.pop("proxy", None)
         return out
 
     def network(self, client: str) -> str:
@@ -120,10 +170,16 @@ def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
     row = dict(record)
     ip = row.pop("client_ip")
     host = row.pop("client_host", None)
+    forwarded = row.pop("forwarded_for", None)
+    if "client" in row:  # resolved before geolocation (with_client)
+        ip, proxy = row.pop("client"), row.pop("proxy")
+    else:
+        ip, proxy = policy.client_of(ip, forwarded)
     ip = ip if ip is not None else host  # a host name stands for the client
     browser, system, device, kind, bot = describe_agent(row["user_agent"])
     ts = row["timestamp"]
     row.update(
+        proxy_network=policy.network(proxy) if proxy is not None else None,
         client_network=policy.network(ip),
         visitor_id=policy.digest(f"{ip}|{row['user_agent'] or ''}"),
         browser=browser, os=system, device=device, device_class=kind, is_bot=bot,
@@ -131,6 +187,14 @@ def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
         event_date=ts.date(), hour_of_day=ts.hour,
     )
     return row
+
+
+def with_client(record: dict, policy: PrivacyPolicy) -> dict:
+    """A bronze row with its client (what geolocation looks up) and the trusted proxy it
+    came through: ``client``, ``proxy``."""
+    ip, proxy = policy.client_of(record["client_ip"], record.get("forwarded_for"))
+    return {**record, "client": ip if ip is not None else record.get("client_host"),
+            "proxy": proxy}
 
 
 class CleanWebLogFn(beam.DoFn):
@@ -261,7 +325,8 @@ class CleanWebLogs(beam.PTransform):
             dead.append(unique["dead_letters"])
         # Otherwise identical lines are distinct requests (a log's resolution is a second).
         cleaned = (bronze
-                   | "Geolocate" >> Geolocate(self._geo_database)
+                   | "FindClient" >> beam.Map(with_client, self._policy)
+                   | "Geolocate" >> Geolocate(self._geo_database, ip_field="client")
                    | "CleanWebLog" >> beam.ParDo(CleanWebLogFn(
                        self._policy, self._pipeline)).with_outputs(DEAD_LETTER,
                                                                    main="records"))

@@ -2,6 +2,7 @@
 CREATE TABLE IF NOT EXISTS `${silver}.web_logs_silver` (
   client_network STRING NOT NULL OPTIONS(description="The client address truncated to its network (default /24 for IPv4, /48 for IPv6; a host name without its first label, *.example.net) or, in hash mode, its salted hash"),
   visitor_id STRING NOT NULL OPTIONS(description="Salted hash of address and user agent: counts unique visitors without keeping who they are"),
+  proxy_network STRING OPTIONS(description="With --trusted-proxies, the trusted proxy the client came through (the address that connected), reduced like client_network; null when the client connected itself"),
   ident STRING OPTIONS(description="RFC 1413 identity (almost always absent: '-' in the log)"),
   auth_user STRING OPTIONS(description="Authenticated user name ('-' in the log when none)"),
   timestamp TIMESTAMP NOT NULL OPTIONS(description="When the server received the request (UTC)"),

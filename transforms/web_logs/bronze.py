@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.web_logs import WEB_LOGS_BRONZE
-from transforms.access_log import LOG_EARLIEST, MAX_INT64, to_web_log_bronze
+from transforms.access_log import LOG_EARLIEST, MAX_INT64, LogFormat, to_web_log_bronze
 from transforms.batches import concat, conform, from_rows, raw_records, raw_watermark
 from transforms.bronze import (
     EPOCH,
@@ -50,6 +50,11 @@ _LINE = (
     # letter of a quote left open, or reads the escapes).
     rf'(?P<referrer>(?: {_QUOTED})?)(?P<agent>(?: {_QUOTED})?)(?: +(?:{_QUOTED}|[^ "\\\r]+))* *$'
 )
+#: nginx's ``main``: the same up to the user agent, which must be there, then the
+#: X-Forwarded-For field and nothing else.
+_NGINX_MAIN = (_LINE[:_LINE.index("(?P<referrer>")]
+               + rf'(?P<referrer> {_QUOTED})(?P<agent> {_QUOTED})(?P<forwarded> {_QUOTED}) *$')
+_PATTERNS = {"combined": _LINE, "nginx_main": _NGINX_MAIN}
 #: ``transforms.access_log.split_request``: METHOD target [HTTP/x].
 _REQUEST = r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<target>[^ ]+)(?: (?P<protocol>HTTP/[^ ]*))?$"
 _EARLIEST_US = (LOG_EARLIEST - EPOCH).days * 86_400_000_000
@@ -145,7 +150,7 @@ def _quoted(column: pa.Array) -> pa.Array:
 def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
                      step: str = STEP, allowed_lateness_s: int | None = None,
                      max_future_s: float | None = None,
-                     earliest: datetime = LOG_EARLIEST) -> WebBronzeBatch:
+                     log_format: LogFormat = LogFormat()) -> WebBronzeBatch:
     """A raw batch of log lines → bronze rows of :data:`WEB_LOGS_BRONZE` and dead letters,
     exactly what the row-level parser gives line by line.
 
@@ -158,12 +163,12 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
         return WebBronzeBatch(_empty(), [])
     payload = raw.column("payload")
     text, not_utf8 = _utf8(payload)
-    parts = pc.extract_regex(text, _LINE)
+    parts = pc.extract_regex(text, _PATTERNS[log_format.name])
     ok = parts.is_valid().to_numpy(zero_copy_only=False) & ~not_utf8
     too_long = pc.greater(pc.binary_length(payload), MAX_PAYLOAD_BYTES).to_numpy(
         zero_copy_only=False)
     ok &= ~too_long
-    micros, ok = _epoch_micros(parts, ok, micros_of(earliest))
+    micros, ok = _epoch_micros(parts, ok, micros_of(log_format.earliest))
     bytes_text = parts.field("bytes")
     # Nineteen digits can exceed 2^63 - 1: those go the row-level way (a dead letter).
     huge = pc.and_(pc.equal(pc.utf8_length(bytes_text), 19),
@@ -214,7 +219,12 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
             "bytes": size,
             "referrer": _dash(_quoted(referrer)),
             "user_agent": _dash(_quoted(agent)),
-            "log_format": pc.if_else(combined, "combined", "common"),
+            "forwarded_for": (_dash(_quoted(p.field("forwarded")))
+                              if log_format.name == "nginx_main"
+                              else pa.nulls(len(fast), pa.string())),
+            "log_format": (pa.repeat(pa.scalar(log_format.name), len(fast))
+                           if log_format.name != "combined"
+                           else pc.if_else(combined, "combined", "common")),
             "ingest_timestamp": pa.repeat(pa.scalar(now, _TS), len(fast)),
             "source": raw.column("source").take(take).combine_chunks(),
         }
@@ -224,7 +234,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
         return WebBronzeBatch(tables[0], [])
     rest = row_level(raw.take(pa.array(slow)), now, pipeline, step,
                      allowed_lateness_s if watermark is not None else None, max_future_s,
-                     earliest)
+                     log_format)
     tables.append(rest.records)
     return WebBronzeBatch(concat(tables, WEB_LOGS_BRONZE), rest.dead_letters)
 
@@ -244,11 +254,10 @@ def _empty() -> pa.Table:
 def row_level(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
               step: str = STEP, allowed_lateness_s: int | None = None,
               max_future_s: float | None = None,
-              earliest: datetime = LOG_EARLIEST) -> WebBronzeBatch:
+              log_format: LogFormat = LogFormat()) -> WebBronzeBatch:
     """The row-level bronze over a raw batch, exactly as the per-record DoFn (which, in
     streaming, also judges arrival: ``check_arrival``)."""
-    parse = (to_web_log_bronze if earliest == LOG_EARLIEST
-             else functools.partial(to_web_log_bronze, earliest=earliest))
+    parse = functools.partial(to_web_log_bronze, log_format=log_format)
     rows, dead = parse_records(raw_records(raw), parse, now, pipeline, step,
                                allowed_lateness_s, max_future_s)
     return WebBronzeBatch(from_rows(rows, WEB_LOGS_BRONZE) if rows else _empty(), dead)

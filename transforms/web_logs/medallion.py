@@ -26,6 +26,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from transforms.access_log import LogFormat
 from transforms.batches import DEAD, concat, dead_letter_batch, keyed_tables, split_by_span
 from transforms.batches import count_batches as _count
 from transforms.batches import declare_tables as tables
@@ -43,8 +44,8 @@ class WebBronzeFn(beam.DoFn):
 
     def __init__(self, clock=None, pipeline: str = "web_logs",
                  allowed_lateness_s: int | None = None, max_future_s: float | None = None,
-                 earliest: datetime | None = None):
-        self._earliest = earliest  # None: the parser's default (LOG_EARLIEST)
+                 log_format: LogFormat = LogFormat()):
+        self._log_format = log_format
         self._clock = clock
         self._pipeline = pipeline
         self._lateness = allowed_lateness_s  # streaming: judge arrival (web_bronze_batch)
@@ -62,7 +63,7 @@ class WebBronzeFn(beam.DoFn):
         out = web_bronze_batch(raw, self._now(), self._pipeline,
                                allowed_lateness_s=self._lateness,
                                max_future_s=self._max_future,
-                               **({"earliest": self._earliest} if self._earliest else {}))
+                               log_format=self._log_format)
         self._accepted.inc(out.records.num_rows)
         self._rejected.inc(len(out.dead_letters))
         if out.records.num_rows:
@@ -203,7 +204,7 @@ class WebLogsBatchMedallion(beam.PTransform):
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
                  pipeline: str = "web_logs", dedupe_identical_lines: bool = False,
-                 max_future_s: float | None = None, earliest: datetime | None = None,
+                 max_future_s: float | None = None, log_format: LogFormat = LogFormat(),
                  prior_silver: beam.PCollection | None = None,
                  rechecked_bronze: beam.PCollection | None = None):
         super().__init__()
@@ -211,7 +212,7 @@ class WebLogsBatchMedallion(beam.PTransform):
         #: the new rows), and silver's dead letters' bronze rows, which re-enter at silver
         self._prior = prior_silver
         self._rechecked = rechecked_bronze
-        self._earliest = earliest  # the oldest event time accepted (None: the default)
+        self._log_format = log_format
         self._dedupe = dedupe_identical_lines
         self._max_future = max_future_s  # None: no event is too far ahead
         self._policy = policy
@@ -225,7 +226,7 @@ class WebLogsBatchMedallion(beam.PTransform):
     def expand(self, raw):
         bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(
             self._clock, self._pipeline, max_future_s=self._max_future,
-            earliest=self._earliest)).with_outputs(DEAD, main="records")
+            log_format=self._log_format)).with_outputs(DEAD, main="records")
         to_silver = bronze.records
         if self._rechecked is not None:
             to_silver = (tables(bronze.records, self._rechecked)

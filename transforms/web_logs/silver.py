@@ -83,6 +83,26 @@ def _client(bronze: pa.Table):
     return pc.coalesce(bronze.column("client_ip"), bronze.column("client_host"))
 
 
+def _clients(bronze: pa.Table, policy: PrivacyPolicy) -> tuple[pa.Array, pa.Array]:
+    """Each row's client (what geolocation, privacy and visitors use) and the trusted
+    proxy it came through (null: it connected itself), as ``policy.client_of`` says, once
+    per distinct (address, X-Forwarded-For) pair."""
+    client = _client(bronze)
+    n = bronze.num_rows
+    if not policy.trusted_proxies or "forwarded_for" not in bronze.column_names:
+        return client, pa.nulls(n, pa.string())
+    ips, chains = bronze.column("client_ip"), bronze.column("forwarded_for")
+    if not chains.null_count < n:
+        return client, pa.nulls(n, pa.string())
+    pair = pc.binary_join_element_wise(pc.fill_null(ips, ""), pc.fill_null(chains, ""), "\n")
+    encoded = dictionary(pair)
+    found = [policy.client_of(*((part or None) for part in text.split("\n", 1)))
+             for text in encoded.dictionary.to_pylist()]
+    resolved = pa.array([c for c, _ in found], pa.string()).take(encoded.indices)
+    proxy = pa.array([p for _, p in found], pa.string()).take(encoded.indices)
+    return pc.coalesce(resolved, client), proxy
+
+
 def geolocate(addresses, database: GeoDatabase) -> tuple[dict[str, pa.Array],
                                                       dict[str, int]]:
     """The ``geo_*`` columns of each address (each distinct one looked up once), and how
@@ -155,8 +175,9 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
                 now: datetime, pipeline: str = "web_logs") -> WebSilverBatch:
     """Deduplicated bronze rows → silver: geolocation, ranges, agents, privacy."""
     dead: list[dict] = []
-    geo, statuses = geolocate(_client(bronze), database)
-    located = bronze
+    client, proxy = _clients(bronze, policy)
+    geo, statuses = geolocate(client, database)
+    located = bronze.append_column("client", client).append_column("proxy", proxy)
     for name, column in geo.items():
         located = located.append_column(name, column)
     logged = located.column("status").is_valid().to_numpy(zero_copy_only=False)
@@ -167,7 +188,7 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
         dead += _status_dead_letters(located, np.flatnonzero(bad), policy, pipeline, now)
         located = located.filter(pa.array(~bad))
         status, logged = status[~bad], logged[~bad]
-    ip = _client(located)
+    ip = located.column("client")
     agent = located.column("user_agent")
     described = _describe(agent)
     pair = pc.binary_join_element_wise(ip, pc.fill_null(agent, ""), "|")
@@ -175,9 +196,10 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
     micros = located.column("timestamp").cast(pa.int64()).to_numpy()
     days = micros // (86_400 * _US)
     cols = {name: located.column(name) for name in located.column_names
-            if name not in ("client_ip", "client_host")}
+            if name not in ("client_ip", "client_host", "forwarded_for", "client", "proxy")}
     cols.update(
         client_network=_per_distinct(ip, policy.network, pa.string()),
+        proxy_network=_per_distinct(located.column("proxy"), policy.network, pa.string()),
         visitor_id=visitor_text,
         **described,
         status_class=pa.array(np.where(logged, np.char.add((status // 100).astype(str), "xx"),

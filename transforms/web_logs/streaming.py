@@ -39,6 +39,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
+from transforms.access_log import LogFormat
 from transforms.batches import DEAD, dead_letter_batch, keyed_tables
 from transforms.batches import count_batches as _count
 from transforms.batches import declare_tables as tables
@@ -202,9 +203,9 @@ class WebLogsStreamingMedallion(beam.PTransform):
                  redelivery_shards: int = 1, dedupe_identical_lines: bool = False,
                  max_future_s: float | None = None,
                  replayed_silver: beam.PCollection | None = None,
-                 earliest=None):
+                 log_format: LogFormat = LogFormat()):
         super().__init__()
-        self._earliest = earliest  # the oldest event time accepted (None: the default)
+        self._log_format = log_format
         self._replayed = replayed_silver  # an earlier run's silver, for gold only
         self._dedupe = dedupe_identical_lines
         self._max_future = max_future_s
@@ -222,7 +223,7 @@ class WebLogsStreamingMedallion(beam.PTransform):
         streaming, pipeline = self._streaming, self._pipeline
         parse = WebBronzeFn(self._clock, pipeline,
                             allowed_lateness_s=streaming.allowed_lateness_s,
-                            max_future_s=self._max_future, earliest=self._earliest)
+                            max_future_s=self._max_future, log_format=self._log_format)
         bronze = raw | "Bronze" >> StreamingBronze(
             "ParseAccessLogs", parse, self._drop_redeliveries, pipeline, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingWebSilver(
