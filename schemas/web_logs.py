@@ -38,8 +38,8 @@ ACCESS_LOG_FIELDS = (
           maximum=MAX_RESPONSE_BYTES),
     Field("referrer", S, "Referer header; null when absent or '-'"),
     Field("user_agent", S, "User-Agent header; null when absent or '-'"),
-    Field("forwarded_for", S, "X-Forwarded-For as logged (nginx_main's "
-          "$http_x_forwarded_for): the addresses the request came through, client first; "
+    Field("forwarded_for", S, "X-Forwarded-For as logged (nginx_main's last field, "
+          "http_x_forwarded_for): the addresses the request came through, client first; "
           "null when '-' or not in the format (personal data)"),
     Field("log_format", S, "Which format the line matched",
           choices=("combined", "common", "nginx_main")),

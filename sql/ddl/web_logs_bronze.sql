@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS `${bronze}.web_logs_bronze` (
   bytes INT64 OPTIONS(description="Response body size; null when logged as '-' (B)"),
   referrer STRING OPTIONS(description="Referer header; null when absent or '-'"),
   user_agent STRING OPTIONS(description="User-Agent header; null when absent or '-'"),
-  forwarded_for STRING OPTIONS(description="X-Forwarded-For as logged (nginx_main's $http_x_forwarded_for): the addresses the request came through, client first; null when '-' or not in the format (personal data)"),
+  forwarded_for STRING OPTIONS(description="X-Forwarded-For as logged (nginx_main's last field, http_x_forwarded_for): the addresses the request came through, client first; null when '-' or not in the format (personal data)"),
   log_format STRING OPTIONS(description="Which format the line matched"),
   ingest_timestamp TIMESTAMP NOT NULL OPTIONS(description="When bronze accepted the record (processing time, UTC)"),
   source STRING OPTIONS(description="Where the record came from: file path or subscription")
