@@ -580,12 +580,27 @@ def into_place(options, opts, inputs, pipeline: str, tables, bronze_schema, silv
         return append_files(options, opts, inputs(), *args), None
     if opts.mode != "replace" or not in_place(options, opts):
         return None, None
+    others = {f for f in input_held(opts.output_dir, pipeline, tables)
+              if not is_sample(f, opts.output_dir)}
+    if not opts.input:  # the generated sample: demo data, never mixed with real records
+        if others:
+            raise UserError(f"--output-dir {opts.output_dir} holds the records of "
+                            f"{len(others)} input(s) of earlier runs, which a generated "
+                            "sample would mix with: give --input, another --output-dir, "
+                            "or --mode overwrite")
+        return None, None
     files = inputs()
     paths = frozenset(p for group in (files.values() if isinstance(files, dict) else [files])
                       for p in group)
-    if set(input_held(opts.output_dir, pipeline, tables)) - paths:
+    if others - paths:
         return replace_files(options, opts, files, *args), None
     return None, files  # nothing else there: replacing the tables keeps nothing less
+
+
+def is_sample(path: str, output_dir: str) -> bool:
+    """A record read from the sample a run generated in ``output_dir``."""
+    sample = os.path.join(os.path.abspath(output_dir), "_sample") + os.sep
+    return os.path.abspath(path).startswith(sample)
 
 
 def in_place(options, opts) -> bool:
@@ -651,12 +666,17 @@ def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, si
     inputs = frozenset(p for paths in grouped.values() for p in paths)
     resume = delivery.Resume.load(output_dir, pipeline, tables)
     held = input_held(output_dir, pipeline, tables)
-    again = frozenset(inputs & set(held))
+    samples = {f for f in held if is_sample(f, output_dir) and f not in inputs}
+    read_again = inputs & set(held)
+    again = frozenset(read_again | samples)  # a generated sample's records go too
     dropped_input = sum(held[f] for f in again)  # counted as input before: read again
-    kept = sum(count for f, count in held.items() if f not in inputs)
+    kept = sum(count for f, count in held.items() if f not in inputs and f not in samples)
     print(f"Replacing in {output_dir}: {len(inputs)} file(s)"
-          + (f", {len(again)} read before ({dropped_input:,} earlier records replaced)"
-             if again else "")
+          + (f", {len(read_again)} read before "
+             f"({sum(held[f] for f in read_again):,} earlier records replaced)"
+             if read_again else "")
+          + (f", the generated sample's {sum(held[f] for f in samples):,} records removed"
+             if samples else "")
           + f"; {kept:,} records of other inputs kept", flush=True)
     kept_layers = (bronze_schema, silver_schema, DEAD_LETTERS)
     kept_names = {schema.name for schema in kept_layers}

@@ -122,3 +122,25 @@ def test_web_logs_replace_what_their_files_cover(tmp_path):
     run("logs", "--input", logs[0], "--input", logs[1], "--output-dir", str(at_once), *salt)
     assert table_rows(lake, tables) == table_rows(at_once, tables)
     assert _dead_letters(lake) == _dead_letters(at_once)
+
+
+def test_a_generated_sample_is_never_kept_beside_real_records(tmp_path, capsys):
+    # Days apart from the sample's (it starts on 2026-01-05, the same fleet's ids).
+    day1 = _day(tmp_path / "day1.jsonl", "2026-02-05T00:00:00Z")
+    day2 = _day(tmp_path / "day2.jsonl", "2026-02-06T00:00:00Z")
+    lake, at_once = tmp_path / "lake", tmp_path / "at-once"
+    sample = ("--sample-servers", "2", "--sample-duration", "10m")
+    run("--output-dir", str(lake), *sample, "--mode", "append")
+    run("--input", day1, "--output-dir", str(lake), "--mode", "append")
+    out = run("--input", day2, "--output-dir", str(lake))  # replace: the sample goes
+    assert "the generated sample's" in out and "records removed" in out
+    assert f"; {_lines(day1):,} records of other inputs kept" in out
+    run("--input", day1, "--input", day2, "--output-dir", str(at_once))
+    assert table_rows(lake, GOLD) == table_rows(at_once, GOLD)
+    # A sample into a lakehouse of real records would mix with them: refused, one line.
+    capsys.readouterr()
+    assert main(["--output-dir", str(lake), *sample]) == 2
+    assert "a generated sample would mix with" in capsys.readouterr().err
+    with connect_catalog(lake) as con:
+        assert {s for (s,) in con.execute("select distinct source from "
+                                          "server_metrics_silver").fetchall()} == {day1, day2}
