@@ -311,9 +311,9 @@ class Prepared:
 
 
 def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
-            appended: tuple[str, ...]) -> Prepared:
+            kept_tables: tuple) -> Prepared:
     """Stage the selected records the lakehouse lacks (or superseded dead letters) and
-    note the files a successful replay replaces: every table's but those ``appended``."""
+    note the files a successful replay replaces: every table's but ``kept_tables``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -337,8 +337,7 @@ def prepare(output_dir: str, pipeline: str, tables, selection: Selection,
             if len(chunk) >= 50_000:
                 kept += _write_chunk(writer, schema, chunk)
         kept += _write_chunk(writer, schema, chunk)
-    replaced = [f for schema in tables if schema.name not in appended
-                for f in data_files(table_dir(output_dir, schema))]
+    replaced = recomputed_files(output_dir, tables, kept_tables)
     dead = data_files(table_dir(output_dir, DEAD_LETTERS))
     return Prepared(path, resume, replaced, dead, staging, chosen, kept,
                     selection.from_dead_letters)
@@ -498,7 +497,7 @@ def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
     output_dir = opts.output_dir
     plan = _local_lakehouse(options, opts, pipeline, tables, "replay")
     prepared = prepare(output_dir, pipeline, tables, selection,
-                       appended=(bronze_schema.name, silver_schema.name, DEAD_LETTERS.name))
+                       kept_tables=(bronze_schema, silver_schema, DEAD_LETTERS))
     announce(selection, prepared)
 
     def staged(p, layer):
@@ -523,11 +522,19 @@ def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
 def ingested_files(resume) -> frozenset:
     """The input files an earlier run read (the ``source`` of their records: a file's
     path, or ``path:line`` for CSV)."""
-    def path(source: str) -> str:
-        head, _, tail = source.rpartition(":")
-        return head if head and tail.isdigit() else source
+    from beam_pipelines.io.delivery import file_of
 
-    return frozenset(path(s) for s in resume.bronze | resume.terminal)
+    return frozenset(file_of(s) for s in resume.bronze | resume.terminal)
+
+
+def recomputed_files(output_dir: str, tables, kept) -> list[str]:
+    """The files of the tables a run computes again whole (all but the ``kept`` schemas,
+    which it appends to or rewrites row by row), removed once its new files are in."""
+    from beam_pipelines.io.lakehouse import data_files, table_dir
+
+    names = {schema.name for schema in kept}
+    return [f for schema in tables if schema.name not in names
+            for f in data_files(table_dir(output_dir, schema))]
 
 
 def append_files(options, opts, files, pipeline: str, tables, bronze_schema, silver_schema,
@@ -537,7 +544,7 @@ def append_files(options, opts, files, pipeline: str, tables, bronze_schema, sil
     the same files changes nothing), and gold is computed again over all of silver.
     ``files``: paths grouped by format; ``read_raw(files)``: the source transform."""
     from beam_pipelines.io import delivery
-    from beam_pipelines.io.lakehouse import data_files, table_dir, write_catalog
+    from beam_pipelines.io.lakehouse import write_catalog
     from beam_pipelines.io.sources import count_input_records
     from schemas.dead_letter import DEAD_LETTERS
 
@@ -551,9 +558,8 @@ def append_files(options, opts, files, pipeline: str, tables, bronze_schema, sil
     skipped = sum(len(v) for v in grouped.values()) - sum(len(v) for v in new.values())
     print(f"Appending to {output_dir}: {sum(len(v) for v in new.values())} new file(s)"
           + (f", {skipped} read before, skipped" if skipped else ""), flush=True)
-    appended = (bronze_schema.name, silver_schema.name, DEAD_LETTERS.name)
-    replaced = [f for schema in tables if schema.name not in appended
-                for f in data_files(table_dir(output_dir, schema))]
+    replaced = recomputed_files(output_dir, tables, (bronze_schema, silver_schema,
+                                                     DEAD_LETTERS))
     if new:
         source = read_raw(new if isinstance(files, dict) else new["jsonl"])
         result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
@@ -580,8 +586,8 @@ def into_place(options, opts, inputs, pipeline: str, tables, bronze_schema, silv
         return append_files(options, opts, inputs(), *args), None
     if opts.mode != "replace" or not in_place(options, opts):
         return None, None
-    others = {f for f in input_held(opts.output_dir, pipeline, tables)
-              if not is_sample(f, opts.output_dir)}
+    held = input_held(opts.output_dir, pipeline, tables)
+    others = {f for f in held if not is_sample(f, opts.output_dir)}
     if not opts.input:  # the generated sample: demo data, never mixed with real records
         if others:
             raise UserError(f"--output-dir {opts.output_dir} holds the records of "
@@ -593,7 +599,7 @@ def into_place(options, opts, inputs, pipeline: str, tables, bronze_schema, silv
     paths = frozenset(p for group in (files.values() if isinstance(files, dict) else [files])
                       for p in group)
     if others - paths:
-        return replace_files(options, opts, files, *args), None
+        return replace_files(options, opts, files, held, *args), None
     return None, files  # nothing else there: replacing the tables keeps nothing less
 
 
@@ -606,14 +612,12 @@ def is_sample(path: str, output_dir: str) -> bool:
 def in_place(options, opts) -> bool:
     """``--mode replace`` can keep what the lakehouse holds of other files: a local
     lakehouse alone, on a local runner, that holds something already."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
     from beam_pipelines.catalog import catalog_path
     from beam_pipelines.io.lakehouse import is_local
+    from beam_pipelines.runs import is_dataflow
 
-    runner = options.view_as(StandardOptions).runner or ""
     return (opts.sink == "lakehouse" and opts.postgres_dsn is None
-            and is_local(opts.output_dir) and "dataflow" not in runner.lower()
+            and is_local(opts.output_dir) and not is_dataflow(options)
             and os.path.exists(catalog_path(opts.output_dir)))
 
 
@@ -623,6 +627,7 @@ def input_held(output_dir: str, pipeline: str, tables) -> dict[str, int]:
     letter."""
     import duckdb
 
+    from beam_pipelines.io.delivery import LINE_SUFFIX
     from beam_pipelines.io.lakehouse import data_files, table_dir
 
     def files(layer: str) -> list[str]:
@@ -631,7 +636,7 @@ def input_held(output_dir: str, pipeline: str, tables) -> dict[str, int]:
 
     bronze, dead = files("bronze"), files("dead_letter")
     held: dict[str, int] = {}
-    file_of = "regexp_replace(source, ':[0-9]+$', '')"
+    file_of = f"regexp_replace(source, '{LINE_SUFFIX}', '')"
     with duckdb.connect() as con:
         rows = []
         if bronze:
@@ -646,9 +651,10 @@ def input_held(output_dir: str, pipeline: str, tables) -> dict[str, int]:
     return held
 
 
-def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, silver_schema,
-                  medallion, read_raw) -> dict:
-    """``--mode replace`` into a lakehouse that holds other files' records: the input
+def replace_files(options, opts, files, held: dict[str, int], pipeline: str, tables,
+                  bronze_schema, silver_schema, medallion, read_raw) -> dict:
+    """``--mode replace`` into a lakehouse that holds other files' records (``held``: its
+    records by input, :func:`input_held`): the input
     files' records replace what earlier runs wrote of the same files (bronze, silver, dead
     letters), every other file's stay, and gold is computed again over all of silver.
 
@@ -665,7 +671,6 @@ def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, si
     grouped = files if isinstance(files, dict) else {"jsonl": files}
     inputs = frozenset(p for paths in grouped.values() for p in paths)
     resume = delivery.Resume.load(output_dir, pipeline, tables)
-    held = input_held(output_dir, pipeline, tables)
     samples = {f for f in held if is_sample(f, output_dir) and f not in inputs}
     read_again = inputs & set(held)
     again = frozenset(read_again | samples)  # a generated sample's records go too
@@ -679,9 +684,7 @@ def replace_files(options, opts, files, pipeline: str, tables, bronze_schema, si
              if samples else "")
           + f"; {kept:,} records of other inputs kept", flush=True)
     kept_layers = (bronze_schema, silver_schema, DEAD_LETTERS)
-    kept_names = {schema.name for schema in kept_layers}
-    replaced = [f for schema in tables if schema.name not in kept_names
-                for f in data_files(table_dir(output_dir, schema))]
+    replaced = recomputed_files(output_dir, tables, kept_layers)
     superseded = {schema.name: data_files(table_dir(output_dir, schema))
                   for schema in kept_layers}
     source = read_raw(grouped if isinstance(files, dict) else grouped["jsonl"])

@@ -57,15 +57,23 @@ def query_files(builds: tuple[str, ...] | None = None) -> list[Path]:
     return files
 
 
+def left_out(pipeline_layers: tuple[str, ...]) -> tuple[str, ...]:
+    """The layers the SQL builds over a pipeline that writes ``pipeline_layers``."""
+    return tuple(layer for layer in BUILDABLE if layer not in pipeline_layers)
+
+
 def builds_for(pipeline_layers: str) -> tuple[str, ...]:
     """``--bq-layers`` (what the pipeline writes) → the layers the SQL builds: the rest."""
-    from beam_pipelines.bigquery.warehouse import LAYERS as PIPELINE_LAYERS
+    from beam_pipelines.bigquery.warehouse import LAYERS, parse_layers
 
-    asked = {part.strip() for part in pipeline_layers.split(",") if part.strip()}
-    if not asked or asked - set(PIPELINE_LAYERS) or "bronze" not in asked:
+    try:
+        layers = parse_layers(pipeline_layers)
+    except UserError:
+        layers = ()
+    if "bronze" not in layers:
         raise UserError(f"--bq-layers {pipeline_layers!r}: the layers the pipeline writes, a "
-                        f"comma-separated list of {', '.join(PIPELINE_LAYERS)} with bronze")
-    builds = tuple(layer for layer in BUILDABLE if layer not in asked)
+                        f"comma-separated list of {', '.join(LAYERS)} with bronze")
+    builds = left_out(layers)
     if not builds:
         raise UserError(f"--bq-layers {pipeline_layers}: the pipeline writes every layer, "
                         "so there is nothing for the scheduled queries to build (they "
@@ -90,7 +98,7 @@ def conflicts(pipeline_layers: tuple[str, ...],
 
     written = {s.name for s in WAREHOUSE_TABLES if pipeline_writes(s, pipeline_layers)}
     if builds is None:
-        builds = tuple(layer for layer in BUILDABLE if layer not in pipeline_layers)
+        builds = left_out(pipeline_layers)
     return sorted({target_table(p) for p in query_files(builds)} & written)
 
 

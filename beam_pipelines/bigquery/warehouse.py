@@ -21,6 +21,14 @@ LAYERS = ("bronze", "silver", "gold")
 DATASETS = LAYERS + ("ops", "reporting")
 
 
+def parse_layers(text: str) -> tuple[str, ...]:
+    """``--bq-layers`` → the layers, in the medallion's order (one line otherwise)."""
+    asked = {part.strip() for part in (text or "").split(",") if part.strip()}
+    if not asked or asked - set(LAYERS):
+        raise UserError(f"--bq-layers {text!r}: a comma-separated list of {', '.join(LAYERS)}")
+    return tuple(layer for layer in LAYERS if layer in asked)
+
+
 def pipeline_writes(schema: RecordSchema, layers: tuple[str, ...]) -> bool:
     """A pipeline writing ``layers`` writes this table (dead letters always)."""
     return schema.name == "dead_letters" or schema.layer in layers

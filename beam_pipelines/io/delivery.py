@@ -22,6 +22,7 @@ committed to the job's durable state, and ``id_label`` removes redeliveries.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -327,12 +328,21 @@ class _ReplaySilver(beam.PTransform):
         return tables
 
 
+#: What a CSV or log record's ``source`` adds to its file's path: ``:line``. One rule for
+#: Python (:func:`file_of`), Arrow (:func:`file_of_sources`) and DuckDB (``regexp_replace``).
+LINE_SUFFIX = r":[0-9]+$"
+
+
+def file_of(source: str) -> str:
+    """The input file of one record's ``source``."""
+    return re.sub(LINE_SUFFIX, "", source)
+
+
 def file_of_sources(sources):
-    """The input file of each record's ``source`` (an Arrow string array): the path, without
-    the ``:line`` a CSV or log record adds."""
+    """The input file of each record's ``source`` (an Arrow string array)."""
     import pyarrow.compute as pc
 
-    return pc.replace_substring_regex(sources, r":[0-9]+$", "")
+    return pc.replace_substring_regex(sources, LINE_SUFFIX, "")
 
 
 def from_files(table, files: frozenset):

@@ -133,7 +133,7 @@ def _main_sink(options, opts, pipeline: str, streaming: bool, dataflow: bool,
 
     from beam_pipelines.bigquery import emulator
     from beam_pipelines.bigquery.sink import FILE_LOADS, STORAGE_WRITE_API, default_method
-    from beam_pipelines.bigquery.warehouse import Warehouse
+    from beam_pipelines.bigquery.warehouse import Warehouse, parse_layers
 
     gcp = options.view_as(GoogleCloudOptions)
     warehouse = Warehouse(opts.bq_project or gcp.project, opts.bq_dataset_prefix,
@@ -141,11 +141,7 @@ def _main_sink(options, opts, pipeline: str, streaming: bool, dataflow: bool,
     # --bq-write-method is one of its argparse choices already.
     method = default_method(streaming) if opts.bq_write_method == "auto" else \
         opts.bq_write_method
-    asked = {part.strip() for part in opts.bq_layers.split(",") if part.strip()}
-    if not asked or asked - set(LAYERS):
-        raise UserError(f"--bq-layers {opts.bq_layers!r}: a comma-separated list of "
-                        f"{', '.join(LAYERS)}")
-    layers = tuple(layer for layer in LAYERS if layer in asked)
+    layers = parse_layers(opts.bq_layers)
     if "silver" not in layers:
         from beam_pipelines.bigquery.scheduled import silver_built_for
 

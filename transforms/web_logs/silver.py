@@ -92,7 +92,7 @@ def _clients(bronze: pa.Table, policy: PrivacyPolicy) -> tuple[pa.Array, pa.Arra
     if not policy.trusted_proxies or "forwarded_for" not in bronze.column_names:
         return client, pa.nulls(n, pa.string())
     ips, chains = bronze.column("client_ip"), bronze.column("forwarded_for")
-    if not chains.null_count < n:
+    if chains.null_count == n:  # no line forwarded anything
         return client, pa.nulls(n, pa.string())
     pair = pc.binary_join_element_wise(pc.fill_null(ips, ""), pc.fill_null(chains, ""), "\n")
     encoded = dictionary(pair)
