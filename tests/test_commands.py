@@ -87,3 +87,29 @@ def test_the_installed_commands_work_from_any_directory(tmp_path):
     done = subprocess.run(f"'{telemetry}' run --help | head -1", shell=True, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert "Traceback" not in done.stderr and done.stdout.startswith("usage")
+
+
+def _help(capsys, *argv) -> str:
+    assert console.main([*argv, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+def test_one_name_per_idea_across_commands(capsys):
+    """Event time is --duration (the generators; the sample's --sample-duration), wall-clock
+    time --run-for; a folder to write into is --output-dir; a sample's flags are the
+    generator's with sample- in front; the warehouse is --bq-project/--bq-dataset-prefix."""
+    run = _help(capsys, "run", "metrics") + _help(capsys, "run", "logs")
+    for flag in ("--run-for", "--output-dir", "--sample-duration", "--sample-servers",
+                 "--bq-project", "--bq-dataset-prefix"):
+        assert flag in run, flag
+    assert "--duration" not in run.replace("--sample-duration", "")  # not wall-clock here
+    generate = (_help(capsys, "generate", "metrics") + _help(capsys, "generate", "logs")
+                + _help(capsys, "generate", "regional"))
+    for flag in ("--duration", "--servers", "--output-dir"):
+        assert flag in generate, flag
+    assert "--run-for" not in generate and "--out-dir" not in generate
+    assert "--run-for" in _help(capsys, "demo", "pubsub")
+    for command in ("setup", "schedule", "run-scheduled"):
+        text = _help(capsys, "bigquery", command)
+        assert "--bq-project" in text and "--bq-dataset-prefix" in text, command
+    assert "--bq-layers" in _help(capsys, "bigquery", "schedule")
