@@ -18,4 +18,7 @@ if __name__ == "__main__":
         from beam_pipelines.errors import quiet_broken_pipe
 
         code = quiet_broken_pipe()
+    from beam_pipelines.errors import leave_if_interrupted
+
+    leave_if_interrupted(code)
     raise SystemExit(code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from beam_pipelines.errors import UserError
+from beam_pipelines.errors import INTERRUPTED, UserError
 from beam_pipelines.kinds import DEFAULT, KINDS
 
 USAGE = """usage: {prog} [PIPELINE] [options]
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m run") -> int:
             raise
     _clean_after_interrupt(run.get("options"), run.get("ours"))
     print(f"{prog}: interrupted", file=sys.stderr)
-    return 130
+    return INTERRUPTED
 
 
 def _main(argv: list[str] | None, run: dict, prog: str) -> int:

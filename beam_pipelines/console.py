@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from beam_pipelines.errors import USAGE_ERROR, quiet_broken_pipe
+from beam_pipelines.errors import USAGE_ERROR, leave_if_interrupted, quiet_broken_pipe
 
 #: command → (module with ``main(argv, prog)``, what it does).
 COMMANDS = {
@@ -38,6 +38,7 @@ USAGE = "usage: telemetry COMMAND [options]   (telemetry COMMAND --help for its 
 
 
 def main(argv: list[str] | None = None) -> int:
+    program = argv is None  # the installed command itself, not a call from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     module = importlib.import_module(COMMANDS[name][0])
     try:
-        return module.main(rest, prog=f"telemetry {name}")
+        code = module.main(rest, prog=f"telemetry {name}")
+        if program:
+            leave_if_interrupted(code)
+        return code
     except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 1
     except BrokenPipeError:

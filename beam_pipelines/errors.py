@@ -13,6 +13,22 @@ class UserError(Exception):
 USAGE_ERROR = 2
 
 
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+def leave_if_interrupted(code: int) -> None:
+    """A program stopped by Ctrl-C leaves at once with status 130, once its cleanups have
+    run: the runner's worker threads may still be alive, and the interpreter's teardown
+    under them can abort ("terminate called without an active exception", SIGABRT)."""
+    if code == INTERRUPTED:
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
+
+
 def quiet_broken_pipe() -> int:
     """The reader of stdout went away (``… --help | head``): not an error of ours, and no
     traceback at exit either (Python flushes stdout again then)."""
