@@ -1,6 +1,6 @@
 """The lakehouse's DuckDB catalog: ``<lakehouse>/lakehouse.duckdb``, one view per table.
 
-The views name their Parquet folders relative to the lakehouse (``silver/<table>/*.parquet``)
+The views name their Parquet folders relative to the lakehouse (``silver/<table>/**/*.parquet``)
 so the folder can be moved or copied whole and still be queried. DuckDB resolves such a
 path against ``file_search_path`` (by default the working directory): :func:`connect` sets
 it to the lakehouse; by hand, query from inside the folder
@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 
 CATALOG = "lakehouse.duckdb"
+
+#: A DuckDB scan of a list of table files (the parameter). The partition folders'
+#: ``date=...`` names are not read as a column: each table has its partition field already.
+READ_FILES = "read_parquet(?, hive_partitioning = false)"
 
 
 def catalog_path(lakehouse: str) -> str:

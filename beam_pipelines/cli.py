@@ -13,7 +13,7 @@ Pipelines:
 """ + "".join(f"  {k.name:<9} {k.description}\n" for k in KINDS.values()) + f"""
 Commands:
   replay    a raw archive or dead letters through a pipeline again ('{{prog}} replay --help')
-  compact   each table of a lakehouse into one file ('{{prog}} compact --help')
+  compact   each day partition of a lakehouse's tables into one file ('{{prog}} compact --help')
 
 With no PIPELINE, runs '{DEFAULT}'. With no --input, runs on a generated sample.
 '{{prog}} {DEFAULT} --help' lists the options.
@@ -52,7 +52,7 @@ def _clean_after_interrupt(options, ours) -> None:
 
 
 def _compact(argv: list[str], prog: str) -> int:
-    """Each table of a lakehouse into one file (see ``lakehouse.compact``)."""
+    """Each day partition of a lakehouse's tables into one file (``lakehouse.compact``)."""
     import os
 
     from beam_pipelines.catalog import CATALOG
@@ -61,9 +61,10 @@ def _compact(argv: list[str], prog: str) -> int:
     from schemas.render import TABLES
 
     parser = RaisingParser(prog=f"{prog} compact",
-                    description="Rewrite each table of a lakehouse as one file (a streaming "
-                                "run writes one every few seconds), and its catalog (after "
-                                "the folder moved); run it when no run writes there.")
+                    description="Rewrite each day partition of a lakehouse's tables as one "
+                                "file (a streaming run writes one every few seconds), and "
+                                "its catalog (after the folder moved); run it when no run "
+                                "writes there.")
     parser.add_argument("--output-dir", "--output_dir", default="lakehouse",
                         help="the lakehouse (default: ./lakehouse)")
     args = parser.parse_args(argv)

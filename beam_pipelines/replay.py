@@ -202,6 +202,7 @@ def select_dead_letters(output_dir: str, pipeline: str, reasons: str | None,
                         since: str | None) -> Selection:
     import duckdb
 
+    from beam_pipelines.catalog import READ_FILES
     from beam_pipelines.io.lakehouse import data_files
     from schemas.dead_letter import DEAD_LETTERS, REASONS
 
@@ -218,7 +219,7 @@ def select_dead_letters(output_dir: str, pipeline: str, reasons: str | None,
     selection = Selection(what)
     if not files:
         return selection
-    sql = ("select payload, payload_encoding, source, reason, layer from read_parquet(?) "
+    sql = (f"select payload, payload_encoding, source, reason, layer from {READ_FILES} "
            "where pipeline = ?")
     params: list = [files, pipeline]
     if wanted:
@@ -430,6 +431,10 @@ def _rewrite(path: str, rest) -> None:
         os.replace(temporary, path)
     else:
         os.remove(path)
+        try:  # a partition folder left empty goes too
+            os.rmdir(os.path.dirname(path))
+        except OSError:
+            pass
 
 
 def announce(selection: Selection, prepared: Prepared) -> None:
@@ -627,6 +632,7 @@ def input_held(output_dir: str, pipeline: str, tables) -> dict[str, int]:
     letter."""
     import duckdb
 
+    from beam_pipelines.catalog import READ_FILES
     from beam_pipelines.io.delivery import LINE_SUFFIX
     from beam_pipelines.io.lakehouse import data_files, table_dir
 
@@ -640,10 +646,10 @@ def input_held(output_dir: str, pipeline: str, tables) -> dict[str, int]:
     with duckdb.connect() as con:
         rows = []
         if bronze:
-            rows += con.execute(f"select {file_of}, count(*) from read_parquet(?) "
+            rows += con.execute(f"select {file_of}, count(*) from {READ_FILES} "
                                 "group by all", [bronze]).fetchall()
         if dead:
-            rows += con.execute(f"select {file_of}, count(*) from read_parquet(?) where "
+            rows += con.execute(f"select {file_of}, count(*) from {READ_FILES} where "
                                 "layer = 'bronze' and pipeline = ? group by all",
                                 [dead, pipeline]).fetchall()
     for name, count in rows:
@@ -711,13 +717,20 @@ def _drop_rows_of(path: str, files: frozenset, pipeline: str | None) -> None:
 
     if not files:
         return
-    table = pq.read_table(path)
-    gone = from_files(table, files)
-    if pipeline is not None:
-        gone = pc.and_(gone, pc.equal(table.column("pipeline"), pipeline))
-    if not pc.any(gone).as_py():
+
+    def rows_of(table):
+        gone = from_files(table, files)
+        if pipeline is not None:
+            gone = pc.and_(gone, pc.equal(table.column("pipeline"), pipeline))
+        return gone
+
+    # The columns that tell first: a file (a partition) the input does not cover is
+    # read no further and left as it is.
+    columns = ["source"] + (["pipeline"] if pipeline is not None else [])
+    if not pc.any(rows_of(pq.read_table(path, columns=columns))).as_py():
         return
-    _rewrite(path, table.filter(pc.invert(gone)))
+    table = pq.read_table(path)
+    _rewrite(path, table.filter(pc.invert(rows_of(table))))
 
 
 def _no_raw(p):

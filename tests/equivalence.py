@@ -71,3 +71,14 @@ def table_rows(lakehouse, names) -> dict:
             out[name] = normalised([dict(zip(columns, r, strict=True))
                                     for r in cursor.fetchall()])
         return out
+
+
+def read_table_dir(directory):
+    """Every row of a lakehouse table's files, in all its partitions, as one Arrow table
+    (the partition folders' names are not made a column, as ``pq.read_table`` would)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from beam_pipelines.io.lakehouse import data_files
+
+    return pa.concat_tables([pq.read_table(f) for f in data_files(str(directory))])

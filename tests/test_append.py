@@ -5,7 +5,9 @@ by one is gold over all of them at once; ``--mode overwrite`` keeps nothing else
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
+import os
 
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.cli import main
@@ -73,6 +75,14 @@ def _dead_letters(lakehouse) -> list:
                                   "group by all").fetchall())
 
 
+def _day_files(lake, day: str) -> dict:
+    """The bronze and silver files of one day's partitions, with what tells whether a run
+    rewrote them (gold is computed again whole every run)."""
+    paths = glob.glob(str(lake / "*" / "*" / f"date={day}" / "*.parquet"))
+    return {p: (os.stat(p).st_ino, os.stat(p).st_mtime_ns) for p in paths
+            if os.sep + "gold" + os.sep not in p}
+
+
 def test_replace_keeps_other_files_and_replaces_the_files_read_again(tmp_path):
     day1 = _day(tmp_path / "day1.jsonl", "2026-01-05T00:00:00Z")
     day2 = _day(tmp_path / "day2.jsonl", "2026-01-06T00:00:00Z")
@@ -84,8 +94,14 @@ def test_replace_keeps_other_files_and_replaces_the_files_read_again(tmp_path):
         assert _dead_letters(lake) == _dead_letters(at_once)
 
     run("--input", day1, "--output-dir", str(lake))
+    first_day = _day_files(lake, "2026-01-05")
+    assert {os.path.basename(os.path.dirname(os.path.dirname(p))) for p in first_day} == {
+        "server_metrics_bronze", "server_metrics_silver"}
     out = run("--input", day2, "--output-dir", str(lake))  # day 2 does not replace day 1
     assert f"1 file(s); {_lines(day1):,} records of other inputs kept" in out
+    assert _day_files(lake, "2026-01-05") == first_day  # not even rewritten
+    second_day = _day_files(lake, "2026-01-06")
+    assert second_day
     run("--input", day1, "--input", day2, "--output-dir", str(at_once))
     same()
     # Day 1 again, corrected (another fleet): its earlier records go, day 2's stay.
@@ -96,6 +112,8 @@ def test_replace_keeps_other_files_and_replaces_the_files_read_again(tmp_path):
             "records of other inputs kept") in out
     run("--input", day1, "--input", day2, "--output-dir", str(at_once))
     same()
+    assert _day_files(lake, "2026-01-06") == second_day
+    assert not set(_day_files(lake, "2026-01-05")) & set(first_day)  # replaced
     with connect_catalog(lake) as con:
         assert con.execute("select count(distinct server_id) from server_metrics_silver "
                            "where source = ?", [day1]).fetchone()[0] == 4

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_pipelines.catalog import connect as connect_catalog
+from beam_pipelines.io.lakehouse import data_files, table_dir
 from beam_pipelines.server_metrics import TABLES
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
@@ -37,7 +38,8 @@ def sample_run(tmp_path_factory):
 def test_default_run_writes_every_table_with_its_declared_schema(sample_run):
     out, _ = sample_run
     for schema in TABLES:
-        files = glob.glob(str(out / schema.layer / schema.name / "part-*.parquet"))
+        files = data_files(table_dir(str(out), schema)) or glob.glob(
+            str(out / schema.layer / schema.name / "part-*.parquet"))  # or the empty file
         assert files, schema.name
         written = pq.read_schema(files[0])
         declared = schema.arrow_schema()
@@ -127,13 +129,35 @@ def test_a_moved_lakehouse_answers_from_inside_and_from_anywhere(sample_run, tmp
         shutil.copytree(moved / "gold", out / "gold")
 
 
+def test_tables_are_partitioned_by_the_day_of_their_partition_field(sample_run):
+    """``<layer>/<table>/date=YYYY-MM-DD/``: every file of a partitioned table lies in the
+    folder of the UTC day all its rows have (the field BigQuery partitions by)."""
+    out, _ = sample_run
+    partitioned = set()
+    for schema in TABLES:
+        directory = table_dir(str(out), schema)
+        for path in data_files(directory):
+            folder = os.path.relpath(os.path.dirname(path), directory)
+            if not schema.partition_field:
+                assert folder == ".", path
+                continue
+            values = pq.read_table(path, columns=[schema.partition_field]).column(0)
+            days = {v if isinstance(v, date) and not isinstance(v, datetime)
+                    else v.astimezone(timezone.utc).date() for v in values.to_pylist()}
+            assert [folder] == [f"date={d.isoformat()}" for d in days], path
+            partitioned.add(schema.name)
+    assert {"server_metrics_bronze", "server_metrics_silver", "server_metrics_minutely",
+            "hourly_server_metrics", "server_health_summary"} <= partitioned
+
+
 def test_a_second_run_replaces_the_tables(sample_run, tmp_path):
     out, _ = sample_run
-    before = len(glob.glob(str(out / "silver" / "*" / "*.parquet")))
+    before = set(glob.glob(str(out / "silver" / "**" / "*.parquet"), recursive=True))
     proc = run_cli("--output-dir", str(out), "--sample-servers", "2",
                    "--sample-duration", "5m", "--no-summary")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(glob.glob(str(out / "silver" / "*" / "*.parquet"))) == before
+    after = set(glob.glob(str(out / "silver" / "**" / "*.parquet"), recursive=True))
+    assert before and after and not before & after  # every earlier file replaced
     with connect_catalog(out) as con:
         assert con.execute("select count(distinct server_id) from server_metrics_silver"
                            ).fetchone()[0] == 2

@@ -20,6 +20,7 @@ from beam_pipelines.io.lakehouse import (
     write_tables,
 )
 from schemas.dead_letter import DEAD_LETTERS
+from tests.equivalence import read_table_dir
 from transforms.batches import from_rows
 from transforms.dead_letters import dead_letter
 
@@ -48,7 +49,9 @@ def test_a_bundle_writes_one_file_of_large_row_groups_into_staging(tmp_path):
     assert not os.path.exists(final)  # nothing is in place before the publish step
     meta = pq.ParquetFile(staged).metadata
     assert (meta.num_rows, meta.num_row_groups) == (8, 2)  # 3+3 rows, then the last 2
-    assert os.path.dirname(final) == table_dir(str(tmp_path), DEAD_LETTERS)
+    # dead letters go by the day they were processed: today's partition
+    assert os.path.dirname(os.path.dirname(final)) == table_dir(str(tmp_path), DEAD_LETTERS)
+    assert os.path.basename(os.path.dirname(final)).startswith("date=20")
 
 
 def test_only_completed_bundles_are_published_and_staging_is_removed(tmp_path):
@@ -58,7 +61,7 @@ def test_only_completed_bundles_are_published_and_staging_is_removed(tmp_path):
     done = _bundle(fn, [_dead_letters(4, "kept")])
     _bundle(fn, [_dead_letters(5, "failed")])  # a bundle whose result never committed
     assert list(_PublishFn(staging).process(None, done)) == [1]
-    table = pq.read_table(table_dir(str(tmp_path), DEAD_LETTERS))
+    table = read_table_dir(table_dir(str(tmp_path), DEAD_LETTERS))
     assert table.num_rows == 4 and set(table.column("message").to_pylist()) == {"kept"}
     assert not os.path.exists(staging)
 
@@ -97,7 +100,7 @@ def test_a_run_publishes_every_table(tmp_path):
               .with_output_types(pa.Table))
     write_tables({DEAD_LETTERS.name: tables}, [DEAD_LETTERS], out, batches=True)
     p.run().wait_until_finish()
-    assert pq.read_table(table_dir(out, DEAD_LETTERS)).num_rows == 5
+    assert read_table_dir(table_dir(out, DEAD_LETTERS)).num_rows == 5
     assert [f for f in os.listdir(out) if f.startswith(".staging")] == []
 
 
@@ -119,20 +122,29 @@ def _minute_rows(n: int, pane: int) -> list[dict]:
     return rows
 
 
-def test_compaction_makes_a_file_per_table_and_keeps_every_row_and_pane(tmp_path):
+def test_compaction_makes_a_file_per_partition_and_keeps_every_row_and_pane(tmp_path):
     import duckdb
 
-    from beam_pipelines.io.lakehouse import compact, table_dir, write_catalog
+    from beam_pipelines.io.lakehouse import compact, data_files, table_dir, write_catalog
     from schemas.server_metrics import SERVER_METRICS_MINUTELY
 
     out = str(tmp_path)
     minutely = table_dir(out, SERVER_METRICS_MINUTELY)
-    os.makedirs(minutely)
+    day = os.path.join(minutely, "date=2026-12-06")
+    os.makedirs(day)
     for pane in range(4):  # a streaming run: a file per flush
         table = from_rows(_minute_rows(5, pane), SERVER_METRICS_MINUTELY)
         if pane == 0:  # written before a column was declared: null in the compacted file
             table = table.drop_columns(["avg_power_watts"])
-        pq.write_table(table, os.path.join(minutely, f"part-{pane}.parquet"))
+        pq.write_table(table, os.path.join(day, f"part-{pane}.parquet"))
+    other_day = os.path.join(minutely, "date=2026-12-05")  # one file: left as it is
+    os.makedirs(other_day)
+    yesterday = [dict(r, window_start=r["window_start"].replace(day=5),
+                      metric_date=r["metric_date"].replace(day=5))
+                 for r in _minute_rows(2, 0)]
+    pq.write_table(from_rows(yesterday, SERVER_METRICS_MINUTELY),
+                   os.path.join(other_day, "part-y.parquet"))
+    untouched = os.stat(os.path.join(other_day, "part-y.parquet"))
     catalog = write_catalog(out, [SERVER_METRICS_MINUTELY])
 
     def read():
@@ -142,20 +154,49 @@ def test_compaction_makes_a_file_per_table_and_keeps_every_row_and_pane(tmp_path
                     con.execute("select count(*), max(pane_index) from "
                                 "server_metrics_minutely").fetchone())
 
-    with pytest.raises(duckdb.Error):  # mixed schemas: the view cannot read them as one
-        read()
     with duckdb.connect() as con:
         before = sorted(con.execute(
-            "select * exclude (avg_power_watts) from read_parquet(?, union_by_name=true)",
-            [os.path.join(minutely, "*.parquet")]).fetchall(), key=repr)
+            "select * exclude (avg_power_watts) from read_parquet(?, union_by_name=true, "
+            "hive_partitioning=false)", [os.path.join(minutely, "**", "*.parquet")]
+        ).fetchall(), key=repr)
     done = compact(out, [SERVER_METRICS_MINUTELY, DEAD_LETTERS])
-    assert (done.tables, done.files_before, done.files_after) == (1, 4, 1)
-    assert "Compacted 1 table(s): 4 files" in done.line()
-    files = [f for f in os.listdir(minutely) if not f.endswith("part-0-empty.parquet")]
-    assert len(files) == 1 and files[0].startswith("part-compacted-")
+    assert (done.tables, done.partitions, done.files_before, done.files_after) == (1, 1, 4, 1)
+    assert "Compacted 1 table(s), 1 partition(s): 4 files" in done.line()
+    files = [os.path.relpath(f, minutely) for f in data_files(minutely)]
+    assert len(files) == 2 and files[0] == "date=2026-12-05/part-y.parquet"
+    assert files[1].startswith("date=2026-12-06/part-compacted-")
+    assert os.stat(os.path.join(other_day, "part-y.parquet")).st_mtime_ns == \
+        untouched.st_mtime_ns
     panes, latest = read()
-    assert panes == before and latest == (5, 3)
-    assert compact(out, [SERVER_METRICS_MINUTELY]).tables == 0  # one file already
+    assert panes == before and latest == (7, 3)
+    assert compact(out, [SERVER_METRICS_MINUTELY]).tables == 0  # one file a partition
+
+
+def test_compaction_moves_the_files_of_the_flat_layout_into_partitions(tmp_path):
+    """A lakehouse written before tables were partitioned by day is read as it is, and
+    compaction moves its files into the day folders."""
+    from beam_pipelines.io.lakehouse import compact, data_files, table_dir, write_catalog
+    from schemas.server_metrics import SERVER_METRICS_MINUTELY
+
+    out = str(tmp_path)
+    minutely = table_dir(out, SERVER_METRICS_MINUTELY)
+    os.makedirs(minutely)
+    rows = _minute_rows(3, 0) + [dict(r, window_start=r["window_start"].replace(day=7))
+                                 for r in _minute_rows(2, 1)]
+    pq.write_table(from_rows(rows, SERVER_METRICS_MINUTELY),
+                   os.path.join(minutely, "part-old.parquet"))
+    catalog = write_catalog(out, [SERVER_METRICS_MINUTELY])
+    with connect_catalog(catalog) as con:
+        assert con.execute("select count(*) from server_metrics_minutely_panes"
+                           ).fetchone() == (5,)
+    done = compact(out, [SERVER_METRICS_MINUTELY])
+    assert (done.files_before, done.files_after) == (1, 2)
+    days = {os.path.basename(os.path.dirname(f)): pq.read_table(f).num_rows
+            for f in data_files(minutely)}
+    assert days == {"date=2026-12-06": 3, "date=2026-12-07": 2}
+    with connect_catalog(catalog) as con:
+        assert con.execute("select count(*) from server_metrics_minutely_panes"
+                           ).fetchone() == (5,)
 
 
 def test_compact_is_a_command_and_its_mistakes_are_one_line(tmp_path, capsys):
@@ -210,5 +251,5 @@ def test_compacted_dead_letters_keep_a_file_per_pipeline(tmp_path):
     done = compact(out, [DEAD_LETTERS])
     assert (done.files_before, done.files_after) == (3, 2)
     clear_tables(out, [DEAD_LETTERS], "server_metrics")  # the metrics pipeline runs again
-    left = pq.read_table(directory).column("pipeline").to_pylist()
+    left = read_table_dir(directory).column("pipeline").to_pylist()
     assert left == ["web_logs"]

@@ -84,11 +84,11 @@ def _wait_for(proc, condition, what: str, timeout_s: float = 90) -> None:
 
 def _count(out: Path, layer: str, table: str) -> int:
     """Rows in the files renamed into place so far (what a kill leaves)."""
-    files = list((out / layer / table).glob("part-*.parquet"))
+    files = list((out / layer / table).glob("**/part-*.parquet"))
     if not files:
         return 0
     with duckdb.connect() as con:
-        return con.execute("select count(*) from read_parquet(?)",
+        return con.execute("select count(*) from read_parquet(?, hive_partitioning=false)",
                            [[str(f) for f in files]]).fetchone()[0]
 
 

@@ -227,12 +227,14 @@ def test_streaming_with_the_live_generator_needs_no_service(tmp_path):
         "select count(*), count(distinct server_id) from server_metrics_bronze").fetchone()
     assert servers == 4 and 150 <= bronze <= 300  # 20 records/s for about 12 s
     assert con.execute("select count(*) from server_metrics_minutely").fetchone()[0] >= 4
-    # a file every few seconds per table while it ran, one per table after the drain (and
-    # the summary above, which holds, was read after the compaction)
+    # a file every few seconds per table and day while it ran, one per table and day after
+    # the drain (and the summary above, which holds, was read after the compaction)
     assert "Compacted" in proc.stdout
-    for table in out.glob("*/*/"):
-        assert len([f for f in table.glob("part-*.parquet")
-                    if f.name != "part-0-empty.parquet"]) <= 1, table
+    folders = list(out.glob("*/*/")) + list(out.glob("*/*/date=*/"))
+    assert any(f.name.startswith("date=") for f in folders)
+    for folder in folders:
+        assert len([f for f in folder.glob("part-*.parquet")
+                    if f.name != "part-0-empty.parquet"]) <= 1, folder
 
 
 @pytest.mark.parametrize("args, message", [

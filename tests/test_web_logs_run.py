@@ -27,7 +27,7 @@ def test_logs_run_out_of_the_box_with_top_countries_and_cities(tmp_path):
     assert "Top countries" in proc.stdout and "Top cities" in proc.stdout
     assert "DB-IP" in proc.stdout  # the licence's attribution
     for table in (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES:
-        files = sorted((out / table.layer / table.name).glob("*.parquet"))
+        files = sorted((out / table.layer / table.name).glob("**/*.parquet"))
         assert files, table.name
         assert pq.read_schema(files[0]).remove_metadata() == table.arrow_schema(), table.name
     with connect_catalog(out) as con:

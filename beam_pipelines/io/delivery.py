@@ -54,6 +54,7 @@ class Resume:
     def load(cls, output_dir: str, pipeline: str, schemas) -> Resume:
         import duckdb
 
+        from beam_pipelines.catalog import READ_FILES
         from beam_pipelines.io.lakehouse import data_files, table_dir
 
         def files(schema) -> list[str]:
@@ -67,7 +68,7 @@ class Resume:
         dead_files = files(by_layer["dead_letter"][0])
         with duckdb.connect() as con:
             def query(sql: str, paths: list[str], *params):
-                return con.execute(sql.replace("FILES", "read_parquet(?)"),
+                return con.execute(sql.replace("FILES", READ_FILES),
                                    [paths, *params]).fetchall()
 
             def sources(sql: str, paths: list[str], *params) -> set:

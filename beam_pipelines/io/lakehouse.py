@@ -1,11 +1,15 @@
 """The local lakehouse sink (the embedded default): Parquet per table, DuckDB views.
 
-Layout: ``<output-dir>/<layer>/<table>/part-*.parquet`` and ``<output-dir>/lakehouse.duckdb``
-holding one view per table by paths relative to the folder (:mod:`beam_pipelines.catalog`),
-so ``cd <output-dir> && duckdb lakehouse.duckdb "select * from server_health_summary"``
-works, wherever the folder has moved. A batch run replaces the tables of its output directory;
-a streaming run from a subscription appends to them (a restart resumes, see
-:mod:`beam_pipelines.io.delivery`).
+Layout: ``<output-dir>/<layer>/<table>/date=YYYY-MM-DD/part-*.parquet``, one folder per
+UTC day of the table's partition field (the one BigQuery partitions by; a table without one
+keeps its files in its own folder), and ``<output-dir>/lakehouse.duckdb`` holding one view
+per table by paths relative to the folder (:mod:`beam_pipelines.catalog`), so
+``cd <output-dir> && duckdb lakehouse.duckdb "select * from server_health_summary"`` works,
+wherever the folder has moved. A batch run replaces the tables of its output directory, or
+only its own input files' records in them (:mod:`beam_pipelines.replay`); a streaming run
+from a subscription appends to them (a restart resumes, see
+:mod:`beam_pipelines.io.delivery`). Every reader globs ``**/*.parquet``, so files of the
+flat layout of earlier versions are read as well (``compact`` moves them into partitions).
 """
 from __future__ import annotations
 
@@ -39,9 +43,55 @@ EMPTY_FILE = "part-0-empty.parquet"
 
 
 def data_files(directory: str) -> list[str]:
-    """A table directory's files that hold rows, in name order."""
-    return sorted(f for f in glob.glob(os.path.join(directory, "part-*.parquet"))
+    """A table directory's files that hold rows, in every partition, in path order."""
+    return sorted(f for f in glob.glob(os.path.join(directory, "**", "part-*.parquet"),
+                                       recursive=True)
                   if not f.endswith(EMPTY_FILE))
+
+
+#: A partition folder's name: Hive style, which DuckDB, Spark and BigQuery's external
+#: tables all read. Rows whose partition field is null go to Hive's default partition.
+PARTITION_KEY = "date"
+NULL_PARTITION = f"{PARTITION_KEY}=__HIVE_DEFAULT_PARTITION__"
+
+
+def partition_name(day) -> str:
+    return NULL_PARTITION if day is None else f"{PARTITION_KEY}={day.isoformat()}"
+
+
+def by_partition(table, schema: RecordSchema) -> list[tuple[str, object]]:
+    """An Arrow table of ``schema`` → (partition folder, its rows) per UTC day of the
+    partition field, rows in their order within each; ``[("", table)]`` for a table
+    without a partition field."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not schema.partition_field or not table.num_rows:
+        return [("", table)]
+    column = table.column(schema.partition_field)
+    if not pa.types.is_date32(column.type):
+        if pa.types.is_timestamp(column.type) and column.type.tz not in (None, "UTC"):
+            column = column.cast(pa.timestamp(column.type.unit, "UTC"))
+        column = column.cast(pa.timestamp("us")).cast(pa.date32())
+    null_day = np.iinfo(np.int32).min
+    days = pc.fill_null(column.cast(pa.int32()), null_day).to_numpy()
+    first = days[0]
+    if (days == first).all():
+        return [(_partition_of_day(first, null_day), table)]
+    order = np.argsort(days, kind="stable")
+    ordered = days[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(ordered)]
+    return [(_partition_of_day(ordered[a], null_day), table.take(pa.array(order[a:b])))
+            for a, b in zip(starts, ends, strict=True)]
+
+
+def _partition_of_day(day, null_day) -> str:
+    from datetime import date, timedelta
+
+    return partition_name(None if day == null_day
+                          else date(1970, 1, 1) + timedelta(days=int(day)))
 
 
 class RowsToArrowFn(beam.DoFn):
@@ -94,33 +144,44 @@ def delivery_role(schema: RecordSchema) -> str | None:
 
 
 class WriteParquetFileFn(beam.DoFn):
-    """One Arrow table → one Parquet file, written under a hidden temporary name and then
-    renamed, so a reader (DuckDB during a streaming run) never sees a partial file. Once
-    renamed, a terminal file's records are reported to the delivery ledger, if any."""
+    """One Arrow table → one Parquet file per partition it covers, each written under a
+    hidden temporary name and then renamed, so a reader (DuckDB during a streaming run)
+    never sees a partial file. Once renamed, a terminal table's records are reported to
+    the delivery ledger, if any."""
 
-    def __init__(self, directory: str, role: str | None = None, table: str | None = None):
+    def __init__(self, directory: str, role: str | None = None,
+                 schema: RecordSchema | None = None):
         self._directory = directory
         self._role = role
-        self._table = table
-
-    def setup(self):
-        if not FileSystems.exists(self._directory):
-            FileSystems.mkdirs(self._directory)
+        self._schema = schema
 
     def process(self, table):
-        import pyarrow.parquet as pq
-
         from beam_pipelines.io import delivery
 
         ledger = delivery.current() if self._role else None
         if ledger is not None and self._role in (BRONZE, GOLD):
             table = (ledger.unwritten_bronze(table) if self._role == BRONZE
-                     else ledger.resumed_gold(self._table, table))
+                     else ledger.resumed_gold(self._schema.name, table))
             if not table.num_rows:
                 return
+        parts = by_partition(table, self._schema) if self._schema else [("", table)]
+        for partition, rows in parts:
+            yield self._write(FileSystems.join(self._directory, partition) if partition
+                              else self._directory, rows)
+        if ledger is not None and self._role == TERMINAL:
+            ledger.written(table.column("source").to_pylist())
+
+    @staticmethod
+    def _write(directory: str, table) -> str:
+        import pyarrow.parquet as pq
+
+        if is_local(directory):
+            os.makedirs(directory, exist_ok=True)
+        elif not FileSystems.exists(directory):
+            FileSystems.mkdirs(directory)
         name = f"part-{uuid.uuid4().hex}.parquet"
-        final = FileSystems.join(self._directory, name)
-        temporary = FileSystems.join(self._directory, f".{name}.inprogress")
+        final = FileSystems.join(directory, name)
+        temporary = FileSystems.join(directory, f".{name}.inprogress")
         if is_local(temporary):
             with open(temporary, "wb") as fh:
                 pq.write_table(table, fh)
@@ -130,9 +191,7 @@ class WriteParquetFileFn(beam.DoFn):
             with FileSystems.create(temporary) as fh:
                 pq.write_table(table, fh)
         FileSystems.rename([temporary], [final])
-        if ledger is not None and self._role == TERMINAL:
-            ledger.written(table.column("source").to_pylist())
-        yield final
+        return final
 
 
 def staging_dir(output_dir: str) -> str:
@@ -142,9 +201,14 @@ def staging_dir(output_dir: str) -> str:
 
 
 class WriteTableFilesFn(beam.DoFn):
-    """Batch: Arrow tables of one table → one Parquet file per bundle in the staging
-    folder, in row groups of at least ``row_group_rows``; yields (staged, final) paths
-    once the bundle's file is complete."""
+    """Batch: Arrow tables of one table → one Parquet file per bundle and partition in the
+    staging folder, in row groups of at least ``row_group_rows`` (fewer only where a
+    partition holds fewer rows); yields (staged, final) paths once the bundle's files are
+    complete."""
+
+    #: Rows held back across a bundle's partitions before all are written out: bounds the
+    #: memory of a bundle that covers many days.
+    HELD_ROW_GROUPS = 4
 
     def __init__(self, staging: str, directory: str, schema: RecordSchema,
                  row_group_rows: int = 65_536):
@@ -157,46 +221,53 @@ class WriteTableFilesFn(beam.DoFn):
         self._arrow = self._schema.arrow_schema()
 
     def start_bundle(self):
-        self._writer = self._file = self._path = None
-        self._pending, self._pending_rows = [], 0
+        self._writers: dict = {}  # partition → (staged path, file, ParquetWriter)
+        self._pending: dict = {}  # partition → [tables]
+        self._pending_rows = 0
 
     def process(self, table):
         if not table.num_rows:
             return
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        if self._pending_rows >= self._rows:
-            self._write_pending()
+        for partition, rows in by_partition(table, self._schema):
+            self._pending.setdefault(partition, []).append(rows)
+            if sum(t.num_rows for t in self._pending[partition]) >= self._rows:
+                self._write_pending(partition)
+        self._pending_rows = sum(t.num_rows for p in self._pending.values() for t in p)
+        if self._pending_rows >= self.HELD_ROW_GROUPS * self._rows:
+            for partition in list(self._pending):
+                self._write_pending(partition)
 
     def finish_bundle(self):
-        if self._pending:
-            self._write_pending()
-        if self._writer is None:
-            return
-        self._writer.close()
-        self._file.close()
-        name = os.path.basename(self._path)
-        self._writer = self._file = None
-        yield GlobalWindows.windowed_value_at_end_of_window(
-            (self._path, FileSystems.join(self._directory, name)))
+        for partition in list(self._pending):
+            self._write_pending(partition)
+        writers, self._writers = self._writers, {}
+        for partition, (path, file, writer) in sorted(writers.items()):
+            writer.close()
+            file.close()
+            final = FileSystems.join(self._directory, partition) if partition \
+                else self._directory
+            yield GlobalWindows.windowed_value_at_end_of_window(
+                (path, FileSystems.join(final, os.path.basename(path))))
 
-    def _write_pending(self):
+    def _write_pending(self, partition: str):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pending, self._pending, self._pending_rows = self._pending, [], 0
+        pending = self._pending.pop(partition, [])
+        if not pending:
+            return
         # One chunk per row group: many small chunks write markedly slower.
         table = pa.concat_tables(pending).combine_chunks() if len(pending) > 1 else pending[0]
-        if self._writer is None:
-            name = f"part-{uuid.uuid4().hex}.parquet"
-            self._path = FileSystems.join(self._staging, self._schema.name, name)
-            parent = FileSystems.join(self._staging, self._schema.name)
+        if partition not in self._writers:
+            parent = FileSystems.join(self._staging, self._schema.name,
+                                      partition or "_unpartitioned")
+            path = FileSystems.join(parent, f"part-{uuid.uuid4().hex}.parquet")
             if is_local(parent):
                 os.makedirs(parent, exist_ok=True)
-            self._file = FileSystems.create(self._path)
-            self._writer = pq.ParquetWriter(self._file, self._arrow)
-        self._writer.write_table(table.cast(self._arrow) if table.schema != self._arrow
-                                 else table)
+            file = FileSystems.create(path)
+            self._writers[partition] = (path, file, pq.ParquetWriter(file, self._arrow))
+        self._writers[partition][2].write_table(
+            table.cast(self._arrow) if table.schema != self._arrow else table)
 
 
 class _PublishFn(beam.DoFn):
@@ -217,7 +288,7 @@ class _PublishFn(beam.DoFn):
             shutil.rmtree(self._staging, ignore_errors=True)
         else:
             left = [m.path for r in FileSystems.match(
-                [FileSystems.join(self._staging, "*", "*")]) for m in r.metadata_list]
+                [FileSystems.join(self._staging, "*", "*", "*")]) for m in r.metadata_list]
             if left:
                 FileSystems.delete(left)
         yield len(moves)
@@ -306,7 +377,7 @@ class WriteLakehouseTable(beam.PTransform):
                 | "ToArrow" >> beam.ParDo(_RowsToArrowFn(self._schema, self._batches))
                 | "WriteParquetFile" >> beam.ParDo(WriteParquetFileFn(
                     table_dir(self._output_dir, self._schema), delivery_role(self._schema),
-                    self._schema.name))
+                    self._schema))
             )
         if self._batches:  # Arrow tables of the schema already (the batch medallion)
             tables = rows
@@ -388,9 +459,20 @@ def clear_tables(output_dir: str, schemas, pipeline: str | None = None) -> None:
     into the same lakehouse must not delete the metrics' dead letters."""
     for schema in schemas:
         shared = pipeline is not None and "pipeline" in schema.names
-        for path in glob.glob(os.path.join(table_dir(output_dir, schema), "part-*.parquet")):
+        directory = table_dir(output_dir, schema)
+        for path in data_files(directory):
             if not shared or _only_rows_of(path, pipeline):
                 os.remove(path)
+        remove_empty_partitions(directory)
+
+
+def remove_empty_partitions(directory: str) -> None:
+    """The partition folders of a table left without a file."""
+    for path in glob.glob(os.path.join(directory, f"{PARTITION_KEY}=*")):
+        try:
+            os.rmdir(path)
+        except OSError:  # holds files still
+            pass
 
 
 def _only_rows_of(path: str, pipeline: str) -> bool:
@@ -408,7 +490,8 @@ def write_empty_tables(output_dir: str, schemas, only_missing: bool = False) -> 
 
     for schema in schemas:
         directory = table_dir(output_dir, schema)
-        if only_missing and glob.glob(os.path.join(directory, "*.parquet")):
+        if only_missing and glob.glob(os.path.join(directory, "**", "*.parquet"),
+                                      recursive=True):
             continue
         os.makedirs(directory, exist_ok=True)
         pq.write_table(schema.arrow_schema().empty_table(),
@@ -426,8 +509,9 @@ def write_catalog(output_dir: str, schemas) -> str:
     write_empty_tables(output_dir, schemas, only_missing=True)  # a view needs a file
     with connect_catalog(output_dir, read_only=False) as con:
         for schema in schemas:
-            files = "/".join((schema.layer, schema.name, "*.parquet"))
-            scan = f"read_parquet('{files}')"
+            files = "/".join((schema.layer, schema.name, "**", "*.parquet"))
+            # The folder names are not a column: the partition field is one already.
+            scan = f"read_parquet('{files}', hive_partitioning = false)"
             if schema.key:
                 con.execute(f"CREATE OR REPLACE VIEW {schema.name}_panes AS SELECT * FROM {scan}")
                 con.execute(
@@ -451,6 +535,7 @@ def remove_temporary_files(output_dir: str) -> None:
 @dataclass
 class Compaction:
     tables: int = 0
+    partitions: int = 0
     files_before: int = 0
     files_after: int = 0
     bytes_before: int = 0
@@ -458,30 +543,31 @@ class Compaction:
 
     def line(self) -> str:
         if not self.tables:
-            return "Compaction: every table is one file already."
-        return (f"Compacted {self.tables} table(s): {self.files_before:,} files "
-                f"({self.bytes_before / 2**20:.1f} MiB) into {self.files_after:,} "
-                f"({self.bytes_after / 2**20:.1f} MiB)")
+            return "Compaction: every table partition is one file already."
+        return (f"Compacted {self.tables} table(s), {self.partitions:,} partition(s): "
+                f"{self.files_before:,} files ({self.bytes_before / 2**20:.1f} MiB) into "
+                f"{self.files_after:,} ({self.bytes_after / 2**20:.1f} MiB)")
 
 
 class _CompactedFiles:
-    """The compacted file of a table, or one per pipeline (``add(table, owner)``): row
-    groups of ``rows``, under a temporary name (not *.parquet: no view reads it half
-    written) until ``publish``."""
+    """The compacted files of a table: one per partition, or per partition and pipeline
+    (``add(table, partition, owner)``), in row groups of ``rows``, under a temporary name
+    (not *.parquet: no view reads it half written) until ``publish``."""
 
     def __init__(self, directory: str, arrow, rows: int):
         self._directory, self._arrow, self._rows = directory, arrow, rows
-        self._files: dict = {}  # owner → [temporary path, writer, pending tables]
+        self._files: dict = {}  # (partition, owner) → [temporary path, writer, pending]
 
-    def add(self, table, owner=None) -> None:
+    def add(self, table, partition: str = "", owner=None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if owner not in self._files:
-            name = f"part-compacted-{uuid.uuid4().hex}.parquet.tmp"
-            path = os.path.join(self._directory, name)
-            self._files[owner] = [path, pq.ParquetWriter(path, self._arrow), []]
-        entry = self._files[owner]
+        if (partition, owner) not in self._files:
+            folder = os.path.join(self._directory, partition)
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"part-compacted-{uuid.uuid4().hex}.parquet.tmp")
+            self._files[partition, owner] = [path, pq.ParquetWriter(path, self._arrow), []]
+        entry = self._files[partition, owner]
         entry[2].append(table)
         if sum(t.num_rows for t in entry[2]) >= self._rows:
             entry[1].write_table(pa.concat_tables(entry[2]))
@@ -501,6 +587,7 @@ class _CompactedFiles:
         for path, writer, _ in self._files.values():
             writer.close()
             os.remove(path)
+        remove_empty_partitions(self._directory)
 
     def publish(self) -> int:
         """Renamed into place; their bytes."""
@@ -515,50 +602,68 @@ class _CompactedFiles:
 
 
 def compact(output_dir: str, schemas, row_group_rows: int = 131_072) -> Compaction:
-    """Each table's files → one file (a streaming run writes one every few seconds per
-    table; a replay adds some): the rows, panes and order kept, read and written a row
-    group at a time so memory stays bounded. A table every pipeline writes (the dead
-    letters) gets a file per pipeline, so a batch run still replaces only its own. The new
-    files are complete and in place before the old ones go, so a crash loses nothing (at
-    worst rows are there twice until the old files are removed by hand); run it when
-    nothing writes the lakehouse (a streaming run does at its end)."""
+    """Each table partition's files → one file (a streaming run writes one every few
+    seconds per table and partition; a replay adds some): the rows, panes and order kept,
+    read and written a row group at a time so memory stays bounded. Partitions of one file
+    are left as they are; files of the flat layout of earlier versions are moved into
+    partitions. A table every pipeline writes (the dead letters) gets a file per pipeline,
+    so a batch run still replaces only its own. The new files are complete and in place
+    before the old ones go, so a crash loses nothing (at worst rows are there twice until
+    the old files are removed by hand); run it when nothing writes the lakehouse (a
+    streaming run does at its end)."""
+    done = Compaction()
+    for schema in schemas:
+        directory = table_dir(output_dir, schema)
+        folders: dict = {}
+        for path in data_files(directory):
+            folders.setdefault(os.path.dirname(path), []).append(path)
+        compacted = False
+        for folder, files in sorted(folders.items()):
+            flat = bool(schema.partition_field) and folder == directory
+            if len(files) < 2 and not flat:
+                continue
+            made = _compact_files(directory, schema, files, row_group_rows)
+            done.bytes_before += sum(os.path.getsize(f) for f in files)
+            done.bytes_after += made.publish()
+            for path in files:
+                os.remove(path)
+            compacted = True
+            done.partitions += 1
+            done.files_before += len(files)
+            done.files_after += len(made)
+        done.tables += compacted
+    return done
+
+
+def _compact_files(directory: str, schema: RecordSchema, files: list[str],
+                   rows: int) -> _CompactedFiles:
+    """The rows of ``files`` in new files, by partition (and pipeline, for a shared
+    table), closed and not yet in place."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    done = Compaction()
-    for schema in schemas:
-        directory = table_dir(output_dir, schema)
-        files = data_files(directory)
-        if len(files) < 2:
-            continue
-        arrow = schema.arrow_schema()
-        shared = "pipeline" in schema.names
-        out = _CompactedFiles(directory, arrow, row_group_rows)
-        try:
-            for path in files:
-                parquet = pq.ParquetFile(path)
-                for group in range(parquet.num_row_groups):
-                    table = _conformed(parquet.read_row_group(group), arrow, path)
-                    if not shared:
-                        out.add(table)
-                        continue
-                    owners = table.column("pipeline")
-                    for owner in owners.unique().to_pylist():
-                        out.add(table.filter(pc.equal(owners, owner) if owner is not None
-                                             else pc.is_null(owners)), owner)
-            out.close()
-        except (ValueError, pa.ArrowInvalid) as exc:
-            out.abort()
-            raise UserError(f"{directory}: cannot compact: {exc}") from None
-        done.bytes_before += sum(os.path.getsize(f) for f in files)
-        done.bytes_after += out.publish()
+    arrow = schema.arrow_schema()
+    shared = "pipeline" in schema.names
+    out = _CompactedFiles(directory, arrow, rows)
+    try:
         for path in files:
-            os.remove(path)
-        done.tables += 1
-        done.files_before += len(files)
-        done.files_after += len(out)
-    return done
+            parquet = pq.ParquetFile(path)
+            for group in range(parquet.num_row_groups):
+                table = _conformed(parquet.read_row_group(group), arrow, path)
+                for partition, part in by_partition(table, schema):
+                    if not shared:
+                        out.add(part, partition)
+                        continue
+                    owners = part.column("pipeline")
+                    for owner in owners.unique().to_pylist():
+                        out.add(part.filter(pc.equal(owners, owner) if owner is not None
+                                            else pc.is_null(owners)), partition, owner)
+        out.close()
+    except (ValueError, pa.ArrowInvalid) as exc:
+        out.abort()
+        raise UserError(f"{directory}: cannot compact: {exc}") from None
+    return out
 
 
 def _conformed(table, arrow, path: str):
