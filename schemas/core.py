@@ -15,6 +15,7 @@ class FieldType(str, enum.Enum):
     BOOL = "BOOL"
     TIMESTAMP = "TIMESTAMP"
     DATE = "DATE"
+    BYTES = "BYTES"
 
 
 # BigQuery's JSON schema (and Beam's BigQuery IO) use the legacy type names.
@@ -25,6 +26,7 @@ _BQ_LEGACY = {
     FieldType.BOOL: "BOOLEAN",
     FieldType.TIMESTAMP: "TIMESTAMP",
     FieldType.DATE: "DATE",
+    FieldType.BYTES: "BYTES",
 }
 
 
@@ -35,6 +37,7 @@ _POSTGRES = {
     FieldType.BOOL: "boolean",
     FieldType.TIMESTAMP: "timestamptz",
     FieldType.DATE: "date",
+    FieldType.BYTES: "bytea",
 }
 
 
@@ -127,6 +130,7 @@ class RecordSchema:
             FieldType.BOOL: pa.bool_(),
             FieldType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
             FieldType.DATE: pa.date32(),
+            FieldType.BYTES: pa.binary(),
         }
         return pa.schema(
             [

@@ -11,6 +11,7 @@ from schemas.server_metrics import INGEST_FIELDS
 
 S, INT, F, B, TS, D = (FieldType.STRING, FieldType.INT64, FieldType.FLOAT64, FieldType.BOOL,
                        FieldType.TIMESTAMP, FieldType.DATE)
+BYTES = FieldType.BYTES
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT",
                 "TRACE", "PROPFIND")
@@ -129,8 +130,12 @@ TRAFFIC_FIELDS = (
     Field("error_rate", F, "(4xx + 5xx) / requests", minimum=0, maximum=1),
     Field("bot_requests", INT, "Requests by crawlers, monitors and scripts", required=True,
           minimum=0),
-    Field("unique_visitors", INT, "Distinct visitor_id: exact up to 1,024, then a "
-          "K-minimum-values estimate within about 3 %", required=True, minimum=0),
+    Field("unique_visitors", INT, "Distinct visitor_id, the estimate of visitor_sketch: "
+          "exact up to about 300, then within about 1.6 % (one standard error)",
+          required=True, minimum=0),
+    Field("visitor_sketch", BYTES, "Apache DataSketches HLL sketch (lg_k 12, HLL_4) of "
+          "visitor_id: merge rows' sketches to count the visitors of several windows, "
+          "countries or cities (null where the scheduled SQL built the row)"),
 )
 
 _PLACE = (

@@ -18,10 +18,17 @@ def _same(a, b) -> bool:
 
 def normalised(rows: list[dict], drop=("processing_timestamp", "ingest_timestamp",
                                         "processing_delay_ms")) -> list[tuple]:
-    def value(v):  # one spelling of UTC, whichever tzinfo object carries it
-        return v.astimezone(timezone.utc) if isinstance(v, datetime) else v
+    def value(k, v):
+        if isinstance(v, datetime):  # one spelling of UTC, whichever tzinfo carries it
+            return v.astimezone(timezone.utc)
+        if k == "visitor_sketch" and v is not None:
+            # A small sketch lists its items in arrival order: compare what it counts.
+            from transforms.web_gold import merged_estimate
 
-    out = [tuple(sorted((k, value(v)) for k, v in row.items() if k not in drop))
+            return ("sketch of", merged_estimate([v]))
+        return v
+
+    out = [tuple(sorted((k, value(k, v)) for k, v in row.items() if k not in drop))
            for row in rows]
     return sorted(out, key=repr)
 

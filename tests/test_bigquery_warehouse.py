@@ -16,7 +16,7 @@ from beam_pipelines.bigquery.sink import (
     STREAMING_INSERTS,
     RejectedRowFn,
     WriteBigQueryTable,
-    temporal_fields,
+    json_encoded_fields,
     to_bigquery_row,
     write_tables_to_bigquery,
 )
@@ -112,11 +112,14 @@ def test_write_is_configured_from_the_schema_declaration(method):
 
 def test_rows_become_bigquery_json():
     row = {"timestamp": NOW, "metric_date": NOW.date(), "cpu_usage": 1.5, "server_id": "a"}
-    temporal = temporal_fields(SERVER_METRICS_SILVER)
+    temporal = json_encoded_fields(SERVER_METRICS_SILVER)
     assert temporal == ("timestamp", "ingest_timestamp", "metric_date")
     assert json.loads(json.dumps(to_bigquery_row(row, temporal))) == {
         "timestamp": "2026-01-06T12:00:00+00:00", "metric_date": "2026-01-06",
         "cpu_usage": 1.5, "server_id": "a"}
+    # bytes (a visitor sketch) as base64, as BigQuery's JSON takes BYTES
+    assert to_bigquery_row({"visitor_sketch": b"\x01\x02\xff", "n": 1},
+                           ("visitor_sketch",)) == {"visitor_sketch": "AQL/", "n": 1}
 
 
 def test_a_rejected_row_becomes_a_dead_letter_with_the_row_and_the_errors():

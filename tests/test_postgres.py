@@ -21,7 +21,8 @@ from schemas.render import POSTGRES_TABLES
 ROOT = Path(__file__).resolve().parent.parent
 BY_NAME = {s.name: s for s in POSTGRES_TABLES}
 _PG_TYPES = {"STRING": "text", "INT64": "bigint", "FLOAT64": "double precision",
-             "BOOL": "boolean", "TIMESTAMP": "timestamp with time zone", "DATE": "date"}
+             "BOOL": "boolean", "TIMESTAMP": "timestamp with time zone", "DATE": "date",
+             "BYTES": "bytea"}
 
 
 def run_cli(*args, timeout=600):

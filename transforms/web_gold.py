@@ -7,13 +7,13 @@ located (private, reserved, unknown) are their own row, never left out, so every
 requests add up to silver's count for each window (``web_top_paths`` excepted: it keeps
 the top N paths).
 
-Unique visitors are estimated with a K-minimum-values sketch of ``visitor_id`` (a 64-bit
-salted hash): exact up to 1,024 distinct visitors, then within about 3 % (1/√K), and
-mergeable, so windows and panes combine without keeping every id.
+Unique visitors are estimated with an Apache DataSketches HLL sketch of ``visitor_id``
+(:class:`VisitorSketch`), stored next to the estimate as ``visitor_sketch``: windows and
+panes combine by merging, and so can days, countries and cities afterwards (in Python
+with ``datasketches``, in BigQuery with the DataSketches functions).
 """
 from __future__ import annotations
 
-import heapq
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
@@ -25,50 +25,83 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 UNKNOWN_PLACE = "(unknown)"
 
 
-class DistinctSketch:
-    """K minimum values of 64-bit hashes: ``estimate()`` of the number of distinct ones."""
+#: The sketch's size: 2¹² buckets, as the DataSketches functions for BigQuery make by
+#: default, so sketches made there and here merge. HLL_4: 4 bits a bucket.
+LG_K = 12
 
-    K = 1024
-    __slots__ = ("_heap", "_members")
 
-    def __init__(self):
-        self._heap: list[int] = []  # negated: a max-heap of the K smallest
-        self._members: set[int] = set()
+class VisitorSketch:
+    """An Apache DataSketches HLL sketch of ``visitor_id`` strings: mergeable, so windows,
+    panes, days and places add up by set union, never by summing counts.
 
-    def add(self, value: int) -> None:
-        if value in self._members:
-            return
-        if len(self._heap) < self.K:
-            heapq.heappush(self._heap, -value)
-            self._members.add(value)
-        elif value < -self._heap[0]:
-            dropped = -heapq.heapreplace(self._heap, -value)
-            self._members.discard(dropped)
-            self._members.add(value)
+    The estimate and the stored bytes are those of the sketch's union with itself: its
+    buckets alone, not the order its items came in (an HLL sketch's own estimate follows
+    the insertion order), so one set gives one answer whether it was counted row by row,
+    a batch at a time or merged from parts, and a roll-up of stored sketches gives what
+    counting the union at once gives."""
 
-    def merge(self, other: DistinctSketch) -> None:
-        for value in other._members:
-            self.add(value)
+    __slots__ = ("_sketch",)
 
-    @classmethod
-    def of_smallest(cls, values: list[int]) -> DistinctSketch:
-        """The sketch of a set given its K smallest distinct hashes (or all, if fewer)."""
-        sketch = cls()
-        sketch.__setstate__(values[: cls.K])
-        return sketch
+    def __init__(self, sketch=None):
+        from datasketches import hll_sketch, tgt_hll_type
+
+        self._sketch = sketch if sketch is not None else hll_sketch(LG_K, tgt_hll_type.HLL_4)
+
+    def add(self, visitor_id: str) -> None:
+        self._sketch.update(visitor_id)
+
+    def add_all(self, visitor_ids) -> None:
+        update = self._sketch.update
+        for visitor_id in visitor_ids:
+            update(visitor_id)
+
+    def merge(self, other: VisitorSketch) -> None:
+        self._sketch = _union(self._sketch, other._sketch)
+
+    def _canonical(self):
+        return _union(self._sketch, self._sketch)
 
     def estimate(self) -> int:
-        if len(self._heap) < self.K:
-            return len(self._heap)
-        return round((self.K - 1) * 2.0 ** 64 / (-self._heap[0] + 1))
+        return round(self._canonical().get_estimate())
+
+    def to_bytes(self) -> bytes:
+        return self._canonical().serialize_compact()
+
+    def estimate_and_bytes(self) -> tuple[int, bytes]:
+        canonical = self._canonical()
+        return round(canonical.get_estimate()), canonical.serialize_compact()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> VisitorSketch:
+        from datasketches import hll_sketch
+
+        return cls(hll_sketch.deserialize(bytes(data)))
 
     def __getstate__(self):
-        return sorted(self._members)
+        return self._sketch.serialize_compact()
 
-    def __setstate__(self, members):
-        self._members = set(members)
-        self._heap = [-v for v in members]
-        heapq.heapify(self._heap)
+    def __setstate__(self, data):
+        from datasketches import hll_sketch
+
+        self._sketch = hll_sketch.deserialize(data)
+
+
+def _union(*sketches):
+    from datasketches import hll_union, tgt_hll_type
+
+    union = hll_union(LG_K)
+    for sketch in sketches:
+        union.update(sketch)
+    return union.get_result(tgt_hll_type.HLL_4)
+
+
+def merged_estimate(sketches) -> int:
+    """Distinct visitors of the union of stored sketches (bytes): a roll-up of days,
+    countries or cities."""
+    from datasketches import hll_sketch
+
+    parts = [hll_sketch.deserialize(bytes(s)) for s in sketches if s is not None]
+    return round(_union(*parts, *parts).get_estimate()) if parts else 0
 
 
 class Traffic:
@@ -80,7 +113,7 @@ class Traffic:
     def __init__(self):
         self.requests = self.bytes = self.errors_4xx = self.errors_5xx = 0
         self.bot_requests = 0
-        self.visitors = DistinctSketch()
+        self.visitors = VisitorSketch()
 
     def add(self, row: dict) -> None:
         self.requests += 1
@@ -92,7 +125,7 @@ class Traffic:
             self.errors_5xx += 1
         if row["is_bot"]:
             self.bot_requests += 1
-        self.visitors.add(int(row["visitor_id"], 16))
+        self.visitors.add(row["visitor_id"])
 
     def merge(self, other: Traffic) -> None:
         self.requests += other.requests
@@ -108,7 +141,8 @@ class Traffic:
                 "error_rate": ((self.errors_4xx + self.errors_5xx) / self.requests
                                if self.requests else None),
                 "bot_requests": self.bot_requests,
-                "unique_visitors": self.visitors.estimate()}
+                **dict(zip(("unique_visitors", "visitor_sketch"),
+                           self.visitors.estimate_and_bytes(), strict=True))}
 
     def __getstate__(self):
         return (self.requests, self.bytes, self.errors_4xx, self.errors_5xx,

@@ -36,18 +36,23 @@ def default_method(streaming: bool) -> str:
     return STREAMING_INSERTS if streaming else FILE_LOADS
 
 
-def temporal_fields(schema: RecordSchema) -> tuple[str, ...]:
+def json_encoded_fields(schema: RecordSchema) -> tuple[str, ...]:
+    """The fields JSON has no type for: timestamps, dates and bytes."""
     return tuple(f.name for f in schema.fields
-                 if f.type in (FieldType.TIMESTAMP, FieldType.DATE))
+                 if f.type in (FieldType.TIMESTAMP, FieldType.DATE, FieldType.BYTES))
 
 
-def to_bigquery_row(row: dict, temporal: tuple[str, ...]) -> dict:
-    """A row as BigQuery's JSON takes it: the ``temporal`` fields (timestamps and dates,
-    known from the schema) as ISO-8601 text."""
+def to_bigquery_row(row: dict, encoded: tuple[str, ...]) -> dict:
+    """A row as BigQuery's JSON takes it: the ``encoded`` fields (known from the schema)
+    as text: timestamps and dates in ISO 8601, bytes in base64."""
+    import base64
+
     out = dict(row)
-    for name in temporal:
+    for name in encoded:
         value = out.get(name)
-        if value is not None:
+        if isinstance(value, (bytes, bytearray)):
+            out[name] = base64.b64encode(value).decode("ascii")
+        elif value is not None:
             out[name] = value.isoformat()
     return out
 
@@ -132,7 +137,7 @@ class WriteBigQueryTable(beam.PTransform):
     def expand(self, rows):
         result = (rows
                   | "ToBigQueryRow" >> beam.Map(to_bigquery_row,
-                                                temporal_fields(self._schema))
+                                                json_encoded_fields(self._schema))
                   | "WriteToBigQuery" >> self.write_transform())
         if self._method != FILE_LOADS and self._schema is DEAD_LETTERS:
             result.failed_rows_with_errors | "LogLostDeadLetters" >> beam.ParDo(

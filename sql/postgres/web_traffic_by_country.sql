@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS telemetry.web_traffic_by_country (
   "errors_5xx" bigint NOT NULL,
   "error_rate" double precision,
   "bot_requests" bigint NOT NULL,
-  "unique_visitors" bigint NOT NULL
+  "unique_visitors" bigint NOT NULL,
+  "visitor_sketch" bytea
 );
 CREATE UNIQUE INDEX IF NOT EXISTS web_traffic_by_country_key ON telemetry.web_traffic_by_country ("granularity", "window_start", "country_code", "country", "geo_status") NULLS NOT DISTINCT;
 CREATE INDEX IF NOT EXISTS web_traffic_by_country_window_start ON telemetry.web_traffic_by_country ("window_start");

@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS telemetry.web_traffic_by_status (
   "errors_5xx" bigint NOT NULL,
   "error_rate" double precision,
   "bot_requests" bigint NOT NULL,
-  "unique_visitors" bigint NOT NULL
+  "unique_visitors" bigint NOT NULL,
+  "visitor_sketch" bytea
 );
 CREATE UNIQUE INDEX IF NOT EXISTS web_traffic_by_status_key ON telemetry.web_traffic_by_status ("granularity", "window_start", "status", "status_class") NULLS NOT DISTINCT;
 CREATE INDEX IF NOT EXISTS web_traffic_by_status_window_start ON telemetry.web_traffic_by_status ("window_start");

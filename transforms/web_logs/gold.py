@@ -3,10 +3,11 @@ windows inside the span.
 
 The same tables as the row-level :class:`transforms.web_gold.WebLogsGold`, with its
 dimensions (:data:`transforms.web_gold.DIMENSIONS`' columns and ``(unknown)`` spellings),
-its counts and its K-minimum-values estimate of unique visitors: the sketch of a set is
-its K smallest hashes, whatever the order they came in, so the estimate here is the
-row-level one exactly. A span holds whole windows of every size (see :func:`group_span`),
-so no window needs a second pass.
+its counts and its sketch of unique visitors: each group's distinct visitors, found with
+numpy, go into a :class:`~transforms.web_gold.VisitorSketch`, whose estimate does not depend on
+the order they came in, so it is the row-level one exactly. A span
+holds whole windows of every size (see :func:`group_span`), so no window needs a second
+pass.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from schemas.web_logs import (
     WEB_TRAFFIC_BY_STATUS,
 )
 from transforms.batches import conform, dense_codes
-from transforms.web_gold import UNKNOWN_PLACE, DistinctSketch, Traffic
+from transforms.web_gold import UNKNOWN_PLACE, Traffic, VisitorSketch
 from transforms.windowing import HOUR, MINUTE
 
 _US = 1_000_000
@@ -102,30 +103,31 @@ def _sums(gid: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     return out
 
 
-def _distinct(gid: np.ndarray, visitors: np.ndarray, groups: int):
-    """Each group's distinct hashes, sorted: (the hashes group after group, where each
-    group starts among them, how many each has)."""
+def visitor_sketches(gid: np.ndarray, visitors: np.ndarray, ids: pa.Array,
+                     groups: int) -> list[VisitorSketch]:
+    """Each group's sketch of its distinct visitors: the (group, visitor) pairs made
+    distinct with numpy over the 64-bit ``visitors`` (see ``visitor_hashes``), then only
+    those ``ids`` (the ``visitor_id`` strings, as BigQuery's functions hash them) go
+    into the sketches."""
     order = np.lexsort((visitors, gid))
     g, v = gid[order], visitors[order]
     new = np.ones(len(g), dtype=bool)
     new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
-    g, v = g[new], v[new]
-    counts = np.bincount(g, minlength=groups)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    return v, starts, counts
+    counts = np.bincount(g[new], minlength=groups).tolist()
+    distinct = ids.take(pa.array(order[new])).to_pylist()
+    sketches, start = [], 0
+    for count in counts:
+        sketch = VisitorSketch()
+        sketch.add_all(distinct[start:start + count])
+        sketches.append(sketch)
+        start += count
+    return sketches
 
 
-def unique_visitors(gid: np.ndarray, visitors: np.ndarray, groups: int) -> list[int]:
-    """The K-minimum-values estimate of each group's distinct visitors, as
-    :class:`~transforms.web_gold.DistinctSketch` gives it: the count up to K, then
-    (K - 1) · 2⁶⁴ / (the K-th smallest hash + 1)."""
-    v, starts, counts = _distinct(gid, visitors, groups)
-    out = counts.tolist()
-    k = DistinctSketch.K
-    for group in np.flatnonzero(counts >= k).tolist():
-        kth = int(v[starts[group] + k - 1])
-        out[group] = round((k - 1) * 2.0 ** 64 / (kth + 1))
-    return out
+def _visitor_columns(sketches: list[VisitorSketch]) -> tuple[pa.Array, pa.Array]:
+    pairs = [sketch.estimate_and_bytes() for sketch in sketches]
+    return (pa.array([p[0] for p in pairs], pa.int64()),
+            pa.array([p[1] for p in pairs], pa.binary()))
 
 
 def _granularity(seconds: int) -> str:
@@ -165,10 +167,12 @@ def traffic_table(name: str, silver: pa.Table, visitors: np.ndarray,
         return schema.arrow_schema().empty_table()
     dims = DIMENSIONS[name](silver)
     dim_codes = [dense_codes(column) for column in dims.values()]
+    ids = silver.column("visitor_id").combine_chunks()
     parts = []
     for seconds in window_seconds:
         w = _Windows(silver, dims, dim_codes, seconds)
         groups, requests = w.groups, w.requests
+        unique, sketches = _visitor_columns(visitor_sketches(w.gid, visitors, ids, groups))
         cols = {
             "window_start": pa.array(w.start, pa.int64()).cast(_TS),
             "window_end": pa.array(w.start + seconds * _US, pa.int64()).cast(_TS),
@@ -182,7 +186,8 @@ def traffic_table(name: str, silver: pa.Table, visitors: np.ndarray,
             "errors_5xx": pa.array(w.errors_5xx, pa.int64()),
             "error_rate": pa.array((w.errors_4xx + w.errors_5xx) / requests, pa.float64()),
             "bot_requests": pa.array(w.bots, pa.int64()),
-            "unique_visitors": pa.array(unique_visitors(w.gid, visitors, groups), pa.int64()),
+            "unique_visitors": unique,
+            "visitor_sketch": sketches,
         }
         if name == WEB_TOP_PATHS.name:
             paths = cols["path"].to_numpy(zero_copy_only=False)
@@ -200,21 +205,20 @@ def traffic_table(name: str, silver: pa.Table, visitors: np.ndarray,
 def traffic_parts(name: str, silver: pa.Table, visitors: np.ndarray, seconds: int):
     """Streaming: a silver fragment → ((seconds, window start µs, *dimensions), Traffic) per
     window and dimension value, the element the row-level gold keys each row by, holding
-    this fragment's share (its sketch keeps the K smallest hashes: all a merge needs)."""
+    this fragment's share (its sketch merges with the other fragments')."""
     if not silver.num_rows:
         return
     dims = DIMENSIONS[name](silver)
     w = _Windows(silver, dims, [dense_codes(column) for column in dims.values()], seconds)
-    v, starts, counts = _distinct(w.gid, visitors, w.groups)
-    k = DistinctSketch.K
+    sketches = visitor_sketches(w.gid, visitors, silver.column("visitor_id").combine_chunks(),
+                                w.groups)
     values = list(zip(*(column.to_pylist() for column in w.dims.values()), strict=True))
     for j in range(w.groups):
         traffic = Traffic()
         traffic.requests, traffic.bytes = int(w.requests[j]), int(w.bytes[j])
         traffic.errors_4xx, traffic.errors_5xx = int(w.errors_4xx[j]), int(w.errors_5xx[j])
         traffic.bot_requests = int(w.bots[j])
-        traffic.visitors = DistinctSketch.of_smallest(
-            v[starts[j]:starts[j] + min(int(counts[j]), k)].tolist())
+        traffic.visitors = sketches[j]
         yield (seconds, int(w.start[j]), *values[j]), traffic
 
 
