@@ -207,10 +207,14 @@ class WebLogsOptions(CommonOptions, PipelineOptions):
               help="paths kept per window in web_top_paths (default 20)")
         _flag(parser, "sample-rate", type=_rate, default=5.0,
               help="requests per second in the generated sample (default 5)")
-        _flag(parser, "log-format", default="combined", choices=("combined", "nginx_main"),
+        _flag(parser, "log-format", default="combined", metavar="PRESET|FORMAT",
               help="how the lines are written: combined (default: Combined or Common Log "
-                   "Format, told apart per line) or nginx_main (nginx's main: combined and "
-                   "\"$http_x_forwarded_for\", kept as forwarded_for)")
+                   "Format, told apart per line), common, vhost_combined (Debian's), "
+                   "nginx_main (nginx's main: combined and \"$http_x_forwarded_for\"), "
+                   "nginx_iso8601 (nginx's main shape with $time_iso8601), or the "
+                   "server's own format string: Apache LogFormat ('%%h %%l %%u %%t "
+                   "\"%%r\" %%>s %%b %%D') or nginx log_format ('$remote_addr ... "
+                   "$request_time'); each directive lands in its column")
         _flag(parser, "trusted-proxies", default=None, metavar="CIDR[,CIDR...]",
               help="the load balancers and proxies in front of the servers: the client is "
                    "then the right-most address of the X-Forwarded-For chain (and the "

@@ -42,15 +42,33 @@ ACCESS_LOG_FIELDS = (
     Field("forwarded_for", S, "X-Forwarded-For as logged (nginx_main's last field, "
           "http_x_forwarded_for): the addresses the request came through, client first; "
           "null when '-' or not in the format (personal data)"),
-    Field("log_format", S, "Which format the line matched",
-          choices=("combined", "common", "nginx_main")),
+    Field("vhost", S, "Virtual host that served the request (%v, %V, $host, "
+          "$server_name); null when not in the format"),
+    Field("server_port", INT, "Port the request came in on (%p, $server_port)",
+          minimum=0, maximum=65535),
+    Field("request_bytes", INT, "Bytes received: request line, headers and body (%I, "
+          "$request_length)", unit="B", minimum=0, maximum=MAX_RESPONSE_BYTES),
+    Field("request_time_us", INT, "Time taken to serve the request (%D, %T, "
+          "$request_time)", unit="µs", minimum=0),
+    Field("upstream_time_us", INT, "Time the upstream servers took, summed over those "
+          "tried (nginx upstream_response_time); null when none answered", unit="µs",
+          minimum=0),
+    Field("tls_protocol", S, "TLS protocol, e.g. TLSv1.3 (%{SSL_PROTOCOL}x, "
+          "$ssl_protocol)"),
+    Field("tls_cipher", S, "TLS cipher suite (%{SSL_CIPHER}x, $ssl_cipher)"),
+    Field("extra_fields", S, "The format's other directives, a JSON object by directive as "
+          "written (e.g. %{Cookie}i): bronze only, as they may hold personal data"),
+    Field("log_format", S, "Which format the line matched (custom: a format string)",
+          choices=("combined", "common", "nginx_main", "vhost_combined", "nginx_iso8601",
+                   "custom")),
 )
 
 WEB_LOGS_BRONZE = RecordSchema(
     name="web_logs_bronze",
     layer="bronze",
-    description="Access-log lines parsed into typed fields (Combined or Common Log Format), "
-                "with ingest metadata. Contains raw client IPs: personal data.",
+    description="Access-log lines parsed into typed fields (Combined, Common, nginx or a "
+                "declared format), with ingest metadata. Contains raw client IPs: "
+                "personal data.",
     fields=ACCESS_LOG_FIELDS + INGEST_FIELDS,
     partition_field="timestamp",
     clustering=("status",),
@@ -97,7 +115,7 @@ WEB_LOGS_SILVER = RecordSchema(
               "null when the client connected itself"),
     )
     + tuple(f for f in ACCESS_LOG_FIELDS
-            if f.name not in ("client_ip", "client_host", "forwarded_for"))
+            if f.name not in ("client_ip", "client_host", "forwarded_for", "extra_fields"))
     + INGEST_FIELDS + GEO_FIELDS + AGENT_FIELDS
     + (
         Field("status_class", S, "1xx … 5xx, or - when no status was logged", required=True,

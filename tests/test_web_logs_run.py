@@ -180,3 +180,36 @@ def test_a_real_nginx_log_behind_trusted_proxies(tmp_path):
             "where proxy_network is not null group by all").fetchall() == [
             ("103.28.132.0/24", "66.249.83.0/24", 13)]
         assert con.execute("select count(*) from dead_letters").fetchone() == (0,)
+
+
+def test_a_declared_nginx_format_end_to_end(tmp_path):
+    """A format string as the server declares it: its directives land in bronze and
+    silver's typed columns (extra ones in bronze only), a line cut short is a dead
+    letter, and the summary's identities hold."""
+    fmt = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+           '"$http_referer" "$http_user_agent" $request_time $upstream_response_time '
+           '$host "$http_cookie"')
+    log = tmp_path / "access.log"
+    log.write_text(
+        '81.2.69.160 - - [05/Jan/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 10 "-" "curl/8" '
+        '0.120 0.100 shop.example "id=1"\n'
+        '81.2.69.160 - - [05/Jan/2026:10:00:02 +0000] "GET /a HTTP/1.1" 502 0 "-" "curl/8" '
+        '2.001 -, 1.999 api.example "-"\n'
+        '81.2.69.160 - - [05/Jan/2026:10:00:03 +0000] "GET /b HTTP/1.1" 200 10 "-" "curl\n')
+    out = tmp_path / "lake"
+    proc = run("--input", str(log), "--output-dir", str(out), "--log-format", fmt)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+    with connect_catalog(out) as con:
+        assert con.execute(
+            "select vhost, request_time_us, upstream_time_us, extra_fields, log_format "
+            "from web_logs_bronze order by timestamp").fetchall() == [
+            ("shop.example", 120_000, 100_000, '{"$http_cookie": "id=1"}', "custom"),
+            ("api.example", 2_001_000, 1_999_000, None, "custom")]
+        assert con.execute("select vhost, request_time_us from web_logs_silver "
+                           "order by timestamp").fetchall() == [
+            ("shop.example", 120_000), ("api.example", 2_001_000)]
+        silver_columns = [r[0] for r in con.execute("describe web_logs_silver").fetchall()]
+        assert "extra_fields" not in silver_columns
+        assert con.execute("select reason from dead_letters").fetchall() == [
+            ("unclosed_quote",)]

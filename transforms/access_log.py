@@ -16,11 +16,13 @@ Ranges (status 100–599) are silver's business.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from schemas.web_logs import ACCESS_LOG_FIELDS
 from transforms.bronze import (
     LATEST,
     MAX_PAYLOAD_BYTES,
@@ -30,6 +32,17 @@ from transforms.bronze import (
 )
 from transforms.dead_letters import RecordRejected
 from transforms.geo import is_host_name
+from transforms.web_logs.formats import (
+    PRESETS,
+    CompiledFormat,
+    compile_format,
+    extra_json,
+    parse_iso_time,
+    parse_msec,
+    read_directives,
+    seconds_to_micros,
+    upstream_micros,
+)
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(
@@ -49,22 +62,59 @@ MAX_INT64 = 2 ** 63 - 1
 LOG_EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
 #: The formats a log may be declared in (``--log-format``): ``combined`` reads Combined
 #: and Common Log Format lines, told apart per line (extra fields after the user agent
-#: ignored); ``nginx_main`` is nginx's ``main``: Combined and ``"$http_x_forwarded_for"``.
-LOG_FORMATS = ("combined", "nginx_main")
+#: ignored); ``nginx_main`` is nginx's ``main``: Combined and ``"$http_x_forwarded_for"``;
+#: the presets of :mod:`transforms.web_logs.formats` (``common``, ``vhost_combined``,
+#: ``nginx_iso8601``); or an Apache ``LogFormat`` or nginx ``log_format`` string itself.
+LOG_FORMATS = ("combined", "nginx_main") + tuple(PRESETS)
+#: Every field of a parsed line.
+ACCESS_COLUMNS = tuple(f.name for f in ACCESS_LOG_FIELDS)
+#: The bronze columns only some formats fill (null in the others).
+DIRECTIVE_COLUMNS = ("vhost", "server_port", "request_bytes", "request_time_us",
+                     "upstream_time_us", "tls_protocol", "tls_cipher", "extra_fields")
 #: ``nginx_main``'s last field, after the user agent.
 _FORWARDED = re.compile(r' +"((?:[^"\\]|\\.)*)" *')
 
 
 @dataclass(frozen=True)
 class LogFormat:
-    """How the lines were written, and the oldest time accepted (``--earliest-event``)."""
+    """How the lines were written, and the oldest time accepted (``--earliest-event``).
+
+    ``name``: a preset (:data:`LOG_FORMATS`) or a format string (``%h %l %u %t "%r" %>s
+    %b``, ``$remote_addr - ...``); every format but ``combined`` and ``nginx_main`` is
+    read through its :class:`~transforms.web_logs.formats.CompiledFormat`."""
 
     name: str = "combined"
     earliest: datetime = LOG_EARLIEST
 
     def __post_init__(self):
-        if self.name not in LOG_FORMATS:
-            raise ValueError(f"log format {self.name!r} is not one of {', '.join(LOG_FORMATS)}")
+        if self.name not in LOG_FORMATS and not is_format_string(self.name):
+            raise ValueError(f"log format {self.name!r} is not one of "
+                             f"{', '.join(LOG_FORMATS)}, nor an Apache or nginx format "
+                             "string")
+        if self.compiled is None and self.name not in ("combined", "nginx_main"):
+            raise ValueError(f"log format {self.name!r} cannot be compiled")
+
+    @property
+    def compiled(self) -> CompiledFormat | None:
+        """The compiled format (None for ``combined`` and ``nginx_main``, which have
+        parsers of their own); raises FormatError for a format string it cannot read."""
+        if self.name in ("combined", "nginx_main"):
+            return None
+        return _compiled(self.name)
+
+    @property
+    def label(self) -> str:
+        """What bronze's ``log_format`` says of a line read in this format."""
+        return self.name if self.name in LOG_FORMATS else "custom"
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(name: str) -> CompiledFormat:
+    return compile_format(PRESETS.get(name, name), name if name in PRESETS else "custom")
+
+
+def is_format_string(text: str) -> bool:
+    return "%" in text or "$" in text
 
 
 #: A run of ``\\xHH`` escapes (one UTF-8 character may take several), or one other escape.
@@ -121,9 +171,12 @@ def parse_log_time(text: str, earliest: datetime = LOG_EARLIEST) -> datetime:
     except (ValueError, KeyError, IndexError):
         raise RecordRejected("invalid_timestamp", f"time [{text}] is not "
                              "dd/Mon/yyyy:HH:MM:SS ±zzzz") from None
-    ts = local.astimezone(timezone.utc)
+    return in_range(local.astimezone(timezone.utc), f"[{text}]", earliest)
+
+
+def in_range(ts: datetime, text: str, earliest: datetime = LOG_EARLIEST) -> datetime:
     if not earliest <= ts < LATEST:
-        raise RecordRejected("timestamp_out_of_range", f"time [{text}] is outside "
+        raise RecordRejected("timestamp_out_of_range", f"time {text} is outside "
                              f"[{earliest:%Y-%m-%d}, {LATEST:%Y-%m-%d})", ts)
     return ts
 
@@ -159,6 +212,8 @@ def split_request(request: str) -> tuple[str | None, str | None, str | None, str
 
 def parse_access_log(line: str, log_format: LogFormat = LogFormat()) -> dict:
     """One log line → the bronze fields (without ingest metadata); raises RecordRejected."""
+    if log_format.compiled is not None:
+        return parse_compiled(line, log_format)
     match = _LINE.match(line)
     if match is None:
         raise RecordRejected("unparseable_log_line", "not a Combined or Common Log Format "
@@ -177,23 +232,7 @@ def parse_access_log(line: str, log_format: LogFormat = LogFormat()) -> dict:
             raise RecordRejected("unparseable_log_line", "not nginx's main format: expected "
                                  "'... \"referrer\" \"user agent\" \"x-forwarded-for\"'")
         forwarded = _dash(_unescape(last.group(1)))
-    status_text, bytes_text = g["status"], g["bytes"]
-    if status_text == "-":
-        status = None  # Apache logs '-' when no response was sent (the client went away)
-    elif status_text.isascii() and status_text.isdigit() and len(status_text) == 3:
-        status = int(status_text)
-    else:
-        raise RecordRejected("wrong_type", f"status {status_text!r} is not a 3-digit code "
-                             "or '-'")
-    if bytes_text == "-":
-        size = None
-    elif bytes_text.isascii() and bytes_text.isdigit():  # not "²" or Arabic-Indic digits
-        size = int(bytes_text)
-        if size > MAX_INT64:
-            raise RecordRejected("wrong_type", f"bytes {bytes_text} does not fit the "
-                                 "column's 64-bit integer")
-    else:
-        raise RecordRejected("wrong_type", f"bytes {bytes_text!r} is not a number or '-'")
+    status, size = _status(g["status"]), _count(g["bytes"], "bytes")
     request = _unescape(g["request"])
     method, path, query, protocol = split_request(request)
     combined = g["referrer"] is not None
@@ -216,7 +255,80 @@ def parse_access_log(line: str, log_format: LogFormat = LogFormat()) -> dict:
         "forwarded_for": forwarded,
         "log_format": (log_format.name if log_format.name != "combined"
                        else "combined" if combined else "common"),
+        **dict.fromkeys(DIRECTIVE_COLUMNS),
     }
+
+
+def _status(text: str) -> int | None:
+    if text == "-":
+        return None  # Apache logs '-' when no response was sent (the client went away)
+    if text.isascii() and text.isdigit() and len(text) == 3:
+        return int(text)
+    raise RecordRejected("wrong_type", f"status {text!r} is not a 3-digit code or '-'")
+
+
+def _count(text: str, what: str) -> int | None:
+    """A size or a port: digits, or '-' (null)."""
+    if text == "-":
+        return None
+    if text.isascii() and text.isdigit():  # not "²" or Arabic-Indic digits
+        value = int(text)
+        if value > MAX_INT64:
+            raise RecordRejected("wrong_type", f"{what} {text} does not fit the column's "
+                                 "64-bit integer")
+        return value
+    raise RecordRejected("wrong_type", f"{what} {text!r} is not a number or '-'")
+
+
+_UNESCAPED_QUOTE = re.compile(r'(?<!\\)"')
+_SCALES = {"micros": 1, "millis": 1_000, "seconds": 1_000_000}
+
+
+def parse_compiled(line: str, log_format: LogFormat) -> dict:
+    """One line in a compiled format (a preset or a format string) → the bronze fields;
+    raises RecordRejected."""
+    compiled = log_format.compiled
+    match = compiled.match(line)
+    if match is None:
+        if len(_UNESCAPED_QUOTE.findall(line)) % 2:
+            raise RecordRejected("unclosed_quote", "a quote opened in the line never "
+                                 "closes: the line is cut, or a quote inside a field is not "
+                                 "escaped")
+        raise RecordRejected("unparseable_log_line", f"not the {compiled.name} format "
+                             f"'{compiled.source}'")
+    columns, extra = read_directives(compiled, match)
+    out = dict.fromkeys(ACCESS_COLUMNS)
+    for column, (directive, text) in columns.items():
+        kind = directive.kind.name
+        if kind == "host":
+            out["client_ip"], out["client_host"] = _client(text)
+        elif kind == "time_clf":
+            out["timestamp"] = parse_log_time(text.strip("[]"), log_format.earliest)
+        elif kind == "time_iso":
+            out["timestamp"] = in_range(parse_iso_time(text), text, log_format.earliest)
+        elif kind == "time_msec":
+            out["timestamp"] = in_range(parse_msec(text), text, log_format.earliest)
+        elif kind == "request":
+            out["request"] = _unescape(text)
+            (out["method"], out["path"], out["query"],
+             out["protocol"]) = split_request(out["request"])
+        elif kind == "status":
+            out["status"] = _status(text)
+        elif kind in ("bytes", "count"):
+            out[column] = _count(text, column.replace("_", " "))
+        elif kind in _SCALES:
+            out[column] = (None if text == "-"
+                           else seconds_to_micros(text, _SCALES[kind], "request time"))
+        elif kind == "upstream_seconds":
+            out[column] = upstream_micros(text)
+        elif kind == "ident":
+            out[column] = _dash(text)
+        else:  # user and text: escapes undone
+            out[column] = _dash(_unescape(text))
+    out["extra_fields"] = extra_json({k: _unescape(v) for k, v in extra.items()
+                                      if _dash(v) is not None})  # '-': not there
+    out["log_format"] = log_format.label
+    return out
 
 
 def decode_line(payload) -> str:

@@ -110,8 +110,9 @@ class PrivacyPolicy:
                     out[field] = self.network(out[field])
                 except ValueError:
                     out[field] = None
-        if out.get("forwarded_for") is not None:  # addresses silver does not keep
-            out["forwarded_for"] = None
+        for field in ("forwarded_for", "extra_fields"):  # what silver does not keep
+            if out.get(field) is not None:
+                out[field] = None
         out.pop("client", None)  # the row-level path's resolved client and proxy
         out.pop("proxy", None)
         return out
@@ -171,6 +172,7 @@ def to_web_silver(record: dict, policy: PrivacyPolicy) -> dict:
     ip = row.pop("client_ip")
     host = row.pop("client_host", None)
     forwarded = row.pop("forwarded_for", None)
+    row.pop("extra_fields", None)  # bronze only: it may hold personal data
     if "client" in row:  # resolved before geolocation (with_client)
         ip, proxy = row.pop("client"), row.pop("proxy")
     else:

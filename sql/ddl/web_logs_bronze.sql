@@ -15,10 +15,18 @@ CREATE TABLE IF NOT EXISTS `${bronze}.web_logs_bronze` (
   referrer STRING OPTIONS(description="Referer header; null when absent or '-'"),
   user_agent STRING OPTIONS(description="User-Agent header; null when absent or '-'"),
   forwarded_for STRING OPTIONS(description="X-Forwarded-For as logged (nginx_main's last field, http_x_forwarded_for): the addresses the request came through, client first; null when '-' or not in the format (personal data)"),
-  log_format STRING OPTIONS(description="Which format the line matched"),
+  vhost STRING OPTIONS(description="Virtual host that served the request (%v, %V, $host, $server_name); null when not in the format"),
+  server_port INT64 OPTIONS(description="Port the request came in on (%p, $server_port)"),
+  request_bytes INT64 OPTIONS(description="Bytes received: request line, headers and body (%I, $request_length) (B)"),
+  request_time_us INT64 OPTIONS(description="Time taken to serve the request (%D, %T, $request_time) (µs)"),
+  upstream_time_us INT64 OPTIONS(description="Time the upstream servers took, summed over those tried (nginx upstream_response_time); null when none answered (µs)"),
+  tls_protocol STRING OPTIONS(description="TLS protocol, e.g. TLSv1.3 (%{SSL_PROTOCOL}x, $ssl_protocol)"),
+  tls_cipher STRING OPTIONS(description="TLS cipher suite (%{SSL_CIPHER}x, $ssl_cipher)"),
+  extra_fields STRING OPTIONS(description="The format's other directives, a JSON object by directive as written (e.g. %{Cookie}i): bronze only, as they may hold personal data"),
+  log_format STRING OPTIONS(description="Which format the line matched (custom: a format string)"),
   ingest_timestamp TIMESTAMP NOT NULL OPTIONS(description="When bronze accepted the record (processing time, UTC)"),
   source STRING OPTIONS(description="Where the record came from: file path or subscription")
 )
 PARTITION BY DATE(timestamp)
 CLUSTER BY status
-OPTIONS(description="Access-log lines parsed into typed fields (Combined or Common Log Format), with ingest metadata. Contains raw client IPs: personal data.");
+OPTIONS(description="Access-log lines parsed into typed fields (Combined, Common, nginx or a declared format), with ingest metadata. Contains raw client IPs: personal data.");

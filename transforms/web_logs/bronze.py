@@ -22,7 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.web_logs import WEB_LOGS_BRONZE
-from transforms.access_log import LOG_EARLIEST, MAX_INT64, LogFormat, to_web_log_bronze
+from transforms.access_log import (
+    DIRECTIVE_COLUMNS,
+    LOG_EARLIEST,
+    MAX_INT64,
+    LogFormat,
+    to_web_log_bronze,
+)
 from transforms.batches import concat, conform, from_rows, raw_records, raw_watermark
 from transforms.bronze import (
     EPOCH,
@@ -161,6 +167,11 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     n = raw.num_rows
     if not n:
         return WebBronzeBatch(_empty(), [])
+    if log_format.compiled is not None:
+        # A declared format (a preset or a format string): one tight loop of its
+        # compiled expression over the batch, no Beam element per line.
+        return row_level(raw, now, pipeline, step, allowed_lateness_s, max_future_s,
+                         log_format)
     payload = raw.column("payload")
     text, not_utf8 = _utf8(payload)
     parts = pc.extract_regex(text, _PATTERNS[log_format.name])
@@ -225,6 +236,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
             "log_format": (pa.repeat(pa.scalar(log_format.name), len(fast))
                            if log_format.name != "combined"
                            else pc.if_else(combined, "combined", "common")),
+            **{column: pa.nulls(len(fast)) for column in DIRECTIVE_COLUMNS},
             "ingest_timestamp": pa.repeat(pa.scalar(now, _TS), len(fast)),
             "source": raw.column("source").take(take).combine_chunks(),
         }

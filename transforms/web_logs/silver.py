@@ -196,7 +196,8 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
     micros = located.column("timestamp").cast(pa.int64()).to_numpy()
     days = micros // (86_400 * _US)
     cols = {name: located.column(name) for name in located.column_names
-            if name not in ("client_ip", "client_host", "forwarded_for", "client", "proxy")}
+            if name not in ("client_ip", "client_host", "forwarded_for", "extra_fields",
+                            "client", "proxy")}
     cols.update(
         client_network=_per_distinct(ip, policy.network, pa.string()),
         proxy_network=_per_distinct(located.column("proxy"), policy.network, pa.string()),

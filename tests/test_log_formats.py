@@ -1,0 +1,139 @@
+"""``--log-format``: the presets and the servers' own format strings (Apache ``LogFormat``,
+nginx ``log_format``), each directive in its typed column, strict where a line does not
+have the declared shape."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.test_web_batch_engine import CORPUS
+from transforms.access_log import LogFormat, parse_access_log
+from transforms.dead_letters import RecordRejected
+from transforms.web_logs.formats import FormatError, compile_format
+
+UTC = timezone.utc
+
+
+def parsed(line: str, log_format: str) -> dict:
+    return {k: v for k, v in parse_access_log(line, LogFormat(log_format)).items()
+            if v is not None}
+
+
+def rejected(line: str, log_format: str) -> str:
+    with pytest.raises(RecordRejected) as caught:
+        parse_access_log(line, LogFormat(log_format))
+    return caught.value.reason
+
+
+CLF = '127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326'
+
+
+def test_common_is_strict_common_log_format():
+    assert parsed(CLF, "common") == {
+        "client_ip": "127.0.0.1", "auth_user": "frank",
+        "timestamp": datetime(2000, 10, 10, 20, 55, 36, tzinfo=UTC), "method": "GET",
+        "path": "/apache_pb.gif", "protocol": "HTTP/1.0",
+        "request": "GET /apache_pb.gif HTTP/1.0", "status": 200, "bytes": 2326,
+        "log_format": "common"}
+    # a combined line is not a common one when the log is declared common
+    assert rejected(CLF + ' "-" "curl/8"', "common") == "unparseable_log_line"
+    assert rejected(CLF.replace('HTTP/1.0"', "HTTP/1.0"), "common") == "unclosed_quote"
+
+
+def test_vhost_combined_reads_the_virtual_host_and_port():
+    line = ('shop.example:443 203.0.113.7 - - [06/Dec/2026:10:00:00 +0000] '
+            '"GET /a?b=1 HTTP/1.1" 200 512 "https://ref.example/" "curl/8.5"')
+    row = parsed(line, "vhost_combined")
+    assert (row["vhost"], row["server_port"], row["bytes"], row["query"],
+            row["referrer"], row["user_agent"], row["log_format"]) == (
+        "shop.example", 443, 512, "b=1", "https://ref.example/", "curl/8.5",
+        "vhost_combined")
+
+
+def test_nginx_iso8601_reads_the_time_with_its_offset():
+    line = ('203.0.113.7 - - [2026-12-06T10:00:00+01:00] "GET / HTTP/1.1" 200 5 "-" '
+            '"agent \\"quoted\\""')
+    row = parsed(line, "nginx_iso8601")
+    assert row["timestamp"] == datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    assert row["user_agent"] == 'agent "quoted"'  # nginx's and Apache's \" escape
+    assert rejected(line.replace("+01:00", ""), "nginx_iso8601") == "invalid_timestamp"
+    assert rejected(line.replace("2026-", "1985-"), "nginx_iso8601") == \
+        "timestamp_out_of_range"
+
+
+def test_an_apache_format_string_puts_each_directive_in_its_column():
+    fmt = '%h %l %u %t "%r" %>s %b %D "%{SSL_PROTOCOL}x" %{SSL_CIPHER}x "%{Cookie}i"'
+    line = ('203.0.113.7 - - [06/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 1234 '
+            '"TLSv1.3" TLS_AES_128_GCM_SHA256 "session=\\"abc\\"; theme=dark"')
+    row = parsed(line, fmt)
+    assert (row["request_time_us"], row["tls_protocol"], row["tls_cipher"],
+            row["log_format"]) == (1234, "TLSv1.3", "TLS_AES_128_GCM_SHA256", "custom")
+    # a directive without a column of its own is kept, by its name, not dropped
+    assert json.loads(row["extra_fields"]) == {"%{Cookie}i": 'session="abc"; theme=dark'}
+    assert rejected(line.replace(" 1234 ", " 12.5ms "), fmt) == "wrong_type"
+    # %T is seconds, %{ms}T milliseconds
+    assert parsed(line.replace(" 1234 ", " 3 "),
+                  fmt.replace("%D", "%T"))["request_time_us"] == 3_000_000
+    assert parsed(line.replace(" 1234 ", " 45 "),
+                  fmt.replace("%D", "%{ms}T"))["request_time_us"] == 45_000
+
+
+def test_an_nginx_format_string_reads_proxies_and_upstream_times():
+    fmt = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+           '"$http_referer" "$http_user_agent" "$http_x_forwarded_for" $request_time '
+           '$upstream_response_time $host')
+    line = ('10.0.0.1 - - [06/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 502 0 "-" "ua" '
+            '"203.0.113.9, 10.0.0.2" 0.123 0.010, 0.020 shop.example')
+    row = parsed(line, fmt)
+    assert (row["forwarded_for"], row["request_time_us"], row["upstream_time_us"],
+            row["vhost"]) == ("203.0.113.9, 10.0.0.2", 123_000, 30_000, "shop.example")
+    # no upstream answered: null, not zero
+    assert "upstream_time_us" not in parsed(line.replace("0.010, 0.020", "-"), fmt)
+
+
+@pytest.mark.parametrize("fmt, message", [
+    ("", "the format is empty"),
+    ("just text", "no directive"),
+    ('%h %l %u %t "%r" %>s %b %Z', "%Z is not a directive"),
+    ('%h %a %t "%r"', "more than one directive fills client"),
+    ('%h "%r" %>s', "no time"),
+    ("$remote_addr [$time_local] $status", "no request line"),
+])
+def test_a_format_string_that_cannot_be_read_says_why(fmt, message):
+    with pytest.raises(FormatError, match=message):
+        compile_format(fmt)
+
+
+def test_presets_and_format_strings_are_one_line_mistakes_on_the_command_line(capsys):
+    from beam_pipelines.cli import main
+
+    assert main(["logs", "--log-format", '%h %l %u %t "%r" %>s %b %Z']) == 2
+    err = capsys.readouterr().err
+    assert "--log-format" in err and "%Z is not a directive" in err
+    assert err.count("\n") == 1
+    assert main(["logs", "--log-format", "common", "--trusted-proxies", "10.0.0.0/8"]) == 2
+    assert "X-Forwarded-For" in capsys.readouterr().err
+
+
+def test_nasas_log_reads_alike_as_common_and_as_combined():
+    """The declared preset and the per-line detection agree on a real Common Log Format
+    log (NASA, July 1995): the same rows, the same dead letters."""
+    path = os.path.join(CORPUS, "nasa_jul95_head.log")
+    with open(path, encoding="utf-8", errors="backslashreplace") as fh:
+        lines = [line.rstrip("\n") for line in fh]
+    assert len(lines) >= 4_000
+    same = rejections = 0
+    for line in lines:
+        try:
+            auto = parse_access_log(line)
+        except RecordRejected as exc:
+            rejections += 1
+            assert rejected(line, "common") == exc.reason, line
+            continue
+        declared = parse_access_log(line, LogFormat("common"))
+        assert {**auto, "log_format": None} == {**declared, "log_format": None}, line
+        same += 1
+    assert same == len(lines) - rejections and rejections == 0

@@ -1,0 +1,240 @@
+"""Log formats as servers declare them: Apache ``LogFormat`` strings and nginx
+``log_format`` strings compiled into one regular expression, and the named presets.
+
+A format is literal text and directives (``%h``, ``%{User-Agent}i``, ``$remote_addr``).
+Each directive that carries data is a named group of the expression and lands in a bronze
+column through the reader of its kind: the client, the time, the request line, the
+status, sizes, durations in microseconds, the virtual host, TLS. A directive without a
+column of its own (``%{Cookie}i``, ``$upstream_addr``) is kept in ``extra_fields``, a JSON
+object by the directive's name, so nothing a line says is thrown away.
+
+A directive between double quotes in the format reads a quoted field (Apache's and
+nginx's escapes, ``\\"`` included); elsewhere a field is one token. The expression is
+plain enough for both Python's ``re`` and RE2 (``pyarrow.compute.extract_regex``).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from transforms.dead_letters import RecordRejected
+
+#: The named presets (``--log-format NAME``); ``combined`` and ``nginx_main`` have
+#: parsers of their own (:mod:`transforms.access_log`): Combined and Common told apart
+#: per line, and trailing fields after the user agent tolerated.
+PRESETS = {
+    "common": '%h %l %u %t "%r" %>s %b',
+    # Debian's and Ubuntu's other_vhosts_access.log
+    "vhost_combined": '%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i"',
+    # nginx's main with the ISO 8601 time nginx logs as $time_iso8601
+    "nginx_iso8601": ('$remote_addr - $remote_user [$time_iso8601] "$request" $status '
+                      '$body_bytes_sent "$http_referer" "$http_user_agent"'),
+}
+
+_QUOTED = r'(?:[^"\\]|\\.)*'
+_TOKEN = r"[^ ]+"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a directive's text is read: the pattern of its field (unquoted) and the bronze
+    column it fills (None: ``extra_fields``)."""
+
+    name: str
+    column: str | None
+    pattern: str = _TOKEN
+
+
+_HOST = Kind("host", "client")
+_IDENT = Kind("ident", "ident")
+_USER = Kind("user", "auth_user")
+_TIME_CLF_BRACKETED = Kind("time_clf", "timestamp", r"\[[^\]]+\]")
+_TIME_CLF = Kind("time_clf", "timestamp", r"[0-9]{2}/[A-Za-z]{3}/[0-9]{4}:[^ \]]+ [+-][0-9]{4}")
+_TIME_ISO = Kind("time_iso", "timestamp", r"[0-9]{4}-[^ \]]+")
+_TIME_MSEC = Kind("time_msec", "timestamp", r"[0-9]+(?:\.[0-9]+)?")
+_REQUEST = Kind("request", "request")
+_STATUS = Kind("status", "status")
+_BYTES = Kind("bytes", "bytes")
+_REFERRER = Kind("text", "referrer")
+_AGENT = Kind("text", "user_agent")
+_FORWARDED = Kind("text", "forwarded_for")
+_VHOST = Kind("text", "vhost")
+_PORT = Kind("count", "server_port")
+_REQUEST_BYTES = Kind("count", "request_bytes")
+_MICROS = Kind("micros", "request_time_us")
+_MILLIS = Kind("millis", "request_time_us")
+_SECONDS = Kind("seconds", "request_time_us")
+_UPSTREAM = Kind("upstream_seconds", "upstream_time_us", r"[^ ]+(?:, [^ ]+)*")
+_TLS_PROTOCOL = Kind("text", "tls_protocol")
+_TLS_CIPHER = Kind("text", "tls_cipher")
+_EXTRA = Kind("text", None)
+
+#: Apache directives (after ``%``, modifiers removed), by their letter and ``{argument}``.
+_APACHE = {
+    "h": _HOST, "a": _HOST, "{c}a": _HOST, "l": _IDENT, "u": _USER,
+    "t": _TIME_CLF_BRACKETED, "r": _REQUEST, "s": _STATUS, "b": _BYTES, "B": _BYTES,
+    # %O counts the headers too: Debian's combined and vhost_combined log it for %b
+    "O": _BYTES, "{referer}i": _REFERRER, "{user-agent}i": _AGENT,
+    "{x-forwarded-for}i": _FORWARDED, "v": _VHOST, "V": _VHOST, "p": _PORT,
+    "{canonical}p": _PORT, "{local}p": _PORT, "I": _REQUEST_BYTES, "D": _MICROS,
+    "{us}T": _MICROS, "{ms}T": _MILLIS, "T": _SECONDS, "{s}T": _SECONDS,
+    "{ssl_protocol}x": _TLS_PROTOCOL, "{ssl_cipher}x": _TLS_CIPHER,
+}
+#: Apache directives that carry data without a column: kept in extra_fields.
+_APACHE_EXTRA = set("ABCefHikLmnoPqRUX") | {"{remote}p"}
+#: nginx variables, by name.
+_NGINX = {
+    "remote_addr": _HOST, "realip_remote_addr": _HOST, "remote_user": _USER,
+    "time_local": _TIME_CLF, "time_iso8601": _TIME_ISO, "msec": _TIME_MSEC,
+    "request": _REQUEST, "status": _STATUS, "body_bytes_sent": _BYTES,
+    "http_referer": _REFERRER, "http_user_agent": _AGENT,
+    "http_x_forwarded_for": _FORWARDED, "host": _VHOST, "server_name": _VHOST,
+    "server_port": _PORT, "request_length": _REQUEST_BYTES, "request_time": _SECONDS,
+    "upstream_response_time": _UPSTREAM, "ssl_protocol": _TLS_PROTOCOL,
+    "ssl_cipher": _TLS_CIPHER,
+}
+_APACHE_DIRECTIVE = re.compile(r"%(?:!?[0-9,]+)?([<>]?)(\{[^}]*\})?([a-zA-Z%])")
+_NGINX_VARIABLE = re.compile(r"\$\{?([a-z_][a-z0-9_]*)\}?")
+
+
+class FormatError(ValueError):
+    """A format string that cannot be read (said in one line to the user)."""
+
+
+@dataclass(frozen=True)
+class Directive:
+    spelling: str  # as written in the format: %>s, %{User-Agent}i, $status
+    kind: Kind
+    group: str     # the expression's group name
+    quoted: bool
+
+
+@dataclass(frozen=True)
+class CompiledFormat:
+    """A format string compiled: ``pattern`` matches a whole line, one group per
+    directive."""
+
+    name: str
+    source: str
+    directives: tuple[Directive, ...]
+    pattern: str
+    _regex: re.Pattern = field(repr=False, compare=False, default=None)
+
+    @property
+    def columns(self) -> frozenset[str]:
+        return frozenset(d.kind.column for d in self.directives if d.kind.column)
+
+    def match(self, line: str):
+        return self._regex.match(line)
+
+
+def compile_format(source: str, name: str = "custom") -> CompiledFormat:
+    """An Apache ``LogFormat`` string (``%`` directives) or an nginx ``log_format``
+    string (``$`` variables) → its :class:`CompiledFormat`; raises FormatError."""
+    if not source.strip():
+        raise FormatError("the format is empty")
+    apache = "%" in source and not _NGINX_VARIABLE.search(source)
+    finder = _APACHE_DIRECTIVE if apache else _NGINX_VARIABLE
+    directives: list[Directive] = []
+    parts: list[str] = ["^"]
+    at = 0
+    for match in finder.finditer(source):
+        literal = source[at:match.start()]
+        at = match.end()
+        if apache and match.group(3) == "%":
+            parts.append(re.escape(literal + "%"))
+            continue
+        kind = _apache_kind(match) if apache else _NGINX.get(match.group(1), _EXTRA)
+        if kind is None:
+            raise FormatError(f"{match.group(0)} is not a directive this reader knows")
+        quoted = literal.endswith('"') and source[at:at + 1] == '"'
+        group = f"d{len(directives)}"
+        parts.append(re.escape(literal))
+        parts.append(f"(?P<{group}>{_QUOTED if quoted else kind.pattern})")
+        directives.append(Directive(match.group(0), kind, group, quoted))
+    parts.append(re.escape(source[at:]) + "$")
+    if not directives:
+        raise FormatError("the format has no directive (%h, $remote_addr, ...)")
+    taken = [d.kind.column for d in directives if d.kind.column]
+    twice = sorted({c for c in taken if taken.count(c) > 1})
+    if twice:
+        raise FormatError(f"more than one directive fills {', '.join(twice)}")
+    if "timestamp" not in taken:
+        raise FormatError("the format has no time (%t, $time_local, $time_iso8601, $msec)")
+    if "request" not in taken:
+        raise FormatError("the format has no request line (%r, $request)")
+    if "client" not in taken:
+        raise FormatError("the format has no client address (%h, %a, $remote_addr)")
+    pattern = "".join(parts).replace("\\ ", " ")
+    return CompiledFormat(name, source, tuple(directives), pattern, re.compile(pattern))
+
+
+def _apache_kind(match) -> Kind | None:
+    _, argument, letter = match.groups()
+    key = (argument or "").lower() + letter if argument else letter
+    if key in _APACHE:
+        return _APACHE[key]
+    if letter in _APACHE_EXTRA or (argument and letter in "iaopCeonxT"):
+        return _EXTRA
+    return None
+
+
+def read_directives(compiled: CompiledFormat, match) -> tuple[dict, dict]:
+    """The groups of a matched line → (the raw text of each column, extra fields by
+    directive), escapes and quotes not yet undone."""
+    columns, extra = {}, {}
+    for d in compiled.directives:
+        text = match.group(d.group)
+        if d.kind.column is None:
+            extra[d.spelling] = text
+        else:
+            columns[d.kind.column] = (d, text)
+    return columns, extra
+
+
+def seconds_to_micros(text: str, scale: int, what: str) -> int:
+    """``0.123`` seconds (scale 1e6), milliseconds (1e3) or microseconds (1) → µs."""
+    if not re.fullmatch(r"[0-9]{1,12}(?:\.[0-9]{1,9})?", text):
+        raise RecordRejected("wrong_type", f"{what} {text!r} is not a duration")
+    whole, _, fraction = text.partition(".")
+    micros = int(whole) * scale
+    if fraction:
+        micros += round(int(fraction) * scale / 10 ** len(fraction))
+    return micros
+
+
+def upstream_micros(text: str) -> int | None:
+    """nginx's ``$upstream_response_time``: one time per upstream tried (``0.012, 0.100``,
+    or ``:`` between internal redirects); ``-`` where none answered. The total, or None
+    when no upstream answered."""
+    times = [t for t in re.split(r"[,:] ?", text) if t and t != "-"]
+    if not times:
+        return None
+    return sum(seconds_to_micros(t, 1_000_000, "upstream time") for t in times)
+
+
+def parse_iso_time(text: str) -> datetime:
+    """``2026-12-06T10:00:00+01:00`` (nginx's ``$time_iso8601``) → aware UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None or len(text) < 20:
+        raise RecordRejected("invalid_timestamp", f"time {text!r} is not "
+                             "yyyy-mm-ddTHH:MM:SS±hh:mm")
+    return value.astimezone(timezone.utc)
+
+
+def parse_msec(text: str) -> datetime:
+    """nginx's ``$msec``: seconds since the epoch, with milliseconds."""
+    try:
+        return datetime.fromtimestamp(float(text), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise RecordRejected("invalid_timestamp", f"time {text!r} is not seconds since "
+                             "the epoch") from None
+
+
+def extra_json(extra: dict) -> str | None:
+    return json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
