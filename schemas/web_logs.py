@@ -42,20 +42,20 @@ ACCESS_LOG_FIELDS = (
     Field("forwarded_for", S, "X-Forwarded-For as logged (nginx_main's last field, "
           "http_x_forwarded_for): the addresses the request came through, client first; "
           "null when '-' or not in the format (personal data)"),
-    Field("vhost", S, "Virtual host that served the request (%v, %V, $host, "
-          "$server_name); null when not in the format"),
-    Field("server_port", INT, "Port the request came in on (%p, $server_port)",
+    Field("vhost", S, "Virtual host that served the request (%v, %V; nginx host, "
+          "server_name); null when not in the format"),
+    Field("server_port", INT, "Port the request came in on (%p; nginx server_port)",
           minimum=0, maximum=65535),
-    Field("request_bytes", INT, "Bytes received: request line, headers and body (%I, "
-          "$request_length)", unit="B", minimum=0, maximum=MAX_RESPONSE_BYTES),
-    Field("request_time_us", INT, "Time taken to serve the request (%D, %T, "
-          "$request_time)", unit="µs", minimum=0),
+    Field("request_bytes", INT, "Bytes received: request line, headers and body (%I; "
+          "nginx request_length)", unit="B", minimum=0, maximum=MAX_RESPONSE_BYTES),
+    Field("request_time_us", INT, "Time taken to serve the request (%D, %T; nginx "
+          "request_time)", unit="µs", minimum=0),
     Field("upstream_time_us", INT, "Time the upstream servers took, summed over those "
           "tried (nginx upstream_response_time); null when none answered", unit="µs",
           minimum=0),
-    Field("tls_protocol", S, "TLS protocol, e.g. TLSv1.3 (%{SSL_PROTOCOL}x, "
-          "$ssl_protocol)"),
-    Field("tls_cipher", S, "TLS cipher suite (%{SSL_CIPHER}x, $ssl_cipher)"),
+    Field("tls_protocol", S, "TLS protocol, e.g. TLSv1.3 (%{SSL_PROTOCOL}x; nginx "
+          "ssl_protocol)"),
+    Field("tls_cipher", S, "TLS cipher suite (%{SSL_CIPHER}x; nginx ssl_cipher)"),
     Field("extra_fields", S, "The format's other directives, a JSON object by directive as "
           "written (e.g. %{Cookie}i): bronze only, as they may hold personal data"),
     Field("log_format", S, "Which format the line matched (custom: a format string)",

@@ -218,7 +218,7 @@ def test_explicit_inputs_in_several_formats(tmp_path):
     (["logs", "--trusted-proxies", "10.0.0.0/8"], "needs the X-Forwarded-For field"),
     (["logs", "--log-format", "nginx_main", "--trusted-proxies", "10.0.0.0/33"],
      "--trusted-proxies: trusted proxy '10.0.0.0/33' is not an address or network"),
-    (["logs", "--log-format", "apache"], "invalid choice"),
+    (["logs", "--log-format", "apache"], "nor an Apache or nginx format string"),
 ])
 def test_user_mistakes_are_one_clear_line(args, message, tmp_path):
     proc = run_cli(*args, "--output-dir", str(tmp_path), timeout=120)
