@@ -137,3 +137,87 @@ def test_nasas_log_reads_alike_as_common_and_as_combined():
         assert {**auto, "log_format": None} == {**declared, "log_format": None}, line
         same += 1
     assert same == len(lines) - rejections and rejections == 0
+
+
+# ---- the vectorised reading of declared formats ---------------------------------------------
+NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+NGINX = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+         '"$http_referer" "$http_user_agent" "$http_x_forwarded_for" $request_time '
+         '$upstream_response_time $host "$http_cookie" $upstream_addr')
+_N = ('10.0.0.1 - - [06/Dec/2026:10:00:00 +0000] "GET /x?y HTTP/1.1" 200 10 "-" "ua" "-" 1.5 '
+      '- shop.example "-" 10.1.1.1:80')
+APACHE = ('%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i" %{ms}T '
+          '"%{SSL_PROTOCOL}x" "%{Cookie}i" %I')
+_A = ('shop.example:443 203.0.113.7 - - [06/Dec/2026:10:00:00 +0000] "GET /a?b=1 HTTP/1.1" '
+      '200 512 "-" "curl/8.5" 1.5 "TLSv1.3" "x=1" 300')
+_I = '203.0.113.7 - - [2026-12-06T10:00:00+01:00] "GET / HTTP/1.1" 200 5 "-" "ua"'
+AWKWARD = {
+    NGINX: [_N, _N.replace('"-" 10.1', '"a=1" 10.1'), _N.replace(" 1.5 ", " 0.123456 "),
+            _N.replace(" 1.5 ", " 0.1234567 "), _N.replace(" - shop", " 0.010, 0.020 shop"),
+            _N.replace(" - shop", " 0.5 shop"), _N.replace("10.0.0.1", "host.example"),
+            _N.replace("10.0.0.1", "[::1]"), _N.replace("10.0.0.1", "2001:db8::1"),
+            _N.replace("+0000", "+0330"), _N.replace("06/Dec", "31/Nov"),
+            _N.replace("2026:", "1985:"), _N.replace("2026:", "2036:"),
+            _N.replace(" 200 ", " - "), _N.replace(" 200 ", " 2000 "),
+            _N.replace(' 10 "', ' - "'), _N.replace(' 10 "', ' 99999999999999999999 "'),
+            _N.replace('"ua"', '"u\\"a"'), _N.replace('"ua"', '"caf\\xC3\\xA9"'),
+            _N.replace('"ua"', '"café"'), _N.replace("GET /x?y HTTP/1.1", "-"),
+            _N.replace('"-" "ua"', '"" ""'), _N.replace("10.1.1.1:80", "-"), _N[:-20],
+            "garbage", ""],
+    APACHE: [_A, _A.replace(" 1.5 ", " 1.2345 "), _A.replace(" 1.5 ", " 15 "),
+             _A.replace('"x=1"', '"-"'), _A.replace(":443", ":99999"),
+             _A.replace(" 300", " -"), _A.replace("/Dec/", "/dec/")],
+    "nginx_iso8601": [_I, _I.replace("+01:00", "Z"), _I.replace("+01:00", "+0100"),
+                      _I.replace("T10", "T25"), _I.replace("-12-", "-13-"),
+                      _I.replace("2026", "1985"), _I.replace(":00+", ":00.123+")],
+}
+
+
+@pytest.mark.parametrize("fmt", list(AWKWARD))
+def test_the_vectorised_reading_of_a_declared_format_is_the_row_level_one(fmt):
+    from transforms.batches import raw_lines
+    from transforms.web_logs.bronze import row_level, web_bronze_batch
+
+    log_format = LogFormat(fmt)
+    for line in AWKWARD[fmt]:  # a line at a time: the two paths order rows differently
+        raw = raw_lines([line.encode()], "awkward.log")
+        fast = web_bronze_batch(raw, NOW, log_format=log_format)
+        slow = row_level(raw, NOW, log_format=log_format)
+        assert fast.records.to_pylist() == slow.records.to_pylist(), line
+        assert fast.dead_letters == slow.dead_letters, line
+
+
+def test_declared_formats_of_the_usual_shape_never_take_the_row_level_path(monkeypatch):
+    from generators.weblogs import WebLogConfig, WebLogGenerator
+    from transforms.batches import raw_lines
+    from transforms.web_logs import bronze
+
+    taken = []
+    monkeypatch.setattr(bronze, "row_level", lambda raw, *a: taken.append(raw.num_rows))
+    lines = list(WebLogGenerator(WebLogConfig(count=3_000, rate_per_s=50, seed=3)).render())
+    vhosts = [f"shop.example:443 {line}".encode() for line in lines]
+    out = bronze.web_bronze_batch(raw_lines(vhosts, "vhosts.log"), NOW,
+                                  log_format=LogFormat("vhost_combined"))
+    assert out.records.num_rows == 3_000 and taken == []
+    assert set(out.records.column("vhost").to_pylist()) == {"shop.example"}
+    timed = [f'{line} 0.{i % 1000:03d} "s={i}"'.encode() for i, line in enumerate(lines)]
+    fmt = ('%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %{ms}T "%{Cookie}i"')
+    out = bronze.web_bronze_batch(raw_lines(timed, "timed.log"), NOW,
+                                  log_format=LogFormat(fmt))
+    assert out.records.num_rows == 3_000 and taken == []
+    assert out.records.column("extra_fields")[7].as_py() == '{"%{Cookie}i": "s=7"}'
+
+
+def test_nasas_log_reads_alike_in_both_engines_as_common():
+    from transforms.batches import raw_lines
+    from transforms.web_logs.bronze import row_level, web_bronze_batch
+
+    with open(os.path.join(CORPUS, "nasa_jul95_head.log"), "rb") as fh:
+        raw = raw_lines(fh.read().splitlines(), "nasa.log")
+    common = LogFormat("common")
+    fast, slow = web_bronze_batch(raw, NOW, log_format=common), row_level(raw, NOW,
+                                                                          log_format=common)
+    key = lambda r: repr(sorted(r.items()))  # noqa: E731
+    assert sorted(fast.records.to_pylist(), key=key) == sorted(slow.records.to_pylist(),
+                                                                 key=key)
+    assert fast.records.num_rows == raw.num_rows and not fast.dead_letters
