@@ -211,10 +211,11 @@ class WebLogsOptions(CommonOptions, PipelineOptions):
               help="how the lines are written: combined (default: Combined or Common Log "
                    "Format, told apart per line), common, vhost_combined (Debian's), "
                    "nginx_main (nginx's main: combined and \"$http_x_forwarded_for\"), "
-                   "nginx_iso8601 (nginx's main shape with $time_iso8601), or the "
-                   "server's own format string: Apache LogFormat ('%%h %%l %%u %%t "
-                   "\"%%r\" %%>s %%b %%D') or nginx log_format ('$remote_addr ... "
-                   "$request_time'); each directive lands in its column")
+                   "nginx_iso8601 (nginx's main shape with $time_iso8601), json (a JSON "
+                   "object a line, keys named as nginx's variables; json:KEY=VARIABLE,... "
+                   "names others), or the server's own format string: Apache LogFormat "
+                   "('%%h %%l %%u %%t \"%%r\" %%>s %%b %%D') or nginx log_format "
+                   "('$remote_addr ... $request_time'); each directive lands in its column")
         _flag(parser, "trusted-proxies", default=None, metavar="CIDR[,CIDR...]",
               help="the load balancers and proxies in front of the servers: the client is "
                    "then the right-most address of the X-Forwarded-For chain (and the "

@@ -221,3 +221,73 @@ def test_nasas_log_reads_alike_in_both_engines_as_common():
     assert sorted(fast.records.to_pylist(), key=key) == sorted(slow.records.to_pylist(),
                                                                  key=key)
     assert fast.records.num_rows == raw.num_rows and not fast.dead_letters
+
+
+# ---- JSON access logs -----------------------------------------------------------------------
+_JSON = ('{"time_iso8601":"2026-12-06T10:00:00+01:00","remote_addr":"203.0.113.7",'
+         '"request":"GET /a?b=1 HTTP/2.0","status":200,"body_bytes_sent":512,'
+         '"http_referer":"","http_user_agent":"curl/8.5","request_time":0.125,'
+         '"upstream_response_time":"0.100","host":"shop.example","trace_id":"abc"}')
+
+
+def test_json_lines_read_by_nginx_variable_names():
+    row = parsed(_JSON, "json")
+    assert row == {
+        "client_ip": "203.0.113.7", "timestamp": datetime(2026, 12, 6, 9, 0, tzinfo=UTC),
+        "method": "GET", "path": "/a", "query": "b=1", "protocol": "HTTP/2.0",
+        "request": "GET /a?b=1 HTTP/2.0", "status": 200, "bytes": 512,
+        "user_agent": "curl/8.5", "request_time_us": 125_000, "upstream_time_us": 100_000,
+        "vhost": "shop.example", "extra_fields": '{"trace_id": "abc"}', "log_format": "json"}
+
+
+def test_json_field_names_are_configurable_and_a_split_request_is_joined():
+    line = ('{"ts":"2026-12-06T10:00:00Z","ip":"2001:db8::1","method":"POST",'
+            '"uri":"/api?x=1","protocol":"HTTP/1.1","code":"404","ms":"12"}')
+    row = parsed(line, "json:ts=time_iso8601,code=status")
+    assert (row["request"], row["status"], row["client_ip"], row["timestamp"]) == (
+        "POST /api?x=1 HTTP/1.1", 404, "2001:db8::1", datetime(2026, 12, 6, 10, tzinfo=UTC))
+    assert json.loads(row["extra_fields"]) == {"ms": "12"}
+    with pytest.raises(FormatError, match="not a variable this reader knows"):
+        LogFormat("json:ts=timestamp_of_day")
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('{"remote_addr": "1.2.3.4"', "invalid_json"),
+    ('["1.2.3.4"]', "not_an_object"),
+    (_JSON.replace('"request":"GET /a?b=1 HTTP/2.0",', ""), "missing_required_field"),
+    (_JSON.replace('"time_iso8601":"2026-12-06T10:00:00+01:00",', ""),
+     "missing_required_field"),
+    (_JSON.replace('"status":200', '"status":"OK"'), "wrong_type"),
+    (_JSON.replace('"status":200', '"status":true'), "wrong_type"),
+    (_JSON.replace('"request_time":0.125', '"request_time":"soon"'), "wrong_type"),
+    (_JSON.replace('"remote_addr":"203.0.113.7"', '"remote_addr":"not an ip"'),
+     "invalid_ip"),
+    (_JSON.replace("2026-12-06T10:00:00+01:00", "yesterday"), "invalid_timestamp"),
+])
+def test_json_lines_that_cannot_be_read_are_specific_dead_letters(line, reason):
+    assert rejected(line, "json") == reason
+
+
+def test_json_logs_in_the_batch_engine_and_end_to_end(tmp_path):
+    from beam_pipelines.catalog import connect as connect_catalog
+    from tests.test_web_logs_run import run
+    from transforms.batches import raw_lines
+    from transforms.web_logs.bronze import row_level, web_bronze_batch
+
+    lines = [_JSON, _JSON.replace('"status":200', '"status":503'), "{}", "not json"]
+    raw = raw_lines([line.encode() for line in lines], "app.json")
+    fast = web_bronze_batch(raw, NOW, log_format=LogFormat("json"))
+    slow = row_level(raw, NOW, log_format=LogFormat("json"))
+    assert fast.records.to_pylist() == slow.records.to_pylist()
+    assert [d["reason"] for d in fast.dead_letters] == ["missing_required_field",
+                                                        "invalid_json"]
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "lake"
+    proc = run("--input", str(log), "--output-dir", str(out), "--log-format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+    with connect_catalog(out) as con:
+        assert con.execute("select status, vhost, request_time_us from web_logs_silver "
+                           "order by status").fetchall() == [
+            (200, "shop.example", 125_000), (503, "shop.example", 125_000)]

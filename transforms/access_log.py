@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import orjson
+
 from schemas.web_logs import ACCESS_LOG_FIELDS
 from transforms.bronze import (
     LATEST,
@@ -34,9 +36,12 @@ from transforms.dead_letters import RecordRejected
 from transforms.geo import is_host_name
 from transforms.web_logs.formats import (
     PRESETS,
+    REQUEST_PARTS,
     CompiledFormat,
     compile_format,
     extra_json,
+    json_kind,
+    json_names,
     parse_iso_time,
     parse_msec,
     read_directives,
@@ -65,7 +70,7 @@ LOG_EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
 #: ignored); ``nginx_main`` is nginx's ``main``: Combined and ``"$http_x_forwarded_for"``;
 #: the presets of :mod:`transforms.web_logs.formats` (``common``, ``vhost_combined``,
 #: ``nginx_iso8601``); or an Apache ``LogFormat`` or nginx ``log_format`` string itself.
-LOG_FORMATS = ("combined", "nginx_main") + tuple(PRESETS)
+LOG_FORMATS = ("combined", "nginx_main", "json") + tuple(PRESETS)
 #: Every field of a parsed line.
 ACCESS_COLUMNS = tuple(f.name for f in ACCESS_LOG_FIELDS)
 #: The bronze columns only some formats fill (null in the others).
@@ -87,6 +92,9 @@ class LogFormat:
     earliest: datetime = LOG_EARLIEST
 
     def __post_init__(self):
+        if self.is_json:
+            json_names(self.name)  # raises FormatError
+            return
         if self.name not in LOG_FORMATS and not is_format_string(self.name):
             raise ValueError(f"log format {self.name!r} is not one of "
                              f"{', '.join(LOG_FORMATS)}, nor an Apache or nginx format "
@@ -98,14 +106,29 @@ class LogFormat:
     def compiled(self) -> CompiledFormat | None:
         """The compiled format (None for ``combined`` and ``nginx_main``, which have
         parsers of their own); raises FormatError for a format string it cannot read."""
-        if self.name in ("combined", "nginx_main"):
+        if self.name in ("combined", "nginx_main") or self.is_json:
             return None
         return _compiled(self.name)
 
     @property
+    def is_json(self) -> bool:
+        return self.name == "json" or self.name.startswith("json:")
+
+    @property
+    def json_names(self) -> dict[str, str]:
+        return _json_names(self.name)
+
+    @property
     def label(self) -> str:
         """What bronze's ``log_format`` says of a line read in this format."""
+        if self.is_json:
+            return "json"
         return self.name if self.name in LOG_FORMATS else "custom"
+
+
+@functools.lru_cache(maxsize=32)
+def _json_names(name: str) -> dict[str, str]:
+    return json_names(name)
 
 
 @functools.lru_cache(maxsize=32)
@@ -210,10 +233,109 @@ def split_request(request: str) -> tuple[str | None, str | None, str | None, str
     return method, path, (query if sep else None), protocol
 
 
+def _json_text(value, what: str) -> str:
+    """A JSON value where the log format would have text: strings as they are, integers
+    in digits, null as '-'; anything else is the wrong type."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise RecordRejected("wrong_type", f"{what} {value!r} is not text or a whole number")
+
+
+def _json_micros(value, kind: str, what: str) -> int | None:
+    """A duration as JSON numbers or text: seconds, milliseconds or microseconds → µs."""
+    scale = _SCALES.get(kind, 1_000_000)
+    if isinstance(value, float) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RecordRejected("non_finite_number", f"{what} is {value}")
+        if not 0 <= value < 1e12:
+            raise RecordRejected("wrong_type", f"{what} {value!r} is not a duration")
+        return round(value * scale)
+    text = _json_text(value, what)
+    if kind == "upstream_seconds":
+        return upstream_micros(text)
+    return None if text == "-" else seconds_to_micros(text, scale, what)
+
+
+def parse_json_log(line: str, log_format: LogFormat) -> dict:
+    """One JSON access-log line → the bronze fields: each key read as the nginx variable
+    it is (or stands for, :data:`~transforms.web_logs.formats.JSON_ALIASES` and
+    ``json:KEY=VARIABLE``); keys without a column in ``extra_fields``."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected("invalid_json", f"not JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise RecordRejected("not_an_object", f"a JSON {type(record).__name__}, not an "
+                             "object of fields")
+    names = log_format.json_names
+    out = dict.fromkeys(ACCESS_COLUMNS)
+    extra, parts = {}, {}
+    for key, value in record.items():
+        variable = names.get(key, key)
+        if variable in REQUEST_PARTS:
+            parts[variable] = _json_text(value, key)
+            continue
+        kind = json_kind(variable)
+        column = kind.column if kind is not None else None
+        filled = (None if column is None else out["client_ip"] or out["client_host"]
+                  if column == "client" else out[column])
+        if column is None or filled is not None:
+            extra[key] = value  # no column, or its column is filled already
+            continue
+        name = kind.name
+        if name in _SCALES or name == "upstream_seconds":
+            out[column] = _json_micros(value, name, key)
+            continue
+        if name == "time_msec" and isinstance(value, (int, float)) \
+                and not isinstance(value, bool):
+            out["timestamp"] = in_range(parse_msec(repr(value)), repr(value),
+                                        log_format.earliest)
+            continue
+        text = _json_text(value, key)
+        if name == "host":
+            out["client_ip"], out["client_host"] = _client(text)
+        elif name == "time_clf":
+            out["timestamp"] = parse_log_time(text.strip("[]"), log_format.earliest)
+        elif name == "time_iso":
+            out["timestamp"] = in_range(parse_iso_time(text), text, log_format.earliest)
+        elif name == "time_msec":
+            out["timestamp"] = in_range(parse_msec(text), text, log_format.earliest)
+        elif name == "request":
+            out["request"] = text
+        elif name == "status":
+            out["status"] = _status(text)
+        elif name in ("bytes", "count"):
+            out[column] = _count(text, column.replace("_", " "))
+        else:
+            out[column] = _dash(text)
+    if out["request"] is None and "request_uri" in parts:
+        out["request"] = " ".join(parts[p] for p in REQUEST_PARTS if _dash(parts.get(p)))
+    elif parts:
+        extra.update(parts)
+    for column, what in (("timestamp", "a time (time_iso8601, time_local, msec, @timestamp)"),
+                         ("request", "a request (request, or request_method and "
+                                     "request_uri)")):
+        if out[column] is None:
+            raise RecordRejected("missing_required_field", f"the object has no {what}")
+    if out["client_ip"] is None and out["client_host"] is None:
+        raise RecordRejected("missing_required_field", "the object has no client address "
+                             "(remote_addr, client_ip)")
+    out["method"], out["path"], out["query"], out["protocol"] = split_request(out["request"])
+    out["extra_fields"] = extra_json(extra)
+    out["log_format"] = "json"
+    return out
+
+
 def parse_access_log(line: str, log_format: LogFormat = LogFormat()) -> dict:
     """One log line → the bronze fields (without ingest metadata); raises RecordRejected."""
     if log_format.compiled is not None:
         return parse_compiled(line, log_format)
+    if log_format.is_json:
+        return parse_json_log(line, log_format)
     match = _LINE.match(line)
     if match is None:
         raise RecordRejected("unparseable_log_line", "not a Combined or Common Log Format "

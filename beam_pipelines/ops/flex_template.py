@@ -70,7 +70,7 @@ def _by_name() -> dict[str, str]:
         "windows": r"^[0-9]+(ms|s|min|m|h|d)?(,[0-9]+(ms|s|min|m|h|d)?)*$",
         "earliest_event": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
         # a preset, or a format string with at least one directive (compiled at launch)
-        "log_format": "^(" + "|".join(LOG_FORMATS) + r"|.*[%$].*)$",
+        "log_format": "^(" + "|".join(LOG_FORMATS) + r"|json:.+|.*[%$].*)$",
         "trusted_proxies": r"^[0-9A-Fa-f.:]+(/[0-9]+)?(,[0-9A-Fa-f.:]+(/[0-9]+)?)*$",
         "bq_project": warehouse._PROJECT.pattern,
         "bq_dataset_prefix": r"^[A-Za-z0-9_]{1,1000}$",

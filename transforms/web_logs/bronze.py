@@ -168,6 +168,9 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     n = raw.num_rows
     if not n:
         return WebBronzeBatch(_empty(), [])
+    if log_format.is_json:  # a JSON decode a line: one tight loop, no element per line
+        return row_level(raw, now, pipeline, step, allowed_lateness_s, max_future_s,
+                         log_format)
     if log_format.compiled is not None:  # a preset or a format string
         return _declared_batch(raw, now, pipeline, step, allowed_lateness_s, max_future_s,
                                log_format)

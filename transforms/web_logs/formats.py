@@ -238,3 +238,40 @@ def parse_msec(text: str) -> datetime:
 
 def extra_json(extra: dict) -> str | None:
     return json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
+
+
+# ---- JSON access logs -----------------------------------------------------------------------
+#: ``--log-format json``: one JSON object a line whose keys are nginx's variable names
+#: (what ``log_format ... escape=json '{"remote_addr":"$remote_addr",...}'`` writes) or
+#: these common spellings; ``json:KEY=VARIABLE,...`` names the others.
+JSON_ALIASES = {
+    "@timestamp": "time_iso8601", "time": "time_iso8601", "timestamp": "time_iso8601",
+    "client_ip": "remote_addr", "remote_ip": "remote_addr", "ip": "remote_addr",
+    "method": "request_method", "uri": "request_uri", "protocol": "server_protocol",
+    "referer": "http_referer", "referrer": "http_referer", "user_agent": "http_user_agent",
+    "bytes": "body_bytes_sent", "size": "body_bytes_sent", "duration": "request_time",
+}
+#: A request line split into parts, as JSON logs often write it.
+REQUEST_PARTS = ("request_method", "request_uri", "server_protocol")
+
+
+def json_names(spec: str) -> dict[str, str]:
+    """``json`` or ``json:KEY=VARIABLE,...`` → the variable each key stands for."""
+    names = dict(JSON_ALIASES)
+    _, _, pairs = spec.partition(":")
+    for pair in filter(None, (p.strip() for p in pairs.split(","))):
+        key, sep, variable = pair.partition("=")
+        variable = variable.strip().lstrip("$")
+        if not sep or not key.strip():
+            raise FormatError(f"{pair!r} is not KEY=VARIABLE (e.g. ts=time_iso8601)")
+        if variable not in _NGINX and variable not in REQUEST_PARTS:
+            raise FormatError(f"{variable!r} is not a variable this reader knows (one of "
+                              f"{', '.join(sorted(set(_NGINX) | set(REQUEST_PARTS)))})")
+        names[key.strip()] = variable
+    return names
+
+
+def json_kind(variable: str) -> Kind | None:
+    """The kind of a JSON key's variable; None when it has no column (extra_fields)."""
+    kind = _NGINX.get(variable)
+    return kind if kind is not None and kind.column else None
