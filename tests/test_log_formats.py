@@ -81,6 +81,22 @@ def test_an_apache_format_string_puts_each_directive_in_its_column():
                   fmt.replace("%D", "%{ms}T"))["request_time_us"] == 45_000
 
 
+def test_apache_times_in_any_strftime_format_with_their_zone_or_since_the_epoch():
+    fmt = '%h %l %u [%{%d/%b/%Y:%T %z}t] "%r" %>s %b'
+    line = '203.0.113.7 - - [06/Dec/2026:10:00:00 +0100] "GET / HTTP/1.1" 200 5'
+    assert parsed(line, fmt)["timestamp"] == datetime(2026, 12, 6, 9, tzinfo=UTC)
+    iso = '%h %l %u %{%Y-%m-%dT%H:%M:%S%z}t "%r" %>s %b'
+    assert parsed('203.0.113.7 - - 2026-12-06T10:00:00-0500 "GET / HTTP/1.1" 200 5',
+                  iso)["timestamp"] == datetime(2026, 12, 6, 15, tzinfo=UTC)
+    assert rejected('203.0.113.7 - - 2026-12-06T25:00:00-0500 "GET / HTTP/1.1" 200 5',
+                    iso) == "invalid_timestamp"
+    epoch = '%h %l %u %{msec}t "%r" %>s %b'
+    assert parsed('203.0.113.7 - - 1796551200123 "GET / HTTP/1.1" 200 5', epoch)[
+        "timestamp"] == datetime(2026, 12, 6, 10, 0, 0, 123_000, tzinfo=UTC)
+    assert rejected('203.0.113.7 - - 1 "GET / HTTP/1.1" 200 5', epoch) == \
+        "timestamp_out_of_range"
+
+
 def test_an_nginx_format_string_reads_proxies_and_upstream_times():
     fmt = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
            '"$http_referer" "$http_user_agent" "$http_x_forwarded_for" $request_time '
@@ -101,6 +117,9 @@ def test_an_nginx_format_string_reads_proxies_and_upstream_times():
     ('%h %a %t "%r"', "more than one directive fills client"),
     ('%h "%r" %>s', "no time"),
     ("$remote_addr [$time_local] $status", "no request line"),
+    ('%h %{%Y-%m-%d %H:%M:%S}t "%r"', "has no %z"),
+    ('%h %{%Y %Q %z}t "%r"', "%Q is not a time code"),
+    ('%h %{msec_frac}t "%r"', "only a fraction of a second"),
 ])
 def test_a_format_string_that_cannot_be_read_says_why(fmt, message):
     with pytest.raises(FormatError, match=message):
@@ -167,6 +186,9 @@ AWKWARD = {
     APACHE: [_A, _A.replace(" 1.5 ", " 1.2345 "), _A.replace(" 1.5 ", " 15 "),
              _A.replace('"x=1"', '"-"'), _A.replace(":443", ":99999"),
              _A.replace(" 300", " -"), _A.replace("/Dec/", "/dec/")],
+    '%h %l %u [%{%d/%b/%Y:%T %z}t] "%r" %>s %b': [
+        _A.split(" ", 1)[1].split(' "-"')[0], _A.split(" ", 1)[1].split(' "-"')[0].replace(
+            "+0000", "+0530"), _A.split(" ", 1)[1].split(' "-"')[0].replace("Dec", "Dex")],
     "nginx_iso8601": [_I, _I.replace("+01:00", "Z"), _I.replace("+01:00", "+0100"),
                       _I.replace("T10", "T25"), _I.replace("-12-", "-13-"),
                       _I.replace("2026", "1985"), _I.replace(":00+", ":00.123+")],

@@ -26,6 +26,7 @@ import orjson
 
 from schemas.web_logs import ACCESS_LOG_FIELDS
 from transforms.bronze import (
+    EPOCH,
     LATEST,
     MAX_PAYLOAD_BYTES,
     Bronze,
@@ -35,6 +36,7 @@ from transforms.bronze import (
 from transforms.dead_letters import RecordRejected
 from transforms.geo import is_host_name
 from transforms.web_logs.formats import (
+    EPOCH_SCALES,
     PRESETS,
     REQUEST_PARTS,
     CompiledFormat,
@@ -430,6 +432,17 @@ def parse_compiled(line: str, log_format: LogFormat) -> dict:
             out["timestamp"] = in_range(parse_iso_time(text), text, log_format.earliest)
         elif kind == "time_msec":
             out["timestamp"] = in_range(parse_msec(text), text, log_format.earliest)
+        elif kind in EPOCH_SCALES:
+            ts = EPOCH + timedelta(microseconds=int(text) * EPOCH_SCALES[kind])
+            out["timestamp"] = in_range(ts, text, log_format.earliest)
+        elif kind == "time_strftime":
+            try:
+                ts = datetime.strptime(text, directive.time_format)
+            except ValueError:
+                raise RecordRejected("invalid_timestamp", f"time {text!r} is not "
+                                     f"{directive.spelling}") from None
+            out["timestamp"] = in_range(ts.astimezone(timezone.utc), text,
+                                        log_format.earliest)
         elif kind == "request":
             out["request"] = _unescape(text)
             (out["method"], out["path"], out["query"],

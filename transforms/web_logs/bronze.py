@@ -303,7 +303,7 @@ def _matches(column: pa.Array, pattern: str) -> np.ndarray:
 
 def _times(column: pa.Array, ok: np.ndarray, kind: str, earliest_us: int):
     """A time field → epoch µs and which rows the vectorised reading vouches for."""
-    if kind == "time_msec":  # rare: the row-level path reads it
+    if kind not in ("time_clf", "time_iso"):  # rarer: the row-level path reads them
         return np.zeros(len(column), np.int64), np.zeros(len(column), bool)
     parts = pc.extract_regex(column, _CLF_TIME if kind == "time_clf" else _ISO_TIME)
     ok = ok & parts.is_valid().to_numpy(zero_copy_only=False)

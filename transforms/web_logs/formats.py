@@ -54,6 +54,23 @@ _TIME_CLF_BRACKETED = Kind("time_clf", "timestamp", r"\[[^\]]+\]")
 _TIME_CLF = Kind("time_clf", "timestamp", r"[0-9]{2}/[A-Za-z]{3}/[0-9]{4}:[^ \]]+ [+-][0-9]{4}")
 _TIME_ISO = Kind("time_iso", "timestamp", r"[0-9]{4}-[^ \]]+")
 _TIME_MSEC = Kind("time_msec", "timestamp", r"[0-9]+(?:\.[0-9]+)?")
+#: Apache's %{sec}t, %{msec}t, %{usec}t: whole seconds, milliseconds or microseconds since
+#: the epoch.
+_EPOCH_TIMES = {"sec": Kind("time_sec", "timestamp", r"[0-9]{1,12}"),
+                "msec": Kind("time_ms", "timestamp", r"[0-9]{1,15}"),
+                "usec": Kind("time_us", "timestamp", r"[0-9]{1,18}")}
+EPOCH_SCALES = {"time_sec": 1_000_000, "time_ms": 1_000, "time_us": 1}
+#: strftime codes of Apache's %{FORMAT}t → what each matches, and how Python's strptime
+#: spells it (%T and %F are shorthands it does not read).
+_STRFTIME = {
+    "Y": (r"[0-9]{4}", "%Y"), "y": (r"[0-9]{2}", "%y"), "m": (r"[0-9]{2}", "%m"),
+    "d": (r"[0-9]{2}", "%d"), "H": (r"[0-9]{2}", "%H"), "M": (r"[0-9]{2}", "%M"),
+    "S": (r"[0-9]{2}", "%S"), "j": (r"[0-9]{3}", "%j"), "b": (r"[A-Za-z]{3}", "%b"),
+    "h": (r"[A-Za-z]{3}", "%b"), "B": (r"[A-Za-z]+", "%B"), "a": (r"[A-Za-z]{3}", "%a"),
+    "A": (r"[A-Za-z]+", "%A"), "z": (r"[+-][0-9]{4}", "%z"),
+    "T": (r"[0-9]{2}:[0-9]{2}:[0-9]{2}", "%H:%M:%S"),
+    "F": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "%Y-%m-%d"), "%": ("%", "%%"),
+}
 _REQUEST = Kind("request", "request")
 _STATUS = Kind("status", "status")
 _BYTES = Kind("bytes", "bytes")
@@ -109,6 +126,7 @@ class Directive:
     kind: Kind
     group: str     # the expression's group name
     quoted: bool
+    time_format: str | None = None  # %{FORMAT}t: how Python's strptime reads it
 
 
 @dataclass(frozen=True)
@@ -146,14 +164,18 @@ def compile_format(source: str, name: str = "custom") -> CompiledFormat:
         if apache and match.group(3) == "%":
             parts.append(re.escape(literal + "%"))
             continue
-        kind = _apache_kind(match) if apache else _NGINX.get(match.group(1), _EXTRA)
+        time_format = None
+        if apache and match.group(3) == "t" and match.group(2):
+            kind, time_format = _apache_time(match.group(2)[1:-1], match.group(0))
+        else:
+            kind = _apache_kind(match) if apache else _NGINX.get(match.group(1), _EXTRA)
         if kind is None:
             raise FormatError(f"{match.group(0)} is not a directive this reader knows")
         quoted = literal.endswith('"') and source[at:at + 1] == '"'
         group = f"d{len(directives)}"
         parts.append(re.escape(literal))
         parts.append(f"(?P<{group}>{_QUOTED if quoted else kind.pattern})")
-        directives.append(Directive(match.group(0), kind, group, quoted))
+        directives.append(Directive(match.group(0), kind, group, quoted, time_format))
     parts.append(re.escape(source[at:]) + "$")
     if not directives:
         raise FormatError("the format has no directive (%h, $remote_addr, ...)")
@@ -169,6 +191,34 @@ def compile_format(source: str, name: str = "custom") -> CompiledFormat:
         raise FormatError("the format has no client address (%h, %a, $remote_addr)")
     pattern = "".join(parts).replace("\\ ", " ")
     return CompiledFormat(name, source, tuple(directives), pattern, re.compile(pattern))
+
+
+def _apache_time(argument: str, spelling: str) -> tuple[Kind, str | None]:
+    """``%{sec}t`` and its kin, or ``%{FORMAT}t`` (strftime, with its zone: the server
+    writes local time, whose offset only %z tells)."""
+    for prefix in ("begin:", "end:"):
+        argument = argument.removeprefix(prefix)
+    if argument in _EPOCH_TIMES:
+        return _EPOCH_TIMES[argument], None
+    if argument.endswith("_frac"):
+        raise FormatError(f"{spelling} is only a fraction of a second: give the time whole "
+                          "(%t, %{sec}t, %{msec}t or %{FORMAT}t)")
+    pattern, python, at = [], [], 0
+    for match in re.finditer(r"%(.)", argument):
+        literal = argument[at:match.start()]
+        at = match.end()
+        if match.group(1) not in _STRFTIME:
+            raise FormatError(f"{spelling}: %{match.group(1)} is not a time code this "
+                              "reader knows")
+        regex, code = _STRFTIME[match.group(1)]
+        pattern += [re.escape(literal), regex]
+        python += [literal.replace("%", "%%"), code]
+    pattern.append(re.escape(argument[at:]))
+    python.append(argument[at:].replace("%", "%%"))
+    if "%z" not in "".join(python):
+        raise FormatError(f"{spelling} has no %z: the server logs local time, and without "
+                          "its offset the time cannot be placed")
+    return Kind("time_strftime", "timestamp", "".join(pattern)), "".join(python)
 
 
 def _apache_kind(match) -> Kind | None:
