@@ -297,23 +297,7 @@ def parse_json_log(line: str, log_format: LogFormat) -> dict:
             out["timestamp"] = in_range(parse_msec(repr(value)), repr(value),
                                         log_format.earliest)
             continue
-        text = _json_text(value, key)
-        if name == "host":
-            out["client_ip"], out["client_host"] = _client(text)
-        elif name == "time_clf":
-            out["timestamp"] = parse_log_time(text.strip("[]"), log_format.earliest)
-        elif name == "time_iso":
-            out["timestamp"] = in_range(parse_iso_time(text), text, log_format.earliest)
-        elif name == "time_msec":
-            out["timestamp"] = in_range(parse_msec(text), text, log_format.earliest)
-        elif name == "request":
-            out["request"] = text
-        elif name == "status":
-            out["status"] = _status(text)
-        elif name in ("bytes", "count"):
-            out[column] = _count(text, column.replace("_", " "))
-        else:
-            out[column] = _dash(text)
+        _read_field(kind, _json_text(value, key), out, log_format.earliest)
     if out["request"] is None and "request_uri" in parts:
         out["request"] = " ".join(parts[p] for p in REQUEST_PARTS if _dash(parts.get(p)))
     elif parts:
@@ -408,6 +392,47 @@ _UNESCAPED_QUOTE = re.compile(r'(?<!\\)"')
 _SCALES = {"micros": 1, "millis": 1_000, "seconds": 1_000_000}
 
 
+def _read_field(kind, text: str, out: dict, earliest: datetime, directive=None) -> None:
+    """One field's text (escapes undone) into its bronze column by its ``kind``
+    (:class:`~transforms.web_logs.formats.Kind`): the reading every declared format and
+    JSON share. Raises RecordRejected."""
+    name, column = kind.name, kind.column
+    if name == "host":
+        out["client_ip"], out["client_host"] = _client(text)
+    elif name.startswith("time"):
+        out["timestamp"] = in_range(_read_time(name, text, earliest, directive), text,
+                                    earliest)
+    elif name == "request":
+        out["request"] = text
+    elif name == "status":
+        out["status"] = _status(text)
+    elif name in ("bytes", "count"):
+        out[column] = _count(text, column.replace("_", " "))
+    elif name in _SCALES:
+        out[column] = (None if text == "-"
+                       else seconds_to_micros(text, _SCALES[name], "request time"))
+    elif name == "upstream_seconds":
+        out[column] = upstream_micros(text)
+    else:  # ident, user and text
+        out[column] = _dash(text)
+
+
+def _read_time(name: str, text: str, earliest: datetime, directive=None) -> datetime:
+    if name == "time_clf":
+        return parse_log_time(text.strip("[]"), earliest)
+    if name == "time_iso":
+        return parse_iso_time(text)
+    if name == "time_msec":
+        return parse_msec(text)
+    if name in EPOCH_SCALES:
+        return EPOCH + timedelta(microseconds=int(text) * EPOCH_SCALES[name])
+    try:  # time_strftime
+        return datetime.strptime(text, directive.time_format).astimezone(timezone.utc)
+    except ValueError:
+        raise RecordRejected("invalid_timestamp", f"time {text!r} is not "
+                             f"{directive.spelling}") from None
+
+
 def parse_compiled(line: str, log_format: LogFormat) -> dict:
     """One line in a compiled format (a preset or a format string) → the bronze fields;
     raises RecordRejected."""
@@ -422,44 +447,11 @@ def parse_compiled(line: str, log_format: LogFormat) -> dict:
                              f"'{compiled.source}'")
     columns, extra = read_directives(compiled, match)
     out = dict.fromkeys(ACCESS_COLUMNS)
-    for column, (directive, text) in columns.items():
-        kind = directive.kind.name
-        if kind == "host":
-            out["client_ip"], out["client_host"] = _client(text)
-        elif kind == "time_clf":
-            out["timestamp"] = parse_log_time(text.strip("[]"), log_format.earliest)
-        elif kind == "time_iso":
-            out["timestamp"] = in_range(parse_iso_time(text), text, log_format.earliest)
-        elif kind == "time_msec":
-            out["timestamp"] = in_range(parse_msec(text), text, log_format.earliest)
-        elif kind in EPOCH_SCALES:
-            ts = EPOCH + timedelta(microseconds=int(text) * EPOCH_SCALES[kind])
-            out["timestamp"] = in_range(ts, text, log_format.earliest)
-        elif kind == "time_strftime":
-            try:
-                ts = datetime.strptime(text, directive.time_format)
-            except ValueError:
-                raise RecordRejected("invalid_timestamp", f"time {text!r} is not "
-                                     f"{directive.spelling}") from None
-            out["timestamp"] = in_range(ts.astimezone(timezone.utc), text,
-                                        log_format.earliest)
-        elif kind == "request":
-            out["request"] = _unescape(text)
-            (out["method"], out["path"], out["query"],
-             out["protocol"]) = split_request(out["request"])
-        elif kind == "status":
-            out["status"] = _status(text)
-        elif kind in ("bytes", "count"):
-            out[column] = _count(text, column.replace("_", " "))
-        elif kind in _SCALES:
-            out[column] = (None if text == "-"
-                           else seconds_to_micros(text, _SCALES[kind], "request time"))
-        elif kind == "upstream_seconds":
-            out[column] = upstream_micros(text)
-        elif kind == "ident":
-            out[column] = _dash(text)
-        else:  # user and text: escapes undone
-            out[column] = _dash(_unescape(text))
+    for directive, text in columns.values():
+        escaped = directive.kind.name in ("request", "user", "text")  # quoted text
+        _read_field(directive.kind, _unescape(text) if escaped else text, out,
+                    log_format.earliest, directive)
+    out["method"], out["path"], out["query"], out["protocol"] = split_request(out["request"])
     out["extra_fields"] = extra_json({k: _unescape(v) for k, v in extra.items()
                                       if _dash(v) is not None})  # '-': not there
     out["log_format"] = log_format.label

@@ -187,16 +187,9 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     huge = pc.and_(pc.equal(pc.utf8_length(bytes_text), 19),
                    pc.greater(bytes_text, str(MAX_INT64))).fill_null(False)
     ok &= ~huge.to_numpy(zero_copy_only=False)
-    hosts = parts.field("host").dictionary_encode()
-    clients = [normalised_ip(h) for h in hosts.dictionary.to_pylist()]
-    client_of = pa.array(clients, pa.string()).take(hosts.indices)
+    client_of = _clients(parts.field("host"))
     ok &= client_of.is_valid().to_numpy(zero_copy_only=False)
-    if max_future_s is not None:  # as few: the row-level path says how far ahead
-        ok &= micros <= micros_of(now) + round(max_future_s * _US)
-    if watermark is not None:
-        # Late lines are few by definition: the row-level path words their dead letters.
-        closes = micros - micros % (60 * _US) + (60 + allowed_lateness_s) * _US
-        ok &= closes > watermark
+    ok &= _in_time(micros, now, max_future_s, watermark, allowed_lateness_s)
 
     fast = np.flatnonzero(ok)
     tables = []
@@ -204,12 +197,6 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
         take = pa.array(fast)
         p = parts.take(take)
         request = p.field("request")
-        split = pc.extract_regex(request, _REQUEST)
-        is_request = split.is_valid()
-        target = split.field("target")
-        has_query = pc.match_substring(target, "?")
-        path_query = pc.split_pattern(target, "?", max_splits=1)
-        null = pa.scalar(None, pa.string())
         referrer, agent = p.field("referrer"), p.field("agent")
         combined = pc.greater(pc.utf8_length(referrer), 0)
         size_text = p.field("bytes")
@@ -222,11 +209,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
             "ident": _dash(p.field("ident")),
             "auth_user": _dash(p.field("user")),
             "timestamp": pa.array(micros[fast], pa.int64()).cast(_TS),
-            "method": pc.if_else(is_request, split.field("method"), null),
-            "path": pc.if_else(is_request, pc.list_element(path_query, 0), null),
-            "query": pc.if_else(pc.and_(is_request, has_query), _second(path_query), null),
-            "protocol": pc.if_else(pc.and_(is_request, pc.greater(pc.utf8_length(
-                split.field("protocol")), 0)), split.field("protocol"), null),
+            **_request_parts(request),
             "request": request,
             "status": pc.cast(p.field("status"), pa.int64()),
             "bytes": size,
@@ -243,14 +226,62 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
             "source": raw.column("source").take(take).combine_chunks(),
         }
         tables.append(conform(pa.table(cols), WEB_LOGS_BRONZE))
-    slow = np.flatnonzero(~ok)
+    return _with_the_rest(tables, raw, ~ok, now, pipeline, step,
+                          allowed_lateness_s if watermark is not None else None,
+                          max_future_s, log_format)
+
+
+def _with_the_rest(tables: list, raw: pa.Table, rest: np.ndarray, now: datetime,
+                   pipeline: str, step: str, allowed_lateness_s: int | None,
+                   max_future_s: float | None, log_format: LogFormat) -> WebBronzeBatch:
+    """The vectorised rows (``tables``) and the ``rest`` of the batch read by the
+    row-level parser, which also words every dead letter."""
+    slow = np.flatnonzero(rest)
     if not len(slow):
         return WebBronzeBatch(tables[0], [])
-    rest = row_level(raw.take(pa.array(slow)), now, pipeline, step,
-                     allowed_lateness_s if watermark is not None else None, max_future_s,
-                     log_format)
-    tables.append(rest.records)
-    return WebBronzeBatch(concat(tables, WEB_LOGS_BRONZE), rest.dead_letters)
+    other = row_level(raw.take(pa.array(slow)), now, pipeline, step, allowed_lateness_s,
+                      max_future_s, log_format)
+    tables.append(other.records)
+    return WebBronzeBatch(concat(tables, WEB_LOGS_BRONZE), other.dead_letters)
+
+
+def _clients(hosts: pa.Array) -> pa.Array:
+    """Each ``%h`` as the row-level parser stores it, validated once per distinct value;
+    null where it is not an address (the row-level path reads host names)."""
+    hosts = hosts.dictionary_encode()
+    clients = [normalised_ip(h) for h in hosts.dictionary.to_pylist()]
+    return pa.array(clients, pa.string()).take(hosts.indices)
+
+
+def _in_time(micros: np.ndarray, now: datetime, max_future_s: float | None,
+             watermark: int | None, allowed_lateness_s: int | None) -> np.ndarray:
+    """The lines neither too far ahead nor late; the few others take the row-level path,
+    which words their dead letters."""
+    ok = np.ones(len(micros), dtype=bool)
+    if max_future_s is not None:
+        ok &= micros <= micros_of(now) + round(max_future_s * _US)
+    if watermark is not None:
+        closes = micros - micros % (60 * _US) + (60 + allowed_lateness_s) * _US
+        ok &= closes > watermark
+    return ok
+
+
+def _request_parts(request: pa.Array) -> dict[str, pa.Array]:
+    """The request line split as ``access_log.split_request`` does: method, path, query
+    and protocol, null when the line is not a request."""
+    split = pc.extract_regex(request, _REQUEST)
+    is_request = split.is_valid()
+    target = split.field("target")
+    path_query = pc.split_pattern(target, "?", max_splits=1)
+    null = pa.scalar(None, pa.string())
+    protocol = split.field("protocol")
+    return {
+        "method": pc.if_else(is_request, split.field("method"), null),
+        "path": pc.if_else(is_request, pc.list_element(path_query, 0), null),
+        "query": pc.if_else(pc.and_(is_request, pc.match_substring(target, "?")),
+                            _second(path_query), null),
+        "protocol": pc.if_else(pc.and_(is_request, pc.greater(pc.utf8_length(protocol), 0)),
+                               protocol, null)}
 
 
 def _second(parts: pa.Array) -> pa.Array:
@@ -387,9 +418,7 @@ def _declared_batch(raw: pa.Table, now: datetime, pipeline: str, step: str,
         if column is None:
             extra.append(d)
         elif kind == "host":
-            hosts = value.dictionary_encode()
-            clients = [normalised_ip(h) for h in hosts.dictionary.to_pylist()]
-            cols["client_ip"] = pa.array(clients, pa.string()).take(hosts.indices)
+            cols["client_ip"] = _clients(value)
             ok &= cols["client_ip"].is_valid().to_numpy(zero_copy_only=False)
             cols["client_host"] = pa.nulls(len(value), pa.string())
         elif kind.startswith("time"):
@@ -405,43 +434,24 @@ def _declared_batch(raw: pa.Table, now: datetime, pipeline: str, step: str,
         else:  # ident, user and text (no escapes on this path)
             cols[column] = _dash(value)
     cols["extra_fields"], ok = _extra_fields(parts, extra, ok)
-    if max_future_s is not None:
-        ok &= micros <= micros_of(now) + round(max_future_s * _US)
-    if watermark is not None:
-        closes = micros - micros % (60 * _US) + (60 + allowed_lateness_s) * _US
-        ok &= closes > watermark
+    ok &= _in_time(micros, now, max_future_s, watermark, allowed_lateness_s)
 
     fast = np.flatnonzero(ok)
     tables = []
     if len(fast):
         take = pa.array(fast)
         request = cols.pop("request").take(take)
-        split = pc.extract_regex(request, _REQUEST)
-        is_request = split.is_valid()
-        target = split.field("target")
-        path_query = pc.split_pattern(target, "?", max_splits=1)
-        null = pa.scalar(None, pa.string())
         out = {name: array.take(take) for name, array in cols.items()}
         out.update(
+            **_request_parts(request),
             timestamp=pa.array(micros[fast], pa.int64()).cast(_TS),
             request=request,
-            method=pc.if_else(is_request, split.field("method"), null),
-            path=pc.if_else(is_request, pc.list_element(path_query, 0), null),
-            query=pc.if_else(pc.and_(is_request, pc.match_substring(target, "?")),
-                             _second(path_query), null),
-            protocol=pc.if_else(pc.and_(is_request, pc.greater(pc.utf8_length(
-                split.field("protocol")), 0)), split.field("protocol"), null),
             log_format=pa.repeat(pa.scalar(log_format.label), len(fast)),
             ingest_timestamp=pa.repeat(pa.scalar(now, _TS), len(fast)),
             source=raw.column("source").take(take).combine_chunks())
         for field in WEB_LOGS_BRONZE.fields:
             out.setdefault(field.name, pa.nulls(len(fast)))
         tables.append(conform(pa.table(out), WEB_LOGS_BRONZE))
-    slow = np.flatnonzero(~ok)
-    if not len(slow):
-        return WebBronzeBatch(tables[0], [])
-    rest = row_level(raw.take(pa.array(slow)), now, pipeline, step,
-                     allowed_lateness_s if watermark is not None else None, max_future_s,
-                     log_format)
-    tables.append(rest.records)
-    return WebBronzeBatch(concat(tables, WEB_LOGS_BRONZE), rest.dead_letters)
+    return _with_the_rest(tables, raw, ~ok, now, pipeline, step,
+                          allowed_lateness_s if watermark is not None else None,
+                          max_future_s, log_format)
