@@ -79,10 +79,10 @@ def ip_salt(opts: WebLogsOptions) -> bytes:
 def policy_from(opts: WebLogsOptions) -> PrivacyPolicy:
     salt = ip_salt(opts)
     proxies = tuple(c.strip() for c in (opts.trusted_proxies or "").split(",") if c.strip())
-    if proxies and not carries_forwarded_for(log_format_of(opts)):
+    if proxies and not log_format_of(opts).may_fill("forwarded_for"):
         raise UserError("--trusted-proxies needs the X-Forwarded-For field of each line: "
-                        "--log-format nginx_main, or a format with %{X-Forwarded-For}i or "
-                        "$http_x_forwarded_for")
+                        "--log-format nginx_main or json, or a format with "
+                        "%{X-Forwarded-For}i or $http_x_forwarded_for")
     try:
         return PrivacyPolicy(opts.ip_privacy, opts.ipv4_prefix, opts.ipv6_prefix, salt,
                              proxies)
@@ -99,11 +99,6 @@ def log_format_of(opts: WebLogsOptions) -> LogFormat:
     except ValueError as exc:  # FormatError included
         raise UserError(f"--log-format {opts.log_format!r}: {exc}") from None
 
-
-def carries_forwarded_for(log_format: LogFormat) -> bool:
-    compiled = log_format.compiled
-    return (log_format.name == "nginx_main" if compiled is None
-            else "forwarded_for" in compiled.columns)
 
 
 def _check_database(path: str | None) -> None:

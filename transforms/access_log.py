@@ -22,8 +22,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-import orjson
-
 from schemas.web_logs import ACCESS_LOG_FIELDS
 from transforms.bronze import (
     EPOCH,
@@ -32,6 +30,7 @@ from transforms.bronze import (
     Bronze,
     ParseRawFn,
     RawRecord,
+    json_object,
 )
 from transforms.dead_letters import RecordRejected
 from transforms.geo import is_host_name
@@ -73,6 +72,8 @@ LOG_EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
 #: the presets of :mod:`transforms.web_logs.formats` (``common``, ``vhost_combined``,
 #: ``nginx_iso8601``); or an Apache ``LogFormat`` or nginx ``log_format`` string itself.
 LOG_FORMATS = ("combined", "nginx_main", "json") + tuple(PRESETS)
+#: The formats read by parsers of their own, not by a compiled format string.
+OWN_PARSERS = ("combined", "nginx_main")
 #: Every field of a parsed line.
 ACCESS_COLUMNS = tuple(f.name for f in ACCESS_LOG_FIELDS)
 #: The bronze columns only some formats fill (null in the others).
@@ -101,16 +102,26 @@ class LogFormat:
             raise ValueError(f"log format {self.name!r} is not one of "
                              f"{', '.join(LOG_FORMATS)}, nor an Apache or nginx format "
                              "string")
-        if self.compiled is None and self.name not in ("combined", "nginx_main"):
-            raise ValueError(f"log format {self.name!r} cannot be compiled")
+        self.compiled  # noqa: B018 - a format string it cannot read: FormatError now
 
     @property
     def compiled(self) -> CompiledFormat | None:
-        """The compiled format (None for ``combined`` and ``nginx_main``, which have
-        parsers of their own); raises FormatError for a format string it cannot read."""
-        if self.name in ("combined", "nginx_main") or self.is_json:
+        """The compiled format (None for ``combined``, ``nginx_main`` and ``json``, which
+        have parsers of their own); raises FormatError for a format string it cannot
+        read."""
+        if self.name in OWN_PARSERS or self.is_json:
             return None
         return _compiled(self.name)
+
+    def may_fill(self, column: str) -> bool:
+        """Whether lines in this format can fill the bronze ``column`` (JSON: any key
+        may)."""
+        if self.compiled is not None:
+            return column in self.compiled.columns
+        if self.is_json:
+            return True
+        return column not in DIRECTIVE_COLUMNS + ("forwarded_for",) or (
+            column == "forwarded_for" and self.name == "nginx_main")
 
     @property
     def is_json(self) -> bool:
@@ -247,32 +258,27 @@ def _json_text(value, what: str) -> str:
     raise RecordRejected("wrong_type", f"{what} {value!r} is not text or a whole number")
 
 
-def _json_micros(value, kind: str, what: str) -> int | None:
-    """A duration as JSON numbers or text: seconds, milliseconds or microseconds → µs."""
-    scale = _SCALES.get(kind, 1_000_000)
-    if isinstance(value, float) and not isinstance(value, bool):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise RecordRejected("non_finite_number", f"{what} is {value}")
+def _json_float(kind, value: float, what: str, out: dict, earliest: datetime) -> None:
+    """A JSON number with a fraction: a duration (in the kind's unit) or nginx's
+    ``msec``; anywhere else the wrong type."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise RecordRejected("non_finite_number", f"{what} is {value}")
+    if kind.name == "time_msec":
+        out["timestamp"] = in_range(parse_msec(repr(value)), repr(value), earliest)
+    elif kind.name in _SCALES or kind.name == "upstream_seconds":
         if not 0 <= value < 1e12:
             raise RecordRejected("wrong_type", f"{what} {value!r} is not a duration")
-        return round(value * scale)
-    text = _json_text(value, what)
-    if kind == "upstream_seconds":
-        return upstream_micros(text)
-    return None if text == "-" else seconds_to_micros(text, scale, what)
+        out[kind.column] = round(value * _SCALES.get(kind.name, 1_000_000))
+    else:
+        raise RecordRejected("wrong_type", f"{what} {value!r} is not text or a whole "
+                             "number")
 
 
 def parse_json_log(line: str, log_format: LogFormat) -> dict:
     """One JSON access-log line → the bronze fields: each key read as the nginx variable
     it is (or stands for, :data:`~transforms.web_logs.formats.JSON_ALIASES` and
     ``json:KEY=VARIABLE``); keys without a column in ``extra_fields``."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise RecordRejected("invalid_json", f"not JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise RecordRejected("not_an_object", f"a JSON {type(record).__name__}, not an "
-                             "object of fields")
+    record = json_object(line)
     names = log_format.json_names
     out = dict.fromkeys(ACCESS_COLUMNS)
     extra, parts = {}, {}
@@ -288,16 +294,10 @@ def parse_json_log(line: str, log_format: LogFormat) -> dict:
         if column is None or filled is not None:
             extra[key] = value  # no column, or its column is filled already
             continue
-        name = kind.name
-        if name in _SCALES or name == "upstream_seconds":
-            out[column] = _json_micros(value, name, key)
-            continue
-        if name == "time_msec" and isinstance(value, (int, float)) \
-                and not isinstance(value, bool):
-            out["timestamp"] = in_range(parse_msec(repr(value)), repr(value),
-                                        log_format.earliest)
-            continue
-        _read_field(kind, _json_text(value, key), out, log_format.earliest)
+        if isinstance(value, float):
+            _json_float(kind, value, key, out, log_format.earliest)
+        else:
+            _read_field(kind, _json_text(value, key), out, log_format.earliest)
     if out["request"] is None and "request_uri" in parts:
         out["request"] = " ".join(parts[p] for p in REQUEST_PARTS if _dash(parts.get(p)))
     elif parts:
@@ -410,7 +410,7 @@ def _read_field(kind, text: str, out: dict, earliest: datetime, directive=None) 
         out[column] = _count(text, column.replace("_", " "))
     elif name in _SCALES:
         out[column] = (None if text == "-"
-                       else seconds_to_micros(text, _SCALES[name], "request time"))
+                       else seconds_to_micros(text, _SCALES[name], column.replace("_", " ")))
     elif name == "upstream_seconds":
         out[column] = upstream_micros(text)
     else:  # ident, user and text

@@ -77,8 +77,13 @@ def decode_payload(raw: RawRecord) -> dict:
         raise RecordRejected("empty_payload", "the payload is empty")
     if raw.header is not None:
         return _decode_csv_line(payload, raw.header)
+    return json_object(payload)
+
+
+def json_object(text: str) -> dict:
+    """One JSON object (a record's fields), or the dead letter of what the text is."""
     try:
-        obj = orjson.loads(payload)
+        obj = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise RecordRejected("invalid_json", f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):

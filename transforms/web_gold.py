@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
+from datasketches import hll_sketch, hll_union, tgt_hll_type
 
 from transforms.windowing import HOUR, MINUTE, StreamingConfig, bucket, pane_columns
 
@@ -28,6 +29,7 @@ UNKNOWN_PLACE = "(unknown)"
 #: The sketch's size: 2¹² buckets, as the DataSketches functions for BigQuery make by
 #: default, so sketches made there and here merge. HLL_4: 4 bits a bucket.
 LG_K = 12
+HLL_4 = tgt_hll_type.HLL_4
 
 
 class VisitorSketch:
@@ -43,9 +45,7 @@ class VisitorSketch:
     __slots__ = ("_sketch",)
 
     def __init__(self, sketch=None):
-        from datasketches import hll_sketch, tgt_hll_type
-
-        self._sketch = sketch if sketch is not None else hll_sketch(LG_K, tgt_hll_type.HLL_4)
+        self._sketch = sketch if sketch is not None else hll_sketch(LG_K, HLL_4)
 
     def add(self, visitor_id: str) -> None:
         self._sketch.update(visitor_id)
@@ -73,33 +73,25 @@ class VisitorSketch:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> VisitorSketch:
-        from datasketches import hll_sketch
-
         return cls(hll_sketch.deserialize(bytes(data)))
 
     def __getstate__(self):
         return self._sketch.serialize_compact()
 
     def __setstate__(self, data):
-        from datasketches import hll_sketch
-
         self._sketch = hll_sketch.deserialize(data)
 
 
 def _union(*sketches):
-    from datasketches import hll_union, tgt_hll_type
-
     union = hll_union(LG_K)
     for sketch in sketches:
         union.update(sketch)
-    return union.get_result(tgt_hll_type.HLL_4)
+    return union.get_result(HLL_4)
 
 
 def merged_estimate(sketches) -> int:
     """Distinct visitors of the union of stored sketches (bytes): a roll-up of days,
     countries or cities."""
-    from datasketches import hll_sketch
-
     parts = [hll_sketch.deserialize(bytes(s)) for s in sketches if s is not None]
     return round(_union(*parts, *parts).get_estimate()) if parts else 0
 

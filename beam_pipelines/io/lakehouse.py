@@ -223,17 +223,18 @@ class WriteTableFilesFn(beam.DoFn):
     def start_bundle(self):
         self._writers: dict = {}  # partition → (staged path, file, ParquetWriter)
         self._pending: dict = {}  # partition → [tables]
-        self._pending_rows = 0
+        self._pending_rows: dict = {}  # partition → rows held
 
     def process(self, table):
         if not table.num_rows:
             return
         for partition, rows in by_partition(table, self._schema):
             self._pending.setdefault(partition, []).append(rows)
-            if sum(t.num_rows for t in self._pending[partition]) >= self._rows:
+            held = self._pending_rows[partition] = (self._pending_rows.get(partition, 0)
+                                                    + rows.num_rows)
+            if held >= self._rows:
                 self._write_pending(partition)
-        self._pending_rows = sum(t.num_rows for p in self._pending.values() for t in p)
-        if self._pending_rows >= self.HELD_ROW_GROUPS * self._rows:
+        if sum(self._pending_rows.values()) >= self.HELD_ROW_GROUPS * self._rows:
             for partition in list(self._pending):
                 self._write_pending(partition)
 
@@ -254,6 +255,7 @@ class WriteTableFilesFn(beam.DoFn):
         import pyarrow.parquet as pq
 
         pending = self._pending.pop(partition, [])
+        self._pending_rows.pop(partition, None)
         if not pending:
             return
         # One chunk per row group: many small chunks write markedly slower.

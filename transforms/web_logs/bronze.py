@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 
 from schemas.web_logs import WEB_LOGS_BRONZE
 from transforms.access_log import (
-    DIRECTIVE_COLUMNS,
     LOG_EARLIEST,
     MAX_INT64,
     LogFormat,
@@ -221,14 +220,20 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
             "log_format": (pa.repeat(pa.scalar(log_format.name), len(fast))
                            if log_format.name != "combined"
                            else pc.if_else(combined, "combined", "common")),
-            **{column: pa.nulls(len(fast)) for column in DIRECTIVE_COLUMNS},
             "ingest_timestamp": pa.repeat(pa.scalar(now, _TS), len(fast)),
             "source": raw.column("source").take(take).combine_chunks(),
         }
-        tables.append(conform(pa.table(cols), WEB_LOGS_BRONZE))
+        tables.append(_bronze(cols, len(fast)))
     return _with_the_rest(tables, raw, ~ok, now, pipeline, step,
                           allowed_lateness_s if watermark is not None else None,
                           max_future_s, log_format)
+
+
+def _bronze(columns: dict, rows: int) -> pa.Table:
+    """Bronze columns read → a bronze table; the columns the format has no field for
+    (the directives of other formats) are null."""
+    return conform(pa.table({f.name: columns.get(f.name, pa.nulls(rows))
+                             for f in WEB_LOGS_BRONZE.fields}), WEB_LOGS_BRONZE)
 
 
 def _with_the_rest(tables: list, raw: pa.Table, rest: np.ndarray, now: datetime,
@@ -449,9 +454,7 @@ def _declared_batch(raw: pa.Table, now: datetime, pipeline: str, step: str,
             log_format=pa.repeat(pa.scalar(log_format.label), len(fast)),
             ingest_timestamp=pa.repeat(pa.scalar(now, _TS), len(fast)),
             source=raw.column("source").take(take).combine_chunks())
-        for field in WEB_LOGS_BRONZE.fields:
-            out.setdefault(field.name, pa.nulls(len(fast)))
-        tables.append(conform(pa.table(out), WEB_LOGS_BRONZE))
+        tables.append(_bronze(out, len(fast)))
     return _with_the_rest(tables, raw, ~ok, now, pipeline, step,
                           allowed_lateness_s if watermark is not None else None,
                           max_future_s, log_format)
