@@ -11,6 +11,7 @@ import glob
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -344,6 +345,10 @@ def test_a_filter_changes_what_the_table_shows(browser_page):
     option.click()
     page.keyboard.press("Escape")
     browser.settle(page)
+    # under load the metrics can redraw after the page settled: give them a while
+    deadline = time.monotonic() + 15
+    while labels.all_inner_texts() != [kind] and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
     assert labels.all_inner_texts() == [kind]
     table = page.get_by_test_id("stDataFrame").first
     # the table redraws after the labels: wait until its rows are the filtered ones (or
