@@ -378,3 +378,27 @@ def test_a_parquet_row_group_with_corrupt_pages_is_dead_lettered_row_by_row(tmp_
     assert {d["reason"] for d in dead} == {"unreadable_input"}
     assert "row group 0" in dead[0]["message"] and "\n" not in dead[0]["message"]
     assert count_input_records({"parquet": [str(path)]}) == accepted + len(dead)
+
+
+def test_arrow_coder_round_trips_small_tables_plain_and_large_ones_compressed():
+    """Tables cross a shuffle whole (metadata, nulls, types); a large one is compressed,
+    a small one is not (framing its few buffers would cost more than it saves)."""
+    from transforms.batches import ArrowTableCoder
+
+    coder = ArrowTableCoder()
+    schema = pa.schema([("server_id", pa.string()), ("cpu", pa.float64()),
+                        ("ts", pa.timestamp("us", tz="UTC"))], metadata={b"kind": b"x"})
+
+    def table(n):
+        return pa.table({"server_id": [f"srv-{i % 20:03d}" for i in range(n)],
+                         "cpu": [None if i % 7 == 0 else i / 3 for i in range(n)],
+                         "ts": [i * 1_000_000 for i in range(n)]}, schema=schema)
+
+    for n in (0, 3, 500, 50_000):
+        original = table(n)
+        decoded = coder.decode(coder.encode(original))
+        assert decoded.equals(original) and decoded.schema.metadata == schema.metadata, n
+    large = table(50_000)
+    assert len(coder.encode(large)) < large.nbytes * 0.6  # compressed
+    small = table(500)
+    assert len(coder.encode(small)) > small.nbytes  # plain: the buffers and the schema
