@@ -470,7 +470,7 @@ def _appending_run(options, plan, tables, bronze_schema, medallion, resume, raw_
     import pyarrow as pa
 
     from beam_pipelines.io import delivery
-    from beam_pipelines.io.sinks import as_sink
+    from beam_pipelines.io.sinks import write_tables
 
     p = beam.Pipeline(options=options)
     raw = raw_of(p)
@@ -481,7 +481,7 @@ def _appending_run(options, plan, tables, bronze_schema, medallion, resume, raw_
     if bronze_known:
         out[bronze_schema.name] = out[bronze_schema.name] | "NewBronzeRows" >> beam.Map(
             without_sources, bronze_known).with_output_types(pa.Table)
-    as_sink(plan.sink).write(out, tables, batches=True)
+    write_tables(plan.sink, out, tables, pipeline=plan.pipeline, batches=True)
     result = p.run()
     result.wait_until_finish()
     return result

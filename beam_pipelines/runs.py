@@ -148,6 +148,7 @@ class _Plan:
     dataflow: bool
     offline: bool
     sink: object
+    pipeline: str  # the name its dead letters carry
 
 
 def plan_run(options: PipelineOptions, opts, pipeline_name: str, streaming: bool) -> _Plan:
@@ -163,7 +164,7 @@ def plan_run(options: PipelineOptions, opts, pipeline_name: str, streaming: bool
         _check_dataflow(options, opts, streaming)
     offline = dataflow and bool(options.view_as(TestOptions).dry_run)
     sink = sinks.from_options(options, opts, pipeline_name, streaming, dataflow, offline)
-    return _Plan(runner, dataflow, offline, sink)
+    return _Plan(runner, dataflow, offline, sink, pipeline_name)
 
 
 def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,

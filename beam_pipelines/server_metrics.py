@@ -19,7 +19,7 @@ from beam_pipelines import runs
 from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
 from beam_pipelines.io import live_sources
-from beam_pipelines.io.sinks import as_rows, as_sink
+from beam_pipelines.io.sinks import as_rows, write_tables
 from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import ServerMetricsOptions
 from beam_pipelines.runners import is_local_streaming
@@ -40,6 +40,9 @@ from transforms.windowing import StreamingConfig
 
 log = logging.getLogger(__name__)
 
+#: The name its dead letters carry (stamped at the sink) and its runs go by.
+PIPELINE = "server_metrics"
+
 TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTICS_TABLES
           + INCIDENT_TABLES + (DEAD_LETTERS, INJECTED_FAULTS))
 
@@ -52,7 +55,7 @@ def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
     raw = p | "ReadServerMetrics" >> ReadServerMetricBatches(files)
     tables = raw | "ServerMetrics" >> ServerMetricsBatchMedallion(rules, clock=clock,
                                                                  max_future_s=max_future_s)
-    as_sink(sink).write(tables, TABLES, batches=True)
+    write_tables(sink, tables, TABLES, pipeline=PIPELINE, batches=True)
     if alerts_topic:
         _publish_alerts(as_rows({ALERT_NOTIFICATIONS.name: tables[ALERT_NOTIFICATIONS.name]}),
                         alerts_topic)
@@ -77,7 +80,8 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
     tables = raw | "ServerMetrics" >> ServerMetricsStreamingMedallion(
         rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards,
         max_future_s=max_future_s, replayed_silver=replayed)
-    as_sink(sink).write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
+    write_tables(sink, tables, TABLES, pipeline=PIPELINE, streaming=True,
+                 batches=BATCH_TABLES)
     _publish_alerts(tables, alerts_topic)
     return tables
 
@@ -191,7 +195,7 @@ def run(options: PipelineOptions) -> dict:
     from beam_pipelines import replay as replaying
 
     kept, files = replaying.into_place(
-        options, opts, inputs, "server_metrics", _APPENDED_TABLES, SERVER_METRICS_BRONZE,
+        options, opts, inputs, PIPELINE, _APPENDED_TABLES, SERVER_METRICS_BRONZE,
         SERVER_METRICS_SILVER, _appending(opts, rules), ReadServerMetricBatches)
     if kept:
         if not opts.input and opts.mode == "replace":
@@ -205,7 +209,7 @@ def run(options: PipelineOptions) -> dict:
                          lambda p, files, sink: build_pipeline(
                              p, files, sink, rules, alerts_topic=opts.alerts_topic,
                              max_future_s=opts.max_future),
-                         pipeline_name="server_metrics")
+                         pipeline_name=PIPELINE)
     if outcome["catalog"] and not opts.input:
         load_ground_truth(opts.output_dir)
     return {**outcome, "summary_args": _summary_args(rules)}
@@ -235,7 +239,7 @@ def run_streaming(options: PipelineOptions) -> dict:
                                  replay=replay)
 
     outcome = runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
-                             peek="server_metrics_minutely", pipeline_name="server_metrics",
+                             peek="server_metrics_minutely", pipeline_name=PIPELINE,
                              batches=True)
     return {**outcome, "summary_args": _summary_args(rules)}
 
@@ -249,7 +253,7 @@ def replay(options: PipelineOptions, selection) -> dict:
     opts = options.view_as(ServerMetricsOptions)
     rules = _rules(opts)
     outcome = replaying.into_lakehouse(
-        options, opts, selection, "server_metrics", _APPENDED_TABLES, SERVER_METRICS_BRONZE,
+        options, opts, selection, PIPELINE, _APPENDED_TABLES, SERVER_METRICS_BRONZE,
         SERVER_METRICS_SILVER, _appending(opts, rules))
     return {**outcome, "tables": TABLES, "summary_args": _summary_args(rules)}
 

@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipelines import runs
 from beam_pipelines.errors import UserError
 from beam_pipelines.io import live_sources
-from beam_pipelines.io.sinks import as_sink
+from beam_pipelines.io.sinks import write_tables
 from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import WebLogsOptions
 from beam_pipelines.runners import is_local_streaming
@@ -23,6 +23,9 @@ from transforms.web_logs.medallion import WebLogsBatchMedallion
 from transforms.web_logs.streaming import BATCH_TABLES, WebLogsStreamingMedallion
 from transforms.web_silver import PrivacyPolicy
 
+#: The name its dead letters carry (stamped at the sink) and its runs go by.
+PIPELINE = "web_logs"
+
 TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
 
 
@@ -34,7 +37,7 @@ def build_pipeline(p: beam.Pipeline, paths: list[str], sink,
     # that is not UTF-8 reaches the parser (which keeps it) instead of failing the read.
     raw = p | "ReadLogs" >> ReadServerMetricBatches({"jsonl": paths})
     tables = raw | "WebLogs" >> medallion
-    as_sink(sink).write(tables, TABLES, batches=True)
+    write_tables(sink, tables, TABLES, pipeline=PIPELINE, batches=True)
     return tables
 
 
@@ -235,10 +238,11 @@ def run_streaming(options: PipelineOptions) -> dict:
         tables = (pipeline | "ReadLive" >> source
                   | "WebLogs" >> _streaming_medallion(opts, streaming, drop_redeliveries,
                                                       database, runner, replayed))
-        sink.write(tables, TABLES, streaming=True, batches=BATCH_TABLES)
+        write_tables(sink, tables, TABLES, pipeline=PIPELINE, streaming=True,
+                     batches=BATCH_TABLES)
 
     return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,
-                          peek="web_traffic_by_country", pipeline_name="web_logs",
+                          peek="web_traffic_by_country", pipeline_name=PIPELINE,
                           batches=True)
 
 
@@ -258,7 +262,7 @@ def run(options: PipelineOptions) -> dict:
     from beam_pipelines import replay as replaying
 
     kept, files = replaying.into_place(
-        options, opts, inputs, "web_logs", TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
+        options, opts, inputs, PIPELINE, TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
         _appending(opts), lambda paths: ReadServerMetricBatches({"jsonl": paths}))
     if kept:
         return kept
@@ -267,7 +271,7 @@ def run(options: PipelineOptions) -> dict:
                       lambda p, paths, sink: build_pipeline(
                           p, paths, sink, _batch_medallion(opts, _workers_database(
                               options, opts))),
-                      pipeline_name="web_logs")
+                      pipeline_name=PIPELINE)
 
 
 def replay(options: PipelineOptions, selection) -> dict:
@@ -279,7 +283,7 @@ def replay(options: PipelineOptions, selection) -> dict:
 
     opts = options.view_as(WebLogsOptions)
     _check_options(opts)
-    return replaying.into_lakehouse(options, opts, selection, "web_logs", TABLES,
+    return replaying.into_lakehouse(options, opts, selection, PIPELINE, TABLES,
                                     WEB_LOGS_BRONZE, WEB_LOGS_SILVER, _appending(opts))
 
 

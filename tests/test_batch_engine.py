@@ -133,7 +133,7 @@ def test_the_fast_path_and_the_row_level_path_agree_on_every_awkward_input():
     now = fixed_clock()
     batch = bronze_batch(raw_lines(lines, "f.jsonl"), now)
     reference = _row_level([RawRecord(item, "f.jsonl") for item in lines], now,
-                           "server_metrics", "ParseServerMetric")
+                           "ParseServerMetric")
     assert batch.records.num_rows + len(batch.dead_letters) == len(lines)
     assert normalised(batch.records.to_pylist()) == normalised(reference.records.to_pylist())
     assert sorted((d["reason"], d["message"], d["payload"]) for d in batch.dead_letters) == \

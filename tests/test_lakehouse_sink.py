@@ -253,3 +253,29 @@ def test_compacted_dead_letters_keep_a_file_per_pipeline(tmp_path):
     clear_tables(out, [DEAD_LETTERS], "server_metrics")  # the metrics pipeline runs again
     left = read_table_dir(directory).column("pipeline").to_pylist()
     assert left == ["web_logs"]
+
+
+def test_dead_letters_are_stamped_with_the_pipeline_once_at_the_sink(tmp_path):
+    """Layers leave a dead letter's pipeline empty; the sink names it, in batches and in
+    rows, and the batches keep the Arrow coder through the stamp."""
+    from beam_pipelines.io.sinks import write_tables as write_to_sink
+    from transforms.dead_letters import StampPipeline, stamped
+
+    made = dead_letter(layer="bronze", step="Parse", reason="invalid_json", message="m",
+                       payload=b"{")
+    assert made["pipeline"] is None
+    assert stamped(made, "web_logs")["pipeline"] == "web_logs"
+    batch = from_rows([made, made], DEAD_LETTERS)
+    again = stamped(batch, "web_logs")
+    assert again.schema == batch.schema and again.column("pipeline").to_pylist() == [
+        "web_logs", "web_logs"]
+
+    out = str(tmp_path)
+    with beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner")) as p:
+        batches = p | "Batches" >> beam.Create([batch, from_rows([made], DEAD_LETTERS)])
+        batches.element_type = pa.Table
+        assert (batches | "Probe" >> StampPipeline("x")).element_type is pa.Table
+        write_to_sink(out, {DEAD_LETTERS.name: batches}, [DEAD_LETTERS],
+                      pipeline="server_metrics", batches=True)
+    names = read_table_dir(table_dir(out, DEAD_LETTERS)).column("pipeline").to_pylist()
+    assert names == ["server_metrics"] * 3

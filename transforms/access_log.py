@@ -489,10 +489,9 @@ class ParseAccessLogFn(ParseRawFn):
 
     counters = ("log_lines_accepted", "log_lines_rejected")
 
-    def __init__(self, pipeline: str = "web_logs", clock=None,
-                 allowed_lateness_s: int | None = None, max_future_s: float | None = None,
-                 log_format: LogFormat = LogFormat()):
-        super().__init__(pipeline, "ParseAccessLog", clock, allowed_lateness_s, max_future_s)
+    def __init__(self, clock=None, allowed_lateness_s: int | None = None,
+                 max_future_s: float | None = None, log_format: LogFormat = LogFormat()):
+        super().__init__("ParseAccessLog", clock, allowed_lateness_s, max_future_s)
         self._log_format = log_format
 
     def parse(self, raw, now):
@@ -505,9 +504,8 @@ class ParseAccessLogs(Bronze):
     fn_class = ParseAccessLogFn
     step = "ParseAccessLog"
 
-    def __init__(self, pipeline: str = "web_logs", log_format: LogFormat = LogFormat(),
-                 **kwargs):
-        super().__init__(pipeline, **kwargs)
+    def __init__(self, log_format: LogFormat = LogFormat(), **kwargs):
+        super().__init__(**kwargs)
         self._log_format = log_format
 
     def parser_options(self) -> dict:

@@ -324,7 +324,7 @@ def check_future(record: dict, now: datetime, max_future_s: float | None) -> Non
             f"{max_future_s:g}s: --max-future)", record["timestamp"])
 
 
-def parse_records(raws, parse, now: datetime, pipeline: str, step: str,
+def parse_records(raws, parse, now: datetime, step: str,
                   allowed_lateness_s: int | None = None,
                   max_future_s: float | None = None) -> tuple[list[dict], list[dict]]:
     """The row-level bronze of every record kind: ``parse(raw, now)`` each record, judge
@@ -342,7 +342,7 @@ def parse_records(raws, parse, now: datetime, pipeline: str, step: str,
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             dead.append(dead_letter(
-                pipeline=pipeline, layer="bronze", step=step, reason=rejection.reason,
+                layer="bronze", step=step, reason=rejection.reason,
                 message=rejection.message, payload=raw.payload, source=raw.source,
                 event_timestamp=rejection.event_timestamp, now=now))
     return rows, dead
@@ -355,9 +355,8 @@ class ParseRawFn(beam.DoFn):
 
     counters = ("records_accepted", "records_rejected")
 
-    def __init__(self, pipeline: str, step: str, clock=None,
+    def __init__(self, step: str, clock=None,
                  allowed_lateness_s: int | None = None, max_future_s: float | None = None):
-        self._pipeline = pipeline
         self._step = step
         self._clock = clock
         self._lateness = allowed_lateness_s
@@ -377,8 +376,8 @@ class ParseRawFn(beam.DoFn):
         now = self._now()
         if not isinstance(raw, RawRecord):
             raw = RawRecord(raw)
-        rows, dead = parse_records([raw], self.parse, now, self._pipeline, self._step,
-                                   self._lateness, self._max_future)
+        rows, dead = parse_records([raw], self.parse, now, self._step, self._lateness,
+                                   self._max_future)
         if dead:
             self._rejected.inc()
             yield TaggedOutput(DEAD_LETTER, dead[0])
@@ -392,10 +391,9 @@ class ParseRawFn(beam.DoFn):
 class ParseServerMetricFn(ParseRawFn):
     """A server metric: JSON, a CSV line or a typed row (see :func:`to_bronze`)."""
 
-    def __init__(self, pipeline: str = "server_metrics", step: str = "ParseServerMetric",
-                 clock=None, allowed_lateness_s: int | None = None,
-                 max_future_s: float | None = None):
-        super().__init__(pipeline, step, clock, allowed_lateness_s, max_future_s)
+    def __init__(self, step: str = "ParseServerMetric", clock=None,
+                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
+        super().__init__(step, clock, allowed_lateness_s, max_future_s)
 
     def setup(self):
         super().setup()
@@ -414,17 +412,16 @@ class DropRedeliveries(beam.PTransform):
     ``source``): the DirectRunner rejects Pub/Sub's ``id_label``. Pub/Sub redelivers
     within the ack deadline, far shorter than the ten minutes an id is remembered."""
 
-    def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
+    def __init__(self, remember_s: int = 600):
         super().__init__()
         self._remember_s = remember_s
-        self._pipeline = pipeline
 
     def expand(self, raw):
         out = (raw
                | "KeyByDeliveryId" >> beam.Map(lambda r: (r.source or "", r)).with_output_types(
                    tuple[str, RawRecord])
                | "FirstDelivery" >> beam.ParDo(FirstSeenFn(
-                   pipeline=self._pipeline, layer="bronze", step="DropRedeliveries",
+                   layer="bronze", step="DropRedeliveries",
                    reason="redelivered", what="delivery", remember_s=self._remember_s,
                )).with_outputs(DEAD_LETTER, main="records"))
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
@@ -442,10 +439,9 @@ class Bronze(beam.PTransform):
     fn_class: type[ParseRawFn]
     step: str
 
-    def __init__(self, pipeline: str, clock=None, drop_redeliveries: bool = False,
+    def __init__(self, clock=None, drop_redeliveries: bool = False,
                  allowed_lateness_s: int | None = None, max_future_s: float | None = None):
         super().__init__()
-        self._pipeline = pipeline
         self._clock = clock
         self._drop_redeliveries = drop_redeliveries
         self._lateness = allowed_lateness_s
@@ -458,10 +454,10 @@ class Bronze(beam.PTransform):
     def expand(self, raw):
         rejected = []
         if self._drop_redeliveries:
-            first = raw | "DropRedeliveries" >> DropRedeliveries(pipeline=self._pipeline)
+            first = raw | "DropRedeliveries" >> DropRedeliveries()
             raw, rejected = first["records"], [first["dead_letters"]]
         out = raw | self.step >> beam.ParDo(self.fn_class(
-            self._pipeline, clock=self._clock, allowed_lateness_s=self._lateness,
+            clock=self._clock, allowed_lateness_s=self._lateness,
             max_future_s=self._max_future, **self.parser_options())
         ).with_outputs(DEAD_LETTER, main="records")
         if not rejected:
@@ -475,6 +471,3 @@ class ValidateServerMetrics(Bronze):
 
     fn_class = ParseServerMetricFn
     step = "ParseServerMetric"
-
-    def __init__(self, pipeline: str = "server_metrics", **kwargs):
-        super().__init__(pipeline, **kwargs)

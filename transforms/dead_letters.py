@@ -5,7 +5,9 @@ import base64
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
+import apache_beam as beam
 import orjson
+import pyarrow as pa
 
 #: Output tag of every step's rejected records.
 DEAD_LETTER = "dead_letter"
@@ -44,9 +46,12 @@ def encode_payload(payload) -> tuple[str, str]:
     return repr(payload), "utf-8"
 
 
-def dead_letter(*, pipeline: str, layer: str, step: str, reason: str, message: str,
-                payload, source: str | None = None, event_timestamp: datetime | None = None,
-                now: datetime | None = None) -> dict:
+def dead_letter(*, layer: str, step: str, reason: str, message: str, payload,
+                source: str | None = None, event_timestamp: datetime | None = None,
+                now: datetime | None = None, pipeline: str | None = None) -> dict:
+    """A dead letter of ``layer``/``step``. Its ``pipeline`` stays empty where a layer
+    makes it: the pipeline's name is stamped once, where dead letters meet the sink
+    (:class:`StampPipeline`)."""
     text, encoding = encode_payload(payload)
     return {
         "pipeline": pipeline,
@@ -64,3 +69,28 @@ def dead_letter(*, pipeline: str, layer: str, step: str, reason: str, message: s
 
 def internal_error(exc: BaseException) -> RecordRejected:
     return RecordRejected("internal_error", f"{type(exc).__name__}: {exc}")
+
+
+
+def stamped(dead_letters, pipeline: str):
+    """A dead-letter batch (an Arrow table) or row with its ``pipeline`` set."""
+    if isinstance(dead_letters, dict):
+        return {**dead_letters, "pipeline": pipeline}
+    at = dead_letters.schema.get_field_index("pipeline")
+    return dead_letters.set_column(at, dead_letters.schema.field(at),
+                                   pa.repeat(pa.scalar(pipeline, pa.string()),
+                                             dead_letters.num_rows))
+
+
+class StampPipeline(beam.PTransform):
+    """The one step that names the pipeline in its dead letters, applied where they meet
+    the sink: no layer needs to know which pipeline it runs in."""
+
+    def __init__(self, pipeline: str):
+        super().__init__()
+        self._pipeline = pipeline
+
+    def expand(self, dead_letters):
+        out = dead_letters | "Stamp" >> beam.Map(stamped, self._pipeline)
+        out.element_type = dead_letters.element_type  # batches keep the Arrow coder
+        return out

@@ -24,10 +24,10 @@ class FirstSeenFn(beam.DoFn):
     SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
-    def __init__(self, *, pipeline: str, layer: str, step: str, reason: str, what: str,
+    def __init__(self, *, layer: str, step: str, reason: str, what: str,
                  remember_s: int = 600, redact=None):
         self._remember = Duration(seconds=remember_s)
-        self._where = dict(pipeline=pipeline, layer=layer, step=step, reason=reason)
+        self._where = dict(layer=layer, step=step, reason=reason)
         self._what = what
         self._redact = redact  # element → what the dead letter may keep
 

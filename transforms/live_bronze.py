@@ -67,9 +67,8 @@ class FirstDeliveryFn(beam.DoFn):
     SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
-    def __init__(self, remember_s: int = 600, pipeline: str = "server_metrics"):
+    def __init__(self, remember_s: int = 600):
         self._remember_us = remember_s * _US
-        self._pipeline = pipeline
 
     def setup(self):
         self._rejected = Metrics.counter("bronze", "redelivered_rejected")
@@ -97,7 +96,7 @@ class FirstDeliveryFn(beam.DoFn):
                                            again.column("source").to_pylist(),
                                            again.column("event_us").to_pylist(), strict=True):
             dead.append(dead_letter(
-                pipeline=self._pipeline, layer="bronze", step="DropRedeliveries",
+                layer="bronze", step="DropRedeliveries",
                 reason="redelivered", message=f"delivery {source or ''!r} was already received",
                 payload=payload, source=source,
                 event_timestamp=Timestamp(micros=micros).to_utc_datetime(has_tz=True)))
@@ -117,13 +116,11 @@ class StreamingBronze(beam.PTransform):
     redeliveries dropped (when asked), then ``parse``, the record kind's bronze DoFn on
     batches (with its ``DEAD`` output), under the step name ``label``."""
 
-    def __init__(self, label: str, parse: beam.DoFn, drop_redeliveries: bool,
-                 pipeline: str, shards: int):
+    def __init__(self, label: str, parse: beam.DoFn, drop_redeliveries: bool, shards: int):
         super().__init__()
         self._label = label
         self._parse = parse
         self._drop_redeliveries = drop_redeliveries
-        self._pipeline = pipeline
         self._shards = shards
 
     def expand(self, raw):
@@ -132,8 +129,8 @@ class StreamingBronze(beam.PTransform):
             first = (raw
                      | "SplitByDelivery" >> beam.ParDo(SplitByDeliveryFn(self._shards))
                      .with_output_types(keyed_tables(beam.typehints.Tuple[int, int]))
-                     | "DropRedeliveries" >> beam.ParDo(FirstDeliveryFn(
-                         pipeline=self._pipeline)).with_outputs(DEAD, main="raw"))
+                     | "DropRedeliveries" >> beam.ParDo(FirstDeliveryFn()).with_outputs(
+                         DEAD, main="raw"))
             raw = first.raw
             dead.append(first[DEAD])
         bronze = raw | self._label >> beam.ParDo(self._parse).with_outputs(DEAD, main="records")

@@ -95,9 +95,8 @@ _AS_RECEIVED = tuple(n for n in SERVER_METRIC.names + ("source",)
 
 
 class CheckServerMetricFn(beam.DoFn):
-    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics"):
+    def __init__(self, rules: ServerMetricsRules):
         self._rules = rules
-        self._pipeline = pipeline
 
     def setup(self):
         self._rejected = Metrics.counter("silver", "records_rejected")
@@ -109,7 +108,7 @@ class CheckServerMetricFn(beam.DoFn):
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             self._rejected.inc()
             yield TaggedOutput(DEAD_LETTER, dead_letter(
-                pipeline=self._pipeline, layer="silver", step="CheckServerMetric",
+                layer="silver", step="CheckServerMetric",
                 reason=rejection.reason, message=rejection.message, payload=bronze,
                 source=bronze.get("source"), event_timestamp=bronze.get("timestamp")))
 
@@ -163,9 +162,6 @@ class CollectCopies(beam.CombineFn):
 
 
 class KeepFirstCopyFn(beam.DoFn):
-    def __init__(self, pipeline: str = "server_metrics"):
-        self._pipeline = pipeline
-
     def setup(self):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
 
@@ -180,7 +176,7 @@ class KeepFirstCopyFn(beam.DoFn):
             for dup in copies[1:]:
                 self._duplicates.inc()
                 yield TaggedOutput(DEAD_LETTER, dead_letter(
-                    pipeline=self._pipeline, layer="silver", step="DeduplicateEvents",
+                    layer="silver", step="DeduplicateEvents",
                     reason="duplicate_event",
                     message=f"another record of server {server_id} at "
                             f"{kept['timestamp'].isoformat()} was kept",
@@ -202,9 +198,8 @@ class GateAndDeduplicateFn(beam.DoFn):
     CLOSED = ReadModifyWriteStateSpec("closed", BooleanCoder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
-    def __init__(self, allowed_lateness_s: int, pipeline: str = "server_metrics"):
+    def __init__(self, allowed_lateness_s: int):
         self._lateness = Duration(seconds=allowed_lateness_s)
-        self._pipeline = pipeline
 
     def setup(self):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
@@ -250,9 +245,9 @@ class GateAndDeduplicateFn(beam.DoFn):
         seen.clear()
 
     def _dead(self, record, reason, message):
-        return dead_letter(pipeline=self._pipeline, layer="silver", step="DeduplicateEvents",
-                           reason=reason, message=message, payload=record,
-                           source=record.get("source"), event_timestamp=record["timestamp"])
+        return dead_letter(layer="silver", step="DeduplicateEvents", reason=reason,
+                           message=message, payload=record, source=record.get("source"),
+                           event_timestamp=record["timestamp"])
 
 
 def _timed_copy(record: dict) -> tuple[int, tuple]:
@@ -277,10 +272,8 @@ class DeduplicateEvents(beam.PTransform):
     than a windowed GroupByKey.
     """
 
-    def __init__(self, pipeline: str = "server_metrics",
-                 streaming: StreamingConfig | None = None):
+    def __init__(self, streaming: StreamingConfig | None = None):
         super().__init__()
-        self._pipeline = pipeline
         self._streaming = streaming
 
     def expand(self, records):
@@ -292,7 +285,7 @@ class DeduplicateEvents(beam.PTransform):
                 | "MinuteWindows" >> self._streaming.windows(MINUTE, accumulate=False)
                 | "GroupMinute" >> beam.GroupByKey()
                 | "GateAndDeduplicate" >> beam.ParDo(GateAndDeduplicateFn(
-                    self._streaming.allowed_lateness_s, self._pipeline)).with_outputs(
+                    self._streaming.allowed_lateness_s)).with_outputs(
                         DEAD_LETTER, main="records")
             )
             # Back to the global window: gold windows again as each table needs, and the
@@ -306,7 +299,7 @@ class DeduplicateEvents(beam.PTransform):
             records
             | "KeyByServerMinute" >> beam.Map(_by_server_minute)
             | "CollectCopies" >> beam.CombinePerKey(CollectCopies())
-            | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn(self._pipeline)).with_outputs(
+            | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn()).with_outputs(
                 DEAD_LETTER, main="records")
         )
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
@@ -315,19 +308,18 @@ class DeduplicateEvents(beam.PTransform):
 class CleanServerMetrics(beam.PTransform):
     """Silver layer: ``{'records': silver rows, 'dead_letters': rejections}``."""
 
-    def __init__(self, rules: ServerMetricsRules | None = None, pipeline: str = "server_metrics",
+    def __init__(self, rules: ServerMetricsRules | None = None,
                  streaming: StreamingConfig | None = None):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
-        self._pipeline = pipeline
         self._streaming = streaming
 
     def expand(self, bronze):
         checked = bronze | "CheckServerMetric" >> beam.ParDo(
-            CheckServerMetricFn(self._rules, self._pipeline)).with_outputs(
+            CheckServerMetricFn(self._rules)).with_outputs(
                 DEAD_LETTER, main="records")
         unique = checked.records | "DeduplicateEvents" >> DeduplicateEvents(
-            self._pipeline, self._streaming)
+            self._streaming)
         dead = ((checked[DEAD_LETTER], unique["dead_letters"])
                 | "SilverDeadLetters" >> beam.Flatten())
         return {"records": unique["records"], "dead_letters": dead}

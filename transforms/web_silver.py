@@ -204,9 +204,8 @@ class CleanWebLogFn(beam.DoFn):
     with its address reduced as silver reduces it: raw addresses stay in bronze (where the
     ``source`` points to the original line)."""
 
-    def __init__(self, policy: PrivacyPolicy, pipeline: str = "web_logs"):
+    def __init__(self, policy: PrivacyPolicy):
         self._policy = policy
-        self._pipeline = pipeline
 
     def setup(self):
         self._rejected = Metrics.counter("silver", "log_lines_rejected")
@@ -219,7 +218,7 @@ class CleanWebLogFn(beam.DoFn):
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             self._rejected.inc()
             yield TaggedOutput(DEAD_LETTER, dead_letter(
-                pipeline=self._pipeline, layer="silver", step="CleanWebLog",
+                layer="silver", step="CleanWebLog",
                 reason=rejection.reason, message=rejection.message,
                 payload=self._policy.redact(record), source=record.get("source"),
                 event_timestamp=record.get("timestamp")))
@@ -240,8 +239,7 @@ def _identity(row: dict) -> str:
 
 
 class _KeepFirstFn(beam.DoFn):
-    def __init__(self, pipeline: str, redact):
-        self._pipeline = pipeline
+    def __init__(self, redact):
         self._redact = redact
 
     def setup(self):
@@ -254,7 +252,7 @@ class _KeepFirstFn(beam.DoFn):
         for dup in copies[1:]:
             self._duplicates.inc()
             yield TaggedOutput(DEAD_LETTER, dead_letter(
-                pipeline=self._pipeline, layer="silver", step="DeduplicateRequests",
+                layer="silver", step="DeduplicateRequests",
                 reason="duplicate_event", message="the same line was already kept from "
                 f"{copies[0].get('source')}", payload=self._redact(dup),
                 source=dup.get("source"),
@@ -271,10 +269,8 @@ class DeduplicateRequests(beam.PTransform):
     could still arrive (its minute plus the allowed lateness: later ones are dead-lettered
     ``late`` at arrival)."""
 
-    def __init__(self, pipeline: str = "web_logs", streaming=None,
-                 policy: PrivacyPolicy | None = None):
+    def __init__(self, streaming=None, policy: PrivacyPolicy | None = None):
         super().__init__()
-        self._pipeline = pipeline
         self._streaming = streaming
         self._redact = (policy or PrivacyPolicy()).redact
 
@@ -286,7 +282,7 @@ class DeduplicateRequests(beam.PTransform):
                    | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r)).with_output_types(
                        tuple[str, dict])
                    | "FirstCopy" >> beam.ParDo(FirstSeenFn(
-                       pipeline=self._pipeline, layer="silver", step="DeduplicateRequests",
+                       layer="silver", step="DeduplicateRequests",
                        reason="duplicate_event", what="log line",
                        remember_s=60 + self._streaming.allowed_lateness_s + 60,
                        redact=self._redact,
@@ -295,7 +291,7 @@ class DeduplicateRequests(beam.PTransform):
         out = (rows
                | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r))
                | "GroupCopies" >> beam.GroupByKey()
-               | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._pipeline, self._redact)
+               | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._redact)
                                           ).with_outputs(
                    DEAD_LETTER, main="records"))
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
@@ -307,12 +303,10 @@ class CleanWebLogs(beam.PTransform):
     ``{'records': silver rows, 'dead_letters': …}``."""
 
     def __init__(self, policy: PrivacyPolicy, geo_database: str | None = None,
-                 pipeline: str = "web_logs", streaming=None,
-                 dedupe_identical_lines: bool = False):
+                 streaming=None, dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
-        self._pipeline = pipeline
         self._streaming = streaming
         self._dedupe = dedupe_identical_lines
 
@@ -322,7 +316,7 @@ class CleanWebLogs(beam.PTransform):
         dead = []
         if self._dedupe:
             unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(
-                self._pipeline, self._streaming, self._policy)
+                self._streaming, self._policy)
             bronze = unique["records"]
             dead.append(unique["dead_letters"])
         # Otherwise identical lines are distinct requests (a log's resolution is a second).
@@ -330,7 +324,6 @@ class CleanWebLogs(beam.PTransform):
                    | "FindClient" >> beam.Map(with_client, self._policy)
                    | "Geolocate" >> Geolocate(self._geo_database, ip_field="client")
                    | "CleanWebLog" >> beam.ParDo(CleanWebLogFn(
-                       self._policy, self._pipeline)).with_outputs(DEAD_LETTER,
-                                                                   main="records"))
+                       self._policy)).with_outputs(DEAD_LETTER, main="records"))
         dead = ((*dead, cleaned[DEAD_LETTER]) | "SilverDeadLetters" >> beam.Flatten())
         return {"records": cleaned.records, "dead_letters": dead}

@@ -84,6 +84,19 @@ class WithHotTables:
         return f"{self.main.describe()}, and {self.hot.describe()}"
 
 
+def write_tables(sink_or_output_dir, tables: dict, schemas, *, pipeline: str,
+                 streaming: bool = False, batches: bool | frozenset = False) -> None:
+    """A medallion's tables to the sink: the one place its dead letters are stamped with
+    the pipeline's name (``batches`` as the sinks' ``write`` takes it)."""
+    from schemas.dead_letter import DEAD_LETTERS
+    from transforms.dead_letters import StampPipeline
+
+    if DEAD_LETTERS.name in tables:
+        tables = {**tables, DEAD_LETTERS.name: tables[DEAD_LETTERS.name]
+                  | "StampPipeline" >> StampPipeline(pipeline)}
+    as_sink(sink_or_output_dir).write(tables, schemas, streaming=streaming, batches=batches)
+
+
 def as_sink(sink_or_output_dir):
     if isinstance(sink_or_output_dir, str):
         return LakehouseSink(sink_or_output_dir)

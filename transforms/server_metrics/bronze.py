@@ -201,8 +201,7 @@ class BronzeBatch:
         self.with_extra_fields = with_extra_fields
 
 
-def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
-                 step: str = "ParseServerMetric",
+def bronze_batch(raw: pa.Table, now: datetime, step: str = "ParseServerMetric",
                  allowed_lateness_s: int | None = None,
                  max_future_s: float | None = None) -> BronzeBatch:
     """A raw batch → bronze rows of :data:`SERVER_METRICS_BRONZE` and dead letters.
@@ -214,11 +213,11 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
     if raw_kind(raw) == UNREADABLE:
         message = unreadable_message(raw)
         return BronzeBatch(_empty(), [dead_letter(
-            pipeline=pipeline, layer="bronze", step=step, reason="unreadable_input",
+            layer="bronze", step=step, reason="unreadable_input",
             message=message, payload=b"", source=source, now=now)
             for source in raw.column("source").to_pylist()], 0)
     if raw_kind(raw) != JSON:
-        return _row_level(list(raw_records(raw)), now, pipeline, step,
+        return _row_level(list(raw_records(raw)), now, step,
                           allowed_lateness_s if watermark is not None else None,
                           max_future_s)
     column = raw.column("payload")
@@ -299,7 +298,7 @@ def bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "server_metrics",
     sources = raw.column("source").take(pa.array(slow, pa.int64())).to_pylist()
     rest = _row_level([RawRecord(payloads[i], s, watermark=watermark)
                        for i, s in zip(slow, sources, strict=True)],
-                      now, pipeline, step, allowed_lateness_s if watermark is not None else None,
+                      now, step, allowed_lateness_s if watermark is not None else None,
                       max_future_s)
     tables.append(rest.records)
     return BronzeBatch(concat(tables, SERVER_METRICS_BRONZE), rest.dead_letters,
@@ -310,13 +309,12 @@ def _empty() -> pa.Table:
     return SERVER_METRICS_BRONZE.arrow_schema().empty_table()
 
 
-def _row_level(raws: list[RawRecord], now, pipeline, step,
+def _row_level(raws: list[RawRecord], now, step,
                allowed_lateness_s: int | None = None,
                max_future_s: float | None = None) -> BronzeBatch:
     """The row-level bronze (``to_bronze``, then ``check_arrival`` in streaming) over
     records, exactly as the per-record DoFn."""
-    rows, dead = parse_records(raws, to_bronze, now, pipeline, step, allowed_lateness_s,
-                               max_future_s)
+    rows, dead = parse_records(raws, to_bronze, now, step, allowed_lateness_s, max_future_s)
     extra = sum(1 for r in rows if r["extra_fields"] is not None)
     return BronzeBatch(from_rows(rows, SERVER_METRICS_BRONZE) if rows else _empty(), dead,
                        extra)

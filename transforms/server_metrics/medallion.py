@@ -62,10 +62,9 @@ from transforms.windowing import DAY
 
 _US = 1_000_000
 class BronzeFn(beam.DoFn):
-    def __init__(self, clock=None, pipeline: str = "server_metrics",
-                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
+    def __init__(self, clock=None, allowed_lateness_s: int | None = None,
+                 max_future_s: float | None = None):
         self._clock = clock
-        self._pipeline = pipeline
         self._lateness = allowed_lateness_s  # streaming: judge arrival (see bronze_batch)
         self._max_future = max_future_s
 
@@ -79,8 +78,8 @@ class BronzeFn(beam.DoFn):
     def process(self, raw: pa.Table):
         self._elements.inc()
         self._records.inc(raw.num_rows)
-        out = bronze_batch(raw, self._now(), self._pipeline,
-                           allowed_lateness_s=self._lateness, max_future_s=self._max_future)
+        out = bronze_batch(raw, self._now(), allowed_lateness_s=self._lateness,
+                           max_future_s=self._max_future)
         self._accepted.inc(out.records.num_rows)
         self._rejected.inc(len(out.dead_letters))
         self._extra.inc(out.with_extra_fields)
@@ -112,10 +111,9 @@ class SilverFn(beam.DoFn):
     batch. Batch: keyed by (server_id, span start). Streaming (``timestamped``): keyed by
     server_id and timestamped at the span's start, for event-time windows of ``span_s``."""
 
-    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics",
-                 span_s: int = DAY, timestamped: bool = False):
+    def __init__(self, rules: ServerMetricsRules, span_s: int = DAY,
+                 timestamped: bool = False):
         self._rules = rules
-        self._pipeline = pipeline
         self._span_s = span_s
         self._timestamped = timestamped
 
@@ -124,7 +122,7 @@ class SilverFn(beam.DoFn):
         self._elements, self._records = count_batches("silver_fragments")
 
     def process(self, bronze: pa.Table):
-        out = silver_batch(bronze, self._rules, self._pipeline)
+        out = silver_batch(bronze, self._rules)
         self._rejected.inc(len(out.dead_letters))
         for (server_id, start), fragment in split_by_server_day(out.records, self._span_s):
             self._elements.inc()
@@ -148,9 +146,8 @@ class ServerDaysFn(beam.DoFn):
     """A (server, day) group of silver fragments → every table it completes, and the
     partial results that need other groups."""
 
-    def __init__(self, rules: ServerMetricsRules, pipeline: str = "server_metrics"):
+    def __init__(self, rules: ServerMetricsRules):
         self._rules = rules
-        self._pipeline = pipeline
 
     def setup(self):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
@@ -168,7 +165,7 @@ class ServerDaysFn(beam.DoFn):
         # A replayed record at a time an earlier run already has is a copy of it.
         known = (set(prior.column("timestamp").cast(pa.int64()).to_pylist())
                  if prior is not None and prior.num_rows else None)
-        unique = deduplicate(silver, self._pipeline, known)
+        unique = deduplicate(silver, known)
         if unique.dead_letters:
             self._duplicates.inc(len(unique.dead_letters))
             yield TaggedOutput(DEAD, dead_letter_batch(unique.dead_letters))
@@ -292,7 +289,7 @@ class ServerMetricsBatchMedallion(beam.PTransform):
     server-metrics medallion and all dead letters."""
 
     def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
-                 pipeline: str = "server_metrics", max_future_s: float | None = None,
+                 max_future_s: float | None = None,
                  prior_silver: beam.PCollection | None = None,
                  rechecked_bronze: beam.PCollection | None = None):
         super().__init__()
@@ -304,20 +301,18 @@ class ServerMetricsBatchMedallion(beam.PTransform):
         self._prior = prior_silver
         self._rules = rules or ServerMetricsRules()
         self._clock = clock
-        self._pipeline = pipeline
         self._max_future = max_future_s  # None: no event is too far ahead
 
     def expand(self, raw):
-        rules, pipeline = self._rules, self._pipeline
+        rules = self._rules
         bronze = raw | "Bronze" >> beam.ParDo(BronzeFn(
-            self._clock, pipeline, max_future_s=self._max_future)).with_outputs(
+            self._clock, max_future_s=self._max_future)).with_outputs(
             DEAD, main="records")
         to_silver = bronze.records
         if self._rechecked is not None:
             to_silver = (tables(bronze.records, self._rechecked)
                          | "WithRecheckedBronze" >> beam.Flatten())
-        checked = to_silver | "Silver" >> beam.ParDo(SilverFn(rules, pipeline)
-                                                          ).with_output_types(
+        checked = to_silver | "Silver" >> beam.ParDo(SilverFn(rules)).with_output_types(
             keyed_tables(beam.typehints.Tuple[str, int])).with_outputs(DEAD, main="fragments")
         if self._prior is None:
             grouped = checked.fragments | "SilverByServerDay" >> beam.GroupByKey()
@@ -328,7 +323,7 @@ class ServerMetricsBatchMedallion(beam.PTransform):
             grouped = ({"new": checked.fragments, "prior": prior}
                        | "SilverByServerDay" >> beam.CoGroupByKey())
         days = (grouped
-                | "GoldServerDays" >> beam.ParDo(ServerDaysFn(rules, pipeline)).with_output_types(
+                | "GoldServerDays" >> beam.ParDo(ServerDaysFn(rules)).with_output_types(
                     pa.Table).with_outputs(
                     *_DAY_OUTPUTS, main="silver"))
         locations = (days.location_parts

@@ -92,8 +92,7 @@ def with_inventory(bronze: pa.Table, inventory) -> pa.Table:
     return bronze
 
 
-def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
-                 pipeline: str = "server_metrics") -> SilverBatch:
+def silver_batch(bronze: pa.Table, rules: ServerMetricsRules) -> SilverBatch:
     """Range-checked, canonical rows of :data:`SERVER_METRICS_SILVER` (not yet
     deduplicated) and the rejections."""
     n = bronze.num_rows
@@ -144,7 +143,7 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
             rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
             dead.append(dead_letter(
-                pipeline=pipeline, layer="silver", step="CheckServerMetric",
+                layer="silver", step="CheckServerMetric",
                 reason=rejection.reason, message=rejection.message, payload=row,
                 source=row.get("source"), event_timestamp=row.get("timestamp")))
     kept = table.filter(pa.array(~flagged))
@@ -153,8 +152,7 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules,
     return SilverBatch(kept, dead)
 
 
-def deduplicate(records: pa.Table, pipeline: str = "server_metrics",
-                known: set[int] | None = None) -> SilverBatch:
+def deduplicate(records: pa.Table, known: set[int] | None = None) -> SilverBatch:
     """One server's silver records (all of them for the span they cover) → one record per
     event time, sorted by event time; the other copies become ``duplicate_event`` dead
     letters. Which copy survives is decided by the row-level ``_copy_rank``, so it does
@@ -184,7 +182,7 @@ def deduplicate(records: pa.Table, pipeline: str = "server_metrics",
             winners.append(kept)
         for dup in rows:
             dead.append(dead_letter(
-                pipeline=pipeline, layer="silver", step="DeduplicateEvents",
+                layer="silver", step="DeduplicateEvents",
                 reason="duplicate_event",
                 message=f"another record of server {kept['server_id']} at "
                         f"{kept['timestamp'].isoformat()} was kept",

@@ -94,10 +94,9 @@ class GateAndDeduplicateFn(beam.DoFn):
     CLOSED = ReadModifyWriteStateSpec("closed", BooleanCoder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
-    def __init__(self, allowed_lateness_s: int, pipeline: str = "server_metrics"):
+    def __init__(self, allowed_lateness_s: int):
         self._lateness = Duration(seconds=allowed_lateness_s)
         self._lateness_s = allowed_lateness_s
-        self._pipeline = pipeline
 
     def setup(self):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
@@ -117,14 +116,14 @@ class GateAndDeduplicateFn(beam.DoFn):
                        f"closed (allowed lateness {self._lateness_s}s)")
             self._late.inc(records.num_rows)
             yield TaggedOutput(DEAD, dead_letter_batch([
-                dead_letter(pipeline=self._pipeline, layer="silver", step="DeduplicateEvents",
-                            reason="late", message=message, payload=row,
-                            source=row.get("source"), event_timestamp=row["timestamp"])
+                dead_letter(layer="silver", step="DeduplicateEvents", reason="late",
+                            message=message, payload=row, source=row.get("source"),
+                            event_timestamp=row["timestamp"])
                 for row in records.to_pylist()]))
             return
         close.set(window.end + self._lateness)
         known = seen.read() or set()
-        unique = deduplicate(records, self._pipeline, known)
+        unique = deduplicate(records, known)
         if unique.dead_letters:
             self._duplicates.inc(len(unique.dead_letters))
             yield TaggedOutput(DEAD, dead_letter_batch(unique.dead_letters))
@@ -291,22 +290,21 @@ class StreamingSilver(beam.PTransform):
     """Bronze batches → {"records": deduplicated fragments of one server and minute, in
     one-minute windows, "dead_letters": [batches in the global window]}."""
 
-    def __init__(self, rules: ServerMetricsRules, streaming: StreamingConfig, pipeline: str):
+    def __init__(self, rules: ServerMetricsRules, streaming: StreamingConfig):
         super().__init__()
         self._rules = rules
         self._streaming = streaming
-        self._pipeline = pipeline
 
     def expand(self, bronze):
         streaming = self._streaming
-        check = SilverFn(self._rules, self._pipeline, span_s=MINUTE, timestamped=True)
+        check = SilverFn(self._rules, span_s=MINUTE, timestamped=True)
         checked = bronze | "CheckServerMetrics" >> beam.ParDo(check).with_output_types(
             keyed_tables(str)).with_outputs(DEAD, main="fragments")
         gated = (checked.fragments
                  | "MinuteWindows" >> streaming.windows(MINUTE, accumulate=False)
                  | "ByServerMinute" >> beam.GroupByKey()
                  | "GateAndDeduplicate" >> beam.ParDo(GateAndDeduplicateFn(
-                     streaming.allowed_lateness_s, self._pipeline)).with_outputs(
+                     streaming.allowed_lateness_s)).with_outputs(
                          DEAD, main="records"))
         tables(gated.records)
         return {"records": gated.records, "dead_letters": [
@@ -353,8 +351,8 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
 
     def __init__(self, rules: ServerMetricsRules | None = None,
                  streaming: StreamingConfig | None = None, clock=None,
-                 drop_redeliveries: bool = False, pipeline: str = "server_metrics",
-                 redelivery_shards: int = 1, max_future_s: float | None = None,
+                 drop_redeliveries: bool = False, redelivery_shards: int = 1,
+                 max_future_s: float | None = None,
                  replayed_silver: beam.PCollection | None = None):
         super().__init__()
         self._replayed = replayed_silver
@@ -363,16 +361,15 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
         self._streaming = streaming or StreamingConfig()
         self._clock = clock
         self._drop_redeliveries = drop_redeliveries
-        self._pipeline = pipeline
         self._shards = redelivery_shards
 
     def expand(self, raw):
-        rules, streaming, pipeline = self._rules, self._streaming, self._pipeline
-        parse = BronzeFn(self._clock, pipeline, allowed_lateness_s=streaming.allowed_lateness_s,
+        rules, streaming = self._rules, self._streaming
+        parse = BronzeFn(self._clock, allowed_lateness_s=streaming.allowed_lateness_s,
                          max_future_s=self._max_future)
         bronze = raw | "Bronze" >> StreamingBronze(
-            "ParseServerMetrics", parse, self._drop_redeliveries, pipeline, self._shards)
-        silver = bronze["records"] | "Silver" >> StreamingSilver(rules, streaming, pipeline)
+            "ParseServerMetrics", parse, self._drop_redeliveries, self._shards)
+        silver = bronze["records"] | "Silver" >> StreamingSilver(rules, streaming)
         to_gold = silver["records"]
         if self._replayed is not None:
             replayed = (self._replayed

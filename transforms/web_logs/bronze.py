@@ -153,9 +153,8 @@ def _quoted(column: pa.Array) -> pa.Array:
     return pc.if_else(present, inner, pa.scalar(None, pa.string()))
 
 
-def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
-                     step: str = STEP, allowed_lateness_s: int | None = None,
-                     max_future_s: float | None = None,
+def web_bronze_batch(raw: pa.Table, now: datetime, step: str = STEP,
+                     allowed_lateness_s: int | None = None, max_future_s: float | None = None,
                      log_format: LogFormat = LogFormat()) -> WebBronzeBatch:
     """A raw batch of log lines → bronze rows of :data:`WEB_LOGS_BRONZE` and dead letters,
     exactly what the row-level parser gives line by line.
@@ -168,11 +167,9 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
     if not n:
         return WebBronzeBatch(_empty(), [])
     if log_format.is_json:  # a JSON decode a line: one tight loop, no element per line
-        return row_level(raw, now, pipeline, step, allowed_lateness_s, max_future_s,
-                         log_format)
+        return row_level(raw, now, step, allowed_lateness_s, max_future_s, log_format)
     if log_format.compiled is not None:  # a preset or a format string
-        return _declared_batch(raw, now, pipeline, step, allowed_lateness_s, max_future_s,
-                               log_format)
+        return _declared_batch(raw, now, step, allowed_lateness_s, max_future_s, log_format)
     payload = raw.column("payload")
     text, not_utf8 = _utf8(payload)
     parts = pc.extract_regex(text, _PATTERNS[log_format.name])
@@ -224,7 +221,7 @@ def web_bronze_batch(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
             "source": raw.column("source").take(take).combine_chunks(),
         }
         tables.append(_bronze(cols, len(fast)))
-    return _with_the_rest(tables, raw, ~ok, now, pipeline, step,
+    return _with_the_rest(tables, raw, ~ok, now, step,
                           allowed_lateness_s if watermark is not None else None,
                           max_future_s, log_format)
 
@@ -237,14 +234,14 @@ def _bronze(columns: dict, rows: int) -> pa.Table:
 
 
 def _with_the_rest(tables: list, raw: pa.Table, rest: np.ndarray, now: datetime,
-                   pipeline: str, step: str, allowed_lateness_s: int | None,
+                   step: str, allowed_lateness_s: int | None,
                    max_future_s: float | None, log_format: LogFormat) -> WebBronzeBatch:
     """The vectorised rows (``tables``) and the ``rest`` of the batch read by the
     row-level parser, which also words every dead letter."""
     slow = np.flatnonzero(rest)
     if not len(slow):
         return WebBronzeBatch(tables[0], [])
-    other = row_level(raw.take(pa.array(slow)), now, pipeline, step, allowed_lateness_s,
+    other = row_level(raw.take(pa.array(slow)), now, step, allowed_lateness_s,
                       max_future_s, log_format)
     tables.append(other.records)
     return WebBronzeBatch(concat(tables, WEB_LOGS_BRONZE), other.dead_letters)
@@ -301,15 +298,14 @@ def _empty() -> pa.Table:
     return WEB_LOGS_BRONZE.arrow_schema().empty_table()
 
 
-def row_level(raw: pa.Table, now: datetime, pipeline: str = "web_logs",
-              step: str = STEP, allowed_lateness_s: int | None = None,
+def row_level(raw: pa.Table, now: datetime, step: str = STEP, allowed_lateness_s: int | None = None,
               max_future_s: float | None = None,
               log_format: LogFormat = LogFormat()) -> WebBronzeBatch:
     """The row-level bronze over a raw batch, exactly as the per-record DoFn (which, in
     streaming, also judges arrival: ``check_arrival``)."""
     parse = functools.partial(to_web_log_bronze, log_format=log_format)
-    rows, dead = parse_records(raw_records(raw), parse, now, pipeline, step,
-                               allowed_lateness_s, max_future_s)
+    rows, dead = parse_records(raw_records(raw), parse, now, step, allowed_lateness_s,
+                               max_future_s)
     return WebBronzeBatch(from_rows(rows, WEB_LOGS_BRONZE) if rows else _empty(), dead)
 
 
@@ -397,7 +393,7 @@ def _extra_fields(parts: pa.StructArray, directives, ok: np.ndarray):
     return pc.binary_join_element_wise(pa.scalar("{"), body, pa.scalar("}"), ""), good
 
 
-def _declared_batch(raw: pa.Table, now: datetime, pipeline: str, step: str,
+def _declared_batch(raw: pa.Table, now: datetime, step: str,
                     allowed_lateness_s: int | None, max_future_s: float | None,
                     log_format: LogFormat) -> WebBronzeBatch:
     """A declared format (a preset or a format string): its compiled expression over the
@@ -455,6 +451,6 @@ def _declared_batch(raw: pa.Table, now: datetime, pipeline: str, step: str,
             ingest_timestamp=pa.repeat(pa.scalar(now, _TS), len(fast)),
             source=raw.column("source").take(take).combine_chunks())
         tables.append(_bronze(out, len(fast)))
-    return _with_the_rest(tables, raw, ~ok, now, pipeline, step,
+    return _with_the_rest(tables, raw, ~ok, now, step,
                           allowed_lateness_s if watermark is not None else None,
                           max_future_s, log_format)

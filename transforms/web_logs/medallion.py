@@ -42,12 +42,10 @@ _GOLD = tuple(t.name for t in WEB_GOLD_TABLES)
 class WebBronzeFn(beam.DoFn):
     """A raw batch of lines → a bronze batch, and a dead-letter batch."""
 
-    def __init__(self, clock=None, pipeline: str = "web_logs",
-                 allowed_lateness_s: int | None = None, max_future_s: float | None = None,
-                 log_format: LogFormat = LogFormat()):
+    def __init__(self, clock=None, allowed_lateness_s: int | None = None,
+                 max_future_s: float | None = None, log_format: LogFormat = LogFormat()):
         self._log_format = log_format
         self._clock = clock
-        self._pipeline = pipeline
         self._lateness = allowed_lateness_s  # streaming: judge arrival (web_bronze_batch)
         self._max_future = max_future_s
 
@@ -60,8 +58,7 @@ class WebBronzeFn(beam.DoFn):
     def process(self, raw: pa.Table):
         self._elements.inc()
         self._records.inc(raw.num_rows)
-        out = web_bronze_batch(raw, self._now(), self._pipeline,
-                               allowed_lateness_s=self._lateness,
+        out = web_bronze_batch(raw, self._now(), allowed_lateness_s=self._lateness,
                                max_future_s=self._max_future,
                                log_format=self._log_format)
         self._accepted.inc(out.records.num_rows)
@@ -93,11 +90,9 @@ class CleanFn(beam.DoFn):
     """Deduplicated bronze rows → silver rows (geolocation, ranges, agents, privacy) and
     dead letters, counted: a fragment in streaming, a span in batch (``SilverSpanFn``)."""
 
-    def __init__(self, policy, geo_database: str | None, pipeline: str = "web_logs",
-                 clock=None):
+    def __init__(self, policy, geo_database: str | None, clock=None):
         self._policy = policy
         self._geo_database = geo_database
-        self._pipeline = pipeline
         self._clock = clock
 
     def setup(self):
@@ -109,8 +104,7 @@ class CleanFn(beam.DoFn):
         self._bots = Metrics.counter("silver", "bot_requests")
 
     def process(self, fragment: pa.Table):
-        yield from self._emit(clean_batch(fragment, self._policy, self._db, self._now(),
-                                          self._pipeline))
+        yield from self._emit(clean_batch(fragment, self._policy, self._db, self._now()))
 
     def _emit(self, out):
         for status, count in out.geo_statuses.items():
@@ -129,9 +123,9 @@ class SilverSpanFn(CleanFn):
     """A span's bronze fragments → its silver rows (one table: the whole span), copies
     dropped first when asked, and dead letters."""
 
-    def __init__(self, policy, geo_database: str | None, pipeline: str = "web_logs",
-                 clock=None, dedupe_identical_lines: bool = False):
-        super().__init__(policy, geo_database, pipeline, clock)
+    def __init__(self, policy, geo_database: str | None, clock=None,
+                 dedupe_identical_lines: bool = False):
+        super().__init__(policy, geo_database, clock)
         self._dedupe = dedupe_identical_lines
 
     def setup(self):
@@ -144,7 +138,7 @@ class SilverSpanFn(CleanFn):
         self._elements.inc()
         self._records.inc(bronze.num_rows)
         yield from self._emit(web_silver_batch(bronze, self._policy, self._db, self._now(),
-                                               self._pipeline, self._dedupe))
+                                               self._dedupe))
 
 
 def visitor_hashes(silver: pa.Table) -> np.ndarray:
@@ -173,13 +167,12 @@ class WebSilverBySpan(beam.PTransform):
     """Bronze batches → silver: fragments per span, the one shuffle, then per span the
     deduplicated, geolocated, private rows (``records``) and ``dead_letters``."""
 
-    def __init__(self, policy, geo_database: str | None, span_s: int, pipeline: str,
-                 clock=None, dedupe_identical_lines: bool = False):
+    def __init__(self, policy, geo_database: str | None, span_s: int, clock=None,
+                 dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
         self._span_s = span_s
-        self._pipeline = pipeline
         self._clock = clock
         self._dedupe = dedupe_identical_lines
 
@@ -189,7 +182,7 @@ class WebSilverBySpan(beam.PTransform):
                                                ).with_output_types(keyed_tables(int))
                 | "SilverBySpan" >> beam.GroupByKey()
                 | "CleanSpan" >> beam.ParDo(SilverSpanFn(
-                    self._policy, self._geo_database, self._pipeline, self._clock,
+                    self._policy, self._geo_database, self._clock,
                     self._dedupe)).with_outputs(DEAD, main="records"))
 
 
@@ -203,7 +196,7 @@ class WebLogsBatchMedallion(beam.PTransform):
 
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
-                 pipeline: str = "web_logs", dedupe_identical_lines: bool = False,
+                 dedupe_identical_lines: bool = False,
                  max_future_s: float | None = None, log_format: LogFormat = LogFormat(),
                  prior_silver: beam.PCollection | None = None,
                  rechecked_bronze: beam.PCollection | None = None):
@@ -221,19 +214,17 @@ class WebLogsBatchMedallion(beam.PTransform):
         self._span_s = group_span(self._windows)
         self._top_n = top_n
         self._clock = clock
-        self._pipeline = pipeline
 
     def expand(self, raw):
         bronze = raw | "Bronze" >> beam.ParDo(WebBronzeFn(
-            self._clock, self._pipeline, max_future_s=self._max_future,
+            self._clock, max_future_s=self._max_future,
             log_format=self._log_format)).with_outputs(DEAD, main="records")
         to_silver = bronze.records
         if self._rechecked is not None:
             to_silver = (tables(bronze.records, self._rechecked)
                          | "WithRecheckedBronze" >> beam.Flatten())
         silver = to_silver | "Silver" >> WebSilverBySpan(
-            self._policy, self._geo_database, self._span_s, self._pipeline, self._clock,
-            self._dedupe)
+            self._policy, self._geo_database, self._span_s, self._clock, self._dedupe)
         to_gold = silver.records
         if self._prior is not None:  # each span whole: its earlier rows and its new ones
             spans = {name: rows | f"{name.title()}Spans" >> beam.ParDo(SpanFragmentsFn(

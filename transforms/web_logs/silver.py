@@ -66,11 +66,11 @@ def duplicate_positions(bronze: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _dedupe_dead_letters(bronze: pa.Table, dups: np.ndarray, kept: np.ndarray,
-                         policy: PrivacyPolicy, pipeline: str, now: datetime) -> list[dict]:
+                         policy: PrivacyPolicy, now: datetime) -> list[dict]:
     rows = bronze.take(pa.array(dups)).to_pylist()
     kept_sources = bronze.column("source").take(pa.array(kept)).to_pylist()
     return [dead_letter(
-        pipeline=pipeline, layer="silver", step="DeduplicateRequests",
+        layer="silver", step="DeduplicateRequests",
         reason="duplicate_event", message=f"the same line was already kept from {src}",
         payload=policy.redact(row), source=row.get("source"), event_timestamp=row["timestamp"],
         now=now) for row, src in zip(rows, kept_sources, strict=True)]
@@ -127,7 +127,7 @@ def geolocate(addresses, database: GeoDatabase) -> tuple[dict[str, pa.Array],
 
 
 def _status_dead_letters(located: pa.Table, bad: np.ndarray, policy: PrivacyPolicy,
-                         pipeline: str, now: datetime) -> list[dict]:
+                         now: datetime) -> list[dict]:
     """Status or size out of range, through the row-level function: its reason and
     message, the row redacted like it."""
     dead = []
@@ -139,7 +139,7 @@ def _status_dead_letters(located: pa.Table, bad: np.ndarray, policy: PrivacyPoli
             exc = error
         rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
         dead.append(dead_letter(
-            pipeline=pipeline, layer="silver", step="CleanWebLog", reason=rejection.reason,
+            layer="silver", step="CleanWebLog", reason=rejection.reason,
             message=rejection.message, payload=policy.redact(row), source=row.get("source"),
             event_timestamp=row.get("timestamp"), now=now))
     return dead
@@ -152,27 +152,26 @@ def _per_distinct(column, fn, type_) -> pa.Array:
 
 
 def web_silver_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
-                     now: datetime, pipeline: str = "web_logs",
-                     dedupe_identical_lines: bool = False) -> WebSilverBatch:
+                     now: datetime, dedupe_identical_lines: bool = False) -> WebSilverBatch:
     """A span's bronze rows (all copies of a line in one span) → silver; identical lines
     are dropped as copies only when ``dedupe_identical_lines``."""
     bronze = bronze.combine_chunks()
     dead: list[dict] = []
     if not dedupe_identical_lines:
-        return clean_batch(bronze, policy, database, now, pipeline)
+        return clean_batch(bronze, policy, database, now)
     dups, kept = duplicate_positions(bronze)
     if len(dups):
-        dead += _dedupe_dead_letters(bronze, dups, kept, policy, pipeline, now)
+        dead += _dedupe_dead_letters(bronze, dups, kept, policy, now)
         keep = np.ones(bronze.num_rows, dtype=bool)
         keep[dups] = False
         bronze = bronze.filter(pa.array(keep))
-    out = clean_batch(bronze, policy, database, now, pipeline)
+    out = clean_batch(bronze, policy, database, now)
     out.dead_letters[:0] = dead
     return out
 
 
 def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
-                now: datetime, pipeline: str = "web_logs") -> WebSilverBatch:
+                now: datetime) -> WebSilverBatch:
     """Deduplicated bronze rows → silver: geolocation, ranges, agents, privacy."""
     dead: list[dict] = []
     client, proxy = _clients(bronze, policy)
@@ -185,7 +184,7 @@ def clean_batch(bronze: pa.Table, policy: PrivacyPolicy, database: GeoDatabase,
     size = located.column("bytes").fill_null(0).to_numpy()
     bad = (status < 100) | (status > 599) | (size > MAX_RESPONSE_BYTES)
     if bad.any():
-        dead += _status_dead_letters(located, np.flatnonzero(bad), policy, pipeline, now)
+        dead += _status_dead_letters(located, np.flatnonzero(bad), policy, now)
         located = located.filter(pa.array(~bad))
         status, logged = status[~bad], logged[~bad]
     ip = located.column("client")

@@ -84,10 +84,9 @@ class FirstCopyFn(beam.DoFn):
     SEEN = ReadModifyWriteStateSpec("seen", BytesCoder())
     FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
-    def __init__(self, policy, allowed_lateness_s: int, pipeline: str = "web_logs"):
+    def __init__(self, policy, allowed_lateness_s: int):
         self._policy = policy
         self._remember_us = (60 + allowed_lateness_s + 60) * _US
-        self._pipeline = pipeline
 
     def setup(self):
         self._rejected = Metrics.counter("silver", "duplicate_event_rejected")
@@ -112,7 +111,7 @@ class FirstCopyFn(beam.DoFn):
         copies = fragment.filter(pa.array(~new)).to_pylist()
         self._rejected.inc(len(copies))
         yield TaggedOutput(DEAD, dead_letter_batch([dead_letter(
-            pipeline=self._pipeline, layer="silver", step="DeduplicateRequests",
+            layer="silver", step="DeduplicateRequests",
             reason="duplicate_event", message="this log line was already received",
             payload=self._policy.redact(row), source=row.get("source"),
             event_timestamp=row["timestamp"]) for row in copies]))
@@ -144,12 +143,11 @@ class StreamingWebSilver(beam.PTransform):
     """Bronze batches → {"records": deduplicated silver fragments, "dead_letters": […]}."""
 
     def __init__(self, policy, geo_database: str | None, streaming: StreamingConfig,
-                 pipeline: str, clock=None, dedupe_identical_lines: bool = False):
+                 clock=None, dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
         self._streaming = streaming
-        self._pipeline = pipeline
         self._clock = clock
         self._dedupe = dedupe_identical_lines
 
@@ -160,13 +158,13 @@ class StreamingWebSilver(beam.PTransform):
                       | "SilverByMinute" >> beam.ParDo(SpanFragmentsFn(MINUTE)).with_output_types(
                           keyed_tables(int))
                       | "FirstCopy" >> beam.ParDo(FirstCopyFn(
-                          self._policy, self._streaming.allowed_lateness_s, self._pipeline)
+                          self._policy, self._streaming.allowed_lateness_s)
                       ).with_outputs(DEAD, main="records"))
             tables(unique.records)
             bronze = unique.records
             dead.append(unique[DEAD])
         clean = bronze | "Clean" >> beam.ParDo(CleanFn(
-            self._policy, self._geo_database, self._pipeline, self._clock)).with_outputs(
+            self._policy, self._geo_database, self._clock)).with_outputs(
             DEAD, main="records")
         tables(clean.records)
         return {"records": clean.records, "dead_letters": dead + [clean[DEAD]]}
@@ -199,8 +197,8 @@ class WebLogsStreamingMedallion(beam.PTransform):
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20,
                  streaming: StreamingConfig | None = None, clock=None,
-                 drop_redeliveries: bool = False, pipeline: str = "web_logs",
-                 redelivery_shards: int = 1, dedupe_identical_lines: bool = False,
+                 drop_redeliveries: bool = False, redelivery_shards: int = 1,
+                 dedupe_identical_lines: bool = False,
                  max_future_s: float | None = None,
                  replayed_silver: beam.PCollection | None = None,
                  log_format: LogFormat = LogFormat()):
@@ -216,18 +214,16 @@ class WebLogsStreamingMedallion(beam.PTransform):
         self._streaming = streaming or StreamingConfig()
         self._clock = clock
         self._drop_redeliveries = drop_redeliveries
-        self._pipeline = pipeline
         self._shards = redelivery_shards
 
     def expand(self, raw):
-        streaming, pipeline = self._streaming, self._pipeline
-        parse = WebBronzeFn(self._clock, pipeline,
-                            allowed_lateness_s=streaming.allowed_lateness_s,
+        streaming = self._streaming
+        parse = WebBronzeFn(self._clock, allowed_lateness_s=streaming.allowed_lateness_s,
                             max_future_s=self._max_future, log_format=self._log_format)
         bronze = raw | "Bronze" >> StreamingBronze(
-            "ParseAccessLogs", parse, self._drop_redeliveries, pipeline, self._shards)
+            "ParseAccessLogs", parse, self._drop_redeliveries, self._shards)
         silver = bronze["records"] | "Silver" >> StreamingWebSilver(
-            self._policy, self._geo_database, streaming, pipeline, self._clock, self._dedupe)
+            self._policy, self._geo_database, streaming, self._clock, self._dedupe)
         to_gold = silver["records"]
         if self._replayed is not None:
             to_gold = (to_gold, self._replayed) | "WithReplay" >> beam.Flatten()
