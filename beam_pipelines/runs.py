@@ -30,13 +30,13 @@ from beam_pipelines.io.progress import ProgressReporter
 from beam_pipelines.io.sources import COMPRESSED, count_input_records
 from beam_pipelines.ops import pubsub
 from beam_pipelines.runners import choose_runner, is_local_streaming
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 
-def streaming_config(opts) -> StreamingConfig:
+def streaming_config(opts) -> Streaming:
     if opts.early_firing < 1:
         raise UserError("--early-firing must be at least 1s")
-    return StreamingConfig(allowed_lateness_s=round(opts.allowed_lateness),
+    return Streaming(allowed_lateness_s=round(opts.allowed_lateness),
                            early_firing_s=opts.early_firing)
 
 

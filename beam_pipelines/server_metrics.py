@@ -36,7 +36,7 @@ from schemas.server_metrics import (
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
 from transforms.server_metrics.streaming import BATCH_TABLES, ServerMetricsStreamingMedallion
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
 
 
 def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
-                             rules: ServerMetricsRules, streaming: StreamingConfig,
+                             rules: ServerMetricsRules, streaming: Streaming,
                              drop_redeliveries: bool,
                              alerts_topic: str | None = None,
                              max_future_s: float | None = None,

@@ -211,7 +211,7 @@ def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: boo
     shards = 1 if is_local_streaming(runner) else 8
     return WebLogsStreamingMedallion(policy_from(opts), database or opts.geo_database,
                                      _window_seconds(opts.windows), opts.top_paths,
-                                     streaming=streaming, drop_redeliveries=drop_redeliveries,
+                                     mode=streaming, drop_redeliveries=drop_redeliveries,
                                      redelivery_shards=shards,
                                      dedupe_identical_lines=opts.dedupe_identical_lines,
                                      max_future_s=opts.max_future,

@@ -34,7 +34,7 @@ from beam_pipelines.io.lakehouse import clear_tables, write_catalog, write_empty
 from beam_pipelines.runners import local as local_runner
 from beam_pipelines.server_metrics import TABLES, build_streaming_pipeline
 from beam_pipelines.summary import accounting
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 _PROGRESS = {"read": 0, "first": None}
 _LOCK = threading.Lock()
@@ -68,7 +68,7 @@ def _run_pipeline(source, out: str) -> None:
     local_runner.install()
     options = PipelineOptions([], runner="BundleBasedDirectRunner", streaming=True)
     p = beam.Pipeline(options=options)
-    build_streaming_pipeline(p, source, out, load_rules(), StreamingConfig(),
+    build_streaming_pipeline(p, source, out, load_rules(), Streaming(),
                              drop_redeliveries=True)
     p.run().wait_until_finish()
 

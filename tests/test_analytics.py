@@ -25,7 +25,7 @@ from transforms.analytics import (
 from transforms.bronze import RawRecord, event_time, to_bronze
 from transforms.rules import AlertMatrix, AnomalyDetection, ServerMetricsRules
 from transforms.silver import to_silver
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 TestStream.__test__ = False
 
@@ -114,7 +114,7 @@ def test_the_matrix_in_streaming_windows_latest_panes_equal_batch():
               .add_elements([stamped(r) for r in _matrix_input()[2:]])
               .advance_watermark_to_infinity())
     found = run_and_collect(lambda p: {"rows": p | stream | ServerAlertMatrix(
-        AlertMatrix(), StreamingConfig(allowed_lateness_s=60, early_firing_s=5))},
+        AlertMatrix(), Streaming(allowed_lateness_s=60, early_firing_s=5))},
         streaming=True)
     latest = {}
     for row in found["rows"]:
@@ -256,7 +256,7 @@ def test_streaming_state_survives_bundles_and_out_of_order_arrivals_like_batch()
         stream = stream.advance_watermark_to(newest - 30)
     stream = stream.advance_watermark_to_infinity()
     streamed = run_and_collect(lambda p: {"rows": p | stream | DetectAnomalies(
-        RULES_CPU, streaming=True)}, streaming=True)["rows"]
+        RULES_CPU, Streaming())}, streaming=True)["rows"]
     batch = run_and_collect(lambda p: {"rows": p | beam.Create(records) | beam.Map(stamped)
                                        | DetectAnomalies(RULES_CPU)})["rows"]
     assert sorted(map(_anomaly_key, streamed)) == sorted(map(_anomaly_key, batch))
@@ -333,5 +333,5 @@ def test_an_anomaly_in_the_last_flush_before_a_drain_is_kept():
             record(i, 99.0 if i == 59 else 50.0 + (i % 3) * 0.5), t0 + i)])
     stream = stream.advance_watermark_to_infinity()
     found = run_and_collect(lambda p: {"anomalies": p | stream | DetectAnomalies(
-        AnomalyDetection(), streaming=True)}, streaming=True)["anomalies"]
+        AnomalyDetection(), Streaming())}, streaming=True)["anomalies"]
     assert [(r["metric"], r["value"]) for r in found] == [("cpu_usage", 99.0)]

@@ -22,7 +22,7 @@ from transforms.server_metrics.incidents import (
     IncidentTracker,
     latest_rows,
 )
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
 US = 1_000_000
@@ -330,7 +330,7 @@ def _stream(rounds, rules=None):
             stream = stream.advance_watermark_to((T0 + timedelta(seconds=watermark))
                                                  .timestamp())
     stream = stream.advance_watermark_to_infinity()
-    return run_and_collect(lambda p: p | stream | IncidentsFromSignals(rules, streaming=True),
+    return run_and_collect(lambda p: p | stream | IncidentsFromSignals(rules, Streaming()),
                            streaming=True)
 
 
@@ -411,7 +411,7 @@ def test_batch_and_streaming_give_the_same_incidents():
 
     def streaming(p):
         return p | stream | ServerMetricsMedallion(
-            rules, clock=fixed_clock, streaming=StreamingConfig(allowed_lateness_s=3600))
+            rules, clock=fixed_clock, mode=Streaming(allowed_lateness_s=3600))
 
     b, s = run_and_collect(batch), run_and_collect(streaming, streaming=True)
     assert b["alert_incidents"] and b["alert_notifications"]
@@ -487,7 +487,7 @@ def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
         return {"alert_incidents": tables["alert_incidents"] | BatchesToRows()}
 
     late = [(events[3][0], events[3][1].replace('"a"', '"z"'))]  # another server's, late
-    streamed, streamed_batches = run_both(rules, StreamingConfig(allowed_lateness_s=3600),
+    streamed, streamed_batches = run_both(rules, Streaming(allowed_lateness_s=3600),
                                           events, late, 10)
     expected = T0 + timedelta(minutes=resolved_min)
     for engine in (rows, run_and_collect(arrow), streamed, streamed_batches):

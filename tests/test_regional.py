@@ -21,7 +21,7 @@ from transforms.bronze import RawRecord, ValidateServerMetrics, to_bronze
 from transforms.dead_letters import RecordRejected
 from transforms.medallion import ServerMetricsMedallion
 from transforms.regional import round_half_up, to_canonical
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 TestStream.__test__ = False
 
@@ -217,7 +217,7 @@ def test_regional_records_stream_like_they_batch():
 
     def streaming(p):
         return p | stream | ServerMetricsMedallion(
-            clock=fixed_clock, streaming=StreamingConfig(allowed_lateness_s=3600))
+            clock=fixed_clock, mode=Streaming(allowed_lateness_s=3600))
 
     b, s = run_and_collect(batch), run_and_collect(streaming, streaming=True)
     assert sorted(map(repr, b["server_metrics_silver"])) == \

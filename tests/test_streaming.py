@@ -21,13 +21,13 @@ from transforms.gold import ServerMetricsGold
 from transforms.medallion import ServerMetricsMedallion
 from transforms.rules import ServerMetricsRules
 from transforms.silver import CleanServerMetrics, to_silver
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 TestStream.__test__ = False  # a Beam transform, not a test class
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()
 LATENESS = 120
-STREAMING = StreamingConfig(allowed_lateness_s=LATENESS, early_firing_s=5)
+STREAMING = Streaming(allowed_lateness_s=LATENESS, early_firing_s=5)
 RULES = ServerMetricsRules()
 
 
@@ -54,7 +54,7 @@ def silver_stream():
 
 def test_silver_lateness_and_dedupe_across_panes():
     found = run_and_collect(lambda p: p | silver_stream()
-                            | CleanServerMetrics(RULES, streaming=STREAMING), streaming=True)
+                            | CleanServerMetrics(RULES, mode=STREAMING), streaming=True)
     kept = sorted(r["timestamp"].second for r in found["records"])
     assert kept == [1, 2, 3]
     reasons = Counter((d["reason"], d["event_timestamp"].second) for d in found["dead_letters"])
@@ -66,7 +66,7 @@ def test_silver_lateness_and_dedupe_across_panes():
 
 def test_accounting_holds_in_streaming():
     found = run_and_collect(lambda p: p | silver_stream()
-                            | CleanServerMetrics(RULES, streaming=STREAMING), streaming=True)
+                            | CleanServerMetrics(RULES, mode=STREAMING), streaming=True)
     assert len(found["records"]) + len(found["dead_letters"]) == 6
 
 
@@ -173,8 +173,7 @@ def run_batch_and_streaming(rules: ServerMetricsRules):
 
     def streaming(p):
         return p | stream | ServerMetricsMedallion(rules, clock=fixed_clock,
-                                                   streaming=StreamingConfig(
-                                                       allowed_lateness_s=3600))
+                                                   mode=Streaming(allowed_lateness_s=3600))
 
     return run_and_collect(batch), run_and_collect(streaming, streaming=True)
 
@@ -198,7 +197,7 @@ def test_batch_and_streaming_give_identical_gold_tables():
     ({"allowed_lateness_s": -1}, "negative"), ({"early_firing_s": 0}, "positive")])
 def test_streaming_config_is_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        StreamingConfig(**kwargs)
+        Streaming(**kwargs)
 
 
 # ---- the streaming edges: redeliveries, arrival lateness, the live source's watermark ----

@@ -20,7 +20,7 @@ from transforms.bronze import RawRecord
 from transforms.medallion import ServerMetricsMedallion
 from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.streaming import BATCH_TABLES, ServerMetricsStreamingMedallion
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 TestStream.__test__ = False
 
@@ -72,7 +72,7 @@ def run_both(rules, streaming, events, late, batch_size):
                     .add_elements([_batch(late)])
                     .advance_watermark_to_infinity())
     row_level = run_and_collect(lambda p: p | rows_stream | ServerMetricsMedallion(
-        rules, clock=fixed_clock, streaming=streaming), streaming=True)
+        rules, clock=fixed_clock, mode=streaming), streaming=True)
     batched = run_and_collect(lambda p: _as_rows(p | batch_stream | ServerMetricsStreamingMedallion(
         rules, streaming, clock=fixed_clock)), streaming=True)
     return row_level, batched
@@ -81,7 +81,7 @@ def run_both(rules, streaming, events, late, batch_size):
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
 def test_every_latest_pane_and_dead_letter_equals_the_row_level_streaming(batch_size):
     rules = ServerMetricsRules()
-    row_level, batched = run_both(rules, StreamingConfig(allowed_lateness_s=3600), _events(),
+    row_level, batched = run_both(rules, Streaming(allowed_lateness_s=3600), _events(),
                                   _late_events(), batch_size)
     assert_tables_equal(_latest_only(row_level), _latest_only(batched))
     assert Counter(d["reason"] for d in batched["dead_letters"]) == Counter(
@@ -131,7 +131,7 @@ def run_live_both(rules, streaming, rounds):
     rows_stream = rows_stream.advance_watermark_to_infinity()
     batch_stream = batch_stream.advance_watermark_to_infinity()
     row_level = run_and_collect(lambda p: p | rows_stream | ServerMetricsMedallion(
-        rules, clock=fixed_clock, streaming=streaming, drop_redeliveries=True), streaming=True)
+        rules, clock=fixed_clock, mode=streaming, drop_redeliveries=True), streaming=True)
     batched = run_and_collect(lambda p: _as_rows(p | batch_stream | ServerMetricsStreamingMedallion(
         rules, streaming, clock=fixed_clock, drop_redeliveries=True)), streaming=True)
     return row_level, batched
@@ -139,7 +139,7 @@ def run_live_both(rules, streaming, rounds):
 
 @pytest.fixture(scope="module")
 def live_runs():
-    return run_live_both(ServerMetricsRules(), StreamingConfig(allowed_lateness_s=60),
+    return run_live_both(ServerMetricsRules(), Streaming(allowed_lateness_s=60),
                          _live_rounds())
 
 
@@ -174,7 +174,7 @@ def test_elements_are_batch_fragments_on_every_stage_of_the_streaming_hot_path()
         stream = stream.advance_watermark_to(timed[min(i + 3000, len(timed)) - 1][0] - 10)
     stream = stream.advance_watermark_to_infinity()
     out = run_and_collect(lambda p: p | stream | ServerMetricsStreamingMedallion(
-        ServerMetricsRules(), StreamingConfig(), clock=fixed_clock, drop_redeliveries=True),
+        ServerMetricsRules(), Streaming(), clock=fixed_clock, drop_redeliveries=True),
         streaming=True)
     bronze, silver = out["server_metrics_bronze"], out["server_metrics_silver"]
     assert sum(t.num_rows for t in bronze) == sum(t.num_rows for t in silver) == 12_000

@@ -141,7 +141,7 @@ def test_web_logs_batch_and_streaming_give_identical_gold_tables(tmp_path):
     from schemas.web_logs import WEB_GOLD_TABLES
     from tests.conftest import fixed_clock
     from transforms.medallion import WebLogsMedallion
-    from transforms.windowing import StreamingConfig
+    from transforms.windowing import BATCH, Streaming
 
     base = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()
     agents = (CHROME, BOT)
@@ -169,9 +169,9 @@ def test_web_logs_batch_and_streaming_give_identical_gold_tables(tmp_path):
                                                            "longitude": -0.1}})
     writer.to_db_file(str(database))
 
-    def medallion(streaming=None):
+    def medallion(mode=BATCH):
         return WebLogsMedallion(policy, str(database), (60, 3600), top_n=3, clock=fixed_clock,
-                                streaming=streaming, dedupe_identical_lines=True)
+                                mode=mode, dedupe_identical_lines=True)
 
     def batch(p):
         return p | beam.Create([RawRecord(t, "in") for _, t in lines + late]) | medallion()
@@ -184,7 +184,7 @@ def test_web_logs_batch_and_streaming_give_identical_gold_tables(tmp_path):
                     .advance_watermark_to_infinity())
 
     def streaming(p):
-        return p | stream | medallion(StreamingConfig(allowed_lateness_s=3600))
+        return p | stream | medallion(Streaming(allowed_lateness_s=3600))
 
     b = run_and_collect(batch)
     s = run_and_collect(streaming, streaming=True)

@@ -21,7 +21,7 @@ from transforms.bronze import RawRecord
 from transforms.medallion import WebLogsMedallion
 from transforms.web_logs.streaming import BATCH_TABLES, WebLogsStreamingMedallion, line_hashes
 from transforms.web_silver import PrivacyPolicy
-from transforms.windowing import StreamingConfig
+from transforms.windowing import Streaming
 
 TestStream.__test__ = False
 _US = 1_000_000
@@ -79,17 +79,17 @@ def run_both(rounds, streaming, windows=(60, 3600), top_n=3, dedupe=True):
     rows_stream = rows_stream.advance_watermark_to_infinity()
     batch_stream = batch_stream.advance_watermark_to_infinity()
     row_level = run_and_collect(lambda p: p | rows_stream | WebLogsMedallion(
-        POLICY, window_seconds=windows, top_n=top_n, clock=fixed_clock, streaming=streaming,
+        POLICY, window_seconds=windows, top_n=top_n, clock=fixed_clock, mode=streaming,
         drop_redeliveries=True, dedupe_identical_lines=dedupe), streaming=True)
     batched = run_and_collect(lambda p: _as_rows(p | batch_stream | WebLogsStreamingMedallion(
-        POLICY, window_seconds=windows, top_n=top_n, streaming=streaming, clock=fixed_clock,
+        POLICY, window_seconds=windows, top_n=top_n, mode=streaming, clock=fixed_clock,
         drop_redeliveries=True, dedupe_identical_lines=dedupe)), streaming=True)
     return row_level, batched
 
 
 @pytest.fixture(scope="module")
 def live_runs():
-    return run_both(_rounds(), StreamingConfig(allowed_lateness_s=30))
+    return run_both(_rounds(), Streaming(allowed_lateness_s=30))
 
 
 def test_a_live_feed_with_every_fault_gives_the_row_level_tables(live_runs):
@@ -113,13 +113,13 @@ def test_a_live_feed_accounts_for_every_delivery(live_runs):
 
 def test_copies_across_polls_are_caught_and_other_windows_agree():
     rounds = _rounds(count=500, per_round=6, redeliver_every=11, seed=32)
-    row_level, batched = run_both(rounds, StreamingConfig(allowed_lateness_s=120),
+    row_level, batched = run_both(rounds, Streaming(allowed_lateness_s=120),
                                   windows=(30, 300), top_n=2)
     assert_tables_equal(_latest_only(row_level), _latest_only(batched))
 
 
 def test_by_default_identical_lines_are_requests_and_only_redeliveries_go():
-    row_level, batched = run_both(_rounds(count=500, seed=33), StreamingConfig(
+    row_level, batched = run_both(_rounds(count=500, seed=33), Streaming(
         allowed_lateness_s=30), dedupe=False)
     assert_tables_equal(_latest_only(row_level), _latest_only(batched))
     reasons = Counter(d["reason"] for d in batched["dead_letters"])
@@ -158,7 +158,7 @@ def test_elements_are_batch_fragments_on_the_streaming_hot_path():
         stream = stream.advance_watermark_to(chunk[-1][0] - 10)
     stream = stream.advance_watermark_to_infinity()
     out = run_and_collect(lambda p: p | stream | WebLogsStreamingMedallion(
-        POLICY, streaming=StreamingConfig(), clock=fixed_clock, drop_redeliveries=True),
+        POLICY, mode=Streaming(), clock=fixed_clock, drop_redeliveries=True),
         streaming=True)
     bronze, silver = out["web_logs_bronze"], out["web_logs_silver"]
     assert sum(t.num_rows for t in bronze) == sum(t.num_rows for t in silver) == 12_000

@@ -36,7 +36,7 @@ from schemas.server_metrics import (
 )
 from transforms.rules import AlertMatrix, AnomalyDetection
 from transforms.server_metrics.incidents import IncidentsFromSignals
-from transforms.windowing import StreamingConfig, bucket, pane_columns, schedule_flush
+from transforms.windowing import BATCH, Mode, Streaming, bucket, pane_columns, schedule_flush
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROS = 1_000_000
@@ -135,25 +135,36 @@ class FormatMatrixRowFn(beam.DoFn):
 class ServerAlertMatrix(beam.PTransform):
     """Silver records → ``server_alert_matrix`` rows, one per server and sliding window."""
 
-    def __init__(self, matrix: AlertMatrix, streaming: StreamingConfig | None = None):
+    def __init__(self, matrix: AlertMatrix, mode: Mode = BATCH):
         super().__init__()
         self._matrix = matrix
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, silver):
         m = self._matrix
-        if self._streaming is None:
-            keyed = silver | "KeyBySlidingWindows" >> beam.ParDo(
-                KeyBySlidingWindowsFn(m.window_s, m.period_s))
-        else:
-            keyed = (silver
-                     | "SlidingWindows" >> self._streaming.windows(
-                         m.window_s, accumulate=True,
-                         window_fn=SlidingWindows(m.window_s, m.period_s))
-                     | "KeyByWindowStart" >> beam.ParDo(KeyByWindowStartFn()))
-        return (keyed
+        return (silver
+                | "KeyByWindow" >> self._mode.choose(
+                    batch=beam.ParDo(KeyBySlidingWindowsFn(m.window_s, m.period_s)),
+                    streaming=_KeyBySlidingWindows(m, self._mode))
                 | "CombineWindow" >> beam.CombinePerKey(MatrixCombineFn())
                 | "MatrixRows" >> beam.ParDo(FormatMatrixRowFn(m)))
+
+
+class _KeyBySlidingWindows(beam.PTransform):
+    """Streaming: records into Beam's sliding windows, each copy keyed by its window."""
+
+    def __init__(self, matrix: AlertMatrix, mode: Streaming):
+        super().__init__()
+        self._matrix = matrix
+        self._mode = mode
+
+    def expand(self, silver):
+        m = self._matrix
+        return (silver
+                | "SlidingWindows" >> self._mode.windows(
+                    m.window_s, accumulate=True,
+                    window_fn=SlidingWindows(m.window_s, m.period_s))
+                | "KeyByWindowStart" >> beam.ParDo(KeyByWindowStartFn()))
 
 
 class MergeMatrixAccumulators(MatrixCombineFn):
@@ -168,15 +179,15 @@ class MatrixFromParts(beam.PTransform):
     within one period of the sliding windows → ``server_alert_matrix`` rows, fired as
     :class:`ServerAlertMatrix` fires."""
 
-    def __init__(self, matrix: AlertMatrix, streaming: StreamingConfig):
+    def __init__(self, matrix: AlertMatrix, mode: Streaming):
         super().__init__()
         self._matrix = matrix
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, parts):
         m = self._matrix
         return (parts
-                | "SlidingWindows" >> self._streaming.windows(
+                | "SlidingWindows" >> self._mode.windows(
                     m.window_s, accumulate=True,
                     window_fn=SlidingWindows(m.window_s, m.period_s))
                 | "KeyByWindowStart" >> beam.ParDo(_KeyPartByWindowStartFn())
@@ -375,10 +386,10 @@ class ScoreSeriesFn(beam.DoFn):
 class DetectAnomalies(beam.PTransform):
     """Silver records → ``anomalies`` rows, the same in batch and streaming."""
 
-    def __init__(self, rules: AnomalyDetection, streaming: bool = False):
+    def __init__(self, rules: AnomalyDetection, mode: Mode = BATCH):
         super().__init__()
         self._rules = rules
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, silver):
         metrics = self._rules.metrics
@@ -397,12 +408,22 @@ class DetectAnomalies(beam.PTransform):
                  # A typed key: state and grouping need a deterministic key coder.
                  | "PerServerAndMetric" >> beam.FlatMap(per_metric).with_output_types(
                      beam.typehints.Tuple[beam.typehints.Tuple[str, str], beam.typehints.Any]))
-        if self._streaming:
-            return keyed | "ScoreInEventTimeOrder" >> beam.ParDo(
-                EwmaDetectorFn(self._rules))
+        # Batch scores each series whole; streaming keeps the detector in state.
+        return keyed | "ScoreInEventTimeOrder" >> self._mode.choose(
+            batch=_ScoreSeries(self._rules), streaming=beam.ParDo(EwmaDetectorFn(self._rules)))
+
+
+class _ScoreSeries(beam.PTransform):
+    """Batch: every value of a key, grouped, scored in event-time order."""
+
+    def __init__(self, rules: AnomalyDetection):
+        super().__init__()
+        self._rules = rules
+
+    def expand(self, keyed):
         return (keyed
                 | "SeriesPerKey" >> beam.GroupByKey()
-                | "ScoreInEventTimeOrder" >> beam.ParDo(ScoreSeriesFn(self._rules)))
+                | "Score" >> beam.ParDo(ScoreSeriesFn(self._rules)))
 
 
 # --- one alert feed ----------------------------------------------------------------------
@@ -472,21 +493,20 @@ class ServerMetricsAnalytics(beam.PTransform):
     the alert matrix, the anomalies, the one alert feed and the incidents, as table name →
     PCollection."""
 
-    def __init__(self, rules, streaming: StreamingConfig | None = None):
+    def __init__(self, rules, mode: Mode = BATCH):
         super().__init__()
         self._rules = rules
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, silver_and_alerts):
         silver, alerts, *holds = silver_and_alerts
         matrix = silver | "AlertMatrix" >> ServerAlertMatrix(self._rules.alert_matrix,
-                                                             self._streaming)
+                                                             self._mode)
         anomalies = silver | "DetectAnomalies" >> DetectAnomalies(
-            self._rules.anomaly_detection, streaming=self._streaming is not None)
+            self._rules.anomaly_detection, self._mode)
         events = (alerts, matrix, anomalies) | "AlertSignals" >> AlertSignals(
             self._rules.alert_matrix)
-        paged = (events, *holds) | "Incidents" >> IncidentsFromSignals(
-            self._rules, streaming=self._streaming is not None)
+        paged = (events, *holds) | "Incidents" >> IncidentsFromSignals(self._rules, self._mode)
         return {SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
                 ALERT_SIGNALS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
                 ALERT_NOTIFICATIONS.name: paged["notifications"]}

@@ -24,7 +24,16 @@ from schemas.server_metrics import (
 )
 from transforms.rules import AlertRule, ServerMetricsRules
 from transforms.summary import ServerMetricsSummary
-from transforms.windowing import DAY, HOUR, MINUTE, StreamingConfig, bucket, pane_columns
+from transforms.windowing import (
+    BATCH,
+    DAY,
+    HOUR,
+    MINUTE,
+    Mode,
+    Unchanged,
+    bucket,
+    pane_columns,
+)
 
 
 class KeyByServerMinuteFn(beam.DoFn):
@@ -213,18 +222,16 @@ class ServerMinuteSummaries(beam.PTransform):
     without counting a record twice.
     """
 
-    def __init__(self, alert_rules: tuple[AlertRule, ...] = (),
-                 streaming: StreamingConfig | None = None):
+    def __init__(self, alert_rules: tuple[AlertRule, ...] = (), mode: Mode = BATCH):
         super().__init__()
         self._rules = alert_rules
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, silver):
-        keyed = silver | "KeyByServerMinute" >> beam.ParDo(KeyByServerMinuteFn())
-        if self._streaming is not None:
-            keyed = keyed | "MinuteWindows" >> self._streaming.windows(MINUTE, accumulate=False)
-        return keyed | "SummariseMinute" >> beam.CombinePerKey(
-            SummariseServerMetrics(self._rules))
+        return (silver
+                | "KeyByServerMinute" >> beam.ParDo(KeyByServerMinuteFn())
+                | "MinuteWindows" >> self._mode.windows(MINUTE, accumulate=False)
+                | "SummariseMinute" >> beam.CombinePerKey(SummariseServerMetrics(self._rules)))
 
 
 def _rebucket(seconds: int):
@@ -238,21 +245,21 @@ class RollUp(beam.PTransform):
     """Minute deltas → one summary per key and larger window: in streaming, every pane
     holds the whole window so far (the latest pane is the answer)."""
 
-    def __init__(self, seconds: int, streaming: StreamingConfig | None = None,
+    def __init__(self, seconds: int, mode: Mode = BATCH,
                  early_every_s: float | None = None, rekey=None, combine_fn=None):
         super().__init__()
         self._seconds = seconds
-        self._streaming = streaming
+        self._mode = mode
         self._early = early_every_s
         self._rekey = rekey or _rebucket(seconds)
         self._combine_fn = combine_fn or MergeSummaries()
 
     def expand(self, deltas):
-        keyed = deltas | "Rebucket" >> beam.Map(self._rekey)
-        if self._streaming is not None:
-            keyed = keyed | "Windows" >> self._streaming.windows(
-                self._seconds, accumulate=True, early_every_s=self._early)
-        return keyed | "Merge" >> beam.CombinePerKey(self._combine_fn)
+        return (deltas
+                | "Rebucket" >> beam.Map(self._rekey)
+                | "Windows" >> self._mode.windows(self._seconds, accumulate=True,
+                                                  early_every_s=self._early)
+                | "Merge" >> beam.CombinePerKey(self._combine_fn))
 
 
 def _by_location(keyed_summary):
@@ -265,40 +272,48 @@ class ServerMetricsGold(beam.PTransform):
 
     Window boundaries are explicit in the keys (epoch-aligned fixed buckets), so batch
     runs need no Beam windows: on the local runner a windowed GroupByKey costs about ten
-    times a global one. Streaming runs (``streaming=StreamingConfig(...)``) add event-time
+    times a global one. Streaming runs (``mode=Streaming(...)``) add event-time
     windows with early, on-time and late firings to the same steps.
     """
 
-    def __init__(self, rules: ServerMetricsRules | None = None,
-                 streaming: StreamingConfig | None = None):
+    def __init__(self, rules: ServerMetricsRules | None = None, mode: Mode = BATCH):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, silver):
         deltas = silver | "ServerMinutes" >> ServerMinuteSummaries(self._rules.alert_rules,
-                                                                   self._streaming)
-        return gold_from_minute_deltas(deltas, self._rules, self._streaming)
+                                                                   self._mode)
+        return gold_from_minute_deltas(deltas, self._rules, self._mode)
 
 
-def gold_from_minute_deltas(deltas, rules: ServerMetricsRules,
-                            streaming: StreamingConfig | None) -> dict:
+class AccumulateMinutes(beam.PTransform):
+    """Streaming: a minute's deltas (one per pane) → the whole minute so far, a pane per
+    delta. Batch needs none: its one pane per minute holds everything already."""
+
+    def __init__(self, mode: Mode):
+        super().__init__()
+        self._mode = mode
+
+    def expand(self, deltas):
+        return (deltas
+                | "Windows" >> self._mode.windows(MINUTE, accumulate=True,
+                                                  early_per_element=True)
+                | "Merge" >> beam.CombinePerKey(MergeSummaries()))
+
+
+def gold_from_minute_deltas(deltas, rules: ServerMetricsRules, mode: Mode) -> dict:
     """((server identity, minute start), summary) deltas → every gold table, as table name
     → rows, and under :data:`SIGNAL_HOLDS` the hold signals for the incidents. Shared by
     the row-level gold and the streaming medallion on batches, whose deltas are summaries
     of batch fragments (one per server, minute and pane)."""
-    if streaming is None:
-        minutes = deltas  # batch: one pane per minute already holds everything
-    else:
-        minutes = (deltas
-                   | "AccumulateMinutes" >> streaming.windows(MINUTE, accumulate=True,
-                                                              early_per_element=True)
-                   | "MergeMinute" >> beam.CombinePerKey(MergeSummaries()))
-    slow = streaming and streaming.early_firing_s * 6  # hours and days fire less often
-    hours = deltas | "ServerHours" >> RollUp(HOUR, streaming, slow)
-    days = deltas | "ServerDays" >> RollUp(DAY, streaming, slow)
+    minutes = deltas | "Minutes" >> mode.choose(batch=Unchanged(),
+                                                streaming=AccumulateMinutes(mode))
+    slow = mode.early_every(6)  # hours and days fire less often
+    hours = deltas | "ServerHours" >> RollUp(HOUR, mode, slow)
+    days = deltas | "ServerDays" >> RollUp(DAY, mode, slow)
     locations = deltas | "LocationDays" >> RollUp(
-        DAY, streaming, slow, rekey=_by_location, combine_fn=LocationRollup())
+        DAY, mode, slow, rekey=_by_location, combine_fn=LocationRollup())
     return {
         SERVER_METRICS_MINUTELY.name: minutes | "MinutelyRows" >> beam.ParDo(
             FormatServerRowFn(SERVER_METRICS_MINUTELY, MINUTE, quantiles=False)),

@@ -15,32 +15,30 @@ from transforms.bronze import ValidateServerMetrics
 from transforms.gold import SIGNAL_HOLDS, ServerMetricsGold
 from transforms.rules import ServerMetricsRules
 from transforms.silver import CleanServerMetrics
-from transforms.windowing import StreamingConfig
+from transforms.windowing import BATCH, Mode
 
 
 class ServerMetricsMedallion(beam.PTransform):
     def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
-                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False,
+                 mode: Mode = BATCH, drop_redeliveries: bool = False,
                  max_future_s: float | None = None):
         super().__init__()
         self._max_future = max_future_s
         self._drop_redeliveries = drop_redeliveries
         self._rules = rules or ServerMetricsRules()
         self._clock = clock
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, raw):
+        mode = self._mode
         bronze = raw | "Bronze" >> ValidateServerMetrics(
             clock=self._clock, drop_redeliveries=self._drop_redeliveries,
-            allowed_lateness_s=(self._streaming.allowed_lateness_s
-                                if self._streaming is not None else None),
-            max_future_s=self._max_future)
-        silver = bronze["records"] | "Silver" >> CleanServerMetrics(
-            self._rules, streaming=self._streaming)
-        gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules, self._streaming)
+            allowed_lateness_s=mode.allowed_lateness_s, max_future_s=self._max_future)
+        silver = bronze["records"] | "Silver" >> CleanServerMetrics(self._rules, mode=mode)
+        gold = silver["records"] | "Gold" >> ServerMetricsGold(self._rules, mode)
         holds = gold.pop(SIGNAL_HOLDS)
         analytics = ((silver["records"], gold[ALERTS.name], holds)
-                     | "Analytics" >> ServerMetricsAnalytics(self._rules, self._streaming))
+                     | "Analytics" >> ServerMetricsAnalytics(self._rules, mode))
         dead = ((bronze["dead_letters"], silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())
         return {
@@ -58,14 +56,14 @@ class WebLogsMedallion(beam.PTransform):
 
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20, clock=None,
-                 streaming: StreamingConfig | None = None, drop_redeliveries: bool = False,
+                 mode: Mode = BATCH, drop_redeliveries: bool = False,
                  dedupe_identical_lines: bool = False, max_future_s: float | None = None,
                  log_format=None):
         super().__init__()
         self._log_format = log_format  # None: the parser's default (combined)
         self._max_future = max_future_s
         self._dedupe = dedupe_identical_lines
-        self._streaming = streaming
+        self._mode = mode
         self._drop_redeliveries = drop_redeliveries
         self._policy = policy
         self._geo_database = geo_database
@@ -79,16 +77,15 @@ class WebLogsMedallion(beam.PTransform):
         from transforms.web_gold import WebLogsGold
         from transforms.web_silver import CleanWebLogs
 
-        streaming = self._streaming
+        mode = self._mode
         bronze = raw | "Bronze" >> ParseAccessLogs(
             clock=self._clock, drop_redeliveries=self._drop_redeliveries,
-            allowed_lateness_s=streaming.allowed_lateness_s if streaming else None,
+            allowed_lateness_s=mode.allowed_lateness_s,
             max_future_s=self._max_future,
             **({"log_format": self._log_format} if self._log_format else {}))
         silver = bronze["records"] | "Silver" >> CleanWebLogs(
-            self._policy, self._geo_database, streaming=streaming,
-            dedupe_identical_lines=self._dedupe)
-        gold = silver["records"] | "Gold" >> WebLogsGold(self._window_seconds, streaming,
+            self._policy, self._geo_database, mode=mode, dedupe_identical_lines=self._dedupe)
+        gold = silver["records"] | "Gold" >> WebLogsGold(self._window_seconds, mode,
                                                          top_n=self._top_n)
         dead = ((bronze["dead_letters"], silver["dead_letters"])
                 | "AllDeadLetters" >> beam.Flatten())

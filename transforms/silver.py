@@ -16,14 +16,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration
 
 from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.bronze import EPOCH, event_time
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.rules import ServerMetricsRules
-from transforms.windowing import MINUTE, StreamingConfig, bucket
+from transforms.windowing import BATCH, MINUTE, Mode, Streaming, bucket
 
 _ONE_MS = timedelta(milliseconds=1)
 _ONE_MICRO = timedelta(microseconds=1)
@@ -272,29 +272,20 @@ class DeduplicateEvents(beam.PTransform):
     than a windowed GroupByKey.
     """
 
-    def __init__(self, streaming: StreamingConfig | None = None):
+    def __init__(self, mode: Mode = BATCH):
         super().__init__()
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, records):
-        if self._streaming is not None:
-            out = (
-                records
-                | "KeyByServer" >> beam.Map(_by_server).with_output_types(
-                    tuple[str, tuple])  # a deterministic key coder for the state
-                | "MinuteWindows" >> self._streaming.windows(MINUTE, accumulate=False)
-                | "GroupMinute" >> beam.GroupByKey()
-                | "GateAndDeduplicate" >> beam.ParDo(GateAndDeduplicateFn(
-                    self._streaming.allowed_lateness_s)).with_outputs(
-                        DEAD_LETTER, main="records")
-            )
-            # Back to the global window: gold windows again as each table needs, and the
-            # dead letters of every layer are flattened together.
-            return {
-                "records": out.records | "RecordsToGlobal" >> beam.WindowInto(GlobalWindows()),
-                "dead_letters": out[DEAD_LETTER] | "DeadToGlobal" >> beam.WindowInto(
-                    GlobalWindows()),
-            }
+        return records | self._mode.choose(
+            batch="KeepFirstOfEachCopy" >> _KeepFirstOfEachCopy(),
+            streaming="GateAndDeduplicateByMinute" >> _GateAndDeduplicate(self._mode))
+
+
+class _KeepFirstOfEachCopy(beam.PTransform):
+    """Batch: every copy of a server's minute gathered, the first kept."""
+
+    def expand(self, records):
         out = (
             records
             | "KeyByServerMinute" >> beam.Map(_by_server_minute)
@@ -305,21 +296,45 @@ class DeduplicateEvents(beam.PTransform):
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
 
 
+class _GateAndDeduplicate(beam.PTransform):
+    """Streaming: per server in one-minute windows, copies caught across panes and what
+    comes after the window closed dead-lettered ``late``."""
+
+    def __init__(self, mode: Streaming):
+        super().__init__()
+        self._mode = mode
+
+    def expand(self, records):
+        mode = self._mode
+        out = (
+            records
+            | "KeyByServer" >> beam.Map(_by_server).with_output_types(
+                tuple[str, tuple])  # a deterministic key coder for the state
+            | "MinuteWindows" >> mode.windows(MINUTE, accumulate=False)
+            | "GroupMinute" >> beam.GroupByKey()
+            | "GateAndDeduplicate" >> beam.ParDo(GateAndDeduplicateFn(
+                mode.allowed_lateness_s)).with_outputs(DEAD_LETTER, main="records")
+        )
+        # Back to the global window: gold windows again as each table needs, and the
+        # dead letters of every layer are flattened together.
+        return {"records": out.records | "RecordsToGlobal" >> mode.to_global(),
+                "dead_letters": out[DEAD_LETTER] | "DeadToGlobal" >> mode.to_global()}
+
+
 class CleanServerMetrics(beam.PTransform):
     """Silver layer: ``{'records': silver rows, 'dead_letters': rejections}``."""
 
-    def __init__(self, rules: ServerMetricsRules | None = None,
-                 streaming: StreamingConfig | None = None):
+    def __init__(self, rules: ServerMetricsRules | None = None, mode: Mode = BATCH):
         super().__init__()
         self._rules = rules or ServerMetricsRules()
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, bronze):
         checked = bronze | "CheckServerMetric" >> beam.ParDo(
             CheckServerMetricFn(self._rules)).with_outputs(
                 DEAD_LETTER, main="records")
         unique = checked.records | "DeduplicateEvents" >> DeduplicateEvents(
-            self._streaming)
+            self._mode)
         dead = ((checked[DEAD_LETTER], unique["dead_letters"])
                 | "SilverDeadLetters" >> beam.Flatten())
         return {"records": unique["records"], "dead_letters": dead}

@@ -17,10 +17,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
-from transforms.windowing import HOUR, MINUTE, StreamingConfig, bucket, pane_columns
+from transforms.windowing import BATCH, HOUR, MINUTE, Mode, Streaming, bucket, pane_columns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 UNKNOWN_PLACE = "(unknown)"
@@ -241,12 +240,12 @@ class TrafficBy(beam.PTransform):
     """Silver rows → one table: rows per (window size, window, dimension value)."""
 
     def __init__(self, table: str, window_seconds: tuple[int, ...],
-                 streaming: StreamingConfig | None = None, top_n: int = 20):
+                 mode: Mode = BATCH, top_n: int = 20):
         super().__init__()
         self._table = table
         self._key = DIMENSIONS[table][1]
         self._seconds = window_seconds
-        self._streaming = streaming
+        self._mode = mode
         self._top_n = top_n
 
     def expand(self, silver):
@@ -255,7 +254,7 @@ class TrafficBy(beam.PTransform):
         for seconds in self._seconds:
             keyed = silver | f"Key{seconds}s" >> beam.Map(
                 lambda r, s=seconds: ((s, bucket(_micros(r["timestamp"]), s), *key(r)), r))
-            tables.append(traffic_rows(keyed, self._table, seconds, self._streaming,
+            tables.append(traffic_rows(keyed, self._table, seconds, self._mode,
                                        self._top_n, SummariseTraffic()))
         return tables | "AllWindowSizes" >> beam.Flatten()
 
@@ -266,29 +265,28 @@ class TrafficFromParts(beam.PTransform):
     rows, combined as the row-level gold combines rows."""
 
     def __init__(self, table: str, window_seconds: tuple[int, ...],
-                 streaming: StreamingConfig, top_n: int = 20):
+                 mode: Streaming, top_n: int = 20):
         super().__init__()
         self._table = table
         self._seconds = window_seconds
-        self._streaming = streaming
+        self._mode = mode
         self._top_n = top_n
 
     def expand(self, parts):
-        tables = [traffic_rows(pcoll, self._table, seconds, self._streaming, self._top_n,
+        tables = [traffic_rows(pcoll, self._table, seconds, self._mode, self._top_n,
                                MergeTraffic())
                   for seconds, pcoll in zip(self._seconds, parts, strict=True)]
         return tables | "AllWindowSizes" >> beam.Flatten()
 
 
-def traffic_rows(keyed, table: str, seconds: int, streaming: StreamingConfig | None,
+def traffic_rows(keyed, table: str, seconds: int, mode: Mode,
                  top_n: int, combine: beam.CombineFn):
     """``((seconds, window start µs, *dimensions), value)`` elements of one window size →
     the table's rows: ``combine`` (of rows, or of partial :class:`Traffic`) per key, in
     accumulating event-time windows in streaming; the top paths ranked per window."""
     names = DIMENSIONS[table][0]
-    if streaming is not None:
-        keyed = keyed | f"Windows{seconds}s" >> streaming.windows(seconds, accumulate=True)
     rows = (keyed
+            | f"Windows{seconds}s" >> mode.windows(seconds, accumulate=True)
             | f"Summarise{seconds}s" >> beam.CombinePerKey(combine)
             | f"Format{seconds}s" >> beam.ParDo(_FormatFn(names)))
     if table == "web_top_paths":
@@ -296,10 +294,8 @@ def traffic_rows(keyed, table: str, seconds: int, streaming: StreamingConfig | N
                 | f"ByWindow{seconds}s" >> beam.Map(lambda r: (_micros(r["window_start"]), r))
                 | f"GroupWindow{seconds}s" >> beam.GroupByKey()
                 | f"KeepTop{seconds}s" >> beam.ParDo(_TopN(top_n)))
-    if streaming is not None:
-        # Window sizes differ: one table needs one windowing to be flattened.
-        rows = rows | f"ToGlobal{seconds}s" >> beam.WindowInto(GlobalWindows())
-    return rows
+    # Window sizes differ: one table needs one windowing to be flattened.
+    return rows | f"ToGlobal{seconds}s" >> mode.to_global()
 
 
 def _micros(ts: datetime) -> int:
@@ -310,13 +306,13 @@ class WebLogsGold(beam.PTransform):
     """Gold layer of the web logs: a dict of table name → rows."""
 
     def __init__(self, window_seconds: tuple[int, ...] = (MINUTE, HOUR),
-                 streaming: StreamingConfig | None = None, top_n: int = 20):
+                 mode: Mode = BATCH, top_n: int = 20):
         super().__init__()
         self._seconds = window_seconds
-        self._streaming = streaming
+        self._mode = mode
         self._top_n = top_n
 
     def expand(self, silver):
         return {table: silver | f"Traffic_{table}" >> TrafficBy(
-                    table, self._seconds, self._streaming, self._top_n)
+                    table, self._seconds, self._mode, self._top_n)
                 for table in DIMENSIONS}

@@ -26,7 +26,9 @@ from apache_beam.pvalue import TaggedOutput
 
 from schemas.web_logs import MAX_RESPONSE_BYTES
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+from transforms.dedupe import FirstSeenFn
 from transforms.geo import embedded_ipv4, is_host_name
+from transforms.windowing import BATCH, Mode
 
 _SCRIPTS = {"curl", "Wget", "Python Requests", "Python-urllib", "Go-http-client", "okhttp",
             "Apache-HttpClient", "Java", "libwww-perl", "PostmanRuntime"}
@@ -269,32 +271,35 @@ class DeduplicateRequests(beam.PTransform):
     could still arrive (its minute plus the allowed lateness: later ones are dead-lettered
     ``late`` at arrival)."""
 
-    def __init__(self, streaming=None, policy: PrivacyPolicy | None = None):
+    def __init__(self, mode: Mode = BATCH, policy: PrivacyPolicy | None = None):
         super().__init__()
-        self._streaming = streaming
+        self._mode = mode
         self._redact = (policy or PrivacyPolicy()).redact
 
     def expand(self, rows):
-        if self._streaming is not None:
-            from transforms.dedupe import FirstSeenFn
-
-            out = (rows
-                   | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r)).with_output_types(
-                       tuple[str, dict])
-                   | "FirstCopy" >> beam.ParDo(FirstSeenFn(
-                       layer="silver", step="DeduplicateRequests",
-                       reason="duplicate_event", what="log line",
-                       remember_s=60 + self._streaming.allowed_lateness_s + 60,
-                       redact=self._redact,
-                   )).with_outputs(DEAD_LETTER, main="records"))
-            return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
-        out = (rows
-               | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r))
-               | "GroupCopies" >> beam.GroupByKey()
-               | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._redact)
-                                          ).with_outputs(
-                   DEAD_LETTER, main="records"))
+        keyed = rows | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r)).with_output_types(
+            tuple[str, dict])
+        out = keyed | self._mode.choose(
+            batch="KeepFirstCopy" >> _KeepFirstCopy(self._redact),
+            streaming="FirstCopy" >> beam.ParDo(FirstSeenFn(
+                layer="silver", step="DeduplicateRequests", reason="duplicate_event",
+                what="log line", remember_s=60 + (self._mode.allowed_lateness_s or 0) + 60,
+                redact=self._redact)).with_outputs(DEAD_LETTER, main="records"))
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+
+
+class _KeepFirstCopy(beam.PTransform):
+    """Batch: the copies of a line grouped, the first kept."""
+
+    def __init__(self, redact):
+        super().__init__()
+        self._redact = redact
+
+    def expand(self, keyed):
+        return (keyed
+                | "GroupCopies" >> beam.GroupByKey()
+                | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._redact)).with_outputs(
+                    DEAD_LETTER, main="records"))
 
 
 class CleanWebLogs(beam.PTransform):
@@ -303,11 +308,11 @@ class CleanWebLogs(beam.PTransform):
     ``{'records': silver rows, 'dead_letters': …}``."""
 
     def __init__(self, policy: PrivacyPolicy, geo_database: str | None = None,
-                 streaming=None, dedupe_identical_lines: bool = False):
+                 mode: Mode = BATCH, dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
         self._geo_database = geo_database
-        self._streaming = streaming
+        self._mode = mode
         self._dedupe = dedupe_identical_lines
 
     def expand(self, bronze):
@@ -316,7 +321,7 @@ class CleanWebLogs(beam.PTransform):
         dead = []
         if self._dedupe:
             unique = bronze | "DeduplicateRequests" >> DeduplicateRequests(
-                self._streaming, self._policy)
+                self._mode, self._policy)
             bronze = unique["records"]
             dead.append(unique["dead_letters"])
         # Otherwise identical lines are distinct requests (a log's resolution is a second).

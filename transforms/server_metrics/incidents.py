@@ -37,7 +37,7 @@ from transforms.bronze import micros_of
 from transforms.gold import HOLD
 from transforms.rules import SEVERITIES, Incidents
 from transforms.server_metrics.aggregate import utc as _utc
-from transforms.windowing import MINUTE, schedule_flush
+from transforms.windowing import BATCH, MINUTE, Mode, schedule_flush
 
 _US = 1_000_000
 #: The end of time, as a bounded input's watermark reaches it.
@@ -426,10 +426,10 @@ class IncidentsFromSignals(beam.PTransform):
     {"incidents": rows, "notifications": rows}; batch or streaming
     (``IncidentTrackerFn``), the same lifecycle."""
 
-    def __init__(self, rules, streaming: bool):
+    def __init__(self, rules, mode: Mode = BATCH):
         super().__init__()
         self._rules = rules
-        self._streaming = streaming
+        self._mode = mode
 
     def expand(self, signals):
         if isinstance(signals, tuple):  # (signals, hold signals): one stream, global
@@ -439,13 +439,24 @@ class IncidentsFromSignals(beam.PTransform):
         keyed = signals | "ByServer" >> beam.Map(
             lambda row: (row["server_id"], row)).with_output_types(
             beam.typehints.KV[str, beam.typehints.Any])
-        if self._streaming:
-            out = keyed | "Track" >> beam.ParDo(IncidentTrackerFn(
+        # Batch tracks each server's signals of the run at once; streaming in timers.
+        out = keyed | "Track" >> self._mode.choose(
+            batch=_TrackPerServer(self._rules),
+            streaming=beam.ParDo(IncidentTrackerFn(
                 self._rules.incidents, signal_hold_s(self._rules))).with_outputs(
-                "notifications", main="incidents")
-        else:
-            out = (keyed
-                   | "GroupByServer" >> beam.GroupByKey()
-                   | "Track" >> beam.ParDo(_RowsIncidentsFn(self._rules.incidents))
-                   .with_outputs("notifications", main="incidents"))
+                "notifications", main="incidents"))
         return {"incidents": out.incidents, "notifications": out.notifications}
+
+
+class _TrackPerServer(beam.PTransform):
+    """Batch: a server's every signal, grouped, through one tracker."""
+
+    def __init__(self, rules):
+        super().__init__()
+        self._rules = rules
+
+    def expand(self, keyed):
+        return (keyed
+                | "GroupByServer" >> beam.GroupByKey()
+                | "Track" >> beam.ParDo(_RowsIncidentsFn(self._rules.incidents))
+                .with_outputs("notifications", main="incidents"))

@@ -75,7 +75,7 @@ from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, id
 from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.server_metrics.medallion import BronzeFn, SilverFn
 from transforms.server_metrics.silver import deduplicate
-from transforms.windowing import MINUTE, StreamingConfig, schedule_flush
+from transforms.windowing import MINUTE, Streaming, schedule_flush
 
 _US = 1_000_000
 #: Tables that leave this medallion as Arrow batches (the others as rows).
@@ -290,7 +290,7 @@ class StreamingSilver(beam.PTransform):
     """Bronze batches → {"records": deduplicated fragments of one server and minute, in
     one-minute windows, "dead_letters": [batches in the global window]}."""
 
-    def __init__(self, rules: ServerMetricsRules, streaming: StreamingConfig):
+    def __init__(self, rules: ServerMetricsRules, streaming: Streaming):
         super().__init__()
         self._rules = rules
         self._streaming = streaming
@@ -314,7 +314,7 @@ class StreamingSilver(beam.PTransform):
 class StreamingGold(beam.PTransform):
     """Deduplicated silver fragments → every gold and analytics table, as rows."""
 
-    def __init__(self, rules: ServerMetricsRules, streaming: StreamingConfig):
+    def __init__(self, rules: ServerMetricsRules, streaming: Streaming):
         super().__init__()
         self._rules = rules
         self._streaming = streaming
@@ -334,7 +334,7 @@ class StreamingGold(beam.PTransform):
                      | "DetectAnomalies" >> beam.ParDo(EwmaBatchDetectorFn(rules)))
         events = ((gold[ALERTS.name], matrix, anomalies)
                   | "AlertSignals" >> AlertSignals(rules.alert_matrix))
-        paged = (events, holds) | "Incidents" >> IncidentsFromSignals(rules, streaming=True)
+        paged = (events, holds) | "Incidents" >> IncidentsFromSignals(rules, streaming)
         return {**gold, SERVER_ALERT_MATRIX.name: matrix, ANOMALIES.name: anomalies,
                 ALERT_SIGNALS.name: events, ALERT_INCIDENTS.name: paged["incidents"],
                 ALERT_NOTIFICATIONS.name: paged["notifications"]}
@@ -350,7 +350,7 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
     earlier run wrote, fed to gold (not to silver) so a resumed run's windows are whole."""
 
     def __init__(self, rules: ServerMetricsRules | None = None,
-                 streaming: StreamingConfig | None = None, clock=None,
+                 mode: Streaming = Streaming(), clock=None,
                  drop_redeliveries: bool = False, redelivery_shards: int = 1,
                  max_future_s: float | None = None,
                  replayed_silver: beam.PCollection | None = None):
@@ -358,7 +358,7 @@ class ServerMetricsStreamingMedallion(beam.PTransform):
         self._replayed = replayed_silver
         self._max_future = max_future_s
         self._rules = rules or ServerMetricsRules()
-        self._streaming = streaming or StreamingConfig()
+        self._streaming = mode
         self._clock = clock
         self._drop_redeliveries = drop_redeliveries
         self._shards = redelivery_shards

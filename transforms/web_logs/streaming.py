@@ -49,7 +49,7 @@ from transforms.web_gold import TrafficFromParts
 from transforms.web_logs.gold import traffic_parts
 from transforms.web_logs.medallion import CleanFn, SpanFragmentsFn, WebBronzeFn, visitor_hashes
 from transforms.web_silver import IDENTITY
-from transforms.windowing import MINUTE, StreamingConfig
+from transforms.windowing import MINUTE, Streaming
 
 _US = 1_000_000
 #: Tables that leave this medallion as Arrow batches (the gold tables as rows).
@@ -142,7 +142,7 @@ class TrafficPartsFn(beam.DoFn):
 class StreamingWebSilver(beam.PTransform):
     """Bronze batches → {"records": deduplicated silver fragments, "dead_letters": […]}."""
 
-    def __init__(self, policy, geo_database: str | None, streaming: StreamingConfig,
+    def __init__(self, policy, geo_database: str | None, streaming: Streaming,
                  clock=None, dedupe_identical_lines: bool = False):
         super().__init__()
         self._policy = policy
@@ -173,7 +173,7 @@ class StreamingWebSilver(beam.PTransform):
 class StreamingWebGold(beam.PTransform):
     """Silver fragments → every gold table, as rows in the global window."""
 
-    def __init__(self, window_seconds: tuple[int, ...], streaming: StreamingConfig,
+    def __init__(self, window_seconds: tuple[int, ...], streaming: Streaming,
                  top_n: int):
         super().__init__()
         self._windows = window_seconds
@@ -196,7 +196,7 @@ class WebLogsStreamingMedallion(beam.PTransform):
 
     def __init__(self, policy, geo_database: str | None = None,
                  window_seconds: tuple[int, ...] = (60, 3600), top_n: int = 20,
-                 streaming: StreamingConfig | None = None, clock=None,
+                 mode: Streaming = Streaming(), clock=None,
                  drop_redeliveries: bool = False, redelivery_shards: int = 1,
                  dedupe_identical_lines: bool = False,
                  max_future_s: float | None = None,
@@ -211,7 +211,7 @@ class WebLogsStreamingMedallion(beam.PTransform):
         self._geo_database = geo_database
         self._windows = tuple(window_seconds)
         self._top_n = top_n
-        self._streaming = streaming or StreamingConfig()
+        self._streaming = mode
         self._clock = clock
         self._drop_redeliveries = drop_redeliveries
         self._shards = redelivery_shards
