@@ -448,11 +448,11 @@ def announce(selection: Selection, prepared: Prepared) -> None:
 
 def _local_lakehouse(options, opts, pipeline: str, tables, what: str):
     """The checked plan of a run that appends to a local lakehouse."""
-    from beam_pipelines import runs
     from beam_pipelines.io.lakehouse import is_local, prepare_output_dir
+    from beam_pipelines.preflight import preflight
 
     prepare_output_dir(opts.output_dir, tables)
-    plan = runs.plan_run(options, opts, pipeline, streaming=False)
+    plan = preflight(options, opts, pipeline, streaming=False)
     if plan.sink.name != "lakehouse" or not is_local(opts.output_dir) or plan.dataflow:
         raise UserError(f"{what} appends to a local lakehouse (--output-dir) on the local "
                         "runner")
@@ -619,7 +619,7 @@ def in_place(options, opts) -> bool:
     lakehouse alone, on a local runner, that holds something already."""
     from beam_pipelines.catalog import catalog_path
     from beam_pipelines.io.lakehouse import is_local
-    from beam_pipelines.runs import is_dataflow
+    from beam_pipelines.preflight import is_dataflow
 
     return (opts.sink == "lakehouse" and opts.postgres_dsn is None
             and is_local(opts.output_dir) and not is_dataflow(options)

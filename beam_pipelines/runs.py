@@ -7,18 +7,15 @@ Ctrl-C into a drain."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import time
-from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from beam_pipelines.catalog import shell_command
-from beam_pipelines.errors import UserError
-from beam_pipelines.io import delivery, live_sources, sinks
+from beam_pipelines.io import delivery, live_sources
 from beam_pipelines.io.lakehouse import (
     clear_tables,
     is_local,
@@ -29,15 +26,8 @@ from beam_pipelines.io.lakehouse import (
 from beam_pipelines.io.progress import ProgressReporter
 from beam_pipelines.io.sources import COMPRESSED, count_input_records
 from beam_pipelines.ops import pubsub
-from beam_pipelines.runners import choose_runner, is_local_streaming
-from transforms.windowing import Streaming
-
-
-def streaming_config(opts) -> Streaming:
-    if opts.early_firing < 1:
-        raise UserError("--early-firing must be at least 1s")
-    return Streaming(allowed_lateness_s=round(opts.allowed_lateness),
-                           early_firing_s=opts.early_firing)
+from beam_pipelines.preflight import FEEDS, preflight
+from beam_pipelines.runners import is_local_streaming
 
 
 def _drain_on_interrupt():
@@ -51,9 +41,6 @@ def _drain_on_interrupt():
         live_sources.request_drain()
 
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
-_REGION = re.compile(r"[a-z]+(-[a-z]+)+[0-9]+")
 
 
 def _line_file_bytes(files) -> int | None:
@@ -83,104 +70,14 @@ def announce_dataflow_job(result, options: PipelineOptions) -> str | None:
     return url
 
 
-def _is_dataflow(runner: str) -> bool:
-    return runner.split(".")[-1].lower().startswith("dataflow")
-
-
-def is_dataflow(options: PipelineOptions) -> bool:
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    return _is_dataflow(options.view_as(StandardOptions).runner or "")
-
-
-def _check_dataflow(options: PipelineOptions, opts, streaming: bool) -> None:
-    """What would make a Dataflow job fail late, each as one line, before submitting."""
-    from apache_beam.options.pipeline_options import GoogleCloudOptions
-
-    from beam_pipelines.bigquery.warehouse import check_project
-
-    gcp = options.view_as(GoogleCloudOptions)
-    problems = []
-    if not gcp.project:
-        problems.append("--project is required on Dataflow")
-    else:
-        try:
-            check_project(gcp.project, "--project")
-        except UserError as exc:
-            problems.append(str(exc))
-    if not gcp.region:
-        problems.append("--region is required on Dataflow (e.g. europe-west1)")
-    elif not _REGION.fullmatch(gcp.region):
-        problems.append(f"--region {gcp.region!r} is not a Google Cloud region (e.g. "
-                        f"europe-west1)")
-    if not (gcp.temp_location or "").startswith("gs://"):
-        problems.append("--temp_location must be a gs:// path on Dataflow")
-    if gcp.staging_location and not gcp.staging_location.startswith("gs://"):
-        problems.append("--staging_location must be a gs:// path on Dataflow")
-    if opts.sink == "lakehouse" and is_local(opts.output_dir):
-        problems.append("Dataflow workers cannot write a local --output-dir: use --sink "
-                        "bigquery (or a gs:// --output-dir)")
-    if streaming and (opts.tcp_listen or opts.tcp_connect):
-        problems.append("TCP sources run on the local runner only; on Dataflow read a "
-                        "--subscription")
-    elif streaming and not (opts.subscription or opts.kafka_bootstrap):
-        problems.append("the live generator runs on the local runner only; on Dataflow "
-                        "read a --subscription or --kafka-topic")
-    if streaming and opts.archive and is_local(opts.archive):
-        problems.append("Dataflow workers cannot write a local --archive: give a gs:// path")
-    if not streaming and not opts.input:
-        problems.append("on Dataflow the workers read --input gs://BUCKET/path/*.jsonl "
-                        "(the generated sample is local)")
-    if problems:
-        raise UserError("; ".join(problems))
-    if streaming and not gcp.enable_streaming_engine:
-        # Streaming Engine moves shuffle and state off the workers: smaller workers,
-        # faster autoscaling, and updates that keep state.
-        gcp.enable_streaming_engine = True
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Where and how a run goes: the runner, whether it is Dataflow, whether the job is
-    only built (``--dry_run``), and the checked sink."""
-
-    runner: str
-    dataflow: bool
-    offline: bool
-    sink: object
-    pipeline: str  # the name its dead letters carry
-
-
-def plan_run(options: PipelineOptions, opts, pipeline_name: str, streaming: bool) -> _Plan:
-    from apache_beam.options.pipeline_options import TestOptions
-
-    runner = choose_runner(options, streaming=streaming)
-    if streaming and runner.split(".")[-1].lower() in ("fnapirunner", "prismrunner",
-                                                        "portablerunner"):
-        raise UserError(f"--streaming runs locally on the BundleBasedDirectRunner (the "
-                        f"default), not on {runner}")
-    dataflow = _is_dataflow(runner)
-    if dataflow:
-        _check_dataflow(options, opts, streaming)
-    offline = dataflow and bool(options.view_as(TestOptions).dry_run)
-    sink = sinks.from_options(options, opts, pipeline_name, streaming, dataflow, offline)
-    return _Plan(runner, dataflow, offline, sink, pipeline_name)
-
-
 def batch(options: PipelineOptions, opts, title: str, tables, inputs, build,
           pipeline_name: str) -> dict:
     """``inputs(match)`` → the files to read (the sample when there is no ``--input``;
     ``match=False``: the patterns unexpanded); ``build(pipeline, files, sink)`` wires the
     graph."""
+    plan = preflight(options, opts, pipeline_name, streaming=False)
     output_dir = opts.output_dir
     prepare_output_dir(output_dir, tables)
-    for flag in ("subscription", "run_for", "tcp_listen", "tcp_connect", "kafka_bootstrap",
-                 "kafka_topic", "archive"):
-        if getattr(opts, flag) is not None:
-            raise UserError(f"--{flag.replace('_', '-')} needs --streaming")
-    if opts.kafka_join:
-        raise UserError("--kafka-join needs --streaming")
-    plan = plan_run(options, opts, pipeline_name, streaming=False)
     sink = plan.sink
     files = inputs(not plan.offline)
     lakehouse = sink.name == "lakehouse" and is_local(output_dir)
@@ -224,34 +121,18 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     graph (``replay``: None, or a root of the silver rows an earlier run wrote, for gold);
     ``peek`` is the table the start-up message suggests querying; ``batches``: the source
     emits live raw batches (one per poll), not records."""
+    plan = preflight(options, opts, pipeline_name, streaming=True)
     output_dir = opts.output_dir
     prepare_output_dir(output_dir, tables)
-    if opts.input:
-        raise UserError("--input reads files in batch; --streaming reads --subscription "
-                        "or the live generator")
-    if opts.mode == "append":
-        raise UserError("--mode append is for batch runs (a stream from a subscription, "
-                        "Kafka or TCP appends to its lakehouse already)")
-    config = streaming_config(opts)
-    plan = plan_run(options, opts, pipeline_name, streaming=True)
     runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink
     stop_at = time.time() + opts.run_for if opts.run_for else None
-    if bool(opts.kafka_bootstrap) != bool(opts.kafka_topic):
-        raise UserError("--kafka-bootstrap and --kafka-topic go together")
     # a real feed, as opposed to the live generator: a run appends to what earlier ones
     # wrote, and settles its messages once written
-    feeds = [f for f in ("tcp_listen", "tcp_connect", "subscription", "kafka_topic")
-             if getattr(opts, f)]
-    if len(feeds) > 1:
-        raise UserError("read one source: "
-                        + " or ".join("--" + f.replace("_", "-") for f in feeds))
+    feeds = [f for f in FEEDS if getattr(opts, f)]
     if opts.kafka_topic:
         from beam_pipelines.io import kafka
 
         topics = kafka.parse_topics(opts.kafka_topic)
-        if opts.kafka_join and (pipeline_name != "server_metrics" or len(topics) < 2):
-            raise UserError("--kafka-join joins server metrics split over two or more "
-                            "--kafka-topic topics (one per metric family)")
         group = opts.kafka_group or f"telemetry-{pipeline_name}"
         if not dataflow and not plan.offline:
             kafka.check(opts.kafka_bootstrap, topics)
@@ -316,7 +197,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     pipeline = beam.Pipeline(options=options)
     # A resumed run computes gold again from the silver rows earlier runs wrote.
     replay = delivery.replay_silver(ledger.resume.silver_files) if ledger else None
-    build(pipeline, source, config, bool(opts.subscription), sink, replay)
+    build(pipeline, source, plan.mode, bool(opts.subscription), sink, replay)
     live_sources.reset_drain()
     live_sources.set_heartbeat(opts.heartbeat)
     delivery.start(ledger)

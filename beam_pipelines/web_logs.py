@@ -13,6 +13,7 @@ from beam_pipelines.io import live_sources
 from beam_pipelines.io.sinks import write_tables
 from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
 from beam_pipelines.options import WebLogsOptions
+from beam_pipelines.preflight import is_dataflow
 from beam_pipelines.runners import is_local_streaming
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration, utc_midnight
@@ -150,7 +151,7 @@ def stage_embedded_database(base: str, upload: bool = True) -> str:
 def _workers_database(options: PipelineOptions, opts: WebLogsOptions) -> str | None:
     """The database path the workers open: ``--geo-database``, else the embedded one,
     which remote workers find at the staging location."""
-    if opts.geo_database or not runs.is_dataflow(options):
+    if opts.geo_database or not is_dataflow(options):
         return opts.geo_database
     from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 

@@ -16,10 +16,12 @@ FORBIDDEN = {
     "transforms": ("beam_pipelines", "generators", "bench"),
     "schemas": ("beam_pipelines", "transforms", "generators", "bench"),
     "beam_pipelines/io": ("beam_pipelines.ops", "beam_pipelines.runs",
+                          "beam_pipelines.preflight", "beam_pipelines.options",
                           "beam_pipelines.server_metrics", "beam_pipelines.web_logs",
                           "beam_pipelines.cli", "beam_pipelines.kinds", "generators",
                           "beam_pipelines.dashboard"),
     "beam_pipelines/runners": ("beam_pipelines.ops", "beam_pipelines.runs",
+                               "beam_pipelines.preflight", "beam_pipelines.options",
                                "beam_pipelines.server_metrics", "beam_pipelines.web_logs",
                                "beam_pipelines.cli", "beam_pipelines.dashboard"),
     # The dashboard reads the tables only: never the transforms, the pipelines or Beam.
@@ -49,3 +51,27 @@ def test_no_package_imports_against_the_flow(package):
     wrong = [(str(f.relative_to(ROOT)), name) for f in files for name in _imports(f)
              if name.startswith(FORBIDDEN[package])]
     assert not wrong, wrong
+
+
+#: The launch layer: the modules that read the parsed options (``opts``); below it,
+#: code takes typed values (``preflight.RunPlan``, a sink, a mode, paths).
+LAUNCH = ("beam_pipelines/cli.py", "beam_pipelines/runs.py", "beam_pipelines/preflight.py",
+          "beam_pipelines/replay.py", "beam_pipelines/server_metrics.py",
+          "beam_pipelines/web_logs.py", "beam_pipelines/kinds.py",
+          "beam_pipelines/options.py")
+
+
+def test_the_options_do_not_leave_the_launch_layer():
+    """No function outside the launch layer takes the parsed options as a parameter."""
+    below = [f for package in ("beam_pipelines", "transforms")
+             for f in sorted((ROOT / package).rglob("*.py"))
+             if str(f.relative_to(ROOT)) not in LAUNCH]
+    assert any("io" in f.parts for f in below)
+    taking = []
+    for path in below:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = [a.arg for a in node.args.args + node.args.kwonlyargs]
+                if "opts" in names:
+                    taking.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not taking, taking
