@@ -10,7 +10,7 @@ import yaml
 from beam_pipelines.errors import UserError
 from schemas.durations import parse_duration
 from schemas.server_metrics import MEASUREMENTS, SERVER_TYPES
-from transforms.rules import (
+from transforms.server_metrics.rules import (
     SEVERITIES,
     SIGNAL_LABELS,
     AlertMatrix,
@@ -268,10 +268,10 @@ _INVENTORY_COLUMNS = {"server_id": "server_id", "server_name": "server_name",
 def load_inventory(path: str | Path | None):
     """``--inventory FILE``: a CSV file with a header (server_id, server_name, server_type,
     location; name and type also do) or a YAML file (a list of such mappings, or a
-    mapping of server_id → the others) → :class:`transforms.rules.Inventory`."""
+    mapping of server_id → the others) → :class:`transforms.server_metrics.rules.Inventory`."""
     import csv
 
-    from transforms.rules import Inventory, InventoryEntry
+    from transforms.server_metrics.rules import Inventory, InventoryEntry
 
     if not path:
         return Inventory()

@@ -33,8 +33,8 @@ from schemas.server_metrics import (
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
 )
-from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
+from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.server_metrics.streaming import BATCH_TABLES, ServerMetricsStreamingMedallion
 from transforms.windowing import Streaming
 

@@ -18,11 +18,11 @@ from beam_pipelines.runners import is_local_streaming
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration, utc_midnight
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.access_log import LogFormat
+from transforms.web_logs.access_log import LogFormat
 from transforms.web_logs.gold import group_span
 from transforms.web_logs.medallion import WebLogsBatchMedallion
+from transforms.web_logs.row_silver import PrivacyPolicy
 from transforms.web_logs.streaming import BATCH_TABLES, WebLogsStreamingMedallion
-from transforms.web_silver import PrivacyPolicy
 
 #: The name its dead letters carry (stamped at the sink) and its runs go by.
 PIPELINE = "web_logs"

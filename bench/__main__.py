@@ -69,8 +69,8 @@ def bench_detector(values: int = 1_000_000) -> dict:
     import math
     import random
 
-    from transforms.analytics import Detector
-    from transforms.rules import AnomalyDetection
+    from transforms.server_metrics.analytics import Detector
+    from transforms.server_metrics.rules import AnomalyDetection
 
     rng = random.Random(1)
     series = [rng.gauss(50.0, 5.0) for _ in range(values)]
@@ -107,8 +107,8 @@ def bench_logs(lines: int, metrics_rate: float, workdir: str) -> dict:
     """The web-log generator and the access-log parser, one core each (seed 004's generator
     made 49 lines/s)."""
     from generators.weblogs import WebLogConfig, WebLogGenerator
-    from transforms.access_log import parse_access_log
     from transforms.dead_letters import RecordRejected
+    from transforms.web_logs.access_log import parse_access_log
 
     gen = WebLogGenerator(WebLogConfig(count=lines, rate_per_s=500, malformed_rate=0.01))
     text, seconds = _timed(lambda: list(gen.render()))
@@ -146,9 +146,9 @@ def bench_log_formats(lines: list[str], row_rate: float) -> dict:
     import re
     from datetime import datetime, timezone
 
-    from transforms.access_log import LogFormat, parse_access_log
     from transforms.batches import raw_lines
     from transforms.dead_letters import RecordRejected
+    from transforms.web_logs.access_log import LogFormat, parse_access_log
     from transforms.web_logs.bronze import web_bronze_batch
 
     months = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
@@ -218,7 +218,7 @@ def bench_visitor_sketch() -> dict:
     counts."""
     import numpy as np
 
-    from transforms.web_gold import VisitorSketch, merged_estimate
+    from transforms.web_logs.row_gold import VisitorSketch, merged_estimate
 
     def ids(n: int, seed: int) -> list[str]:
         values = np.random.default_rng(seed).integers(0, 2 ** 64, n, dtype=np.uint64)

@@ -23,18 +23,19 @@ from schemas.server_metrics import (
     SERVER_HEALTH_SUMMARY,
     SERVER_METRICS_MINUTELY,
 )
-from transforms.bronze import EPOCH, RawRecord, to_bronze
+from transforms.bronze import EPOCH, RawRecord
 from transforms.dead_letters import RecordRejected, dead_letter
-from transforms.gold import (
+from transforms.server_metrics.row_bronze import to_bronze
+from transforms.server_metrics.row_gold import (
     SIGNAL_HOLDS,
     FormatLocationRowFn,
     FormatServerRowFn,
     HoldSignalsFn,
     RaiseAlertsFn,
 )
-from transforms.rules import ServerMetricsRules
-from transforms.silver import _copy_rank, to_silver
-from transforms.summary import ServerMetricsSummary
+from transforms.server_metrics.row_silver import _copy_rank, to_silver
+from transforms.server_metrics.rules import ServerMetricsRules
+from transforms.server_metrics.summary import ServerMetricsSummary
 from transforms.windowing import DAY, HOUR, MINUTE, bucket
 
 _US = timedelta(microseconds=1)
@@ -160,7 +161,7 @@ def _analytics(kept, rules, alerts, holds=()):
     pure parts (its combine, row formatter, scorer and feed functions)."""
     from apache_beam.utils.timestamp import Timestamp
 
-    from transforms.analytics import (
+    from transforms.server_metrics.analytics import (
         FormatMatrixRowFn,
         KeyBySlidingWindowsFn,
         MatrixCombineFn,

@@ -44,9 +44,9 @@ def run_logs_beam(path: str, out: str, batches: bool = True) -> dict:
 
     from beam_pipelines import web_logs
     from beam_pipelines.io.sources import ReadServerMetricFiles
-    from transforms.medallion import WebLogsMedallion
     from transforms.web_logs.medallion import WebLogsBatchMedallion
-    from transforms.web_silver import PrivacyPolicy
+    from transforms.web_logs.row_medallion import WebLogsMedallion
+    from transforms.web_logs.row_silver import PrivacyPolicy
 
     policy = PrivacyPolicy(salt=b"bench")
     p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))

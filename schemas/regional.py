@@ -3,9 +3,9 @@ conventions map onto the canonical server metric (``schemas/server_metrics.py``)
 
 A shape is recognised by its identity column (``server_code``, ``instance_id``,
 ``node_name``); every column it maps is an alias of a canonical field with a named
-conversion (``transforms/regional.py`` applies them). A sensor a region does not have is
-simply not mapped: it stays null, never 0.0. Columns a shape does not declare are kept in
-``extra_fields`` like any unknown field.
+conversion (``transforms/server_metrics/regional.py`` applies them). A sensor a region
+does not have is simply not mapped: it stays null, never 0.0. Columns a shape does not
+declare are kept in ``extra_fields`` like any unknown field.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class RegionalShape:
         return self.name or self.region or self.identity
 
 
-#: name → what it does; the functions are in transforms/regional.py.
+#: name → what it does; the functions are in transforms/server_metrics/regional.py.
 CONVERSIONS = {
     "as_is": "the value unchanged (an identifier)",
     "number": "a number, unchanged",

@@ -23,7 +23,7 @@ def normalised(rows: list[dict], drop=("processing_timestamp", "ingest_timestamp
             return v.astimezone(timezone.utc)
         if k == "visitor_sketch" and v is not None:
             # A small sketch lists its items in arrival order: compare what it counts.
-            from transforms.web_gold import merged_estimate
+            from transforms.web_logs.row_gold import merged_estimate
 
             return ("sketch of", merged_estimate([v]))
         return v

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.conftest import NOW, fixed_clock, run_and_collect
-from transforms.access_log import ParseAccessLogs, parse_access_log, to_web_log_bronze
 from transforms.bronze import RawRecord
 from transforms.dead_letters import RecordRejected
+from transforms.web_logs.access_log import ParseAccessLogs, parse_access_log, to_web_log_bronze
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) " \
      "Chrome/120.0.0.0 Safari/537.36"

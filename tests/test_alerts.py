@@ -17,8 +17,8 @@ from beam_pipelines.ops.pubsub import setup
 from schemas.server_metrics import ALERT_SIGNALS
 from tests.conftest import streaming_pipeline
 from tests.test_pubsub import names, pull_all
-from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.incidents import IncidentsFromSignals
+from transforms.server_metrics.rules import ServerMetricsRules
 
 TestStream.__test__ = False
 

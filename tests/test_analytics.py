@@ -17,14 +17,15 @@ from beam_pipelines.config import rules_from_dict
 from schemas.server_metrics import ANALYTICS_TABLES, MATRIX_LABELS
 from tests.conftest import NOW, line, run_and_collect
 from tests.test_streaming import _normalise, run_batch_and_streaming
-from transforms.analytics import (
+from transforms.bronze import RawRecord, event_time
+from transforms.server_metrics.analytics import (
     DetectAnomalies,
     Detector,
     ServerAlertMatrix,
 )
-from transforms.bronze import RawRecord, event_time, to_bronze
-from transforms.rules import AlertMatrix, AnomalyDetection, ServerMetricsRules
-from transforms.silver import to_silver
+from transforms.server_metrics.row_bronze import to_bronze
+from transforms.server_metrics.row_silver import to_silver
+from transforms.server_metrics.rules import AlertMatrix, AnomalyDetection, ServerMetricsRules
 from transforms.windowing import Streaming
 
 TestStream.__test__ = False
@@ -159,7 +160,7 @@ def test_throughput_is_scored_on_a_log_scale_so_its_long_tail_does_not_alarm():
     tail far above the nominal 0.27 %; on ln(1 + v) it is back near nominal. The anomaly
     row still speaks the metric's unit: the expected value near the median, and the width
     of one σ above it."""
-    from transforms.analytics import score_in_order
+    from transforms.server_metrics.analytics import score_in_order
 
     rng = random.Random(5)
     values = [rng.lognormvariate(math.log(3000.0), 0.4) for _ in range(40_000)]
@@ -317,7 +318,7 @@ def test_the_defaults_are_the_seeds_values():
 def test_an_anomaly_in_the_last_flush_before_a_drain_is_kept():
     """The detector buffers values until a flush timer; at a drain the watermark jumps to
     the end of time and that last flush still emits (its output held at its timer)."""
-    from transforms.analytics import DetectAnomalies
+    from transforms.server_metrics.analytics import DetectAnomalies
 
     t0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()
 

@@ -24,10 +24,10 @@ from tests.conftest import fixed_clock, line, metric, run_and_collect
 from tests.equivalence import assert_tables_equal, normalised
 from transforms.batches import BatchesToRows, raw_lines
 from transforms.bronze import RawRecord
-from transforms.medallion import ServerMetricsMedallion
-from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.bronze import _row_level, bronze_batch
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
+from transforms.server_metrics.row_medallion import ServerMetricsMedallion
+from transforms.server_metrics.rules import ServerMetricsRules
 
 
 def _deep(levels: int):
@@ -172,8 +172,8 @@ def test_line_ranges_cover_every_line_exactly_once(tmp_path):
 def test_the_series_scan_scores_exactly_as_the_detector():
     import random
 
-    from transforms.analytics import Detector, scan_series
-    from transforms.rules import AnomalyDetection
+    from transforms.server_metrics.analytics import Detector, scan_series
+    from transforms.server_metrics.rules import AnomalyDetection
 
     rules = AnomalyDetection()
     rng = random.Random(3)
@@ -316,7 +316,7 @@ def test_csv_records_follow_quotes_and_a_file_without_a_header_is_one_line(tmp_p
     from beam_pipelines.errors import UserError
     from beam_pipelines.io.sources import count_input_records, read_csv_file
     from tests.conftest import NOW
-    from transforms.bronze import to_bronze
+    from transforms.server_metrics.row_bronze import to_bronze
 
     good = tmp_path / "quoted.csv"
     good.write_bytes(b'"server_id","timestamp","cpu_usage","server_name"\r\n'
@@ -339,8 +339,8 @@ def test_a_location_outside_the_rules_file_is_unknown_category_in_both_engines()
     locations are the vocabulary (none declared: any location is taken)."""
     from beam_pipelines.config import load_rules
     from tests.conftest import NOW
+    from transforms.server_metrics.row_silver import to_silver
     from transforms.server_metrics.silver import silver_batch
-    from transforms.silver import to_silver
 
     rules = load_rules()
     raw = raw_lines([line(location="US_East").encode(),

@@ -21,7 +21,7 @@ from beam_pipelines.cli import main
 from beam_pipelines.config import load_rules
 from schemas.server_metrics import GOLD_TABLES
 from schemas.web_logs import WEB_GOLD_TABLES
-from transforms.web_gold import merged_estimate
+from transforms.web_logs.row_gold import merged_estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "local-project"

@@ -225,7 +225,7 @@ def test_silver_sql_checks_the_declared_ranges():
         else:
             rule = f"b.{f.name} < {f.minimum:.15g}"
         assert f"WHEN {rule} THEN '{f.name}'" in sql, f.name
-    from transforms.silver import SERVER_TYPE_ALIASES
+    from transforms.server_metrics.row_silver import SERVER_TYPE_ALIASES
 
     for alias, canonical in SERVER_TYPE_ALIASES.items():
         assert f"WHEN '{alias}' THEN '{canonical}'" in sql

@@ -10,14 +10,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from schemas.dead_letter import DEAD_LETTERS, REASONS
 from schemas.server_metrics import SERVER_METRICS_BRONZE
 from tests.conftest import DROP, NOW, fixed_clock, line, metric, test_pipeline
-from transforms.bronze import (
+from transforms.bronze import RawRecord, parse_timestamp
+from transforms.dead_letters import DEAD_LETTER, RecordRejected
+from transforms.server_metrics.row_bronze import (
     ParseServerMetricFn,
-    RawRecord,
     ValidateServerMetrics,
-    parse_timestamp,
     to_bronze,
 )
-from transforms.dead_letters import DEAD_LETTER, RecordRejected
 
 CSV_HEADER = ("server_id", "timestamp", "cpu_usage", "memory_usage")
 
@@ -163,7 +162,7 @@ def test_a_dead_letter_keeps_the_event_time_when_it_could_be_read():
 
 
 def test_an_unexpected_error_becomes_an_internal_error_dead_letter(monkeypatch):
-    import transforms.bronze as bronze
+    import transforms.server_metrics.row_bronze as bronze
 
     def boom(raw, now):
         raise ZeroDivisionError("bug")

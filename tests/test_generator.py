@@ -17,10 +17,11 @@ from generators.fleet import build_fleet
 from generators.metrics import GeneratorConfig, JsonRenderer, MetricsGenerator
 from generators.writers import write_metrics
 from tests.conftest import NOW
-from transforms.bronze import RawRecord, to_bronze
+from transforms.bronze import RawRecord
 from transforms.dead_letters import RecordRejected
-from transforms.rules import ServerMetricsRules
-from transforms.silver import to_silver
+from transforms.server_metrics.row_bronze import to_bronze
+from transforms.server_metrics.row_silver import to_silver
+from transforms.server_metrics.rules import ServerMetricsRules
 
 
 def generate(path, fmt="jsonl", **kw) -> MetricsGenerator:

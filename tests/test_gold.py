@@ -15,10 +15,11 @@ from schemas.server_metrics import (
     SERVER_METRICS_MINUTELY,
 )
 from tests.conftest import NOW, line, run_and_collect
-from transforms.bronze import RawRecord, event_time, to_bronze
-from transforms.gold import ServerMetricsGold
-from transforms.rules import HealthWeights, Location, ServerMetricsRules
-from transforms.silver import to_silver
+from transforms.bronze import RawRecord, event_time
+from transforms.server_metrics.row_bronze import to_bronze
+from transforms.server_metrics.row_gold import ServerMetricsGold
+from transforms.server_metrics.row_silver import to_silver
+from transforms.server_metrics.rules import HealthWeights, Location, ServerMetricsRules
 
 RULES = ServerMetricsRules(locations=(Location("us-east", 38.9, -77.4),))
 
@@ -174,7 +175,7 @@ def test_a_server_type_and_a_server_have_thresholds_of_their_own():
     alert row says which; the row-level gold and the rule agree."""
     import dataclasses
 
-    from transforms.rules import AlertRule
+    from transforms.server_metrics.rules import AlertRule
 
     rule = AlertRule("high_cpu", "cpu_usage", above=90.0, by_type=(("web", 25.0),),
                      by_server=(("b", 15.0),))

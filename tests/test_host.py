@@ -11,7 +11,7 @@ from pathlib import Path
 
 from beam_pipelines.catalog import connect as connect_catalog
 from generators.host import HostConfig, HostSampler
-from transforms.regional import to_canonical
+from transforms.server_metrics.regional import to_canonical
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_003 = {"host", "cpu", "memory", "timestamp", "load1", "load5", "load15", "disk_used_gb",

@@ -14,14 +14,14 @@ from apache_beam.transforms.window import TimestampedValue
 
 from tests.conftest import fixed_clock, run_and_collect
 from transforms.bronze import RawRecord
-from transforms.medallion import ServerMetricsMedallion
-from transforms.rules import Incidents, InhibitRule, Matcher, ServerMetricsRules
 from transforms.server_metrics.incidents import (
     END_OF_TIME,
     IncidentsFromSignals,
     IncidentTracker,
     latest_rows,
 )
+from transforms.server_metrics.row_medallion import ServerMetricsMedallion
+from transforms.server_metrics.rules import Incidents, InhibitRule, Matcher, ServerMetricsRules
 from transforms.windowing import Streaming
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
@@ -251,7 +251,7 @@ def test_the_rules_file_declares_grouping_inhibition_and_timers(tmp_path):
 
 
 def test_ewma_severity_follows_the_score():
-    from transforms.rules import AnomalyDetection
+    from transforms.server_metrics.rules import AnomalyDetection
 
     rules = AnomalyDetection()
     assert [rules.severity_of(s) for s in (3.0, 4.99, 5.0, 40.0)] == [
@@ -468,8 +468,8 @@ def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
     from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
     from tests.test_streaming_batches import run_both
     from transforms.batches import BatchesToRows
-    from transforms.rules import AlertRule
     from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
+    from transforms.server_metrics.rules import AlertRule
 
     rules = ServerMetricsRules(
         alert_rules=(AlertRule("high_cpu", "cpu_usage", "warning", above=90,
@@ -503,7 +503,7 @@ def test_breach_and_hold_are_one_definition_for_rows_and_columns(above):
     row-level crossing and the column masks agree, per-type thresholds included."""
     import numpy as np
 
-    from transforms.rules import AlertRule
+    from transforms.server_metrics.rules import AlertRule
 
     if above:
         rule = AlertRule("hot", "cpu_usage", above=90, hysteresis=5, by_type=(("db", 95),))

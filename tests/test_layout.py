@@ -75,3 +75,31 @@ def test_the_options_do_not_leave_the_launch_layer():
                 if "opts" in names:
                     taking.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert not taking, taking
+
+
+def test_every_package_is_shipped_to_the_workers():
+    """Dataflow workers install the package setuptools finds: a folder of modules without
+    an ``__init__.py`` would be left out, and its imports fail on the workers only."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = set(find_packages(str(ROOT), include=include))
+    folders = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+               for root in ("beam_pipelines", "generators", "transforms", "schemas")
+               for p in (ROOT / root).rglob("*.py")}
+    assert "transforms.web_logs" in folders
+    assert folders <= shipped, sorted(folders - shipped)
+
+
+def test_the_shared_machinery_imports_no_record_kind():
+    """``transforms/`` itself is what every kind shares; a third kind is a new package
+    beside ``server_metrics`` and ``web_logs`` (and a registration in
+    ``beam_pipelines.kinds``), with no edit here."""
+    shared = sorted((ROOT / "transforms").glob("*.py"))
+    assert len(shared) > 5
+    wrong = [(f.name, name) for f in shared for name in _imports(f)
+             if name.startswith(("transforms.server_metrics", "transforms.web_logs"))]
+    assert not wrong, wrong

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.test_web_batch_engine import CORPUS
-from transforms.access_log import LogFormat, parse_access_log
 from transforms.dead_letters import RecordRejected
+from transforms.web_logs.access_log import LogFormat, parse_access_log
 from transforms.web_logs.formats import FormatError, compile_format
 
 UTC = timezone.utc

@@ -10,9 +10,9 @@ from beam_pipelines.io.sources import ReadServerMetricFiles, resolve_inputs
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from tests.conftest import fixed_clock, run_and_collect
-from transforms.bronze import ValidateServerMetrics
-from transforms.medallion import ServerMetricsMedallion
-from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.row_bronze import ValidateServerMetrics
+from transforms.server_metrics.row_medallion import ServerMetricsMedallion
+from transforms.server_metrics.rules import ServerMetricsRules
 
 FAULTY = dict(servers=6, interval_ms=5000, count=3000, seed=21, malformed_rate=0.04,
               duplicate_rate=0.03, late_rate=0.03)

@@ -19,10 +19,11 @@ from beam_pipelines.ops.pubsub import check_subscription, check_topic, setup, te
 from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.publisher import publish
 from tests.conftest import NOW
-from transforms.bronze import RawRecord, to_bronze
+from transforms.bronze import RawRecord
 from transforms.dead_letters import RecordRejected
-from transforms.rules import ServerMetricsRules
-from transforms.silver import to_silver
+from transforms.server_metrics.row_bronze import to_bronze
+from transforms.server_metrics.row_silver import to_silver
+from transforms.server_metrics.rules import ServerMetricsRules
 
 ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count()

@@ -17,10 +17,11 @@ from generators.metrics import GeneratorConfig
 from generators.regional import write_regional
 from schemas.regional import SHAPES, Alias
 from tests.conftest import NOW, fixed_clock, line, run_and_collect
-from transforms.bronze import RawRecord, ValidateServerMetrics, to_bronze
+from transforms.bronze import RawRecord
 from transforms.dead_letters import RecordRejected
-from transforms.medallion import ServerMetricsMedallion
-from transforms.regional import round_half_up, to_canonical
+from transforms.server_metrics.regional import round_half_up, to_canonical
+from transforms.server_metrics.row_bronze import ValidateServerMetrics, to_bronze
+from transforms.server_metrics.row_medallion import ServerMetricsMedallion
 from transforms.windowing import Streaming
 
 TestStream.__test__ = False
@@ -325,7 +326,7 @@ def test_inventory_mistakes_are_one_line(text, message, tmp_path, capsys):
 def test_the_inventory_fills_only_what_a_record_does_not_say():
     import pyarrow as pa
 
-    from transforms.rules import Inventory, InventoryEntry
+    from transforms.server_metrics.rules import Inventory, InventoryEntry
     from transforms.server_metrics.silver import with_inventory
 
     bronze = pa.table({

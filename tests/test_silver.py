@@ -9,10 +9,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.server_metrics import SERVER_METRICS_SILVER
 from tests.conftest import NOW, line, test_pipeline
-from transforms.bronze import RawRecord, to_bronze
+from transforms.bronze import RawRecord
 from transforms.dead_letters import DEAD_LETTER, RecordRejected
-from transforms.rules import ServerMetricsRules
-from transforms.silver import CheckServerMetricFn, CleanServerMetrics, to_silver
+from transforms.server_metrics.row_bronze import to_bronze
+from transforms.server_metrics.row_silver import CheckServerMetricFn, CleanServerMetrics, to_silver
+from transforms.server_metrics.rules import ServerMetricsRules
 
 RULES = ServerMetricsRules()
 

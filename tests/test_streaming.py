@@ -16,11 +16,12 @@ from apache_beam.utils.timestamp import Timestamp
 from beam_pipelines.io.live_sources import Poller
 from schemas.server_metrics import GOLD_TABLES
 from tests.conftest import NOW, fixed_clock, line, run_and_collect
-from transforms.bronze import RawRecord, event_time, to_bronze
-from transforms.gold import ServerMetricsGold
-from transforms.medallion import ServerMetricsMedallion
-from transforms.rules import ServerMetricsRules
-from transforms.silver import CleanServerMetrics, to_silver
+from transforms.bronze import RawRecord, event_time
+from transforms.server_metrics.row_bronze import to_bronze
+from transforms.server_metrics.row_gold import ServerMetricsGold
+from transforms.server_metrics.row_medallion import ServerMetricsMedallion
+from transforms.server_metrics.row_silver import CleanServerMetrics, to_silver
+from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.windowing import Streaming
 
 TestStream.__test__ = False  # a Beam transform, not a test class
@@ -209,7 +210,7 @@ def test_redeliveries_are_dead_lettered_once_seen():
                              TimestampedValue(RawRecord(payload, "sub#m2"), T0 + 1)])
               .add_elements([TimestampedValue(first, T0 + 1)])       # the same delivery id
               .advance_watermark_to_infinity())
-    from transforms.bronze import ValidateServerMetrics
+    from transforms.server_metrics.row_bronze import ValidateServerMetrics
 
     found = run_and_collect(lambda p: p | stream | ValidateServerMetrics(
         clock=fixed_clock, drop_redeliveries=True), streaming=True)
@@ -225,7 +226,7 @@ def test_redeliveries_are_dead_lettered_once_seen():
     (None, False),               # file sources carry no watermark: never judged late
 ])
 def test_arrival_after_the_minute_closed_is_late(watermark_s, late):
-    from transforms.bronze import ParseServerMetricFn
+    from transforms.server_metrics.row_bronze import ParseServerMetricFn
 
     fn = ParseServerMetricFn(clock=fixed_clock, allowed_lateness_s=LATENESS)
     fn.setup()
@@ -356,8 +357,8 @@ def test_bronze_dead_letters_an_event_beyond_max_future_in_both_engines():
 
     from tests.conftest import NOW, line
     from transforms.batches import raw_lines
-    from transforms.bronze import ParseServerMetricFn
     from transforms.server_metrics.bronze import bronze_batch
+    from transforms.server_metrics.row_bronze import ParseServerMetricFn
 
     soon = (NOW + timedelta(minutes=4)).isoformat()
     later = (NOW + timedelta(minutes=6)).isoformat()

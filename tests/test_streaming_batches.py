@@ -17,8 +17,8 @@ from tests.equivalence import assert_tables_equal
 from tests.test_streaming import _events, _late_events, latest
 from transforms.batches import BatchesToRows, live_batch
 from transforms.bronze import RawRecord
-from transforms.medallion import ServerMetricsMedallion
-from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.row_medallion import ServerMetricsMedallion
+from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.server_metrics.streaming import BATCH_TABLES, ServerMetricsStreamingMedallion
 from transforms.windowing import Streaming
 

@@ -7,7 +7,7 @@ import statistics
 import numpy as np
 import pytest
 
-from transforms.summary import Distribution, ServerMetricsSummary
+from transforms.server_metrics.summary import Distribution, ServerMetricsSummary
 
 
 def dist(values) -> Distribution:

@@ -17,14 +17,14 @@ from beam_pipelines.io.sources import ReadServerMetricBatches, ReadServerMetricF
 from generators.weblogs import WebLogConfig, WebLogGenerator
 from tests.conftest import NOW, fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal
-from transforms.access_log import LogFormat
 from transforms.batches import BatchesToRows, raw_lines
-from transforms.medallion import WebLogsMedallion
-from transforms.web_gold import VisitorSketch
+from transforms.web_logs.access_log import LogFormat
 from transforms.web_logs.bronze import row_level, web_bronze_batch
 from transforms.web_logs.gold import group_span, visitor_sketches
 from transforms.web_logs.medallion import WebLogsBatchMedallion, split_by_span
-from transforms.web_silver import PrivacyPolicy
+from transforms.web_logs.row_gold import VisitorSketch
+from transforms.web_logs.row_medallion import WebLogsMedallion
+from transforms.web_logs.row_silver import PrivacyPolicy
 
 POLICY = PrivacyPolicy(salt=b"equivalence")
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "external-corpus")

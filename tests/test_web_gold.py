@@ -8,11 +8,11 @@ import apache_beam as beam
 import pytest
 
 from tests.conftest import NOW, run_and_collect
-from transforms.access_log import to_web_log_bronze
 from transforms.bronze import RawRecord
 from transforms.geo import Place, geo_fields
-from transforms.web_gold import VisitorSketch, WebLogsGold, merged_estimate
-from transforms.web_silver import PrivacyPolicy, to_web_silver
+from transforms.web_logs.access_log import to_web_log_bronze
+from transforms.web_logs.row_gold import VisitorSketch, WebLogsGold, merged_estimate
+from transforms.web_logs.row_silver import PrivacyPolicy, to_web_silver
 
 POLICY = PrivacyPolicy(salt=b"gold")
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) " \
@@ -140,7 +140,7 @@ def test_web_logs_batch_and_streaming_give_identical_gold_tables(tmp_path):
 
     from schemas.web_logs import WEB_GOLD_TABLES
     from tests.conftest import fixed_clock
-    from transforms.medallion import WebLogsMedallion
+    from transforms.web_logs.row_medallion import WebLogsMedallion
     from transforms.windowing import BATCH, Streaming
 
     base = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc).timestamp()

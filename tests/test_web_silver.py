@@ -7,11 +7,16 @@ import pytest
 
 from generators.weblogs import BOTS, BROWSERS
 from tests.conftest import NOW
-from transforms.access_log import to_web_log_bronze
 from transforms.bronze import RawRecord
 from transforms.dead_letters import RecordRejected
 from transforms.geo import Place, geo_fields
-from transforms.web_silver import CleanWebLogFn, PrivacyPolicy, describe_agent, to_web_silver
+from transforms.web_logs.access_log import to_web_log_bronze
+from transforms.web_logs.row_silver import (
+    CleanWebLogFn,
+    PrivacyPolicy,
+    describe_agent,
+    to_web_silver,
+)
 
 SALT = PrivacyPolicy(salt=b"test-salt")
 

@@ -18,9 +18,9 @@ from tests.equivalence import assert_tables_equal
 from tests.test_streaming import latest
 from transforms.batches import BatchesToRows, live_batch
 from transforms.bronze import RawRecord
-from transforms.medallion import WebLogsMedallion
+from transforms.web_logs.row_medallion import WebLogsMedallion
+from transforms.web_logs.row_silver import PrivacyPolicy
 from transforms.web_logs.streaming import BATCH_TABLES, WebLogsStreamingMedallion, line_hashes
-from transforms.web_silver import PrivacyPolicy
 from transforms.windowing import Streaming
 
 TestStream.__test__ = False

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from generators.weblogs import WebLogConfig, WebLogGenerator
-from transforms.access_log import parse_access_log
 from transforms.dead_letters import RecordRejected
+from transforms.web_logs.access_log import parse_access_log
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,9 @@
-"""Bronze: is each payload a structurally valid server metric?
+"""Bronze machinery every record kind shares: is each payload a structurally valid record?
 
 Decodes the payload (JSON object, CSV line or an already-decoded row), checks required
-fields, coerces every declared field to its type and parses the event time. Accepted
+fields, coerces every declared field to its type (``RecordValidator``, from a kind's
+schema) and parses the event time; judges arrival and future dates; the per-record DoFn
+and composite (``ParseRawFn``, ``Bronze``) a kind subclasses. Accepted
 records carry ingest metadata and their event time as the element timestamp; everything
 else becomes a dead letter with a reason code. No range checks here: that is silver.
 """
@@ -21,11 +23,8 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.core import FieldType, RecordSchema
-from schemas.families import MISSING_PARTS
-from schemas.server_metrics import MEASUREMENTS, SERVER_METRIC
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.dedupe import FirstSeenFn
-from transforms.regional import to_canonical
 
 MAX_PAYLOAD_BYTES = 1 << 20
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -258,24 +257,6 @@ class RecordValidator:
             return None
 
 
-SERVER_METRIC_VALIDATOR = RecordValidator(SERVER_METRIC, "timestamp", MEASUREMENTS)
-
-
-def to_bronze(raw: RawRecord, now: datetime) -> dict:
-    """Pure function behind bronze: a valid bronze row or :class:`RecordRejected`."""
-    # Seed 001's regional shapes become the canonical record first (schemas/regional.py).
-    obj = decode_payload(raw)
-    if MISSING_PARTS in obj:
-        missing = obj[MISSING_PARTS]
-        raise RecordRejected("incomplete_join", f"no part from {', '.join(map(str, missing))}"
-                             " arrived within the join's wait (--kafka-join-wait)")
-    record, extra = SERVER_METRIC_VALIDATOR.coerce(to_canonical(obj))
-    record["ingest_timestamp"] = now
-    record["source"] = raw.source
-    record["extra_fields"] = encode_extra_fields(extra) if extra else None
-    return record
-
-
 def encode_extra_fields(extra: dict) -> str:
     """Unknown fields as the JSON text bronze keeps; a value nested deeper than JSON text can
     be written back (orjson's 254 levels: no telemetry does that) is a dead letter."""
@@ -388,25 +369,6 @@ class ParseRawFn(beam.DoFn):
         yield beam.window.TimestampedValue(record, event_time(record["timestamp"]))
 
 
-class ParseServerMetricFn(ParseRawFn):
-    """A server metric: JSON, a CSV line or a typed row (see :func:`to_bronze`)."""
-
-    def __init__(self, step: str = "ParseServerMetric", clock=None,
-                 allowed_lateness_s: int | None = None, max_future_s: float | None = None):
-        super().__init__(step, clock, allowed_lateness_s, max_future_s)
-
-    def setup(self):
-        super().setup()
-        self._with_extra = Metrics.counter("bronze", "records_with_unknown_fields")
-
-    def parse(self, raw, now):
-        return to_bronze(raw, now)
-
-    def accepted(self, record):
-        if record["extra_fields"] is not None:
-            self._with_extra.inc()
-
-
 class DropRedeliveries(beam.PTransform):
     """Portable dedupe of a source's redeliveries by their delivery id (the RawRecord's
     ``source``): the DirectRunner rejects Pub/Sub's ``id_label``. Pub/Sub redelivers
@@ -464,10 +426,3 @@ class Bronze(beam.PTransform):
             return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
         dead = [*rejected, out[DEAD_LETTER]] | "BronzeDeadLetters" >> beam.Flatten()
         return {"records": out.records, "dead_letters": dead}
-
-
-class ValidateServerMetrics(Bronze):
-    """Bronze of the server metrics."""
-
-    fn_class = ParseServerMetricFn
-    step = "ParseServerMetric"

@@ -14,7 +14,7 @@ from schemas.core import RecordSchema, _sql_string
 from schemas.ops import ALERT_RULES, LOCATIONS, PIPELINE_SETTINGS
 from schemas.render import DATASET_OF_LAYER
 from schemas.render import TABLES as WAREHOUSE_TABLES  # every declared table, in order
-from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.rules import ServerMetricsRules
 
 
 def _client(warehouse: Warehouse):

@@ -55,7 +55,7 @@ def _by_name() -> dict[str, str]:
     """Regexes of the free-text options, from the checks the pipelines apply."""
     from beam_pipelines.bigquery import warehouse
     from beam_pipelines.ops.pubsub import _SUBSCRIPTION, _TOPIC
-    from transforms.access_log import LOG_FORMATS
+    from transforms.web_logs.access_log import LOG_FORMATS
 
     layer = "(" + "|".join(warehouse.LAYERS) + ")"
     return {

@@ -1,6 +1,6 @@
 -- Bronze server metrics with silver's verdict on each record: the canonical columns, and
 -- `reason` (null: the record belongs in silver; else why it is a dead letter). The same
--- rules as the pipeline's silver layer (transforms/silver.py): declared ranges (a test
+-- rules as the pipeline's silver layer (transforms/server_metrics/row_silver.py): declared ranges (a test
 -- checks them against schemas/), known server types and their aliases, one record per
 -- server and event time. The scheduled queries server_metrics_silver and
 -- server_metrics_silver_rejects read it, filtered to the dates they rebuild.

@@ -1,7 +1,7 @@
 """Vectorised aggregation of one server's records: segments of (identity, window) and the
 columns the gold tables share, computed with numpy over whole arrays.
 
-The numbers are those of :class:`transforms.summary.ServerMetricsSummary` (the
+The numbers are those of :class:`transforms.server_metrics.summary.ServerMetricsSummary` (the
 row-level accumulator): the same null handling, the same sample standard deviation, and
 quantiles read from values bucketed at 0.01 points, interpolated between closest ranks
 exactly as ``Distribution.quantiles`` does. Only the order of floating-point additions
@@ -15,7 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.summary import HIST_SCALE, QUANTILES, Distribution, ServerMetricsSummary, Sum
+from transforms.server_metrics.summary import (
+    HIST_SCALE,
+    QUANTILES,
+    Distribution,
+    ServerMetricsSummary,
+    Sum,
+)
 
 IDENTITY = ("server_id", "server_name", "server_type", "location")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

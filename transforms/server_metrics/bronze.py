@@ -3,7 +3,7 @@
 The columns of the records a batch's JSON decodes cleanly are coerced all at once with
 Arrow: numbers, strings and ISO 8601 timestamps with a zone. A record is taken off that
 fast path whenever the vectorised check cannot prove it would give exactly what the
-row-level :func:`transforms.bronze.to_bronze` gives (a number sent as a string, a boolean,
+row-level :func:`.row_bronze.to_bronze` gives (a number sent as a string, a boolean,
 an epoch timestamp, a regional shape, an empty or oversized payload, anything invalid):
 those few go through ``to_bronze`` itself, so every dead letter has the reason and the
 message it always had, and every accepted value is the same.
@@ -39,9 +39,9 @@ from transforms.bronze import (
     RawRecord,
     micros_of,
     parse_records,
-    to_bronze,
 )
 from transforms.dead_letters import dead_letter
+from transforms.server_metrics.row_bronze import to_bronze
 
 _STRINGS = tuple(f.name for f in SERVER_METRIC.fields if f.type is FieldType.STRING)
 _FLOATS = tuple(f.name for f in SERVER_METRIC.fields if f.type is FieldType.FLOAT64)

@@ -26,7 +26,6 @@ from schemas.server_metrics import (
     SERVER_METRICS_MINUTELY,
 )
 from transforms.batches import conform, from_rows
-from transforms.rules import AlertMatrix, ServerMetricsRules
 from transforms.server_metrics.aggregate import (
     IDENTITY,
     Measures,
@@ -37,6 +36,7 @@ from transforms.server_metrics.aggregate import (
     utc,
     window_columns,
 )
+from transforms.server_metrics.rules import AlertMatrix, ServerMetricsRules
 from transforms.windowing import DAY, HOUR, MINUTE
 
 _US = 1_000_000
@@ -124,8 +124,8 @@ def threshold_signals(measures: Measures, codes,
 
 
 def _hold_table(rule, table: pa.Table, seg: Segments, hit: np.ndarray) -> pa.Table:
-    from transforms.gold import HOLD
     from transforms.server_metrics.incidents import SIGNAL_FIELDS
+    from transforms.server_metrics.row_gold import HOLD
 
     n, start = len(hit), seg.window_us[hit]
     ts = pa.timestamp("us", tz="UTC")
@@ -338,7 +338,7 @@ def anomaly_tables(series: pa.Table, server_id: str, rules, counters) -> tuple[p
     """Score a server's series (every record of its run) metric by metric, in event-time
     order (``scan_series``: the row-level ``Detector`` in one loop); (anomalies, their
     alert events), built column-wise."""
-    from transforms.analytics import scan_series
+    from transforms.server_metrics.analytics import scan_series
 
     micros = series.column("timestamp").cast(pa.int64()).to_numpy()
     order = np.argsort(micros, kind="stable")

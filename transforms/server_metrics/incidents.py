@@ -2,7 +2,7 @@
 
 The rows of ``alert_signals`` are *signals*: a threshold minute, a labelled matrix window,
 an EWMA anomaly, each with its exact semantics. An operator wants *incidents*, as
-Prometheus and Alertmanager make them (:class:`transforms.rules.Incidents` says how):
+Prometheus and Alertmanager make them (:class:`transforms.server_metrics.rules.Incidents` says how):
 signals grouped per server (and the rules' ``group_by``), pending until they have kept
 coming for ``for``, then firing, escalated when a higher severity joins, resolved
 ``keep_firing_for`` after the last one; a pending one that lapses is kept but never pages.
@@ -34,9 +34,9 @@ from apache_beam.transforms.userstate import (
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
 from transforms.bronze import micros_of
-from transforms.gold import HOLD
-from transforms.rules import SEVERITIES, Incidents
 from transforms.server_metrics.aggregate import utc as _utc
+from transforms.server_metrics.row_gold import HOLD
+from transforms.server_metrics.rules import SEVERITIES, Incidents
 from transforms.windowing import BATCH, MINUTE, Mode, schedule_flush
 
 _US = 1_000_000

@@ -41,7 +41,6 @@ from schemas.server_metrics import (
     SERVER_METRICS_MINUTELY,
     SERVER_METRICS_SILVER,
 )
-from transforms.analytics import _counters, threshold_events
 from transforms.batches import (
     DEAD,
     RowsToBatches,
@@ -52,11 +51,12 @@ from transforms.batches import (
     keyed_tables,
 )
 from transforms.batches import declare_tables as tables
-from transforms.gold import SIGNAL_HOLDS, FormatLocationRowFn, LocationRollup
-from transforms.rules import ServerMetricsRules
 from transforms.server_metrics import gold, incidents
 from transforms.server_metrics.aggregate import Segments
+from transforms.server_metrics.analytics import _counters, threshold_events
 from transforms.server_metrics.bronze import bronze_batch
+from transforms.server_metrics.row_gold import SIGNAL_HOLDS, FormatLocationRowFn, LocationRollup
+from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.server_metrics.silver import deduplicate, silver_batch
 from transforms.windowing import DAY
 

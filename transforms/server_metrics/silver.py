@@ -2,7 +2,7 @@
 server's records.
 
 Ranges, vocabulary and derived columns are computed on whole columns. A record any
-vectorised check flags goes through the row-level :func:`transforms.silver.to_silver`,
+vectorised check flags goes through the row-level :func:`.row_silver.to_silver`,
 so its dead letter has the reason and message it always had. Names are canonicalised
 once per distinct value, not per record.
 """
@@ -17,15 +17,15 @@ import pyarrow.compute as pc
 from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.batches import concat, conform, from_rows
 from transforms.dead_letters import RecordRejected, dead_letter, internal_error
-from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.bronze import EDGE_SPACE
-from transforms.silver import (
+from transforms.server_metrics.row_silver import (
     _RANGES,
     SERVER_TYPE_ALIASES,
     _canonical_location,
     _copy_rank,
     to_silver,
 )
+from transforms.server_metrics.rules import ServerMetricsRules
 
 _SERVER_TYPES = frozenset(SERVER_METRIC.field("server_type").choices)
 

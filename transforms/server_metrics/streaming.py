@@ -12,12 +12,12 @@ Records travel as batch fragments, never one element per record:
   and window, the event times already seen (so a copy in a later pane is caught) and,
   once the window is closed, dead-letters what still comes as ``late``;
 * gold: each deduplicated fragment becomes one summary per server identity and minute,
-  and from there the row-level gold (:func:`transforms.gold.gold_from_minute_deltas`) runs
+  and from there the row-level gold (:func:`.row_gold.gold_from_minute_deltas`) runs
   on one element per (server, minute, pane); the alert matrix gets one accumulator per
   server and period, the detector one fragment per server and metric.
 
 The tables, panes and dead letters are those of the row-level streaming medallion
-(:class:`transforms.medallion.ServerMetricsMedallion`) on the same input: tested.
+(:class:`transforms.server_metrics.row_medallion.ServerMetricsMedallion`) on the same input: tested.
 Bronze, silver and the dead letters leave as Arrow tables, every other table as rows
 (a handful per server and minute).
 """
@@ -51,12 +51,6 @@ from schemas.server_metrics import (
     SERVER_METRICS_BRONZE,
     SERVER_METRICS_SILVER,
 )
-from transforms.analytics import (
-    AlertSignals,
-    MatrixFromParts,
-    _counters,
-    score_in_order,
-)
 from transforms.batches import (
     DEAD,
     ArrowTableCoder,
@@ -68,12 +62,18 @@ from transforms.batches import (
 )
 from transforms.batches import declare_tables as tables
 from transforms.dead_letters import dead_letter
-from transforms.gold import SIGNAL_HOLDS, gold_from_minute_deltas
 from transforms.live_bronze import StreamingBronze
-from transforms.rules import ServerMetricsRules
 from transforms.server_metrics.aggregate import IDENTITY, Measures, Segments, identity_codes
+from transforms.server_metrics.analytics import (
+    AlertSignals,
+    MatrixFromParts,
+    _counters,
+    score_in_order,
+)
 from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.server_metrics.medallion import BronzeFn, SilverFn
+from transforms.server_metrics.row_gold import SIGNAL_HOLDS, gold_from_minute_deltas
+from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.server_metrics.silver import deduplicate
 from transforms.windowing import MINUTE, Streaming, schedule_flush
 
@@ -88,7 +88,7 @@ class GateAndDeduplicateFn(beam.DoFn):
     """One pane of a server's minute (its fragments) → the deduplicated fragment, and
     dead letters: copies (of this pane or an earlier one) and, after the window closed
     (its end plus the allowed lateness), everything as ``late``: the batch form of
-    :class:`transforms.silver.GateAndDeduplicateFn`, with the same state and words."""
+    :class:`.row_silver.GateAndDeduplicateFn`, with the same state and words."""
 
     SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
     CLOSED = ReadModifyWriteStateSpec("closed", BooleanCoder())
@@ -238,7 +238,7 @@ class SeriesPartsFn(beam.DoFn):
 
 class EwmaBatchDetectorFn(beam.DoFn):
     """Streaming: ``((server_id, metric), values)`` fragments → anomaly rows: the batch
-    form of :class:`transforms.analytics.EwmaDetectorFn`, with the same state, timer and
+    form of :class:`.analytics.EwmaDetectorFn`, with the same state, timer and
     scoring (``score_in_order``), so the same answers."""
 
     #: What its flush emits at a drain must not fall behind the watermark downstream.

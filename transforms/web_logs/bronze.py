@@ -8,7 +8,7 @@ second expression, and each distinct client address is validated and normalised 
 
 A line that pattern does not vouch for (an escape, a host name, IPv6 in brackets, a date
 that does not exist, a time out of range, bytes that are not UTF-8, anything malformed)
-goes through the row-level :func:`transforms.access_log.to_web_log_bronze` itself, so each
+goes through the row-level :func:`transforms.web_logs.access_log.to_web_log_bronze` itself, so each
 accepted value and each dead letter's reason and message are the row-level ones.
 """
 from __future__ import annotations
@@ -23,12 +23,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.web_logs import WEB_LOGS_BRONZE
-from transforms.access_log import (
-    LOG_EARLIEST,
-    MAX_INT64,
-    LogFormat,
-    to_web_log_bronze,
-)
 from transforms.batches import concat, conform, from_rows, raw_records, raw_watermark
 from transforms.bronze import (
     EPOCH,
@@ -36,6 +30,12 @@ from transforms.bronze import (
     MAX_PAYLOAD_BYTES,
     micros_of,
     parse_records,
+)
+from transforms.web_logs.access_log import (
+    LOG_EARLIEST,
+    MAX_INT64,
+    LogFormat,
+    to_web_log_bronze,
 )
 
 STEP = "ParseAccessLog"
@@ -61,7 +61,7 @@ _LINE = (
 _NGINX_MAIN = (_LINE[:_LINE.index("(?P<referrer>")]
                + rf'(?P<referrer> {_QUOTED})(?P<agent> {_QUOTED})(?P<forwarded> {_QUOTED}) *$')
 _PATTERNS = {"combined": _LINE, "nginx_main": _NGINX_MAIN}
-#: ``transforms.access_log.split_request``: METHOD target [HTTP/x].
+#: ``transforms.web_logs.access_log.split_request``: METHOD target [HTTP/x].
 _REQUEST = r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<target>[^ ]+)(?: (?P<protocol>HTTP/[^ ]*))?$"
 _EARLIEST_US = (LOG_EARLIEST - EPOCH).days * 86_400_000_000
 _LATEST_US = (LATEST - EPOCH).days * 86_400_000_000

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from transforms.dead_letters import RecordRejected
 
 #: The named presets (``--log-format NAME``); ``combined`` and ``nginx_main`` have
-#: parsers of their own (:mod:`transforms.access_log`): Combined and Common told apart
+#: parsers of their own (:mod:`transforms.web_logs.access_log`): Combined and Common told apart
 #: per line, and trailing fields after the user agent tolerated.
 PRESETS = {
     "common": '%h %l %u %t "%r" %>s %b',

@@ -1,10 +1,10 @@
 """Gold of the web logs on arrays: a span's silver rows → every traffic table's rows for the
 windows inside the span.
 
-The same tables as the row-level :class:`transforms.web_gold.WebLogsGold`, with its
-dimensions (:data:`transforms.web_gold.DIMENSIONS`' columns and ``(unknown)`` spellings),
+The same tables as the row-level :class:`transforms.web_logs.row_gold.WebLogsGold`, with its
+dimensions (:data:`.row_gold.DIMENSIONS`' columns and ``(unknown)`` spellings),
 its counts and its sketch of unique visitors: each group's distinct visitors, found with
-numpy, go into a :class:`~transforms.web_gold.VisitorSketch`, whose estimate does not depend on
+numpy, go into a :class:`~.row_gold.VisitorSketch`, whose estimate does not depend on
 the order they came in, so it is the row-level one exactly. A span
 holds whole windows of every size (see :func:`group_span`), so no window needs a second
 pass.
@@ -25,7 +25,7 @@ from schemas.web_logs import (
     WEB_TRAFFIC_BY_STATUS,
 )
 from transforms.batches import conform, dense_codes
-from transforms.web_gold import UNKNOWN_PLACE, Traffic, VisitorSketch
+from transforms.web_logs.row_gold import UNKNOWN_PLACE, Traffic, VisitorSketch
 from transforms.windowing import HOUR, MINUTE
 
 _US = 1_000_000

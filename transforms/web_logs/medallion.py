@@ -26,11 +26,11 @@ from apache_beam.pvalue import TaggedOutput
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.access_log import LogFormat
 from transforms.batches import DEAD, concat, dead_letter_batch, keyed_tables, split_by_span
 from transforms.batches import count_batches as _count
 from transforms.batches import declare_tables as tables
 from transforms.geo import GEO_STATUSES, shared_database
+from transforms.web_logs.access_log import LogFormat
 from transforms.web_logs.bronze import web_bronze_batch
 from transforms.web_logs.gold import gold_tables, group_span
 from transforms.web_logs.silver import clean_batch, web_silver_batch

@@ -1,8 +1,8 @@
 """Silver of the web logs on batches: a span's bronze rows → deduplicated, geolocated,
 private silver rows, and dead letters.
 
-The same steps as the row-level :class:`transforms.web_silver.CleanWebLogs`, on columns:
-copies of a line (every field of :data:`transforms.web_silver.IDENTITY` equal) are found
+The same steps as the row-level :class:`transforms.web_logs.row_silver.CleanWebLogs`, on columns:
+copies of a line (every field of :data:`transforms.web_logs.row_silver.IDENTITY` equal) are found
 by one sort, the survivor being the copy from the first source; each distinct address is
 geolocated and reduced once, each distinct user agent described once, each distinct
 (address, agent) hashed once. A status outside the HTTP range is a dead letter through the
@@ -20,7 +20,7 @@ from schemas.web_logs import GEO_FIELDS, MAX_RESPONSE_BYTES, WEB_LOGS_SILVER
 from transforms.batches import conform, dense_codes, dictionary
 from transforms.dead_letters import RecordRejected, dead_letter, internal_error
 from transforms.geo import UNKNOWN, GeoDatabase, Place
-from transforms.web_silver import IDENTITY, PrivacyPolicy, describe_agent, to_web_silver
+from transforms.web_logs.row_silver import IDENTITY, PrivacyPolicy, describe_agent, to_web_silver
 
 _US = 1_000_000
 

@@ -11,13 +11,13 @@ Records travel as batch fragments, never one element per record:
   a 64-bit hash of every line already accepted, so a copy in a later poll is caught, and
   forgets them once no copy can pass bronze any more; then geolocation, agents and privacy
   on the fragment, as in batch;
-* ``Gold``: each fragment becomes one partial :class:`transforms.web_gold.Traffic` per
+* ``Gold``: each fragment becomes one partial :class:`transforms.web_logs.row_gold.Traffic` per
   table, window and dimension value, and from there the row-level gold
-  (:func:`transforms.web_gold.traffic_rows`) combines them in accumulating event-time
+  (:func:`transforms.web_logs.row_gold.traffic_rows`) combines them in accumulating event-time
   windows: one element per (window, dimension value, fragment).
 
 The tables and dead letters are those of the row-level streaming web-log medallion
-(:class:`transforms.medallion.WebLogsMedallion`) on the same input, latest pane by latest
+(:class:`.row_medallion.WebLogsMedallion`) on the same input, latest pane by latest
 pane: tested. Bronze, silver and the dead letters leave as Arrow tables, the gold tables as
 rows (a handful per window).
 """
@@ -39,16 +39,16 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.access_log import LogFormat
 from transforms.batches import DEAD, dead_letter_batch, keyed_tables
 from transforms.batches import count_batches as _count
 from transforms.batches import declare_tables as tables
 from transforms.dead_letters import dead_letter
 from transforms.live_bronze import StreamingBronze
-from transforms.web_gold import TrafficFromParts
+from transforms.web_logs.access_log import LogFormat
 from transforms.web_logs.gold import traffic_parts
 from transforms.web_logs.medallion import CleanFn, SpanFragmentsFn, WebBronzeFn, visitor_hashes
-from transforms.web_silver import IDENTITY
+from transforms.web_logs.row_gold import TrafficFromParts
+from transforms.web_logs.row_silver import IDENTITY
 from transforms.windowing import MINUTE, Streaming
 
 _US = 1_000_000
@@ -58,7 +58,7 @@ _GOLD = tuple(t.name for t in WEB_GOLD_TABLES)
 
 
 def line_hashes(bronze: pa.Table) -> np.ndarray:
-    """A 64-bit hash of what makes a line a copy (:data:`transforms.web_silver.IDENTITY`):
+    """A 64-bit hash of what makes a line a copy (:data:`transforms.web_logs.row_silver.IDENTITY`):
     each field written length-first, null apart, so no two different lines spell alike."""
     parts = []
     for name in IDENTITY:

@@ -34,8 +34,8 @@ from schemas.server_metrics import (
     ANOMALIES,
     SERVER_ALERT_MATRIX,
 )
-from transforms.rules import AlertMatrix, AnomalyDetection
 from transforms.server_metrics.incidents import IncidentsFromSignals
+from transforms.server_metrics.rules import AlertMatrix, AnomalyDetection
 from transforms.windowing import BATCH, Mode, Streaming, bucket, pane_columns, schedule_flush
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

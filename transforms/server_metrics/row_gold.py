@@ -1,7 +1,7 @@
 """Gold: windowed aggregates of silver server metrics, in event time.
 
 Each silver record is read once, into a per-server one-minute summary
-(:class:`~transforms.summary.ServerMetricsSummary`). Hours, days and locations × server
+(:class:`~.summary.ServerMetricsSummary`). Hours, days and locations × server
 types are merges of those minute summaries (``RollUp``), so every table agrees with every
 other (the record counts of each table add up to the silver count).
 
@@ -22,8 +22,8 @@ from schemas.server_metrics import (
     SERVER_HEALTH_SUMMARY,
     SERVER_METRICS_MINUTELY,
 )
-from transforms.rules import AlertRule, ServerMetricsRules
-from transforms.summary import ServerMetricsSummary
+from transforms.server_metrics.rules import AlertRule, ServerMetricsRules
+from transforms.server_metrics.summary import ServerMetricsSummary
 from transforms.windowing import (
     BATCH,
     DAY,

@@ -22,7 +22,7 @@ from apache_beam.utils.timestamp import Duration
 from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.bronze import EPOCH, event_time
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
-from transforms.rules import ServerMetricsRules
+from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.windowing import BATCH, MINUTE, Mode, Streaming, bucket
 
 _ONE_MS = timedelta(milliseconds=1)
