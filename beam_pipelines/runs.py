@@ -184,25 +184,27 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     elif sink.name == "postgres" and not feeds and not plan.offline:
         sink.clear(tables, pipeline_name)  # the live generator: a new stream each time
     until = f"for {opts.run_for:g}s" if opts.run_for else "until Ctrl-C"
-    print(f"Streaming the {title} medallion on {runner} from {what} {until} into "
-          f"{sink.describe()}…", flush=True)
-    if catalog:
-        print("Query while it runs: " + shell_command(
-            output_dir, f"select * from {peek} order by window_start desc limit 10"),
-            flush=True)
-    if is_local_streaming(runner):
-        from beam_pipelines.runners import local as local_runner
-
-        local_runner.install()
-    pipeline = beam.Pipeline(options=options)
-    # A resumed run computes gold again from the silver rows earlier runs wrote.
-    replay = delivery.replay_silver(ledger.resume.silver_files) if ledger else None
-    build(pipeline, source, plan.mode, bool(opts.subscription), sink, replay)
     live_sources.reset_drain()
-    live_sources.set_heartbeat(opts.heartbeat)
     delivery.start(ledger)
+    # From the first line on, Ctrl-C drains: during the build, the source then stops as
+    # soon as it starts, and the run still ends with its summary.
     previous = _drain_on_interrupt()
     try:
+        print(f"Streaming the {title} medallion on {runner} from {what} {until} into "
+              f"{sink.describe()}…", flush=True)
+        if catalog:
+            print("Query while it runs: " + shell_command(
+                output_dir, f"select * from {peek} order by window_start desc limit 10"),
+                flush=True)
+        if is_local_streaming(runner):
+            from beam_pipelines.runners import local as local_runner
+
+            local_runner.install()
+        pipeline = beam.Pipeline(options=options)
+        # A resumed run computes gold again from the silver rows earlier runs wrote.
+        replay = delivery.replay_silver(ledger.resume.silver_files) if ledger else None
+        build(pipeline, source, plan.mode, bool(opts.subscription), sink, replay)
+        live_sources.set_heartbeat(opts.heartbeat)
         result = pipeline.run()
         if dataflow:
             announce_dataflow_job(result, options)

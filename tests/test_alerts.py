@@ -19,6 +19,7 @@ from tests.conftest import streaming_pipeline
 from tests.test_pubsub import names, pull_all
 from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.server_metrics.rules import ServerMetricsRules
+from transforms.windowing import Streaming
 
 TestStream.__test__ = False
 
@@ -84,7 +85,7 @@ def test_streaming_pages_once_and_never_for_an_early_pane(pubsub_emulator):
               .advance_watermark_to(T0.timestamp() + 300)
               .advance_watermark_to_infinity())
     with streaming_pipeline() as p:
-        paged = p | stream | IncidentsFromSignals(ServerMetricsRules(), streaming=True)
+        paged = p | stream | IncidentsFromSignals(ServerMetricsRules(), Streaming())
         paged["notifications"] | PublishAlerts(topic)
     messages = pull_all(subscription)
     assert sorted(m.attributes["state"] for m in messages) == ["firing", "resolved"]

@@ -43,14 +43,25 @@ def test_ctrl_c_anywhere_in_a_batch_run_is_one_line_and_exit_130(tmp_path, after
     assert not glob.glob(str(out / "**" / "beam-temp-*"), recursive=True)
 
 
-def _streaming(out: Path) -> subprocess.Popen:
-    return _interruptible("-m", "run", "--streaming", "--run-for", "5m", "--output-dir",
+def _streaming(out: Path) -> tuple[subprocess.Popen, str]:
+    """A streaming run, once it has printed how to query it (and what it printed): from
+    its first line on a Ctrl-C drains; before it, it is the batch case (one line, exit
+    130). Waiting for the line, not a fixed time, holds whatever the machine's load."""
+    proc = _interruptible("-m", "run", "--streaming", "--run-for", "5m", "--output-dir",
                           str(out))
+    printed = []
+    while not printed or not printed[-1].startswith("Query while it runs"):
+        line = proc.stdout.readline()
+        if not line:
+            _, err = proc.communicate()
+            pytest.fail(f"the run ended before it started streaming: {err[-2000:]}")
+        printed.append(line)
+    return proc, "".join(printed)
 
 
-@pytest.mark.parametrize("after_s", [4.0, 9.0])
+@pytest.mark.parametrize("after_s", [0.0, 1.5, 6.0])
 def test_ctrl_c_in_a_streaming_run_drains_and_prints_the_checked_summary(tmp_path, after_s):
-    proc = _streaming(tmp_path / "lake")
+    proc, _ = _streaming(tmp_path / "lake")
     time.sleep(after_s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=180)
@@ -61,8 +72,8 @@ def test_ctrl_c_in_a_streaming_run_drains_and_prints_the_checked_summary(tmp_pat
 
 
 def test_ctrl_c_twice_aborts_a_draining_streaming_run_in_one_line(tmp_path):
-    proc = _streaming(tmp_path / "lake")
-    time.sleep(5)
+    proc, _ = _streaming(tmp_path / "lake")
+    time.sleep(2)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)

@@ -81,7 +81,6 @@ def test_every_package_is_shipped_to_the_workers():
     """Dataflow workers install the package setuptools finds: a folder of modules without
     an ``__init__.py`` would be left out, and its imports fail on the workers only."""
     import tomllib
-
     from setuptools import find_packages
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())

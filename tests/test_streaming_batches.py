@@ -91,7 +91,7 @@ def test_every_latest_pane_and_dead_letter_equals_the_row_level_streaming(batch_
     assert late_rows and all(r["pane_timing"] == "LATE" for r in late_rows)
 
 
-def _live_rounds(count=3000, per_round=60, lag_s=10, redeliver_every=97):
+def _live_rounds(count=1500, per_round=60, lag_s=10, redeliver_every=97):
     """Generated records with every fault, as a live source would deliver them: rounds of
     (records, the watermark they arrived under); the watermark trails the newest event by
     ``lag_s``, and now and then an earlier delivery comes again (same id, same time)."""
