@@ -55,9 +55,9 @@ def run_logs_beam(path: str, out: str, batches: bool = True) -> dict:
     else:
         tables = (p | ReadServerMetricFiles({"jsonl": [path]})
                   | WebLogsMedallion(policy))
-        from beam_pipelines.io.sinks import as_sink
+        from beam_pipelines.io.sinks import write_tables
 
-        as_sink(out).write(tables, web_logs.TABLES)
+        write_tables(out, tables, web_logs.TABLES, pipeline=web_logs.PIPELINE)
     result = p.run()
     result.wait_until_finish()
     stages = {c.key.metric.name: c.committed for c in result.metrics().query(

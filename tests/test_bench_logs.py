@@ -35,3 +35,17 @@ def test_the_duckdb_reference_counts_what_the_pipeline_counts(tmp_path):
                 f"select window_start, {dims}, {_SUMS} from "
                 f"'{tmp_path}/duckdb/{table}.parquet' group by all order by all").fetchall()
             assert ours == theirs and len(ours) >= 10, table
+
+
+def test_the_per_record_baseline_writes_the_same_tables_with_named_dead_letters(tmp_path):
+    """The naive baseline (the row-level medallion) runs to the end, its dead letters
+    stamped with the pipeline like every run's, and accounts for every line."""
+    path = str(tmp_path / "access.log")
+    generator = WebLogGenerator(WebLogConfig(count=600, rate_per_s=30, seed=9,
+                                             malformed_rate=0.05))
+    write_lines(generator, generator.render(), path)
+    run_logs_beam(path, str(tmp_path / "rows"), batches=False)
+    _check_accounting(str(tmp_path / "rows"), 600)
+    with connect_catalog(write_catalog(str(tmp_path / "rows"), TABLES)) as con:
+        names = con.execute("select distinct pipeline from dead_letters").fetchall()
+    assert names == [("web_logs",)]
