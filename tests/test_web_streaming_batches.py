@@ -28,7 +28,7 @@ _US = 1_000_000
 POLICY = PrivacyPolicy(salt=b"streaming")
 
 
-def _rounds(count=1500, per_round=40, lag_s=20, redeliver_every=53, seed=31):
+def _rounds(count=1000, per_round=40, lag_s=20, redeliver_every=53, seed=31):
     """Generated lines with every fault, as a live source delivers them: rounds of (lines,
     the watermark they arrived under), now and then an earlier delivery again."""
     config = WebLogConfig(count=count, rate_per_s=8, seed=seed, malformed_rate=0.03,
