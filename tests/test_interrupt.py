@@ -72,8 +72,14 @@ def test_ctrl_c_in_a_streaming_run_drains_and_prints_the_checked_summary(tmp_pat
 
 
 def test_ctrl_c_twice_aborts_a_draining_streaming_run_in_one_line(tmp_path):
-    proc, _ = _streaming(tmp_path / "lake")
-    time.sleep(2)
+    out = tmp_path / "lake"
+    proc, _ = _streaming(out)
+    # Draining: records are flowing (a first bronze file is in place), so closing every
+    # window takes a while, and the second Ctrl-C comes during it.
+    deadline = time.monotonic() + 120
+    while not glob.glob(str(out / "bronze" / "**" / "part-*.parquet"), recursive=True):
+        assert proc.poll() is None and time.monotonic() < deadline, "no bronze file"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
