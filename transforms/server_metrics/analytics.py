@@ -66,11 +66,21 @@ class KeyBySlidingWindowsFn(beam.DoFn):
             yield _identity(record) + (start,), record
 
 
-class KeyByWindowStartFn(beam.DoFn):
-    """Streaming: after ``SlidingWindows``, key each copy by (server, its window's start)."""
+def _record_identity(record: dict):
+    return _identity(record), record
 
-    def process(self, record, window=beam.DoFn.WindowParam):
-        yield _identity(record) + (window.start.micros,), record
+
+class KeyByWindowStartFn(beam.DoFn):
+    """Streaming: after ``SlidingWindows``, key each copy by (server identity, its window's
+    start). ``split``: element → (server identity, value): a record keeps itself; a part
+    of a window (streaming on batches) is such a pair already."""
+
+    def __init__(self, split=_record_identity):
+        self._split = split
+
+    def process(self, element, window=beam.DoFn.WindowParam):
+        identity, value = self._split(element)
+        yield identity + (window.start.micros,), value
 
 
 class MatrixCombineFn(beam.CombineFn):
@@ -145,26 +155,28 @@ class ServerAlertMatrix(beam.PTransform):
         return (silver
                 | "KeyByWindow" >> self._mode.choose(
                     batch=beam.ParDo(KeyBySlidingWindowsFn(m.window_s, m.period_s)),
-                    streaming=_KeyBySlidingWindows(m, self._mode))
+                    streaming=KeyBySlidingWindows(m, self._mode))
                 | "CombineWindow" >> beam.CombinePerKey(MatrixCombineFn())
                 | "MatrixRows" >> beam.ParDo(FormatMatrixRowFn(m)))
 
 
-class _KeyBySlidingWindows(beam.PTransform):
-    """Streaming: records into Beam's sliding windows, each copy keyed by its window."""
+class KeyBySlidingWindows(beam.PTransform):
+    """Streaming: elements into the matrix's sliding windows, each copy keyed by its
+    window (``split`` as :class:`KeyByWindowStartFn` takes it)."""
 
-    def __init__(self, matrix: AlertMatrix, mode: Streaming):
+    def __init__(self, matrix: AlertMatrix, mode: Streaming, split=_record_identity):
         super().__init__()
         self._matrix = matrix
         self._mode = mode
+        self._split = split
 
-    def expand(self, silver):
+    def expand(self, elements):
         m = self._matrix
-        return (silver
+        return (elements
                 | "SlidingWindows" >> self._mode.windows(
                     m.window_s, accumulate=True,
                     window_fn=SlidingWindows(m.window_s, m.period_s))
-                | "KeyByWindowStart" >> beam.ParDo(KeyByWindowStartFn()))
+                | "KeyByWindowStart" >> beam.ParDo(KeyByWindowStartFn(self._split)))
 
 
 class MergeMatrixAccumulators(MatrixCombineFn):
@@ -187,18 +199,13 @@ class MatrixFromParts(beam.PTransform):
     def expand(self, parts):
         m = self._matrix
         return (parts
-                | "SlidingWindows" >> self._mode.windows(
-                    m.window_s, accumulate=True,
-                    window_fn=SlidingWindows(m.window_s, m.period_s))
-                | "KeyByWindowStart" >> beam.ParDo(_KeyPartByWindowStartFn())
+                | "KeyByWindow" >> KeyBySlidingWindows(m, self._mode, split=_as_pair)
                 | "CombineWindow" >> beam.CombinePerKey(MergeMatrixAccumulators())
                 | "MatrixRows" >> beam.ParDo(FormatMatrixRowFn(m)))
 
 
-class _KeyPartByWindowStartFn(beam.DoFn):
-    def process(self, part, window=beam.DoFn.WindowParam):
-        identity, acc = part
-        yield identity + (window.start.micros,), acc
+def _as_pair(part):
+    return part  # (server identity, accumulator)
 
 
 # --- seed 003: EWMA + 3 sigma, in keyed state --------------------------------------------
@@ -410,20 +417,9 @@ class DetectAnomalies(beam.PTransform):
                      beam.typehints.Tuple[beam.typehints.Tuple[str, str], beam.typehints.Any]))
         # Batch scores each series whole; streaming keeps the detector in state.
         return keyed | "ScoreInEventTimeOrder" >> self._mode.choose(
-            batch=_ScoreSeries(self._rules), streaming=beam.ParDo(EwmaDetectorFn(self._rules)))
-
-
-class _ScoreSeries(beam.PTransform):
-    """Batch: every value of a key, grouped, scored in event-time order."""
-
-    def __init__(self, rules: AnomalyDetection):
-        super().__init__()
-        self._rules = rules
-
-    def expand(self, keyed):
-        return (keyed
-                | "SeriesPerKey" >> beam.GroupByKey()
-                | "Score" >> beam.ParDo(ScoreSeriesFn(self._rules)))
+            batch=("SeriesPerKey" >> beam.GroupByKey()
+                   | "Score" >> beam.ParDo(ScoreSeriesFn(self._rules))),
+            streaming=beam.ParDo(EwmaDetectorFn(self._rules)))
 
 
 # --- one alert feed ----------------------------------------------------------------------

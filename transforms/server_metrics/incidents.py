@@ -441,22 +441,10 @@ class IncidentsFromSignals(beam.PTransform):
             beam.typehints.KV[str, beam.typehints.Any])
         # Batch tracks each server's signals of the run at once; streaming in timers.
         out = keyed | "Track" >> self._mode.choose(
-            batch=_TrackPerServer(self._rules),
+            batch=("GroupByServer" >> beam.GroupByKey()
+                   | "Track" >> beam.ParDo(_RowsIncidentsFn(self._rules.incidents))
+                   .with_outputs("notifications", main="incidents")),
             streaming=beam.ParDo(IncidentTrackerFn(
                 self._rules.incidents, signal_hold_s(self._rules))).with_outputs(
                 "notifications", main="incidents"))
         return {"incidents": out.incidents, "notifications": out.notifications}
-
-
-class _TrackPerServer(beam.PTransform):
-    """Batch: a server's every signal, grouped, through one tracker."""
-
-    def __init__(self, rules):
-        super().__init__()
-        self._rules = rules
-
-    def expand(self, keyed):
-        return (keyed
-                | "GroupByServer" >> beam.GroupByKey()
-                | "Track" >> beam.ParDo(_RowsIncidentsFn(self._rules.incidents))
-                .with_outputs("notifications", main="incidents"))

@@ -280,26 +280,14 @@ class DeduplicateRequests(beam.PTransform):
         keyed = rows | "KeyByLine" >> beam.Map(lambda r: (_identity(r), r)).with_output_types(
             tuple[str, dict])
         out = keyed | self._mode.choose(
-            batch="KeepFirstCopy" >> _KeepFirstCopy(self._redact),
+            batch=("GroupCopies" >> beam.GroupByKey()
+                   | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._redact)).with_outputs(
+                       DEAD_LETTER, main="records")),
             streaming="FirstCopy" >> beam.ParDo(FirstSeenFn(
                 layer="silver", step="DeduplicateRequests", reason="duplicate_event",
                 what="log line", remember_s=60 + (self._mode.allowed_lateness_s or 0) + 60,
                 redact=self._redact)).with_outputs(DEAD_LETTER, main="records"))
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
-
-
-class _KeepFirstCopy(beam.PTransform):
-    """Batch: the copies of a line grouped, the first kept."""
-
-    def __init__(self, redact):
-        super().__init__()
-        self._redact = redact
-
-    def expand(self, keyed):
-        return (keyed
-                | "GroupCopies" >> beam.GroupByKey()
-                | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._redact)).with_outputs(
-                    DEAD_LETTER, main="records"))
 
 
 class CleanWebLogs(beam.PTransform):
