@@ -17,6 +17,31 @@ from transforms.windowing import BATCH, Mode, Streaming
 
 
 @dataclass(frozen=True)
+class PubSubFeed:
+    subscription: str
+
+
+@dataclass(frozen=True)
+class KafkaFeed:
+    bootstrap: str
+    topics: tuple[str, ...]
+    group: str
+    join_wait_s: float | None  # --kafka-join: how long a record waits for its partners
+
+
+@dataclass(frozen=True)
+class TcpFeed:
+    host: str
+    port: int
+    listen: bool  # or connect to a generator that serves
+
+
+#: A real feed of a streaming run: a run from one appends to what earlier runs wrote and
+#: settles its messages once written (the live generator is none of them).
+Feed = PubSubFeed | KafkaFeed | TcpFeed
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Where and how a run goes, checked: the pipeline (the name its dead letters carry),
     its mode (``BATCH`` or ``Streaming``), the runner, whether it is Dataflow, whether the
@@ -28,10 +53,7 @@ class RunPlan:
     dataflow: bool
     offline: bool
     sink: object
-
-    @property
-    def streaming(self) -> bool:
-        return self.mode.streaming
+    feed: Feed | None = None  # batch, or the live generator of a streaming run
 
 
 def preflight(options: PipelineOptions, opts, pipeline: str, streaming: bool) -> RunPlan:
@@ -52,7 +74,8 @@ def preflight(options: PipelineOptions, opts, pipeline: str, streaming: bool) ->
         _check_dataflow(options, opts, streaming)
     offline = dataflow and bool(options.view_as(TestOptions).dry_run)
     sink = choose_sink(options, opts, pipeline, streaming, dataflow, offline)
-    return RunPlan(pipeline, mode, runner, dataflow, offline, sink)
+    feed = _feed(opts, pipeline, dataflow, offline) if streaming else None
+    return RunPlan(pipeline, mode, runner, dataflow, offline, sink, feed)
 
 
 def _check_flags(opts, pipeline: str, streaming: bool) -> None:
@@ -73,24 +96,52 @@ def _check_flags(opts, pipeline: str, streaming: bool) -> None:
                         "Kafka or TCP appends to its lakehouse already)")
     if bool(opts.kafka_bootstrap) != bool(opts.kafka_topic):
         raise UserError("--kafka-bootstrap and --kafka-topic go together")
-    feeds = [f for f in FEEDS if getattr(opts, f)]
+    feeds = [f for f in _FEED_FLAGS if getattr(opts, f)]
     if len(feeds) > 1:
         raise UserError("read one source: "
                         + " or ".join("--" + f.replace("_", "-") for f in feeds))
-    if opts.kafka_join and (pipeline != "server_metrics" or not opts.kafka_topic
-                            or len(_kafka_topics(opts.kafka_topic)) < 2):
-        raise UserError("--kafka-join joins server metrics split over two or more "
+    if opts.kafka_join and (pipeline != "server_metrics" or not opts.kafka_topic):
+        raise _KAFKA_JOIN
+
+
+_FEED_FLAGS = ("tcp_listen", "tcp_connect", "subscription", "kafka_topic")
+_KAFKA_JOIN = UserError("--kafka-join joins server metrics split over two or more "
                         "--kafka-topic topics (one per metric family)")
 
 
-def _kafka_topics(flag: str) -> list[str]:
-    from beam_pipelines.io import kafka
+def _feed(opts, pipeline: str, dataflow: bool, offline: bool) -> Feed | None:
+    """The feed the flags name, checked: its address or names, and (on the local runner)
+    that it answers and exists."""
+    if opts.kafka_topic:
+        from beam_pipelines.io import kafka
 
-    return kafka.parse_topics(flag)
+        topics = kafka.parse_topics(opts.kafka_topic)
+        if opts.kafka_join and len(topics) < 2:
+            raise _KAFKA_JOIN
+        if not dataflow and not offline:
+            kafka.check(opts.kafka_bootstrap, topics)
+        return KafkaFeed(opts.kafka_bootstrap, topics,
+                         opts.kafka_group or f"telemetry-{pipeline}",
+                         opts.kafka_join_wait if opts.kafka_join else None)
+    if opts.tcp_listen or opts.tcp_connect:
+        from beam_pipelines.io import tcp
 
+        listen = bool(opts.tcp_listen)
+        host, port = tcp.parse_address(opts.tcp_listen or opts.tcp_connect,
+                                       "--tcp-listen" if listen else "--tcp-connect")
+        if listen:
+            tcp.check_listen((host, port))
+        return TcpFeed(host, port, listen)
+    if opts.subscription:
+        from beam_pipelines.ops import pubsub
 
-#: The real feeds of a streaming run (the live generator is none of them).
-FEEDS = ("tcp_listen", "tcp_connect", "subscription", "kafka_topic")
+        pubsub.check_subscription(opts.subscription)
+        if not offline:
+            pubsub.require_credentials()
+        if not dataflow:
+            pubsub.check_subscription_exists(opts.subscription)
+        return PubSubFeed(opts.subscription)
+    return None
 
 
 def _mode(opts) -> Streaming:

@@ -25,8 +25,7 @@ from beam_pipelines.io.lakehouse import (
 )
 from beam_pipelines.io.progress import ProgressReporter
 from beam_pipelines.io.sources import COMPRESSED, count_input_records
-from beam_pipelines.ops import pubsub
-from beam_pipelines.preflight import FEEDS, preflight
+from beam_pipelines.preflight import KafkaFeed, PubSubFeed, TcpFeed, preflight
 from beam_pipelines.runners import is_local_streaming
 
 
@@ -126,44 +125,28 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     prepare_output_dir(output_dir, tables)
     runner, dataflow, sink = plan.runner, plan.dataflow, plan.sink
     stop_at = time.time() + opts.run_for if opts.run_for else None
-    # a real feed, as opposed to the live generator: a run appends to what earlier ones
-    # wrote, and settles its messages once written
-    feeds = [f for f in FEEDS if getattr(opts, f)]
-    if opts.kafka_topic:
+    feed = plan.feed
+    if isinstance(feed, KafkaFeed):
         from beam_pipelines.io import kafka
 
-        topics = kafka.parse_topics(opts.kafka_topic)
-        group = opts.kafka_group or f"telemetry-{pipeline_name}"
-        if not dataflow and not plan.offline:
-            kafka.check(opts.kafka_bootstrap, topics)
-        source = kafka.read_kafka(opts.kafka_bootstrap, topics, group, stop_at,
+        source = kafka.read_kafka(feed.bootstrap, feed.topics, feed.group, stop_at,
                                   opts.max_out_of_orderness, dataflow=dataflow,
                                   batches=batches, max_future_s=opts.max_future,
-                                  join_wait_s=opts.kafka_join_wait if opts.kafka_join
-                                  else None)
-        what = f"Kafka {','.join(topics)} at {opts.kafka_bootstrap} (group {group})"
-    elif opts.tcp_listen or opts.tcp_connect:
+                                  join_wait_s=feed.join_wait_s)
+        what = f"Kafka {','.join(feed.topics)} at {feed.bootstrap} (group {feed.group})"
+    elif isinstance(feed, TcpFeed):
         from beam_pipelines.io import tcp as tcp_source
 
-        listen = bool(opts.tcp_listen)
-        flag = "--tcp-listen" if listen else "--tcp-connect"
-        address = tcp_source.parse_address(opts.tcp_listen or opts.tcp_connect, flag)
-        if listen:
-            tcp_source.check_listen(address)
-        source = tcp_source.read_tcp(address, listen, stop_at, opts.max_out_of_orderness,
-                                     batches=batches, max_future_s=opts.max_future)
-        what = f"tcp://{address[0]}:{address[1]}" + (" (listening)" if listen else "")
-    elif opts.subscription:
-        pubsub.check_subscription(opts.subscription)
-        if not plan.offline:
-            pubsub.require_credentials()
-        if not dataflow:
-            pubsub.check_subscription_exists(opts.subscription)
-        source = live_sources.read_pubsub(opts.subscription, stop_at,
+        source = tcp_source.read_tcp((feed.host, feed.port), feed.listen, stop_at,
+                                     opts.max_out_of_orderness, batches=batches,
+                                     max_future_s=opts.max_future)
+        what = f"tcp://{feed.host}:{feed.port}" + (" (listening)" if feed.listen else "")
+    elif isinstance(feed, PubSubFeed):
+        source = live_sources.read_pubsub(feed.subscription, stop_at,
                                           opts.max_out_of_orderness, dataflow=dataflow,
                                           batches=batches, max_future_s=opts.max_future,
                                           max_outage_s=opts.max_source_outage)
-        what = opts.subscription
+        what = feed.subscription
     else:
         generator, settings, what = live_generator()
         source = live_sources.generate_live(generator, settings, stop_at,
@@ -175,13 +158,13 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
     catalog = None
     ledger = None
     if sink.name == "lakehouse" and is_local(output_dir):
-        if feeds and not dataflow:
+        if feed and not dataflow:
             ledger = _resume(output_dir, tables, pipeline_name)
         else:  # the live generator: a new stream each time
             clear_tables(output_dir, tables, pipeline_name)
         write_empty_tables(output_dir, tables)
         catalog = write_catalog(output_dir, tables)
-    elif sink.name == "postgres" and not feeds and not plan.offline:
+    elif sink.name == "postgres" and not feed and not plan.offline:
         sink.clear(tables, pipeline_name)  # the live generator: a new stream each time
     until = f"for {opts.run_for:g}s" if opts.run_for else "until Ctrl-C"
     live_sources.reset_drain()
@@ -203,7 +186,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         pipeline = beam.Pipeline(options=options)
         # A resumed run computes gold again from the silver rows earlier runs wrote.
         replay = delivery.replay_silver(ledger.resume.silver_files) if ledger else None
-        build(pipeline, source, plan.mode, bool(opts.subscription), sink, replay)
+        build(pipeline, source, plan.mode, isinstance(feed, PubSubFeed), sink, replay)
         live_sources.set_heartbeat(opts.heartbeat)
         result = pipeline.run()
         if dataflow:
@@ -226,7 +209,7 @@ def streaming(options: PipelineOptions, opts, title: str, tables, live_generator
         # This run's records, plus what earlier runs wrote, minus the bronze rows it did
         # not write twice: what bronze and its dead letters must hold now.
         read += ledger.resume.prior_input - ledger.bronze_rewrites_dropped
-    elif sink.name == "postgres" and feeds:
+    elif sink.name == "postgres" and feed:
         read = None  # appended to earlier runs' rows, which this run did not count
     return {"output_dir": output_dir, "catalog": catalog, "tables": tables, "sink": sink,
             "result": result, "dry_run": plan.offline, "input_records": read,

@@ -44,7 +44,6 @@ class Batch:
     explicit time buckets in the global window (on the local runner a windowed GroupByKey
     costs about ten times a global one); nothing is late."""
 
-    streaming = False
     allowed_lateness_s = None  # bronze judges no arrival
 
     def windows(self, seconds: int, *, accumulate: bool, early_every_s: float | None = None,
@@ -72,8 +71,6 @@ class Streaming:
     allowed_lateness_s: int = 300
     early_firing_s: float = 10.0
     safety_margin_s: int = 3600
-
-    streaming = True
 
     def __post_init__(self):
         if self.allowed_lateness_s < 0:

@@ -28,7 +28,7 @@ from schemas.web_logs import MAX_RESPONSE_BYTES
 from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
 from transforms.dedupe import FirstSeenFn
 from transforms.geo import embedded_ipv4, is_host_name
-from transforms.windowing import BATCH, Mode
+from transforms.windowing import BATCH, Mode, Streaming
 
 _SCRIPTS = {"curl", "Wget", "Python Requests", "Python-urllib", "Go-http-client", "okhttp",
             "Apache-HttpClient", "Java", "libwww-perl", "PostmanRuntime"}
@@ -283,11 +283,24 @@ class DeduplicateRequests(beam.PTransform):
             batch=("GroupCopies" >> beam.GroupByKey()
                    | "KeepFirst" >> beam.ParDo(_KeepFirstFn(self._redact)).with_outputs(
                        DEAD_LETTER, main="records")),
-            streaming="FirstCopy" >> beam.ParDo(FirstSeenFn(
-                layer="silver", step="DeduplicateRequests", reason="duplicate_event",
-                what="log line", remember_s=60 + (self._mode.allowed_lateness_s or 0) + 60,
-                redact=self._redact)).with_outputs(DEAD_LETTER, main="records"))
+            streaming="FirstCopy" >> _FirstCopyInState(self._mode, self._redact))
         return {"records": out.records, "dead_letters": out[DEAD_LETTER]}
+
+
+class _FirstCopyInState(beam.PTransform):
+    """Streaming: each line remembered in Beam state for as long as a copy could still
+    arrive (its minute, the allowed lateness, and a minute's margin)."""
+
+    def __init__(self, mode: Streaming, redact):
+        super().__init__()
+        self._mode = mode
+        self._redact = redact
+
+    def expand(self, keyed):
+        return keyed | beam.ParDo(FirstSeenFn(
+            layer="silver", step="DeduplicateRequests", reason="duplicate_event",
+            what="log line", remember_s=60 + self._mode.allowed_lateness_s + 60,
+            redact=self._redact)).with_outputs(DEAD_LETTER, main="records")
 
 
 class CleanWebLogs(beam.PTransform):
