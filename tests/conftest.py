@@ -53,6 +53,22 @@ def line(**overrides) -> str:
 
 
 @pytest.fixture
+def mistake(capsys):
+    """``python -m run ARGS`` in this process, on a user's mistake: it must return 2 and
+    print one line and no traceback, which is returned. (test_cli shows the same for the
+    process a user starts.)"""
+    def run(*args: str) -> str:
+        from beam_pipelines.cli import main
+
+        code = main(list(args))
+        err = capsys.readouterr().err
+        assert code == 2, err[-2000:]
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        return err
+    return run
+
+
+@pytest.fixture
 def clock():
     return fixed_clock
 
