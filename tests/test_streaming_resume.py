@@ -82,6 +82,29 @@ def _wait_for(proc, condition, what: str, timeout_s: float = 90) -> None:
         time.sleep(0.1)
 
 
+def _outcomes(out: Path, silver: str = "server_metrics_silver") -> int:
+    """Events with an outcome in the files renamed into place so far: a silver row, or a
+    dead letter (not counting a redelivery's)."""
+    files = [str(f) for table in (f"silver/{silver}", "dead_letter/dead_letters")
+             for f in (out / table).glob("**/part-*.parquet")]
+    if not files:
+        return 0
+    with duckdb.connect() as con:
+        return con.execute(
+            "select count(distinct split_part(source, '#', 2)) from read_parquet(?, "
+            "hive_partitioning=false, union_by_name=true) where reason is null or "
+            "reason <> 'redelivered'", [files]).fetchone()[0]
+
+
+def _drain_once(proc, condition, what: str) -> tuple[str, str]:
+    """Wait for ``condition``, then stop the run as an operator would (SIGTERM drains:
+    every window closes and the summary is checked): a run as long as its work, not a
+    fixed time."""
+    _wait_for(proc, condition, what, timeout_s=180)
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=240)
+
+
 def _count(out: Path, layer: str, table: str) -> int:
     """Rows in the files renamed into place so far (what a kill leaves)."""
     files = list((out / layer / table).glob("**/part-*.parquet"))
@@ -123,10 +146,15 @@ def test_kill_9_and_restart_loses_nothing_and_writes_nothing_twice(pubsub_emulat
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
+    killed_at = time.monotonic()
     written_before = _count(out, "bronze", "server_metrics_bronze")
 
-    second = _run(subscription, out, "25s")
-    stdout, stderr = second.communicate(timeout=240)
+    # The second run ends once every event has its outcome and the killed run's messages
+    # have come back (the 10 s ack deadline, and a margin) to be settled.
+    second = _run(subscription, out, "240s")
+    stdout, stderr = _drain_once(
+        second, lambda: time.monotonic() - killed_at > 15 and _outcomes(out) >= published,
+        "every event's outcome")
     assert second.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     if written_before:
