@@ -14,6 +14,7 @@ import pytest
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.errors import UserError
 from beam_pipelines.io.kafka import Offsets, ack_id, parse_topics
+from tests.test_streaming_resume import _drain_once
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,15 +49,41 @@ def _generate(bootstrap: str, topic: str, seconds: int) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def _run(bootstrap: str, topic: str, group: str, out: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", bootstrap,
-         "--kafka-topic", topic, "--kafka-group", group, "--run-for", "6s",
-         "--output-dir", str(out), "--heartbeat", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "✗" not in proc.stdout, proc.stdout
-    return proc
+def _stream(args: list[str], out: Path, done, what: str) -> str:
+    """A streaming run from Kafka that drains (SIGTERM) once ``done(bronze rows, bronze
+    dead-letter sources)`` holds for what it has written: as long as its work, however
+    long the consumer group takes to join on a loaded machine. Returns what it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", *args,
+         "--run-for", "180s", "--output-dir", str(out), "--heartbeat", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = _drain_once(proc, lambda: done(*_written(out)), what)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "✗" not in stdout, stdout
+    return stdout
+
+
+def _written(out: Path) -> tuple[int, list[str]]:
+    """Bronze rows, and the sources of bronze dead letters, in the files in place so far."""
+    import duckdb
+
+    def files(table: str) -> list[str]:
+        return [str(f) for f in (out / table).glob("**/part-*.parquet")]
+
+    bronze, dead = files("bronze/server_metrics_bronze"), files("dead_letter/dead_letters")
+    with duckdb.connect() as con:
+        rows = con.execute("select count(*) from read_parquet(?, hive_partitioning=false)",
+                           [bronze]).fetchone()[0] if bronze else 0
+        sources = [s for (s,) in con.execute(
+            "select source from read_parquet(?, hive_partitioning=false, union_by_name=true) "
+            "where layer = 'bronze'", [dead]).fetchall()] if dead else []
+    return rows, sources
+
+
+def _run(bootstrap: str, topic: str, group: str, out: Path, expected: int) -> str:
+    return _stream([bootstrap, "--kafka-topic", topic, "--kafka-group", group], out,
+                   lambda rows, dead: rows + len(dead) >= expected,
+                   f"{expected} records in bronze or its dead letters")
 
 
 def _in_bronze(out: Path) -> int:
@@ -89,12 +116,12 @@ def test_metrics_from_kafka_commit_what_is_written_and_resume(kafka_broker, tmp_
     bootstrap, topic, group = kafka_broker.bootstrap, f"metrics-{uuid.uuid4().hex[:6]}", "g"
     first = _generate(bootstrap, topic, 15)
     assert first >= 60
-    proc = _run(bootstrap, topic, group, tmp_path)
-    assert re.search(rf"\binput\s+{first:,}\n", proc.stdout), proc.stdout
+    stdout = _run(bootstrap, topic, group, tmp_path, first)
+    assert re.search(rf"\binput\s+{first:,}\n", stdout), stdout
     assert _in_bronze(tmp_path) == first
     assert _committed(bootstrap, topic, group) == first  # every message written: committed
     second = _generate(bootstrap, topic, 5)
-    _run(bootstrap, topic, group, tmp_path)  # the same group: only the new messages
+    _run(bootstrap, topic, group, tmp_path, first + second)  # the same group: the new ones
     assert _in_bronze(tmp_path) == first + second
     assert _committed(bootstrap, topic, group) == first + second
 
@@ -292,13 +319,10 @@ def test_seed_002s_topic_per_family_stream_joins_back_every_record(kafka_broker,
     messages = int(re.search(r"([\d,]+) messages delivered", gen.stderr).group(1))
     topics = ",".join(f"{prefix}-{f}" for f in ("cpu", "mem", "net", "disk"))
     out = tmp_path / "lake"
-    proc = subprocess.run(
-        [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", bootstrap,
-         "--kafka-topic", topics, "--kafka-join", "--run-for", "6s", "--output-dir",
-         str(out), "--heartbeat", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "✗" not in proc.stdout, proc.stdout
+    _stream([bootstrap, "--kafka-topic", topics, "--kafka-join"], out,
+            lambda rows, dead: 4 * (rows + sum(s.startswith("kafka-join://") for s in dead))
+            + sum(s.startswith("kafka://") for s in dead) >= messages,
+            "every message in bronze or its dead letters")
     with connect_catalog(out) as con:
         bronze, whole = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE memory_usage IS NOT NULL AND disk_io IS "
