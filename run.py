@@ -18,7 +18,6 @@ if __name__ == "__main__":
         from beam_pipelines.errors import quiet_broken_pipe
 
         code = quiet_broken_pipe()
-    from beam_pipelines.errors import leave_if_interrupted
+    from beam_pipelines.errors import leave
 
-    leave_if_interrupted(code)
-    raise SystemExit(code)
+    leave(code, "python -m run")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from beam_pipelines.errors import USAGE_ERROR, leave_if_interrupted, quiet_broken_pipe
+from beam_pipelines.errors import USAGE_ERROR, leave, quiet_broken_pipe
 
 #: command → (module with ``main(argv, prog)``, what it does).
 COMMANDS = {
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = module.main(rest, prog=f"telemetry {name}")
         if program:
-            leave_if_interrupted(code)
+            leave(code, f"telemetry {name}")
         return code
     except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 1

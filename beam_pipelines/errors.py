@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -17,16 +18,30 @@ USAGE_ERROR = 2
 INTERRUPTED = 130
 
 
-def leave_if_interrupted(code: int) -> None:
-    """A program stopped by Ctrl-C leaves at once with status 130, once its cleanups have
-    run: the runner's worker threads may still be alive, and the interpreter's teardown
-    under them can abort ("terminate called without an active exception", SIGABRT)."""
-    if code == INTERRUPTED:
-        import os
+def leave(code: int, prog: str) -> NoReturn:
+    """End the process as soon as its work is done and its output flushed. The
+    interpreter's own teardown (the runner's threads, gRPC's) can take a second, and
+    Python stops handling Ctrl-C part way through it: a Ctrl-C then (a second one after a
+    drain, say) killed the process with no message, and after a Ctrl-C the teardown under
+    live worker threads can abort ("terminate called without an active exception").
+    Until the end a Ctrl-C is one line and status 130."""
+    import logging
+    import os
+    import signal
 
-        sys.stdout.flush()
-        sys.stderr.flush()
+    def interrupted(signum, frame):
+        os.write(2, f"{prog}: interrupted\n".encode())
         os._exit(INTERRUPTED)
+
+    if code != INTERRUPTED:
+        signal.signal(signal.SIGINT, interrupted)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader gone, or a stream closed
+            pass
+    os._exit(code)
 
 
 def quiet_broken_pipe() -> int:

@@ -87,3 +87,32 @@ def test_ctrl_c_twice_aborts_a_draining_streaming_run_in_one_line(tmp_path):
     assert proc.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == "python -m run: interrupted"
     assert len(err.strip().splitlines()) == 2, err[-3000:]
+
+
+@pytest.mark.parametrize("second_after_s", [1.0, 2.0])
+def test_a_second_ctrl_c_while_the_run_ends_is_never_a_silent_death(tmp_path, second_after_s):
+    """The drain of a run interrupted at once ends in a second or two; a second Ctrl-C
+    then lands while the run prints its summary or while the process ends. Either the run
+    was over (0) or it says so in one line (130): it never dies by the signal with no
+    word, as it did when Python's own teardown met the Ctrl-C."""
+    proc, _ = _streaming(tmp_path / "lake")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(second_after_s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode in (0, 130), (proc.returncode, err[-3000:])
+    if proc.returncode == 130:
+        assert err.strip().splitlines()[-1] == "python -m run: interrupted", err[-3000:]
+
+
+def test_a_finished_program_leaves_at_once_with_its_output_flushed():
+    """``leave``: no wait for threads still running, nothing printed lost."""
+    script = ("import threading, time\n"
+              "from beam_pipelines.errors import leave\n"
+              "threading.Thread(target=time.sleep, args=(60,)).start()\n"
+              "print('written', end='')\n"
+              "leave(3, 'prog')\n")
+    # A wait for the thread would outlast the timeout (60 s against 20 s).
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=20)
+    assert proc.returncode == 3 and proc.stdout == "written", proc
