@@ -239,6 +239,7 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
     from beam_pipelines.ops.pubsub import setup
     from generators.cli import main as generate
     from tests.test_pubsub import names
+    from tests.test_streaming_resume import _count, _drain_once
 
     topic, subscription = names()
     setup(topic, subscription)
@@ -251,13 +252,17 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
     assert "published 36 messages (36 events)" in published
     malformed = int(published.split("; ")[-1].split(" malformed")[0].split()[-1])
     out = tmp_path / "lake"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "run", "--streaming", "--subscription", subscription,
-         "--duration", "20s", "--output-dir", str(out)],  # --run-for's former name
-        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
-        timeout=240, env={**os.environ})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 7, proc.stdout
+         "--duration", "180s", "--output-dir", str(out)],  # --run-for's former name
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ})
+    # Drained once every message is in bronze or its dead letters.
+    stdout, stderr = _drain_once(
+        proc, lambda: _count(out, "bronze", "server_metrics_bronze")
+        + _count(out, "dead_letter", "dead_letters") >= 36, "every message written")
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "MISMATCH" not in stdout and stdout.count("✓") == 7, stdout
     with connect_catalog(out) as con:
         regions = dict(con.execute("select region, count(*) from server_metrics_bronze "
                                    "group by 1").fetchall())

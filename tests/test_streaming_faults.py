@@ -19,7 +19,7 @@ from beam_pipelines.io.live_sources import ServiceHealth
 from beam_pipelines.ops.pubsub import setup
 from tests.services import PubSubEmulator, require
 from tests.test_pubsub import names
-from tests.test_streaming_resume import _count, _wait_for
+from tests.test_streaming_resume import _count, _drain_once, _wait_for
 from tests.test_streaming_run import Stream, record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,8 +182,11 @@ def test_one_record_from_2099_in_an_hour_old_backlog_leaves_the_backlog_on_time(
             stream.send(record("srv-00", future), future, event_id="from-2099")
     stream.flush()
     out = tmp_path / "lake"
-    proc = _run(subscription, out, "--run-for", "30s")
-    stdout, stderr = proc.communicate(timeout=180)
+    proc = _run(subscription, out, "--run-for", "180s")
+    # Drained once the backlog is in silver and the record from 2099 in its dead letters.
+    stdout, stderr = _drain_once(
+        proc, lambda: _count(out, "silver", "server_metrics_silver") >= 120 * len(SERVERS)
+        and _count(out, "dead_letter", "dead_letters") >= 1, "the backlog written")
     assert proc.returncode == 0, stderr[-3000:]
     with connect_catalog(out) as con:
         reasons = dict(con.execute(
