@@ -105,13 +105,14 @@ def _drain_once(proc, condition, what: str) -> tuple[str, str]:
     return proc.communicate(timeout=240)
 
 
-def _count(out: Path, layer: str, table: str) -> int:
-    """Rows in the files renamed into place so far (what a kill leaves)."""
+def _count(out: Path, layer: str, table: str, where: str = "true") -> int:
+    """Rows (``where`` holds) in the files renamed into place so far (what a kill leaves)."""
     files = list((out / layer / table).glob("**/part-*.parquet"))
     if not files:
         return 0
     with duckdb.connect() as con:
-        return con.execute("select count(*) from read_parquet(?, hive_partitioning=false)",
+        return con.execute(f"select count(*) from read_parquet(?, hive_partitioning=false, "
+                           f"union_by_name=true) where {where}",
                            [[str(f) for f in files]]).fetchone()[0]
 
 

@@ -92,6 +92,7 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
     from generators.publisher import publish
     from generators.weblogs import WebLogConfig, WebLogGenerator
     from tests.test_pubsub import names
+    from tests.test_streaming_resume import _count, _drain_once
 
     topic, subscription = names()
     setup(topic, subscription)
@@ -101,13 +102,22 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
     stats = publish(gen, topic, envelope=4, pace=False, handle_signals=False)
     assert stats.failed == 0
     out = tmp_path / "lakehouse"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "run", "logs", "--streaming", "--subscription", subscription,
-         "--run-for", "20s", "--output-dir", str(out), "--dedupe-identical-lines"],
-        cwd=ROOT, capture_output=True,
-        text=True, timeout=300, env={**os.environ})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MISMATCH" not in proc.stdout and proc.stdout.count("✓") == 10, proc.stdout
+         "--run-for", "180s", "--output-dir", str(out), "--dedupe-identical-lines"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ})
+
+    def written() -> bool:  # every line in bronze or its dead letters, and through silver
+        bronze = _count(out, "bronze", "web_logs_bronze")
+        dead = lambda layer: _count(out, "dead_letter", "dead_letters",  # noqa: E731
+                                    f"layer = '{layer}'")
+        return (bronze + dead("bronze") >= stats.events
+                and _count(out, "silver", "web_logs_silver") + dead("silver") >= bronze)
+
+    stdout, stderr = _drain_once(proc, written, "every line written")
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "MISMATCH" not in stdout and stdout.count("✓") == 10, stdout
     with connect_catalog(out) as con:
         bronze, = con.execute("select count(*) from web_logs_bronze").fetchone()
         dead = dict(con.execute("select reason, count(*) from dead_letters group by 1")
