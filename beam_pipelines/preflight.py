@@ -101,12 +101,12 @@ def _check_flags(opts, pipeline: str, streaming: bool) -> None:
         raise UserError("read one source: "
                         + " or ".join("--" + f.replace("_", "-") for f in feeds))
     if opts.kafka_join and (pipeline != "server_metrics" or not opts.kafka_topic):
-        raise _KAFKA_JOIN
+        raise UserError(_KAFKA_JOIN)
 
 
 _FEED_FLAGS = ("tcp_listen", "tcp_connect", "subscription", "kafka_topic")
-_KAFKA_JOIN = UserError("--kafka-join joins server metrics split over two or more "
-                        "--kafka-topic topics (one per metric family)")
+_KAFKA_JOIN = ("--kafka-join joins server metrics split over two or more --kafka-topic "
+               "topics (one per metric family)")
 
 
 def _feed(opts, pipeline: str, dataflow: bool, offline: bool) -> Feed | None:
@@ -117,7 +117,7 @@ def _feed(opts, pipeline: str, dataflow: bool, offline: bool) -> Feed | None:
 
         topics = kafka.parse_topics(opts.kafka_topic)
         if opts.kafka_join and len(topics) < 2:
-            raise _KAFKA_JOIN
+            raise UserError(_KAFKA_JOIN)
         if not dataflow and not offline:
             kafka.check(opts.kafka_bootstrap, topics)
         return KafkaFeed(opts.kafka_bootstrap, topics,
