@@ -14,7 +14,7 @@ import pytest
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.errors import UserError
 from beam_pipelines.io.kafka import Offsets, ack_id, parse_topics
-from tests.test_streaming_resume import _drain_once
+from tests.streaming_runs import drain_once, written_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,39 +50,30 @@ def _generate(bootstrap: str, topic: str, seconds: int) -> int:
 
 
 def _stream(args: list[str], out: Path, done, what: str) -> str:
-    """A streaming run from Kafka that drains (SIGTERM) once ``done(bronze rows, bronze
-    dead-letter sources)`` holds for what it has written: as long as its work, however
-    long the consumer group takes to join on a loaded machine. Returns what it printed."""
+    """A streaming run from Kafka that drains (SIGTERM) once ``done(out)`` holds for what
+    it has written: as long as its work, however long the consumer group takes to join on
+    a loaded machine. Returns what it printed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "run", "--streaming", "--kafka-bootstrap", *args,
          "--run-for", "180s", "--output-dir", str(out), "--heartbeat", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = _drain_once(proc, lambda: done(*_written(out)), what)
+    stdout, stderr = drain_once(proc, lambda: done(out), what)
     assert proc.returncode == 0, stderr[-3000:]
     assert "✗" not in stdout, stdout
     return stdout
 
 
-def _written(out: Path) -> tuple[int, list[str]]:
-    """Bronze rows, and the sources of bronze dead letters, in the files in place so far."""
-    import duckdb
+def _bronze(out: Path) -> int:
+    return written_rows(out, "bronze", "server_metrics_bronze")
 
-    def files(table: str) -> list[str]:
-        return [str(f) for f in (out / table).glob("**/part-*.parquet")]
 
-    bronze, dead = files("bronze/server_metrics_bronze"), files("dead_letter/dead_letters")
-    with duckdb.connect() as con:
-        rows = con.execute("select count(*) from read_parquet(?, hive_partitioning=false)",
-                           [bronze]).fetchone()[0] if bronze else 0
-        sources = [s for (s,) in con.execute(
-            "select source from read_parquet(?, hive_partitioning=false, union_by_name=true) "
-            "where layer = 'bronze'", [dead]).fetchall()] if dead else []
-    return rows, sources
+def _bronze_dead(out: Path, where: str = "true") -> int:
+    return written_rows(out, "dead_letter", "dead_letters", f"layer = 'bronze' and {where}")
 
 
 def _run(bootstrap: str, topic: str, group: str, out: Path, expected: int) -> str:
     return _stream([bootstrap, "--kafka-topic", topic, "--kafka-group", group], out,
-                   lambda rows, dead: rows + len(dead) >= expected,
+                   lambda out: _bronze(out) + _bronze_dead(out) >= expected,
                    f"{expected} records in bronze or its dead letters")
 
 
@@ -320,8 +311,8 @@ def test_seed_002s_topic_per_family_stream_joins_back_every_record(kafka_broker,
     topics = ",".join(f"{prefix}-{f}" for f in ("cpu", "mem", "net", "disk"))
     out = tmp_path / "lake"
     _stream([bootstrap, "--kafka-topic", topics, "--kafka-join"], out,
-            lambda rows, dead: 4 * (rows + sum(s.startswith("kafka-join://") for s in dead))
-            + sum(s.startswith("kafka://") for s in dead) >= messages,
+            lambda out: 4 * (_bronze(out) + _bronze_dead(out, "source like 'kafka-join://%'"))
+            + _bronze_dead(out, "source like 'kafka://%'") >= messages,
             "every message in bronze or its dead letters")
     with connect_catalog(out) as con:
         bronze, whole = con.execute(

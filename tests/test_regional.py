@@ -238,8 +238,8 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
 
     from beam_pipelines.ops.pubsub import setup
     from generators.cli import main as generate
+    from tests.streaming_runs import drain_once, written_rows
     from tests.test_pubsub import names
-    from tests.test_streaming_resume import _count, _drain_once
 
     topic, subscription = names()
     setup(topic, subscription)
@@ -258,9 +258,9 @@ def test_regional_records_stream_from_pubsub_end_to_end(pubsub_emulator, tmp_pat
         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env={**os.environ})
     # Drained once every message is in bronze or its dead letters.
-    stdout, stderr = _drain_once(
-        proc, lambda: _count(out, "bronze", "server_metrics_bronze")
-        + _count(out, "dead_letter", "dead_letters") >= 36, "every message written")
+    stdout, stderr = drain_once(
+        proc, lambda: written_rows(out, "bronze", "server_metrics_bronze")
+        + written_rows(out, "dead_letter", "dead_letters") >= 36, "every message written")
     assert proc.returncode == 0, stderr[-3000:]
     assert "MISMATCH" not in stdout and stdout.count("✓") == 7, stdout
     with connect_catalog(out) as con:

@@ -18,8 +18,8 @@ from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.live_sources import ServiceHealth
 from beam_pipelines.ops.pubsub import setup
 from tests.services import PubSubEmulator, require
+from tests.streaming_runs import drain_once, wait_for, written_rows
 from tests.test_pubsub import names
-from tests.test_streaming_resume import _count, _drain_once, _wait_for
 from tests.test_streaming_run import Stream, record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def _running(out: Path, seconds: int, *flags: str):
     ids = _publish(topic, range(seconds, 0, -1), "before")
     proc = _run(subscription, out, *flags)
     try:
-        _wait_for(proc, lambda: _count(out, "silver", "server_metrics_silver") >= len(ids),
+        wait_for(proc, lambda: written_rows(out, "silver", "server_metrics_silver") >= len(ids),
                   "the records in silver")
     except BaseException:
         proc.kill()
@@ -126,8 +126,8 @@ def test_an_emulator_restart_is_waited_for_and_reading_resumes(own_emulator, tmp
         setup(topic, subscription)
         after = _publish(topic, range(5, 0, -1), "after")
         # Drained once what was published after the restart is in silver too.
-        stdout, stderr = _drain_once(
-            proc, lambda: _count(out, "silver", "server_metrics_silver")
+        stdout, stderr = drain_once(
+            proc, lambda: written_rows(out, "silver", "server_metrics_silver")
             >= len(before) + len(after), "the records published after the restart")
     finally:
         if proc.poll() is None:
@@ -188,9 +188,9 @@ def test_one_record_from_2099_in_an_hour_old_backlog_leaves_the_backlog_on_time(
     out = tmp_path / "lake"
     proc = _run(subscription, out, "--run-for", "180s")
     # Drained once the backlog is in silver and the record from 2099 in its dead letters.
-    stdout, stderr = _drain_once(
-        proc, lambda: _count(out, "silver", "server_metrics_silver") >= 120 * len(SERVERS)
-        and _count(out, "dead_letter", "dead_letters") >= 1, "the backlog written")
+    stdout, stderr = drain_once(
+        proc, lambda: written_rows(out, "silver", "server_metrics_silver") >= 120 * len(SERVERS)
+        and written_rows(out, "dead_letter", "dead_letters") >= 1, "the backlog written")
     assert proc.returncode == 0, stderr[-3000:]
     with connect_catalog(out) as con:
         reasons = dict(con.execute(

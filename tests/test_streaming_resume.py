@@ -13,12 +13,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.delivery import DeliveryLedger, Resume
 from beam_pipelines.ops.pubsub import setup
+from tests.streaming_runs import drain_once, events_with_an_outcome, wait_for, written_rows
 from tests.test_pubsub import names, pull_all
 from tests.test_streaming_run import Stream, record
 from transforms.bronze import RawRecord
@@ -72,50 +72,6 @@ def _run(subscription: str, out: Path, duration: str) -> subprocess.Popen:
         env={**os.environ})
 
 
-def _wait_for(proc, condition, what: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the run ended before {what}: {out[-1500:]} {err[-1500:]}")
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s}s"
-        time.sleep(0.1)
-
-
-def _outcomes(out: Path, silver: str = "server_metrics_silver") -> int:
-    """Events with an outcome in the files renamed into place so far: a silver row, or a
-    dead letter (not counting a redelivery's)."""
-    files = [str(f) for table in (f"silver/{silver}", "dead_letter/dead_letters")
-             for f in (out / table).glob("**/part-*.parquet")]
-    if not files:
-        return 0
-    with duckdb.connect() as con:
-        return con.execute(
-            "select count(distinct split_part(source, '#', 2)) from read_parquet(?, "
-            "hive_partitioning=false, union_by_name=true) where reason is null or "
-            "reason <> 'redelivered'", [files]).fetchone()[0]
-
-
-def _drain_once(proc, condition, what: str) -> tuple[str, str]:
-    """Wait for ``condition``, then stop the run as an operator would (SIGTERM drains:
-    every window closes and the summary is checked): a run as long as its work, not a
-    fixed time."""
-    _wait_for(proc, condition, what, timeout_s=180)
-    proc.send_signal(signal.SIGTERM)
-    return proc.communicate(timeout=240)
-
-
-def _count(out: Path, layer: str, table: str, where: str = "true") -> int:
-    """Rows (``where`` holds) in the files renamed into place so far (what a kill leaves)."""
-    files = list((out / layer / table).glob("**/part-*.parquet"))
-    if not files:
-        return 0
-    with duckdb.connect() as con:
-        return con.execute(f"select count(*) from read_parquet(?, hive_partitioning=false, "
-                           f"union_by_name=true) where {where}",
-                           [[str(f) for f in files]]).fetchone()[0]
-
-
 @pytest.mark.parametrize("moment", ["before_any_flush", "mid_flush", "after_silver"])
 def test_kill_9_and_restart_loses_nothing_and_writes_nothing_twice(pubsub_emulator, tmp_path,
                                                                   moment):
@@ -137,25 +93,25 @@ def test_kill_9_and_restart_loses_nothing_and_writes_nothing_twice(pubsub_emulat
     first = _run(subscription, out, "120s")
     try:
         if moment == "before_any_flush":
-            _wait_for(first, lambda: (out / "lakehouse.duckdb").exists(), "the catalog")
+            wait_for(first, lambda: (out / "lakehouse.duckdb").exists(), "the catalog")
         elif moment == "mid_flush":
-            _wait_for(first, lambda: _count(out, "bronze", "server_metrics_bronze") > 0,
+            wait_for(first, lambda: written_rows(out, "bronze", "server_metrics_bronze") > 0,
                       "a bronze file")
         else:
-            _wait_for(first, lambda: _count(out, "silver", "server_metrics_silver") >= 1000,
+            wait_for(first, lambda: written_rows(out, "silver", "server_metrics_silver") >= 1000,
                       "1,000 silver rows")
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
     killed_at = time.monotonic()
-    written_before = _count(out, "bronze", "server_metrics_bronze")
+    written_before = written_rows(out, "bronze", "server_metrics_bronze")
 
     # The second run ends once every event has its outcome and the killed run's messages
     # have come back (the 10 s ack deadline, and a margin) to be settled.
     second = _run(subscription, out, "240s")
-    stdout, stderr = _drain_once(
-        second, lambda: time.monotonic() - killed_at > 15 and _outcomes(out) >= published,
-        "every event's outcome")
+    stdout, stderr = drain_once(
+        second, lambda: time.monotonic() - killed_at > 15
+        and events_with_an_outcome(out) >= published, "every event's outcome")
     assert second.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     if written_before:

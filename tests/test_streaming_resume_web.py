@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone
 
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.ops.pubsub import setup
+from tests.streaming_runs import drain_once, events_with_an_outcome, wait_for, written_rows
 from tests.test_pubsub import names
-from tests.test_streaming_resume import ROOT, _count, _drain_once, _outcomes, _wait_for
+from tests.test_streaming_resume import ROOT
 
 
 def test_web_logs_resume_after_kill_9_with_whole_gold(pubsub_emulator, tmp_path):
@@ -41,15 +42,15 @@ def test_web_logs_resume_after_kill_9_with_whole_gold(pubsub_emulator, tmp_path)
 
     first = run("120s")
     try:
-        _wait_for(first, lambda: _count(out, "silver", "web_logs_silver") > 0, "silver rows")
+        wait_for(first, lambda: written_rows(out, "silver", "web_logs_silver") > 0, "silver rows")
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
     killed_at = time.monotonic()
     second = run("240s")
-    stdout, stderr = _drain_once(
+    stdout, stderr = drain_once(
         second, lambda: time.monotonic() - killed_at > 15
-        and _outcomes(out, "web_logs_silver") >= stats.events, "every line's outcome")
+        and events_with_an_outcome(out, "web_logs_silver") >= stats.events, "every line's outcome")
     assert second.returncode == 0, stderr[-3000:]
     assert "Resuming:" in stdout and "MISMATCH" not in stdout, stdout
     assert stdout.count("✓") == 10, stdout

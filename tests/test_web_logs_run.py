@@ -91,8 +91,8 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
     from beam_pipelines.ops.pubsub import setup
     from generators.publisher import publish
     from generators.weblogs import WebLogConfig, WebLogGenerator
+    from tests.streaming_runs import drain_once, written_rows
     from tests.test_pubsub import names
-    from tests.test_streaming_resume import _count, _drain_once
 
     topic, subscription = names()
     setup(topic, subscription)
@@ -109,13 +109,13 @@ def test_logs_stream_from_pubsub(pubsub_emulator, tmp_path):
         env={**os.environ})
 
     def written() -> bool:  # every line in bronze or its dead letters, and through silver
-        bronze = _count(out, "bronze", "web_logs_bronze")
-        dead = lambda layer: _count(out, "dead_letter", "dead_letters",  # noqa: E731
+        bronze = written_rows(out, "bronze", "web_logs_bronze")
+        dead = lambda layer: written_rows(out, "dead_letter", "dead_letters",  # noqa: E731
                                     f"layer = '{layer}'")
         return (bronze + dead("bronze") >= stats.events
-                and _count(out, "silver", "web_logs_silver") + dead("silver") >= bronze)
+                and written_rows(out, "silver", "web_logs_silver") + dead("silver") >= bronze)
 
-    stdout, stderr = _drain_once(proc, written, "every line written")
+    stdout, stderr = drain_once(proc, written, "every line written")
     assert proc.returncode == 0, stderr[-3000:]
     assert "MISMATCH" not in stdout and stdout.count("✓") == 10, stdout
     with connect_catalog(out) as con:
