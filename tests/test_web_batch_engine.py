@@ -80,7 +80,7 @@ def _awkward_bytes() -> list[bytes]:
 
 
 def _generated(tmp_path, name="access.log", **overrides) -> str:
-    config = dict(count=6_000, rate_per_s=20, malformed_rate=0.03, duplicate_rate=0.02,
+    config = dict(count=3_000, rate_per_s=20, malformed_rate=0.03, duplicate_rate=0.02,
                   late_rate=0.01, seed=11)
     config.update(overrides)
     generator = WebLogGenerator(WebLogConfig(**config))
@@ -140,7 +140,7 @@ def test_lines_of_the_usual_shape_never_take_the_row_level_path(monkeypatch):
 
 @pytest.mark.parametrize("dedupe", [True, False])
 def test_batch_and_row_level_medallions_agree_on_generated_logs_with_faults(tmp_path, dedupe):
-    paths = [_generated(tmp_path), _generated(tmp_path, "second.log", seed=12, count=2_000)]
+    paths = [_generated(tmp_path), _generated(tmp_path, "second.log", seed=12, count=1_000)]
     (tmp_path / "awkward.log").write_bytes(b"\n".join(_awkward_bytes()) + b"\n")
     rows, batches = _both(paths + [str(tmp_path / "awkward.log")], dedupe=dedupe)
     # The row-level medallion is the reference: the batch one must equal it.
@@ -164,7 +164,7 @@ def test_batch_and_row_level_medallions_agree_on_generated_logs_with_faults(tmp_
 
 
 def test_batch_and_row_level_agree_with_other_windows(tmp_path):
-    path = _generated(tmp_path, count=5_000, rate_per_s=40, seed=5)
+    path = _generated(tmp_path, count=2_500, rate_per_s=40, seed=5)
     rows, batches = _both([path], windows=(30, 300), top_n=3)
     assert_tables_equal(rows, batches)
     assert {r["granularity"] for r in batches["web_top_paths"]} == {"30s", "300s"}
