@@ -64,6 +64,9 @@ AWKWARD = [
                 "temp_fahrenheit": "hot", "load_fraction": 0.5}),
     json.dumps({"node_name": "DE-1", "epoch_time": 1767607200, "temp_kelvin": 300.15}),
     line(firmware=_deep(600)), line(network_in=1e308), line(disk_io=1e308, cpu_usage=1.0),
+    line(cpu_usage=2 ** 53 + 1), line(server_name="nul\x00inside"),
+    line()[:-1] + ', "cpu_usage": 12.5}', line()[:-1] + ', "cpu_usage": "12.5"}',
+    line()[:-1] + ', "disk_io": 1' + "0" * 400 + "}", line()[:-1] + ', "disk_io": 1e400}',
 ]
 
 
@@ -157,6 +160,17 @@ def test_clean_records_never_take_the_row_level_path(monkeypatch, tmp_path):
     lines = path.read_bytes().splitlines()
     out = bronze.bronze_batch(raw_lines(lines + [b"{oops"], str(path)), fixed_clock())
     assert out.records.num_rows == 2000 and [r.payload for r in seen] == [b"{oops"]
+
+
+def test_records_of_exactly_the_declared_fields_are_decoded_typed_and_others_as_dicts():
+    from transforms.server_metrics.bronze import _decode_typed
+
+    payloads = [line().encode(), line(cpu_usage=7).encode(), line(rack="r1").encode(),
+                line(cpu_usage="7").encode(), line(cpu_usage=True).encode(), b"{oops",
+                b"\xff", line(timestamp=1767607200).encode()]
+    typed, at, untyped = _decode_typed(payloads, pa.array([False] * len(payloads)))
+    assert at == [0, 1] and untyped == [2, 3, 4, 5, 6, 7]
+    assert typed[1].cpu_usage == 7.0 and typed[0].server_id == "srv-1"
 
 
 def test_line_ranges_cover_every_line_exactly_once(tmp_path):
