@@ -181,6 +181,13 @@ def test_line_ranges_cover_every_line_exactly_once(tmp_path):
         got = [p for r in split_ranges(str(path), size) for b in read_line_range(r, 64)
                for p in b.column("payload").to_pylist()]
         assert got == lines, size
+    # blank lines, a lone newline, bytes that are not UTF-8; and CRLF line ends, read alike
+    for text, expected in ((b"\n\na\n\n\xffb\n", [b"", b"", b"a", b"", b"\xffb"]),
+                           (b"\n", [b""]), (b"a\r\nb\r\r\nc\r", [b"a", b"b\r", b"c"])):
+        path.write_bytes(text)
+        got = [p for r in split_ranges(str(path), 3) for b in read_line_range(r, 2)
+               for p in b.column("payload").to_pylist()]
+        assert got == expected, text
 
 
 def test_the_series_scan_scores_exactly_as_the_detector():

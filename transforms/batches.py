@@ -47,10 +47,11 @@ RAW_SCHEMA = pa.schema([pa.field("payload", pa.binary()), pa.field("source", pa.
 LIVE_SCHEMA = RAW_SCHEMA.append(pa.field("event_us", pa.int64()))
 
 
-def raw_lines(payloads: list[bytes], sources, kind: str = JSON,
+def raw_lines(payloads: list[bytes] | pa.Array, sources, kind: str = JSON,
               header: tuple[str, ...] | None = None) -> pa.Table:
-    """Lines as received (JSON text, or CSV rows of a file whose ``header`` is given), with
-    their source: one string for all, or one per line."""
+    """Lines as received (JSON text, or CSV rows of a file whose ``header`` is given; a
+    list of bytes or a binary array), with their source: one string for all, or one per
+    line."""
     if isinstance(sources, str):
         sources = pa.repeat(pa.scalar(sources, pa.string()), len(payloads))
     metadata = {_KIND: kind.encode()}
@@ -58,7 +59,9 @@ def raw_lines(payloads: list[bytes], sources, kind: str = JSON,
         metadata[_HEADER] = json.dumps(list(header)).encode()
     if not isinstance(sources, pa.Array):
         sources = pa.array(sources, pa.string())
-    return pa.Table.from_arrays([pa.array(payloads, pa.binary()), sources],
+    if not isinstance(payloads, pa.Array):
+        payloads = pa.array(payloads, pa.binary())
+    return pa.Table.from_arrays([payloads, sources],
                                 schema=RAW_SCHEMA.with_metadata(metadata))
 
 

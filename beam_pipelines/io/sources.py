@@ -12,6 +12,7 @@ import codecs
 import os
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
@@ -234,16 +235,39 @@ def read_line_range(path_range, batch_lines: int = BATCH_LINES):
         return
     if start == 0 and data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]  # an editor's mark, not part of the first line
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
     progress.add(0, len(data) if end is not None else 0)  # a compressed file's size differs
-    if b"\r" in data:
+    if b"\r" in data:  # CRLF line ends: rare enough for the per-line split
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
         lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    for i in range(0, len(lines), batch_lines):
-        batch = raw_lines(lines[i:i + batch_lines], path)
+        batches = (raw_lines(lines[i:i + batch_lines], path)
+                   for i in range(0, len(lines), batch_lines))
+    else:
+        batches = line_batches(data, path, batch_lines)
+    for batch in batches:
         progress.add(batch.num_rows)
         yield batch
+
+
+def line_batches(data: bytes, path: str, batch_lines: int):
+    """Newline-separated ``data`` → raw batches of ``batch_lines`` lines, each payload
+    array built from the bytes at once (newline offsets with numpy, the newlines removed
+    in one pass) instead of a Python bytes object per line."""
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    ends -= np.arange(len(ends))  # each line's end once the newlines before it are gone
+    values = data.replace(b"\n", b"")
+    for i in range(0, len(ends), batch_lines):
+        first = int(ends[i - 1]) if i else 0
+        part = ends[i:i + batch_lines]
+        offsets = np.empty(len(part) + 1, np.int32)
+        offsets[0], offsets[1:] = 0, part - first
+        # Each batch owns its bytes: a slice of one array would carry the whole range's.
+        payloads = pa.BinaryArray.from_buffers(pa.binary(), len(part), [
+            None, pa.py_buffer(offsets), pa.py_buffer(values[first:int(part[-1])])])
+        yield raw_lines(payloads, path)
 
 
 def read_csv_batches(path: str, batch_lines: int = BATCH_LINES):
