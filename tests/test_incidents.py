@@ -187,6 +187,35 @@ def test_signals_of_a_family_left_out_stay_signals():
     assert paged(track([sig(0), sig(60)], rules))
 
 
+@pytest.mark.parametrize("families", [("threshold", "ewma"), ("matrix",), ("ewma",),
+                                      ("threshold", "matrix", "ewma")])
+def test_the_batch_shuffles_only_the_signals_that_can_page_and_pages_alike(families):
+    import pyarrow as pa
+
+    from schemas.server_metrics import ALERT_SIGNALS
+    from transforms.server_metrics.incidents import SIGNAL_FIELDS, signal_tuples
+    from transforms.server_metrics.medallion import SignalsByServerFn
+
+    rng = random.Random(5)
+    signals = [sig(60 * i + rng.choice((0, 10)), family=rng.choice(
+        ("threshold", "matrix", "ewma", "hold")), severity=rng.choice(("warning", "critical")),
+        server=rng.choice(("s1", "s2"))) for i in range(300)]
+    table = pa.table({name: list(values) for name, values in zip(
+        SIGNAL_FIELDS, zip(*signals, strict=True), strict=True)})
+    table = table.set_column(0, "window_start", table.column(0).cast(pa.timestamp("us", "UTC")))
+    table = table.set_column(1, "window_end", table.column(1).cast(pa.timestamp("us", "UTC")))
+    rules = Incidents(for_s=60, keep_firing_for_s=300, families=families)
+    fn = SignalsByServerFn(ServerMetricsRules(incidents=rules))
+    shuffled = dict(fn.process(table))
+    kept = {f for part in shuffled.values() for f in part.column("family").to_pylist()}
+    assert kept == set(families) | ({"hold"} if "threshold" in families else set())
+    assert set(shuffled) == {"s1", "s2"}
+    for server, part in shuffled.items():
+        everything = track([s for s in signals if s[5] == server], rules).incidents
+        assert everything and track(signal_tuples(part), rules).incidents == everything
+    assert set(SIGNAL_FIELDS) <= set(ALERT_SIGNALS.names)
+
+
 def test_one_incident_per_server_by_default_or_per_rule_when_grouped_so():
     """One spike that moves several metrics is one incident; group_by [server_id, rule]
     gives each rule its own."""

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
@@ -55,7 +56,12 @@ from transforms.server_metrics import gold, incidents
 from transforms.server_metrics.aggregate import Segments
 from transforms.server_metrics.analytics import _counters, threshold_events
 from transforms.server_metrics.bronze import bronze_batch
-from transforms.server_metrics.row_gold import SIGNAL_HOLDS, FormatLocationRowFn, LocationRollup
+from transforms.server_metrics.row_gold import (
+    HOLD,
+    SIGNAL_HOLDS,
+    FormatLocationRowFn,
+    LocationRollup,
+)
 from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.server_metrics.silver import deduplicate, silver_batch
 from transforms.windowing import DAY
@@ -260,9 +266,22 @@ def split_by_server(table: pa.Table, columns=None):
 
 
 class SignalsByServerFn(beam.DoFn):
-    """Alert signals (``alert_signals`` batches) → (server_id, that server's signals)."""
+    """Alert signals (``alert_signals`` batches) → (server_id, that server's signals that
+    can page). The tracker passes over the families left out of ``incidents.families``
+    without a trace (a threshold rule's holds go with ``threshold``): they are not shuffled.
+    """
+
+    def __init__(self, rules: ServerMetricsRules):
+        paging = set(rules.incidents.families)
+        if "threshold" in paging:
+            paging.add(HOLD)
+        self._paging = sorted(paging)
 
     def process(self, events: pa.Table):
+        family = events.column("family")
+        paging = pc.is_in(family, value_set=pa.array(self._paging, family.type))
+        if not pc.all(paging).as_py():
+            events = events.filter(paging)
         yield from split_by_server(events, incidents.SIGNAL_FIELDS)
 
 
@@ -343,7 +362,7 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                          anomalies[ALERT_SIGNALS.name]) | "GoldAlertSignals" >> beam.Flatten())
         tables(events, days[SIGNAL_HOLDS])
         paged = ((events, days[SIGNAL_HOLDS]) | "GoldSignalsAndHolds" >> beam.Flatten()
-                 | "GoldSignalsByServer" >> beam.ParDo(SignalsByServerFn()).with_output_types(
+                 | "GoldSignalsByServer" >> beam.ParDo(SignalsByServerFn(rules)).with_output_types(
                      keyed_tables(str))
                  | "GoldGroupSignals" >> beam.GroupByKey()
                  | "GoldIncidents" >> beam.ParDo(IncidentsFn(rules)).with_output_types(
