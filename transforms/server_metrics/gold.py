@@ -9,8 +9,6 @@ the server's series for the EWMA detector (scored across days, in event-time ord
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,7 +23,7 @@ from schemas.server_metrics import (
     SERVER_HEALTH_SUMMARY,
     SERVER_METRICS_MINUTELY,
 )
-from transforms.batches import conform, from_rows
+from transforms.batches import conform
 from transforms.server_metrics.aggregate import (
     IDENTITY,
     Measures,
@@ -33,7 +31,6 @@ from transforms.server_metrics.aggregate import (
     identity_codes,
     identity_columns,
     micros_of,
-    utc,
     window_columns,
 )
 from transforms.server_metrics.rules import AlertMatrix, ServerMetricsRules
@@ -82,13 +79,13 @@ def health_scores(health, avg_cpu, avg_memory, high_util_pct) -> np.ndarray:
 
 
 def threshold_signals(measures: Measures, codes,
-                      rules: ServerMetricsRules) -> tuple[list[dict], pa.Table | None]:
-    """One pass over the alert rules: a row per server, minute and rule breached
-    (``RaiseAlertsFn``'s rows), and the hold signals of the rules with hysteresis (a
-    minute beyond the clear level with no record breaching: ``HoldSignalsFn``'s rows, as
-    the incident tracker's signal columns), None if there are none."""
+                      rules: ServerMetricsRules) -> tuple[pa.Table, pa.Table | None]:
+    """One pass over the alert rules: the ``alerts`` rows, a row per server, minute and
+    rule breached (``RaiseAlertsFn``'s rows, column-wise), and the hold signals of the
+    rules with hysteresis (a minute beyond the clear level with no record breaching:
+    ``HoldSignalsFn``'s rows, as the incident tracker's signal columns), None if none."""
     seg = _windows(measures, codes, MINUTE)
-    table, rows, holds = measures.table, [], []
+    table, parts, holds = measures.table, [], []
     for rule in sorted(rules.alert_rules, key=lambda r: r.name):
         v = table.column(rule.metric).to_numpy()
         above = rule.above is not None
@@ -98,29 +95,57 @@ def threshold_signals(measures: Measures, codes,
             holds.append(_hold_table(rule, table, seg,
                                      np.flatnonzero((seg.count(held) > 0) & (counts == 0))))
         hit = np.flatnonzero(counts)
-        if not len(hit):
-            continue
-        extreme = seg.extreme(np.where(breach, v, np.nan), above)
-        direction = "above" if above else "below"
-        ids = identity_columns(table, seg.first[hit])
-        ids = {k: c.to_pylist() for k, c in ids.items()}
-        for j, s in enumerate(hit.tolist()):
-            start = utc(seg.window_us[s])
-            end = start + timedelta(seconds=MINUTE)
-            who = ids["server_name"][j] or ids["server_id"][j]
-            count, records, worst = int(counts[s]), int(seg.size[s]), float(extreme[s])
-            threshold = rule.threshold_of(ids["server_id"][j], ids["server_type"][j])
-            rows.append({
-                "window_start": start, "window_end": end, "metric_date": start.date(),
-                "pane_index": 0, "pane_timing": "ON_TIME",
-                **{k: ids[k][j] for k in IDENTITY},
-                "rule": rule.name, "severity": rule.severity, "metric": rule.metric,
-                "threshold": threshold, "observed_value": worst, "breach_count": count,
-                "message": (f"{rule.metric} {direction} {threshold:g} on {who}: "
-                            f"{count} of {records} records, most extreme {worst:g}, "
-                            f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC")})
+        if len(hit):
+            extreme = seg.extreme(np.where(breach, v, np.nan), above)[hit]
+            parts.append(_alert_table(rule, table, seg, hit, counts[hit], extreme))
     holds = [h for h in holds if h.num_rows]
-    return rows, (pa.concat_tables(holds) if holds else None)
+    alerts = (pa.concat_tables(parts) if len(parts) > 1 else parts[0]) if parts \
+        else ALERTS.arrow_schema().empty_table()
+    return alerts, (pa.concat_tables(holds) if holds else None)
+
+
+def _alert_table(rule, table: pa.Table, seg: Segments, hit: np.ndarray, counts: np.ndarray,
+                 extreme: np.ndarray) -> pa.Table:
+    """The ``alerts`` rows of one rule's breached minutes, with their messages."""
+    n = len(hit)
+    starts = seg.window_us[hit]
+    ts = pa.timestamp("us", tz="UTC")
+    start = pa.array(starts, ts)
+    cols = {"window_start": start, "window_end": pa.array(starts + MINUTE * _US, ts),
+            "metric_date": start.cast(pa.date32()),
+            "pane_index": pa.array(np.zeros(n, np.int64)),
+            "pane_timing": pa.repeat(pa.scalar("ON_TIME"), n)}
+    cols.update(identity_columns(table, seg.first[hit]))
+    threshold = rule.thresholds(cols["server_id"], cols["server_type"])
+    minutes = (starts // (MINUTE * _US)).astype("datetime64[m]")
+    begin = [t.replace("T", " ") for t in np.datetime_as_string(minutes).tolist()]
+    until = [t[11:] for t in np.datetime_as_string(minutes + 1).tolist()]
+    direction = "above" if rule.above is not None else "below"
+    head = f"{rule.metric} {direction} "
+    who = [name or sid for name, sid in zip(cols["server_name"].to_pylist(),
+                                             cols["server_id"].to_pylist(), strict=True)]
+    records = seg.size[hit].tolist()
+    messages = [f"{head}{limit:g} on {w}: {c} of {r} records, most extreme {x:g}, {b}–{e} UTC"
+                for limit, w, c, r, x, b, e in zip(
+                    threshold.tolist(), who, counts.tolist(), records, extreme.tolist(),
+                    begin, until, strict=True)]
+    cols.update(rule=pa.repeat(pa.scalar(rule.name), n),
+                severity=pa.repeat(pa.scalar(rule.severity), n),
+                metric=pa.repeat(pa.scalar(rule.metric), n),
+                threshold=pa.array(threshold, pa.float64()),
+                observed_value=pa.array(extreme, pa.float64()),
+                breach_count=pa.array(counts, pa.int64()),
+                message=pa.array(messages, pa.string()))
+    return conform(pa.table(cols), ALERTS)
+
+
+def threshold_signal_table(alerts: pa.Table) -> pa.Table:
+    """The alert feed's rows of the ``alerts`` rows (``threshold_events``, column-wise)."""
+    n = alerts.num_rows
+    return conform(pa.table({
+        name: alerts.column(name) if name in alerts.schema.names
+        else pa.repeat(pa.scalar("threshold"), n) if name == "family"
+        else pa.nulls(n) for name in ALERT_SIGNALS.names}), ALERT_SIGNALS)
 
 
 def _hold_table(rule, table: pa.Table, seg: Segments, hit: np.ndarray) -> pa.Table:
@@ -261,9 +286,9 @@ class ServerDay:
         self.silver, self.codes = silver, codes
         self.measures = Measures(silver)
 
-    def tables(self) -> tuple[dict[str, pa.Table], list[dict], pa.Table | None]:
-        """The tables the group completes, its threshold alerts as rows (for the feed) and
-        its hold signals (for the incidents)."""
+    def tables(self) -> tuple[dict[str, pa.Table], pa.Table, pa.Table | None]:
+        """The tables the group completes, its threshold alerts (for the feed) and its
+        hold signals (for the incidents)."""
         m, codes, rules = self.measures, self.codes, self.rules
         alerts, holds = threshold_signals(m, codes, rules)
         return {
@@ -272,7 +297,7 @@ class ServerDay:
             HOURLY_SERVER_METRICS.name: server_table(m, codes, HOUR, HOURLY_SERVER_METRICS),
             SERVER_HEALTH_SUMMARY.name: server_table(
                 m, codes, DAY, SERVER_HEALTH_SUMMARY, health=rules.health_weights),
-            ALERTS.name: from_rows(alerts, ALERTS),
+            ALERTS.name: alerts,
         }, alerts, holds
 
     def day_summaries(self):

@@ -54,7 +54,7 @@ from transforms.batches import (
 from transforms.batches import declare_tables as tables
 from transforms.server_metrics import gold, incidents
 from transforms.server_metrics.aggregate import Segments
-from transforms.server_metrics.analytics import _counters, threshold_events
+from transforms.server_metrics.analytics import _counters
 from transforms.server_metrics.bronze import bronze_batch
 from transforms.server_metrics.row_gold import (
     HOLD,
@@ -191,9 +191,8 @@ class ServerDaysFn(beam.DoFn):
             yield TaggedOutput(SERVER_ALERT_MATRIX.name, matrix)
         if holds is not None:
             yield TaggedOutput(SIGNAL_HOLDS, holds)
-        events = [e for a in threshold for e in threshold_events(a)]
-        if events:
-            yield TaggedOutput(ALERT_SIGNALS.name, from_rows(events, ALERT_SIGNALS))
+        if threshold.num_rows:
+            yield TaggedOutput(ALERT_SIGNALS.name, gold.threshold_signal_table(threshold))
         labelled = gold.matrix_event_table(matrix, self._rules.alert_matrix)
         if labelled.num_rows:
             yield TaggedOutput(ALERT_SIGNALS.name, labelled)
