@@ -80,7 +80,7 @@ def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
     tables = raw | "ServerMetrics" >> ServerMetricsStreamingMedallion(
         rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards,
         max_future_s=max_future_s, replayed_silver=replayed)
-    write_tables(sink, tables, TABLES, pipeline=PIPELINE, streaming=True,
+    write_tables(sink, tables, TABLES, pipeline=PIPELINE, mode=streaming,
                  batches=BATCH_TABLES)
     _publish_alerts(tables, alerts_topic)
     return tables

@@ -239,7 +239,7 @@ def run_streaming(options: PipelineOptions) -> dict:
         tables = (pipeline | "ReadLive" >> source
                   | "WebLogs" >> _streaming_medallion(opts, streaming, drop_redeliveries,
                                                       database, runner, replayed))
-        write_tables(sink, tables, TABLES, pipeline=PIPELINE, streaming=True,
+        write_tables(sink, tables, TABLES, pipeline=PIPELINE, mode=streaming,
                      batches=BATCH_TABLES)
 
     return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,

@@ -110,6 +110,22 @@ def test_write_is_configured_from_the_schema_declaration(method):
     assert write.write_disposition == "WRITE_APPEND"
 
 
+@pytest.mark.parametrize("method, streaming_frequency", [
+    (FILE_LOADS, 60), (STORAGE_WRITE_API, 5), (STREAMING_INSERTS, None)])
+def test_the_run_s_mode_decides_how_often_a_streaming_write_commits(method,
+                                                                    streaming_frequency):
+    from transforms.windowing import BATCH, Streaming
+
+    w = Warehouse("my-project", "telemetry")
+
+    def frequency(mode):
+        return WriteBigQueryTable(w, HOURLY_SERVER_METRICS, method, "server_metrics", mode,
+                                  "gs://bucket/tmp").write_transform().triggering_frequency
+
+    assert frequency(BATCH) is None
+    assert frequency(Streaming()) == streaming_frequency
+
+
 def test_rows_become_bigquery_json():
     row = {"timestamp": NOW, "metric_date": NOW.date(), "cpu_usage": 1.5, "server_id": "a"}
     temporal = json_encoded_fields(SERVER_METRICS_SILVER)

@@ -104,6 +104,32 @@ def test_a_run_publishes_every_table(tmp_path):
     assert [f for f in os.listdir(out) if f.startswith(".staging")] == []
 
 
+def test_the_run_s_mode_chooses_staged_files_or_flushes_in_place(tmp_path):
+    from transforms.windowing import BATCH, Streaming
+
+    def steps(mode) -> set[str]:
+        p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
+        tables = p | beam.Create([_dead_letters(1, "x")]).with_output_types(pa.Table)
+        write_tables({DEAD_LETTERS.name: tables}, [DEAD_LETTERS], str(tmp_path), mode=mode,
+                     batches=True)
+        labels = set()
+
+        class Visitor(beam.pipeline.PipelineVisitor):
+            def enter_composite_transform(self, node):
+                labels.add(node.full_label.rsplit("/", 1)[-1])
+
+            def visit_transform(self, node):
+                labels.add(node.full_label.rsplit("/", 1)[-1])
+
+        p.visit(Visitor())
+        return labels
+
+    batch, streaming = steps(BATCH), steps(Streaming())
+    assert {"WriteFiles", "PublishTables"} <= batch and not batch & {"GroupFlush", "Gather"}
+    assert {"Gather", "GroupFlush"} <= streaming
+    assert not streaming & {"WriteFiles", "PublishTables"}
+
+
 # ---- compaction ----------------------------------------------------------------------------
 def _minute_rows(n: int, pane: int) -> list[dict]:
     from datetime import datetime, timedelta, timezone

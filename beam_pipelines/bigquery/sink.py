@@ -22,6 +22,7 @@ from beam_pipelines.bigquery.warehouse import LAYERS, Warehouse, pipeline_writes
 from schemas.core import FieldType, RecordSchema
 from schemas.dead_letter import DEAD_LETTERS
 from transforms.dead_letters import dead_letter
+from transforms.windowing import BATCH, Mode
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class WriteBigQueryTable(beam.PTransform):
     rejections can only be logged)."""
 
     def __init__(self, warehouse: Warehouse, schema: RecordSchema, method: str,
-                 pipeline: str, streaming: bool = False, temp_location: str | None = None,
+                 pipeline: str, mode: Mode = BATCH, temp_location: str | None = None,
                  validate: bool = True):
         super().__init__()
         if method not in METHODS:
@@ -107,7 +108,7 @@ class WriteBigQueryTable(beam.PTransform):
         self._schema = schema
         self._method = method
         self._pipeline = pipeline
-        self._streaming = streaming
+        self._mode = mode
         self._temp = temp_location
         self._validate = validate
 
@@ -117,13 +118,13 @@ class WriteBigQueryTable(beam.PTransform):
         if self._method == FILE_LOADS:
             if self._temp:
                 kwargs["custom_gcs_temp_location"] = self._temp
-            if self._streaming:
-                kwargs["triggering_frequency"] = 60  # one load job per table a minute
+            # streaming: one load job per table a minute
+            kwargs.update(self._mode.choose(batch={}, streaming={"triggering_frequency": 60}))
         if self._method == STREAMING_INSERTS:
             # Retry what BigQuery says is transient; return the rest as failed rows.
             kwargs["insert_retry_strategy"] = RetryStrategy.RETRY_ON_TRANSIENT_ERROR
-        if self._method == STORAGE_WRITE_API and self._streaming:
-            kwargs["triggering_frequency"] = 5
+        if self._method == STORAGE_WRITE_API:
+            kwargs.update(self._mode.choose(batch={}, streaming={"triggering_frequency": 5}))
         return WriteToBigQuery(
             table=self._warehouse.table_spec(self._schema),
             schema={"fields": self._schema.bigquery_schema()},
@@ -151,7 +152,7 @@ class WriteBigQueryTable(beam.PTransform):
 
 
 def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method: str,
-                             pipeline: str, streaming: bool = False,
+                             pipeline: str, mode: Mode = BATCH,
                              temp_location: str | None = None, validate: bool = True,
                              layers: tuple[str, ...] = LAYERS) -> beam.PCollection:
     """Every table of a medallion's output dict to the warehouse; rows BigQuery rejects
@@ -165,7 +166,7 @@ def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method
         if name == DEAD_LETTERS.name or not pipeline_writes(by_name[name], layers):
             continue
         rejected.append(rows | f"BigQuery{by_name[name].label}" >> WriteBigQueryTable(
-            warehouse, by_name[name], method, pipeline, streaming, temp_location, validate))
+            warehouse, by_name[name], method, pipeline, mode, temp_location, validate))
     dead = tables[DEAD_LETTERS.name] | "DeadLettersToGlobal" >> beam.WindowInto(
         GlobalWindows())
     if tuple(layers) != LAYERS:
@@ -174,5 +175,5 @@ def write_tables_to_bigquery(tables: dict, schemas, warehouse: Warehouse, method
             lambda r, kept=frozenset(layers) | {"sink"}: r["layer"] in kept)
     all_dead = (dead, *rejected) | "WithSinkRejections" >> beam.Flatten()
     all_dead | "BigQueryDeadLetters" >> WriteBigQueryTable(
-        warehouse, DEAD_LETTERS, method, pipeline, streaming, temp_location, validate)
+        warehouse, DEAD_LETTERS, method, pipeline, mode, temp_location, validate)
     return all_dead

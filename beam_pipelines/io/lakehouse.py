@@ -27,6 +27,7 @@ from beam_pipelines.catalog import CATALOG, catalog_path
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.errors import UserError
 from schemas.core import RecordSchema
+from transforms.windowing import BATCH, Mode
 
 
 def holds_batches(name: str, batches) -> bool:
@@ -351,19 +352,21 @@ class WriteLakehouseTable(beam.PTransform):
     and the local runner does not retry.)
     """
 
-    def __init__(self, output_dir: str, schema: RecordSchema, streaming: bool = False,
+    def __init__(self, output_dir: str, schema: RecordSchema, mode: Mode = BATCH,
                  flush_s: int = 5, batches: bool = False, staging: str | None = None):
         super().__init__()
         self._output_dir = output_dir
         self._staging = staging or staging_dir(output_dir)
         self._schema = schema
-        self._streaming = streaming
+        self._mode = mode
         self._flush_s = flush_s
         self._batches = batches
 
     def expand(self, rows):
-        if self._streaming:
-            return (
+        return self._mode.choose(batch=self._staged_files, streaming=self._flushes)(rows)
+
+    def _flushes(self, rows):
+        return (
                 rows
                 | "Gather" >> beam.WindowInto(
                     GlobalWindows(),
@@ -380,7 +383,9 @@ class WriteLakehouseTable(beam.PTransform):
                 | "WriteParquetFile" >> beam.ParDo(WriteParquetFileFn(
                     table_dir(self._output_dir, self._schema), delivery_role(self._schema),
                     self._schema))
-            )
+        )
+
+    def _staged_files(self, rows):
         if self._batches:  # Arrow tables of the schema already (the batch medallion)
             tables = rows
         else:
@@ -438,18 +443,19 @@ def _not_replaceable(path: str) -> str | None:
     return _not_replaceable(parent) if parent and parent != path else None
 
 
-def write_tables(tables: dict, schemas, output_dir: str, streaming: bool = False,
+def write_tables(tables: dict, schemas, output_dir: str, mode: Mode = BATCH,
                  batches=False) -> None:
     """Every table of a medallion's output dict to its place in the lakehouse
     (``batches``: True if its PCollections hold Arrow tables, not rows, or the names of
-    those that do)."""
+    those that do). Batch: files staged per bundle, published once all are written;
+    streaming: a file per table and flush, in place at once."""
 
     by_name = {schema.name: schema for schema in schemas}
     staging = staging_dir(output_dir)
     written = [rows | f"Write{by_name[name].label}" >> WriteLakehouseTable(
-        output_dir, by_name[name], streaming=streaming, batches=holds_batches(name, batches),
+        output_dir, by_name[name], mode=mode, batches=holds_batches(name, batches),
         staging=staging) for name, rows in tables.items()]
-    if not streaming and written:
+    if written and mode.choose(batch=True, streaming=False):  # streaming: in place already
         tuple(written) | "PublishTables" >> PublishFiles(staging)
 
 

@@ -200,8 +200,9 @@ class PostgresSink:
                 else:
                     con.execute(f"TRUNCATE {table}")
 
-    def write(self, tables: dict, schemas, streaming: bool = False,
+    def write(self, tables: dict, schemas, mode=None,
               batches: bool | frozenset = False) -> None:
+        # Upserts are the same in either mode: a later pane replaces an earlier one.
         upsert_tables(tables, [s for s in schemas if s.name in tables], batches, self.dsn,
                       self.pg_schema, self.retention_s)
 

@@ -1,12 +1,14 @@
 """Where a pipeline's tables go, chosen by ``--sink``: the local lakehouse (Parquet files
 and a DuckDB catalog) or BigQuery; with ``--postgres-dsn``, PostgreSQL hot tables beside
-either. The graph up to the sink is the same for all."""
+either. The graph up to the sink is the same for all; each sink writes as the run's mode
+(``transforms.windowing.BATCH`` or a ``Streaming``) chooses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from beam_pipelines.bigquery.warehouse import LAYERS
 from beam_pipelines.io.lakehouse import holds_batches
+from transforms.windowing import BATCH, Mode
 
 
 @dataclass(frozen=True)
@@ -15,13 +17,13 @@ class LakehouseSink:
 
     name = "lakehouse"
 
-    def write(self, tables: dict, schemas, streaming: bool = False,
+    def write(self, tables: dict, schemas, mode: Mode = BATCH,
               batches: bool | frozenset = False) -> None:
         """``batches``: True if every PCollection holds Arrow tables, or the names of
         those that do (the others hold rows)."""
         from beam_pipelines.io.lakehouse import write_tables
 
-        write_tables(tables, schemas, self.output_dir, streaming=streaming, batches=batches)
+        write_tables(tables, schemas, self.output_dir, mode=mode, batches=batches)
 
     def describe(self) -> str:
         return f"the lakehouse in {self.output_dir}"
@@ -38,14 +40,14 @@ class BigQuerySink:
 
     name = "bigquery"
 
-    def write(self, tables: dict, schemas, streaming: bool = False,
+    def write(self, tables: dict, schemas, mode: Mode = BATCH,
               batches: bool | frozenset = False) -> None:
         from beam_pipelines.bigquery.sink import write_tables_to_bigquery
 
         if batches:  # Beam's BigQuery IO writes rows
             tables = as_rows(tables, batches)
         write_tables_to_bigquery(tables, schemas, self.warehouse, self.method, self.pipeline,
-                                 streaming, self.temp_location, self.validate, self.layers)
+                                 mode, self.temp_location, self.validate, self.layers)
 
     def describe(self) -> str:
         w = self.warehouse
@@ -73,9 +75,9 @@ class WithHotTables:
     def name(self) -> str:
         return self.main.name
 
-    def write(self, tables: dict, schemas, streaming: bool = False,
+    def write(self, tables: dict, schemas, mode: Mode = BATCH,
               batches: bool | frozenset = False) -> None:
-        self.main.write(tables, schemas, streaming=streaming, batches=batches)
+        self.main.write(tables, schemas, mode=mode, batches=batches)
         self.hot.write(tables, schemas, batches=batches)
 
     def describe(self) -> str:
@@ -83,16 +85,17 @@ class WithHotTables:
 
 
 def write_tables(sink_or_output_dir, tables: dict, schemas, *, pipeline: str,
-                 streaming: bool = False, batches: bool | frozenset = False) -> None:
-    """A medallion's tables to the sink: the one place its dead letters are stamped with
-    the pipeline's name (``batches`` as the sinks' ``write`` takes it)."""
+                 mode: Mode = BATCH, batches: bool | frozenset = False) -> None:
+    """A medallion's tables to the sink, written as the run's ``mode`` chooses: the one
+    place its dead letters are stamped with the pipeline's name (``batches`` as the
+    sinks' ``write`` takes it)."""
     from schemas.dead_letter import DEAD_LETTERS
     from transforms.dead_letters import StampPipeline
 
     if DEAD_LETTERS.name in tables:
         tables = {**tables, DEAD_LETTERS.name: tables[DEAD_LETTERS.name]
                   | "StampPipeline" >> StampPipeline(pipeline)}
-    as_sink(sink_or_output_dir).write(tables, schemas, streaming=streaming, batches=batches)
+    as_sink(sink_or_output_dir).write(tables, schemas, mode=mode, batches=batches)
 
 
 def as_sink(sink_or_output_dir):
