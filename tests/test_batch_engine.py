@@ -173,6 +173,28 @@ def test_records_of_exactly_the_declared_fields_are_decoded_typed_and_others_as_
     assert typed[1].cpu_usage == 7.0 and typed[0].server_id == "srv-1"
 
 
+def test_the_edge_space_screen_finds_what_the_regular_expression_finds():
+    import random
+
+    import pyarrow.compute as pc
+
+    from transforms.server_metrics.bronze import EDGE_SPACE, edge_space
+
+    spaces = [c for c in map(chr, range(0x3001)) if c.isspace()]
+    others = ["a", "é", "©", "\u0100", "\u1680x", "\u2000"[0] + "x", "\u3001", "中", "😀", "-"]
+    rng = random.Random(3)
+    values = ["", None, " ", "a b"] + [
+        "".join(rng.choice(spaces + others) for _ in range(rng.randint(1, 4)))
+        for _ in range(3000)]
+    arr = pa.array(values, pa.string())
+    for part in (arr, arr.slice(7, 2000), arr.slice(3000)):
+        expected = pc.match_substring_regex(part, EDGE_SPACE).fill_null(False)
+        assert edge_space(part).tolist() == expected.to_pylist()
+    assert edge_space(pa.array([], pa.string())).tolist() == []
+    assert edge_space(pa.array(["", None], pa.string())).tolist() == [False, False]
+    assert all(c.isspace() for c in spaces) and len(spaces) == 29
+
+
 def test_line_ranges_cover_every_line_exactly_once(tmp_path):
     path = tmp_path / "m.jsonl"
     lines = [line(cpu_usage=float(i)).encode() for i in range(500)] + [b"", b"tail"]

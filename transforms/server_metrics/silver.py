@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.batches import concat, conform, from_rows
 from transforms.dead_letters import RecordRejected, dead_letter, internal_error
-from transforms.server_metrics.bronze import EDGE_SPACE
+from transforms.server_metrics.bronze import edge_space
 from transforms.server_metrics.row_silver import (
     _RANGES,
     SERVER_TYPE_ALIASES,
@@ -46,11 +46,11 @@ def _map_distinct(column: pa.ChunkedArray, fn) -> pa.Array:
 def _strip(column) -> pa.Array:
     """Python's ``str.strip`` on the values that need it (few)."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    edges = pc.match_substring_regex(column, EDGE_SPACE).fill_null(False)
-    if not pc.any(edges).as_py():
+    edges = edge_space(column)
+    if not edges.any():
         return column
     values = column.to_pylist()
-    for j in np.flatnonzero(edges.to_numpy(zero_copy_only=False)):
+    for j in np.flatnonzero(edges):
         values[j] = values[j].strip()
     return pa.array(values, pa.string())
 
