@@ -139,8 +139,11 @@ def dead_letter_batch(rows: list[dict]) -> pa.Table:
 def conform(table: pa.Table, schema: RecordSchema) -> pa.Table:
     """``table``'s columns in ``schema``'s order and Arrow types (a cheap cast)."""
     arrow = schema.arrow_schema()
-    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in arrow],
-                                schema=arrow)
+    columns = []
+    for f in arrow:
+        column = table.column(f.name)
+        columns.append(column if column.type == f.type else column.cast(f.type))
+    return pa.Table.from_arrays(columns, schema=arrow)
 
 
 def concat(tables: Iterable[pa.Table], schema: RecordSchema) -> pa.Table:
