@@ -213,6 +213,37 @@ def test_what_the_publisher_sends_the_source_reads_back_event_by_event(envelope)
     assert all(_micros(attributes, None) > 0 for _, attributes in recording.sent)
 
 
+def test_event_times_are_read_exactly_as_beam_reads_rfc_3339():
+    import random
+    from datetime import datetime, timedelta, timezone
+
+    from apache_beam.utils.timestamp import Timestamp
+
+    from beam_pipelines.io.live_sources import event_time_micros
+
+    rng = random.Random(9)
+    texts = []
+    for _ in range(2000):
+        at = datetime(1969, 1, 1, tzinfo=timezone.utc) + timedelta(
+            microseconds=rng.randrange(120 * 365 * 86_400 * 10 ** 6))
+        zone = timezone(timedelta(minutes=rng.randrange(-720, 841, 15)))
+        spec = rng.choice(["seconds", "milliseconds", "microseconds"])
+        text = at.astimezone(zone).isoformat(timespec=spec)
+        texts.append(text.replace("+00:00", "Z") if rng.random() < 0.5 else text)
+    texts += ["2026-01-05T10:00:00", "2026-01-05T10:00:00.5Z", "2026-01-05t10:00:00Z",
+              "2026-01-05T10:00:00.1234567Z", "20260105T100000Z"]
+    for text in texts:
+        try:
+            expected = Timestamp.from_rfc3339(text).micros
+        except ValueError:
+            with pytest.raises(ValueError):
+                event_time_micros(text)
+            continue
+        assert event_time_micros(text) == expected, text
+    with pytest.raises(ValueError):
+        event_time_micros("yesterday")
+
+
 def _session_members(sid: int) -> dict[int, str]:
     """Processes of session ``sid``: pid → command line."""
     found = {}

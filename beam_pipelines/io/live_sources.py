@@ -24,10 +24,11 @@ On Dataflow the native Pub/Sub source (with ``id_label``) is used instead, see
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -266,14 +267,36 @@ def raw_records(data: bytes, attributes: dict | None, origin: str) -> list[RawRe
     return [RawRecord(data, source, attributes=attributes)]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+def event_time_micros(text: str) -> int:
+    """An RFC 3339 event time → exact microseconds since the epoch: Python's own parser for
+    a time with a zone and at most microseconds (what publishers send; dateutil's, which
+    Beam's ``from_rfc3339`` uses, costs ~25 µs a message), Beam's for anything else."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is not None and parsed.tzinfo is not None and not _FINER_THAN_US.search(text):
+        return (parsed - _EPOCH) // _ONE_US
+    return Timestamp.from_rfc3339(text).micros
+
+
+_FINER_THAN_US = re.compile(r"[.,]\d{7}")
+
+
 def _micros(attributes: dict, publish_time) -> int:
+    """A message's event time: its attribute, else when it was published (a protobuf
+    ``Timestamp``)."""
     text = attributes.get(EVENT_TIME_ATTRIBUTE)
     if text:
         try:
-            return Timestamp.from_rfc3339(text).micros
+            return event_time_micros(text)
         except ValueError:
             pass  # bronze reads the record's own timestamp; the attribute is a hint
-    return Timestamp.from_utc_datetime(publish_time.astimezone(timezone.utc)).micros
+    return publish_time.ToMicroseconds()
 
 
 class PubSubPoller(Poller):
@@ -398,6 +421,9 @@ class PubSubPoller(Poller):
             self._client = None
             return 0
         self._health.succeeded()
+        # The protobuf under the client's wrapper: its fields are read without a
+        # conversion per access (a third of the pull loop's time, one event per message).
+        response = type(response).pb(response)
         self.caught_up = not response.received_messages
         for received in response.received_messages:
             message = received.message
