@@ -91,13 +91,14 @@ def test_every_latest_pane_and_dead_letter_equals_the_row_level_streaming(batch_
     assert late_rows and all(r["pane_timing"] == "LATE" for r in late_rows)
 
 
-def _live_rounds(count=1500, per_round=60, lag_s=10, redeliver_every=97):
-    """Generated records with every fault, as a live source would deliver them: rounds of
-    (records, the watermark they arrived under); the watermark trails the newest event by
-    ``lag_s``, and now and then an earlier delivery comes again (same id, same time)."""
+def _live_rounds(count=1000, per_round=60, lag_s=10, redeliver_every=97):
+    """Generated records with every fault (22 minutes across an hour's end), as a live
+    source would deliver them: rounds of (records, the watermark they arrived under); the
+    watermark trails the newest event by ``lag_s``, and now and then an earlier delivery
+    comes again (same id, same time)."""
     config = GeneratorConfig(servers=3, interval_ms=4000, count=count, seed=21,
                              malformed_rate=0.03, duplicate_rate=0.02, late_rate=0.03,
-                             anomaly_rate=0.02, start=datetime(2026, 1, 5, 9, 30,
+                             anomaly_rate=0.02, start=datetime(2026, 1, 5, 9, 45,
                                                                tzinfo=timezone.utc))
     timed = [(event_ms / 1000, text) for _, event_ms, text in
              MetricsGenerator(config).render_timed()]
