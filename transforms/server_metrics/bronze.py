@@ -228,19 +228,19 @@ def _coerce(struct: pa.StructArray) -> tuple[dict[str, pa.Array], np.ndarray]:
     return cols, slow
 
 
-def _extra_fields(objs: list[dict]) -> tuple[pa.Array, list[int]]:
+def _extra_fields(objs: list[dict]) -> tuple[pa.Array, set[int]]:
     """The unknown fields of each record as JSON text, and the positions whose fields
     cannot be written back (the row-level path words their dead letters)."""
     known = _KNOWN
     values: list[str | None] = [None] * len(objs)
-    refused = []
+    refused = set()
     for j, o in enumerate(objs):
         if not known.issuperset(o):
             extra = {k: v for k, v in o.items() if k not in known}
             try:
                 values[j] = orjson.dumps(extra, default=str).decode()
             except TypeError:  # nested past orjson's limit
-                refused.append(j)
+                refused.add(j)
     return pa.array(values, pa.string()), refused
 
 
@@ -277,15 +277,15 @@ def bronze_batch(raw: pa.Table, now: datetime, step: str = "ParseServerMetric",
     column = raw.column("payload")
     payloads = column.to_pylist()
     oversized = pc.greater(pc.binary_length(column), MAX_PAYLOAD_BYTES).fill_null(True)
-    typed, typed_at, untyped = _decode_typed(payloads, oversized)
+    big = oversized.to_numpy(zero_copy_only=False) if pc.any(oversized).as_py() else None
+    typed, typed_at, untyped = _decode_typed(payloads, big)
     objs, fast, slow = [], [], []
     if untyped:
-        rest = column.take(pa.array(untyped, pa.int64()))
-        suspect = pc.or_(pc.greater(pc.binary_length(rest), MAX_PAYLOAD_BYTES),
-                         pc.match_substring_regex(rest, _SUSPECT)).fill_null(True)
+        suspect = pc.match_substring_regex(column.take(pa.array(untyped, pa.int64())),
+                                           _SUSPECT).fill_null(True).to_pylist()
         loads = orjson.loads
-        for i, flagged in zip(untyped, suspect.to_pylist(), strict=True):
-            if flagged:
+        for i, flagged in zip(untyped, suspect, strict=True):
+            if flagged or (big is not None and big[i]):
                 slow.append(i)
                 continue
             try:
@@ -299,60 +299,60 @@ def bronze_batch(raw: pa.Table, now: datetime, step: str = "ParseServerMetric",
                 fast.append(i)
             else:
                 slow.append(i)
-    struct, refused = _as_struct(objs) if objs else (None, set())
-    if refused:
+    struct, extra_fields = None, None
+
+    def without(refused: set[int]):
+        """The dict path less ``refused``, which the row-level path words."""
+        nonlocal objs, fast, extra_fields
         slow.extend(fast[j] for j in refused)
         keep = [j for j in range(len(objs)) if j not in refused]
         objs, fast = [objs[j] for j in keep], [fast[j] for j in keep]
-        if not objs:
-            struct = None
+        extra_fields = extra_fields.take(pa.array(keep, pa.int64()))
+
+    if objs:
+        extra_fields, unwritable = _extra_fields(objs)
+        if unwritable:
+            without(unwritable)
+    if objs:
+        struct, refused = _as_struct(objs)  # of the records Arrow takes
+        if refused:
+            without(refused)
+    fast = np.asarray(fast, dtype=np.int64)
     if typed:
-        struct, objs, fast = _with_typed(_typed_struct(typed), typed_at, struct, objs, fast)
+        struct, extra_fields, fast = _with_typed(_typed_struct(typed), typed_at, struct,
+                                                 extra_fields, fast)
     tables, extra = [], 0
     if struct is not None:
         cols, flagged = _coerce(struct)
-        if flagged.any():
-            slow.extend(np.asarray(fast)[flagged].tolist())
-            keep = np.flatnonzero(~flagged)
+
+        def leave_fast_path(mask: np.ndarray):
+            """The records of ``mask`` to the row-level path, which words their outcome."""
+            nonlocal cols, extra_fields, fast
+            slow.extend(fast[mask].tolist())
+            keep = pa.array(np.flatnonzero(~mask))
             cols = {k: v.take(keep) for k, v in cols.items()}
-            objs = [objs[j] for j in keep]
-            fast = np.asarray(fast)[keep].tolist()
-        if max_future_s is not None and objs:
+            extra_fields, fast = extra_fields.take(keep), fast[~mask]
+
+        if flagged.any():
+            leave_fast_path(flagged)
+        if max_future_s is not None and len(fast):
             micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
             ahead = micros > micros_of(now) + round(max_future_s * _US)
-            if ahead.any():  # a few, by definition: the row-level path words them
-                slow.extend(np.asarray(fast)[ahead].tolist())
-                keep = np.flatnonzero(~ahead)
-                cols = {k: v.take(keep) for k, v in cols.items()}
-                objs = [objs[j] for j in keep]
-                fast = np.asarray(fast)[keep].tolist()
-        if watermark is not None and objs:
+            if ahead.any():  # a few, by definition
+                leave_fast_path(ahead)
+        if watermark is not None and len(fast):
             micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
             closes = micros - micros % 60_000_000 + 60_000_000 + allowed_lateness_s * _US
             late = closes <= watermark
-            if late.any():
-                # The row-level path words their dead letters: a few, by definition.
-                slow.extend(np.asarray(fast)[late].tolist())
-                keep = np.flatnonzero(~late)
-                cols = {k: v.take(keep) for k, v in cols.items()}
-                objs = [objs[j] for j in keep]
-                fast = np.asarray(fast)[keep].tolist()
-    if objs:
-        extra_fields, refused = _extra_fields(objs)
-        if refused:
-            slow.extend(fast[j] for j in refused)
-            keep = np.setdiff1d(np.arange(len(objs)), refused)
-            cols = {k: v.take(pa.array(keep)) for k, v in cols.items()}
-            extra_fields = extra_fields.take(pa.array(keep))
-            objs = [objs[j] for j in keep]
-            fast = [fast[j] for j in keep]
-    if objs:
-        n = len(objs)
-        cols["ingest_timestamp"] = pa.repeat(pa.scalar(now, _TS), n)
-        cols["source"] = raw.column("source").take(pa.array(fast, pa.int64())).combine_chunks()
-        cols["extra_fields"] = extra_fields
-        extra = n - cols["extra_fields"].null_count
-        tables.append(conform(pa.table(cols), SERVER_METRICS_BRONZE))
+            if late.any():  # a few, by definition
+                leave_fast_path(late)
+        if len(fast):
+            n = len(fast)
+            cols["ingest_timestamp"] = pa.repeat(pa.scalar(now, _TS), n)
+            cols["source"] = raw.column("source").take(pa.array(fast)).combine_chunks()
+            cols["extra_fields"] = extra_fields
+            extra = n - extra_fields.null_count
+            tables.append(conform(pa.table(cols), SERVER_METRICS_BRONZE))
     if not slow:
         return BronzeBatch(tables[0] if tables else _empty(), [], extra)
     slow.sort()
@@ -366,12 +366,10 @@ def bronze_batch(raw: pa.Table, now: datetime, step: str = "ParseServerMetric",
                        extra + rest.with_extra_fields)
 
 
-def _decode_typed(payloads: list[bytes], oversized: pa.ChunkedArray | pa.Array):
+def _decode_typed(payloads: list[bytes], big: np.ndarray | None):
     """The payloads that decode into a record of exactly the declared fields (and their
-    positions), and the positions of the rest."""
+    positions), and the positions of the rest (``big``: those over the size limit)."""
     decode, typed, typed_at, untyped = _DECODE_TYPED, [], [], []
-    big = (oversized.to_numpy(zero_copy_only=False) if pc.any(oversized).as_py()
-           else None)
     for i, p in enumerate(payloads):
         if big is not None and big[i]:
             untyped.append(i)
@@ -385,16 +383,18 @@ def _decode_typed(payloads: list[bytes], oversized: pa.ChunkedArray | pa.Array):
     return typed, typed_at, untyped
 
 
-def _with_typed(typed: pa.StructArray, typed_at: list[int], struct, objs, fast):
-    """The typed records joined with the dict path's, back in arrival order (a typed record
-    stands in ``objs`` as ``()``: it has no unknown fields)."""
+def _with_typed(typed: pa.StructArray, typed_at: list[int], struct, extra_fields,
+                fast: np.ndarray):
+    """The typed records (no unknown fields) joined with the dict path's, back in arrival
+    order: (struct, extra fields, positions)."""
+    none = pa.nulls(len(typed_at), pa.string())
     if struct is None:
-        return typed, [()] * len(typed_at), typed_at
-    positions = np.asarray(typed_at + fast)
-    order = np.argsort(positions, kind="stable")
-    joined = pa.concat_arrays([typed, struct]).take(pa.array(order))
-    objs = [()] * len(typed_at) + objs
-    return joined, [objs[j] for j in order.tolist()], positions[order].tolist()
+        return typed, none, np.asarray(typed_at, dtype=np.int64)
+    positions = np.concatenate([np.asarray(typed_at, dtype=np.int64), fast])
+    order = pa.array(np.argsort(positions, kind="stable"))
+    return (pa.concat_arrays([typed, struct]).take(order),
+            pa.concat_arrays([none, extra_fields]).take(order),
+            positions[order.to_numpy()])
 
 
 def _empty() -> pa.Table:
