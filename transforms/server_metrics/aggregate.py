@@ -195,17 +195,21 @@ def _fill_sum(acc: Sum, v: np.ndarray) -> None:
     acc.high = float(v.max())
 
 
-def window_columns(seg: Segments, seconds: int) -> dict[str, pa.Array]:
-    start = seg.window_us
+def window_columns(start: np.ndarray, seconds: int, hour: bool = False
+                   ) -> dict[str, pa.Array]:
+    """The columns of windows of ``seconds`` starting at ``start`` (µs), in their one
+    on-time pane (``hour``: with the UTC hour, for the hourly table)."""
     ts = pa.timestamp("us", tz="UTC")
     starts = pa.array(start, ts)
-    n = len(seg)
-    return {"window_start": starts,
+    n = len(start)
+    cols = {"window_start": starts,
             "window_end": pa.array(start + seconds * _US, ts),
             "metric_date": starts.cast(pa.date32()),
             "pane_index": pa.array(np.zeros(n, np.int64)),
-            "pane_timing": pa.repeat(pa.scalar("ON_TIME"), n),
-            "hour_of_day": pc.hour(starts)}
+            "pane_timing": pa.repeat(pa.scalar("ON_TIME"), n)}
+    if hour:
+        cols["hour_of_day"] = pc.hour(starts)
+    return cols
 
 
 def identity_columns(table: pa.Table, rows: np.ndarray) -> dict[str, pa.Array]:

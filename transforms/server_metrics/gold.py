@@ -49,7 +49,7 @@ def _windows(measures: Measures, codes: np.ndarray, seconds: int) -> Segments:
 def server_table(measures: Measures, codes, seconds: int, schema, quantiles: bool = True,
                  health=None) -> pa.Table:
     seg = _windows(measures, codes, seconds)
-    cols = window_columns(seg, seconds)
+    cols = window_columns(seg.window_us, seconds, hour="hour_of_day" in schema.names)
     cols.update(identity_columns(measures.table, seg.first))
     cols.update(measures.columns(seg, quantiles))
     if health is not None:
@@ -109,12 +109,7 @@ def _alert_table(rule, table: pa.Table, seg: Segments, hit: np.ndarray, counts: 
     """The ``alerts`` rows of one rule's breached minutes, with their messages."""
     n = len(hit)
     starts = seg.window_us[hit]
-    ts = pa.timestamp("us", tz="UTC")
-    start = pa.array(starts, ts)
-    cols = {"window_start": start, "window_end": pa.array(starts + MINUTE * _US, ts),
-            "metric_date": start.cast(pa.date32()),
-            "pane_index": pa.array(np.zeros(n, np.int64)),
-            "pane_timing": pa.repeat(pa.scalar("ON_TIME"), n)}
+    cols = window_columns(starts, MINUTE)
     cols.update(identity_columns(table, seg.first[hit]))
     threshold = rule.thresholds(cols["server_id"], cols["server_type"])
     minutes = (starts // (MINUTE * _US)).astype("datetime64[m]")
@@ -203,13 +198,8 @@ def matrix_table(seg_starts, identity: dict[str, pa.Array], acc, matrix: AlertMa
         mem = np.where(mem_n > 0, mem_sum / mem_n, np.nan)
     net = np.where(np.isinf(net), np.nan, net)
     disk = np.where(np.isinf(disk), np.nan, disk)
-    ts = pa.timestamp("us", tz="UTC")
-    starts = pa.array(seg_starts, ts)
-    n = len(seg_starts)
     cols = {
-        "window_start": starts, "window_end": pa.array(seg_starts + matrix.window_s * _US, ts),
-        "metric_date": starts.cast(pa.date32()), "pane_index": pa.array(np.zeros(n, np.int64)),
-        "pane_timing": pa.repeat(pa.scalar("ON_TIME"), n), **identity,
+        **window_columns(seg_starts, matrix.window_s), **identity,
         "record_count": pa.array(count, pa.int64()),
         "avg_cpu_usage": pa.array(cpu, mask=np.isnan(cpu)),
         "avg_memory_usage": pa.array(mem, mask=np.isnan(mem)),
