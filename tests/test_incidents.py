@@ -206,6 +206,7 @@ def test_the_batch_shuffles_only_the_signals_that_can_page_and_pages_alike(famil
     table = table.set_column(1, "window_end", table.column(1).cast(pa.timestamp("us", "UTC")))
     rules = Incidents(for_s=60, keep_firing_for_s=300, families=families)
     fn = SignalsByServerFn(ServerMetricsRules(incidents=rules))
+    fn.setup()
     shuffled = dict(fn.process(table))
     kept = {f for part in shuffled.values() for f in part.column("family").to_pylist()}
     assert kept == set(families) | ({"hold"} if "threshold" in families else set())

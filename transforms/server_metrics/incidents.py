@@ -84,6 +84,16 @@ class ServerState:
     inhibiting: dict = field(default_factory=dict)
 
 
+def paging_families(rules: Incidents) -> frozenset[str]:
+    """The signal families the tracker reads: ``incidents.families``, and a threshold
+    rule's holds when threshold signals page. It passes over the others without a trace,
+    so they need not reach it."""
+    families = set(rules.families)
+    if "threshold" in families:
+        families.add(HOLD)
+    return frozenset(families)
+
+
 class IncidentTracker:
     """One server's incidents, from its signals in event-time order.
 
@@ -105,7 +115,7 @@ class IncidentTracker:
         self._wait_us = rules.group_wait_s * _US
         self._interval_us = rules.group_interval_s * _US
         self._repeat_us = rules.repeat_interval_s * _US
-        self._families = frozenset(rules.families)
+        self._paging = paging_families(rules)
         self._group = tuple(g for g in rules.group_by if g != "server_id")
 
     @property
@@ -116,11 +126,11 @@ class IncidentTracker:
         """Signals as tuples of :data:`SIGNAL_FIELDS` (micros for the times), sorted."""
         rules = self.rules
         for start, end, family, rule, severity, *identity, metric, value in signals:
+            if family not in self._paging:
+                continue  # a signal, not a page: passed over without a trace
             hold = family == HOLD
             if hold:
                 family = "threshold"  # a threshold rule's, for its group
-            if family not in self._families:
-                continue  # a signal, not a page
             self.advance(start)
             labels = {"server_id": identity[0], "server_type": identity[2],
                       "location": identity[3], "family": family, "rule": rule,

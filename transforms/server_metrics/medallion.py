@@ -56,12 +56,7 @@ from transforms.server_metrics import gold, incidents
 from transforms.server_metrics.aggregate import Segments
 from transforms.server_metrics.analytics import _counters
 from transforms.server_metrics.bronze import bronze_batch
-from transforms.server_metrics.row_gold import (
-    HOLD,
-    SIGNAL_HOLDS,
-    FormatLocationRowFn,
-    LocationRollup,
-)
+from transforms.server_metrics.row_gold import SIGNAL_HOLDS, FormatLocationRowFn, LocationRollup
 from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.server_metrics.silver import deduplicate, silver_batch
 from transforms.windowing import DAY
@@ -271,14 +266,13 @@ class SignalsByServerFn(beam.DoFn):
     """
 
     def __init__(self, rules: ServerMetricsRules):
-        paging = set(rules.incidents.families)
-        if "threshold" in paging:
-            paging.add(HOLD)
-        self._paging = sorted(paging)
+        self._families = sorted(incidents.paging_families(rules.incidents))
+
+    def setup(self):
+        self._paging = pa.array(self._families, pa.string())
 
     def process(self, events: pa.Table):
-        family = events.column("family")
-        paging = pc.is_in(family, value_set=pa.array(self._paging, family.type))
+        paging = pc.is_in(events.column("family"), value_set=self._paging)
         if not pc.all(paging).as_py():
             events = events.filter(paging)
         yield from split_by_server(events, incidents.SIGNAL_FIELDS)
