@@ -236,16 +236,11 @@ def read_line_range(path_range, batch_lines: int = BATCH_LINES):
     if start == 0 and data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]  # an editor's mark, not part of the first line
     progress.add(0, len(data) if end is not None else 0)  # a compressed file's size differs
-    if b"\r" in data:  # CRLF line ends: rare enough for the per-line split
-        lines = data.split(b"\n")
-        if lines[-1] == b"":
-            lines.pop()
-        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-        batches = (raw_lines(lines[i:i + batch_lines], path)
-                   for i in range(0, len(lines), batch_lines))
-    else:
-        batches = line_batches(data, path, batch_lines)
-    for batch in batches:
+    if b"\r" in data:  # CRLF line ends: a line's final CR is not part of it
+        data = data.replace(b"\r\n", b"\n")
+        if data.endswith(b"\r"):
+            data = data[:-1]
+    for batch in line_batches(data, path, batch_lines):
         progress.add(batch.num_rows)
         yield batch
 
