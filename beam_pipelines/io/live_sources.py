@@ -28,7 +28,7 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -42,7 +42,7 @@ from schemas.messages import (
     EVENT_TIME_ATTRIBUTE,
     split_envelope,
 )
-from transforms.bronze import RawRecord
+from transforms.bronze import RawRecord, micros_of
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +267,8 @@ def raw_records(data: bytes, attributes: dict | None, origin: str) -> list[RawRe
     return [RawRecord(data, source, attributes=attributes)]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ONE_US = timedelta(microseconds=1)
+#: Fractional seconds finer than microseconds: Beam's parser keeps them.
+_FINER_THAN_US = re.compile(r"[.,]\d{7}")
 
 
 def event_time_micros(text: str) -> int:
@@ -280,11 +280,8 @@ def event_time_micros(text: str) -> int:
     except ValueError:
         parsed = None
     if parsed is not None and parsed.tzinfo is not None and not _FINER_THAN_US.search(text):
-        return (parsed - _EPOCH) // _ONE_US
+        return micros_of(parsed)
     return Timestamp.from_rfc3339(text).micros
-
-
-_FINER_THAN_US = re.compile(r"[.,]\d{7}")
 
 
 def _micros(attributes: dict, publish_time) -> int:
