@@ -1,10 +1,12 @@
 """The registry of pipeline kinds: what ``python -m run KIND``, the flex template and its
 ``metadata.json`` dispatch on.
 
-A kind names its options class, its ``run(options) → outcome`` and the summary that
-renders a finished run; each is given as ``"module:attribute"`` and imported only when
-used, so ``--help`` and the template's metadata do not import Beam's runners. A third
-record kind is its package under ``transforms/``, its module here, and one ``register``.
+A kind names its options class, its launch (a :class:`beam_pipelines.runs.Launch`: what
+the one launch path runs, batch or streaming, and what a replay appends with) and the
+summary that renders a finished run; each is given as ``"module:attribute"`` and imported
+only when used, so ``--help`` and the template's metadata do not import Beam's runners. A
+third record kind is its package under ``transforms/``, its module with a ``Launch``, and
+one ``register`` here.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ class PipelineKind:
     noun: str          # what it reads, in a few words
     description: str   # one line for the usage text
     options_ref: str   # "module:PipelineOptions subclass"
-    run_ref: str       # "module:run" → run(options) → outcome dict
+    launch_ref: str    # "module:LAUNCH", a beam_pipelines.runs.Launch
     summary_ref: str   # "module:render" → render(catalog, output_dir, **summary_args)
 
     @staticmethod
@@ -30,8 +32,15 @@ class PipelineKind:
     def options(self):
         return self._load(self.options_ref)
 
+    @property
+    def launch(self):
+        return self._load(self.launch_ref)
+
     def run(self, options) -> dict:
-        return self._load(self.run_ref)(options)
+        """``python -m run KIND``: batch, or streaming with ``--streaming``."""
+        from beam_pipelines import runs
+
+        return runs.launch(options, self.launch)
 
     def summary(self, catalog: str, output_dir: str, **kwargs) -> str:
         return self._load(self.summary_ref)(catalog, output_dir, **kwargs)
@@ -52,10 +61,10 @@ def register(kind: PipelineKind) -> PipelineKind:
 register(PipelineKind(
     "metrics", "server metrics",
     "server metrics: bronze → silver → gold into the local lakehouse",
-    "beam_pipelines.options:ServerMetricsOptions", "beam_pipelines.server_metrics:run",
+    "beam_pipelines.options:ServerMetricsOptions", "beam_pipelines.server_metrics:LAUNCH",
     "beam_pipelines.summary:render"))
 register(PipelineKind(
     "logs", "web access logs",
     "web access logs: parse, geolocate, anonymise, aggregate",
-    "beam_pipelines.options:WebLogsOptions", "beam_pipelines.web_logs:run",
+    "beam_pipelines.options:WebLogsOptions", "beam_pipelines.web_logs:LAUNCH",
     "beam_pipelines.summary:render_logs"))

@@ -4,10 +4,11 @@ one line here (``UserError``), never a failed bundle later; the options object i
 no further than the launch layer (this module, ``runs`` and each kind's module)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_pipelines.errors import UserError
 from beam_pipelines.io import sinks
@@ -45,7 +46,8 @@ Feed = PubSubFeed | KafkaFeed | TcpFeed
 class RunPlan:
     """Where and how a run goes, checked: the pipeline (the name its dead letters carry),
     its mode (``BATCH`` or ``Streaming``), the runner, whether it is Dataflow, whether the
-    job is only built (``--dry_run``), and the sink."""
+    job is only built (``--dry_run``), the sink, the feed, how far ahead of the clock an
+    event may be (``--max-future``) and the record kind's own typed ``settings``."""
 
     pipeline: str
     mode: Mode
@@ -54,14 +56,22 @@ class RunPlan:
     offline: bool
     sink: object
     feed: Feed | None = None  # batch, or the live generator of a streaming run
+    max_future_s: float | None = None
+    settings: object = None  # the kind's: e.g. server_metrics.MetricsSettings
 
 
-def preflight(options: PipelineOptions, opts, pipeline: str, streaming: bool) -> RunPlan:
-    """Every check a run of ``pipeline`` needs before it starts, in one place: the flags
-    that go together, the mode, the runner, Dataflow's requirements and the sink (its
-    names, credentials, datasets, server)."""
+def preflight(options: PipelineOptions, kind, streaming: bool | None = None) -> RunPlan:
+    """Every check a run of ``kind`` (a :class:`beam_pipelines.runs.Launch`) needs before
+    it starts, in one place: the flags that go together, the mode (``--streaming`` unless
+    ``streaming`` says otherwise), the runner, Dataflow's requirements, the sink (its
+    names, credentials, datasets, server), the feed, and last the kind's own settings
+    (its rules, formats, topics, databases), once everything else is known to be right."""
     from apache_beam.options.pipeline_options import TestOptions
 
+    opts = options.view_as(kind.options_class)
+    pipeline = kind.pipeline
+    if streaming is None:
+        streaming = bool(options.view_as(StandardOptions).streaming)
     _check_flags(opts, pipeline, streaming)
     mode = _mode(opts) if streaming else BATCH
     runner = choose_runner(options, streaming=streaming)
@@ -75,7 +85,8 @@ def preflight(options: PipelineOptions, opts, pipeline: str, streaming: bool) ->
     offline = dataflow and bool(options.view_as(TestOptions).dry_run)
     sink = choose_sink(options, opts, pipeline, streaming, dataflow, offline)
     feed = _feed(opts, pipeline, dataflow, offline) if streaming else None
-    return RunPlan(pipeline, mode, runner, dataflow, offline, sink, feed)
+    plan = RunPlan(pipeline, mode, runner, dataflow, offline, sink, feed, opts.max_future)
+    return dataclasses.replace(plan, settings=kind.settings(options, opts, plan))
 
 
 def _check_flags(opts, pipeline: str, streaming: bool) -> None:
@@ -159,8 +170,6 @@ def _is_dataflow(runner: str) -> bool:
 
 
 def is_dataflow(options: PipelineOptions) -> bool:
-    from apache_beam.options.pipeline_options import StandardOptions
-
     return _is_dataflow(options.view_as(StandardOptions).runner or "")
 
 

@@ -128,7 +128,7 @@ def main(argv: list[str], prog: str = "python -m run") -> int:
                         "streaming run")
     if opts.input:
         raise UserError("replay reads --from-archive or --dead-letters, not --input")
-    pipeline = _PIPELINES[kind.name]
+    pipeline = kind.launch.pipeline
     selection = (select_archive(args.from_archive, args.start, args.end, opts.output_dir,
                                 pipeline)
                  if args.from_archive else
@@ -140,31 +140,12 @@ def main(argv: list[str], prog: str = "python -m run") -> int:
     if selection.stream is None and not len(selection):
         print(f"Nothing to replay: {selection.what} holds no record.")
         return 0
-    outcome = _RUNS[kind.name](options, selection)
+    outcome = into_lakehouse(options, kind.launch, selection)
     if outcome["catalog"] and opts.summary:
         print(kind.summary(outcome["catalog"], outcome["output_dir"],
                            input_records=outcome.get("input_records"),
                            **outcome.get("summary_args", {})))
     return 0
-
-
-#: The pipeline column's value of each kind.
-_PIPELINES = {"metrics": "server_metrics", "logs": "web_logs"}
-
-
-def _replay_metrics(options, selection):
-    from beam_pipelines import server_metrics
-
-    return server_metrics.replay(options, selection)
-
-
-def _replay_logs(options, selection):
-    from beam_pipelines import web_logs
-
-    return web_logs.replay(options, selection)
-
-
-_RUNS = {"metrics": _replay_metrics, "logs": _replay_logs}
 
 
 # ---- choosing the records -----------------------------------------------------------------
@@ -446,63 +427,64 @@ def announce(selection: Selection, prepared: Prepared) -> None:
     print(f"Replaying {selection.what}: {', '.join(parts)}", flush=True)
 
 
-def _local_lakehouse(options, opts, pipeline: str, tables, what: str):
-    """The checked plan of a run that appends to a local lakehouse."""
-    from beam_pipelines.io.lakehouse import is_local, prepare_output_dir
-    from beam_pipelines.preflight import preflight
+def _local_lakehouse(plan, output_dir: str, what: str) -> None:
+    """A run that appends goes to a local lakehouse, on the local runner."""
+    from beam_pipelines.io.lakehouse import is_local
 
-    prepare_output_dir(opts.output_dir, tables)
-    plan = preflight(options, opts, pipeline, streaming=False)
-    if plan.sink.name != "lakehouse" or not is_local(opts.output_dir) or plan.dataflow:
+    if plan.sink.name != "lakehouse" or not is_local(output_dir) or plan.dataflow:
         raise UserError(f"{what} appends to a local lakehouse (--output-dir) on the local "
                         "runner")
-    return plan
 
 
-def _appending_run(options, plan, tables, bronze_schema, medallion, resume, raw_of,
-                   rechecked_of=None, bronze_known: frozenset | None = None,
+def _appending_run(options, kind, plan, resume, raw_of, rechecked_of=None,
+                   bronze_known: frozenset | None = None,
                    prior_without: frozenset = frozenset()):
-    """The batch medallion ``medallion(prior_silver, rechecked_bronze)`` over ``raw_of(p)``
-    (and ``rechecked_of(p)``: bronze rows re-entering at silver), with the lakehouse's
-    silver for gold (less the rows of the input files ``prior_without``, read again);
-    bronze rows of ``bronze_known`` sources are not written again."""
+    """``kind``'s batch medallion over ``raw_of(p)`` (and ``rechecked_of(p)``: bronze rows
+    re-entering at silver), with the lakehouse's silver for gold (less the rows of the
+    input files ``prior_without``, read again); bronze rows of ``bronze_known`` sources are
+    not written again."""
     import apache_beam as beam
     import pyarrow as pa
 
+    from beam_pipelines import runs
     from beam_pipelines.io import delivery
-    from beam_pipelines.io.sinks import write_tables
 
     p = beam.Pipeline(options=options)
     raw = raw_of(p)
     rechecked = rechecked_of(p) if rechecked_of is not None else None
     earlier = delivery.replay_silver(resume.silver_files, prior_without)
     prior = p | "EarlierSilver" >> earlier if earlier is not None else None
-    out = raw | "Replay" >> medallion(prior, rechecked)
+    out = raw | kind.label >> runs.medallion(kind, plan, prior_silver=prior,
+                                             rechecked_bronze=rechecked)
     if bronze_known:
-        out[bronze_schema.name] = out[bronze_schema.name] | "NewBronzeRows" >> beam.Map(
+        bronze = kind.bronze.name
+        out[bronze] = out[bronze] | "NewBronzeRows" >> beam.Map(
             without_sources, bronze_known).with_output_types(pa.Table)
-    write_tables(plan.sink, out, tables, pipeline=plan.pipeline, batches=True)
+    runs.write(out, kind, plan, kind.appended_tables)
     result = p.run()
     result.wait_until_finish()
     return result
 
 
-def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
-                   bronze_schema, silver_schema, medallion) -> dict:
-    """The replay run of a pipeline: ``medallion(prior_silver, rechecked_bronze)`` → its
-    batch medallion over the staged records, with the earlier silver rows for gold and
-    silver's dead letters' bronze rows for silver; bronze, silver and dead letters are
-    appended to, every other table of ``tables`` replaced."""
+def into_lakehouse(options, kind, selection: Selection) -> dict:
+    """The replay run of a record kind (a :class:`beam_pipelines.runs.Launch`): its batch
+    medallion over the staged records, with the earlier silver rows for gold and silver's
+    dead letters' bronze rows for silver; bronze, silver and dead letters are appended to,
+    every other table of the kind's replaced."""
     import apache_beam as beam
     import pyarrow as pa
 
-    from beam_pipelines.io.lakehouse import write_catalog
+    from beam_pipelines.io.lakehouse import prepare_output_dir, write_catalog
+    from beam_pipelines.preflight import preflight
     from schemas.dead_letter import DEAD_LETTERS
 
-    output_dir = opts.output_dir
-    plan = _local_lakehouse(options, opts, pipeline, tables, "replay")
+    output_dir = options.view_as(kind.options_class).output_dir
+    pipeline, tables = kind.pipeline, kind.appended_tables
+    plan = preflight(options, kind, streaming=False)
+    prepare_output_dir(output_dir, tables)
+    _local_lakehouse(plan, output_dir, "replay")
     prepared = prepare(output_dir, pipeline, tables, selection,
-                       kept_tables=(bronze_schema, silver_schema, DEAD_LETTERS))
+                       kept_tables=(kind.bronze, kind.silver, DEAD_LETTERS))
     announce(selection, prepared)
 
     def staged(p, layer):
@@ -512,16 +494,17 @@ def into_lakehouse(options, opts, selection: Selection, pipeline: str, tables,
                                                          ).with_output_types(pa.Table))
 
     result = _appending_run(
-        options, plan, tables, bronze_schema, medallion, prepared.resume,
+        options, kind, plan, prepared.resume,
         lambda p: staged(p, "bronze"),
         lambda p: staged(p, "silver") | "BronzeRowsAgain" >> beam.Map(
-            rows_of_payloads, bronze_schema).with_output_types(pa.Table),
+            rows_of_payloads, kind.bronze).with_output_types(pa.Table),
         # a record a stream half wrote (bronze, not yet silver): bronze once
         None if selection.from_dead_letters else prepared.resume.bronze)
     finish(output_dir, pipeline, prepared, selection)
     return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
-            "tables": tables, "sink": plan.sink, "result": result,
-            "input_records": prepared.resume.prior_input + prepared.new_records}
+            "tables": kind.tables, "sink": plan.sink, "result": result,
+            "input_records": prepared.resume.prior_input + prepared.new_records,
+            "summary_args": kind.summary_args(plan)}
 
 
 def ingested_files(resume) -> frozenset:
@@ -542,56 +525,50 @@ def recomputed_files(output_dir: str, tables, kept) -> list[str]:
             for f in data_files(table_dir(output_dir, schema))]
 
 
-def append_files(options, opts, files, pipeline: str, tables, bronze_schema, silver_schema,
-                 medallion, read_raw) -> dict:
-    """``--mode append``: input files through the batch medallion, appended to the
-    lakehouse like a replay: a file an earlier run read is skipped (so running twice over
-    the same files changes nothing), and gold is computed again over all of silver.
-    ``files``: paths grouped by format; ``read_raw(files)``: the source transform."""
+def append_files(options, opts, kind, plan, files: dict[str, list[str]]) -> dict:
+    """``--mode append``: input files (by format) through the batch medallion, appended to
+    the lakehouse like a replay: a file an earlier run read is skipped (so running twice
+    over the same files changes nothing), and gold is computed again over all of silver."""
     from beam_pipelines.io import delivery
-    from beam_pipelines.io.lakehouse import write_catalog
-    from beam_pipelines.io.sources import count_input_records
+    from beam_pipelines.io.lakehouse import prepare_output_dir, write_catalog
+    from beam_pipelines.io.sources import ReadRawBatches, count_input_records
     from schemas.dead_letter import DEAD_LETTERS
 
     output_dir = opts.output_dir
-    plan = _local_lakehouse(options, opts, pipeline, tables, "--mode append")
-    resume = delivery.Resume.load(output_dir, pipeline, tables)
+    tables = kind.appended_tables
+    prepare_output_dir(output_dir, tables)
+    _local_lakehouse(plan, output_dir, "--mode append")
+    resume = delivery.Resume.load(output_dir, kind.pipeline, tables)
     seen = ingested_files(resume)
-    grouped = files if isinstance(files, dict) else {"jsonl": files}
-    new = {fmt: [f for f in paths if f not in seen] for fmt, paths in grouped.items()}
+    new = {fmt: [f for f in paths if f not in seen] for fmt, paths in files.items()}
     new = {fmt: paths for fmt, paths in new.items() if paths}
-    skipped = sum(len(v) for v in grouped.values()) - sum(len(v) for v in new.values())
+    skipped = sum(len(v) for v in files.values()) - sum(len(v) for v in new.values())
     print(f"Appending to {output_dir}: {sum(len(v) for v in new.values())} new file(s)"
           + (f", {skipped} read before, skipped" if skipped else ""), flush=True)
-    replaced = recomputed_files(output_dir, tables, (bronze_schema, silver_schema,
-                                                     DEAD_LETTERS))
+    replaced = recomputed_files(output_dir, tables, (kind.bronze, kind.silver, DEAD_LETTERS))
     if new:
-        source = read_raw(new if isinstance(files, dict) else new["jsonl"])
-        result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
-                                lambda p: p | "ReadNewFiles" >> source)
+        result = _appending_run(options, kind, plan, resume,
+                                lambda p: p | "ReadNewFiles" >> ReadRawBatches(new))
     else:  # nothing new: gold is computed again all the same, from silver alone
-        result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
-                                lambda p: _no_raw(p))
+        result = _appending_run(options, kind, plan, resume, lambda p: _no_raw(p))
     for path in replaced:
         os.remove(path)
     counted = count_input_records(new) if new else 0
     return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
-            "tables": tables, "sink": plan.sink, "result": result,
+            "tables": kind.tables, "sink": plan.sink, "result": result,
             "input_records": resume.prior_input + counted}
 
 
-def into_place(options, opts, inputs, pipeline: str, tables, bronze_schema, silver_schema,
-               medallion, read_raw):
+def into_place(options, opts, kind, plan):
     """A batch run that keeps what the lakehouse holds: ``--mode append``, or ``--mode
     replace`` when the lakehouse holds other files' records. Returns ``(outcome, None)``
     for such a run, else ``(None, files)`` for an ordinary batch run, which replaces the
     tables (``files``: the inputs already resolved, or None)."""
-    args = (pipeline, tables, bronze_schema, silver_schema, medallion, read_raw)
     if opts.mode == "append":
-        return append_files(options, opts, inputs(), *args), None
+        return append_files(options, opts, kind, plan, kind.inputs(opts)), None
     if opts.mode != "replace" or not in_place(options, opts):
         return None, None
-    held = input_held(opts.output_dir, pipeline, tables)
+    held = input_held(opts.output_dir, kind.pipeline, kind.appended_tables)
     others = {f for f in held if not is_sample(f, opts.output_dir)}
     if not opts.input:  # the generated sample: demo data, never mixed with real records
         if others:
@@ -600,11 +577,10 @@ def into_place(options, opts, inputs, pipeline: str, tables, bronze_schema, silv
                             "sample would mix with: give --input, another --output-dir, "
                             "or --mode overwrite")
         return None, None
-    files = inputs()
-    paths = frozenset(p for group in (files.values() if isinstance(files, dict) else [files])
-                      for p in group)
+    files = kind.inputs(opts)
+    paths = frozenset(p for group in files.values() for p in group)
     if others - paths:
-        return replace_files(options, opts, files, held, *args), None
+        return replace_files(options, opts, kind, plan, files, held), None
     return None, files  # nothing else there: replacing the tables keeps nothing less
 
 
@@ -657,8 +633,8 @@ def input_held(output_dir: str, pipeline: str, tables) -> dict[str, int]:
     return held
 
 
-def replace_files(options, opts, files, held: dict[str, int], pipeline: str, tables,
-                  bronze_schema, silver_schema, medallion, read_raw) -> dict:
+def replace_files(options, opts, kind, plan, files: dict[str, list[str]],
+                  held: dict[str, int]) -> dict:
     """``--mode replace`` into a lakehouse that holds other files' records (``held``: its
     records by input, :func:`input_held`): the input
     files' records replace what earlier runs wrote of the same files (bronze, silver, dead
@@ -668,14 +644,20 @@ def replace_files(options, opts, files, held: dict[str, int], pipeline: str, tab
     fails leaves the lakehouse as it was, or (stopped between the two) with both, which
     the same run again mends."""
     from beam_pipelines.io import delivery
-    from beam_pipelines.io.lakehouse import data_files, table_dir, write_catalog
-    from beam_pipelines.io.sources import count_input_records
+    from beam_pipelines.io.lakehouse import (
+        data_files,
+        prepare_output_dir,
+        table_dir,
+        write_catalog,
+    )
+    from beam_pipelines.io.sources import ReadRawBatches, count_input_records
     from schemas.dead_letter import DEAD_LETTERS
 
     output_dir = opts.output_dir
-    plan = _local_lakehouse(options, opts, pipeline, tables, "--mode replace")
-    grouped = files if isinstance(files, dict) else {"jsonl": files}
-    inputs = frozenset(p for paths in grouped.values() for p in paths)
+    pipeline, tables = kind.pipeline, kind.appended_tables
+    prepare_output_dir(output_dir, tables)
+    _local_lakehouse(plan, output_dir, "--mode replace")
+    inputs = frozenset(p for paths in files.values() for p in paths)
     resume = delivery.Resume.load(output_dir, pipeline, tables)
     samples = {f for f in held if is_sample(f, output_dir) and f not in inputs}
     read_again = inputs & set(held)
@@ -689,22 +671,22 @@ def replace_files(options, opts, files, held: dict[str, int], pipeline: str, tab
           + (f", the generated sample's {sum(held[f] for f in samples):,} records removed"
              if samples else "")
           + f"; {kept:,} records of other inputs kept", flush=True)
-    kept_layers = (bronze_schema, silver_schema, DEAD_LETTERS)
+    kept_layers = (kind.bronze, kind.silver, DEAD_LETTERS)
     replaced = recomputed_files(output_dir, tables, kept_layers)
     superseded = {schema.name: data_files(table_dir(output_dir, schema))
                   for schema in kept_layers}
-    source = read_raw(grouped if isinstance(files, dict) else grouped["jsonl"])
-    result = _appending_run(options, plan, tables, bronze_schema, medallion, resume,
-                            lambda p: p | "ReadFiles" >> source, prior_without=again)
+    result = _appending_run(options, kind, plan, resume,
+                            lambda p: p | "ReadFiles" >> ReadRawBatches(files),
+                            prior_without=again)
     for path in replaced:
         os.remove(path)
     for name, paths in superseded.items():
         for path in paths:
             _drop_rows_of(path, again, pipeline if name == DEAD_LETTERS.name else None)
     return {"output_dir": output_dir, "catalog": write_catalog(output_dir, tables),
-            "tables": tables, "sink": plan.sink, "result": result,
+            "tables": kind.tables, "sink": plan.sink, "result": result,
             "input_records": resume.prior_input - dropped_input
-            + count_input_records(grouped)}
+            + count_input_records(files)}
 
 
 def _drop_rows_of(path: str, files: frozenset, pipeline: str | None) -> None:

@@ -1,28 +1,26 @@
 """The server-metrics pipeline: files (batch) or a live source (streaming) → medallion →
-local lakehouse.
+local lakehouse (or BigQuery, PostgreSQL), alerts to a topic.
 
-``build_pipeline`` wires the batch graph and ``build_streaming_pipeline`` the streaming
-one, both on Arrow batches (``transforms.server_metrics``); both return every table's
-PCollection (exposed for tests); ``run`` prepares the edges (inputs, sample, output
-directory), runs, and writes the DuckDB catalog.
+:data:`LAUNCH` is what the launch path (:mod:`beam_pipelines.runs`) runs: its typed
+:class:`MetricsSettings` (the rules with the inventory, the alerts topic), its sample and
+live generator, and its two medallions on Arrow batches (``transforms.server_metrics``).
 """
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import runs
-from beam_pipelines.config import load_rules
 from beam_pipelines.errors import UserError
 from beam_pipelines.io import live_sources
-from beam_pipelines.io.sinks import as_rows, write_tables
-from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
+from beam_pipelines.io.sinks import as_rows
+from beam_pipelines.io.sources import resolve_inputs
 from beam_pipelines.options import ServerMetricsOptions
-from beam_pipelines.runners import is_local_streaming
+from beam_pipelines.preflight import RunPlan
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.ops import INJECTED_FAULTS
 from schemas.server_metrics import (
@@ -36,7 +34,6 @@ from schemas.server_metrics import (
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
 from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.server_metrics.streaming import BATCH_TABLES, ServerMetricsStreamingMedallion
-from transforms.windowing import Streaming
 
 log = logging.getLogger(__name__)
 
@@ -47,76 +44,102 @@ TABLES = ((SERVER_METRICS_BRONZE, SERVER_METRICS_SILVER) + GOLD_TABLES + ANALYTI
           + INCIDENT_TABLES + (DEAD_LETTERS, INJECTED_FAULTS))
 
 
-def build_pipeline(p: beam.Pipeline, files: dict[str, list[str]], sink,
-                   rules: ServerMetricsRules, clock=None,
-                   alerts_topic: str | None = None,
-                   max_future_s: float | None = None) -> dict[str, beam.PCollection]:
-    """``sink``: a sink of :mod:`beam_pipelines.io.sinks`, or a lakehouse directory."""
-    raw = p | "ReadServerMetrics" >> ReadServerMetricBatches(files)
-    tables = raw | "ServerMetrics" >> ServerMetricsBatchMedallion(rules, clock=clock,
-                                                                 max_future_s=max_future_s)
-    write_tables(sink, tables, TABLES, pipeline=PIPELINE, batches=True)
-    if alerts_topic:
-        _publish_alerts(as_rows({ALERT_NOTIFICATIONS.name: tables[ALERT_NOTIFICATIONS.name]}),
-                        alerts_topic)
-    return tables
+@dataclass(frozen=True)
+class MetricsSettings:
+    """The server-metrics options a graph needs, checked: the rules (with the server
+    inventory) and the topic the alert notifications go to."""
+
+    rules: ServerMetricsRules
+    alerts_topic: str | None = None
 
 
-def build_streaming_pipeline(p: beam.Pipeline, source: beam.PTransform, sink,
-                             rules: ServerMetricsRules, streaming: Streaming,
-                             drop_redeliveries: bool,
-                             alerts_topic: str | None = None,
-                             max_future_s: float | None = None,
-                             replay: beam.PTransform | None = None
-                             ) -> dict[str, beam.PCollection]:
-    """``source``: a live source emitting live raw batches (``batches=True``); ``replay``:
-    a root of silver rows an earlier run wrote, fed to gold again."""
-    raw = p | "ReadLive" >> source
-    replayed = p | "ReplaySilver" >> replay if replay is not None else None
-    runner = p.options.view_as(StandardOptions).runner or ""
-    # One process: one redelivery key per minute; a runner spreading keys over workers:
-    # a few, so no minute is one hot key.
-    shards = 1 if is_local_streaming(runner) else 8
-    tables = raw | "ServerMetrics" >> ServerMetricsStreamingMedallion(
-        rules, streaming, drop_redeliveries=drop_redeliveries, redelivery_shards=shards,
-        max_future_s=max_future_s, replayed_silver=replayed)
-    write_tables(sink, tables, TABLES, pipeline=PIPELINE, mode=streaming,
-                 batches=BATCH_TABLES)
-    _publish_alerts(tables, alerts_topic)
-    return tables
+class ServerMetricsLaunch(runs.Launch):
+    pipeline = PIPELINE
+    title = "server-metrics"
+    label = "ServerMetrics"
+    options_class = ServerMetricsOptions
+    tables = TABLES
+    #: What a replay or an appending run writes: every table but the sample's ground truth.
+    appended_tables = tuple(t for t in TABLES if t is not INJECTED_FAULTS)
+    bronze = SERVER_METRICS_BRONZE
+    silver = SERVER_METRICS_SILVER
+    peek = "server_metrics_minutely"
+    streamed_batches = BATCH_TABLES
+
+    def settings(self, options: PipelineOptions, opts: ServerMetricsOptions,
+                 plan: RunPlan) -> MetricsSettings:
+        _check_alerts_topic(opts.alerts_topic, plan.offline)
+        return MetricsSettings(_rules(opts.config, opts.inventory), opts.alerts_topic)
+
+    def inputs(self, opts: ServerMetricsOptions, match: bool = True) -> dict[str, list[str]]:
+        if opts.input:
+            return resolve_inputs([p for arg in opts.input for p in arg.split(",")],
+                                  opts.input_format, match)
+        return {"jsonl": [generate_sample(opts.output_dir, opts)]}
+
+    def live_generator(self, opts: ServerMetricsOptions) -> tuple:
+        from generators.metrics import MetricsGenerator
+
+        interval = opts.sample_interval or 1.0
+        config = _generator_config(opts, interval_ms=round(interval * 1000), duration_s=None,
+                                   start=live_sources.live_start(interval))
+        return MetricsGenerator, config, (f"a live generator ({config.servers} servers "
+                                          f"every {interval:g}s, with faults)")
+
+    def batch_medallion(self, plan: RunPlan, prior_silver=None, rechecked_bronze=None):
+        return ServerMetricsBatchMedallion(plan.settings.rules, max_future_s=plan.max_future_s,
+                                           prior_silver=prior_silver,
+                                           rechecked_bronze=rechecked_bronze)
+
+    def streaming_medallion(self, plan: RunPlan, drop_redeliveries: bool,
+                            redelivery_shards: int, replayed_silver):
+        return ServerMetricsStreamingMedallion(
+            plan.settings.rules, plan.mode, drop_redeliveries=drop_redeliveries,
+            redelivery_shards=redelivery_shards, max_future_s=plan.max_future_s,
+            replayed_silver=replayed_silver)
+
+    def publish(self, tables: dict, plan: RunPlan, batches) -> None:
+        """What a pager sends (incidents firing, escalated, resolved), not every signal."""
+        topic = plan.settings.alerts_topic
+        if topic:
+            from beam_pipelines.io.alerts import PublishAlerts
+
+            notifications = {ALERT_NOTIFICATIONS.name: tables[ALERT_NOTIFICATIONS.name]}
+            (as_rows(notifications, batches, prefix="Publish")[ALERT_NOTIFICATIONS.name]
+             | "PublishAlerts" >> PublishAlerts(topic))
+
+    def sample_written(self, output_dir: str) -> None:
+        load_ground_truth(output_dir)
+
+    def summary_args(self, plan: RunPlan) -> dict:
+        matrix = plan.settings.rules.alert_matrix
+        return {"matrix_copies": matrix.window_s // matrix.period_s}
 
 
-def _publish_alerts(tables, topic: str | None) -> None:
-    """What a pager sends (incidents firing, escalated, resolved), not every signal."""
-    if topic:
-        from beam_pipelines.io.alerts import PublishAlerts
-
-        tables[ALERT_NOTIFICATIONS.name] | "PublishAlerts" >> PublishAlerts(topic)
+LAUNCH = ServerMetricsLaunch()
 
 
-def _check_alerts_topic(options: PipelineOptions, opts: ServerMetricsOptions) -> None:
+def _check_alerts_topic(topic: str | None, offline: bool) -> None:
     """A wrong or missing topic is one line now, not a failed bundle later."""
-    if not opts.alerts_topic:
+    if not topic:
         return
-    from apache_beam.options.pipeline_options import TestOptions
-
     from beam_pipelines.ops import pubsub
 
-    pubsub.check_topic(opts.alerts_topic)
-    if options.view_as(TestOptions).dry_run:
+    pubsub.check_topic(topic)
+    if offline:
         return
     pubsub.require_credentials()
-    pubsub.check_topic_exists(opts.alerts_topic)
+    pubsub.check_topic_exists(topic)
 
 
-def _rules(opts: ServerMetricsOptions) -> ServerMetricsRules:
+def _rules(config: str | None, inventory_path: str | None) -> ServerMetricsRules:
     """The rules file's rules, with the server inventory when one is given."""
     import dataclasses
 
-    from beam_pipelines.config import load_inventory
+    from beam_pipelines.config import load_inventory, load_rules
 
-    rules = load_rules(opts.config)
-    inventory = load_inventory(opts.inventory)
+    rules = load_rules(config)
+    inventory = load_inventory(inventory_path)
     return dataclasses.replace(rules, inventory=inventory) if inventory else rules
 
 
@@ -177,92 +200,3 @@ def load_ground_truth(output_dir: str) -> int:
     pq.write_table(pa.Table.from_batches(table.to_batches(), INJECTED_FAULTS.arrow_schema()),
                    os.path.join(directory, "part-ground-truth.parquet"))
     return len(faults)
-
-
-def run(options: PipelineOptions) -> dict:
-    if options.view_as(StandardOptions).streaming:
-        return run_streaming(options)
-    opts = options.view_as(ServerMetricsOptions)
-    rules = _rules(opts)
-    _check_alerts_topic(options, opts)
-
-    def inputs(match=True):
-        if opts.input:
-            return resolve_inputs([p for arg in opts.input for p in arg.split(",")],
-                                  opts.input_format, match)
-        return {"jsonl": [generate_sample(opts.output_dir, opts)]}
-
-    from beam_pipelines import replay as replaying
-
-    kept, files = replaying.into_place(
-        options, opts, inputs, PIPELINE, _APPENDED_TABLES, SERVER_METRICS_BRONZE,
-        SERVER_METRICS_SILVER, _appending(opts, rules), ReadServerMetricBatches)
-    if kept:
-        if not opts.input and opts.mode == "replace":
-            from beam_pipelines.io.lakehouse import write_catalog
-
-            load_ground_truth(opts.output_dir)
-            kept = {**kept, "catalog": write_catalog(opts.output_dir, TABLES)}
-        return {**kept, "tables": TABLES, "summary_args": _summary_args(rules)}
-    outcome = runs.batch(options, opts, "server-metrics", TABLES,
-                         inputs if files is None else lambda match=True: files,
-                         lambda p, files, sink: build_pipeline(
-                             p, files, sink, rules, alerts_topic=opts.alerts_topic,
-                             max_future_s=opts.max_future),
-                         pipeline_name=PIPELINE)
-    if outcome["catalog"] and not opts.input:
-        load_ground_truth(opts.output_dir)
-    return {**outcome, "summary_args": _summary_args(rules)}
-
-
-def _summary_args(rules) -> dict:
-    return {"matrix_copies": rules.alert_matrix.window_s // rules.alert_matrix.period_s}
-
-
-def run_streaming(options: PipelineOptions) -> dict:
-    opts = options.view_as(ServerMetricsOptions)
-    rules = _rules(opts)
-    _check_alerts_topic(options, opts)
-
-    def live_generator():
-        from generators.metrics import MetricsGenerator
-
-        interval = opts.sample_interval or 1.0
-        config = _generator_config(opts, interval_ms=round(interval * 1000), duration_s=None,
-                                   start=live_sources.live_start(interval))
-        return MetricsGenerator, config, (f"a live generator ({config.servers} servers "
-                                          f"every {interval:g}s, with faults)")
-
-    def build(pipeline, source, streaming, drop_redeliveries, sink, replay=None):
-        build_streaming_pipeline(pipeline, source, sink, rules, streaming, drop_redeliveries,
-                                 alerts_topic=opts.alerts_topic, max_future_s=opts.max_future,
-                                 replay=replay)
-
-    outcome = runs.streaming(options, opts, "server-metrics", TABLES, live_generator, build,
-                             peek="server_metrics_minutely", pipeline_name=PIPELINE,
-                             batches=True)
-    return {**outcome, "summary_args": _summary_args(rules)}
-
-
-
-def replay(options: PipelineOptions, selection) -> dict:
-    """``python -m run replay metrics``: the selected records through the batch medallion,
-    appended to the lakehouse (see :mod:`beam_pipelines.replay`)."""
-    from beam_pipelines import replay as replaying
-
-    opts = options.view_as(ServerMetricsOptions)
-    rules = _rules(opts)
-    outcome = replaying.into_lakehouse(
-        options, opts, selection, PIPELINE, _APPENDED_TABLES, SERVER_METRICS_BRONZE,
-        SERVER_METRICS_SILVER, _appending(opts, rules))
-    return {**outcome, "tables": TABLES, "summary_args": _summary_args(rules)}
-
-
-#: What a replay or an appending run writes: every table but the sample's ground truth.
-_APPENDED_TABLES = tuple(t for t in TABLES if t is not INJECTED_FAULTS)
-
-
-def _appending(opts: ServerMetricsOptions, rules):
-    """The medallion of a run that appends: ``(prior_silver, rechecked_bronze)`` → it."""
-    return lambda prior, rechecked: ServerMetricsBatchMedallion(
-        rules, max_future_s=opts.max_future, prior_silver=prior, rechecked_bronze=rechecked)

@@ -1,20 +1,23 @@
 """The web-log pipeline: access-log files (batch) or a live source (streaming) → bronze →
-silver → gold → local lakehouse."""
+silver → gold → local lakehouse (or BigQuery, PostgreSQL).
+
+:data:`LAUNCH` is what the launch path (:mod:`beam_pipelines.runs`) runs: its typed
+:class:`WebLogsSettings` (the privacy policy, the log format, the windows, the database
+the workers open), its sample and live generator, and its two medallions on Arrow batches
+(``transforms.web_logs``)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines import runs
 from beam_pipelines.errors import UserError
 from beam_pipelines.io import live_sources
-from beam_pipelines.io.sinks import write_tables
-from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
+from beam_pipelines.io.sources import resolve_inputs
 from beam_pipelines.options import WebLogsOptions
-from beam_pipelines.preflight import is_dataflow
-from beam_pipelines.runners import is_local_streaming
+from beam_pipelines.preflight import RunPlan, is_dataflow
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.durations import parse_duration, utc_midnight
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
@@ -30,16 +33,79 @@ PIPELINE = "web_logs"
 TABLES = (WEB_LOGS_BRONZE, WEB_LOGS_SILVER) + WEB_GOLD_TABLES + (DEAD_LETTERS,)
 
 
-def build_pipeline(p: beam.Pipeline, paths: list[str], sink,
-                   medallion: WebLogsBatchMedallion) -> dict[str, beam.PCollection]:
-    """``sink``: a sink of :mod:`beam_pipelines.io.sinks`, or a lakehouse directory. Every
-    table leaves as Arrow batches."""
-    # Log files are text lines, read like JSON lines: as bytes in line ranges, so a line
-    # that is not UTF-8 reaches the parser (which keeps it) instead of failing the read.
-    raw = p | "ReadLogs" >> ReadServerMetricBatches({"jsonl": paths})
-    tables = raw | "WebLogs" >> medallion
-    write_tables(sink, tables, TABLES, pipeline=PIPELINE, batches=True)
-    return tables
+@dataclass(frozen=True)
+class WebLogsSettings:
+    """The web-log options a graph needs, checked: how visitors' addresses are kept, the
+    log format, the windows of the traffic tables, the top paths kept, whether identical
+    lines are one request, and the geolocation database the workers open (None: the
+    embedded one)."""
+
+    policy: PrivacyPolicy
+    log_format: LogFormat
+    windows: tuple[int, ...]
+    top_paths: int
+    dedupe_identical_lines: bool
+    database: str | None = None
+
+
+class WebLogsLaunch(runs.Launch):
+    pipeline = PIPELINE
+    title = "web-log"
+    label = "WebLogs"
+    options_class = WebLogsOptions
+    tables = TABLES
+    appended_tables = TABLES
+    bronze = WEB_LOGS_BRONZE
+    silver = WEB_LOGS_SILVER
+    peek = "web_traffic_by_country"
+    streamed_batches = BATCH_TABLES
+
+    def settings(self, options: PipelineOptions, opts: WebLogsOptions,
+                 plan: RunPlan) -> WebLogsSettings:
+        """Every option mistake is one line before anything starts (the database is opened
+        once, here); last, the embedded database is staged for Dataflow's workers."""
+        _check_database(opts.geo_database)
+        # Arguments are evaluated in order: the database is staged after every check.
+        return WebLogsSettings(policy_from(opts), log_format_of(opts),
+                               _window_seconds(opts.windows), opts.top_paths,
+                               opts.dedupe_identical_lines, _workers_database(options, opts))
+
+    def inputs(self, opts: WebLogsOptions, match: bool = True) -> dict[str, list[str]]:
+        if opts.input:
+            # Every file is read as lines, whatever its name says.
+            patterns = [p for arg in opts.input for p in arg.split(",")]
+            return {"jsonl": [p for files in resolve_inputs(patterns, "jsonl", match).values()
+                              for p in files]}
+        return {"jsonl": [generate_sample(opts.output_dir, opts)]}
+
+    def live_generator(self, opts: WebLogsOptions) -> tuple:
+        from generators.weblogs import WebLogGenerator
+
+        config = _sample_config(opts, duration_s=None, start=live_sources.live_start(1.0))
+        return (WebLogGenerator, config,
+                f"a live generator ({opts.sample_rate:g} requests/s, with faults)")
+
+    def batch_medallion(self, plan: RunPlan, prior_silver=None, rechecked_bronze=None):
+        s = plan.settings
+        return WebLogsBatchMedallion(s.policy, s.database, s.windows, s.top_paths,
+                                     dedupe_identical_lines=s.dedupe_identical_lines,
+                                     max_future_s=plan.max_future_s, log_format=s.log_format,
+                                     prior_silver=prior_silver,
+                                     rechecked_bronze=rechecked_bronze)
+
+    def streaming_medallion(self, plan: RunPlan, drop_redeliveries: bool,
+                            redelivery_shards: int, replayed_silver):
+        s = plan.settings
+        return WebLogsStreamingMedallion(s.policy, s.database, s.windows, s.top_paths,
+                                         mode=plan.mode, drop_redeliveries=drop_redeliveries,
+                                         redelivery_shards=redelivery_shards,
+                                         dedupe_identical_lines=s.dedupe_identical_lines,
+                                         max_future_s=plan.max_future_s,
+                                         log_format=s.log_format,
+                                         replayed_silver=replayed_silver)
+
+
+LAUNCH = WebLogsLaunch()
 
 
 def _window_seconds(text: str) -> tuple[int, ...]:
@@ -184,111 +250,3 @@ def generate_sample(output_dir: str, opts: WebLogsOptions) -> str:
     write_lines(generator, generator.render(), path)
     print(f"Generated sample: {generator.stats.line()}\n  → {path}")
     return path
-
-
-def _check_options(opts: WebLogsOptions) -> None:
-    """Every option mistake is one line before anything starts (the database is opened
-    once, here)."""
-    _check_database(opts.geo_database)
-    policy_from(opts)
-    _window_seconds(opts.windows)
-
-
-def _batch_medallion(opts: WebLogsOptions, database: str | None,
-                     **replay) -> WebLogsBatchMedallion:
-    """``replay``: the replay's ``prior_silver`` and ``rechecked_bronze``."""
-    return WebLogsBatchMedallion(policy_from(opts), database or opts.geo_database,
-                                 _window_seconds(opts.windows), opts.top_paths,
-                                 dedupe_identical_lines=opts.dedupe_identical_lines,
-                                 max_future_s=opts.max_future,
-                                 log_format=log_format_of(opts), **replay)
-
-
-def _streaming_medallion(opts: WebLogsOptions, streaming, drop_redeliveries: bool,
-                         database: str | None, runner: str,
-                         replayed_silver=None) -> WebLogsStreamingMedallion:
-    # One process: one redelivery key per minute; a runner spreading keys over workers:
-    # a few, so no minute is one hot key.
-    shards = 1 if is_local_streaming(runner) else 8
-    return WebLogsStreamingMedallion(policy_from(opts), database or opts.geo_database,
-                                     _window_seconds(opts.windows), opts.top_paths,
-                                     mode=streaming, drop_redeliveries=drop_redeliveries,
-                                     redelivery_shards=shards,
-                                     dedupe_identical_lines=opts.dedupe_identical_lines,
-                                     max_future_s=opts.max_future,
-                                     log_format=log_format_of(opts),
-                                     replayed_silver=replayed_silver)
-
-
-def run_streaming(options: PipelineOptions) -> dict:
-    opts = options.view_as(WebLogsOptions)
-    _check_options(opts)
-
-    def live_generator():
-        from generators.weblogs import WebLogGenerator
-
-        config = _sample_config(opts, duration_s=None, start=live_sources.live_start(1.0))
-        return (WebLogGenerator, config,
-                f"a live generator ({opts.sample_rate:g} requests/s, with faults)")
-
-    def build(pipeline, source, streaming, drop_redeliveries, sink, replay=None):
-        # After the preflight: the embedded database is staged for Dataflow only then.
-        database = _workers_database(options, opts)
-        runner = pipeline.options.view_as(StandardOptions).runner or ""
-        replayed = pipeline | "ReplaySilver" >> replay if replay is not None else None
-        tables = (pipeline | "ReadLive" >> source
-                  | "WebLogs" >> _streaming_medallion(opts, streaming, drop_redeliveries,
-                                                      database, runner, replayed))
-        write_tables(sink, tables, TABLES, pipeline=PIPELINE, mode=streaming,
-                     batches=BATCH_TABLES)
-
-    return runs.streaming(options, opts, "web-log", TABLES, live_generator, build,
-                          peek="web_traffic_by_country", pipeline_name=PIPELINE,
-                          batches=True)
-
-
-def run(options: PipelineOptions) -> dict:
-    if options.view_as(StandardOptions).streaming:
-        return run_streaming(options)
-    opts = options.view_as(WebLogsOptions)
-    _check_options(opts)
-
-    def inputs(match=True):
-        if opts.input:
-            patterns = [p for arg in opts.input for p in arg.split(",")]
-            return [p for files in resolve_inputs(patterns, "jsonl", match).values()
-                    for p in files]
-        return [generate_sample(opts.output_dir, opts)]
-
-    from beam_pipelines import replay as replaying
-
-    kept, files = replaying.into_place(
-        options, opts, inputs, PIPELINE, TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER,
-        _appending(opts), lambda paths: ReadServerMetricBatches({"jsonl": paths}))
-    if kept:
-        return kept
-    return runs.batch(options, opts, "web-log", TABLES,
-                      inputs if files is None else lambda match=True: files,
-                      lambda p, paths, sink: build_pipeline(
-                          p, paths, sink, _batch_medallion(opts, _workers_database(
-                              options, opts))),
-                      pipeline_name=PIPELINE)
-
-
-def replay(options: PipelineOptions, selection) -> dict:
-    """``python -m run replay logs``: the selected lines through the batch medallion,
-    appended to the lakehouse (see :mod:`beam_pipelines.replay`). Give the salt of the
-    earlier runs (``--ip-salt-file`` or ``$WEB_LOGS_IP_SALT``), or the new rows' visitor
-    ids cannot match the earlier ones."""
-    from beam_pipelines import replay as replaying
-
-    opts = options.view_as(WebLogsOptions)
-    _check_options(opts)
-    return replaying.into_lakehouse(options, opts, selection, PIPELINE, TABLES,
-                                    WEB_LOGS_BRONZE, WEB_LOGS_SILVER, _appending(opts))
-
-
-def _appending(opts: WebLogsOptions):
-    """The medallion of a run that appends: ``(prior_silver, rechecked_bronze)`` → it."""
-    return lambda prior, rechecked: _batch_medallion(opts, None, prior_silver=prior,
-                                                     rechecked_bronze=rechecked)

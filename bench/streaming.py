@@ -28,11 +28,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.catalog import connect as connect_catalog
-from beam_pipelines.config import load_rules
 from beam_pipelines.io import live_sources
 from beam_pipelines.io.lakehouse import clear_tables, write_catalog, write_empty_tables
+from beam_pipelines.preflight import preflight
 from beam_pipelines.runners import local as local_runner
-from beam_pipelines.server_metrics import TABLES, build_streaming_pipeline
+from beam_pipelines.runs import build
+from beam_pipelines.server_metrics import LAUNCH, TABLES
 from beam_pipelines.summary import accounting
 from transforms.windowing import Streaming
 
@@ -66,10 +67,12 @@ def _run_pipeline(source, out: str) -> None:
     write_empty_tables(out, TABLES)
     live_sources.reset_drain()
     local_runner.install()
-    options = PipelineOptions([], runner="BundleBasedDirectRunner", streaming=True)
+    options = PipelineOptions(["--output-dir", out], runner="BundleBasedDirectRunner",
+                              streaming=True)
+    plan = preflight(options, LAUNCH)  # the live generator's plan: no feed to check
+    assert plan.mode == Streaming()
     p = beam.Pipeline(options=options)
-    build_streaming_pipeline(p, source, out, load_rules(), Streaming(),
-                             drop_redeliveries=True)
+    build(p, p | "ReadLive" >> source, LAUNCH, plan, drop_redeliveries=True)
     p.run().wait_until_finish()
 
 

@@ -17,15 +17,18 @@ def run_beam(path: str, out: str, workers: int = 1) -> dict:
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipelines.config import load_rules
-    from beam_pipelines.io.sources import resolve_inputs
-    from beam_pipelines.server_metrics import build_pipeline
+    from beam_pipelines import runs
+    from beam_pipelines.io.sources import ReadRawBatches, resolve_inputs
+    from beam_pipelines.preflight import preflight
+    from beam_pipelines.server_metrics import LAUNCH
 
     options = {"runner": "FnApiRunner"}
     if workers > 1:
         options.update(direct_num_workers=workers, direct_running_mode="multi_processing")
-    p = beam.Pipeline(options=PipelineOptions([], **options))
-    build_pipeline(p, resolve_inputs([path]), out, load_rules())
+    options = PipelineOptions(["--output-dir", out], **options)
+    plan = preflight(options, LAUNCH)  # the plan `python -m run` follows, shipped rules
+    p = beam.Pipeline(options=options)
+    runs.build(p, p | ReadRawBatches(resolve_inputs([path])), LAUNCH, plan)
     result = p.run()
     result.wait_until_finish()
     stages = {}
@@ -42,16 +45,20 @@ def run_logs_beam(path: str, out: str, batches: bool = True) -> dict:
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipelines import web_logs
-    from beam_pipelines.io.sources import ReadServerMetricFiles
-    from transforms.web_logs.medallion import WebLogsBatchMedallion
+    from beam_pipelines import runs, web_logs
+    from beam_pipelines.io.sources import ReadRawBatches, ReadServerMetricFiles
+    from beam_pipelines.preflight import preflight
     from transforms.web_logs.row_medallion import WebLogsMedallion
     from transforms.web_logs.row_silver import PrivacyPolicy
 
     policy = PrivacyPolicy(salt=b"bench")
-    p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
+    options = PipelineOptions(["--output-dir", out, "--ip-salt", "bench"],
+                              runner="FnApiRunner")
+    p = beam.Pipeline(options=options)
     if batches:
-        web_logs.build_pipeline(p, [path], out, WebLogsBatchMedallion(policy))
+        plan = preflight(options, web_logs.LAUNCH)  # the embedded database, defaults
+        assert plan.settings.policy == policy
+        runs.build(p, p | ReadRawBatches({"jsonl": [path]}), web_logs.LAUNCH, plan)
     else:
         tables = (p | ReadServerMetricFiles({"jsonl": [path]})
                   | WebLogsMedallion(policy))

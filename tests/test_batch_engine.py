@@ -12,7 +12,7 @@ import pytest
 
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.sources import (
-    ReadServerMetricBatches,
+    ReadRawBatches,
     ReadServerMetricFiles,
     read_line_range,
     resolve_inputs,
@@ -85,7 +85,7 @@ def _both(files: dict) -> tuple[dict, dict]:
                            | ServerMetricsMedallion(rules, clock=fixed_clock))
 
     def batched(p):
-        tables = (p | ReadServerMetricBatches(files, batch_lines=700, range_bytes=100_000)
+        tables = (p | ReadRawBatches(files, batch_lines=700, range_bytes=100_000)
                   | ServerMetricsBatchMedallion(rules, clock=fixed_clock))
         return {name: pcoll | f"{name}Rows" >> BatchesToRows()
                 for name, pcoll in tables.items()}

@@ -344,13 +344,10 @@ def test_a_submitted_job_prints_its_id_and_console_link(capsys):
 def test_the_log_level_is_an_option(argv, level, monkeypatch):
     import logging
 
-    from beam_pipelines import cli, kinds
+    from beam_pipelines import cli, runs
 
     seen = []
-    monkeypatch.setitem(kinds.KINDS, "metrics", kinds.PipelineKind(
-        "metrics", "probe", "probe", kinds.KINDS["metrics"].options_ref,
-        "tests.test_dataflow:_probe_run", "beam_pipelines.summary:render_logs"))
-    monkeypatch.setattr(f"{__name__}._probe_run", lambda options: seen.append(
+    monkeypatch.setattr(runs, "launch", lambda options, kind: seen.append(
         logging.getLogger().level) or {"catalog": None, "dry_run": True})
     before = logging.getLogger().level
     try:
@@ -358,10 +355,6 @@ def test_the_log_level_is_an_option(argv, level, monkeypatch):
     finally:
         logging.getLogger().setLevel(before)
     assert seen == [getattr(logging, level)]
-
-
-def _probe_run(options):  # replaced by the test above
-    raise AssertionError("not patched")
 
 
 #: The import name of each distribution of the ``local`` extra (pyproject.toml).

@@ -495,7 +495,7 @@ def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
     incident firing: in the row-level and the Arrow batch medallions, and in the row-level
     and the batch streaming ones; without hysteresis it resolves five minutes after the
     last breach."""
-    from beam_pipelines.io.sources import ReadServerMetricBatches, resolve_inputs
+    from beam_pipelines.io.sources import ReadRawBatches, resolve_inputs
     from tests.test_streaming_batches import run_both
     from transforms.batches import BatchesToRows
     from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
@@ -512,7 +512,7 @@ def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
                            | ServerMetricsMedallion(rules, clock=fixed_clock))
 
     def arrow(p):
-        tables = (p | ReadServerMetricBatches(files)
+        tables = (p | ReadRawBatches(files)
                   | ServerMetricsBatchMedallion(rules, clock=fixed_clock))
         return {"alert_incidents": tables["alert_incidents"] | BatchesToRows()}
 

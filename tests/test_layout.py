@@ -102,3 +102,23 @@ def test_the_shared_machinery_imports_no_record_kind():
     wrong = [(f.name, name) for f in shared for name in _imports(f)
              if name.startswith(("transforms.server_metrics", "transforms.web_logs"))]
     assert not wrong, wrong
+
+
+def test_the_graph_of_every_kind_is_built_from_the_plan_not_the_options():
+    """A kind's launch reads the options in ``settings``, ``inputs`` and
+    ``live_generator`` only; what builds or writes the graph takes the typed plan."""
+    import inspect
+
+    from beam_pipelines.kinds import KINDS
+    from beam_pipelines.runs import Launch
+
+    graph = ("batch_medallion", "streaming_medallion", "publish", "sample_written",
+             "summary_args")
+    for kind in KINDS.values():
+        launch = kind.launch
+        assert isinstance(launch, Launch) and launch.options_class is kind.options, kind
+        for name in graph:
+            parameters = inspect.signature(getattr(launch, name)).parameters
+            assert not {"opts", "options"} & set(parameters), (kind.name, name)
+        assert set(launch.appended_tables) <= set(launch.tables)
+        assert {launch.bronze, launch.silver} <= set(launch.tables)

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from beam_pipelines.catalog import connect as connect_catalog
-from beam_pipelines.io.sources import ReadServerMetricBatches, ReadServerMetricFiles
+from beam_pipelines.io.sources import ReadRawBatches, ReadServerMetricFiles
 from generators.weblogs import WebLogConfig, WebLogGenerator
 from tests.conftest import NOW, fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal
@@ -97,7 +97,7 @@ def _both(paths: list[str], windows=(60, 3600), top_n: int = 5,
         dedupe_identical_lines=dedupe))
 
     def batched(p):
-        tables = (p | ReadServerMetricBatches(files, batch_lines=700, range_bytes=100_000)
+        tables = (p | ReadRawBatches(files, batch_lines=700, range_bytes=100_000)
                   | WebLogsBatchMedallion(POLICY, window_seconds=windows, top_n=top_n,
                                           clock=fixed_clock, dedupe_identical_lines=dedupe))
         return {name: pcoll | f"{name}Rows" >> BatchesToRows()
@@ -396,7 +396,7 @@ def test_trusted_proxies_give_the_client_to_geolocation_privacy_and_visitors(tmp
         TRUSTING, clock=fixed_clock, log_format=NGINX_MAIN))
 
     def batched(p):
-        tables = (p | ReadServerMetricBatches(files, batch_lines=700)
+        tables = (p | ReadRawBatches(files, batch_lines=700)
                   | WebLogsBatchMedallion(TRUSTING, clock=fixed_clock, log_format=NGINX_MAIN))
         return {name: pcoll | f"{name}Rows" >> BatchesToRows()
                 for name, pcoll in tables.items()}

@@ -174,7 +174,7 @@ class ReadServerMetricFiles(beam.PTransform):
             # The lines exactly as the batch source frames them, one record each.
             parts.append(
                 pbegin
-                | "ReadJsonLines" >> ReadServerMetricBatches({"jsonl": self._files["jsonl"]})
+                | "ReadJsonLines" >> ReadRawBatches({"jsonl": self._files["jsonl"]})
                 | "JsonToRaw" >> beam.FlatMap(raw_records))
         if self._files.get("csv"):
             parts.append(
@@ -305,8 +305,10 @@ def read_parquet_batches(path: str, batch_rows: int = BATCH_LINES):
 _TABLE = pa.Table
 
 
-class ReadServerMetricBatches(beam.PTransform):
-    """Files grouped by format (see :func:`resolve_inputs`) → raw batches."""
+class ReadRawBatches(beam.PTransform):
+    """Files grouped by format (see :func:`resolve_inputs`) → raw batches: the lines of
+    line files (JSON lines, access logs) as they are, CSV rows with their header, Parquet
+    row groups as typed rows. Every record kind reads its files with it."""
 
     def __init__(self, files: dict[str, list[str]], batch_lines: int = BATCH_LINES,
                  range_bytes: int = RANGE_BYTES):
