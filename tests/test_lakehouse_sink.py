@@ -54,6 +54,28 @@ def test_a_bundle_writes_one_file_of_large_row_groups_into_staging(tmp_path):
     assert os.path.basename(os.path.dirname(final)).startswith("date=20")
 
 
+def test_a_column_of_few_values_keeps_its_dictionary_one_of_many_falls_back_early(tmp_path):
+    """Dictionaries are capped at 128 KiB: the step name keeps its dictionary, the unique
+    payloads stop hashing into one after 128 KiB and are written plain."""
+    staging = staging_dir(str(tmp_path))
+    fn = WriteTableFilesFn(staging, table_dir(str(tmp_path), DEAD_LETTERS), DEAD_LETTERS)
+    fn.setup()
+    import hashlib
+
+    rows = [dead_letter(pipeline="test", layer="bronze", step="Parse", reason="invalid_json",
+                        message="m", payload=hashlib.sha256(b"%d" % i).hexdigest().encode(),
+                        source=f"s-{i}") for i in range(20_000)]
+    [(staged, _)] = _bundle(fn, [from_rows(rows, DEAD_LETTERS)])
+    group = pq.ParquetFile(staged).metadata.row_group(0)
+    column = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert column["step"].has_dictionary_page
+    assert column["step"].dictionary_page_offset is not None
+    payload = column["payload"]
+    assert "PLAIN" in payload.encodings
+    # Arrow's default (1 MiB) would have hashed all 1.3 MB of payloads into a dictionary first.
+    assert payload.data_page_offset - payload.dictionary_page_offset <= 200 << 10
+
+
 def test_only_completed_bundles_are_published_and_staging_is_removed(tmp_path):
     staging = staging_dir(str(tmp_path))
     fn = WriteTableFilesFn(staging, table_dir(str(tmp_path), DEAD_LETTERS), DEAD_LETTERS)
