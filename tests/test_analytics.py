@@ -336,3 +336,52 @@ def test_an_anomaly_in_the_last_flush_before_a_drain_is_kept():
     found = run_and_collect(lambda p: {"anomalies": p | stream | DetectAnomalies(
         AnomalyDetection(), Streaming())}, streaming=True)["anomalies"]
     assert [(r["metric"], r["value"]) for r in found] == [("cpu_usage", 99.0)]
+
+
+@pytest.mark.parametrize("metric", ["cpu_usage", "network_in"])
+def test_scoring_a_table_in_order_is_scoring_its_values_one_by_one(metric):
+    """The streaming detector's flush (``score_table_in_order``) gives the rows, the
+    skipped values and the state of ``score_in_order``, exactly, across flushes: spikes,
+    repeated times and values older than what was scored included."""
+    import pyarrow as pa
+
+    from transforms.server_metrics.analytics import score_in_order, score_table_in_order
+
+    rng = random.Random(3)
+    rules = AnomalyDetection(warmup=20)
+    values = []
+    for i in range(6_000):
+        value = rng.lognormvariate(6.0, 0.3) if metric == "network_in" else rng.gauss(50, 5)
+        if i % 131 == 0:
+            value *= 4
+        micros = i * 1_000_000 - (3_000_000 if i % 53 == 0 else 0)  # some earlier
+        values.append((micros, f"name-{i % 3}", "web", "eu", value))
+        if i % 71 == 0:
+            values.append((micros, "again", "web", "eu", value + 1))  # a repeated time
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def inc(self, k=1):
+            self.n += k
+
+    def counters():
+        return {n: Counter() for n in ("values_scored", "out_of_order", "anomalies")}
+
+    one, by_table = counters(), counters()
+    state_one = state_table = None
+    rows_one, rows_table = [], []
+    for start in range(0, len(values), 1_000):  # flushes of what arrived, each sorted
+        flush = sorted(values[start:start + 1_000], key=lambda v: v[0])
+        rows, state_one = score_in_order(rules, ("s-1", metric), flush, state_one, one)
+        rows_one += rows
+        table = pa.table({name: [v[i] for v in flush] for i, name in enumerate(
+            ("micros", "server_name", "server_type", "location", "value"))})
+        rows, state_table = score_table_in_order(rules, ("s-1", metric), table, state_table,
+                                                 by_table)
+        rows_table += rows
+    assert rows_one and rows_table == rows_one
+    assert state_table == state_one
+    assert {k: c.n for k, c in by_table.items()} == {k: c.n for k, c in one.items()}
+    assert one["out_of_order"].n > 50

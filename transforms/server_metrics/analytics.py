@@ -368,6 +368,44 @@ def score_in_order(rules: AnomalyDetection, key, values, state, counters):
     return rows, (detector.state, last)
 
 
+def score_table_in_order(rules: AnomalyDetection, key, table, state, counters):
+    """:func:`score_in_order` over a table of one (server, metric)'s values (``micros``,
+    the identity, ``value``), sorted by ``micros``: the same values skipped (at or before
+    the last one scored), the same state and the same rows, but scored in
+    :func:`scan_series`'s one loop, with rows made of the anomalies alone. The streaming
+    detector scores a flush of every server's values at once; one by one, it held the
+    process long enough to delay the records arriving meanwhile."""
+    import numpy as np
+
+    server_id, metric = key
+    saved, last = state or (None, -1)
+    micros = table.column("micros").to_numpy()
+    before = np.concatenate(([last], micros[:-1])) if len(micros) else micros
+    kept = np.flatnonzero(micros > np.maximum(before, last))
+    values = table.column("value").to_numpy(zero_copy_only=False)[kept]
+    hits, saved = scan_series(rules, metric,
+                              np.asarray(rules.scaled(metric, values), np.float64).tolist(),
+                              saved)
+    rows = []
+    if hits:
+        at = kept[[h[0] for h in hits]]
+        found = table.take(at).to_pylist()
+        for row, (_, expected, std, score) in zip(found, hits, strict=True):
+            expected, std = rules.in_unit(metric, expected, std)
+            when = _utc(row["micros"])
+            rows.append({"timestamp": when, "metric_date": when.date(), "server_id": server_id,
+                         "server_name": row["server_name"], "server_type": row["server_type"],
+                         "location": row["location"], "metric": metric, "value": row["value"],
+                         "expected": expected, "std": std, "score": score,
+                         "rule": "ewma_3sigma", "severity": rules.severity_of(score)})
+    if len(kept):
+        last = int(micros[kept[-1]])
+    counters["values_scored"].inc(len(kept))
+    counters["out_of_order"].inc(len(micros) - len(kept))
+    counters["anomalies"].inc(len(rows))
+    return rows, (saved, last)
+
+
 def _counters() -> dict:
     return {name: Metrics.counter("anomalies", name)
             for name in ("values_scored", "out_of_order", "anomalies")}

@@ -68,7 +68,7 @@ from transforms.server_metrics.analytics import (
     AlertSignals,
     MatrixFromParts,
     _counters,
-    score_in_order,
+    score_table_in_order,
 )
 from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.server_metrics.medallion import BronzeFn, SilverFn
@@ -239,7 +239,8 @@ class SeriesPartsFn(beam.DoFn):
 class EwmaBatchDetectorFn(beam.DoFn):
     """Streaming: ``((server_id, metric), values)`` fragments → anomaly rows: the batch
     form of :class:`.analytics.EwmaDetectorFn`, with the same state, timer and
-    scoring (``score_in_order``), so the same answers."""
+    scoring (``score_table_in_order``: ``score_in_order`` on arrays), so the same
+    answers."""
 
     #: What its flush emits at a drain must not fall behind the watermark downstream.
     HOLD_OUTPUT_AT_TIMERS = True
@@ -278,9 +279,8 @@ class EwmaBatchDetectorFn(beam.DoFn):
         if ready < len(micros):
             pending.add(values.slice(ready).combine_chunks())
             schedule_flush(int(micros[ready]), self._every, flush_at, flush)
-        columns = [values.column(name).slice(0, ready).to_pylist() for name in values.schema.names]
-        rows, state = score_in_order(self._rules, key, list(zip(*columns, strict=True)),
-                                     model.read(), self._counters)
+        rows, state = score_table_in_order(self._rules, key, values.slice(0, ready),
+                                           model.read(), self._counters)
         model.write(state)
         yield from rows
 
