@@ -277,6 +277,11 @@ def micros_of(ts: datetime) -> int:
     return (ts - EPOCH) // _ONE_MICRO
 
 
+def utc_of(micros: int) -> datetime:
+    """Epoch microseconds as an aware UTC datetime, exactly (``micros_of``'s inverse)."""
+    return EPOCH + timedelta(microseconds=int(micros))
+
+
 def check_arrival(record: dict, watermark_micros: int, allowed_lateness_s: int) -> None:
     """Streaming: reject a record whose minute window had closed (its end plus the allowed
     lateness behind the source's watermark) when it arrived. Judged here, at arrival,

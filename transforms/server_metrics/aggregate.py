@@ -9,12 +9,11 @@ differs.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.bronze import utc_of
 from transforms.server_metrics.summary import (
     HIST_SCALE,
     QUANTILES,
@@ -24,7 +23,6 @@ from transforms.server_metrics.summary import (
 )
 
 IDENTITY = ("server_id", "server_name", "server_type", "location")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = 1_000_000
 
 
@@ -217,5 +215,5 @@ def identity_columns(table: pa.Table, rows: np.ndarray) -> dict[str, pa.Array]:
     return {name: table.column(name).take(take).combine_chunks() for name in IDENTITY}
 
 
-def utc(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(micros))
+#: Epoch microseconds as an aware UTC datetime.
+utc = utc_of

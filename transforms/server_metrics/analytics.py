@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -34,16 +34,15 @@ from schemas.server_metrics import (
     ANOMALIES,
     SERVER_ALERT_MATRIX,
 )
+from transforms.bronze import utc_of
 from transforms.server_metrics.incidents import IncidentsFromSignals
 from transforms.server_metrics.rules import AlertMatrix, AnomalyDetection
 from transforms.windowing import BATCH, Mode, Streaming, bucket, pane_columns, schedule_flush
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROS = 1_000_000
 
 
-def _utc(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+_utc = utc_of
 
 
 def _identity(record) -> tuple:

@@ -11,7 +11,7 @@ per location and server type) and ``alerts`` (per server, minute and rule that f
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import apache_beam as beam
 
@@ -22,6 +22,7 @@ from schemas.server_metrics import (
     SERVER_HEALTH_SUMMARY,
     SERVER_METRICS_MINUTELY,
 )
+from transforms.bronze import utc_of
 from transforms.server_metrics.rules import AlertRule, ServerMetricsRules
 from transforms.server_metrics.summary import ServerMetricsSummary
 from transforms.windowing import (
@@ -104,11 +105,10 @@ class LocationRollup(beam.CombineFn):
         return acc
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _window_columns(start_micros: int, seconds: int) -> dict:
-    start = _EPOCH + timedelta(microseconds=start_micros)
+    start = utc_of(start_micros)
     return {"window_start": start, "window_end": start + timedelta(seconds=seconds),
             "metric_date": start.date()}
 

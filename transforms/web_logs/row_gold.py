@@ -14,14 +14,14 @@ with ``datasketches``, in BigQuery with the DataSketches functions).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import apache_beam as beam
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
+from transforms.bronze import micros_of, utc_of
 from transforms.windowing import BATCH, HOUR, MINUTE, Mode, Streaming, bucket, pane_columns
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 UNKNOWN_PLACE = "(unknown)"
 
 
@@ -196,7 +196,7 @@ DIMENSIONS = {
 
 
 def _window_columns(start_micros: int, seconds: int) -> dict:
-    start = _EPOCH + timedelta(microseconds=start_micros)
+    start = utc_of(start_micros)
     return {"window_start": start, "window_end": start + timedelta(seconds=seconds),
             "granularity": {MINUTE: "minute", HOUR: "hour"}.get(seconds, f"{seconds}s")}
 
@@ -298,8 +298,7 @@ def traffic_rows(keyed, table: str, seconds: int, mode: Mode,
     return rows | f"ToGlobal{seconds}s" >> mode.to_global()
 
 
-def _micros(ts: datetime) -> int:
-    return (ts - _EPOCH) // timedelta(microseconds=1)
+_micros = micros_of
 
 
 class WebLogsGold(beam.PTransform):
