@@ -92,13 +92,13 @@ def threshold_signals(measures: Measures, codes,
         breach, held = rule.masks(v, table.column("server_id"), table.column("server_type"))
         counts = seg.count(breach)
         if held is not None:
-            holds.append(_hold_table(rule, table, seg,
-                                     np.flatnonzero((seg.count(held) > 0) & (counts == 0))))
+            idle = np.flatnonzero((seg.count(held) > 0) & (counts == 0))
+            if len(idle):  # most groups hold nothing: no empty table to build and drop
+                holds.append(_hold_table(rule, table, seg, idle))
         hit = np.flatnonzero(counts)
         if len(hit):
             extreme = seg.extreme(np.where(breach, v, np.nan), above)[hit]
             parts.append(_alert_table(rule, table, seg, hit, counts[hit], extreme))
-    holds = [h for h in holds if h.num_rows]
     alerts = (pa.concat_tables(parts) if len(parts) > 1 else parts[0]) if parts \
         else ALERTS.arrow_schema().empty_table()
     return alerts, (pa.concat_tables(holds) if holds else None)
