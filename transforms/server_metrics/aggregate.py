@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.bronze import utc_of
 from transforms.server_metrics.summary import (
     HIST_SCALE,
     QUANTILES,
@@ -214,6 +213,3 @@ def identity_columns(table: pa.Table, rows: np.ndarray) -> dict[str, pa.Array]:
     take = pa.array(rows, pa.int64())
     return {name: table.column(name).take(take).combine_chunks() for name in IDENTITY}
 
-
-#: Epoch microseconds as an aware UTC datetime.
-utc = utc_of

@@ -42,9 +42,6 @@ from transforms.windowing import BATCH, Mode, Streaming, bucket, pane_columns, s
 _MICROS = 1_000_000
 
 
-_utc = utc_of
-
-
 def _identity(record) -> tuple:
     return (record["server_id"], record["server_name"], record["server_type"],
             record["location"])
@@ -127,7 +124,7 @@ class FormatMatrixRowFn(beam.DoFn):
         count, cpu_sum, cpu_n, mem_sum, mem_n, network_in, disk_io = acc
         avg_cpu = cpu_sum / cpu_n if cpu_n else None
         avg_memory = mem_sum / mem_n if mem_n else None
-        begin = _utc(start)
+        begin = utc_of(start)
         index, timing = pane_columns(window, pane)
         yield {
             "window_start": begin, "window_end": begin + timedelta(seconds=self._matrix.window_s),
@@ -355,7 +352,7 @@ def score_in_order(rules: AnomalyDetection, key, values, state, counters):
             continue
         expected, std, score = outcome
         expected, std = rules.in_unit(metric, expected, std)
-        when = _utc(micros)
+        when = utc_of(micros)
         rows.append({"timestamp": when, "metric_date": when.date(), "server_id": server_id,
                      "server_name": server_name, "server_type": server_type,
                      "location": location, "metric": metric, "value": value,
@@ -391,7 +388,7 @@ def score_table_in_order(rules: AnomalyDetection, key, table, state, counters):
         found = table.take(at).to_pylist()
         for row, (_, expected, std, score) in zip(found, hits, strict=True):
             expected, std = rules.in_unit(metric, expected, std)
-            when = _utc(row["micros"])
+            when = utc_of(row["micros"])
             rows.append({"timestamp": when, "metric_date": when.date(), "server_id": server_id,
                          "server_name": row["server_name"], "server_type": row["server_type"],
                          "location": row["location"], "metric": metric, "value": row["value"],

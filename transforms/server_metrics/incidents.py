@@ -33,8 +33,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
-from transforms.bronze import micros_of
-from transforms.server_metrics.aggregate import utc as _utc
+from transforms.bronze import micros_of, utc_of
 from transforms.server_metrics.row_gold import HOLD
 from transforms.server_metrics.rules import SEVERITIES, Incidents
 from transforms.windowing import BATCH, MINUTE, Mode, schedule_flush
@@ -231,29 +230,29 @@ class IncidentTracker:
 
     # ---- rows --------------------------------------------------------------------------
     def _id(self, inc: OpenIncident) -> str:
-        return "/".join((inc.identity[0], *inc.group, _utc(inc.started_us).isoformat()))
+        return "/".join((inc.identity[0], *inc.group, utc_of(inc.started_us).isoformat()))
 
     def _row(self, inc: OpenIncident, resolved_us: int | None = None) -> None:
-        started = _utc(inc.started_us)
+        started = utc_of(inc.started_us)
         server_id, name, server_type, location = inc.identity
         self.incidents.append({
             "incident_id": self._id(inc), "started_at": started,
-            "fired_at": None if inc.fired_us is None else _utc(inc.fired_us),
-            "resolved_at": None if resolved_us is None else _utc(resolved_us),
+            "fired_at": None if inc.fired_us is None else utc_of(inc.fired_us),
+            "resolved_at": None if resolved_us is None else utc_of(resolved_us),
             "metric_date": started.date(), "pane_index": inc.writes,
             "server_id": server_id, "server_name": name, "server_type": server_type,
             "location": location, "severity": SEVERITIES[inc.rank],
             "families": ",".join(sorted(inc.families)), "rules": ",".join(sorted(inc.rules)),
-            "signal_count": inc.count, "last_signal_at": _utc(inc.last_end_us),
+            "signal_count": inc.count, "last_signal_at": utc_of(inc.last_end_us),
             "peaks": ", ".join(f"{m} {v:g}" for m, v in sorted(inc.peaks.items())) or None})
         inc.writes += 1
 
     def _notify(self, inc: OpenIncident, state: str, at_us: int) -> None:
         server_id, name, server_type, location = inc.identity
-        who, at = name or server_id, _utc(at_us)
+        who, at = name or server_id, utc_of(at_us)
         severity = SEVERITIES[inc.rank]
         rules = ", ".join(sorted(inc.rules))
-        started = f"{_utc(inc.started_us):%Y-%m-%d %H:%M:%S}"
+        started = f"{utc_of(inc.started_us):%Y-%m-%d %H:%M:%S}"
         if state == "resolved":
             lasted = timedelta(microseconds=at_us - inc.started_us)
             text = (f"{who}: resolved at {at:%H:%M:%S} UTC, no signal for "

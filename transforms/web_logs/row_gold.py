@@ -253,7 +253,7 @@ class TrafficBy(beam.PTransform):
         tables = []
         for seconds in self._seconds:
             keyed = silver | f"Key{seconds}s" >> beam.Map(
-                lambda r, s=seconds: ((s, bucket(_micros(r["timestamp"]), s), *key(r)), r))
+                lambda r, s=seconds: ((s, bucket(micros_of(r["timestamp"]), s), *key(r)), r))
             tables.append(traffic_rows(keyed, self._table, seconds, self._mode,
                                        self._top_n, SummariseTraffic()))
         return tables | "AllWindowSizes" >> beam.Flatten()
@@ -291,14 +291,13 @@ def traffic_rows(keyed, table: str, seconds: int, mode: Mode,
             | f"Format{seconds}s" >> beam.ParDo(_FormatFn(names)))
     if table == "web_top_paths":
         rows = (rows
-                | f"ByWindow{seconds}s" >> beam.Map(lambda r: (_micros(r["window_start"]), r))
+                | f"ByWindow{seconds}s" >> beam.Map(lambda r: (micros_of(r["window_start"]), r))
                 | f"GroupWindow{seconds}s" >> beam.GroupByKey()
                 | f"KeepTop{seconds}s" >> beam.ParDo(_TopN(top_n)))
     # Window sizes differ: one table needs one windowing to be flattened.
     return rows | f"ToGlobal{seconds}s" >> mode.to_global()
 
 
-_micros = micros_of
 
 
 class WebLogsGold(beam.PTransform):
