@@ -325,23 +325,27 @@ def bronze_batch(raw: pa.Table, now: datetime, step: str = "ParseServerMetric",
     if struct is not None:
         cols, flagged = _coerce(struct)
 
+        micros = None  # the event times, for the checks against the clock and watermark
+
         def leave_fast_path(mask: np.ndarray):
             """The records of ``mask`` to the row-level path, which words their outcome."""
-            nonlocal cols, extra_fields, fast
+            nonlocal cols, extra_fields, fast, micros
             slow.extend(fast[mask].tolist())
             keep = pa.array(np.flatnonzero(~mask))
             cols = {k: v.take(keep) for k, v in cols.items()}
             extra_fields, fast = extra_fields.take(keep), fast[~mask]
+            if micros is not None:
+                micros = micros[~mask]
 
         if flagged.any():
             leave_fast_path(flagged)
-        if max_future_s is not None and len(fast):
+        if (max_future_s is not None or watermark is not None) and len(fast):
             micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+        if max_future_s is not None and len(fast):
             ahead = micros > micros_of(now) + round(max_future_s * _US)
             if ahead.any():  # a few, by definition
                 leave_fast_path(ahead)
         if watermark is not None and len(fast):
-            micros = cols["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
             closes = micros - micros % 60_000_000 + 60_000_000 + allowed_lateness_s * _US
             late = closes <= watermark
             if late.any():  # a few, by definition
