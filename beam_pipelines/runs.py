@@ -43,11 +43,26 @@ class Launch:
     label: str               # the medallion's step label
     options_class: type      # its PipelineOptions subclass
     tables: tuple            # every table a run writes
-    appended_tables: tuple   # what a replay or an appending run writes
-    bronze: object           # its bronze and silver RecordSchemas
-    silver: object
     peek: str                # the table the streaming start-up suggests querying
     streamed_batches: frozenset  # the tables a streaming medallion leaves as Arrow batches
+
+    @property
+    def appended_tables(self) -> tuple:
+        """What a replay or an appending run writes (all its tables, by default)."""
+        return self.tables
+
+    @property
+    def bronze(self):
+        """Its bronze table's schema: the one of its tables in that layer."""
+        return self._of_layer("bronze")
+
+    @property
+    def silver(self):
+        return self._of_layer("silver")
+
+    def _of_layer(self, layer: str):
+        [schema] = [t for t in self.tables if t.layer == layer]
+        return schema
 
     def settings(self, options: PipelineOptions, opts, plan: RunPlan):
         """Its own options, checked (a mistake is a ``UserError``), as a typed value."""

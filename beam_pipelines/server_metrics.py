@@ -61,8 +61,6 @@ class ServerMetricsLaunch(runs.Launch):
     tables = TABLES
     #: What a replay or an appending run writes: every table but the sample's ground truth.
     appended_tables = tuple(t for t in TABLES if t is not INJECTED_FAULTS)
-    bronze = SERVER_METRICS_BRONZE
-    silver = SERVER_METRICS_SILVER
     peek = "server_metrics_minutely"
     streamed_batches = BATCH_TABLES
 

@@ -54,9 +54,6 @@ class WebLogsLaunch(runs.Launch):
     label = "WebLogs"
     options_class = WebLogsOptions
     tables = TABLES
-    appended_tables = TABLES
-    bronze = WEB_LOGS_BRONZE
-    silver = WEB_LOGS_SILVER
     peek = "web_traffic_by_country"
     streamed_batches = BATCH_TABLES
 
