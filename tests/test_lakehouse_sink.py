@@ -13,10 +13,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.catalog import connect as connect_catalog
 from beam_pipelines.io.lakehouse import (
+    WriteParquetFileFn,
     WriteTableFilesFn,
     _PublishFn,
     staging_dir,
     table_dir,
+    write_empty_tables,
     write_tables,
 )
 from schemas.dead_letter import DEAD_LETTERS
@@ -74,6 +76,33 @@ def test_a_column_of_few_values_keeps_its_dictionary_one_of_many_falls_back_earl
     assert "PLAIN" in payload.encodings
     # Arrow's default (1 MiB) would have hashed all 1.3 MB of payloads into a dictionary first.
     assert payload.data_page_offset - payload.dictionary_page_offset <= 200 << 10
+
+
+@pytest.mark.parametrize("writer", ["empty tables", "streaming flush"])
+def test_a_reader_of_the_folder_never_sees_a_file_being_written(tmp_path, monkeypatch, writer):
+    """A restart writes its empty files, and a streaming run its flushes, while the
+    dashboard or a query may be reading the folder: each file appears whole or not at all."""
+    directory = table_dir(str(tmp_path), DEAD_LETTERS)
+    written_as = []
+    write_table = pq.write_table
+
+    def watched(table, where, **kwargs):
+        written_as.append(os.path.basename(where if isinstance(where, str) else where.name))
+        return write_table(table, where, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", watched)
+    if writer == "empty tables":
+        write_empty_tables(str(tmp_path), [DEAD_LETTERS])
+    else:
+        os.makedirs(directory)
+        list(WriteParquetFileFn(directory).process(_dead_letters(3, "flush")))
+    # Written under a name a reader's glob (*.parquet, no hidden files) does not match.
+    assert len(written_as) == 1 and written_as[0].startswith("."), written_as
+    assert not written_as[0].endswith(".parquet")
+    files = [n for n in os.listdir(directory) if not n.startswith(".")]
+    assert len(files) == 1 and files == os.listdir(directory)  # no temporary left
+    assert pq.read_table(os.path.join(directory, files[0])).num_rows == (
+        0 if writer == "empty tables" else 3)
 
 
 def test_only_completed_bundles_are_published_and_staging_is_removed(tmp_path):

@@ -189,17 +189,28 @@ class WriteParquetFileFn(beam.DoFn):
             FileSystems.mkdirs(directory)
         name = f"part-{uuid.uuid4().hex}.parquet"
         final = FileSystems.join(directory, name)
+        if is_local(final):
+            write_local_file(final, table)  # on disk before the rename acknowledges its input
+            return final
         temporary = FileSystems.join(directory, f".{name}.inprogress")
-        if is_local(temporary):
-            with open(temporary, "wb") as fh:
-                pq.write_table(table, fh, **PARQUET)
-                fh.flush()
-                os.fsync(fh.fileno())  # on disk before the rename acknowledges its input
-        else:
-            with FileSystems.create(temporary) as fh:
-                pq.write_table(table, fh, **PARQUET)
+        with FileSystems.create(temporary) as fh:
+            pq.write_table(table, fh, **PARQUET)
         FileSystems.rename([temporary], [final])
         return final
+
+
+def write_local_file(path: str, table) -> None:
+    """A local Parquet file, written under a hidden temporary name, on disk, then renamed:
+    a reader (DuckDB, the dashboard, a test polling a run) sees the whole file or none."""
+    import pyarrow.parquet as pq
+
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.inprogress")
+    with open(temporary, "wb") as fh:
+        pq.write_table(table, fh, **PARQUET)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(temporary, path)
 
 
 def staging_dir(output_dir: str) -> str:
@@ -502,16 +513,14 @@ def _only_rows_of(path: str, pipeline: str) -> bool:
 def write_empty_tables(output_dir: str, schemas, only_missing: bool = False) -> None:
     """One empty file per table (``only_missing``: per table without any file), so the
     catalog's views work before the first rows land."""
-    import pyarrow.parquet as pq
-
     for schema in schemas:
         directory = table_dir(output_dir, schema)
         if only_missing and glob.glob(os.path.join(directory, "**", "*.parquet"),
                                       recursive=True):
             continue
         os.makedirs(directory, exist_ok=True)
-        pq.write_table(schema.arrow_schema().empty_table(),
-                       os.path.join(directory, EMPTY_FILE))
+        # Written beside a run that may be reading the folder (a restart, a dashboard).
+        write_local_file(os.path.join(directory, EMPTY_FILE), schema.arrow_schema().empty_table())
 
 
 def write_catalog(output_dir: str, schemas) -> str:
