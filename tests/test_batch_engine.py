@@ -131,6 +131,19 @@ def test_every_table_and_dead_letter_equals_the_row_level_medallion(faulty_files
     assert_tables_equal(rows, batches)
 
 
+def test_gold_of_groups_gathered_or_one_by_one_is_the_same(faulty_files, monkeypatch):
+    """Gold is computed over gathered (server, day) groups; a group alone (the gathering
+    flushed after every group, as at the end of a bundle) gives the same tables."""
+    from transforms.server_metrics.medallion import ServerDaysFn
+
+    _, gathered = _both(faulty_files)
+    monkeypatch.setattr(ServerDaysFn, "GATHER_ROWS", 1)
+    _, one_by_one = _both(faulty_files)
+    assert len({r["window_start"].date() for r in gathered["server_health_summary"]}) == 2
+    assert len(one_by_one["server_alert_matrix"]) > 1000
+    assert_tables_equal(one_by_one, gathered)
+
+
 def test_the_fast_path_and_the_row_level_path_agree_on_every_awkward_input():
     lines = _awkward_bytes()
     now = fixed_clock()

@@ -261,13 +261,16 @@ def matrix_event_table(table: pa.Table, matrix: AlertMatrix) -> pa.Table:
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
-class ServerDay:
-    """What one (server, day) group of deduplicated silver records gives."""
+class ServerDays:
+    """What (server, day) groups of deduplicated silver records give, computed together.
 
-    def __init__(self, silver: pa.Table, rules: ServerMetricsRules, day_start_us: int,
-                 span_s: int = DAY):
+    Gold's fixed cost (a few dozen Arrow calls, ~6 ms) is paid once per call, not once
+    per group. The minute, hour and day windows never cross midnight, so they are the
+    same over any set of whole groups; an alert-matrix window that does is a partial
+    result, merged with its other part by key (``GoldMatrixAcrossMidnight``)."""
+
+    def __init__(self, silver: pa.Table, rules: ServerMetricsRules):
         self.rules = rules
-        self.span = (day_start_us, day_start_us + span_s * _US)
         # Sorted by identity, then event time: every window is a contiguous run.
         codes = identity_codes(silver)
         order = np.lexsort((micros_of(silver), codes))
@@ -277,8 +280,8 @@ class ServerDay:
         self.measures = Measures(silver)
 
     def tables(self) -> tuple[dict[str, pa.Table], pa.Table, pa.Table | None]:
-        """The tables the group completes, its threshold alerts (for the feed) and its
-        hold signals (for the incidents)."""
+        """The tables the groups complete, their threshold alerts (for the feed) and
+        their hold signals (for the incidents)."""
         m, codes, rules = self.measures, self.codes, self.rules
         alerts, holds = threshold_signals(m, codes, rules)
         return {
@@ -291,7 +294,7 @@ class ServerDay:
         }, alerts, holds
 
     def day_summaries(self):
-        """((location, server_type, day start), (server_id, summary)) per identity."""
+        """((location, server_type, day start), (server_id, summary)) per identity and day."""
         seg = _windows(self.measures, self.codes, DAY)
         ids = {k: c.to_pylist() for k, c in identity_columns(self.silver, seg.first).items()}
         for j, (first, size) in enumerate(zip(seg.first.tolist(), seg.size.tolist(),
@@ -301,12 +304,14 @@ class ServerDay:
                    (ids["server_id"][j], summary))
 
     def matrix(self):
-        """(complete windows' table, partial windows as ((identity, start), accumulator))."""
+        """(complete windows' table, partial windows as ((identity, start), accumulator)):
+        a window is partial where it reaches past the day of its records (the other day's
+        group holds the rest)."""
         matrix = self.rules.alert_matrix
         seg, rows, acc = matrix_accumulators(self.measures, self.codes, matrix)
         starts = seg.window_us
-        lo, hi = self.span
-        inside = (starts >= lo) & (starts + matrix.window_s * _US <= hi)
+        day = self.measures.micros[rows] - self.measures.micros[rows] % (DAY * _US)
+        inside = (starts >= day) & (starts + matrix.window_s * _US <= day + DAY * _US)
         complete = np.flatnonzero(inside)
         table = matrix_table(starts[complete], identity_columns(self.silver, rows[complete]),
                              [a[complete] for a in acc], matrix)
@@ -321,9 +326,10 @@ class ServerDay:
                                [v[j] for v in values]))
         return table, pieces
 
-    def series(self) -> pa.Table:
-        """The columns the EWMA detector scores, for the server's whole run."""
-        return self.silver.select(SERIES_COLUMNS + self.rules.anomaly_detection.metrics)
+
+def series(silver: pa.Table, rules: ServerMetricsRules) -> pa.Table:
+    """The columns the EWMA detector scores (of a server's records)."""
+    return silver.select(SERIES_COLUMNS + rules.anomaly_detection.metrics)
 
 
 def merge_matrix_accumulators(accs) -> list:

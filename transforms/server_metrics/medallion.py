@@ -7,8 +7,9 @@ Steps and the elements they move:
 * ``Silver``: a bronze batch → range-checked silver fragments keyed by (server, day), and
   a dead-letter batch;
 * ``SilverByServerDay``: the shuffle, one element per fragment;
-* ``GoldServerDays``: a (server, day) group → deduplicated silver, minutes, hours, the day,
-  threshold alerts, complete alert-matrix windows, and small partial results;
+* ``GoldServerDays``: a (server, day) group → its deduplicated silver and series; gathered
+  groups → minutes, hours, days, threshold alerts, complete alert-matrix windows, and
+  small partial results;
 * ``GoldLocationDays``, ``GoldMatrixAcrossMidnight``, ``GoldDetectAnomalies``: what needs
   several groups, from those partial results (a handful of elements per server and day);
 * ``GoldAlertSignals``: the one alert feed (the signals);
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
@@ -144,8 +145,17 @@ _DAY_OUTPUTS = (SERVER_METRICS_MINUTELY.name, HOURLY_SERVER_METRICS.name,
 
 
 class ServerDaysFn(beam.DoFn):
-    """A (server, day) group of silver fragments → every table it completes, and the
-    partial results that need other groups."""
+    """(server, day) groups of silver fragments → every table they complete, and the
+    partial results that need other groups.
+
+    Each group is deduplicated as it comes; its gold is computed with the groups before
+    it once ``gather_rows`` records are gathered, or at the end of the bundle: gold's
+    fixed cost is per call, and a sparse fleet (a report a minute) has many small groups.
+    """
+
+    #: Records gathered before their gold is computed: a call over more is no faster
+    #: (its sorts outgrow the caches), and the bundle holds them meanwhile.
+    GATHER_ROWS = 50_000
 
     def __init__(self, rules: ServerMetricsRules):
         self._rules = rules
@@ -154,8 +164,12 @@ class ServerDaysFn(beam.DoFn):
         self._duplicates = Metrics.counter("silver", "duplicates_rejected")
         self._elements, self._records = count_batches("server_days")
 
+    def start_bundle(self):
+        self._gathered: list[pa.Table] = []
+        self._gathered_rows = 0
+
     def process(self, keyed):
-        (server_id, day_start), fragments = keyed
+        (server_id, _), fragments = keyed
         prior = None
         if isinstance(fragments, dict):  # a replay: {"new": [...], "prior": [...]}
             prior = concat(list(fragments["prior"]), SERVER_METRICS_SILVER)
@@ -174,14 +188,28 @@ class ServerDaysFn(beam.DoFn):
             yield unique.records
         whole = unique.records
         if known:  # gold is computed over the day's every record, earlier and new
-            whole = concat([prior, unique.records], SERVER_METRICS_SILVER).sort_by(
-                "timestamp")
-        day = gold.ServerDay(whole, self._rules, day_start)
-        tables, threshold, holds = day.tables()
+            whole = concat([prior, unique.records], SERVER_METRICS_SILVER)
+        yield TaggedOutput("series", (server_id, gold.series(whole, self._rules)))
+        self._gathered.append(whole)
+        self._gathered_rows += whole.num_rows
+        if self._gathered_rows >= self.GATHER_ROWS:
+            yield from self._gold()
+
+    def finish_bundle(self):
+        for out in self._gold():
+            yield TaggedOutput(out.tag, GlobalWindows.windowed_value_at_end_of_window(
+                out.value))
+
+    def _gold(self):
+        gathered, self._gathered, self._gathered_rows = self._gathered, [], 0
+        if not gathered:
+            return
+        days = gold.ServerDays(concat(gathered, SERVER_METRICS_SILVER), self._rules)
+        tables, threshold, holds = days.tables()
         for name, table in tables.items():
             if table.num_rows:
                 yield TaggedOutput(name, table)
-        matrix, pieces = day.matrix()
+        matrix, pieces = days.matrix()
         if matrix.num_rows:
             yield TaggedOutput(SERVER_ALERT_MATRIX.name, matrix)
         if holds is not None:
@@ -193,9 +221,8 @@ class ServerDaysFn(beam.DoFn):
             yield TaggedOutput(ALERT_SIGNALS.name, labelled)
         for piece in pieces:
             yield TaggedOutput("matrix_parts", piece)
-        for part in day.day_summaries():
+        for part in days.day_summaries():
             yield TaggedOutput("location_parts", part)
-        yield TaggedOutput("series", (server_id, day.series()))
 
 
 class MergeMatrixParts(beam.CombineFn):
