@@ -16,6 +16,7 @@ from beam_pipelines.io.lakehouse import (
     WriteParquetFileFn,
     WriteTableFilesFn,
     _PublishFn,
+    by_partition,
     staging_dir,
     table_dir,
     write_empty_tables,
@@ -103,6 +104,31 @@ def test_a_reader_of_the_folder_never_sees_a_file_being_written(tmp_path, monkey
     assert len(files) == 1 and files == os.listdir(directory)  # no temporary left
     assert pq.read_table(os.path.join(directory, files[0])).num_rows == (
         0 if writer == "empty tables" else 3)
+
+
+def test_rows_in_day_order_or_not_split_into_the_same_partitions():
+    """Gold comes out in day order and is split by slicing; any other order by sorting:
+    the same rows go to the same partitions either way."""
+    from datetime import datetime, timedelta, timezone
+
+    from schemas.server_metrics import SERVER_METRICS_MINUTELY
+
+    start = datetime(2026, 1, 5, 22, tzinfo=timezone.utc)
+    blank = dict.fromkeys(SERVER_METRICS_MINUTELY.names)
+    rows = [{**blank, "window_start": start + timedelta(minutes=37 * i),
+             "server_id": f"s{i % 3}", "record_count": i} for i in range(12)]
+    rows.insert(0, {**blank, "server_id": "s9", "record_count": 99})  # no day: first
+    in_order = from_rows(rows, SERVER_METRICS_MINUTELY)
+    shuffled = in_order.take(pa.array([5, 0, 11, 12, 3, 8, 1, 10, 2, 7, 4, 9, 6]))
+
+    def split(table):
+        return {name: sorted(part.column("record_count").to_pylist())
+                for name, part in by_partition(table, SERVER_METRICS_MINUTELY)}
+
+    parts = split(in_order)
+    assert parts == split(shuffled)
+    assert parts == {"date=2026-01-05": [0, 1, 2, 3], "date=2026-01-06": list(range(4, 12)),
+                     "date=__HIVE_DEFAULT_PARTITION__": [99]}
 
 
 def test_only_completed_bundles_are_published_and_staging_is_removed(tmp_path):

@@ -172,7 +172,7 @@ def matrix_accumulators(measures: Measures, codes, matrix: AlertMatrix):
     starts = np.concatenate([last - k * period for k in range(copies)])
     code = np.tile(codes, copies)
     rows = np.tile(np.arange(len(micros)), copies)
-    order = np.lexsort((starts, code))
+    order = np.lexsort((starts, code, starts // (DAY * _US)))  # by day, as the records
     starts, code, rows = starts[order], code[order], rows[order]
     seg = Segments(code, starts)
     cpu, mem = measures.cpu[rows], measures.memory[rows]
@@ -271,9 +271,11 @@ class ServerDays:
 
     def __init__(self, silver: pa.Table, rules: ServerMetricsRules):
         self.rules = rules
-        # Sorted by identity, then event time: every window is a contiguous run.
+        # Sorted by day, identity, then event time: every window is a contiguous run, and
+        # the tables come out in the order of the sink's day partitions.
         codes = identity_codes(silver)
-        order = np.lexsort((micros_of(silver), codes))
+        micros = micros_of(silver)
+        order = np.lexsort((micros, codes, micros // (DAY * _US)))
         if not np.array_equal(order, np.arange(len(order))):
             silver, codes = silver.take(order), codes[order]
         self.silver, self.codes = silver, codes
