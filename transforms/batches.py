@@ -180,8 +180,10 @@ class ArrowTableCoder(beam.coders.Coder):
 
     def estimate_size(self, table: pa.Table) -> int:
         # Runners sample element sizes (every one of the first ten per PCollection): the
-        # default estimate encodes the whole table to measure it.
-        return table.nbytes
+        # default estimate encodes the whole table to measure it, and ``nbytes`` walks
+        # each chunk's referenced ranges (~40 ms for a table of 500 chunks). The buffers'
+        # total is the same for a table that owns them, more for a slice.
+        return table.get_total_buffer_size()
 
     def is_deterministic(self) -> bool:
         return False
