@@ -98,10 +98,13 @@ def streaming_pipeline() -> TestPipeline:
     return TestPipeline(runner="BundleBasedDirectRunner", options=options)
 
 
-def run_and_collect(build, streaming: bool = False) -> dict[str, list]:
-    """``build(p)`` returns a dict of name → PCollection; returns name → elements."""
+def run_and_collect(build, streaming: bool = False, as_rows: bool = True) -> dict[str, list]:
+    """``build(p)`` returns a dict of name → PCollection; returns name → elements, with
+    ``as_rows`` the rows of Arrow tables (the batch engine's elements) in place of the
+    tables: collected as tables, they cross the runner a few dozen times, not per row."""
     import uuid
 
+    import pyarrow as pa
     from apache_beam.testing.util import assert_that
 
     token = uuid.uuid4().hex
@@ -109,7 +112,12 @@ def run_and_collect(build, streaming: bool = False) -> dict[str, list]:
         outputs = build(p)
         for name, pcoll in outputs.items():
             assert_that(pcoll, _Collect(f"{token}/{name}"), label=f"Collect_{name}")
-    return {name: _COLLECTED.pop(f"{token}/{name}") for name in outputs}
+    collected = {name: _COLLECTED.pop(f"{token}/{name}") for name in outputs}
+    if not as_rows:
+        return collected
+    return {name: [row for e in elements
+                   for row in (e.to_pylist() if isinstance(e, pa.Table) else (e,))]
+            for name, elements in collected.items()}
 
 
 @pytest.fixture(scope="session")

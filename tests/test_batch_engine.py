@@ -22,7 +22,7 @@ from generators.metrics import GeneratorConfig, MetricsGenerator
 from generators.writers import write_metrics
 from tests.conftest import fixed_clock, line, metric, run_and_collect
 from tests.equivalence import assert_tables_equal, normalised
-from transforms.batches import BatchesToRows, raw_lines
+from transforms.batches import raw_lines
 from transforms.bronze import RawRecord
 from transforms.server_metrics.bronze import _row_level, bronze_batch
 from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
@@ -79,18 +79,16 @@ def _awkward_bytes() -> list[bytes]:
     return lines
 
 
+def _batched(files: dict) -> dict:
+    return run_and_collect(lambda p: p | ReadRawBatches(files, batch_lines=700,
+                                                        range_bytes=100_000)
+                           | ServerMetricsBatchMedallion(ServerMetricsRules(), clock=fixed_clock))
+
+
 def _both(files: dict) -> tuple[dict, dict]:
-    rules = ServerMetricsRules()
     rows = run_and_collect(lambda p: p | ReadServerMetricFiles(files)
-                           | ServerMetricsMedallion(rules, clock=fixed_clock))
-
-    def batched(p):
-        tables = (p | ReadRawBatches(files, batch_lines=700, range_bytes=100_000)
-                  | ServerMetricsBatchMedallion(rules, clock=fixed_clock))
-        return {name: pcoll | f"{name}Rows" >> BatchesToRows()
-                for name, pcoll in tables.items()}
-
-    return rows, run_and_collect(batched)
+                           | ServerMetricsMedallion(ServerMetricsRules(), clock=fixed_clock))
+    return rows, _batched(files)
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +134,9 @@ def test_gold_of_groups_gathered_or_one_by_one_is_the_same(faulty_files, monkeyp
     flushed after every group, as at the end of a bundle) gives the same tables."""
     from transforms.server_metrics.medallion import ServerDaysFn
 
-    _, gathered = _both(faulty_files)
+    gathered = _batched(faulty_files)
     monkeypatch.setattr(ServerDaysFn, "GATHER_ROWS", 1)
-    _, one_by_one = _both(faulty_files)
+    one_by_one = _batched(faulty_files)
     assert len({r["window_start"].date() for r in gathered["server_health_summary"]}) == 2
     assert len(one_by_one["server_alert_matrix"]) > 1000
     assert_tables_equal(one_by_one, gathered)

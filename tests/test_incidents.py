@@ -497,7 +497,6 @@ def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
     last breach."""
     from beam_pipelines.io.sources import ReadRawBatches, resolve_inputs
     from tests.test_streaming_batches import run_both
-    from transforms.batches import BatchesToRows
     from transforms.server_metrics.medallion import ServerMetricsBatchMedallion
     from transforms.server_metrics.rules import AlertRule
 
@@ -514,7 +513,7 @@ def test_hysteresis_holds_a_hovering_value_in_one_incident_in_every_engine(
     def arrow(p):
         tables = (p | ReadRawBatches(files)
                   | ServerMetricsBatchMedallion(rules, clock=fixed_clock))
-        return {"alert_incidents": tables["alert_incidents"] | BatchesToRows()}
+        return {"alert_incidents": tables["alert_incidents"]}
 
     late = [(events[3][0], events[3][1].replace('"a"', '"z"'))]  # another server's, late
     streamed, streamed_batches = run_both(rules, Streaming(allowed_lateness_s=3600),

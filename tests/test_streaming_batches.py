@@ -15,11 +15,11 @@ from schemas.server_metrics import ALERT_INCIDENTS, GOLD_TABLES, SERVER_ALERT_MA
 from tests.conftest import fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal
 from tests.test_streaming import _events, _late_events, latest
-from transforms.batches import BatchesToRows, live_batch
+from transforms.batches import live_batch
 from transforms.bronze import RawRecord
 from transforms.server_metrics.row_medallion import ServerMetricsMedallion
 from transforms.server_metrics.rules import ServerMetricsRules
-from transforms.server_metrics.streaming import BATCH_TABLES, ServerMetricsStreamingMedallion
+from transforms.server_metrics.streaming import ServerMetricsStreamingMedallion
 from transforms.windowing import Streaming
 
 TestStream.__test__ = False
@@ -33,11 +33,6 @@ def _batch(events, source="in", watermark=None):
     sources = [source(i) if callable(source) else source for i in range(len(events))]
     table = live_batch([text for _, text in events], sources, micros, watermark)
     return TimestampedValue(table, min(micros) / _US)
-
-
-def _as_rows(tables: dict) -> dict:
-    return {name: (pcoll | f"{name}Rows" >> BatchesToRows()) if name in BATCH_TABLES
-            else pcoll for name, pcoll in tables.items()}
 
 
 def _latest_only(tables: dict) -> dict:
@@ -73,7 +68,7 @@ def run_both(rules, streaming, events, late, batch_size):
                     .advance_watermark_to_infinity())
     row_level = run_and_collect(lambda p: p | rows_stream | ServerMetricsMedallion(
         rules, clock=fixed_clock, mode=streaming), streaming=True)
-    batched = run_and_collect(lambda p: _as_rows(p | batch_stream | ServerMetricsStreamingMedallion(
+    batched = run_and_collect(lambda p: (p | batch_stream | ServerMetricsStreamingMedallion(
         rules, streaming, clock=fixed_clock)), streaming=True)
     return row_level, batched
 
@@ -133,7 +128,7 @@ def run_live_both(rules, streaming, rounds):
     batch_stream = batch_stream.advance_watermark_to_infinity()
     row_level = run_and_collect(lambda p: p | rows_stream | ServerMetricsMedallion(
         rules, clock=fixed_clock, mode=streaming, drop_redeliveries=True), streaming=True)
-    batched = run_and_collect(lambda p: _as_rows(p | batch_stream | ServerMetricsStreamingMedallion(
+    batched = run_and_collect(lambda p: (p | batch_stream | ServerMetricsStreamingMedallion(
         rules, streaming, clock=fixed_clock, drop_redeliveries=True)), streaming=True)
     return row_level, batched
 
@@ -176,7 +171,7 @@ def test_elements_are_batch_fragments_on_every_stage_of_the_streaming_hot_path()
     stream = stream.advance_watermark_to_infinity()
     out = run_and_collect(lambda p: p | stream | ServerMetricsStreamingMedallion(
         ServerMetricsRules(), Streaming(), clock=fixed_clock, drop_redeliveries=True),
-        streaming=True)
+        streaming=True, as_rows=False)
     bronze, silver = out["server_metrics_bronze"], out["server_metrics_silver"]
     assert sum(t.num_rows for t in bronze) == sum(t.num_rows for t in silver) == 12_000
     # a poll, split only where a minute ends; a server's minute, or the part of it a pane holds

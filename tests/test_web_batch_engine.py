@@ -17,7 +17,7 @@ from beam_pipelines.io.sources import ReadRawBatches, ReadServerMetricFiles
 from generators.weblogs import WebLogConfig, WebLogGenerator
 from tests.conftest import NOW, fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal
-from transforms.batches import BatchesToRows, raw_lines
+from transforms.batches import raw_lines
 from transforms.web_logs.access_log import LogFormat
 from transforms.web_logs.bronze import row_level, web_bronze_batch
 from transforms.web_logs.gold import group_span, visitor_sketches
@@ -100,8 +100,7 @@ def _both(paths: list[str], windows=(60, 3600), top_n: int = 5,
         tables = (p | ReadRawBatches(files, batch_lines=700, range_bytes=100_000)
                   | WebLogsBatchMedallion(POLICY, window_seconds=windows, top_n=top_n,
                                           clock=fixed_clock, dedupe_identical_lines=dedupe))
-        return {name: pcoll | f"{name}Rows" >> BatchesToRows()
-                for name, pcoll in tables.items()}
+        return tables
 
     return rows, run_and_collect(batched)
 
@@ -398,8 +397,7 @@ def test_trusted_proxies_give_the_client_to_geolocation_privacy_and_visitors(tmp
     def batched(p):
         tables = (p | ReadRawBatches(files, batch_lines=700)
                   | WebLogsBatchMedallion(TRUSTING, clock=fixed_clock, log_format=NGINX_MAIN))
-        return {name: pcoll | f"{name}Rows" >> BatchesToRows()
-                for name, pcoll in tables.items()}
+        return tables
 
     batches = run_and_collect(batched)
     assert_tables_equal(rows, batches)

@@ -16,11 +16,11 @@ from schemas.web_logs import WEB_GOLD_TABLES
 from tests.conftest import fixed_clock, run_and_collect
 from tests.equivalence import assert_tables_equal
 from tests.test_streaming import latest
-from transforms.batches import BatchesToRows, live_batch
+from transforms.batches import live_batch
 from transforms.bronze import RawRecord
 from transforms.web_logs.row_medallion import WebLogsMedallion
 from transforms.web_logs.row_silver import PrivacyPolicy
-from transforms.web_logs.streaming import BATCH_TABLES, WebLogsStreamingMedallion, line_hashes
+from transforms.web_logs.streaming import WebLogsStreamingMedallion, line_hashes
 from transforms.windowing import Streaming
 
 TestStream.__test__ = False
@@ -47,11 +47,6 @@ def _rounds(count=1000, per_round=40, lag_s=20, redeliver_every=53, seed=31):
         newest = top if newest is None or top > newest else newest
         watermark = max(watermark or 0, newest - lag_s)
     return rounds
-
-
-def _as_rows(tables: dict) -> dict:
-    return {name: (pcoll | f"{name}Rows" >> BatchesToRows()) if name in BATCH_TABLES
-            else pcoll for name, pcoll in tables.items()}
 
 
 def _latest_only(tables: dict) -> dict:
@@ -81,7 +76,7 @@ def run_both(rounds, streaming, windows=(60, 3600), top_n=3, dedupe=True):
     row_level = run_and_collect(lambda p: p | rows_stream | WebLogsMedallion(
         POLICY, window_seconds=windows, top_n=top_n, clock=fixed_clock, mode=streaming,
         drop_redeliveries=True, dedupe_identical_lines=dedupe), streaming=True)
-    batched = run_and_collect(lambda p: _as_rows(p | batch_stream | WebLogsStreamingMedallion(
+    batched = run_and_collect(lambda p: (p | batch_stream | WebLogsStreamingMedallion(
         POLICY, window_seconds=windows, top_n=top_n, mode=streaming, clock=fixed_clock,
         drop_redeliveries=True, dedupe_identical_lines=dedupe)), streaming=True)
     return row_level, batched
@@ -159,7 +154,7 @@ def test_elements_are_batch_fragments_on_the_streaming_hot_path():
     stream = stream.advance_watermark_to_infinity()
     out = run_and_collect(lambda p: p | stream | WebLogsStreamingMedallion(
         POLICY, mode=Streaming(), clock=fixed_clock, drop_redeliveries=True),
-        streaming=True)
+        streaming=True, as_rows=False)
     bronze, silver = out["web_logs_bronze"], out["web_logs_silver"]
     assert sum(t.num_rows for t in bronze) == sum(t.num_rows for t in silver) == 12_000
     assert 12_000 / len(bronze) >= 1000, len(bronze)
