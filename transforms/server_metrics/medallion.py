@@ -149,7 +149,7 @@ class ServerDaysFn(beam.DoFn):
     partial results that need other groups.
 
     Each group is deduplicated as it comes; its gold is computed with the groups before
-    it once ``gather_rows`` records are gathered, or at the end of the bundle: gold's
+    it once ``GATHER_ROWS`` records are gathered, or at the end of the bundle: gold's
     fixed cost is per call, and a sparse fleet (a report a minute) has many small groups.
     """
 
