@@ -317,32 +317,3 @@ def test_a_replay_to_a_topic_publishes_each_record_with_its_attributes(pubsub_em
         "event_time": "2026-12-06T10:00:00.000+00:00",
         "replay_of": "projects/p/subscriptions/s#e1/0"}
     assert got[1].attributes["replay_of"] == "projects/p/subscriptions/s#e2"
-
-
-def test_an_emulator_whose_port_is_taken_starts_on_another_or_says_so(monkeypatch):
-    """A free port is only free when it is chosen: another process may bind it before the
-    emulator does (the emulator then hangs on rather than exit). A chosen port fails at
-    once; a port picked for the emulator is replaced."""
-    import socket
-
-    from beam_pipelines.ops import local_services
-    from tests.services import require
-
-    require("gcloud", "the Pub/Sub emulator")
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        busy = taken.getsockname()[1]
-        started = time.monotonic()
-        with pytest.raises(local_services.PortTaken, match="port taken"):
-            local_services.PubSubEmulator(port=busy).start()
-        assert time.monotonic() - started < 60  # not the 90 s start-up limit
-        ports = iter([busy])
-        free_port = local_services.free_port
-        monkeypatch.setattr(local_services, "free_port", lambda: next(ports, None) or free_port())
-        emulator = local_services.PubSubEmulator().start()
-        try:
-            assert emulator.port != busy and emulator.host.endswith(str(emulator.port))
-            assert emulator.process.poll() is None
-        finally:
-            emulator.stop()

@@ -29,6 +29,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """A service's port was taken between choosing it and binding it."""
+
+
 class _LocalService:
     """A server process of its own session (so its children stop with it), logging to a
     temporary file, ready when ``_ready()`` says so."""
@@ -48,9 +52,9 @@ class _LocalService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                tail = self._tail()
+                taken, tail = self._port_taken(), self._tail()
                 self.stop()
-                raise RuntimeError(f"{self.name} exited: {tail}")
+                raise (PortTaken if taken else RuntimeError)(f"{self.name} exited: {tail}")
             if self._ready():
                 return self
             if self._port_taken():
@@ -66,8 +70,23 @@ class _LocalService:
         raise NotImplementedError
 
     def _port_taken(self) -> bool:
-        """The server says its port is in use (it may hang on rather than exit)."""
-        return False
+        """The server says its port is in use (the Pub/Sub emulator then hangs on)."""
+        with open(self.log.name, errors="replace") as fh:
+            text = fh.read()
+        return any(sign in text for sign in ("BindException", "Address already in use",
+                                             "address already in use"))
+
+    def _start_on_a_free_port(self, start, fresh, chosen: bool):
+        """``start()``; if another process took the port between choosing it and binding
+        it (a free port is only free when it is chosen), once more as ``fresh()``, an
+        instance on another port, unless the caller ``chosen`` the port."""
+        try:
+            return start()
+        except PortTaken:
+            if chosen:
+                raise
+        self.__dict__.update(fresh().__dict__)
+        return start()
 
     def _tail(self) -> str:
         with open(self.log.name, errors="replace") as fh:
@@ -95,10 +114,6 @@ class _LocalService:
                 os.remove(path)
 
 
-class PortTaken(RuntimeError):
-    """A service's port was taken between choosing it and binding it."""
-
-
 class PubSubEmulator(_LocalService):
     """The official Pub/Sub emulator (``gcloud beta emulators pubsub start``)."""
 
@@ -111,21 +126,9 @@ class PubSubEmulator(_LocalService):
         self.host = f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> PubSubEmulator:
-        """Start on the given port, or on a free one: one another process takes before the
-        emulator binds it (a free port is only free when it is chosen) is replaced once."""
-        try:
-            return self._start(timeout)
-        except PortTaken:
-            if self._chosen:
-                raise
-        again = PubSubEmulator()
-        self.__dict__.update(again.__dict__)
-        return self._start(timeout)
-
-    def _port_taken(self) -> bool:
-        with open(self.log.name, errors="replace") as fh:
-            text = fh.read()
-        return "BindException" in text or "Address already in use" in text
+        """Start on the given port, or on a free one (replaced once if taken meanwhile)."""
+        return self._start_on_a_free_port(lambda: self._start(timeout), PubSubEmulator,
+                                          self._chosen)
 
     def _start(self, timeout: float) -> PubSubEmulator:
         gcloud = shutil.which("gcloud")
@@ -160,12 +163,19 @@ class BigQueryEmulator(_LocalService):
     def __init__(self, port: int | None = None, project: str = "local-project",
                  venv: str = BQ_VENV):
         super().__init__()
+        self._chosen = port is not None
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.project = project
         self.venv = venv
 
     def start(self, timeout: float = 60.0) -> BigQueryEmulator:
+        """Start on the given port, or on a free one (replaced once if taken meanwhile)."""
+        return self._start_on_a_free_port(
+            lambda: self._start(timeout),
+            lambda: BigQueryEmulator(project=self.project, venv=self.venv), self._chosen)
+
+    def _start(self, timeout: float) -> BigQueryEmulator:
         binary = os.path.join(self.venv, "bin", "bqemulator")
         if not os.path.exists(binary):
             raise FileNotFoundError(f"no BigQuery emulator at {binary}: run `make bqemulator`")
