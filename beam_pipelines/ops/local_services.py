@@ -76,17 +76,28 @@ class _LocalService:
         return any(sign in text for sign in ("BindException", "Address already in use",
                                              "address already in use"))
 
-    def _start_on_a_free_port(self, start, fresh, chosen: bool):
-        """``start()``; if another process took the port between choosing it and binding
-        it (a free port is only free when it is chosen), once more as ``fresh()``, an
-        instance on another port, unless the caller ``chosen`` the port."""
+    #: Seconds a start may take; a port the caller gave (``_chosen``) is never replaced.
+    start_timeout = 60.0
+    _chosen = False
+
+    def start(self, timeout: float | None = None):
+        """Start on the given port, or on a free one: if another process takes it before the
+        service binds it (a free port is only free when it is chosen), once more on
+        another (``_fresh()``)."""
+        timeout = timeout or self.start_timeout
         try:
-            return start()
+            return self._start(timeout)
         except PortTaken:
-            if chosen:
+            if self._chosen:
                 raise
-        self.__dict__.update(fresh().__dict__)
-        return start()
+        self.__dict__.update(self._fresh().__dict__)
+        return self._start(timeout)
+
+    def _start(self, timeout: float):
+        raise NotImplementedError
+
+    def _fresh(self):
+        raise NotImplementedError
 
     def _tail(self) -> str:
         with open(self.log.name, errors="replace") as fh:
@@ -125,10 +136,10 @@ class PubSubEmulator(_LocalService):
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> PubSubEmulator:
-        """Start on the given port, or on a free one (replaced once if taken meanwhile)."""
-        return self._start_on_a_free_port(lambda: self._start(timeout), PubSubEmulator,
-                                          self._chosen)
+    start_timeout = 90.0
+
+    def _fresh(self) -> PubSubEmulator:
+        return PubSubEmulator()
 
     def _start(self, timeout: float) -> PubSubEmulator:
         gcloud = shutil.which("gcloud")
@@ -169,11 +180,8 @@ class BigQueryEmulator(_LocalService):
         self.project = project
         self.venv = venv
 
-    def start(self, timeout: float = 60.0) -> BigQueryEmulator:
-        """Start on the given port, or on a free one (replaced once if taken meanwhile)."""
-        return self._start_on_a_free_port(
-            lambda: self._start(timeout),
-            lambda: BigQueryEmulator(project=self.project, venv=self.venv), self._chosen)
+    def _fresh(self) -> BigQueryEmulator:
+        return BigQueryEmulator(project=self.project, venv=self.venv)
 
     def _start(self, timeout: float) -> BigQueryEmulator:
         binary = os.path.join(self.venv, "bin", "bqemulator")
