@@ -32,6 +32,8 @@ RUN pip install --no-cache-dir . \
  && pip install --no-cache-dir --no-deps $(python setup.py --no-deps-pins)
 
 ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/beam_pipelines/ops/flex_template.py
+# Arrow's pool for the workers' batches (beam_pipelines/allocator.py says why).
+ENV ARROW_DEFAULT_MEMORY_POOL=jemalloc
 # Everything is installed: workers must not resolve anything at start-up.
 ENV PIP_NO_DEPS=True
 ENTRYPOINT ["/opt/apache/beam/boot"]

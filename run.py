@@ -2,6 +2,9 @@
 import sys
 
 if __name__ == "__main__":
+    from beam_pipelines.allocator import prefer_jemalloc
+
+    prefer_jemalloc()  # before anything loads pyarrow
     try:
         from beam_pipelines.cli import main
     except KeyboardInterrupt:  # Ctrl-C while Python is still importing

@@ -132,4 +132,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from beam_pipelines.allocator import prefer_jemalloc
+
+    prefer_jemalloc()  # what `python -m run` does, before anything loads pyarrow
     sys.exit(main())

@@ -10,8 +10,13 @@ from datetime import datetime, timezone
 # process that only ever fork+execs is to turn them off, before gRPC is imported.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
-import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+# The pipelines under test allocate from the Arrow pool `python -m run` names.
+from beam_pipelines.allocator import prefer_jemalloc  # noqa: E402
+
+prefer_jemalloc()
+
+import pytest  # noqa: E402
+from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
 
 NOW = datetime(2026, 1, 6, 12, 0, tzinfo=timezone.utc)
 

@@ -246,6 +246,8 @@ def test_the_image_runs_the_pinned_beam_and_python():
     assert "pip check" in dockerfile and "--no-deps-pins" in dockerfile
     assert "COPY pyproject.toml setup.py" in dockerfile  # the shim reads the pins there
     assert "RUN pip install --no-cache-dir . " in dockerfile  # the worker install, lean
+    # The workers' Arrow pool is the one `python -m run` names (beam_pipelines/allocator).
+    assert re.search(r"^ENV ARROW_DEFAULT_MEMORY_POOL=jemalloc$", dockerfile, re.M)
 
 
 # --- the embedded geolocation database on Dataflow ---------------------------------------
