@@ -158,29 +158,29 @@ def deduplicate(records: pa.Table, known: set[int] | None = None) -> SilverBatch
     letters. Which copy survives is decided by the row-level ``_copy_rank``, so it does
     not depend on arrival order. Streaming passes the event times (µs) ``known`` from
     earlier panes: a record at one of those is a copy too."""
-    micros = records.column("timestamp").cast(pa.int64()).to_numpy()
-    order = np.argsort(micros, kind="stable")
-    micros = micros[order]
+    times = records.column("timestamp").cast(pa.int64()).to_numpy()
+    order = np.argsort(times, kind="stable")
+    micros = times[order]
     repeated = np.flatnonzero(micros[1:] == micros[:-1]) + 1
     seen = (np.flatnonzero(np.isin(micros, np.fromiter(known, np.int64, len(known))))
             if known else np.zeros(0, np.int64))
     if not len(repeated) and not len(seen):
         return SilverBatch(records.take(order), [])
     first = np.unique(np.concatenate([repeated - 1, repeated, seen]))
-    copies = records.take(order[first]).to_pylist()
-    by_time: dict[int, list[dict]] = {}
-    for m, row in zip(micros[first].tolist(), copies, strict=True):
-        by_time.setdefault(m, []).append(row)
+    by_time: dict[int, list[tuple[int, dict]]] = {}  # event time → (row, record) copies
+    for m, j, row in zip(micros[first].tolist(), order[first].tolist(),
+                         records.take(order[first]).to_pylist(), strict=True):
+        by_time.setdefault(m, []).append((j, row))
     dead, winners = [], []
     now = datetime.now(timezone.utc)
     for m, rows in by_time.items():
-        rows.sort(key=_copy_rank)
+        rows.sort(key=lambda copy: _copy_rank(copy[1]))
         if known and m in known:
-            kept = rows[0]  # only for the wording: the kept one came in an earlier pane
+            kept = rows[0][1]  # only for the wording: the kept one came in an earlier pane
         else:
-            kept = rows.pop(0)
-            winners.append(kept)
-        for dup in rows:
+            j, kept = rows.pop(0)
+            winners.append(j)
+        for _, dup in rows:
             dead.append(dead_letter(
                 layer="silver", step="DeduplicateEvents",
                 reason="duplicate_event",
@@ -190,7 +190,7 @@ def deduplicate(records: pa.Table, known: set[int] | None = None) -> SilverBatch
                 now=now))
     unique = np.ones(len(order), dtype=bool)
     unique[first] = False
-    table = concat([records.take(order[unique]), from_rows(winners, SERVER_METRICS_SILVER)],
-                   SERVER_METRICS_SILVER)
-    micros = table.column("timestamp").cast(pa.int64()).to_numpy()
-    return SilverBatch(table.take(np.argsort(micros, kind="stable")), dead)
+    # The surviving rows, each copy's winner among them, taken once in event-time order
+    # (after the deduplication no two share a time).
+    keep = np.concatenate([order[unique], np.asarray(winners, dtype=np.int64)])
+    return SilverBatch(records.take(keep[np.argsort(times[keep], kind="stable")]), dead)
