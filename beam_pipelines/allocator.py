@@ -3,14 +3,15 @@
 pyarrow's default pool on Linux is mimalloc, which hands freed pages back to the system
 within milliseconds; the next table of a similar size faults them in and zeroes them
 again. The batch medallion frees and allocates tables of megabytes all the time: with
-jemalloc the 1M-record run spends half the kernel time (~2.3 s less), about 8 % less
-wall time and ~80 MiB less peak memory (paired runs; README, "Measured").
+jemalloc the 1M-record run spends ~40 % less kernel time (2.3 s), about 9 % less wall
+time and ~80 MiB less peak memory (paired runs; README, "Benchmarks").
 
-Arrow reads ``ARROW_DEFAULT_MEMORY_POOL`` once, when it is first loaded, and only for
-its C++ default, which the IPC, Parquet and compute code use (``pa.set_memory_pool``
-later changes only the Python default): so this module imports nothing, and the entry
-points call it first. Worker processes the runner starts inherit the variable; the
-Dataflow workers' image sets it (Dockerfile).
+Arrow reads ``ARROW_DEFAULT_MEMORY_POOL`` once, when it is first loaded, for its C++
+default pool, which the IPC, Parquet and compute code use (a later
+``pa.set_memory_pool`` sets the default of pyarrow's Python calls only, and measured no
+gain): so this module imports nothing, and the entry points call it first. Worker
+processes the runner starts inherit the variable; the Dataflow workers' image sets it
+(Dockerfile).
 """
 from __future__ import annotations
 
