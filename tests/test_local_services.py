@@ -11,11 +11,13 @@ from beam_pipelines.ops import local_services
 from tests.services import require
 
 
-@pytest.mark.parametrize("service", ["PubSubEmulator", "BigQueryEmulator"])
+@pytest.mark.parametrize("service", ["PubSubEmulator", "BigQueryEmulator", "PostgresServer",
+                                     "KafkaBroker"])
 def test_a_service_whose_port_is_taken_starts_on_another_or_says_so(monkeypatch, service):
     """A free port is only free when it is chosen: another process may bind it before the
-    service does (the Pub/Sub emulator then hangs on rather than exit). A port the caller
-    chose fails at once; a port picked for the service is replaced."""
+    service does (the Pub/Sub emulator and the Kafka broker then hang on rather than exit,
+    and the held port accepts connections). A port the caller chose fails at once; a port
+    picked for the service is replaced."""
     if service == "PubSubEmulator":
         require("gcloud", "the Pub/Sub emulator")
     cls = getattr(local_services, service)
@@ -32,8 +34,9 @@ def test_a_service_whose_port_is_taken_starts_on_another_or_says_so(monkeypatch,
         monkeypatch.setattr(local_services, "free_port", lambda: next(ports, None) or free_port())
         service = cls().start()
         try:
-            assert service.port != busy and str(service.port) in (
-                getattr(service, "host", None) or service.url)
+            address = {"PubSubEmulator": "host", "BigQueryEmulator": "url",
+                       "PostgresServer": "dsn", "KafkaBroker": "bootstrap"}[type(service).__name__]
+            assert service.port != busy and str(service.port) in getattr(service, address)
             assert service.process.poll() is None and service._ready()
         finally:
             service.stop()

