@@ -347,13 +347,15 @@ def merge_matrix_accumulators(accs) -> list:
     return merged
 
 
-def partial_matrix_rows(keyed_acc, matrix: AlertMatrix) -> pa.Table:
-    (server_id, name, server_type, location, start), acc = keyed_acc
-    identity = {"server_id": pa.array([server_id], pa.string()),
-                "server_name": pa.array([name], pa.string()),
-                "server_type": pa.array([server_type], pa.string()),
-                "location": pa.array([location], pa.string())}
-    return matrix_table(np.array([start]), identity, [np.array([a]) for a in acc], matrix)
+def partial_matrix_rows(merged: list, matrix: AlertMatrix) -> pa.Table:
+    """Windows merged from their parts on two days, ``((identity, start), accumulator)``
+    each → their matrix rows, in one table."""
+    keys = [key for key, _ in merged]
+    identity = {name: pa.array([key[i] for key in keys], pa.string())
+                for i, name in enumerate(IDENTITY)}
+    starts = np.array([key[len(IDENTITY)] for key in keys], np.int64)
+    acc = [np.array(values) for values in zip(*(acc for _, acc in merged), strict=True)]
+    return matrix_table(starts, identity, acc, matrix)
 
 
 def anomaly_tables(series: pa.Table, server_id: str, rules, counters) -> tuple[pa.Table,
