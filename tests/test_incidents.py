@@ -247,6 +247,11 @@ def test_an_overheating_critical_inhibits_ewma_temperature_warnings_on_its_serve
     after = [sig(t, 0, family="ewma", rule="ewma_3sigma_temperature_c")
              for t in range(600 + 301, 1000, 10)]
     assert track(heat + after, rules).inhibited == 0
+    # the source is active until exactly keep_firing_for after its end (600 s + 300 s)
+    at_edge = sig(900, 0, family="ewma", rule="ewma_3sigma_temperature_c")
+    past_edge = (at_edge[0] + 1, at_edge[1] + 1, *at_edge[2:])
+    assert track(heat + [at_edge], rules).inhibited == 1
+    assert track(heat + [past_edge], rules).inhibited == 0
     # without the rule, both page
     assert len(paged(track(heat + temp, Incidents(group_by=("server_id", "rule"))))) == 2
 

@@ -116,6 +116,7 @@ class IncidentTracker:
         self._repeat_us = rules.repeat_interval_s * _US
         self._paging = paging_families(rules)
         self._group = tuple(g for g in rules.group_by if g != "server_id")
+        self._kinds: dict = {}  # a signal's labels → what they decide (``_kind``)
 
     @property
     def open(self) -> dict:
@@ -131,10 +132,11 @@ class IncidentTracker:
             if hold:
                 family = "threshold"  # a threshold rule's, for its group
             self.advance(start)
-            labels = {"server_id": identity[0], "server_type": identity[2],
-                      "location": identity[3], "family": family, "rule": rule,
-                      "severity": severity}
-            group = tuple(labels[g] for g in self._group)
+            kind = self._kinds.get((identity[0], identity[2], identity[3], family, rule,
+                                    severity))
+            if kind is None:
+                kind = self._kind(identity, family, rule, severity)
+            group, at_once, sources, targets = kind
             inc = self.open.get(group)
             if hold:
                 # hysteresis: the metric still beyond the rule's clear level keeps a firing
@@ -142,7 +144,7 @@ class IncidentTracker:
                 if inc is not None and inc.fired_us is not None and rule in inc.rules:
                     inc.last_end_us = max(inc.last_end_us, end)
                 continue
-            if rules.inhibit_rules and self._inhibited(labels, start, end):
+            if (sources or targets) and self._inhibited(sources, targets, start, end):
                 self.inhibited += 1
                 continue
             rank = RANK[severity]
@@ -165,7 +167,7 @@ class IncidentTracker:
             else:
                 first = inc.rule_started.setdefault(rule, start)
             if inc.fired_us is None:
-                if rules.fires_at_once(labels) or (
+                if at_once or (
                         start - first >= (self._for_us if own is None else own)
                         and inc.count >= rules.min_signals):
                     inc.fired_us = end
@@ -176,19 +178,34 @@ class IncidentTracker:
                 if inc.due is None:  # else the notification due carries it
                     inc.due = ("escalated", max(end, inc.notified_us + self._interval_us))
 
-    def _inhibited(self, labels: dict, start: int, end: int) -> bool:
+    def _kind(self, identity, family: str, rule: str, severity: str) -> tuple:
+        """What a signal's labels decide, the same for every signal with those labels:
+        its incident group, whether it fires at once, and the inhibit rules it is a source
+        and a target of, with their ``equal`` keys. Worked out once per distinct labels:
+        a server's signals carry a few kinds, over and over."""
+        labels = {"server_id": identity[0], "server_type": identity[2],
+                  "location": identity[3], "family": family, "rule": rule,
+                  "severity": severity}
+        sources, targets = [], []
+        for i, inhibit in enumerate(self.rules.inhibit_rules):
+            key = (i, *(labels[e] for e in inhibit.equal))
+            if inhibit.source.matches(labels):
+                sources.append(key)
+            elif inhibit.target.matches(labels):
+                targets.append(key)
+        kind = self._kinds[(identity[0], identity[2], identity[3], family, rule, severity)] = (
+            tuple(labels[g] for g in self._group), self.rules.fires_at_once(labels),
+            tuple(sources), tuple(targets))
+        return kind
+
+    def _inhibited(self, sources: tuple, targets: tuple, start: int, end: int) -> bool:
         """Is the signal a target of an active source? And, a source itself, it is active
         until ``keep_firing_for`` after its end (each rule has its own key, so checking and
         recording in one pass is the same as checking all first)."""
         active = self.state.inhibiting
-        hit = False
-        for i, rule in enumerate(self.rules.inhibit_rules):
-            key = (i, *(labels[e] for e in rule.equal))
-            if rule.source.matches(labels):
-                active[key] = max(active.get(key, -1), end + self._keep_us)
-            elif rule.target.matches(labels) and active.get(key, -1) >= start:
-                hit = True
-        return hit
+        for key in sources:
+            active[key] = max(active.get(key, -1), end + self._keep_us)
+        return any(active.get(key, -1) >= start for key in targets)
 
     def _next(self, inc: OpenIncident) -> tuple[int, str]:
         """The incident's next change of its own, and what it is."""
