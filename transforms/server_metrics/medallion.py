@@ -390,12 +390,20 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                      | "GoldSeriesByServer" >> beam.GroupByKey()
                      | "GoldDetectAnomalies" >> beam.ParDo(ScoreServerSeriesFn(rules)).with_outputs(
                          ALERT_SIGNALS.name, main="rows"))
-        events = (tables(days[ALERT_SIGNALS.name], midnight[ALERT_SIGNALS.name],
-                         anomalies[ALERT_SIGNALS.name]) | "GoldAlertSignals" >> beam.Flatten())
-        tables(events, days[SIGNAL_HOLDS])
-        paged = ((events, days[SIGNAL_HOLDS]) | "GoldSignalsAndHolds" >> beam.Flatten()
-                 | "GoldSignalsByServer" >> beam.ParDo(SignalsByServerFn(rules)).with_output_types(
-                     keyed_tables(str))
+        signals = (days[ALERT_SIGNALS.name], midnight[ALERT_SIGNALS.name],
+                   anomalies[ALERT_SIGNALS.name])
+        events = tables(*signals) | "GoldAlertSignals" >> beam.Flatten()
+        tables(days[SIGNAL_HOLDS])
+        # Each part is keyed by server where it is made: flattening the parts first would
+        # be one more copy of every signal (the local runner materialises a flatten of
+        # several inputs), where this copies only the signals that page.
+        by_server = SignalsByServerFn(rules)
+        paging = tuple(
+            part | f"GoldPagingSignals{name}" >> beam.ParDo(by_server).with_output_types(
+                keyed_tables(str))
+            for name, part in zip(("OfDays", "AcrossMidnight", "OfAnomalies", "Holds"),
+                                  (*signals, days[SIGNAL_HOLDS]), strict=True))
+        paged = (paging | "GoldSignalsByServer" >> beam.Flatten()
                  | "GoldGroupSignals" >> beam.GroupByKey()
                  | "GoldIncidents" >> beam.ParDo(IncidentsFn(rules)).with_output_types(
                      pa.Table).with_outputs(ALERT_NOTIFICATIONS.name, main="incidents"))
