@@ -292,6 +292,9 @@ def main(argv=None) -> int:
     parser.add_argument("--servers", type=int, default=20)
     parser.add_argument("--workdir", default=os.path.join("bench", "out"))
     parser.add_argument("--skip-multiprocess", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each batch-medallion and DuckDB measurement, of which "
+                             "the median counts (default 3)")
     parser.add_argument("--skip-pubsub", action="store_true",
                         help="skip the publisher benchmark (needs the Pub/Sub emulator)")
     parser.add_argument("--publish-events", type=int, default=100_000)
@@ -335,7 +338,7 @@ def main(argv=None) -> int:
 
         results.update(bench_incident_quality(args.workdir))
         results.update(bench_metrics(args.workdir, args.records, args.sweep_records,
-                                     args.servers, not args.skip_multiprocess))
+                                     args.servers, not args.skip_multiprocess, args.repeats))
         loop_rate = results[f"10s_{args.records}_loop_records_per_s"]
     if not args.skip_pubsub and not args.only_logs:
         results.update(bench_pubsub(args.publish_events, results["generator_records_per_s"],

@@ -33,6 +33,20 @@ def _child(kind: str, data: str, out: str, workers: int = 1) -> dict:
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
+def _median_child(kind: str, data: str, out: str, repeats: int, workers: int = 1) -> dict:
+    """``_child`` run ``repeats`` times in turn: the median run's seconds (a few-second run
+    varies by ±15 % on a shared machine, and a target is a quotient of two runs), the
+    largest peak memory, and every run's seconds."""
+    import statistics
+
+    runs = [_child(kind, data, out, workers) for _ in range(max(repeats, 1))]
+    seconds = [r["seconds"] for r in runs]
+    median = statistics.median_low(seconds)
+    chosen = runs[seconds.index(median)]
+    return {**chosen, "seconds": median, "seconds_each": seconds,
+            "peak_mib": max(r["peak_mib"] for r in runs)}
+
+
 def _side_by_side(kind: str, data: str, outs: list[str]) -> dict:
     """Independent one-worker runs at once, one per output: what the machine gives two
     processes with nothing shared (the ceiling of a two-process run), as the slowest
@@ -70,8 +84,11 @@ def _mark(ok: bool) -> str:
 
 
 def bench_metrics(workdir: str, records: int, sweep_records: int, servers: int = 20,
-                  multiprocess: bool = True) -> dict:
-    results: dict = {}
+                  multiprocess: bool = True, repeats: int = 3) -> dict:
+    """``repeats``: runs of each Beam and DuckDB measurement, their median taken (the
+    per-record loop and the side-by-side runs, which no target divides by a noisy few
+    seconds, run once)."""
+    results: dict = {"metrics_repeats": repeats}
     cases = [(10.0, records, True)]
     if sweep_records != records:
         cases.append((10.0, sweep_records, True))
@@ -83,23 +100,31 @@ def bench_metrics(workdir: str, records: int, sweep_records: int, servers: int =
     for interval, size, with_loop in cases:
         data, written = generate(workdir, interval, size, servers)
         tag = f"{interval:g}s_{size}"
-        runs = {"beam": _child("beam", data, os.path.join(workdir, f"beam_{tag}")),
-                "duckdb": _child("duckdb", data, os.path.join(workdir, f"duckdb_{tag}"))}
+        runs = {"beam": _median_child("beam", data, os.path.join(workdir, f"beam_{tag}"),
+                                      repeats),
+                "duckdb": _median_child("duckdb", data, os.path.join(workdir, f"duckdb_{tag}"),
+                                        repeats)}
         if with_loop:
             runs["loop"] = _child("loop", data, os.path.join(workdir, f"loop_{tag}"))
             _check_against_loop(os.path.join(workdir, f"beam_{tag}"), runs["loop"]["counts"],
                                 written)
         if multiprocess and size == records and interval == 10.0 and (os.cpu_count() or 1) > 1:
-            runs["beam_2proc"] = _child("beam", data, os.path.join(workdir, f"beam2_{tag}"),
-                                        workers=2)
+            runs["beam_2proc"] = _median_child("beam", data,
+                                               os.path.join(workdir, f"beam2_{tag}"), repeats,
+                                               workers=2)
             runs["beam_2copies"] = _side_by_side("beam", data, [
                 os.path.join(workdir, f"beam_copy{i}_{tag}") for i in (1, 2)])
         for name, run in runs.items():
             rate = written / run["seconds"]
             results[f"{tag}_{name}_records_per_s"] = rate
             results[f"{tag}_{name}_peak_mib"] = run["peak_mib"]
+            spread = ""
+            if len(run.get("seconds_each", ())) > 1:
+                each = [written / s for s in run["seconds_each"]]
+                results[f"{tag}_{name}_records_per_s_each"] = each
+                spread = f"  (median of {len(each)}: {min(each):,.0f} to {max(each):,.0f})"
             print(f"  {interval:>7g}s {size:>10,} {name:<12} {rate:>10,.0f} "
-                  f"{run['peak_mib']:>9,.0f}", flush=True)
+                  f"{run['peak_mib']:>9,.0f}{spread}", flush=True)
         stages = runs["beam"].get("stages", {})
         for stage in STAGES:
             elements, rows = stages.get(f"{stage}_elements"), stages.get(f"{stage}_records")
