@@ -7,11 +7,12 @@ Chromium from reaching for the network at start (no sync, no component updates).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
+
+from beam_pipelines.ops.local_services import free_port
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -25,12 +26,6 @@ DECK = '[data-testid="stDeckGlJsonChart"]'
 PAGES = {"": ("Fleet health", (VEGA,)), "map": ("Map", (DECK,)),
          "alerts": ("Alerts", (VEGA,)), "web": ("Web traffic", (VEGA, DECK)),
          "pipeline": ("Pipeline health", (VEGA,)), "live": ("Live", (VEGA,))}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Dashboard:
