@@ -218,16 +218,16 @@ def matrix_table(seg_starts, identity: dict[str, pa.Array], acc, matrix: AlertMa
 def matrix_event_table(table: pa.Table, matrix: AlertMatrix) -> pa.Table:
     """The alert feed's rows of the labelled windows: ``matrix_events``, column-wise."""
     parts = []
-    for label, rule, metric, observed, (a, a_text), (b, b_text) in (
+    for label, rule, metric, observed, (a, a_text), (b, b_text), unit in (
             ("cpu_memory_alert", "cpu_memory", "cpu_usage,memory_usage", "avg_cpu_usage",
-             ("avg_cpu_usage", ": avg cpu "), ("avg_memory_usage", " %, avg memory ")),
+             ("avg_cpu_usage", ": avg cpu "), ("avg_memory_usage", " %, avg memory "), " %, "),
             ("network_disk_alert", "network_disk", "network_in,disk_io", "max_network_in",
-             ("max_network_in", ": max network_in "), ("max_disk_io", " kB/s, max disk_io "))):
+             ("max_network_in", ": max network_in "), ("max_disk_io", " kB/s, max disk_io "),
+             " IOPS, ")):
         sub = table.filter(table.column(label).is_valid())
         n = sub.num_rows
         if not n:
             continue
-        unit = " %, " if rule == "cpu_memory" else " IOPS, "
         message = text.join(
             sub.column(label), " on ", text.name_or_id(sub.column("server_name"),
                                                        sub.column("server_id")),

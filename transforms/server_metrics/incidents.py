@@ -35,7 +35,7 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
 from transforms.bronze import micros_of, utc_of
 from transforms.server_metrics.row_gold import HOLD
-from transforms.server_metrics.rules import SEVERITIES, Incidents
+from transforms.server_metrics.rules import SEVERITIES, SIGNAL_LABELS, Incidents
 from transforms.windowing import BATCH, MINUTE, Mode, schedule_flush
 
 _US = 1_000_000
@@ -132,10 +132,8 @@ class IncidentTracker:
             if hold:
                 family = "threshold"  # a threshold rule's, for its group
             self.advance(start)
-            kind = self._kinds.get((identity[0], identity[2], identity[3], family, rule,
-                                    severity))
-            if kind is None:
-                kind = self._kind(identity, family, rule, severity)
+            labels = (identity[0], identity[2], identity[3], family, rule, severity)
+            kind = self._kinds.get(labels) or self._kind(labels)
             group, at_once, sources, targets = kind
             inc = self.open.get(group)
             if hold:
@@ -178,14 +176,13 @@ class IncidentTracker:
                 if inc.due is None:  # else the notification due carries it
                     inc.due = ("escalated", max(end, inc.notified_us + self._interval_us))
 
-    def _kind(self, identity, family: str, rule: str, severity: str) -> tuple:
-        """What a signal's labels decide, the same for every signal with those labels:
+    def _kind(self, values: tuple) -> tuple:
+        """What a signal's labels (``values``, in ``SIGNAL_LABELS`` order) decide, the same
+        for every signal with those labels:
         its incident group, whether it fires at once, and the inhibit rules it is a source
         and a target of, with their ``equal`` keys. Worked out once per distinct labels:
         a server's signals carry a few kinds, over and over."""
-        labels = {"server_id": identity[0], "server_type": identity[2],
-                  "location": identity[3], "family": family, "rule": rule,
-                  "severity": severity}
+        labels = dict(zip(SIGNAL_LABELS, values, strict=True))
         sources, targets = [], []
         for i, inhibit in enumerate(self.rules.inhibit_rules):
             key = (i, *(labels[e] for e in inhibit.equal))
@@ -193,7 +190,7 @@ class IncidentTracker:
                 sources.append(key)
             elif inhibit.target.matches(labels):
                 targets.append(key)
-        kind = self._kinds[(identity[0], identity[2], identity[3], family, rule, severity)] = (
+        kind = self._kinds[values] = (
             tuple(labels[g] for g in self._group), self.rules.fires_at_once(labels),
             tuple(sources), tuple(targets))
         return kind
