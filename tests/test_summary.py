@@ -70,3 +70,21 @@ def test_summary_ignores_nulls_per_metric():
     cols = s.columns()
     assert cols["record_count"] == 2 and cols["avg_cpu_usage"] == 20.0
     assert cols["avg_memory_usage"] == 50.0 and cols["total_network_in"] is None
+
+
+@pytest.mark.parametrize("scale", [100.0, 1e15])  # the one-key sort, and the lexsort
+def test_vectorised_quantiles_per_segment_equal_the_distributions(scale):
+    from transforms.server_metrics.aggregate import Segments
+
+    rng = np.random.default_rng(11)
+    sizes = rng.integers(1, 40, 300)
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    values = np.round(rng.uniform(-0.2, 1.0, len(codes)) * scale, 2)
+    values[rng.random(len(codes)) < 0.1] = np.nan
+    values[codes == 7] = np.nan  # a segment without a value
+    seg = Segments(codes, np.zeros(len(codes), dtype=np.int64))
+    got = seg.quantiles(values)
+    for s in range(len(sizes)):
+        part = values[codes == s]
+        want = dist(part[~np.isnan(part)].tolist()).quantiles()
+        assert tuple(None if np.isnan(q[s]) else q[s] for q in got) == want
