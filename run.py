@@ -5,6 +5,9 @@ if __name__ == "__main__":
     from beam_pipelines.allocator import prefer_jemalloc
 
     prefer_jemalloc()  # before anything loads pyarrow
+    from beam_pipelines.errors import guard_interrupts
+
+    guard_interrupts()  # a Ctrl-C Python would drop is raised again
     try:
         from beam_pipelines.cli import main
     except KeyboardInterrupt:  # Ctrl-C while Python is still importing

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from beam_pipelines.errors import INTERRUPTED, UserError
+from beam_pipelines.errors import INTERRUPTED, UserError, interrupt_taken
 from beam_pipelines.kinds import DEFAULT, KINDS
 
 USAGE = """usage: {prog} [PIPELINE] [options]
@@ -83,10 +83,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m run") -> int:
     try:
         return _main(argv, run, prog)
     except KeyboardInterrupt:
-        pass
+        interrupt_taken()
     except RuntimeError as exc:
         if not _interrupted(exc):
             raise
+        interrupt_taken()
     _clean_after_interrupt(run.get("options"), run.get("ours"))
     print(f"{prog}: interrupted", file=sys.stderr)
     return INTERRUPTED

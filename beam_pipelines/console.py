@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from beam_pipelines.errors import USAGE_ERROR, leave, quiet_broken_pipe
+from beam_pipelines.errors import USAGE_ERROR, guard_interrupts, leave, quiet_broken_pipe
 
 #: command → (module with ``main(argv, prog)``, what it does).
 COMMANDS = {
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"telemetry: error: unknown command {name!r} (one of {', '.join(COMMANDS)})",
               file=sys.stderr)
         return USAGE_ERROR
+    if program and name == "run":
+        guard_interrupts()  # as ``python -m run``: a Ctrl-C Python would drop is raised again
     module = importlib.import_module(COMMANDS[name][0])
     try:
         code = module.main(rest, prog=f"telemetry {name}")

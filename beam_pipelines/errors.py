@@ -18,6 +18,60 @@ USAGE_ERROR = 2
 INTERRUPTED = 130
 
 
+class _Interrupts:
+    """Ctrl-C raises KeyboardInterrupt wherever the main thread is, and Python drops one
+    raised inside a weakref callback or a ``__del__`` ("Exception ignored in …"): a
+    Ctrl-C landing there was lost, and the run went on to its end (seen while Python
+    imported). Until the command takes the interrupt (:func:`interrupt_taken`), it is
+    raised again every ``AGAIN_S``."""
+
+    AGAIN_S = 0.5
+
+    def __init__(self):
+        import threading
+
+        self.taken = threading.Event()
+        self.watch = None
+        self.again = False  # the signal in flight is this guard's own
+
+    def handler(self, signum, frame):
+        again, self.again = self.again, False
+        if again and (self.taken.is_set() or sys.exc_info()[1] is not None):
+            return  # taken, or an except block may be taking it: not the user's Ctrl-C
+        if self.watch is None:
+            import threading
+
+            self.watch = threading.Thread(target=self._raise_again, daemon=True,
+                                          name="interrupt-guard")
+            self.watch.start()
+        raise KeyboardInterrupt
+
+    def _raise_again(self):
+        import os
+        import signal
+
+        while not self.taken.wait(self.AGAIN_S):
+            self.again = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+_INTERRUPTS = _Interrupts()
+
+
+def guard_interrupts() -> None:
+    """Make sure a Ctrl-C ends the command (see :class:`_Interrupts`): the first thing a
+    command's entry point does."""
+    import signal
+
+    signal.signal(signal.SIGINT, _INTERRUPTS.handler)
+
+
+def interrupt_taken() -> None:
+    """The command has caught the interrupt and is ending: the first statement of the
+    ``except`` that catches it."""
+    _INTERRUPTS.taken.set()
+
+
 def leave(code: int, prog: str) -> NoReturn:
     """End the process as soon as its work is done and its output flushed. The
     interpreter's own teardown (the runner's threads, gRPC's) can take a second, and

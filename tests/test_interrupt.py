@@ -116,3 +116,42 @@ def test_a_finished_program_leaves_at_once_with_its_output_flushed():
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=20)
     assert proc.returncode == 3 and proc.stdout == "written", proc
+
+
+_SWALLOWING = """
+import sys, time
+from beam_pipelines.errors import guard_interrupts, interrupt_taken
+if sys.argv[1] == "guarded":
+    guard_interrupts()
+
+class Held:
+    def __del__(self):  # Python drops an exception raised here ("Exception ignored")
+        print("in __del__", flush=True)
+        time.sleep(2)
+
+try:
+    Held()
+    for _ in range(100):
+        time.sleep(0.1)
+except KeyboardInterrupt:
+    interrupt_taken()
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_ctrl_c_python_drops_is_raised_again(guarded):
+    """A Ctrl-C landing where Python drops the exception it raises (a ``__del__``, a
+    weakref callback: seen while Python imported) still ends the command; unguarded, the
+    same script runs on to its end, which is what the guard is for."""
+    proc = _interruptible("-c", _SWALLOWING, "guarded" if guarded else "bare")
+    assert proc.stdout.readline().strip() == "in __del__"
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert "Exception ignored" in err  # the interrupt did land where it is dropped
+    if guarded:
+        assert proc.returncode == 130, err[-2000:]
+        assert time.monotonic() - started < 5  # within the __del__ and a re-raise or two
+    else:
+        assert proc.returncode == 0, err[-2000:]
