@@ -238,6 +238,15 @@ def test_the_series_scan_scores_exactly_as_the_detector():
     hits, state = scan_series(rules, "cpu_usage", values)
     assert hits == expected and len(hits) > 150
     assert state == detector.state
+    # Resumed from its state, in pieces that end in and after the warm-up, the first
+    # value included: the same anomalies and the same state.
+    state, hits, at = None, [], 0
+    for size in (1, 3, rules.warmup - 5, 1, 2, 7, 500, 19_000, 10_000):
+        piece = values[at:at + size]
+        found, state = scan_series(rules, "cpu_usage", piece, state)
+        hits += [(at + h[0], *h[1:]) for h in found]
+        at += len(piece)
+    assert at == len(values) and hits == expected and state == detector.state
 
 
 def test_the_batch_pipeline_is_portable(tmp_path):

@@ -254,37 +254,44 @@ def scan_series(rules: AnomalyDetection, metric: str, values: list[float],
                 state: tuple | None = None) -> tuple[list[tuple], tuple]:
     """``Detector.score`` over a whole series in one tight loop (the batch path scores
     millions of values): the same operations in the same order, so the same numbers.
-    Returns the anomalies as (position, expected, std, score) and the detector's state."""
+    Returns the anomalies as (position, expected, std, score) and the detector's state.
+
+    The warm-up and the scoring are two loops, so the one that runs over nearly every
+    value tests neither the first value nor the warm-up, and counts at the end."""
     alpha, var_alpha = rules.alpha, rules.variance_alpha
     threshold, warmup, floor = rules.threshold, rules.warmup, rules.floor(metric)
     ewma, variance, count, warm_sum = state or (None, None, 0, 0.0)
-    sqrt = math.sqrt
     hits = []
-    for i, value in enumerate(values):
-        if ewma is None:
-            ewma, count = value, 1
-            continue
-        residual = value - ewma
-        if count < warmup:
-            warm_sum += residual * residual
-            if count + 1 >= warmup:
-                variance = warm_sum / count
-        else:
-            std = sqrt(variance)
-            if std < floor:
-                std = floor
-            score = abs(residual) / std
-            if score >= threshold:
-                hits.append((i, ewma, std, score))
-            limit = threshold * std
-            if residual > limit:
-                residual = limit
-            elif residual < -limit:
-                residual = -limit
-            variance += var_alpha * (residual * residual - variance)
+    n, i = len(values), 0
+    if ewma is None and n:
+        ewma, count, i = values[0], 1, 1
+    while i < n and count < warmup:
+        residual = values[i] - ewma
+        warm_sum += residual * residual
+        if count + 1 >= warmup:
+            variance = warm_sum / count
         ewma += alpha * residual
         count += 1
-    return hits, (ewma, variance, count, warm_sum)
+        i += 1
+    if i >= n:
+        return hits, (ewma, variance, count, warm_sum)
+    sqrt = math.sqrt
+    first = i
+    for i, value in enumerate(values[first:] if first else values, first):
+        residual = value - ewma
+        std = sqrt(variance)
+        if std < floor:
+            std = floor
+        size = abs(residual)
+        score = size / std
+        if score >= threshold:
+            hits.append((i, ewma, std, score))
+        limit = threshold * std
+        if size > limit:  # clipped, as the detector's max(-limit, min(limit, residual))
+            residual = limit if residual > 0 else -limit
+        variance += var_alpha * (residual * residual - variance)
+        ewma += alpha * residual
+    return hits, (ewma, variance, count + n - first, warm_sum)
 
 
 class EwmaDetectorFn(beam.DoFn):
