@@ -165,11 +165,11 @@ class ServerDaysFn(beam.DoFn):
         self._elements, self._records = count_batches("server_days")
 
     def start_bundle(self):
-        self._gathered: list[pa.Table] = []
+        self._gathered: list[tuple[int, pa.Table]] = []  # (day start, its records)
         self._gathered_rows = 0
 
     def process(self, keyed):
-        (server_id, _), fragments = keyed
+        (server_id, day), fragments = keyed
         prior = None
         if isinstance(fragments, dict):  # a replay: {"new": [...], "prior": [...]}
             prior = concat(list(fragments["prior"]), SERVER_METRICS_SILVER)
@@ -190,7 +190,7 @@ class ServerDaysFn(beam.DoFn):
         if known:  # gold is computed over the day's every record, earlier and new
             whole = concat([prior, unique.records], SERVER_METRICS_SILVER)
         yield TaggedOutput("series", (server_id, gold.series(whole, self._rules)))
-        self._gathered.append(whole)
+        self._gathered.append((day, whole))
         self._gathered_rows += whole.num_rows
         if self._gathered_rows >= self.GATHER_ROWS:
             yield from self._gold()
@@ -204,7 +204,11 @@ class ServerDaysFn(beam.DoFn):
         gathered, self._gathered, self._gathered_rows = self._gathered, [], 0
         if not gathered:
             return
-        days = gold.ServerDays(concat(gathered, SERVER_METRICS_SILVER), self._rules)
+        # In day order, each group sorted in time already: the order ServerDays sorts
+        # into, so it need not copy the rows to reorder them.
+        gathered.sort(key=lambda day_group: day_group[0])
+        days = gold.ServerDays(concat([group for _, group in gathered], SERVER_METRICS_SILVER),
+                               self._rules)
         tables, threshold, holds = days.tables()
         for name, table in tables.items():
             if table.num_rows:
