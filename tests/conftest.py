@@ -112,9 +112,11 @@ def run_and_collect(build, streaming: bool = False, as_rows: bool = True) -> dic
     import pyarrow as pa
     from apache_beam.testing.util import assert_that
 
+    from transforms.batches import whole
+
     token = uuid.uuid4().hex
     with (streaming_pipeline() if streaming else test_pipeline()) as p:
-        outputs = build(p)
+        outputs = whole(build(p), prefix="Collect")
         for name, pcoll in outputs.items():
             assert_that(pcoll, _Collect(f"{token}/{name}"), label=f"Collect_{name}")
     collected = {name: _COLLECTED.pop(f"{token}/{name}") for name in outputs}

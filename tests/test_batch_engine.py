@@ -465,3 +465,39 @@ def test_arrow_coder_round_trips_small_tables_plain_and_large_ones_compressed():
     assert len(coder.encode(large)) < large.nbytes * 0.6  # compressed
     small = table(500)
     assert len(coder.encode(small)) > small.nbytes  # plain: the buffers and the schema
+
+
+def test_the_tables_made_in_parts_reach_the_lakehouse_without_a_flatten(tmp_path):
+    """The alert feed and the alert matrix are made by several stages; each part is
+    written by its own step, straight from the stage that makes it (a flatten of several
+    stages would be materialised, every table in it encoded and decoded once more)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipelines import runs
+    from beam_pipelines.io.sources import ReadRawBatches
+    from beam_pipelines.preflight import preflight
+    from beam_pipelines.server_metrics import LAUNCH
+
+    data = tmp_path / "m.jsonl"
+    data.write_text(line() + "\n")
+    options = PipelineOptions(["--output-dir", str(tmp_path / "out")], runner="FnApiRunner")
+    p = beam.Pipeline(options=options)
+    runs.build(p, p | ReadRawBatches({"jsonl": [str(data)]}), LAUNCH, preflight(options, LAUNCH))
+    writers: dict[str, list] = {}
+    flattened = set()
+
+    class Inputs(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node):
+            if isinstance(node.transform, beam.Flatten):
+                flattened.update(node.inputs)
+            for table in ("ServerAlertMatrix", "AlertSignals"):
+                if node.full_label.startswith(f"Write{table}Part"):  # its files' step
+                    writers.setdefault(table, []).append(node.inputs[0])
+
+    p.visit(Inputs())
+    assert [part.producer.full_label for part in writers["ServerAlertMatrix"]] == [
+        "ServerMetrics/GoldServerDays/ParDo(ServerDaysFn)",
+        "ServerMetrics/GoldMatrixRows/ParDo(MatrixAcrossMidnightFn)"]
+    assert len(writers["AlertSignals"]) == 3
+    assert not flattened & {*writers["ServerAlertMatrix"], *writers["AlertSignals"]}

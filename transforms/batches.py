@@ -14,7 +14,9 @@ Element types, per PCollection:
 * raw batches (:func:`raw_lines`, :func:`raw_rows`): what a source read, with the
   ``payload`` and ``source`` of every record and the batch's kind in its metadata;
 * table batches: a ``pyarrow.Table`` with exactly the Arrow schema of one
-  :class:`~schemas.core.RecordSchema` (bronze, silver, each gold table, dead letters).
+  :class:`~schemas.core.RecordSchema` (bronze, silver, each gold table, dead letters);
+* a table in parts (:class:`TableParts`): a tuple of such PCollections, one per stage
+  that makes the table, which :func:`whole` flattens into one.
 
 ``BatchesToRows`` and ``RowsToBatches`` adapt to code that works on row dicts.
 """
@@ -214,6 +216,21 @@ def declare_tables(*pcolls, element_type=pa.Table):
     for pcoll in pcolls:
         pcoll.element_type = element_type
     return pcolls
+
+
+class TableParts(tuple):
+    """One table made by several stages: a PCollection of Arrow tables per stage. A
+    runner materialises a flatten of several inputs (the local one encodes and decodes
+    every table in it), so a medallion leaves the flatten to the sink that needs one: the
+    lakehouse writes each part's files where the part is made; the others take
+    :func:`whole`."""
+
+
+def whole(tables: dict, prefix: str = "") -> dict:
+    """A medallion's output with each :class:`TableParts` flattened into one PCollection
+    (``prefix``: of the step labels, when two sinks flatten the same table)."""
+    return {name: declare_tables(parts | f"{prefix}{name}Whole" >> beam.Flatten())[0]
+            if isinstance(parts, TableParts) else parts for name, parts in tables.items()}
 
 
 def dictionary(column) -> pa.DictionaryArray:

@@ -474,11 +474,19 @@ def write_tables(tables: dict, schemas, output_dir: str, mode: Mode = BATCH,
     those that do). Batch: files staged per bundle, published once all are written;
     streaming: a file per table and flush, in place at once."""
 
+    from transforms.batches import TableParts
+
     by_name = {schema.name: schema for schema in schemas}
     staging = staging_dir(output_dir)
-    written = [rows | f"Write{by_name[name].label}" >> WriteLakehouseTable(
-        output_dir, by_name[name], mode=mode, batches=holds_batches(name, batches),
-        staging=staging) for name, rows in tables.items()]
+    written = []
+    for name, rows in tables.items():
+        # A table in parts: each part's files are written in the stage that makes it.
+        parts = rows if isinstance(rows, TableParts) else (rows,)
+        for i, part in enumerate(parts):
+            label = f"Write{by_name[name].label}" + (f"Part{i + 1}" if len(parts) > 1 else "")
+            written.append(part | label >> WriteLakehouseTable(
+                output_dir, by_name[name], mode=mode, batches=holds_batches(name, batches),
+                staging=staging))
     if written and mode.choose(batch=True, streaming=False):  # streaming: in place already
         tuple(written) | "PublishTables" >> PublishFiles(staging)
 

@@ -44,8 +44,8 @@ class BigQuerySink:
               batches: bool | frozenset = False) -> None:
         from beam_pipelines.bigquery.sink import write_tables_to_bigquery
 
-        if batches:  # Beam's BigQuery IO writes rows
-            tables = as_rows(tables, batches)
+        # Beam's BigQuery IO writes rows, one PCollection a table
+        tables = as_rows(tables, batches, prefix="BigQuery")
         write_tables_to_bigquery(tables, schemas, self.warehouse, self.method, self.pipeline,
                                  mode, self.temp_location, self.validate, self.layers)
 
@@ -58,10 +58,11 @@ class BigQuerySink:
 def as_rows(tables: dict, batches=True, prefix: str = "") -> dict:
     """The tables that hold Arrow batches as rows, for what writes rows (``prefix``: of
     the step labels, when two sinks convert the same table)."""
-    from transforms.batches import BatchesToRows
+    from transforms.batches import BatchesToRows, whole
 
     return {name: (pcoll | f"{prefix}{name}AsRows" >> BatchesToRows())
-            if holds_batches(name, batches) else pcoll for name, pcoll in tables.items()}
+            if holds_batches(name, batches) else pcoll
+            for name, pcoll in whole(tables, prefix).items()}
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,11 @@ Steps and the elements they move:
   small partial results;
 * ``GoldLocationDays``, ``GoldMatrixAcrossMidnight``, ``GoldDetectAnomalies``: what needs
   several groups, from those partial results (a handful of elements per server and day);
-* ``GoldAlertSignals``: the one alert feed (the signals);
 * ``GoldIncidents``: each server's signals → incidents and their notifications.
+
+The alert feed (the signals) and the alert matrix are tables in parts, one per stage that
+makes them (:class:`~transforms.batches.TableParts`): the lakehouse writes each part where
+it is made, rather than after a flatten that the local runner would materialise.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from schemas.server_metrics import (
 from transforms.batches import (
     DEAD,
     RowsToBatches,
+    TableParts,
     concat,
     count_batches,
     dead_letter_batch,
@@ -341,7 +345,9 @@ class IncidentsFn(beam.DoFn):
 
 class ServerMetricsBatchMedallion(beam.PTransform):
     """Raw batches → {table name: PCollection of Arrow tables}, every table of the
-    server-metrics medallion and all dead letters."""
+    server-metrics medallion and all dead letters; ``alert_signals`` and
+    ``server_alert_matrix`` as :class:`~transforms.batches.TableParts` (``whole`` makes
+    each one PCollection)."""
 
     def __init__(self, rules: ServerMetricsRules | None = None, clock=None,
                  max_future_s: float | None = None,
@@ -396,7 +402,9 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                          ALERT_SIGNALS.name, main="rows"))
         signals = (days[ALERT_SIGNALS.name], midnight[ALERT_SIGNALS.name],
                    anomalies[ALERT_SIGNALS.name])
-        events = tables(*signals) | "GoldAlertSignals" >> beam.Flatten()
+        # The signals and the matrix are tables in parts, each written where it is made:
+        # a flatten would be one more copy of all of them (see TableParts).
+        events = TableParts(tables(*signals))
         tables(days[SIGNAL_HOLDS])
         # Each part is keyed by server where it is made: flattening the parts first would
         # be one more copy of every signal (the local runner materialises a flatten of
@@ -411,8 +419,7 @@ class ServerMetricsBatchMedallion(beam.PTransform):
                  | "GoldGroupSignals" >> beam.GroupByKey()
                  | "GoldIncidents" >> beam.ParDo(IncidentsFn(rules)).with_output_types(
                      pa.Table).with_outputs(ALERT_NOTIFICATIONS.name, main="incidents"))
-        matrix = (tables(days[SERVER_ALERT_MATRIX.name], midnight.rows)
-                  | "GoldAlertMatrix" >> beam.Flatten())
+        matrix = TableParts(tables(days[SERVER_ALERT_MATRIX.name], midnight.rows))
         dead = (tables(bronze[DEAD], checked[DEAD], days[DEAD])
                 | "AllDeadLetters" >> beam.Flatten())
         tables(bronze.records, days.silver, anomalies.rows, locations,
