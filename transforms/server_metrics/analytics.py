@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from itertools import islice
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -277,7 +278,7 @@ def scan_series(rules: AnomalyDetection, metric: str, values: list[float],
         return hits, (ewma, variance, count, warm_sum)
     sqrt = math.sqrt
     first = i
-    for i, value in enumerate(values[first:] if first else values, first):
+    for i, value in enumerate(islice(values, first, None), first):
         residual = value - ewma
         std = sqrt(variance)
         if std < floor:
