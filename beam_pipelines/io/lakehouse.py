@@ -232,10 +232,10 @@ class WriteTableFilesFn(beam.DoFn):
 
     #: Rows held back across a bundle's partitions before all are written out: bounds the
     #: memory of a bundle that covers many days.
-    HELD_ROW_GROUPS = 4
+    HELD_ROW_GROUPS = 2
 
     def __init__(self, staging: str, directory: str, schema: RecordSchema,
-                 row_group_rows: int = 65_536):
+                 row_group_rows: int = 131_072):
         self._staging = staging
         self._directory = directory
         self._schema = schema
