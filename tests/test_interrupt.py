@@ -127,7 +127,8 @@ if sys.argv[1] == "guarded":
 class Held:
     def __del__(self):  # Python drops an exception raised here ("Exception ignored")
         print("in __del__", flush=True)
-        time.sleep(2)
+        for _ in range(200):  # until the Ctrl-C, however late it comes (10 s at most)
+            time.sleep(0.05)
 
 try:
     Held()
@@ -152,6 +153,6 @@ def test_a_ctrl_c_python_drops_is_raised_again(guarded):
     assert "Exception ignored" in err  # the interrupt did land where it is dropped
     if guarded:
         assert proc.returncode == 130, err[-2000:]
-        assert time.monotonic() - started < 5  # within the __del__ and a re-raise or two
+        assert time.monotonic() - started < 5  # a re-raise or two, not the loop's 10 s
     else:
         assert proc.returncode == 0, err[-2000:]
