@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from typing import NoReturn
 
 
@@ -28,8 +29,6 @@ class _Interrupts:
     AGAIN_S = 0.5
 
     def __init__(self):
-        import threading
-
         self.taken = threading.Event()
         self.watch = None
         self.again = False  # the signal in flight is this guard's own
@@ -39,8 +38,6 @@ class _Interrupts:
         if again and (self.taken.is_set() or sys.exc_info()[1] is not None):
             return  # taken, or an except block may be taking it: not the user's Ctrl-C
         if self.watch is None:
-            import threading
-
             self.watch = threading.Thread(target=self._raise_again, daemon=True,
                                           name="interrupt-guard")
             self.watch.start()

@@ -274,10 +274,8 @@ def scan_series(rules: AnomalyDetection, metric: str, values: list[float],
         ewma += alpha * residual
         count += 1
         i += 1
-    if i >= n:
-        return hits, (ewma, variance, count, warm_sum)
     sqrt = math.sqrt
-    first = i
+    first = i  # n when the warm-up took every value: the loop below then runs no time
     for i, value in enumerate(islice(values, first, None), first):
         residual = value - ewma
         std = sqrt(variance)
