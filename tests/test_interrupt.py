@@ -31,7 +31,7 @@ def _interruptible(*args: str) -> subprocess.Popen:
 @pytest.mark.parametrize("after_s", [0.3, 3.0, 6.0, 9.0])
 def test_ctrl_c_anywhere_in_a_batch_run_is_one_line_and_exit_130(tmp_path, after_s):
     out = tmp_path / "lake"
-    proc = _interruptible("-m", "run", "--output-dir", str(out), "--sample-duration", "48h")
+    proc = _interruptible("-m", "run", "--output-dir", str(out), "--sample-duration", "96h")
     time.sleep(after_s)
     if proc.poll() is not None:
         _, err = proc.communicate()
