@@ -78,7 +78,12 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-def settle(page, timeout_ms: int = 30_000) -> None:
+#: How long a page may take to draw: a loaded machine (a test suite on two cores) has taken
+#: more than 30 s for a chart.
+WAIT_MS = 60_000
+
+
+def settle(page, timeout_ms: int = WAIT_MS) -> None:
     """Wait until the script has finished and every chart has drawn."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     page.wait_for_function(
@@ -101,9 +106,9 @@ def go_to(page, path: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     page.wait_for_function(
         "t => [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === t)",
-        arg=title, timeout=30_000)
+        arg=title, timeout=WAIT_MS)
     for selector in draws:
-        page.wait_for_selector(selector, timeout=30_000)
+        page.wait_for_selector(selector, timeout=WAIT_MS)
     settle(page)
 
 
