@@ -23,7 +23,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.core import FieldType, RecordSchema
-from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, rejection_of
 from transforms.dedupe import FirstSeenFn
 
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -326,11 +326,10 @@ def parse_records(raws, parse, now: datetime, step: str,
                 check_arrival(row, raw.watermark, allowed_lateness_s)
             rows.append(row)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            reason, message, event_time = rejection_of(exc)
             dead.append(dead_letter(
-                layer="bronze", step=step, reason=rejection.reason,
-                message=rejection.message, payload=raw.payload, source=raw.source,
-                event_timestamp=rejection.event_timestamp, now=now))
+                layer="bronze", step=step, reason=reason, message=message,
+                payload=raw.payload, source=raw.source, event_timestamp=event_time, now=now))
     return rows, dead
 
 

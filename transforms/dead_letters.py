@@ -71,6 +71,15 @@ def internal_error(exc: BaseException) -> RecordRejected:
     return RecordRejected("internal_error", f"{type(exc).__name__}: {exc}")
 
 
+def rejection_of(exc: BaseException) -> tuple[str, str, datetime | None]:
+    """(reason, message, event time) of a record a step raised ``exc`` for; any error
+    but a :class:`RecordRejected` is an ``internal_error``. Plain values, so that nothing
+    in the caller's frame holds the exception after its ``except``: its traceback holds
+    that frame, and the cycle would keep the frame's batch alive until a full collection."""
+    rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+    return rejection.reason, rejection.message, rejection.event_timestamp
+
+
 
 def stamped(dead_letters, pipeline: str):
     """A dead-letter batch (an Arrow table) or row with its ``pipeline`` set."""

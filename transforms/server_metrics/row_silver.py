@@ -21,7 +21,7 @@ from apache_beam.utils.timestamp import Duration
 
 from schemas.server_metrics import MEASUREMENT_FIELDS, SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.bronze import EPOCH, event_time
-from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, rejection_of
 from transforms.server_metrics.rules import ServerMetricsRules
 from transforms.windowing import BATCH, MINUTE, Mode, Streaming, bucket
 
@@ -105,11 +105,11 @@ class CheckServerMetricFn(beam.DoFn):
         try:
             yield to_silver(bronze, self._rules)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            reason, message, _ = rejection_of(exc)
             self._rejected.inc()
             yield TaggedOutput(DEAD_LETTER, dead_letter(
                 layer="silver", step="CheckServerMetric",
-                reason=rejection.reason, message=rejection.message, payload=bronze,
+                reason=reason, message=message, payload=bronze,
                 source=bronze.get("source"), event_timestamp=bronze.get("timestamp")))
 
 

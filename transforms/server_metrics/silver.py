@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_SILVER
 from transforms.batches import concat, conform, from_rows
-from transforms.dead_letters import RecordRejected, dead_letter, internal_error
+from transforms.dead_letters import dead_letter, rejection_of
 from transforms.server_metrics.bronze import edge_space
 from transforms.server_metrics.row_silver import (
     _RANGES,
@@ -141,10 +141,10 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules) -> SilverBatch:
         try:
             accepted.append(to_silver(row, rules))
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            reason, message, _ = rejection_of(exc)
             dead.append(dead_letter(
                 layer="silver", step="CheckServerMetric",
-                reason=rejection.reason, message=rejection.message, payload=row,
+                reason=reason, message=message, payload=row,
                 source=row.get("source"), event_timestamp=row.get("timestamp")))
     kept = table.filter(pa.array(~flagged))
     if accepted:

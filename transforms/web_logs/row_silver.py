@@ -25,7 +25,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from schemas.web_logs import MAX_RESPONSE_BYTES
-from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, internal_error
+from transforms.dead_letters import DEAD_LETTER, RecordRejected, dead_letter, rejection_of
 from transforms.dedupe import FirstSeenFn
 from transforms.geo import embedded_ipv4, is_host_name
 from transforms.windowing import BATCH, Mode, Streaming
@@ -217,11 +217,10 @@ class CleanWebLogFn(beam.DoFn):
         try:
             row = to_web_silver(record, self._policy)
         except Exception as exc:  # noqa: BLE001 - one bad row must never stop the pipeline
-            rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            reason, message, _ = rejection_of(exc)
             self._rejected.inc()
             yield TaggedOutput(DEAD_LETTER, dead_letter(
-                layer="silver", step="CleanWebLog",
-                reason=rejection.reason, message=rejection.message,
+                layer="silver", step="CleanWebLog", reason=reason, message=message,
                 payload=self._policy.redact(record), source=record.get("source"),
                 event_timestamp=record.get("timestamp")))
             return

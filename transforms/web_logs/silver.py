@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from schemas.web_logs import GEO_FIELDS, MAX_RESPONSE_BYTES, WEB_LOGS_SILVER
 from transforms.batches import conform, dense_codes, dictionary
-from transforms.dead_letters import RecordRejected, dead_letter, internal_error
+from transforms.dead_letters import dead_letter, rejection_of
 from transforms.geo import UNKNOWN, GeoDatabase, Place
 from transforms.web_logs.row_silver import IDENTITY, PrivacyPolicy, describe_agent, to_web_silver
 
@@ -134,13 +134,12 @@ def _status_dead_letters(located: pa.Table, bad: np.ndarray, policy: PrivacyPoli
     for row in located.take(pa.array(bad)).to_pylist():
         try:
             to_web_silver(row, policy)
-            exc: Exception = RecordRejected("internal_error", "status range disagreed")
-        except Exception as error:  # noqa: BLE001 - what the row-level step would say
-            exc = error
-        rejection = exc if isinstance(exc, RecordRejected) else internal_error(exc)
+            reason, message = "internal_error", "status range disagreed"
+        except Exception as exc:  # noqa: BLE001 - what the row-level step would say
+            reason, message, _ = rejection_of(exc)
         dead.append(dead_letter(
-            layer="silver", step="CleanWebLog", reason=rejection.reason,
-            message=rejection.message, payload=policy.redact(row), source=row.get("source"),
+            layer="silver", step="CleanWebLog", reason=reason,
+            message=message, payload=policy.redact(row), source=row.get("source"),
             event_timestamp=row.get("timestamp"), now=now))
     return dead
 
