@@ -80,7 +80,6 @@ def rejection_of(exc: BaseException) -> tuple[str, str, datetime | None]:
     return rejection.reason, rejection.message, rejection.event_timestamp
 
 
-
 def stamped(dead_letters, pipeline: str):
     """A dead-letter batch (an Arrow table) or row with its ``pipeline`` set."""
     if isinstance(dead_letters, dict):
