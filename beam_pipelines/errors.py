@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import threading
 from typing import NoReturn
@@ -44,9 +46,6 @@ class _Interrupts:
         raise KeyboardInterrupt
 
     def _raise_again(self):
-        import os
-        import signal
-
         while not self.taken.wait(self.AGAIN_S):
             self.again = True
             os.kill(os.getpid(), signal.SIGINT)
@@ -58,8 +57,6 @@ _INTERRUPTS = _Interrupts()
 def guard_interrupts() -> None:
     """Make sure a Ctrl-C ends the command (see :class:`_Interrupts`): the first thing a
     command's entry point does."""
-    import signal
-
     signal.signal(signal.SIGINT, _INTERRUPTS.handler)
 
 
@@ -77,8 +74,6 @@ def leave(code: int, prog: str) -> NoReturn:
     live worker threads can abort ("terminate called without an active exception").
     Until the end a Ctrl-C is one line and status 130."""
     import logging
-    import os
-    import signal
 
     def interrupted(signum, frame):
         os.write(2, f"{prog}: interrupted\n".encode())
@@ -98,8 +93,6 @@ def leave(code: int, prog: str) -> NoReturn:
 def quiet_broken_pipe() -> int:
     """The reader of stdout went away (``… --help | head``): not an error of ours, and no
     traceback at exit either (Python flushes stdout again then)."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     return 0
