@@ -3,6 +3,7 @@ letter lets go of it, so no reference cycle (exception → traceback → the ste
 its locals) keeps the step's batch alive until the next full garbage collection."""
 from __future__ import annotations
 
+import functools
 import gc
 from types import FrameType, TracebackType
 
@@ -52,14 +53,16 @@ def _metrics_silver_row():
     return out
 
 
-_GEO = GeoDatabase(default_database())  # one per worker, as the pipeline opens it
+@functools.cache
+def _geo() -> GeoDatabase:
+    return GeoDatabase(default_database())  # one per worker, as the pipeline opens it
 
 
 def _web_silver():
     logs = raw_lines([_LOG.format(status=200).encode(), _LOG.format(status=999).encode()],
                      "access.log")
     records = web_bronze_batch(logs, NOW).records
-    out = clean_batch(records, SALT, _GEO, NOW)
+    out = clean_batch(records, SALT, _geo(), NOW)
     assert [d["reason"] for d in out.dead_letters] == ["out_of_range"]
     return out
 
