@@ -700,7 +700,7 @@ def _drop_rows_of(path: str, files: frozenset, pipeline: str | None) -> None:
     if not files:
         return
 
-    def rows_of(table):
+    def dropped(table):
         gone = from_files(table, files)
         if pipeline is not None:
             gone = pc.and_(gone, pc.equal(table.column("pipeline"), pipeline))
@@ -709,10 +709,10 @@ def _drop_rows_of(path: str, files: frozenset, pipeline: str | None) -> None:
     # The columns that tell first: a file (a partition) the input does not cover is
     # read no further and left as it is.
     columns = ["source"] + (["pipeline"] if pipeline is not None else [])
-    if not pc.any(rows_of(pq.read_table(path, columns=columns))).as_py():
+    if not pc.any(dropped(pq.read_table(path, columns=columns))).as_py():
         return
     table = pq.read_table(path)
-    _rewrite(path, table.filter(pc.invert(rows_of(table))))
+    _rewrite(path, table.filter(pc.invert(dropped(table))))
 
 
 def _no_raw(p):

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.server_metrics import SERVER_METRIC, SERVER_METRICS_SILVER
-from transforms.batches import concat, conform, from_rows
+from transforms.batches import concat, conform, from_rows, rows_of
 from transforms.dead_letters import dead_letter, rejection_of
 from transforms.server_metrics.bronze import edge_space
 from transforms.server_metrics.row_silver import (
@@ -137,7 +137,7 @@ def silver_batch(bronze: pa.Table, rules: ServerMetricsRules) -> SilverBatch:
     if not flagged.any():
         return SilverBatch(table, [])
     accepted, dead = [], []
-    for row in bronze.filter(pa.array(flagged)).to_pylist():
+    for row in rows_of(bronze.filter(pa.array(flagged))):
         try:
             accepted.append(to_silver(row, rules))
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the pipeline
@@ -169,7 +169,7 @@ def deduplicate(records: pa.Table, known: set[int] | None = None) -> SilverBatch
     first = np.unique(np.concatenate([repeated - 1, repeated, seen]))
     by_time: dict[int, list[tuple[int, dict]]] = {}  # event time → (row, record) copies
     for m, j, row in zip(micros[first].tolist(), order[first].tolist(),
-                         records.take(order[first]).to_pylist(), strict=True):
+                         rows_of(records.take(order[first])), strict=True):
         by_time.setdefault(m, []).append((j, row))
     dead, winners = [], []
     now = datetime.now(timezone.utc)

@@ -59,6 +59,7 @@ from transforms.batches import (
     count_batches,
     dead_letter_batch,
     keyed_tables,
+    rows_of,
 )
 from transforms.batches import declare_tables as tables
 from transforms.dead_letters import dead_letter
@@ -119,7 +120,7 @@ class GateAndDeduplicateFn(beam.DoFn):
                 dead_letter(layer="silver", step="DeduplicateEvents", reason="late",
                             message=message, payload=row, source=row.get("source"),
                             event_timestamp=row["timestamp"])
-                for row in records.to_pylist()]))
+                for row in rows_of(records)]))
             return
         close.set(window.end + self._lateness)
         known = seen.read() or set()

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.web_logs import GEO_FIELDS, MAX_RESPONSE_BYTES, WEB_LOGS_SILVER
-from transforms.batches import conform, dense_codes, dictionary
+from transforms.batches import conform, dense_codes, dictionary, rows_of
 from transforms.dead_letters import dead_letter, rejection_of
 from transforms.geo import UNKNOWN, GeoDatabase, Place
 from transforms.web_logs.row_silver import IDENTITY, PrivacyPolicy, describe_agent, to_web_silver
@@ -67,7 +67,7 @@ def duplicate_positions(bronze: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 def _dedupe_dead_letters(bronze: pa.Table, dups: np.ndarray, kept: np.ndarray,
                          policy: PrivacyPolicy, now: datetime) -> list[dict]:
-    rows = bronze.take(pa.array(dups)).to_pylist()
+    rows = rows_of(bronze.take(pa.array(dups)))
     kept_sources = bronze.column("source").take(pa.array(kept)).to_pylist()
     return [dead_letter(
         layer="silver", step="DeduplicateRequests",
@@ -131,7 +131,7 @@ def _status_dead_letters(located: pa.Table, bad: np.ndarray, policy: PrivacyPoli
     """Status or size out of range, through the row-level function: its reason and
     message, the row redacted like it."""
     dead = []
-    for row in located.take(pa.array(bad)).to_pylist():
+    for row in rows_of(located.take(pa.array(bad))):
         try:
             to_web_silver(row, policy)
             reason, message = "internal_error", "status range disagreed"

@@ -39,7 +39,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas.dead_letter import DEAD_LETTERS
 from schemas.web_logs import WEB_GOLD_TABLES, WEB_LOGS_BRONZE, WEB_LOGS_SILVER
-from transforms.batches import DEAD, dead_letter_batch, keyed_tables
+from transforms.batches import DEAD, dead_letter_batch, keyed_tables, rows_of
 from transforms.batches import count_batches as _count
 from transforms.batches import declare_tables as tables
 from transforms.dead_letters import dead_letter
@@ -108,7 +108,7 @@ class FirstCopyFn(beam.DoFn):
         if new.all():
             yield fragment
             return
-        copies = fragment.filter(pa.array(~new)).to_pylist()
+        copies = rows_of(fragment.filter(pa.array(~new)))
         self._rejected.inc(len(copies))
         yield TaggedOutput(DEAD, dead_letter_batch([dead_letter(
             layer="silver", step="DeduplicateRequests",
