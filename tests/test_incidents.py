@@ -146,6 +146,18 @@ def test_a_critical_signal_fires_at_once_and_an_escalation_is_sent_once():
     assert [s for s, _ in states(critical)] == ["firing", "resolved"]
 
 
+def test_an_escalation_is_sent_before_a_later_signal_joins_the_incident():
+    """The escalation is due at 70 (the firing one was sent at 10, group_interval 60); a
+    signal of another rule at 80 joins after it was sent, so it is not in its text."""
+    rules = Incidents(for_s=0, keep_firing_for_s=300, group_interval_s=60,
+                      fire_at_once=("critical",))
+    tracker = track([sig(0, 10), sig(20, 10), sig(40, 10, "critical"),
+                     sig(80, 10, rule="overheating")], rules)
+    assert states(tracker) == [("firing", 10), ("escalated", 70), ("resolved", 390)]
+    escalated = tracker.notifications[1]["message"]
+    assert escalated.endswith("escalated to critical at 10:01:10 UTC: high_cpu"), escalated
+
+
 def test_fire_at_once_matches_labels_not_only_severity():
     """A 5σ sample is critical but one sample: only the critical threshold pages at once."""
     rules = Incidents(fire_at_once=(Matcher.of(family="threshold", severity="critical"),))
@@ -341,6 +353,48 @@ def test_fed_in_chunks_as_streaming_feeds_it_gives_the_same_incidents(seed):
     assert latest_rows(rows) == latest_rows(whole.incidents)
     assert notes == whole.notifications
     assert len(latest_rows(rows)) > 10
+
+
+class _Exhaustive(IncidentTracker):
+    """The tracker looking for the next change at every signal (no quiet bound)."""
+
+    @property
+    def _quiet_until(self):
+        return None
+
+    @_quiet_until.setter
+    def _quiet_until(self, _):
+        pass
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_signals_found_quiet_skip_nothing_that_was_due(seed):
+    """A signal the tracker finds with nothing due skips the search for the next change;
+    a signal that opens, fires or escalates an incident may bring that change sooner.
+    Bursts of overlapping signals, timers shorter and longer than the pending gap: the same
+    rows and notifications as a tracker that searches at every signal."""
+    rng = random.Random(100 + seed)
+    signals, t = [], 0.0
+    for _ in range(400):
+        t += rng.expovariate(1 / 8) if rng.random() < 0.85 else rng.expovariate(1 / 400)
+        signals.append(sig(t, rng.choice([5, 20, 60, 120]),
+                           rng.choice(["info"] * 3 + ["warning"] * 6 + ["critical"]),
+                           rule=rng.choice(["high_cpu", "cpu_memory", "overheating"])))
+    signals.sort()
+    wait = (0, 10, 45)[seed % 3]
+    rules = Incidents(for_s=(20, 60)[seed % 2], keep_firing_for_s=90, pending_gap_s=30,
+                      group_wait_s=wait, group_interval_s=40, repeat_interval_s=200,
+                      fire_at_once=("critical",), for_by_rule=(("cpu_memory", 10),),
+                      group_by=("server_id", "rule") if seed % 2 else ("server_id",),
+                      inhibit_rules=(InhibitRule(Matcher.of(rule="overheating"),
+                                                 Matcher.of(rule="high_cpu")),))
+    quick, exhaustive = IncidentTracker(rules), _Exhaustive(rules)
+    for tracker in (quick, exhaustive):
+        tracker.feed(signals)
+        tracker.advance(END_OF_TIME)
+    assert quick.incidents == exhaustive.incidents
+    assert quick.notifications == exhaustive.notifications
+    assert {"firing", "escalated", "resolved"} <= {n["state"] for n in quick.notifications}
 
 
 # ---- streaming ----------------------------------------------------------------------

@@ -117,6 +117,11 @@ class IncidentTracker:
         self._paging = paging_families(rules)
         self._group = tuple(g for g in rules.group_by if g != "server_id")
         self._kinds: dict = {}  # a signal's labels → what they decide (``_kind``)
+        #: No open incident changes before this (µs; None: not known). Most signals find
+        #: nothing due, and this spares them the search for the next change. It may be
+        #: early, never late: a signal only moves an incident's next change later, but
+        #: where it opens, fires or escalates one (``_sooner``).
+        self._quiet_until: int | None = None
 
     @property
     def open(self) -> dict:
@@ -124,18 +129,19 @@ class IncidentTracker:
 
     def feed(self, signals) -> None:
         """Signals as tuples of :data:`SIGNAL_FIELDS` (micros for the times), sorted."""
-        rules = self.rules
+        rules, paging, kinds, open_ = self.rules, self._paging, self._kinds, self.open
         for start, end, family, rule, severity, *identity, metric, value in signals:
-            if family not in self._paging:
+            if family not in paging:
                 continue  # a signal, not a page: passed over without a trace
             hold = family == HOLD
             if hold:
                 family = "threshold"  # a threshold rule's, for its group
-            self.advance(start)
+            if self._quiet_until is None or start > self._quiet_until:  # as advance's test:
+                self.advance(start)  # the call is most of what a quiet signal costs
             labels = (identity[0], identity[2], identity[3], family, rule, severity)
-            kind = self._kinds.get(labels) or self._kind(labels)
+            kind = kinds.get(labels) or self._kind(labels)
             group, at_once, sources, targets = kind
-            inc = self.open.get(group)
+            inc = open_.get(group)
             if hold:
                 # hysteresis: the metric still beyond the rule's clear level keeps a firing
                 # incident of that rule open; it opens, fires and escalates nothing
@@ -148,8 +154,8 @@ class IncidentTracker:
             rank = RANK[severity]
             risen = False
             if inc is None:
-                inc = self.open[group] = OpenIncident(tuple(identity), group, start, end,
-                                                      rank)
+                inc = open_[group] = OpenIncident(tuple(identity), group, start, end, rank)
+                self._sooner(inc)
             else:
                 risen = rank > inc.rank
                 inc.last_end_us = max(inc.last_end_us, end)
@@ -170,11 +176,13 @@ class IncidentTracker:
                         and inc.count >= rules.min_signals):
                     inc.fired_us = end
                     inc.due = ("firing", end + self._wait_us)
+                    self._sooner(inc)
                     self._row(inc)
             elif risen:
                 self._row(inc)
                 if inc.due is None:  # else the notification due carries it
                     inc.due = ("escalated", max(end, inc.notified_us + self._interval_us))
+                    self._sooner(inc)
 
     def _kind(self, values: tuple) -> tuple:
         """What a signal's labels (``values``, in ``SIGNAL_LABELS`` order) decide, the same
@@ -215,6 +223,11 @@ class IncidentTracker:
             return inc.notified_us + self._repeat_us, "repeated"
         return resolve, "resolved"
 
+    def _sooner(self, inc: OpenIncident) -> None:
+        """``inc``'s next change may now come before the others'."""
+        if self._quiet_until is not None:
+            self._quiet_until = min(self._quiet_until, self._next(inc)[0])
+
     def next_change_us(self) -> int | None:
         """When this server's next change of its own is due (streaming sets a timer)."""
         return min((self._next(inc)[0] for inc in self.open.values()), default=None)
@@ -222,10 +235,13 @@ class IncidentTracker:
     def advance(self, now_us: int) -> None:
         """Event time has reached ``now_us`` (a signal's start, or the watermark): every
         change due before it happens, in time order."""
+        if self._quiet_until is not None and now_us <= self._quiet_until:
+            return
         while self.open:
             at, what, group = min((*self._next(inc), group)
                                   for group, inc in self.open.items())
             if at >= now_us:
+                self._quiet_until = at
                 return
             inc = self.open[group]
             if what == "lapsed":
