@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
 
 import apache_beam as beam
 import numpy as np
@@ -35,7 +34,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from schemas.core import RecordSchema
 from schemas.dead_letter import DEAD_LETTERS
-from transforms.bronze import EPOCH, RawRecord
+from transforms.bronze import RawRecord, utc_of
 
 #: Output tag of every batch step's dead-letter batches.
 DEAD = "dead_letters"
@@ -138,16 +137,15 @@ def from_rows(rows: list[dict], schema: RecordSchema) -> pa.Table:
 def rows_of(table: pa.Table) -> list[dict]:
     """``table.to_pylist()``: the same rows, the same values. pyarrow makes each UTC
     timestamp through its time-zone database (~3 µs: a silver row's two cost twice its
-    other 26 values); epoch arithmetic gives the same datetime, exactly, in an eighth
-    of that. What a layer hands its row-level function (the records a range check
-    flags, the copies of a duplicate) goes through here."""
+    other 26 values); epoch arithmetic (``utc_of``) gives the same datetime, exactly, in
+    a sixth of that. What a layer hands its row-level function (the records a range
+    check flags, the copies of a duplicate) goes through here."""
     names = table.column_names
     columns = []
     for column in table.columns:
         kind = column.type
         if pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in ("UTC", "+00:00"):
-            epoch, step = EPOCH, timedelta
-            columns.append([None if m is None else epoch + step(microseconds=m)
+            columns.append([None if m is None else utc_of(m)
                             for m in column.cast(pa.int64()).to_pylist()])
         else:
             columns.append(column.to_pylist())

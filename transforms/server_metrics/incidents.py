@@ -136,8 +136,8 @@ class IncidentTracker:
             hold = family == HOLD
             if hold:
                 family = "threshold"  # a threshold rule's, for its group
-            if self._quiet_until is None or start > self._quiet_until:  # as advance's test:
-                self.advance(start)  # the call is most of what a quiet signal costs
+            if self._quiet_until is None or start > self._quiet_until:
+                self.advance(start)
             labels = (identity[0], identity[2], identity[3], family, rule, severity)
             kind = kinds.get(labels) or self._kind(labels)
             group, at_once, sources, targets = kind
@@ -234,9 +234,8 @@ class IncidentTracker:
 
     def advance(self, now_us: int) -> None:
         """Event time has reached ``now_us`` (a signal's start, or the watermark): every
-        change due before it happens, in time order."""
-        if self._quiet_until is not None and now_us <= self._quiet_until:
-            return
+        change due before it happens, in time order (and what is next is noted, for
+        ``feed`` to skip the search at a signal before it)."""
         while self.open:
             at, what, group = min((*self._next(inc), group)
                                   for group, inc in self.open.items())
